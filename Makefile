@@ -1,0 +1,35 @@
+# The two set-up commands of the README:
+#   make demo   install into .venv, then run the demo cohort through the workflow
+#   make test   install into .venv, then lint and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: install demo test lint pytest clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --cores 1
+
+pytest: install
+	# exit code 5 (no tests collected) is a failure, not a pass
+	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test: lint pytest
+
+clean:
+	rm -rf results logs benchmarks/demo benchmarks/validate benchmarks/convert resources/demo .snakemake

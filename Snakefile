@@ -1,0 +1,42 @@
+# oncoflow: multimodal oncology outcome prediction.
+#
+# Output tree (see README):
+#   resources/demo/<study>/...                      built-in synthetic demo cohort
+#   results/qc/<study>/cohort_report.json           validation of one study's cohort
+#   results/qc/cohort_report.json                   all studies together
+#   results/converted/<patient>/<tp>/<stem>.nii.gz  converted images (+ .json sidecar, _mask.nii.gz)
+#   logs/<stage>/...  and  benchmarks/<stage>/...   one per job, same relative paths
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/validate.smk"
+include: "rules/convert.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/qc/cohort_report.json",
+        all_converted(),
+
+
+rule qc:
+    input:
+        "results/qc/cohort_report.json",
+
+
+rule convert:
+    input:
+        all_converted(),

@@ -1,0 +1,28 @@
+rule demo_cohort:
+    output:
+        tables=multiext(
+            f"{DEMO_OUT}/{{study}}/",
+            "images.csv",
+            "clinical.csv",
+            "outcomes.csv",
+            "splits.csv",
+            "oracle.json",
+        ),
+        images=directory(f"{DEMO_OUT}/{{study}}/images"),
+    log:
+        "logs/demo/{study}.log",
+    benchmark:
+        "benchmarks/demo/{study}.tsv"
+    conda:
+        f"{ENVS}/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    params:
+        out=DEMO_OUT,
+        seed=DEMO["seed"],
+        patients=DEMO["patients"],
+    message:
+        "Writing the synthetic demo cohort of {wildcards.study}"
+    shell:
+        "{PY}/make_demo_cohort.py --out {params.out} --seed {params.seed}"
+        " --patients {params.patients} --study {wildcards.study} 2> {log}"

@@ -1,0 +1,48 @@
+"""Shared plumbing for the thin command-line scripts in ``scripts/``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from oncoflow.errors import OncoflowError
+
+log = logging.getLogger("oncoflow")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Send oncoflow's log records to stderr with a short, greppable format."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(
+    main: Callable[[argparse.Namespace], int | None],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse ``argv`` with ``parser`` and call ``main``; user errors become one line on stderr.
+
+    Args:
+        main: Function taking the parsed namespace; returns an exit code or ``None`` (= 0).
+        parser: The script's argument parser.
+        argv: Arguments without the program name; ``None`` means ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 on success, 1 when ``main`` raised :class:`OncoflowError`
+        (its message is printed as ``error: <message>``), else what ``main`` returned.
+    """
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    try:
+        code = main(args)
+    except OncoflowError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    return 0 if code is None else int(code)

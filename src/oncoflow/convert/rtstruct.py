@@ -1,0 +1,231 @@
+"""Rasterise RTSTRUCT ROIs onto an image grid.
+
+Each CLOSED_PLANAR contour (patient coordinates, mm) is mapped to continuous voxel indices of the
+reference image (``index = (D diag(spacing))^-1 (p - origin)``); its slice is the rounded index
+along the third axis, which must lie within half a slice of every contour point (contours must be
+parallel to the image slices). The polygon is filled on that slice (voxel centres inside the
+polygon), and the contours of one ROI in one plane are combined with the even-odd rule, so inner
+contours cut holes and separate islands add up. Each image slice takes the nearest contour plane
+within half a slice (so a mask can also be drawn on a grid resampled along the slice normal).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from skimage.draw import polygon as fill_polygon
+
+from oncoflow.errors import ConversionError
+
+__all__ = ["rasterize", "rasterize_with_info", "read_rtstruct", "roi_names"]
+
+log = logging.getLogger(__name__)
+
+_RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+def read_rtstruct(path: Path) -> Dataset:
+    """Read an RTSTRUCT file.
+
+    Raises:
+        ConversionError: The file is missing, not DICOM or not an RT Structure Set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path}: RTSTRUCT file does not exist")
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:
+        raise ConversionError(f"{path}: not a readable DICOM file ({exc})") from exc
+    if str(ds.get("SOPClassUID", "")) != _RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
+        raise ConversionError(
+            f"{path}: not an RTSTRUCT (Modality {ds.get('Modality', '?')}); "
+            "mask_path must be a NIfTI label map or an RT Structure Set"
+        )
+    return ds
+
+
+def _rois(ds: Dataset) -> dict[str, tuple[int, str]]:
+    """Return ROIName -> (ROINumber, ReferencedFrameOfReferenceUID)."""
+    found: dict[str, tuple[int, str]] = {}
+    for roi in ds.get("StructureSetROISequence", []):
+        name = str(roi.get("ROIName", "")).strip()
+        found[name] = (int(roi.ROINumber), str(roi.get("ReferencedFrameOfReferenceUID", "")))
+    return found
+
+
+def roi_names(rtstruct_file: Path) -> list[str]:
+    """Return the ROI names of an RTSTRUCT file, in file order."""
+    return list(_rois(read_rtstruct(rtstruct_file)))
+
+
+def _frames(ds: Dataset) -> set[str]:
+    """Frames of reference the structure set refers to."""
+    uids = {
+        str(item.FrameOfReferenceUID)
+        for item in ds.get("ReferencedFrameOfReferenceSequence", [])
+        if "FrameOfReferenceUID" in item
+    }
+    uids |= {ref for _, ref in _rois(ds).values() if ref}
+    return uids
+
+
+def rasterize_with_info(
+    rtstruct_file: Path,
+    reference: sitk.Image,
+    roi_names: Sequence[str],
+    *,
+    frame_of_reference_uid: str | None = None,
+) -> tuple[sitk.Image, dict[str, Any]]:
+    """Rasterise ROIs and describe the result (see :func:`rasterize`).
+
+    Returns:
+        ``(labels, info)``; ``info`` lists per ROI its label, number of contours drawn and skipped
+        (off the grid) and voxel count.
+    """
+    path = Path(rtstruct_file)
+    ds = read_rtstruct(path)
+    available = _rois(ds)
+    if not roi_names:
+        raise ConversionError(f"{path}: no ROI name given; available: {', '.join(available)}")
+    if frame_of_reference_uid is not None:
+        frames = _frames(ds)
+        if frames and frame_of_reference_uid not in frames:
+            raise ConversionError(
+                f"{path}: the RTSTRUCT refers to another FrameOfReferenceUID than the image "
+                "series (contours drawn on a different scan or registration)"
+            )
+    contours_by_number: dict[int, list[Dataset]] = {}
+    for item in ds.get("ROIContourSequence", []):
+        contours_by_number[int(item.ReferencedROINumber)] = list(item.get("ContourSequence", []))
+
+    size = reference.GetSize()
+    if reference.GetDimension() != 3:
+        raise ConversionError(f"{path}: the reference image must be 3D")
+    origin = np.asarray(reference.GetOrigin(), dtype=float)
+    spacing = np.asarray(reference.GetSpacing(), dtype=float)
+    direction = np.asarray(reference.GetDirection(), dtype=float).reshape(3, 3)
+    to_index = np.linalg.inv(direction * spacing[None, :])
+    labels = np.zeros((size[2], size[1], size[0]), dtype=np.uint8)
+    info: dict[str, Any] = {"format": "RTSTRUCT", "file": path.name, "rois": []}
+
+    for label, name in enumerate(roi_names, start=1):
+        key = name if name in available else _case_insensitive(name, available)
+        if key is None:
+            raise ConversionError(
+                f"{path}: ROI '{name}' not found; available ROIs: "
+                + (", ".join(f"'{n}'" for n in available) or "none")
+            )
+        number = available[key][0]
+        planes: dict[float, np.ndarray] = {}
+        drawn = skipped = 0
+        z_range: list[float] = []
+        for contour in contours_by_number.get(number, []):
+            kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
+            data = contour.get("ContourData")
+            if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
+                skipped += 1
+                continue
+            points = np.asarray([float(v) for v in data], dtype=float).reshape(-1, 3)
+            index = (points - origin[None, :]) @ to_index.T
+            z_range.extend([float(points[:, 2].min()), float(points[:, 2].max())])
+            if np.ptp(index[:, 2]) > 1.0:
+                raise ConversionError(
+                    f"{path}: ROI '{key}': a contour is not parallel to the image slices "
+                    f"(it spans {np.ptp(index[:, 2]):.1f} slices); the RTSTRUCT does not "
+                    "belong to this image grid"
+                )
+            k_plane = round(float(np.mean(index[:, 2])), 3)
+            if k_plane < -0.5 - 1e-6 or k_plane > size[2] - 0.5 + 1e-6:
+                skipped += 1
+                continue
+            rr, cc = fill_polygon(index[:, 1], index[:, 0], shape=(size[1], size[0]))
+            plane = planes.setdefault(k_plane, np.zeros((size[1], size[0]), dtype=bool))
+            plane[rr, cc] ^= True  # even-odd rule: inner contours are holes
+            drawn += 1
+        mask = np.zeros_like(labels, dtype=bool)
+        if planes:
+            plane_k = np.asarray(list(planes))
+            plane_masks = list(planes.values())
+            for k in range(size[2]):
+                dist = np.abs(plane_k - k)
+                nearest = int(np.argmin(dist))
+                if dist[nearest] <= 0.5 + 1e-6:
+                    mask[k] = plane_masks[nearest]
+        voxels = int(mask.sum())
+        if voxels == 0:
+            where = (
+                f"its contours lie at z = {min(z_range):.1f} to {max(z_range):.1f} mm"
+                if z_range
+                else "it has no closed planar contour"
+            )
+            raise ConversionError(
+                f"{path}: ROI '{key}' has no contour on the image grid ({where}; the image "
+                f"covers {_extent(reference)})"
+            )
+        labels[mask] = label
+        info["rois"].append(
+            {
+                "label": label,
+                "roi": key,
+                "contours_drawn": drawn,
+                "contours_skipped": skipped,
+                "voxels": voxels,
+            }
+        )
+        log.debug("%s: ROI %s -> label %d, %d voxels", path.name, key, label, voxels)
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(reference)
+    return out, info
+
+
+def rasterize(
+    rtstruct_file: Path,
+    reference: sitk.Image,
+    roi_names: Sequence[str],
+    *,
+    frame_of_reference_uid: str | None = None,
+) -> sitk.Image:
+    """Rasterise RTSTRUCT ROIs onto the grid of ``reference``.
+
+    Args:
+        rtstruct_file: The RT Structure Set file.
+        reference: Image whose grid the mask takes (size, spacing, origin, direction).
+        roi_names: ROI names; the i-th gets label ``i`` (1-based); where ROIs overlap the later
+            one wins (e.g. ``["Lung", "GTV"]``: lung = 1, tumour = 2 inside it). Matching is
+            exact, else case-insensitive when unambiguous.
+        frame_of_reference_uid: The image series' FrameOfReferenceUID; when given, the RTSTRUCT
+            must refer to it.
+
+    Returns:
+        A uint8 label map with ``reference``'s geometry.
+
+    Raises:
+        ConversionError: Not an RTSTRUCT, unknown ROI name (the message lists the available
+            ones), an ROI without any contour on the grid, contours not parallel to the slices,
+            or a different frame of reference.
+    """
+    labels, _ = rasterize_with_info(
+        rtstruct_file, reference, roi_names, frame_of_reference_uid=frame_of_reference_uid
+    )
+    return labels
+
+
+def _case_insensitive(name: str, available: dict[str, tuple[int, str]]) -> str | None:
+    matches = [n for n in available if n.casefold() == name.strip().casefold()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _extent(image: sitk.Image) -> str:
+    """Describe the physical extent of an image along its third axis (mm)."""
+    size = image.GetSize()
+    first = image.TransformIndexToPhysicalPoint((0, 0, 0))
+    last = image.TransformIndexToPhysicalPoint((0, 0, size[2] - 1))
+    return f"z = {min(first[2], last[2]):.1f} to {max(first[2], last[2]):.1f} mm"

@@ -1,0 +1,178 @@
+"""Demo study ``liver_response``: liver MRI (T1, T2, T1V) before and after treatment, response.
+
+Images: at time point 0 (pre) and 1 (post) an abdominal MRI in three sequences on one grid
+(T1, T2 and T1V = portal-venous contrast-enhanced T1; arbitrary units) with a lesion label map
+(1 = lesion, viable tumour and necrotic core together). Necrosis is dark on T1 / T1V and bright
+on T2 (``MR_AU`` in :mod:`oncoflow.demo._phantoms`). Each site's scanner has its own gain, noise,
+blur and a smooth multiplicative bias field; values are magnitudes ``|s + n1 + i n2|``.
+
+Planted mechanism. Latents: pre-treatment radius ``r0 ~ U(12, 26)`` mm; log volume change
+``delta ~ N(-0.25, 0.45)`` (post radius ``r1 = r0 exp(delta / 3)``); necrotic fraction
+``n0 ~ U(0, 0.25)`` and its change ``dn ~ N(0.12, 0.15)`` (``n1 = clip(n0 + dn, 0, 0.85)``);
+``log(AFP_post / AFP_pre) ~ N(-0.4, 0.8)``, ``log(DCP_post / DCP_pre) ~ N(-0.4, 0.8)`` (pre values
+log-normal). ``response ~ Bernoulli(p)``,
+
+``logit p = -2.2 - 1.6 (delta + 0.25) / 0.45 + 1.2 (dn - 0.12) / 0.15
+- 0.8 (afp_drop + 0.4) / 0.8 - 0.6 (dcp_drop + 0.4) / 0.8``
+
+(about 25 % responders). Oracle: AUC of ``p`` on internal_test + external_test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
+from oncoflow.demo._common import (
+    SCANNERS,
+    Grid,
+    logit_inv,
+    make_grid,
+    random_rotation,
+    scanner_blur,
+    smooth_noise,
+    write_nifti,
+)
+from oncoflow.demo._metrics import auc, oracle_entry
+from oncoflow.demo._phantoms import (
+    LESION,
+    MR_AU,
+    NECROSIS,
+    Lesion,
+    Scene,
+    abdomen,
+    liver_point,
+)
+
+SEQUENCES: tuple[str, ...] = ("T1", "T2", "T1V")
+GRID_SIZE = (64, 64, 32)
+INPLANE_MM = 4.6
+SLICE_MM = 6.0
+
+
+def response_probability(latent: dict[str, Any]) -> float:
+    """Return the patient's true P(response) (module docstring)."""
+    return float(
+        logit_inv(
+            -2.2
+            - 1.6 * (latent["delta"] + 0.25) / 0.45
+            + 1.2 * (latent["dn"] - 0.12) / 0.15
+            - 0.8 * (latent["afp_drop"] + 0.4) / 0.8
+            - 0.6 * (latent["dcp_drop"] + 0.4) / 0.8
+        )
+    )
+
+
+def mr_image(scene: Scene, sequence: str, site: str, rng: np.random.Generator, texture: float) -> np.ndarray:
+    """Return the int16 MR magnitude image of ``scene`` in ``sequence`` as ``site`` acquires it."""
+    sc = SCANNERS[site]
+    signal = scene.lookup(MR_AU[sequence])
+    les = scene.tissue == LESION
+    signal[les] *= 1.0 + texture * scene.texture[les]
+    bias = 1.0 + 0.12 * smooth_noise(rng, scene.grid.shape, 12.0)
+    signal = scanner_blur(sc.mr_gain * signal * bias, scene.grid, 0.8 * sc.blur_mm)
+    real = signal + sc.mr_noise * rng.standard_normal(signal.shape).astype(np.float32)
+    imag = sc.mr_noise * rng.standard_normal(signal.shape).astype(np.float32)
+    return np.clip(np.rint(np.hypot(real, imag)), 0, 32767).astype(np.int16)
+
+
+class LiverResponse(StudyGenerator):
+    """Generator of the ``liver_response`` demo cohort (see the module docstring)."""
+
+    name = "liver_response"
+    prefix = "LR"
+
+    def draw_latent(self, rng: np.random.Generator, site: str) -> dict[str, Any]:
+        """Draw tumour response, necrosis, markers and anatomy."""
+        direction = rng.normal(size=3)
+        u = direction / np.linalg.norm(direction) * 0.45 * rng.random() ** (1 / 3)
+        body_scale = float(rng.uniform(0.9, 1.1))
+        n0 = float(rng.uniform(0, 0.25))
+        dn = float(rng.normal(0.12, 0.15))
+        return {
+            "r0": float(rng.uniform(12, 26)),
+            "delta": float(rng.normal(-0.25, 0.45)),
+            "n0": n0,
+            "dn": dn,
+            "n1": float(np.clip(n0 + dn, 0.0, 0.85)),
+            "afp_pre": float(np.exp(rng.normal(4.0, 1.6))),
+            "afp_drop": float(rng.normal(-0.4, 0.8)),
+            "dcp_pre": float(np.exp(rng.normal(5.0, 1.5))),
+            "dcp_drop": float(rng.normal(-0.4, 0.8)),
+            "texture": float(rng.uniform(0.05, 0.25)),
+            "age": float(np.clip(rng.normal(60, 10), 28, 88)),
+            "sex": "M" if rng.random() < 0.75 else "F",
+            "body_scale": body_scale,
+            "lesion_centre": liver_point(u, body_scale),
+            "rotation": tuple(tuple(float(v) for v in row) for row in random_rotation(rng)),
+            "elongation": float(rng.uniform(1.0, 1.3)),
+        }
+
+    def image_specs(self, patient: Patient) -> list[ImageSpec]:
+        """Three sequences at each of two time points, one mask per time point."""
+        specs = []
+        for tp in (0, 1):
+            folder = f"images/{patient.patient_id}/tp{tp}"
+            for seq in SEQUENCES:
+                specs.append(
+                    ImageSpec(tp, "MR", seq, f"{folder}/MR_{seq}.nii.gz", f"{folder}/mask.nii.gz")
+                )
+        return specs
+
+    def tables(self, patients: list[Patient]) -> StudyTables:
+        """AFP/DCP before and after, response, splits and the AUC oracle."""
+        lat = [p.latent for p in patients]
+        clinical = pd.DataFrame(
+            {
+                "patient_id": [p.patient_id for p in patients],
+                "age": [round(v["age"]) for v in lat],
+                "sex": [v["sex"] for v in lat],
+                "afp_pre": [round(v["afp_pre"], 1) for v in lat],
+                "afp_post": [round(v["afp_pre"] * np.exp(v["afp_drop"]), 1) for v in lat],
+                "dcp_pre": [round(v["dcp_pre"], 1) for v in lat],
+                "dcp_post": [round(v["dcp_pre"] * np.exp(v["dcp_drop"]), 1) for v in lat],
+            }
+        )
+        prob = np.array([response_probability(v) for v in lat])
+        u = np.array([self.rng(p.index, "outcome").random() for p in patients])
+        strata = (u < prob).astype(int)
+        final, splits = self.assign_splits(patients, strata, np.column_stack([1 - prob, prob]))
+        outcomes = pd.DataFrame({"patient_id": [p.patient_id for p in patients], "response": final})
+        test = self.test_mask(splits)
+        oracle = {"response": oracle_entry("auc", auc(final[test], prob[test]))}
+        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
+
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
+        """Render both time points in three sequences plus their lesion masks."""
+        lat = patient.latent
+        rng = self.rng(patient.index, "pixels")
+        scanner = SCANNERS[patient.site]
+        for tp in (0, 1):
+            grid: Grid = make_grid(
+                rng,
+                size=GRID_SIZE,
+                inplane_mm=INPLANE_MM * scanner.inplane_scale,
+                slice_mm=SLICE_MM,
+                table_mm=(0.0, -120.0, -900.0),
+                fov_centre_mm=(0.0, 0.0, float(lat["lesion_centre"][2])),
+            )
+            radius = lat["r0"] * (np.exp(lat["delta"] / 3.0) if tp == 1 else 1.0)
+            lesion = Lesion(
+                centre=lat["lesion_centre"],
+                radius_mm=float(np.clip(radius, 4.0, 40.0)),
+                elongation=lat["elongation"],
+                rotation=lat["rotation"],
+                lobulation=0.1,
+                necrosis=lat["n1"] if tp == 1 else lat["n0"],
+            )
+            scene = abdomen(grid, rng, body_scale=lat["body_scale"], pancreas_shift=(0.0, 0.0, 0.0), lesion=lesion)
+            mask = ((scene.tissue == LESION) | (scene.tissue == NECROSIS)).astype(np.uint8)
+            for spec in specs:
+                if spec.timepoint == tp:
+                    image = mr_image(scene, spec.series, patient.site, rng, lat["texture"])
+                    write_nifti(study_dir / spec.path, image, grid)
+            write_nifti(study_dir / f"images/{patient.patient_id}/tp{tp}/mask.nii.gz", mask, grid)

@@ -1,0 +1,286 @@
+"""Demo study ``nsclc_mmdls``: PET/CT of lung cancer; histology, stage, DFS and OS.
+
+Images at time point 0: a contrast chest CT (64^3) and an FDG PET in SUVbw on the same grid
+(NIfTI PET is stored already in SUV: int16 with ``scl_slope = 0.001``), one label map for both
+(1 = lung, 2 = lesion). Every fourth patient (index 1, 5, 9, ...) is written as DICOM: a CT
+series, a PET series storing Bq/mL with real SUV tags (weight, dose, F-18 half-life, injection
+and series times; same grid and FrameOfReference as the CT) and an RTSTRUCT on the CT with
+ROIs ``Lung`` and ``GTV`` (``mask_roi = "Lung+GTV"`` on both rows).
+
+Planted mechanism. Latents: lesion radius ``r ~ U(6, 28)`` mm, texture ``h ~ U(0, 1)``
+(HU sd 6 + 28 h), uptake ``SUVmax u``, ``log u ~ N(log 7, 0.55)`` clipped to 2-20 (PET lesion
+``u (0.55 + 0.45 sqrt(core)) (1 + 0.1 field)`` before the PET PSF), smoking, age.
+
+* ``histology``: LUSC with ``logit p = -0.2 + 2.2 z_h + 0.6 [current smoker]``, else LUAD;
+  ``z_h = (h - 0.5) / 0.289``.
+* ``stage``: ``s = w + N(0, 0.6)``, ``w = 1.3 z_r + 1.0 z_u`` with ``z_r = (log r - 2.752) / 0.40``,
+  ``z_u = (log u - log 7) / 0.55``; cut at -0.915, 0, 1.47 into I-IV (about 30/20/30/20 %).
+  Bayes rule: ``argmax_k Phi((c_k - w) / 0.6) - Phi((c_{k-1} - w) / 0.6)``.
+* survival: ``eta = 0.6 z_u + 0.5 z_r + 0.45 (stage - 1.5) + 0.02 (age - 65)`` (stage 0..3);
+  Weibull death (shape 1.1, median 1400 d) and recurrence (median 600 d) times, censoring
+  ``U(200, 2500)`` d; ``os = min(T, C)``, ``dfs = min(R, T, C)``.
+
+Oracle on internal_test + external_test: histology AUC of ``p``, stage macro-F1 of the Bayes
+rule, Harrell's C of ``eta`` for DFS and OS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
+from oncoflow.demo._common import (
+    SCANNERS,
+    Grid,
+    apply_ct_scanner,
+    logit_inv,
+    make_grid,
+    scanner_blur,
+    to_sitk,
+    weibull_times,
+    write_nifti,
+)
+from oncoflow.demo._metrics import auc, c_index, macro_f1, oracle_entry
+from oncoflow.demo._phantoms import (
+    HEART,
+    LESION,
+    LUNG,
+    NECROSIS,
+    PET_SUV,
+    VESSEL,
+    Lesion,
+    Scene,
+    chest,
+    ct_true_hu,
+)
+from oncoflow.demo.net_survival import CHEST_INPLANE_MM, CHEST_SIZE, _force_events, lung_lesion
+
+STAGES = ("I", "II", "III", "IV")
+_STAGE_CUTS = np.array([-0.915, 0.0, 1.47])
+_STAGE_NOISE = 0.6
+
+
+def _z_r(radius: float) -> float:
+    return (np.log(radius) - 2.752) / 0.40
+
+
+def _z_u(suv: float) -> float:
+    return (np.log(suv) - np.log(7.0)) / 0.55
+
+
+def lusc_probability(latent: dict[str, Any]) -> float:
+    """Return the true P(histology = LUSC)."""
+    z_h = (latent["texture"] - 0.5) / 0.289
+    return float(logit_inv(-0.2 + 2.2 * z_h + 0.6 * (latent["smoking"] == "current")))
+
+
+def stage_posterior(latent: dict[str, Any]) -> np.ndarray:
+    """Return P(stage = I..IV | size, uptake) (4,)."""
+    w = 1.3 * _z_r(latent["radius"]) + 1.0 * _z_u(latent["suv_max"])
+    cuts = np.concatenate([[-np.inf], _STAGE_CUTS, [np.inf]])
+    cdf = special.ndtr((cuts - w) / _STAGE_NOISE)
+    return np.diff(cdf)
+
+
+def pet_suv(scene: Scene, latent: dict[str, Any], site: str, rng: np.random.Generator) -> np.ndarray:
+    """Return the PET SUV image (float32) of ``scene`` as ``site``'s scanner reconstructs it."""
+    sc = SCANNERS[site]
+    suv = scene.lookup(PET_SUV)
+    suv[scene.tissue == HEART] *= latent["heart_uptake"]
+    les = (scene.tissue == LESION) | (scene.tissue == NECROSIS)
+    profile = 0.55 + 0.45 * np.sqrt(scene.lesion_core[les])
+    suv[les] = latent["suv_max"] * profile * (1.0 + 0.1 * scene.texture[les])
+    suv = scanner_blur(sc.pet_gain * suv, scene.grid, sc.pet_fwhm_mm / 2.355)
+    noise = rng.standard_normal(suv.shape).astype(np.float32)
+    suv = suv * (1.0 + 0.12 * noise) + 0.03 * np.abs(noise)
+    return np.clip(suv, 0.0, 32.0).astype(np.float32)
+
+
+class NsclcMmdls(StudyGenerator):
+    """Generator of the ``nsclc_mmdls`` demo cohort (see the module docstring)."""
+
+    name = "nsclc_mmdls"
+    prefix = "NS"
+    has_dicom = True
+
+    def draw_latent(self, rng: np.random.Generator, site: str) -> dict[str, Any]:
+        """Draw lesion, uptake, smoking and anatomy latents."""
+        body_scale = float(rng.uniform(0.9, 1.05))
+        smoking = str(rng.choice(["never", "former", "current"], p=[0.2, 0.45, 0.35]))
+        latent: dict[str, Any] = {
+            "texture": float(rng.uniform(0, 1)),
+            "suv_max": float(np.clip(np.exp(rng.normal(np.log(7.0), 0.55)), 2.0, 20.0)),
+            "heart_uptake": float(rng.uniform(0.6, 1.8)),
+            "stage_noise": float(rng.normal(0, _STAGE_NOISE)),
+            "age": float(np.clip(rng.normal(65, 9), 35, 88)),
+            "sex": "M" if rng.random() < 0.6 else "F",
+            "smoking": smoking,
+            "smoking_years": 0.0 if smoking == "never" else float(rng.uniform(10, 45)),
+            "weight_kg": float(np.clip(rng.normal(74, 13), 45, 120)),
+            "dose_mbq": float(rng.uniform(250, 420)),
+            "uptake_min": int(rng.integers(50, 75)),
+            "diameter_noise": float(rng.normal(0, 2.0)),
+            "report_noise": float(rng.normal(0, 0.05)),
+            "body_scale": body_scale,
+            "elongation": float(rng.uniform(1.0, 1.4)),
+        }
+        latent.update(lung_lesion(rng, rng.uniform(6, 28), body_scale))
+        return latent
+
+    def image_specs(self, patient: Patient) -> list[ImageSpec]:
+        """CT and PET sharing one mask (NIfTI) or one RTSTRUCT (DICOM)."""
+        folder = f"images/{patient.patient_id}/tp0"
+        if patient.dicom:
+            rt = f"{folder}/rtstruct.dcm"
+            return [
+                ImageSpec(0, "CT", "-", f"{folder}/CT_dicom", rt, "Lung+GTV", dicom=True),
+                ImageSpec(0, "PET", "-", f"{folder}/PET_dicom", rt, "Lung+GTV", dicom=True),
+            ]
+        mask = f"{folder}/mask.nii.gz"
+        return [
+            ImageSpec(0, "CT", "-", f"{folder}/CT.nii.gz", mask),
+            ImageSpec(0, "PET", "-", f"{folder}/PET.nii.gz", mask),
+        ]
+
+    def tables(self, patients: list[Patient]) -> StudyTables:
+        """Clinical, histology / stage / DFS / OS, splits and four oracles."""
+        lat = [p.latent for p in patients]
+        p_lusc = np.array([lusc_probability(v) for v in lat])
+        u = np.array([self.rng(p.index, "outcome").random(4) for p in patients])
+        strata = (u[:, 0] < p_lusc).astype(int)
+        lusc, splits = self.assign_splits(patients, strata, np.column_stack([1 - p_lusc, p_lusc]))
+        post = np.array([stage_posterior(v) for v in lat])
+        w = np.array([1.3 * _z_r(v["radius"]) + 1.0 * _z_u(v["suv_max"]) for v in lat])
+        stage = np.searchsorted(_STAGE_CUTS, w + np.array([v["stage_noise"] for v in lat]))
+        stage = self.rebalance_secondary(patients, stage, post, splits)
+        eta = (
+            0.6 * np.array([_z_u(v["suv_max"]) for v in lat])
+            + 0.5 * np.array([_z_r(v["radius"]) for v in lat])
+            + 0.45 * (stage - 1.5)
+            + 0.02 * (np.array([v["age"] for v in lat]) - 65.0)
+        )
+        death = weibull_times(u[:, 1], eta, median_days=1400.0, shape=1.1)
+        recur = weibull_times(u[:, 2], eta, median_days=600.0, shape=1.1)
+        censor = 200.0 + 2300.0 * u[:, 3]
+        propensity = np.column_stack([-eta, eta])
+        os_ev = self.rebalance_secondary(patients, (death <= censor).astype(int), propensity, splits)
+        censor = _force_events(censor, death, os_ev)
+        first = np.minimum(recur, death)
+        dfs_ev = self.rebalance_secondary(patients, (first <= censor).astype(int), propensity, splits)
+        censor = _force_events(censor, first, dfs_ev)
+        os_time, os_event = np.minimum(death, censor), (death <= censor).astype(int)
+        dfs_time, dfs_event = np.minimum(first, censor), (first <= censor).astype(int)
+        clinical = pd.DataFrame(
+            {
+                "patient_id": [p.patient_id for p in patients],
+                "age": [round(v["age"]) for v in lat],
+                "sex": [v["sex"] for v in lat],
+                "smoking": [v["smoking"] for v in lat],
+                "smoking_years": [round(v["smoking_years"]) for v in lat],
+                "tumour_diameter_mm": [round(self._diameter(v), 1) for v in lat],
+                "suv_max_report": [
+                    round(v["suv_max"] * SCANNERS[p.site].pet_gain * (1 + v["report_noise"]), 1)
+                    for p, v in zip(patients, lat, strict=True)
+                ],
+                "treatment": [_treatment(int(s)) for s in stage],
+            }
+        )
+        outcomes = pd.DataFrame(
+            {
+                "patient_id": [p.patient_id for p in patients],
+                "histology": ["LUSC" if y else "LUAD" for y in lusc],
+                "stage": [STAGES[int(s)] for s in stage],
+                "os_time": np.maximum(np.round(os_time), 1).astype(int),
+                "os_event": os_event,
+                "dfs_time": np.maximum(np.round(dfs_time), 1).astype(int),
+                "dfs_event": dfs_event,
+            }
+        )
+        outcomes["dfs_time"] = np.minimum(outcomes["dfs_time"], outcomes["os_time"])
+        test = self.test_mask(splits)
+        oracle = {
+            "histology": oracle_entry("auc", auc(lusc[test], p_lusc[test])),
+            "stage": oracle_entry("macro_f1", macro_f1(stage[test], post[test].argmax(axis=1))),
+            "dfs": oracle_entry("c_index", c_index(dfs_time[test], dfs_event[test], eta[test])),
+            "os": oracle_entry("c_index", c_index(os_time[test], os_event[test], eta[test])),
+        }
+        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
+
+    @staticmethod
+    def _diameter(latent: dict[str, Any]) -> float:
+        """Clinically reported largest diameter (mm): major axis + measurement error."""
+        major = 2.0 * latent["radius"] * latent["elongation"] ** (2.0 / 3.0)
+        return max(major + latent["diameter_noise"], 3.0)
+
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
+        """Render CT, PET and the lung/lesion labels (NIfTI, or DICOM + RTSTRUCT)."""
+        lat = patient.latent
+        rng = self.rng(patient.index, "pixels")
+        scanner = SCANNERS[patient.site]
+        grid: Grid = make_grid(
+            rng,
+            size=CHEST_SIZE,
+            inplane_mm=CHEST_INPLANE_MM * scanner.inplane_scale,
+            slice_mm=scanner.slice_mm,
+            table_mm=(0.0, -160.0, -250.0),
+        )
+        lesion = Lesion(
+            centre=lat["lesion_centre"],
+            radius_mm=lat["radius"],
+            elongation=lat["elongation"],
+            rotation=lat["rotation"],
+            lobulation=0.15,
+        )
+        scene = chest(grid, rng, body_scale=lat["body_scale"], lesion=lesion)
+        ct = apply_ct_scanner(
+            ct_true_hu(scene, "venous", texture_hu=6.0 + 28.0 * lat["texture"]),
+            grid,
+            patient.site,
+            rng,
+        )
+        suv = pet_suv(scene, lat, patient.site, rng)
+        mask = np.zeros(grid.shape, dtype=np.uint8)
+        mask[(scene.tissue == LUNG) | (scene.tissue == VESSEL)] = 1
+        mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+        ct_spec, pet_spec = specs
+        if not patient.dicom:
+            write_nifti(study_dir / ct_spec.path, ct, grid)
+            stored = np.rint(suv * 1000.0).astype(np.int16)
+            write_nifti(study_dir / pet_spec.path, stored, grid, scale=0.001)
+            write_nifti(study_dir / str(ct_spec.mask_path), mask, grid)
+            return
+        from oncoflow.dicomwrite import write_ct_series, write_pet_series, write_rtstruct
+
+        phi, dseed = self.dicom_identity(patient)
+        ct_dir = study_dir / ct_spec.path
+        write_ct_series(to_sitk(ct, grid), ct_dir, phi=phi, seed=dseed, series_description="CT chest")
+        injection_min = 9 * 60 + int(rng.integers(0, 90))
+        scan_min = injection_min + lat["uptake_min"]
+        write_pet_series(
+            to_sitk(suv, grid),
+            study_dir / pet_spec.path,
+            phi=phi,
+            seed=dseed,
+            weight_kg=round(lat["weight_kg"], 1),
+            injected_dose_bq=round(lat["dose_mbq"], 1) * 1e6,
+            injection_time=f"{injection_min // 60:02d}{injection_min % 60:02d}00.00",
+            series_time=f"{scan_min // 60:02d}{scan_min % 60:02d}00.00",
+        )
+        write_rtstruct(
+            to_sitk(mask, grid),
+            ct_dir,
+            study_dir / str(ct_spec.mask_path),
+            roi_names={1: "Lung", 2: "GTV"},
+            phi=phi,
+            seed=dseed,
+        )
+
+
+def _treatment(stage: int) -> str:
+    """Main treatment by stage (I-II surgery, III chemoradiotherapy, IV immunotherapy)."""
+    return ("surgery", "surgery", "chemoradiotherapy", "immunotherapy")[stage]

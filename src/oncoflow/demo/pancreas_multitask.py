@@ -1,0 +1,182 @@
+"""Demo study ``pancreas_multitask``: venous CT, pancreas + lesion labels, lesion subtype 0/1/2.
+
+Images: one venous-phase abdominal CT at time point 0 with labels 1 = pancreas, 2 = lesion.
+Every fourth patient (index 1, 5, 9, ...) is written as a DICOM CT series plus an RTSTRUCT with
+ROIs ``Pancreas`` and ``Lesion`` (``mask_roi = "Pancreas+Lesion"``) and distinct fake PHI.
+
+Planted mechanism (class first, then appearance): ``subtype ~ Categorical(0.25, 0.42, 0.33)``;
+given the subtype ``k`` three lesion descriptors are independent Gaussians
+
+===========================  ======  ======  ======  =====
+descriptor                   k = 0   k = 1   k = 2   sd
+===========================  ======  ======  ======  =====
+mean HU shift vs. venous     +10     -12     -32     10
+texture heterogeneity h      0.2     0.5     0.8     0.18
+elongation (axis ratio)      1.05    1.45    1.85    0.25
+===========================  ======  ======  ======  =====
+
+(texture: lesion HU sd = 6 + 28 h; elongation keeps the volume; lesion radius ``U(7, 18)`` mm
+does not depend on the subtype). The Bayes rule ``argmax_k prior_k prod_j N(x_j; m_kj, sd_j)``
+is the best possible classifier; oracle: its macro-F1 on internal_test + external_test. No
+segmentation oracle is written (the given masks are exact, so Dice 1.0 says nothing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
+from oncoflow.demo._common import (
+    SCANNERS,
+    apply_ct_scanner,
+    make_grid,
+    random_rotation,
+    to_sitk,
+    write_nifti,
+)
+from oncoflow.demo._metrics import macro_f1, oracle_entry
+from oncoflow.demo._phantoms import (
+    LESION,
+    NECROSIS,
+    PANCREAS,
+    Lesion,
+    abdomen,
+    ct_true_hu,
+    pancreas_point,
+)
+
+GRID_SIZE = (64, 64, 32)
+INPLANE_MM = 4.4
+PRIORS = np.array([0.25, 0.42, 0.33])
+MEANS = np.array([[10.0, 0.2, 1.05], [-12.0, 0.5, 1.45], [-32.0, 0.8, 1.85]])
+SDS = np.array([10.0, 0.18, 0.25])
+
+
+def subtype_posterior(descriptors: np.ndarray) -> np.ndarray:
+    """Return P(subtype = k | HU shift, texture, elongation) for (n, 3) descriptors -> (n, 3)."""
+    x = np.atleast_2d(descriptors)
+    log_lik = -0.5 * (((x[:, None, :] - MEANS[None, :, :]) / SDS[None, None, :]) ** 2).sum(-1)
+    log_post = log_lik + np.log(PRIORS)[None, :]
+    log_post -= log_post.max(axis=1, keepdims=True)
+    post = np.exp(log_post)
+    return post / post.sum(axis=1, keepdims=True)
+
+
+class PancreasMultitask(StudyGenerator):
+    """Generator of the ``pancreas_multitask`` demo cohort (see the module docstring)."""
+
+    name = "pancreas_multitask"
+    prefix = "PM"
+    has_dicom = True
+
+    def draw_latent(self, rng: np.random.Generator, site: str) -> dict[str, Any]:
+        """Draw the subtype, its appearance descriptors and the anatomy."""
+        subtype = int(rng.choice(3, p=PRIORS))
+        desc = rng.normal(MEANS[subtype], SDS)
+        return {
+            "subtype": subtype,
+            "hu_shift": float(desc[0]),
+            "texture": float(np.clip(desc[1], 0.0, 1.2)),
+            "elongation": float(np.clip(desc[2], 1.0, 2.6)),
+            "descriptors": tuple(float(v) for v in desc),
+            "radius": float(rng.uniform(7, 18)),
+            "age": float(np.clip(rng.normal(64, 10), 30, 90)),
+            "sex": "M" if rng.random() < 0.5 else "F",
+            "body_scale": float(rng.uniform(0.9, 1.1)),
+            "pancreas_shift": tuple(float(v) for v in rng.normal(0, [4.0, 4.0, 3.0])),
+            "lesion_frac": float(rng.uniform(0.1, 0.8)),
+            "rotation": tuple(tuple(float(v) for v in row) for row in random_rotation(rng)),
+        }
+
+    def image_specs(self, patient: Patient) -> list[ImageSpec]:
+        """One venous CT (NIfTI + label map, or DICOM + RTSTRUCT)."""
+        folder = f"images/{patient.patient_id}/tp0"
+        if patient.dicom:
+            spec = ImageSpec(
+                timepoint=0,
+                modality="CT",
+                series="venous",
+                path=f"{folder}/CT_venous_dicom",
+                mask_path=f"{folder}/rtstruct.dcm",
+                mask_roi="Pancreas+Lesion",
+                dicom=True,
+            )
+        else:
+            spec = ImageSpec(
+                timepoint=0,
+                modality="CT",
+                series="venous",
+                path=f"{folder}/CT_venous.nii.gz",
+                mask_path=f"{folder}/mask.nii.gz",
+            )
+        return [spec]
+
+    def tables(self, patients: list[Patient]) -> StudyTables:
+        """Age/sex, subtype, splits and the Bayes-rule macro-F1 oracle."""
+        clinical = pd.DataFrame(
+            {
+                "patient_id": [p.patient_id for p in patients],
+                "age": [round(p.latent["age"]) for p in patients],
+                "sex": [p.latent["sex"] for p in patients],
+            }
+        )
+        post = subtype_posterior(np.array([p.latent["descriptors"] for p in patients]))
+        strata = np.array([p.latent["subtype"] for p in patients])
+        final, splits = self.assign_splits(patients, strata, post)
+        outcomes = pd.DataFrame(
+            {"patient_id": [p.patient_id for p in patients], "subtype": final.astype(int)}
+        )
+        test = self.test_mask(splits)
+        value = macro_f1(final[test], post[test].argmax(axis=1))
+        oracle = {"subtype": oracle_entry("macro_f1", value)}
+        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
+
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
+        """Render the venous CT and its labels (NIfTI or DICOM + RTSTRUCT)."""
+        lat = patient.latent
+        rng = self.rng(patient.index, "pixels")
+        scanner = SCANNERS[patient.site]
+        grid = make_grid(
+            rng, size=GRID_SIZE, inplane_mm=INPLANE_MM * scanner.inplane_scale, slice_mm=scanner.slice_mm
+        )
+        lesion = Lesion(
+            centre=pancreas_point(lat["lesion_frac"], lat["body_scale"], lat["pancreas_shift"]),
+            radius_mm=lat["radius"],
+            elongation=lat["elongation"],
+            rotation=lat["rotation"],
+            lobulation=0.1,
+        )
+        scene = abdomen(
+            grid, rng, body_scale=lat["body_scale"], pancreas_shift=lat["pancreas_shift"], lesion=lesion
+        )
+        mask = np.zeros(grid.shape, dtype=np.uint8)
+        mask[scene.tissue == PANCREAS] = 1
+        mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+        hu = ct_true_hu(
+            scene, "venous", lesion_shift_hu=lat["hu_shift"], texture_hu=6.0 + 28.0 * lat["texture"]
+        )
+        image = apply_ct_scanner(hu, grid, patient.site, rng)
+        spec = specs[0]
+        if not spec.dicom:
+            write_nifti(study_dir / spec.path, image, grid)
+            write_nifti(study_dir / str(spec.mask_path), mask, grid)
+            return
+        from oncoflow.dicomwrite import write_ct_series, write_rtstruct
+
+        phi, dseed = self.dicom_identity(patient)
+        series_dir = study_dir / spec.path
+        write_ct_series(
+            to_sitk(image, grid), series_dir, phi=phi, seed=dseed, series_description="CT venous"
+        )
+        write_rtstruct(
+            to_sitk(mask, grid),
+            series_dir,
+            study_dir / str(spec.mask_path),
+            roi_names={1: "Pancreas", 2: "Lesion"},
+            phi=phi,
+            seed=dseed,
+        )

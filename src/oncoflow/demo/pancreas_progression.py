@@ -1,0 +1,194 @@
+"""Demo study ``pancreas_progression``: 3-phase CT at 3-4 time points, progression at next follow-up.
+
+Images: per time point ``t = 0 .. T-1`` (``T`` = 3 or 4) an abdominal CT in the ``arterial``,
+``venous`` and ``delayed`` phase on one grid, with one label map per time point
+(1 = pancreas, 2 = lesion). Phases differ in enhancement (pancreas 128 / 105 / 78 HU, the
+hypo-enhancing lesion 62 / 72 / 80 HU, aorta 320 / 170 / 120 HU, see ``CT_HU``).
+
+Planted mechanism (patient latents):
+
+* baseline lesion radius ``r0 ~ U(8, 15)`` mm;
+* growth rate ``g ~ N(0.05, 0.30)`` = change of log lesion volume per follow-up interval;
+  ``log V_t = log V_0 + sum_{s<=t} (g + e_s)``, ``e_s ~ N(0, 0.08)``, so the radius is
+  ``r_t = r0 exp(sum (g + e_s) / 3)`` (clipped to 3.5-28 mm);
+* texture heterogeneity ``h ~ U(0, 1)``: lesion HU = phase mean - 10 h + (6 + 28 h) * field,
+  field = unit-variance Gaussian-smoothed noise (sigma 0.9 voxel);
+* ``log CA19-9 ~ N(3.5 + 0.5 z_g, 0.9)`` with ``z_g = (g - 0.05) / 0.30``.
+
+``progression_next`` at time point ``t < T - 1`` is Bernoulli(p) with
+
+``logit p = -0.5 + 2.0 z_g + 1.0 (h - 0.5) / 0.289 + 0.7 (log CA19-9 - 3.5)``
+
+(empty at the last time point). The growth rate is visible as the lesion-volume trend across
+time points, the texture as the lesion HU standard deviation. Oracle: AUC of ``p`` over the
+patient x time point rows of internal_test + external_test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
+from oncoflow.demo._common import (
+    SCANNERS,
+    apply_ct_scanner,
+    logit_inv,
+    make_grid,
+    random_rotation,
+    write_nifti,
+)
+from oncoflow.demo._metrics import auc, oracle_entry
+from oncoflow.demo._phantoms import LESION, NECROSIS, PANCREAS, Lesion, abdomen, ct_true_hu
+from oncoflow.demo._phantoms import pancreas_point as _pancreas_point
+
+PHASES: tuple[str, ...] = ("arterial", "venous", "delayed")
+GRID_SIZE = (64, 64, 32)
+INPLANE_MM = 4.4
+
+
+def progression_probability(latent: dict[str, Any]) -> float:
+    """Return the patient's true P(progression at the next follow-up) (module docstring)."""
+    z_g = (latent["growth"] - 0.05) / 0.30
+    z_h = (latent["texture"] - 0.5) / 0.289
+    z_c = np.log(latent["ca19_9"]) - 3.5
+    return float(logit_inv(-0.5 + 2.0 * z_g + 1.0 * z_h + 0.7 * z_c))
+
+
+def lesion_radii(latent: dict[str, Any]) -> np.ndarray:
+    """Return the lesion's volume-equivalent radius (mm) at each time point."""
+    steps = latent["growth"] + np.asarray(latent["interval_noise"][: latent["n_tp"] - 1])
+    log_ratio = np.concatenate([[0.0], np.cumsum(steps)])
+    return np.clip(latent["r0"] * np.exp(log_ratio / 3.0), 3.5, 28.0)
+
+
+class PancreasProgression(StudyGenerator):
+    """Generator of the ``pancreas_progression`` demo cohort (see the module docstring)."""
+
+    name = "pancreas_progression"
+    prefix = "PP"
+
+    def draw_latent(self, rng: np.random.Generator, site: str) -> dict[str, Any]:
+        """Draw tumour kinetics, texture, labs and anatomy."""
+        growth = float(rng.normal(0.05, 0.30))
+        age = float(np.clip(rng.normal(63, 9), 35, 88))
+        return {
+            "n_tp": 3 + int(rng.random() < 0.5),
+            "r0": float(rng.uniform(8, 15)),
+            "growth": growth,
+            "interval_noise": [float(v) for v in rng.normal(0, 0.08, size=3)],
+            "texture": float(rng.uniform(0, 1)),
+            "ca19_9": float(np.exp(rng.normal(3.5 + 0.5 * (growth - 0.05) / 0.30, 0.9))),
+            "age": age,
+            "sex": "M" if rng.random() < 0.55 else "F",
+            "ldh": float(np.clip(rng.normal(195, 45), 90, 600)),
+            "alb": float(np.clip(rng.normal(41, 4.5), 22, 55)),
+            "crp": float(np.exp(rng.normal(1.6, 0.9))),
+            "chemo_regimen": "AG" if rng.random() < (0.75 if age > 70 else 0.4) else "FOLFIRINOX",
+            "body_scale": float(rng.uniform(0.9, 1.1)),
+            "pancreas_shift": tuple(float(v) for v in rng.normal(0, [4.0, 4.0, 3.0])),
+            "lesion_frac": float(rng.uniform(0.1, 0.7)),
+            "elongation": float(rng.uniform(1.0, 1.35)),
+            "rotation": tuple(tuple(float(v) for v in row) for row in random_rotation(rng)),
+        }
+
+    def image_specs(self, patient: Patient) -> list[ImageSpec]:
+        """Three phases per time point sharing one mask."""
+        specs = []
+        for tp in range(patient.latent["n_tp"]):
+            folder = f"images/{patient.patient_id}/tp{tp}"
+            for phase in PHASES:
+                specs.append(
+                    ImageSpec(
+                        timepoint=tp,
+                        modality="CT",
+                        series=phase,
+                        path=f"{folder}/CT_{phase}.nii.gz",
+                        mask_path=f"{folder}/mask.nii.gz",
+                    )
+                )
+        return specs
+
+    def tables(self, patients: list[Patient]) -> StudyTables:
+        """Clinical labs, per-time-point progression labels, splits and the AUC oracle."""
+        clinical = pd.DataFrame(
+            {
+                "patient_id": [p.patient_id for p in patients],
+                "age": [round(p.latent["age"]) for p in patients],
+                "sex": [p.latent["sex"] for p in patients],
+                "ca19_9": [round(p.latent["ca19_9"], 1) for p in patients],
+                "ldh": [round(p.latent["ldh"]) for p in patients],
+                "alb": [round(p.latent["alb"], 1) for p in patients],
+                "crp": [round(p.latent["crp"], 1) for p in patients],
+                "chemo_regimen": [p.latent["chemo_regimen"] for p in patients],
+            }
+        )
+        prob = np.array([progression_probability(p.latent) for p in patients])
+        labels: list[np.ndarray] = []
+        for p, pr in zip(patients, prob, strict=True):
+            u = self.rng(p.index, "outcome").random(p.latent["n_tp"] - 1)
+            labels.append((u < pr).astype(int))
+        strata = np.array([int(lab.any()) for lab in labels])
+        final, splits = self.assign_splits(patients, strata, np.column_stack([1 - prob, prob]))
+        for i in np.flatnonzero(final != strata):
+            labels[i] = np.zeros_like(labels[i])
+            if final[i] == 1:
+                labels[i][0] = 1
+        rows = []
+        for p, lab in zip(patients, labels, strict=True):
+            for tp in range(p.latent["n_tp"]):
+                value = int(lab[tp]) if tp < len(lab) else pd.NA
+                rows.append({"patient_id": p.patient_id, "timepoint": tp, "progression_next": value})
+        outcomes = pd.DataFrame(rows).astype({"timepoint": int, "progression_next": "Int64"})
+        test = self.test_mask(splits)
+        y_test = np.concatenate([labels[i] for i in np.flatnonzero(test)])
+        p_test = np.concatenate([np.full(len(labels[i]), prob[i]) for i in np.flatnonzero(test)])
+        oracle = {"progression_next": oracle_entry("auc", auc(y_test, p_test))}
+        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
+
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
+        """Render each time point's scene once, then its three phases."""
+        lat = patient.latent
+        rng = self.rng(patient.index, "pixels")
+        scanner = SCANNERS[patient.site]
+        radii = lesion_radii(lat)
+        texture_hu = 6.0 + 28.0 * lat["texture"]
+        for tp in range(lat["n_tp"]):
+            grid = make_grid(
+                rng,
+                size=GRID_SIZE,
+                inplane_mm=INPLANE_MM * scanner.inplane_scale,
+                slice_mm=scanner.slice_mm,
+            )
+            centre = _pancreas_point(lat["lesion_frac"], lat["body_scale"], lat["pancreas_shift"])
+            lesion = Lesion(
+                centre=centre,
+                radius_mm=float(radii[tp]),
+                elongation=lat["elongation"],
+                rotation=lat["rotation"],
+                lobulation=0.12,
+            )
+            scene = abdomen(
+                grid,
+                rng,
+                body_scale=lat["body_scale"],
+                pancreas_shift=lat["pancreas_shift"],
+                lesion=lesion,
+            )
+            mask = np.zeros(grid.shape, dtype=np.uint8)
+            mask[scene.tissue == PANCREAS] = 1
+            mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+            for spec in specs:
+                if spec.timepoint != tp:
+                    continue
+                hu = ct_true_hu(
+                    scene,
+                    spec.series,
+                    lesion_shift_hu=-10.0 * lat["texture"],
+                    texture_hu=texture_hu,
+                )
+                write_nifti(study_dir / spec.path, apply_ct_scanner(hu, grid, patient.site, rng), grid)
+            write_nifti(study_dir / f"images/{patient.patient_id}/tp{tp}/mask.nii.gz", mask, grid)

@@ -1,0 +1,334 @@
+"""Run every cohort check and collect the problems into one :class:`CohortReport`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oncoflow.cohort import REQUIRED_TABLES, is_missing, read_table, resolve, table_path
+from oncoflow.errors import CohortError
+from oncoflow.schemas import TABLES
+from oncoflow.validate import files, tables
+from oncoflow.validate.report import WARNING, CohortReport, Problem
+
+log = logging.getLogger(__name__)
+
+POLICIES: tuple[str, ...] = ("resample", "refuse")
+"""Accepted values of the ``tilt`` and ``uneven_spacing`` options."""
+
+CHECKS: tuple[str, ...] = (
+    "tables",
+    "schema",
+    "unique_ids",
+    "references",
+    "splits",
+    "outcomes",
+    "clinical",
+    "paths",
+    "readable",
+    "geometry",
+    "masks",
+    "rtstruct",
+    "dicom",
+    "slides",
+)
+"""Names of the checks, in the order they run (``Problem.check`` is one of them)."""
+
+
+def _guarded(
+    check: str,
+    patient_id: str | None,
+    file: str,
+    func: Callable[..., list[Problem]],
+    /,
+    *args: Any,
+    **kw: Any,
+) -> list[Problem]:
+    """Call a file check; an unexpected exception becomes a problem instead of a traceback."""
+    try:
+        return func(*args, **kw)
+    except Exception as exc:
+        log.debug("check %s failed on %s", check, file, exc_info=True)
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = f"{check} check failed: {type(exc).__name__}" + (f": {text}" if text else "")
+        return [Problem(patient_id, file, check, message)]
+
+
+def _counts(images: pd.DataFrame, by: pd.Series) -> dict[str, dict[str, int]]:
+    frame = pd.DataFrame({"group": by, "patient_id": images["patient_id"]}).dropna()
+    out: dict[str, dict[str, int]] = {}
+    for group, rows in frame.groupby("group", sort=True):
+        out[str(group)] = {
+            "patients": int(rows["patient_id"].nunique()),
+            "images": len(rows),
+        }
+    return out
+
+
+def _summarise(
+    report: CohortReport, images: pd.DataFrame | None, splits: pd.DataFrame | None
+) -> None:
+    if images is None or "patient_id" not in images:
+        return
+    report.n_images = len(images)
+    report.n_patients = int(images["patient_id"].dropna().nunique())
+    if "site" in images:
+        report.per_site = _counts(images, images["site"])
+    if splits is not None and {"patient_id", "split"} <= set(splits.columns):
+        first = splits.dropna(subset=["patient_id"]).drop_duplicates("patient_id")
+        mapping = dict(zip(first["patient_id"], first["split"], strict=True))
+        report.per_split = _counts(images, images["patient_id"].map(mapping))
+
+
+def _merge_duplicates(found: list[Problem]) -> list[Problem]:
+    """Drop repeated findings and outcome values the schema check already reported.
+
+    A negative ``os_time`` violates both the schema (``minimum: 0``) and :func:`check_outcomes`;
+    the user should read it once. Findings about declared targets are never dropped.
+    """
+    seen = {(p.patient_id, p.file, p.column) for p in found if p.check == "schema" and p.column}
+
+    def duplicate(p: Problem) -> bool:
+        return (
+            p.check == "outcomes"
+            and "declared target" not in p.message
+            and (p.patient_id, p.file, p.column) in seen
+        )
+
+    unique: dict[tuple[Any, ...], Problem] = {}
+    for p in found:  # identical findings (a mask shared by several images) are listed once
+        if not duplicate(p):
+            unique.setdefault((p.patient_id, p.file, p.check, p.message, p.severity), p)
+    return list(unique.values())
+
+
+def _check_image_row(
+    root: Path,
+    row: dict[str, Any],
+    *,
+    mask_labels: Sequence[int] | None,
+    tilt: str,
+    uneven_spacing: str,
+    mask_cache: dict[Path, list[Problem]],
+) -> list[Problem]:
+    """All file checks for one row of ``images.csv``."""
+    pid = None if is_missing(row.get("patient_id")) else str(row["patient_id"])
+    modality = str(row.get("modality") or "")
+    path_text = row.get("path")
+    found: list[Problem] = []
+    if is_missing(path_text):
+        return found  # reported by the schema check
+    label = str(path_text).strip()
+    path = resolve(root, label)
+    is_slide = modality == "WSI"
+    what = "slide" if is_slide else "image"
+    found += files.check_path(path, label=label, patient_id=pid, what=what, folder_ok=not is_slide)
+    geometry = None
+    if not found:
+        if is_slide:
+            found += _guarded(
+                "slides", pid, label, files.check_slide, path, label=label, patient_id=pid
+            )
+        elif path.is_dir():
+            found += _guarded(
+                "dicom",
+                pid,
+                label,
+                files.check_dicom_series,
+                path,
+                modality=modality,
+                label=label,
+                patient_id=pid,
+                tilt=tilt,
+                uneven_spacing=uneven_spacing,
+            )
+        else:
+            geometry, header = files.check_volume_header(path, label=label, patient_id=pid)
+            found += header
+    mask_text = row.get("mask_path")
+    roi = row.get("mask_roi")
+    if is_missing(mask_text):
+        if not is_missing(roi):
+            message = f"mask_roi {roi!r} is given but mask_path is empty"
+            found.append(Problem(pid, label, "rtstruct", message))
+        return found
+    mask_label = str(mask_text).strip()
+    mask = resolve(root, mask_label)
+    mask_found = files.check_path(mask, label=mask_label, patient_id=pid, what="mask")
+    if mask_found:
+        return found + mask_found
+    if files.is_volume_file(mask):
+        mask_geometry, header = files.check_volume_header(
+            mask, label=mask_label, patient_id=pid, what="mask"
+        )
+        found += header
+        if mask_geometry is None:
+            return found
+        if not is_missing(roi):
+            message = f"mask_roi {roi!r} is ignored: the mask is a label map, not an RTSTRUCT"
+            found.append(Problem(pid, mask_label, "masks", message, severity=WARNING))
+        if geometry is not None:
+            found += files.check_geometry(
+                geometry, mask_geometry, label=label, mask_label=mask_label, patient_id=pid
+            )
+        key = mask.resolve()
+        if key not in mask_cache:  # a mask shared by several images is checked (and reported) once
+            mask_cache[key] = _guarded(
+                "masks",
+                pid,
+                mask_label,
+                files.check_mask_values,
+                mask,
+                label=mask_label,
+                patient_id=pid,
+                labels=mask_labels,
+            )
+            found += mask_cache[key]
+    else:
+        found += _guarded(
+            "rtstruct",
+            pid,
+            mask_label,
+            files.check_rtstruct,
+            mask,
+            roi=None if is_missing(roi) else str(roi),
+            label=mask_label,
+            patient_id=pid,
+        )
+    return found
+
+
+def validate_cohort(
+    cohort_dir: Path | str,
+    *,
+    clinical: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    mask_labels: Sequence[int] | None = None,
+    tilt: str = "resample",
+    uneven_spacing: str = "resample",
+) -> CohortReport:
+    """Check one cohort folder against the data model and return every problem found.
+
+    All checks run, whatever fails first: tables present and valid against their schemas, unique
+    IDs, references between tables, splits, outcome values and targets, required clinical fields,
+    then for every row of ``images.csv`` the file checks (path exists and is readable, NIfTI
+    header readable, mask on the image grid within 1e-3 mm, mask integer-valued with declared
+    labels and non-empty, RTSTRUCT ROIs present, DICOM series via
+    :func:`oncoflow.convert.dicom.inspect_series`, slides open with openslide). Images are read
+    from their headers only; masks are read in full.
+
+    Args:
+        cohort_dir: The cohort folder (holding ``images.csv`` etc.).
+        clinical: Clinical fields the study needs; missing values in them are errors.
+        targets: Outcome columns the study predicts; must be filled for every patient.
+        mask_labels: Foreground labels masks may hold; ``None`` accepts any positive integer.
+        tilt: ``"resample"`` (a gantry-tilted CT is corrected at conversion) or ``"refuse"``
+            (it is a problem).
+        uneven_spacing: Same choice for DICOM series with non-uniform slice spacing.
+
+    Returns:
+        The :class:`CohortReport`; ``report.ok`` is False when any error was found.
+
+    Raises:
+        ValueError: When ``tilt`` or ``uneven_spacing`` is not one of :data:`POLICIES`.
+    """
+    for name, value in (("tilt", tilt), ("uneven_spacing", uneven_spacing)):
+        if value not in POLICIES:
+            msg = f"{name} must be one of {', '.join(POLICIES)}, got {value!r}"
+            raise ValueError(msg)
+    start = time.perf_counter()
+    root = Path(cohort_dir)
+    report = CohortReport(
+        cohort=str(cohort_dir),
+        options={
+            "clinical": list(clinical),
+            "targets": list(targets),
+            "mask_labels": None if mask_labels is None else [int(v) for v in mask_labels],
+            "tilt": tilt,
+            "uneven_spacing": uneven_spacing,
+        },
+    )
+    found: list[Problem] = []
+
+    loaded: dict[str, pd.DataFrame | None] = {}
+    if not root.is_dir():
+        found.append(Problem(None, str(cohort_dir), "tables", "cohort folder does not exist"))
+    for name in TABLES:
+        file = f"{name}.csv"
+        if not table_path(root, name).exists():
+            loaded[name] = None
+            if name in REQUIRED_TABLES and root.is_dir():
+                message = f"required table {file} does not exist in the cohort folder"
+                found.append(Problem(None, file, "tables", message))
+            continue
+        try:
+            loaded[name] = read_table(root, name)
+        except CohortError as exc:
+            loaded[name] = None
+            message = str(exc).split(": ", 1)[-1]
+            found.append(Problem(None, file, "tables", message))
+    report.checks_run.append("tables")
+
+    for name, table in loaded.items():
+        if table is not None:
+            found += tables.check_schema(name, table)
+    report.checks_run.append("schema")
+
+    images, clin, outcomes, splits = (
+        loaded[n] for n in ("images", "clinical", "outcomes", "splits")
+    )
+    found += tables.check_unique_ids(images, clin, outcomes)
+    report.checks_run.append("unique_ids")
+    found += tables.check_references(images, clin, outcomes)
+    report.checks_run.append("references")
+    found += tables.check_splits(splits, images)
+    report.checks_run.append("splits")
+    found += tables.check_outcomes(outcomes, targets=targets)
+    report.checks_run.append("outcomes")
+    found += tables.check_clinical(clin, required=clinical)
+    report.checks_run.append("clinical")
+
+    if images is not None and "path" in images:
+        mask_cache: dict[Path, list[Problem]] = {}
+        for _, series in images.iterrows():
+            row = series.to_dict()
+            found += _guarded(
+                "paths",
+                None if is_missing(row.get("patient_id")) else str(row["patient_id"]),
+                str(row.get("path")),
+                _check_image_row,
+                root,
+                row,
+                mask_labels=mask_labels,
+                tilt=tilt,
+                uneven_spacing=uneven_spacing,
+                mask_cache=mask_cache,
+            )
+        report.checks_run += [
+            "paths",
+            "readable",
+            "geometry",
+            "masks",
+            "rtstruct",
+            "dicom",
+            "slides",
+        ]
+
+    report.add(_merge_duplicates(found))
+    _summarise(report, images, splits)
+    report.excluded = sorted({p.patient_id for p in report.problems if p.patient_id is not None})
+    log.info(
+        "validated %s: %d patients, %d images, %d problems, %d warnings in %.2f s",
+        cohort_dir,
+        report.n_patients,
+        report.n_images,
+        len(report.problems),
+        len(report.warnings),
+        time.perf_counter() - start,
+    )
+    return report

@@ -1,0 +1,143 @@
+"""`snakemake -n` over several configurations: the DAG builds and holds the expected jobs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dry_run(workdir: Path, *extra: str) -> dict[str, int]:
+    """Run a dry run in ``workdir`` and return the job count per rule."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--quiet", "rules"]
+        + ["--cores", "2", "--directory", str(workdir), *extra],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = {}
+    for line in proc.stdout.splitlines():
+        match = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
+    write_config(tmp_path, default_config)
+    counts = dry_run(tmp_path)
+    from oncoflow.demo import plan_cohort
+
+    demo = default_config["demo"]
+    plans = [
+        plan_cohort(s, seed=demo["seed"], patients=demo["patients"])
+        for s in default_config["studies"]
+    ]
+    patients = {
+        p for plan in plans for p in plan.images.loc[plan.images.modality != "WSI", "patient_id"]
+    }
+    assert counts["demo_cohort"] == 6
+    assert counts["validate_cohort"] == 6
+    assert counts["qc_summary"] == 1
+    assert counts["convert_patient"] == len(patients) >= 6 * demo["patients"]
+    assert counts["all"] == 1
+
+
+def test_single_study(tmp_path, default_config):
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name == "liver_response"
+    default_config["demo"]["patients"] = 10
+    write_config(tmp_path, default_config)
+    counts = dry_run(tmp_path)
+    assert counts["demo_cohort"] == counts["validate_cohort"] == 1
+    assert counts["convert_patient"] == 10
+
+
+def test_user_cohort_without_demo(tmp_path, default_config):
+    """A cohort of the user's own files (zero-byte stand-ins suffice for the DAG)."""
+    cohort = tmp_path / "cohort"
+    rows = []
+    for i in range(3):
+        pid = f"P{i:03d}"
+        for tp in (0, 1):
+            path = f"img/{pid}_{tp}.nii.gz"
+            rows.append((pid, tp, "MR", "T2", path, f"img/{pid}_{tp}_mask.nii.gz", "", "s1"))
+    images = pd.DataFrame(
+        rows,
+        columns=[
+            "patient_id",
+            "timepoint",
+            "modality",
+            "series",
+            "path",
+            "mask_path",
+            "mask_roi",
+            "site",
+        ],
+    )
+    (cohort / "img").mkdir(parents=True)
+    for column in ("path", "mask_path"):
+        for p in images[column]:
+            (cohort / p).touch()
+    images.to_csv(cohort / "images.csv", index=False)
+    for table in ("clinical", "outcomes"):
+        pd.DataFrame({"patient_id": images.patient_id.unique()}).to_csv(
+            cohort / f"{table}.csv", index=False
+        )
+    default_config["demo"]["enabled"] = False
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name == "liver_response"
+    default_config["studies"]["liver_response"]["cohort"] = str(cohort)
+    write_config(tmp_path / "run", default_config)
+    counts = dry_run(tmp_path / "run")
+    assert "demo_cohort" not in counts
+    assert counts["validate_cohort"] == 1
+    assert counts["convert_patient"] == 3
+
+
+def test_missing_user_cohort_is_a_clear_error(tmp_path, default_config):
+    default_config["demo"]["enabled"] = False
+    write_config(tmp_path, default_config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n"]
+        + ["--cores", "1", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "study pancreas_progression" in proc.stderr
+    assert "images.csv not found" in proc.stderr
+
+
+def test_invalid_config_is_refused(tmp_path, default_config):
+    default_config["convert"]["tilt"] = "ignore"
+    write_config(tmp_path, default_config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n"]
+        + ["--cores", "1", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "ignore" in proc.stderr
