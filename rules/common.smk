@@ -14,14 +14,19 @@ sys.path.insert(0, str(SRC))  # the DAG helpers below use the library even witho
 
 from oncoflow.demo import plan_cohort  # noqa: E402
 
-# Every script runs as `{PY} <name>.py ...`; PYTHONPATH makes src/ importable inside any env/container.
-PY = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python {Path(workflow.basedir) / 'scripts'}"
-# One pinned conda env and one Apptainer image per tool group (envs/<group>.yaml, containers/<group>.def).
-ENVS = Path(workflow.basedir) / "envs"
+# One Apptainer image per tool group, built from containers/<group>.def (same pins as envs/<group>.yaml).
 CONTAINERS = {
     group: f"containers/{group}.sif"
     for group in ("imaging", "radiomics", "pathology", "torch", "nnunet", "survival", "report")
 }
+
+
+def script_path(name):
+    """scripts/<name>.py; rules take it as input `script` and run it with src/ on PYTHONPATH, so the
+    library is importable in every job (local, cluster, conda env, container) without installing it.
+    """
+    return Path(workflow.basedir) / "scripts" / f"{name}.py"
+
 
 STUDIES = {name: study for name, study in config["studies"].items() if study.get("enabled", True)}
 DEMO = config["demo"]

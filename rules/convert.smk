@@ -1,6 +1,7 @@
 rule convert_patient:
     input:
-        convert_inputs,
+        sources=convert_inputs,
+        script=script_path("convert_patient"),
     output:
         directory("results/converted/{patient}"),
     log:
@@ -8,7 +9,7 @@ rule convert_patient:
     benchmark:
         "benchmarks/convert/{patient}.tsv"
     conda:
-        f"{ENVS}/imaging.yaml"
+        "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     params:
@@ -18,5 +19,6 @@ rule convert_patient:
     message:
         "Converting the images of patient {wildcards.patient}"
     shell:
-        "{PY}/convert_patient.py --cohort {params.cohort} --patient {wildcards.patient}"
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --cohort {params.cohort} --patient {wildcards.patient}"
         " --out {output} --tilt {params.tilt} --uneven-spacing {params.uneven_spacing} 2> {log}"

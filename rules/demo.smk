@@ -1,4 +1,6 @@
 rule demo_cohort:
+    input:
+        script=script_path("make_demo_cohort"),
     output:
         tables=multiext(
             f"{DEMO_OUT}/{{study}}/",
@@ -14,7 +16,7 @@ rule demo_cohort:
     benchmark:
         "benchmarks/demo/{study}.tsv"
     conda:
-        f"{ENVS}/imaging.yaml"
+        "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     params:
@@ -24,5 +26,6 @@ rule demo_cohort:
     message:
         "Writing the synthetic demo cohort of {wildcards.study}"
     shell:
-        "{PY}/make_demo_cohort.py --out {params.out} --seed {params.seed}"
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --out {params.out} --seed {params.seed}"
         " --patients {params.patients} --study {wildcards.study} 2> {log}"

@@ -1,6 +1,7 @@
 rule validate_cohort:
     input:
-        cohort_inputs,
+        cohort=cohort_inputs,
+        script=script_path("validate_cohort"),
     output:
         "results/qc/{study}/cohort_report.json",
     log:
@@ -8,7 +9,7 @@ rule validate_cohort:
     benchmark:
         "benchmarks/validate/{study}.tsv"
     conda:
-        f"{ENVS}/imaging.yaml"
+        "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     params:
@@ -17,12 +18,14 @@ rule validate_cohort:
     message:
         "Validating the cohort of {wildcards.study}"
     shell:
-        "{PY}/validate_cohort.py --cohort {params.cohort} --out {output} {params.options} 2> {log}"
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --cohort {params.cohort} --out {output} {params.options} 2> {log}"
 
 
 rule qc_summary:
     input:
-        expand("results/qc/{study}/cohort_report.json", study=STUDIES),
+        reports=expand("results/qc/{study}/cohort_report.json", study=STUDIES),
+        script=script_path("qc_summary"),
     output:
         report(
             "results/qc/cohort_report.json",
@@ -34,8 +37,9 @@ rule qc_summary:
     benchmark:
         "benchmarks/validate/qc_summary.tsv"
     conda:
-        f"{ENVS}/imaging.yaml"
+        "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     shell:
-        "{PY}/qc_summary.py --reports {input} --out {output} 2> {log}"
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --reports {input.reports} --out {output} 2> {log}"

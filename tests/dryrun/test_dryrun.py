@@ -125,8 +125,9 @@ def test_missing_user_cohort_is_a_clear_error(tmp_path, default_config):
         check=False,
     )
     assert proc.returncode != 0
-    assert "study pancreas_progression" in proc.stderr
-    assert "images.csv not found" in proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "study pancreas_progression" in output
+    assert "images.csv not found" in output
 
 
 def test_invalid_config_is_refused(tmp_path, default_config):
@@ -140,4 +141,4 @@ def test_invalid_config_is_refused(tmp_path, default_config):
         check=False,
     )
     assert proc.returncode != 0
-    assert "ignore" in proc.stderr
+    assert "'ignore' is not one of ['resample', 'refuse']" in proc.stdout + proc.stderr

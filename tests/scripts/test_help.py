@@ -13,7 +13,15 @@ SCRIPTS = sorted(p.stem for p in (REPO / "scripts").glob("*.py"))
 ENTRY_POINTS = {
     "make_demo_cohort": ["--out", "--seed", "--patients"],
     "validate_cohort": ["--cohort", "--out"],
-    "convert_dicom": ["--series", "--out", "--sidecar", "--rtstruct", "--roi", "--mask-out", "--suv"],
+    "convert_dicom": [
+        "--series",
+        "--out",
+        "--sidecar",
+        "--rtstruct",
+        "--roi",
+        "--mask-out",
+        "--suv",
+    ],
 }
 
 

@@ -154,6 +154,7 @@ def test_tilted_series_resampled_onto_orthogonal_grid(tmp_path):
     assert np.median(np.abs(got - want)[body]) < 2.0
     blob = want > 300
     assert np.abs(got[blob].mean() - want[blob].mean()) < 0.03 * want[blob].mean()
+    assert np.max(np.abs(got - want)[blob]) < 25.0  # smooth region: two linear interpolations
 
 
 def test_tilt_tag_without_shear_only_warns(tmp_path):
@@ -292,3 +293,25 @@ def test_inspect_series_problem_lists(tmp_path):
     assert any("missing tag PatientWeight" in p for p in broken)
     assert all(p.startswith(str(tmp_path / "pet_broken")) for p in broken)
     assert inspect_series(tmp_path / "pet_broken", suv=False) == []
+    assert inspect_series(tmp_path / "clean", suv=True) == [
+        f"{tmp_path / 'clean'}: expected a PET series (Modality PT) for SUV conversion, "
+        "found Modality CT"
+    ]
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_jpeg_ls_lossless.dcm"])
+def test_real_scanner_files_match_simpleitk(tmp_path, name):
+    """Real-world headers from pydicom's test data (a GE CT slice, a JPEG-LS compressed MR)."""
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(get_testdata_file(name), folder / "IM0001")
+    image, info = read_series(folder)
+    ref = sitk.ReadImage(str(folder / "IM0001"))
+    assert image.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(image.GetOrigin(), ref.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(image.GetSpacing()[:2], ref.GetSpacing()[:2], atol=1e-6)
+    np.testing.assert_allclose(image.GetDirection(), ref.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(ref))
+    assert info["source"]["n_slices"] == 1

@@ -197,7 +197,7 @@ def test_missing_suv_tag_names_patient_file_and_tag(tmp_path):
 def test_row_errors(tmp_path):
     cohort = build_cohort(tmp_path / "cohort")
     rows = read_table(cohort, "images")
-    with pytest.raises(ConversionError, match="patient P404: no row in images.csv"):
+    with pytest.raises(ConversionError, match=r"patient P404: no row in images\.csv"):
         convert_patient(cohort, rows, tmp_path / "o", patient_id="P404")
 
     bad = rows.copy()

@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 POLICIES: tuple[str, ...] = ("resample", "refuse")
 """Allowed values of the ``tilt`` and ``uneven_spacing`` policies."""
 
+MAX_INTERPOLATED_SLICES = 2
+"""Most consecutive missing slices that the ``resample`` policy fills by interpolation; a wider gap
+(a partial export, or two stacks in one folder) is refused whatever the policy, since filling it
+would invent anatomy."""
+
 UNEVEN_TOLERANCE = 0.01
 """Largest allowed deviation of a slice spacing from the median, as a fraction of the median."""
 
@@ -61,6 +66,9 @@ TILT_TOLERANCE_DEG = 0.01
 """|GantryDetectorTilt| (degrees) above which the tag counts as a tilt."""
 
 _SKIP_NAMES = frozenset({"DICOMDIR"})
+_NON_IMAGE_MODALITIES = frozenset(
+    {"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SEG", "SR", "PR", "KO"}
+)
 _GEOMETRY_TAGS = (("ImagePositionPatient", 3), ("ImageOrientationPatient", 6), ("PixelSpacing", 2))
 
 
@@ -161,6 +169,11 @@ class SeriesGeometry:
                 )
         return found
 
+    @property
+    def wide_gaps(self) -> list[tuple[float, float, int]]:
+        """Gaps of more than :data:`MAX_INTERPOLATED_SLICES` missing slices."""
+        return [gap for gap in self.gaps() if gap[2] > MAX_INTERPOLATED_SLICES]
+
 
 # --------------------------------------------------------------------------------------------------
 # header reading
@@ -209,22 +222,8 @@ def _read_header(path: Path) -> Dataset | None:
 
 
 def _is_image(ds: Dataset) -> bool:
-    """Whether ``ds`` looks like one image slice (has rows and an image plane)."""
-    return (
-        "Rows" in ds
-        and "Columns" in ds
-        and "SOPClassUID" in ds
-        and ds.get("Modality")
-        not in {
-            "RTSTRUCT",
-            "SEG",
-            "SR",
-            "RTPLAN",
-            "RTDOSE",
-            "PR",
-            "KO",
-        }
-    )
+    """Whether ``ds`` looks like one image slice (has rows and columns, not an RT/SEG/SR object)."""
+    return "Rows" in ds and "Columns" in ds and ds.get("Modality") not in _NON_IMAGE_MODALITIES
 
 
 def _describe_series(uid: str, items: list[tuple[Path, Dataset]]) -> str:
@@ -424,6 +423,14 @@ def _refuse_spacing(geom: SeriesGeometry) -> str:
     )
 
 
+def _refuse_gap(geom: SeriesGeometry) -> str:
+    return (
+        f"{geom.folder}: {spacing_message(geom)}; not converted: more than "
+        f"{MAX_INTERPOLATED_SLICES} consecutive slices are missing, which no resampling can fill; "
+        "export the complete series (or split the stacks into separate folders)"
+    )
+
+
 def _check_policy(name: str, value: str) -> None:
     if value not in POLICIES:
         raise ConversionError(f"{name} policy must be one of {', '.join(POLICIES)}, got {value!r}")
@@ -468,10 +475,19 @@ def inspect_series(
         return problems
     if geom.tilted and tilt == "refuse":
         problems.append(_refuse_tilt(geom))
-    if geom.uneven and uneven_spacing == "refuse":
+    if geom.wide_gaps:
+        problems.append(_refuse_gap(geom))
+    elif geom.uneven and uneven_spacing == "refuse":
         problems.append(_refuse_spacing(geom))
     if suv:
-        problems.extend(suv_problems(geom.headers[0], where=str(folder)))
+        modality = str(geom.headers[0].get("Modality", ""))
+        if modality != "PT":
+            problems.append(
+                f"{folder}: expected a PET series (Modality PT) for SUV conversion, "
+                f"found Modality {modality or 'missing'}"
+            )
+        else:
+            problems.extend(suv_problems(geom.headers[0], where=str(folder)))
     return problems
 
 
@@ -609,6 +625,8 @@ def read_series_with_headers(
     geom = load_series(Path(folder))
     if geom.tilted and tilt == "refuse":
         raise ConversionError(_refuse_tilt(geom))
+    if geom.wide_gaps:
+        raise ConversionError(_refuse_gap(geom))
     if geom.uneven and uneven_spacing == "refuse":
         raise ConversionError(_refuse_spacing(geom))
 

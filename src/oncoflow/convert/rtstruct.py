@@ -42,8 +42,19 @@ def read_rtstruct(path: Path) -> Dataset:
         raise ConversionError(f"{path}: RTSTRUCT file does not exist")
     try:
         ds = pydicom.dcmread(path)
+    except pydicom.errors.InvalidDicomError:
+        ds = None  # maybe a dataset without the 128-byte preamble: retry below
     except Exception as exc:
-        raise ConversionError(f"{path}: not a readable DICOM file ({exc})") from exc
+        raise ConversionError(f"{path}: not a readable DICOM file ({_first_line(exc)})") from exc
+    if ds is None:
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception as exc:
+            raise ConversionError(
+                f"{path}: not a readable DICOM file ({_first_line(exc)})"
+            ) from exc
+        if "SOPClassUID" not in ds and "StructureSetROISequence" not in ds:
+            raise ConversionError(f"{path}: not a readable DICOM file")
     if str(ds.get("SOPClassUID", "")) != _RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
         raise ConversionError(
             f"{path}: not an RTSTRUCT (Modality {ds.get('Modality', '?')}); "
@@ -114,7 +125,7 @@ def rasterize_with_info(
     direction = np.asarray(reference.GetDirection(), dtype=float).reshape(3, 3)
     to_index = np.linalg.inv(direction * spacing[None, :])
     labels = np.zeros((size[2], size[1], size[0]), dtype=np.uint8)
-    info: dict[str, Any] = {"format": "RTSTRUCT", "file": path.name, "rois": []}
+    info: dict[str, Any] = {"source": {"format": "RTSTRUCT", "file": path.name}, "rois": []}
 
     for label, name in enumerate(roi_names, start=1):
         key = name if name in available else _case_insensitive(name, available)
@@ -216,6 +227,11 @@ def rasterize(
         rtstruct_file, reference, roi_names, frame_of_reference_uid=frame_of_reference_uid
     )
     return labels
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _case_insensitive(name: str, available: dict[str, tuple[int, str]]) -> str | None:

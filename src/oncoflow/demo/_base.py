@@ -151,20 +151,24 @@ class StudyGenerator(ABC):
     ) -> tuple[np.ndarray, list[str]]:
         """Rebalance the stratification target of tiny cohorts, then split.
 
-        Every class gets at least 2 internal (site_a/b) and 1 external patients when the pool
+        Every class gets at least 1 internal (site_a/b) and 1 external patient when the pool
         is large enough (:func:`rebalance`); then :func:`stratified_splits`.
 
         Returns:
             (final class per patient, split per patient).
         """
         external = np.array([p.site == EXTERNAL_SITE for p in patients])
-        final = rebalance(strata, propensity, [(~external, 2), (external, 1)])
+        final = rebalance(strata, propensity, [(~external, 1), (external, 1)])
         self._log_changes(patients, strata, final)
         splits = stratified_splits(final, [p.site for p in patients], self.split_keys(patients))
         return final, splits
 
     def rebalance_secondary(
-        self, patients: list[Patient], classes: np.ndarray, propensity: np.ndarray, splits: list[str]
+        self,
+        patients: list[Patient],
+        classes: np.ndarray,
+        propensity: np.ndarray,
+        splits: list[str],
     ) -> np.ndarray:
         """Make every class of a secondary target present in train and in the test splits."""
         train = np.array([s == "train" for s in splits])

@@ -70,9 +70,9 @@ class SiteScanner:
 
 
 SCANNERS: dict[str, SiteScanner] = {
-    "site_a": SiteScanner(0.0, 1.00, 12.0, 0.6, 1.00, 5.0, 1.00, 12.0, 1.00, 6.0, (1.00, 1.00)),
-    "site_b": SiteScanner(28.0, 1.06, 18.0, 1.2, 0.92, 4.0, 1.30, 18.0, 1.12, 7.5, (1.25, 0.85)),
-    "site_c": SiteScanner(-22.0, 0.95, 24.0, 1.8, 1.08, 5.0, 0.80, 25.0, 0.90, 9.0, (0.80, 1.20)),
+    "site_a": SiteScanner(0.0, 1.00, 10.0, 0.6, 1.00, 5.0, 1.00, 9.0, 1.00, 6.0, (1.00, 1.00)),
+    "site_b": SiteScanner(28.0, 1.06, 15.0, 1.2, 0.92, 4.0, 1.30, 13.0, 1.12, 7.5, (1.25, 0.85)),
+    "site_c": SiteScanner(-22.0, 0.95, 20.0, 1.8, 1.08, 5.0, 0.80, 18.0, 0.90, 9.0, (0.80, 1.20)),
 }
 """The three sites' scanners; the differences are the batch effect described in docs/demo.md."""
 
@@ -213,12 +213,17 @@ def ellipsoid(
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Return a uniformly random 3D rotation matrix (QR of a Gaussian matrix)."""
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))[None, :]
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
+    """Return a uniformly random 3D rotation matrix (from a normalised Gaussian quaternion)."""
+    w, x, y, z = rng.normal(size=4)
+    n = float(np.sqrt(w * w + x * x + y * y + z * z)) or 1.0
+    w, x, y, z = w / n, x / n, y / n, z / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def tube_distance(
@@ -258,18 +263,21 @@ def scanner_blur(image: np.ndarray, grid: Grid, blur_mm: float) -> np.ndarray:
     return ndimage.gaussian_filter(image, sigma, mode="nearest")
 
 
-def apply_ct_scanner(
-    hu: np.ndarray, grid: Grid, site: str, rng: np.random.Generator
-) -> np.ndarray:
+def apply_ct_scanner(hu: np.ndarray, grid: Grid, site: str, rng: np.random.Generator) -> np.ndarray:
     """Turn true HU into what ``site``'s scanner reconstructs; returns int16 HU.
 
     ``HU_obs = blur(gain * HU + offset) + noise`` with noise = white noise lightly smoothed
     (sigma 0.6 voxel, rescaled to ``ct_noise_hu``); air stays at -1000 +- noise, clipped at
-    -1024 like most scanners.
+    -1024 like most scanners, and voxels outside the reconstruction circle (the disc inscribed
+    in the square field of view) are padding, -1024.
     """
     sc = SCANNERS[site]
     img = scanner_blur(sc.ct_gain * hu + sc.ct_offset_hu, grid, sc.blur_mm)
     img = img + sc.ct_noise_hu * smooth_noise(rng, hu.shape, 0.6)
+    ny, nx = hu.shape[1:]
+    jj, ii = np.mgrid[0:ny, 0:nx]
+    outside = ((ii - (nx - 1) / 2) / (nx / 2)) ** 2 + ((jj - (ny - 1) / 2) / (ny / 2)) ** 2 > 1.0
+    img[:, outside] = -1024
     return np.clip(np.rint(img), -1024, 3071).astype(np.int16)
 
 

@@ -252,8 +252,10 @@ def chest(
     body_scale: float,
     lesion: Lesion | None,
 ) -> Scene:
-    """Render a thoracic phantom: body, fat, pectoral muscles, lungs with vessels, heart,
-    mediastinum, aorta, trachea, spine, ribs and an optional lesion (nodule / tumour).
+    """Render a thoracic phantom with an optional lesion (nodule / tumour).
+
+    Body, fat, pectoral muscles, lungs with vessels, heart, mediastinum, aorta, trachea, spine
+    and ribs.
 
     Args:
         grid: Image grid.

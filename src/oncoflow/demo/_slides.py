@@ -2,11 +2,12 @@
 
 A slide is generated at 2 µm/px (level 1) and upsampled 4x (bilinear) to level 0 at
 ``MPP = 0.5`` µm/px; level 2 is a 4x box downsample of level 1. Content (Beer-Lambert colour
-model, hematoxylin vector of Ruifrok & Johnston, a pinker eosin): a tissue island on a white background; pink eosin
-stroma with fibres (short line segments whose orientation is ``theta_0 + slow field +
-disorder_sd * N(0, 1)``, ``disorder_sd = 0.15 + 1.35 * disorder`` radians) and purple hematoxylin
-nuclei placed with a clustered Poisson process at ``800 + 4200 * density`` nuclei per mm² of
-tissue. The site changes the stain strength (hematoxylin, eosin multipliers).
+model, hematoxylin vector of Ruifrok & Johnston, a pinker eosin): a tissue island on a white
+background; pink eosin stroma with fibres (short line segments whose orientation is
+``theta_0 + slow field + disorder_sd * N(0, 1)``, ``disorder_sd = 0.15 + 1.35 * disorder``
+radians) and purple hematoxylin nuclei placed with a clustered Poisson process at
+``800 + 4200 * density`` nuclei per mm² of tissue. The site changes the stain strength
+(hematoxylin, eosin multipliers).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from scipy import ndimage
 MPP = 0.5
 """Level-0 resolution (µm per pixel)."""
 
-LEVEL1_SIZE = (1024, 768)
+LEVEL1_SIZE = (1024, 640)
 """(width, height) of level 1 (2 µm/px); level 0 is 4x larger."""
 
 _H = np.array([0.65, 0.70, 0.29])
@@ -98,12 +99,12 @@ def render_slide(
     h_conc = stain[0] * (0.06 * tissue + 0.85 * nuclei)
     e_conc = stain[1] * tissue * (0.22 + 0.30 * fibres) * (1.0 - 0.6 * nuclei)
     od = h_conc[..., None] * _H + e_conc[..., None] * _E
-    od += 0.012 * rng.standard_normal((height, width, 1)).astype(np.float32)
+    od += 0.004 * rng.standard_normal((height, width, 1)).astype(np.float32)
     rgb = 245.0 * np.power(10.0, -od)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def write_slide(path: Path, level1: np.ndarray, *, aperio: bool = False, quality: int = 80) -> None:
+def write_slide(path: Path, level1: np.ndarray, *, aperio: bool = False, quality: int = 75) -> None:
     """Write a 3-level pyramidal tiled TIFF (256 px JPEG tiles) from the level-1 image.
 
     Generic TIFF: ``XResolution = YResolution = 10000 / MPP`` px/cm with ResolutionUnit

@@ -77,7 +77,9 @@ def _generator(study: str, seed: int, patients: int) -> StudyGenerator:
         msg = f"--seed must be >= 0, got {seed}"
         raise OncoflowError(msg)
     if patients < MIN_PATIENTS:
-        msg = f"--patients must be >= {MIN_PATIENTS} (every split needs both classes), got {patients}"
+        msg = (
+            f"--patients must be >= {MIN_PATIENTS} (every split needs both classes), got {patients}"
+        )
         raise OncoflowError(msg)
     return classes[study](seed, patients)
 
@@ -102,14 +104,14 @@ def _plan(gen: StudyGenerator) -> tuple[DemoPlan, list[Patient], dict[str, list[
     patients = gen.patients()
     rows: list[tuple[Patient, ImageSpec]] = []
     specs: dict[str, list[ImageSpec]] = {}
-    files: list[str] = list(TABLE_FILES)
+    files: dict[str, None] = dict.fromkeys(TABLE_FILES)  # ordered set
     for patient in patients:
         specs[patient.patient_id] = gen.image_specs(patient)
         for spec in specs[patient.patient_id]:
             rows.append((patient, spec))
-            for path in (spec.path, spec.mask_path):
-                if path is not None and path not in files:
-                    files.append(path)
+            files[spec.path] = None
+            if spec.mask_path is not None:
+                files[spec.mask_path] = None
     plan = DemoPlan(study=gen.name, images=_images_frame(rows), files=tuple(files))
     return plan, patients, specs
 

@@ -12,8 +12,8 @@ Planted mechanism. Latents: pre-treatment radius ``r0 ~ U(12, 26)`` mm; log volu
 ``log(AFP_post / AFP_pre) ~ N(-0.4, 0.8)``, ``log(DCP_post / DCP_pre) ~ N(-0.4, 0.8)`` (pre values
 log-normal). ``response ~ Bernoulli(p)``,
 
-``logit p = -2.2 - 1.6 (delta + 0.25) / 0.45 + 1.2 (dn - 0.12) / 0.15
-- 0.8 (afp_drop + 0.4) / 0.8 - 0.6 (dcp_drop + 0.4) / 0.8``
+``logit p = -2.6 - 2.4 (delta + 0.25) / 0.45 + 1.2 (dn - 0.12) / 0.15
+- 0.6 (afp_drop + 0.4) / 0.8 - 0.4 (dcp_drop + 0.4) / 0.8``
 
 (about 25 % responders). Oracle: AUC of ``p`` on internal_test + external_test.
 """
@@ -49,7 +49,7 @@ from oncoflow.demo._phantoms import (
 )
 
 SEQUENCES: tuple[str, ...] = ("T1", "T2", "T1V")
-GRID_SIZE = (64, 64, 32)
+GRID_SIZE = (64, 64, 24)
 INPLANE_MM = 4.6
 SLICE_MM = 6.0
 
@@ -58,16 +58,18 @@ def response_probability(latent: dict[str, Any]) -> float:
     """Return the patient's true P(response) (module docstring)."""
     return float(
         logit_inv(
-            -2.2
-            - 1.6 * (latent["delta"] + 0.25) / 0.45
+            -2.6
+            - 2.4 * (latent["delta"] + 0.25) / 0.45
             + 1.2 * (latent["dn"] - 0.12) / 0.15
-            - 0.8 * (latent["afp_drop"] + 0.4) / 0.8
-            - 0.6 * (latent["dcp_drop"] + 0.4) / 0.8
+            - 0.6 * (latent["afp_drop"] + 0.4) / 0.8
+            - 0.4 * (latent["dcp_drop"] + 0.4) / 0.8
         )
     )
 
 
-def mr_image(scene: Scene, sequence: str, site: str, rng: np.random.Generator, texture: float) -> np.ndarray:
+def mr_image(
+    scene: Scene, sequence: str, site: str, rng: np.random.Generator, texture: float
+) -> np.ndarray:
     """Return the int16 MR magnitude image of ``scene`` in ``sequence`` as ``site`` acquires it."""
     sc = SCANNERS[site]
     signal = scene.lookup(MR_AU[sequence])
@@ -169,7 +171,13 @@ class LiverResponse(StudyGenerator):
                 lobulation=0.1,
                 necrosis=lat["n1"] if tp == 1 else lat["n0"],
             )
-            scene = abdomen(grid, rng, body_scale=lat["body_scale"], pancreas_shift=(0.0, 0.0, 0.0), lesion=lesion)
+            scene = abdomen(
+                grid,
+                rng,
+                body_scale=lat["body_scale"],
+                pancreas_shift=(0.0, 0.0, 0.0),
+                lesion=lesion,
+            )
             mask = ((scene.tissue == LESION) | (scene.tissue == NECROSIS)).astype(np.uint8)
             for spec in specs:
                 if spec.timepoint == tp:

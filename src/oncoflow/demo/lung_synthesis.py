@@ -1,5 +1,4 @@
-"""Demo study ``lung_synthesis``: 64^3 chest CT with lung and nodule masks (for a mask-conditioned
-diffusion model).
+"""Demo study ``lung_synthesis``: 64^3 chest CT with lung and nodule masks (for a diffusion model).
 
 Images: one non-contrast chest CT (series ``-``) per patient, labels 1 = lung, 2 = nodule.
 The phantom has lungs at about -860 HU with a vessel tree (intersections of two smooth random

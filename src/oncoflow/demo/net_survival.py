@@ -2,7 +2,7 @@
 
 Images per patient: a contrast chest CT (series ``-``, 64^3) with a lesion label map
 (1 = lesion) and one H&E-like whole-slide image (modality ``WSI``, series ``HE``): a pyramidal
-tiled TIFF (3 levels, 4096 x 3072 px at 0.5 µm/px) — the patients with index 1, 21, 41, ... get
+tiled TIFF (3 levels, 4096 x 2560 px at 0.5 µm/px) — the patients with index 1, 21, 41, ... get
 an Aperio-style ``.svs`` instead.
 
 Planted mechanism. Latents: lesion radius ``r ~ U(6, 20)`` mm, lesion texture
@@ -13,7 +13,7 @@ Planted mechanism. Latents: lesion radius ``r ~ U(6, 20)`` mm, lesion texture
 
 with ``z_u = (u - 0.5) / 0.289`` for the uniform latents and ``z_logr = (log r - 2.42) / 0.33``.
 Death ``T`` and progression ``P`` times are proportional-hazards Weibull (shape 1.2; medians
-1800 and 900 days at ``eta = 0``, both scaled by ``exp(eta)``); censoring ``C ~ U(300, 3000)``
+1200 and 900 days at ``eta = 0``, both scaled by ``exp(eta)``); censoring ``C ~ U(300, 3000)``
 days. ``os = (min(T, C), T <= C)``, ``pfs = (min(P, T, C), min(P, T) <= C)`` so ``pfs <= os``.
 Histology is an ordinal cut of ``0.9 z_rho + 0.6 z_h + N(0, 0.7)`` into carcinoid (40 %),
 atypical carcinoid (25 %), LCNEC (20 %) and SCLC (15 %). Oracle: Harrell's C of ``eta`` for OS
@@ -118,7 +118,7 @@ class NetSurvival(StudyGenerator):
         )
         eta = np.array([linear_predictor(p.latent) for p in patients])
         draws = np.array([self.rng(p.index, "outcome").random(3) for p in patients])
-        death = weibull_times(draws[:, 0], eta, median_days=1800.0, shape=1.2)
+        death = weibull_times(draws[:, 0], eta, median_days=1200.0, shape=1.2)
         prog = weibull_times(draws[:, 1], eta, median_days=900.0, shape=1.2)
         censor = 300.0 + 2700.0 * draws[:, 2]
         propensity = np.column_stack([-eta, eta])

@@ -1,14 +1,14 @@
 """Demo study ``nsclc_mmdls``: PET/CT of lung cancer; histology, stage, DFS and OS.
 
 Images at time point 0: a contrast chest CT (64^3) and an FDG PET in SUVbw on the same grid
-(NIfTI PET is stored already in SUV: int16 with ``scl_slope = 0.001``), one label map for both
+(NIfTI PET is stored already in SUV: int16 with ``scl_slope = 0.01``), one label map for both
 (1 = lung, 2 = lesion). Every fourth patient (index 1, 5, 9, ...) is written as DICOM: a CT
 series, a PET series storing Bq/mL with real SUV tags (weight, dose, F-18 half-life, injection
 and series times; same grid and FrameOfReference as the CT) and an RTSTRUCT on the CT with
 ROIs ``Lung`` and ``GTV`` (``mask_roi = "Lung+GTV"`` on both rows).
 
 Planted mechanism. Latents: lesion radius ``r ~ U(6, 28)`` mm, texture ``h ~ U(0, 1)``
-(HU sd 6 + 28 h), uptake ``SUVmax u``, ``log u ~ N(log 7, 0.55)`` clipped to 2-20 (PET lesion
+(HU sd 8 + 50 h), uptake ``SUVmax u``, ``log u ~ N(log 7, 0.55)`` clipped to 2-20 (PET lesion
 ``u (0.55 + 0.45 sqrt(core)) (1 + 0.1 field)`` before the PET PSF), smoking, age.
 
 * ``histology``: LUSC with ``logit p = -0.2 + 2.2 z_h + 0.6 [current smoker]``, else LUAD;
@@ -17,7 +17,7 @@ Planted mechanism. Latents: lesion radius ``r ~ U(6, 28)`` mm, texture ``h ~ U(0
   ``z_u = (log u - log 7) / 0.55``; cut at -0.915, 0, 1.47 into I-IV (about 30/20/30/20 %).
   Bayes rule: ``argmax_k Phi((c_k - w) / 0.6) - Phi((c_{k-1} - w) / 0.6)``.
 * survival: ``eta = 0.6 z_u + 0.5 z_r + 0.45 (stage - 1.5) + 0.02 (age - 65)`` (stage 0..3);
-  Weibull death (shape 1.1, median 1400 d) and recurrence (median 600 d) times, censoring
+  Weibull death (shape 1.1, median 1000 d) and recurrence (median 700 d) times, censoring
   ``U(200, 2500)`` d; ``os = min(T, C)``, ``dfs = min(R, T, C)``.
 
 Oracle on internal_test + external_test: histology AUC of ``p``, stage macro-F1 of the Bayes
@@ -87,7 +87,9 @@ def stage_posterior(latent: dict[str, Any]) -> np.ndarray:
     return np.diff(cdf)
 
 
-def pet_suv(scene: Scene, latent: dict[str, Any], site: str, rng: np.random.Generator) -> np.ndarray:
+def pet_suv(
+    scene: Scene, latent: dict[str, Any], site: str, rng: np.random.Generator
+) -> np.ndarray:
     """Return the PET SUV image (float32) of ``scene`` as ``site``'s scanner reconstructs it."""
     sc = SCANNERS[site]
     suv = scene.lookup(PET_SUV)
@@ -164,14 +166,18 @@ class NsclcMmdls(StudyGenerator):
             + 0.45 * (stage - 1.5)
             + 0.02 * (np.array([v["age"] for v in lat]) - 65.0)
         )
-        death = weibull_times(u[:, 1], eta, median_days=1400.0, shape=1.1)
-        recur = weibull_times(u[:, 2], eta, median_days=600.0, shape=1.1)
+        death = weibull_times(u[:, 1], eta, median_days=1000.0, shape=1.1)
+        recur = weibull_times(u[:, 2], eta, median_days=700.0, shape=1.1)
         censor = 200.0 + 2300.0 * u[:, 3]
         propensity = np.column_stack([-eta, eta])
-        os_ev = self.rebalance_secondary(patients, (death <= censor).astype(int), propensity, splits)
+        os_ev = self.rebalance_secondary(
+            patients, (death <= censor).astype(int), propensity, splits
+        )
         censor = _force_events(censor, death, os_ev)
         first = np.minimum(recur, death)
-        dfs_ev = self.rebalance_secondary(patients, (first <= censor).astype(int), propensity, splits)
+        dfs_ev = self.rebalance_secondary(
+            patients, (first <= censor).astype(int), propensity, splits
+        )
         censor = _force_events(censor, first, dfs_ev)
         os_time, os_event = np.minimum(death, censor), (death <= censor).astype(int)
         dfs_time, dfs_event = np.minimum(first, censor), (first <= censor).astype(int)
@@ -238,7 +244,7 @@ class NsclcMmdls(StudyGenerator):
         )
         scene = chest(grid, rng, body_scale=lat["body_scale"], lesion=lesion)
         ct = apply_ct_scanner(
-            ct_true_hu(scene, "venous", texture_hu=6.0 + 28.0 * lat["texture"]),
+            ct_true_hu(scene, "venous", texture_hu=8.0 + 50.0 * lat["texture"]),
             grid,
             patient.site,
             rng,
@@ -250,15 +256,17 @@ class NsclcMmdls(StudyGenerator):
         ct_spec, pet_spec = specs
         if not patient.dicom:
             write_nifti(study_dir / ct_spec.path, ct, grid)
-            stored = np.rint(suv * 1000.0).astype(np.int16)
-            write_nifti(study_dir / pet_spec.path, stored, grid, scale=0.001)
+            stored = np.rint(suv * 100.0).astype(np.int16)
+            write_nifti(study_dir / pet_spec.path, stored, grid, scale=0.01)
             write_nifti(study_dir / str(ct_spec.mask_path), mask, grid)
             return
         from oncoflow.dicomwrite import write_ct_series, write_pet_series, write_rtstruct
 
         phi, dseed = self.dicom_identity(patient)
         ct_dir = study_dir / ct_spec.path
-        write_ct_series(to_sitk(ct, grid), ct_dir, phi=phi, seed=dseed, series_description="CT chest")
+        write_ct_series(
+            to_sitk(ct, grid), ct_dir, phi=phi, seed=dseed, series_description="CT chest"
+        )
         injection_min = 9 * 60 + int(rng.integers(0, 90))
         scan_min = injection_min + lat["uptake_min"]
         write_pet_series(

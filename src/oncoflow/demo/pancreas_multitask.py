@@ -10,9 +10,9 @@ given the subtype ``k`` three lesion descriptors are independent Gaussians
 ===========================  ======  ======  ======  =====
 descriptor                   k = 0   k = 1   k = 2   sd
 ===========================  ======  ======  ======  =====
-mean HU shift vs. venous     +10     -12     -32     10
-texture heterogeneity h      0.2     0.5     0.8     0.18
-elongation (axis ratio)      1.05    1.45    1.85    0.25
+mean HU shift vs. venous     +10     -12     -32     14
+texture heterogeneity h      0.2     0.5     0.8     0.22
+elongation (axis ratio)      1.05    1.45    1.85    0.30
 ===========================  ======  ======  ======  =====
 
 (texture: lesion HU sd = 6 + 28 h; elongation keeps the volume; lesion radius ``U(7, 18)`` mm
@@ -53,7 +53,7 @@ GRID_SIZE = (64, 64, 32)
 INPLANE_MM = 4.4
 PRIORS = np.array([0.25, 0.42, 0.33])
 MEANS = np.array([[10.0, 0.2, 1.05], [-12.0, 0.5, 1.45], [-32.0, 0.8, 1.85]])
-SDS = np.array([10.0, 0.18, 0.25])
+SDS = np.array([14.0, 0.22, 0.30])
 
 
 def subtype_posterior(descriptors: np.ndarray) -> np.ndarray:
@@ -141,7 +141,10 @@ class PancreasMultitask(StudyGenerator):
         rng = self.rng(patient.index, "pixels")
         scanner = SCANNERS[patient.site]
         grid = make_grid(
-            rng, size=GRID_SIZE, inplane_mm=INPLANE_MM * scanner.inplane_scale, slice_mm=scanner.slice_mm
+            rng,
+            size=GRID_SIZE,
+            inplane_mm=INPLANE_MM * scanner.inplane_scale,
+            slice_mm=scanner.slice_mm,
         )
         lesion = Lesion(
             centre=pancreas_point(lat["lesion_frac"], lat["body_scale"], lat["pancreas_shift"]),
@@ -151,7 +154,11 @@ class PancreasMultitask(StudyGenerator):
             lobulation=0.1,
         )
         scene = abdomen(
-            grid, rng, body_scale=lat["body_scale"], pancreas_shift=lat["pancreas_shift"], lesion=lesion
+            grid,
+            rng,
+            body_scale=lat["body_scale"],
+            pancreas_shift=lat["pancreas_shift"],
+            lesion=lesion,
         )
         mask = np.zeros(grid.shape, dtype=np.uint8)
         mask[scene.tissue == PANCREAS] = 1

@@ -1,8 +1,8 @@
-"""Demo study ``pancreas_progression``: 3-phase CT at 3-4 time points, progression at next follow-up.
+"""Demo study ``pancreas_progression``: 3-phase CT at 3-4 time points, progression next visit.
 
-Images: per time point ``t = 0 .. T-1`` (``T`` = 3 or 4) an abdominal CT in the ``arterial``,
-``venous`` and ``delayed`` phase on one grid, with one label map per time point
-(1 = pancreas, 2 = lesion). Phases differ in enhancement (pancreas 128 / 105 / 78 HU, the
+Images: per time point ``t = 0 .. T-1`` (``T`` = 4 with probability 0.4, else 3) an abdominal
+CT in the ``arterial``, ``venous`` and ``delayed`` phase on one grid, with one label map per
+time point (1 = pancreas, 2 = lesion). Phases differ in enhancement (pancreas 128 / 105 / 78 HU, the
 hypo-enhancing lesion 62 / 72 / 80 HU, aorta 320 / 170 / 120 HU, see ``CT_HU``).
 
 Planted mechanism (patient latents):
@@ -76,7 +76,7 @@ class PancreasProgression(StudyGenerator):
         growth = float(rng.normal(0.05, 0.30))
         age = float(np.clip(rng.normal(63, 9), 35, 88))
         return {
-            "n_tp": 3 + int(rng.random() < 0.5),
+            "n_tp": 3 + int(rng.random() < 0.4),
             "r0": float(rng.uniform(8, 15)),
             "growth": growth,
             "interval_noise": [float(v) for v in rng.normal(0, 0.08, size=3)],
@@ -141,7 +141,9 @@ class PancreasProgression(StudyGenerator):
         for p, lab in zip(patients, labels, strict=True):
             for tp in range(p.latent["n_tp"]):
                 value = int(lab[tp]) if tp < len(lab) else pd.NA
-                rows.append({"patient_id": p.patient_id, "timepoint": tp, "progression_next": value})
+                rows.append(
+                    {"patient_id": p.patient_id, "timepoint": tp, "progression_next": value}
+                )
         outcomes = pd.DataFrame(rows).astype({"timepoint": int, "progression_next": "Int64"})
         test = self.test_mask(splits)
         y_test = np.concatenate([labels[i] for i in np.flatnonzero(test)])
@@ -190,5 +192,7 @@ class PancreasProgression(StudyGenerator):
                     lesion_shift_hu=-10.0 * lat["texture"],
                     texture_hu=texture_hu,
                 )
-                write_nifti(study_dir / spec.path, apply_ct_scanner(hu, grid, patient.site, rng), grid)
+                write_nifti(
+                    study_dir / spec.path, apply_ct_scanner(hu, grid, patient.site, rng), grid
+                )
             write_nifti(study_dir / f"images/{patient.patient_id}/tp{tp}/mask.nii.gz", mask, grid)
