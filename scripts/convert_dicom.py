@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.convert import POLICIES, convert_dicom_series
+from oncoflow.convert import convert_dicom_series
 from oncoflow.errors import ConversionError
 
 
@@ -32,18 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mask-out", type=Path, help="mask to write (.nii.gz, uint8)")
     parser.add_argument("--suv", action="store_true", help="PET: convert Bq/mL to SUVbw")
-    parser.add_argument(
-        "--tilt",
-        choices=POLICIES,
-        default="resample",
-        help="gantry-tilted series (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--uneven-spacing",
-        choices=POLICIES,
-        default="resample",
-        help="non-uniform slice spacing (default: %(default)s)",
-    )
+    cli.add_dicom_policy_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 

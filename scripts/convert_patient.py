@@ -19,7 +19,7 @@ from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.cohort import read_table
-from oncoflow.convert import POLICIES, convert_patient
+from oncoflow.convert import convert_patient
 from oncoflow.errors import ConversionError
 
 
@@ -30,18 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--patient", required=True, help="patient_id to convert")
     parser.add_argument("--out", type=Path, required=True, help="output folder of the patient")
-    parser.add_argument(
-        "--tilt",
-        choices=POLICIES,
-        default="resample",
-        help="gantry-tilted series (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--uneven-spacing",
-        choices=POLICIES,
-        default="resample",
-        help="non-uniform slice spacing (default: %(default)s)",
-    )
+    cli.add_dicom_policy_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.errors import OncoflowError
-from oncoflow.validate import POLICIES, validate_cohort
+from oncoflow.validate import validate_cohort
 
 
 def _names(text: str) -> list[str]:
@@ -52,15 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="labels masks may hold besides 0, e.g. 1,2 (default: any positive integer)",
     )
-    parser.add_argument(
-        "--tilt", choices=POLICIES, default="resample", help="gantry-tilted CT: resample or refuse"
-    )
-    parser.add_argument(
-        "--uneven-spacing",
-        choices=POLICIES,
-        default="resample",
-        help="DICOM series with non-uniform slice spacing: resample or refuse",
-    )
+    cli.add_dicom_policy_arguments(parser)
     parser.add_argument(
         "--patient-label",
         default="patient",

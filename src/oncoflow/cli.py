@@ -21,6 +21,28 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def add_dicom_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--tilt`` and ``--uneven-spacing``: the DICOM policies of config.yaml ``convert``.
+
+    ``resample`` corrects the series onto an orthogonal, evenly spaced grid and records a warning;
+    ``refuse`` makes such a series an error.
+    """
+    from oncoflow.convert.dicom import POLICIES
+
+    parser.add_argument(
+        "--tilt",
+        choices=POLICIES,
+        default="resample",
+        help="gantry-tilted series: resample or refuse (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--uneven-spacing",
+        choices=POLICIES,
+        default="resample",
+        help="non-uniform slice spacing: resample or refuse (default: %(default)s)",
+    )
+
+
 def run(
     main: Callable[[argparse.Namespace], int | None],
     parser: argparse.ArgumentParser,

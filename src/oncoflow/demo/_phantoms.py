@@ -9,10 +9,19 @@ by the site's scanner model (:mod:`oncoflow.demo._common`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from oncoflow.demo._common import Grid, ellipsoid, smooth_noise, tube_distance
+from oncoflow.demo._common import (
+    SCANNERS,
+    Grid,
+    ellipsoid,
+    make_grid,
+    random_rotation,
+    smooth_noise,
+    tube_distance,
+)
 
 # tissue codes
 AIR, FAT, SOFT, MUSCLE, BONE, CORTEX, LIVER, SPLEEN, KIDNEY, AORTA, VEIN = range(11)
@@ -328,3 +337,54 @@ def ct_true_hu(
     nec = scene.tissue == NECROSIS
     hu[nec] += 0.5 * texture_hu * scene.texture[nec]
     return hu
+
+
+CHEST_SIZE = (64, 64, 64)
+"""Voxels of the chest phantoms (x, y, z)."""
+CHEST_INPLANE_MM = 5.2
+"""In-plane spacing of the chest phantoms before the site's scanner scale, mm."""
+
+
+def lung_lesion(rng: np.random.Generator, radius: float, body_scale: float) -> dict[str, Any]:
+    """Draw a lesion position inside one lung and its orientation (latent helper)."""
+    side = -1 if rng.random() < 0.55 else 1
+    direction = rng.normal(size=3)
+    u = direction / np.linalg.norm(direction) * 0.5 * rng.random() ** (1 / 3)
+    return {
+        "lesion_centre": lung_point(side, u, body_scale),
+        "rotation": tuple(tuple(float(v) for v in row) for row in random_rotation(rng)),
+        "radius": float(radius),
+    }
+
+
+def chest_scene(
+    rng: np.random.Generator, latent: dict[str, Any], site: str, *, lobulation: float
+) -> tuple[Grid, Scene]:
+    """Lay out the chest phantom of one patient on its site's scanner grid.
+
+    Args:
+        rng: The patient's pixel generator.
+        latent: Patient latents with ``lesion_centre``, ``radius``, ``elongation``, ``rotation``
+            and ``body_scale`` (see :func:`lung_lesion`).
+        site: Acquisition site; sets in-plane scale and slice spacing.
+        lobulation: Lesion surface lobulation (0 = smooth ellipsoid).
+
+    Returns:
+        The image grid and the tissue scene with the lesion painted in.
+    """
+    scanner = SCANNERS[site]
+    grid = make_grid(
+        rng,
+        size=CHEST_SIZE,
+        inplane_mm=CHEST_INPLANE_MM * scanner.inplane_scale,
+        slice_mm=scanner.slice_mm,
+        table_mm=(0.0, -160.0, -250.0),
+    )
+    lesion = Lesion(
+        centre=latent["lesion_centre"],
+        radius_mm=latent["radius"],
+        elongation=latent["elongation"],
+        rotation=latent["rotation"],
+        lobulation=lobulation,
+    )
+    return grid, chest(grid, rng, body_scale=latent["body_scale"], lesion=lesion)

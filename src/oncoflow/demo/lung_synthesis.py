@@ -19,9 +19,16 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
-from oncoflow.demo._common import SCANNERS, apply_ct_scanner, make_grid, write_nifti
-from oncoflow.demo._phantoms import LESION, LUNG, NECROSIS, VESSEL, Lesion, chest, ct_true_hu
-from oncoflow.demo.net_survival import CHEST_INPLANE_MM, CHEST_SIZE, lung_lesion
+from oncoflow.demo._common import apply_ct_scanner, write_nifti
+from oncoflow.demo._phantoms import (
+    LESION,
+    LUNG,
+    NECROSIS,
+    VESSEL,
+    chest_scene,
+    ct_true_hu,
+    lung_lesion,
+)
 
 
 class LungSynthesis(StudyGenerator):
@@ -69,22 +76,7 @@ class LungSynthesis(StudyGenerator):
         """Render the CT and the lung (1) / nodule (2) labels."""
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
-        scanner = SCANNERS[patient.site]
-        grid = make_grid(
-            rng,
-            size=CHEST_SIZE,
-            inplane_mm=CHEST_INPLANE_MM * scanner.inplane_scale,
-            slice_mm=scanner.slice_mm,
-            table_mm=(0.0, -160.0, -250.0),
-        )
-        lesion = Lesion(
-            centre=lat["lesion_centre"],
-            radius_mm=lat["radius"],
-            elongation=lat["elongation"],
-            rotation=lat["rotation"],
-            lobulation=0.2,
-        )
-        scene = chest(grid, rng, body_scale=lat["body_scale"], lesion=lesion)
+        grid, scene = chest_scene(rng, lat, patient.site, lobulation=0.2)
         if lat["part_solid"]:
             hu = ct_true_hu(scene, "native", lesion_shift_hu=-388.0, texture_hu=80.0)
         else:

@@ -32,17 +32,13 @@ from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
     SCANNERS,
     apply_ct_scanner,
-    make_grid,
-    random_rotation,
     weibull_times,
     write_nifti,
 )
 from oncoflow.demo._metrics import c_index, oracle_entry
-from oncoflow.demo._phantoms import LESION, NECROSIS, Lesion, chest, ct_true_hu, lung_point
+from oncoflow.demo._phantoms import LESION, NECROSIS, chest_scene, ct_true_hu, lung_lesion
 from oncoflow.demo._slides import render_slide, write_slide
 
-CHEST_SIZE = (64, 64, 64)
-CHEST_INPLANE_MM = 5.2
 HISTOLOGY = ("carcinoid", "atypical_carcinoid", "LCNEC", "SCLC")
 _HISTOLOGY_CUTS = (-0.33, 0.50, 1.34)
 
@@ -60,18 +56,6 @@ def linear_predictor(latent: dict[str, Any]) -> float:
         + 0.5 * (np.log(latent["radius"]) - 2.42) / 0.33
         + 0.03 * (latent["age"] - 65.0)
     )
-
-
-def lung_lesion(rng: np.random.Generator, radius: float, body_scale: float) -> dict[str, Any]:
-    """Draw a lesion position inside one lung and its orientation (latent helper)."""
-    side = -1 if rng.random() < 0.55 else 1
-    direction = rng.normal(size=3)
-    u = direction / np.linalg.norm(direction) * 0.5 * rng.random() ** (1 / 3)
-    return {
-        "lesion_centre": lung_point(side, u, body_scale),
-        "rotation": tuple(tuple(float(v) for v in row) for row in random_rotation(rng)),
-        "radius": float(radius),
-    }
 
 
 class NetSurvival(StudyGenerator):
@@ -163,28 +147,16 @@ class NetSurvival(StudyGenerator):
         """Render the chest CT, its lesion mask and the slide."""
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
-        scanner = SCANNERS[patient.site]
-        grid = make_grid(
-            rng,
-            size=CHEST_SIZE,
-            inplane_mm=CHEST_INPLANE_MM * scanner.inplane_scale,
-            slice_mm=scanner.slice_mm,
-            table_mm=(0.0, -160.0, -250.0),
-        )
-        lesion = Lesion(
-            centre=lat["lesion_centre"],
-            radius_mm=lat["radius"],
-            elongation=lat["elongation"],
-            rotation=lat["rotation"],
-            lobulation=0.15,
-        )
-        scene = chest(grid, rng, body_scale=lat["body_scale"], lesion=lesion)
+        grid, scene = chest_scene(rng, lat, patient.site, lobulation=0.15)
         hu = ct_true_hu(scene, "venous", texture_hu=6.0 + 28.0 * lat["texture"])
         mask = ((scene.tissue == LESION) | (scene.tissue == NECROSIS)).astype(np.uint8)
         write_nifti(study_dir / specs[0].path, apply_ct_scanner(hu, grid, patient.site, rng), grid)
         write_nifti(study_dir / str(specs[0].mask_path), mask, grid)
         slide = render_slide(
-            rng, disorder=lat["disorder"], density=lat["density"], stain=scanner.stain
+            rng,
+            disorder=lat["disorder"],
+            density=lat["density"],
+            stain=SCANNERS[patient.site].stain,
         )
         write_slide(study_dir / specs[1].path, slide, aperio=specs[1].path.endswith(".svs"))
 

@@ -36,10 +36,8 @@ from scipy import special
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
     SCANNERS,
-    Grid,
     apply_ct_scanner,
     logit_inv,
-    make_grid,
     scanner_blur,
     to_sitk,
     weibull_times,
@@ -53,12 +51,12 @@ from oncoflow.demo._phantoms import (
     NECROSIS,
     PET_SUV,
     VESSEL,
-    Lesion,
     Scene,
-    chest,
+    chest_scene,
     ct_true_hu,
+    lung_lesion,
 )
-from oncoflow.demo.net_survival import CHEST_INPLANE_MM, CHEST_SIZE, _force_events, lung_lesion
+from oncoflow.demo.net_survival import _force_events
 
 STAGES = ("I", "II", "III", "IV")
 _STAGE_CUTS = np.array([-0.915, 0.0, 1.47])
@@ -227,22 +225,7 @@ class NsclcMmdls(StudyGenerator):
         """Render CT, PET and the lung/lesion labels (NIfTI, or DICOM + RTSTRUCT)."""
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
-        scanner = SCANNERS[patient.site]
-        grid: Grid = make_grid(
-            rng,
-            size=CHEST_SIZE,
-            inplane_mm=CHEST_INPLANE_MM * scanner.inplane_scale,
-            slice_mm=scanner.slice_mm,
-            table_mm=(0.0, -160.0, -250.0),
-        )
-        lesion = Lesion(
-            centre=lat["lesion_centre"],
-            radius_mm=lat["radius"],
-            elongation=lat["elongation"],
-            rotation=lat["rotation"],
-            lobulation=0.15,
-        )
-        scene = chest(grid, rng, body_scale=lat["body_scale"], lesion=lesion)
+        grid, scene = chest_scene(rng, lat, patient.site, lobulation=0.15)
         ct = apply_ct_scanner(
             ct_true_hu(scene, "venous", texture_hu=8.0 + 50.0 * lat["texture"]),
             grid,
