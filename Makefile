@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# jobs call `python`: make it the venv's, as in an activated environment
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install demo test lint pytest clean
 

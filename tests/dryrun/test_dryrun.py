@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import snakemake_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,6 +23,7 @@ def dry_run(workdir: Path, *extra: str) -> dict[str, int]:
         capture_output=True,
         text=True,
         check=False,
+        env=snakemake_env(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = {}
@@ -123,6 +125,7 @@ def test_missing_user_cohort_is_a_clear_error(tmp_path, default_config):
         capture_output=True,
         text=True,
         check=False,
+        env=snakemake_env(),
     )
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
@@ -139,6 +142,7 @@ def test_invalid_config_is_refused(tmp_path, default_config):
         capture_output=True,
         text=True,
         check=False,
+        env=snakemake_env(),
     )
     assert proc.returncode != 0
     assert "'ignore' is not one of ['resample', 'refuse']" in proc.stdout + proc.stderr

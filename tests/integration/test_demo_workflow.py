@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 import yaml
+from conftest import snakemake_env
 
 REPO = Path(__file__).resolve().parents[2]
 PATIENTS = 8
@@ -24,6 +25,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         check=False,
+        env=snakemake_env(),
     )
 
 
