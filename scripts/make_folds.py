@@ -1,0 +1,77 @@
+"""Write a study's patient splits and folds (folds.json) from its cohort.
+
+Uses the cohort's splits.csv when present, else holds out the external sites and a stratified
+internal test fraction. Folds are drawn over the train split only.
+
+Example:
+    python scripts/make_folds.py --cohort resources/demo/net_survival --stratify os_event \\
+        --splits-out results/net_survival/splits.csv --folds-out results/net_survival/folds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from oncoflow import cli
+from oncoflow.cohort import load_cohort
+from oncoflow.errors import CohortError
+from oncoflow.splits import make_folds, make_splits, write_folds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", type=Path, required=True, help="cohort folder")
+    parser.add_argument("--splits-out", type=Path, required=True, help="splits.csv to write")
+    parser.add_argument("--folds-out", type=Path, required=True, help="folds.json to write")
+    parser.add_argument("--stratify", help="outcomes.csv column to stratify on (e.g. os_event)")
+    parser.add_argument("--external-sites", default="", help="comma-separated external sites")
+    parser.add_argument("--repeats", type=int, default=5, help="fit/holdout draws (default 5)")
+    parser.add_argument("--holdout", type=float, default=0.3, help="held-out fraction per draw")
+    parser.add_argument("--k", type=int, help="k-fold cross-validation instead of repeated holdout")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    return parser
+
+
+def _main(args: argparse.Namespace) -> int:
+    cohort = load_cohort(args.cohort)
+    strata = None
+    if args.stratify:
+        if args.stratify not in cohort.outcomes.columns:
+            msg = f"{args.cohort / 'outcomes.csv'}: no column {args.stratify!r} to stratify on"
+            raise CohortError(msg)
+        per_patient = cohort.outcomes.groupby("patient_id")[args.stratify].max()
+        strata = per_patient.to_dict()
+    if cohort.splits is not None:
+        splits = cohort.splits[["patient_id", "split"]]
+    else:
+        sites = cohort.images.groupby("patient_id")["site"].agg(lambda s: sorted(set(s)))
+        several = {p: s for p, s in sites.items() if len(s) > 1}
+        if several:
+            patient, names = next(iter(several.items()))
+            msg = f"patient {patient}: images from several sites ({', '.join(names)})"
+            raise CohortError(msg)
+        external = [s for s in args.external_sites.split(",") if s]
+        splits = make_splits(
+            {p: s[0] for p, s in sites.items()},
+            external_sites=external,
+            strata=strata,
+            seed=args.seed,
+        )
+    folds = make_folds(
+        splits, strata=strata, repeats=args.repeats, holdout=args.holdout, k=args.k, seed=args.seed
+    )
+    args.splits_out.parent.mkdir(parents=True, exist_ok=True)
+    splits.sort_values("patient_id").to_csv(args.splits_out, index=False)
+    write_folds(args.folds_out, folds, stratify=args.stratify, seed=args.seed)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
