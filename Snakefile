@@ -23,6 +23,9 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/validate.smk"
 include: "rules/convert.smk"
+include: "rules/features.smk"
+include: "rules/harmonize.smk"
+include: "rules/train_survival.smk"
 
 
 rule all:
@@ -30,6 +33,8 @@ rule all:
     input:
         "results/qc/cohort_report.json",
         all_converted(),
+        all_features(),
+        all_survival_models(),
 
 
 rule qc:
@@ -40,3 +45,8 @@ rule qc:
 rule convert:
     input:
         all_converted(),
+
+
+rule features:
+    input:
+        all_features(),

@@ -82,6 +82,11 @@ PATIENT_STUDY = _patient_index()
 wildcard_constraints:
     study="|".join(STUDIES) or "NO_STUDY",
     patient="|".join(map(str, PATIENT_STUDY)) or "NO_PATIENT",
+    source="radiomics|pathomics",
+    fold=r"\d+|final",
+    tp=r"\d+",
+    label=r"\d+",
+    variant="raw|combat|permuted",
 
 
 def cohort_inputs(wildcards):
@@ -144,3 +149,167 @@ def _convertible(study):
 
 def all_converted():
     return [f"results/converted/{p}" for study in STUDIES for p in _convertible(study)]
+
+
+# --- features, folds, harmonization -----------------------------------------------------------
+
+
+def folds_params(wildcards):
+    """Command-line options of make_folds.py for one study."""
+    study = STUDIES[wildcards.study]
+    folds = study.get("folds", {})
+    options = [
+        f"--seed {config['seed']}",
+        f"--repeats {folds.get('repeats', 5)}",
+        f"--holdout {folds.get('holdout', 0.3)}",
+    ]
+    if folds.get("k"):
+        options.append(f"--k {folds['k']}")
+    if study.get("stratify"):
+        options.append(f"--stratify {study['stratify']}")
+    if study.get("external_sites"):
+        options.append(f"--external-sites {','.join(study['external_sites'])}")
+    return " ".join(options)
+
+
+def fold_names(study):
+    """Fold keys of folds.json: 0..n-1 and final."""
+    folds = STUDIES[study].get("folds", {})
+    n = folds.get("k") or folds.get("repeats", 5)
+    return [str(i) for i in range(n)] + ["final"]
+
+
+def radiomics_params_file(wildcards):
+    """The params YAML: relative to the working directory, else to the workflow (params/ ships)."""
+    path = Path(STUDIES[wildcards.study]["radiomics"]["params"])
+    return path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path
+
+
+def _radiomics_jobs(study):
+    """(patient, tp, stem, label) of every masked image the study extracts radiomics from."""
+    settings = STUDIES[study]["radiomics"]
+    rows = IMAGES[study]
+    jobs = []
+    for row in rows.itertuples():
+        stem = row.modality if row.series == "-" else f"{row.modality}_{row.series}"
+        has_mask = isinstance(row.mask_path, str) and bool(row.mask_path)
+        if has_mask and stem in settings["images"]:
+            for label in settings["labels"]:
+                jobs.append((row.patient_id, row.timepoint, stem, label))
+    return sorted(set(jobs))
+
+
+def _slides(study):
+    rows = IMAGES[study]
+    return dict(zip(*rows.loc[rows["modality"] == "WSI", ["patient_id", "path"]].values.T))
+
+
+def slide_path(wildcards):
+    return cohort_dir(wildcards.study) / _slides(wildcards.study)[wildcards.patient]
+
+
+def slide_input(wildcards):
+    """The slide file, or the demo rule's image folder that will contain it."""
+    if is_demo(wildcards.study):
+        return cohort_dir(wildcards.study) / "images"
+    return slide_path(wildcards)
+
+
+def feature_sources(study):
+    return [s for s in ("radiomics", "pathomics") if STUDIES[study].get(s)]
+
+
+def feature_tables(wildcards):
+    """Per-patient feature CSVs of one source, merged by merge_features."""
+    study, source = wildcards.study, wildcards.source
+    root = f"results/{study}/features/{source}"
+    if source == "radiomics":
+        return [
+            f"{root}/{p}/{tp}_{stem}_label{label}.csv"
+            for p, tp, stem, label in _radiomics_jobs(study)
+        ]
+    return [f"{root}/{p}.csv" for p in sorted(_slides(study))]
+
+
+def harmonize_params(wildcards):
+    """Command-line options of harmonize.py (config `harmonize`)."""
+    settings = config["harmonize"]
+    options = [f"--batch {settings['batch']}"]
+    if settings.get("covariates"):
+        options.append(f"--covariates {','.join(settings['covariates'])}")
+    if not settings.get("parametric", True):
+        options.append("--non-parametric")
+    if not settings.get("eb", True):
+        options.append("--no-eb")
+    if settings.get("mean_only", False):
+        options.append("--mean-only")
+    return " ".join(options)
+
+
+def harmonized_tables(study):
+    return [
+        f"results/{study}/harmonize/{source}/{fold}.csv"
+        for source in feature_sources(study)
+        for fold in fold_names(study)
+    ]
+
+
+def all_features():
+    """Merged and per-fold harmonized feature tables of every study that extracts features."""
+    targets = []
+    for study in STUDIES:
+        sources = feature_sources(study)
+        targets += [f"results/{study}/features/{source}.csv" for source in sources]
+        if sources:
+            targets += harmonized_tables(study)
+    return targets
+
+
+# --- survival models (net_survival) -----------------------------------------------------------
+
+
+def survival_variants(study):
+    """raw, + combat when harmonize is on, + permuted (negative control) when asked."""
+    settings = STUDIES[study]
+    variants = ["raw"]
+    if settings.get("harmonize", False):
+        variants.append("combat")
+    if settings.get("negative_control", False):
+        variants.append("permuted")
+    return variants
+
+
+def study_feature_tables(wildcards):
+    return [f"results/{wildcards.study}/features/{s}.csv" for s in feature_sources(wildcards.study)]
+
+
+def feature_arguments(wildcards):
+    return " ".join(
+        f"{s}=results/{wildcards.study}/features/{s}.csv" for s in feature_sources(wildcards.study)
+    )
+
+
+def variant_harmonized_tables(wildcards):
+    return harmonized_tables(wildcards.study) if wildcards.variant == "combat" else []
+
+
+def train_survival_params(wildcards):
+    """Options of train_net_survival.py: targets, seed, harmonized tables, permutation."""
+    study = STUDIES[wildcards.study]
+    targets = sorted({t.rsplit("_", 1)[0] for t in study["targets"] if t.endswith("_event")})
+    options = [f"--targets {','.join(targets)}", f"--seed {config['seed']}"]
+    if wildcards.variant == "combat":
+        options.append(f"--harmonized results/{wildcards.study}/harmonize")
+    if wildcards.variant == "permuted":
+        options.append("--permute")
+    return " ".join(options)
+
+
+def all_survival_models():
+    return [
+        f"results/{study}/train/{variant}/{name}"
+        for study, settings in STUDIES.items()
+        if settings["model"] == "cox_radiopathomics"
+        for variant in survival_variants(study)
+        for name in ("predictions.csv", "metrics.json")
+    ]

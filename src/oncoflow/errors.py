@@ -17,3 +17,15 @@ class CohortError(OncoflowError):
 
 class ConversionError(OncoflowError):
     """A DICOM series, RTSTRUCT or image cannot be converted safely."""
+
+
+class HarmonizationError(OncoflowError):
+    """ComBat cannot be fit or applied: an unseen batch, too few samples, NaN input, ..."""
+
+
+class FeatureError(OncoflowError):
+    """Features cannot be extracted: unreadable image or slide, bad settings, empty region."""
+
+
+class ModelError(OncoflowError):
+    """A model cannot be fit or evaluated: bad survival data, no comparable pairs, no features."""

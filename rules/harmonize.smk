@@ -1,0 +1,26 @@
+rule harmonize:
+    input:
+        features="results/{study}/features/{source}.csv",
+        folds="results/{study}/folds.json",
+        script=script_path("harmonize"),
+    output:
+        table="results/{study}/harmonize/{source}/{fold}.csv",
+        stats="results/{study}/harmonize/{source}/{fold}_stats.json",
+    log:
+        "logs/harmonize/{study}/{source}/{fold}.log",
+    benchmark:
+        "benchmarks/harmonize/{study}/{source}/{fold}.tsv"
+    conda:
+        "../envs/survival.yaml"
+    container:
+        CONTAINERS["survival"]
+    params:
+        cohort=study_cohort,
+        options=harmonize_params,
+    message:
+        "ComBat on {wildcards.source} of {wildcards.study}, fold {wildcards.fold} (fit on its training patients)"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --features {input.features} --cohort {params.cohort} --folds {input.folds}"
+        " --fold {wildcards.fold} --out {output.table} --stats {output.stats}"
+        " {params.options} 2> {log}"

@@ -1,0 +1,30 @@
+rule train_net_survival:
+    input:
+        features=study_feature_tables,
+        harmonized=variant_harmonized_tables,
+        folds="results/{study}/folds.json",
+        splits="results/{study}/splits.csv",
+        script=script_path("train_net_survival"),
+    output:
+        predictions="results/{study}/train/{variant}/predictions.csv",
+        metrics="results/{study}/train/{variant}/metrics.json",
+    log:
+        "logs/train/{study}/{variant}.log",
+    benchmark:
+        "benchmarks/train/{study}/{variant}.tsv"
+    conda:
+        "../envs/survival.yaml"
+    container:
+        CONTAINERS["survival"]
+    threads: 1
+    params:
+        cohort=study_cohort,
+        features=feature_arguments,
+        options=train_survival_params,
+    message:
+        "Penalized Cox models of {wildcards.study} ({wildcards.variant} features)"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --cohort {params.cohort} --features {params.features} --folds {input.folds}"
+        " --splits {input.splits} --out {output.predictions} --summary {output.metrics}"
+        " {params.options} 2> {log}"

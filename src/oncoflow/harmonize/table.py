@@ -1,0 +1,331 @@
+"""Harmonise a study's feature table for one cross-validation fold (the ``harmonize`` rule).
+
+The feature table has one row per patient (or patient x timepoint / ROI) with a ``patient_id``
+column, identifier columns kept as they are (:data:`ID_COLUMNS` and any non-numeric column) and
+numeric feature columns. ComBat is fit on the rows of the fold's ``fit`` patients only and applied
+to every row; the batch of a row is its patient's site from the cohort's ``images.csv`` and the
+covariates come from ``clinical.csv``.
+
+Example:
+    >>> table, stats = harmonize_fold(  # doctest: +SKIP
+    ...     "features.csv", "demo/net_survival", "folds.json", "0", covariates=["age", "sex"]
+    ... )
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oncoflow.cohort import read_table
+from oncoflow.errors import CohortError, HarmonizationError
+from oncoflow.harmonize.combat import ComBat
+from oncoflow.harmonize.stats import site_effect
+
+log = logging.getLogger(__name__)
+
+ID_COLUMNS: tuple[str, ...] = ("patient_id", "timepoint", "label", "roi", "split", "fold")
+"""Columns never harmonised (with every non-numeric column)."""
+
+
+def _some(values: Sequence[Any], limit: int = 5) -> str:
+    values = list(values)
+    more = f" (+{len(values) - limit} more)" if len(values) > limit else ""
+    return ", ".join(str(v) for v in values[:limit]) + more
+
+
+def read_folds(path: Path | str, fold: str | int) -> tuple[list[str], list[str]]:
+    """Read the ``fit`` and ``apply`` patient lists of one fold.
+
+    Args:
+        path: ``FOLDS.json`` = ``{"folds": {"<K>": {"fit": [ids], "apply": [ids]}}}``.
+        fold: The fold key ``K``.
+
+    Returns:
+        ``(fit_patients, apply_patients)`` as strings.
+
+    Raises:
+        HarmonizationError: Unreadable file, unknown fold, empty ``fit`` list, or a patient in
+            both lists.
+    """
+    path = Path(path)
+    try:
+        folds = json.loads(path.read_text())["folds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"{path}: cannot read the folds ({exc}); expected {{'folds': {{'<K>': ...}}}}"
+        raise HarmonizationError(msg) from exc
+    key = str(fold)
+    if key not in folds:
+        msg = f"{path}: fold {key!r} not found (folds: {_some(sorted(folds), 20)})"
+        raise HarmonizationError(msg)
+    entry = folds[key]
+    fit = [str(p) for p in entry.get("fit", [])]
+    apply = [str(p) for p in entry.get("apply", [])]
+    if not fit:
+        msg = f"{path}: fold {key!r} has no 'fit' patients"
+        raise HarmonizationError(msg)
+    both = sorted(set(fit) & set(apply))
+    if both:
+        msg = f"{path}: fold {key!r}: patient(s) {_some(both)} are in both 'fit' and 'apply'"
+        raise HarmonizationError(msg)
+    return fit, apply
+
+
+def patient_batches(images: pd.DataFrame, column: str = "site", *, source: str = "images.csv"):
+    """One batch label per patient from the image table.
+
+    Args:
+        images: ``images.csv`` as loaded by :func:`oncoflow.cohort.read_table`.
+        column: The batch column (``site``).
+        source: File name used in messages.
+
+    Returns:
+        A Series indexed by ``patient_id``.
+
+    Raises:
+        HarmonizationError: Missing column, a patient without a value, or a patient with several.
+    """
+    if column not in images.columns:
+        msg = f"{source}: no {column!r} column to take the batch from"
+        raise HarmonizationError(msg)
+    problems: list[str] = []
+    labels: dict[str, Any] = {}
+    for patient, values in images.groupby("patient_id", sort=True)[column]:
+        present = sorted({str(v) for v in values if not _missing(v)})
+        if not present:
+            problems.append(f"patient {patient}: {source}: no {column!r} value")
+        elif len(present) > 1:
+            problems.append(
+                f"patient {patient}: {source}: several {column!r} values ({', '.join(present)}); "
+                "ComBat needs one batch per patient"
+            )
+        else:
+            labels[str(patient)] = present[0]
+    if problems:
+        raise HarmonizationError("\n".join(problems))
+    return pd.Series(labels, name=column, dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
+
+def feature_columns(table: pd.DataFrame) -> list[Hashable]:
+    """Numeric columns that are not identifiers: the columns ComBat harmonises."""
+    return [
+        c
+        for c in table.columns
+        if c not in ID_COLUMNS
+        and pd.api.types.is_numeric_dtype(table[c])
+        and not pd.api.types.is_bool_dtype(table[c])
+    ]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def _stats(features: pd.DataFrame, batch: pd.Series) -> tuple[pd.DataFrame | None, Any]:
+    if batch.nunique() < 2:
+        return None, None
+    table = site_effect(features, batch)
+    return table, table.attrs["summary"]
+
+
+def harmonize_table(
+    table: pd.DataFrame,
+    batches: pd.Series,
+    fit_patients: Sequence[str],
+    *,
+    covariates: pd.DataFrame | None = None,
+    parametric: bool = True,
+    eb: bool = True,
+    mean_only: bool = False,
+    ref_batch: str | None = None,
+    source: str = "features",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
+
+    Args:
+        table: Feature table with a ``patient_id`` column.
+        batches: Batch label per patient (index ``patient_id``).
+        fit_patients: Training patients of the fold.
+        covariates: Covariates per patient (index ``patient_id``), or ``None``.
+        parametric: See :class:`ComBat`.
+        eb: See :class:`ComBat`.
+        mean_only: See :class:`ComBat`.
+        ref_batch: See :class:`ComBat`.
+        source: File name used in messages.
+
+    Returns:
+        ``(harmonised table with the same columns and row order, statistics dict)``; the
+        statistics hold before/after :func:`site_effect` summaries over all, ``fit`` and other
+        rows, and per-feature p-values.
+
+    Raises:
+        HarmonizationError: Missing patients, batches or covariates, and every ComBat error.
+    """
+    if "patient_id" not in table.columns:
+        msg = f"{source}: no 'patient_id' column"
+        raise HarmonizationError(msg)
+    patients = table["patient_id"].astype(str)
+    features = feature_columns(table)
+    if not features:
+        msg = f"{source}: no numeric feature columns to harmonise"
+        raise HarmonizationError(msg)
+    no_batch = sorted(set(patients) - set(batches.index))
+    if no_batch:
+        msg = f"{source}: patient(s) {_some(no_batch)} have no batch (not in images.csv)"
+        raise HarmonizationError(msg)
+    absent = sorted(set(fit_patients) - set(patients))
+    if absent:
+        msg = f"{source}: fit patient(s) {_some(absent)} have no row in the feature table"
+        raise HarmonizationError(msg)
+
+    labels = patients.copy()
+    duplicated = patients.duplicated(keep=False)
+    labels[duplicated] = [
+        f"{p}#{i}" for p, i in zip(patients[duplicated], table.index[duplicated], strict=True)
+    ]
+    X = table[features].astype(float).set_axis(pd.Index(labels, name="row"), axis=0)
+    batch = pd.Series(batches.loc[patients].to_numpy(), index=X.index, name="batch")
+    cov = None
+    if covariates is not None and covariates.shape[1]:
+        no_cov = sorted(set(patients) - set(covariates.index))
+        if no_cov:
+            msg = f"{source}: patient(s) {_some(no_cov)} are not in clinical.csv"
+            raise HarmonizationError(msg)
+        cov = covariates.loc[patients].set_axis(X.index, axis=0)
+        for column in cov.columns:
+            empty = [p for p, v in zip(patients, cov[column], strict=True) if _missing(v)]
+            if empty:
+                msg = f"clinical.csv: patient(s) {_some(sorted(set(empty)))}: covariate "
+                msg += f"{column!r} is missing"
+                raise HarmonizationError(msg)
+    fit_rows = patients.isin(set(fit_patients)).to_numpy()
+
+    combat = ComBat(parametric=parametric, eb=eb, mean_only=mean_only, ref_batch=ref_batch)
+    combat.fit(X[fit_rows], batch[fit_rows], cov[fit_rows] if cov is not None else None)
+    harmonised = combat.transform(X, batch, cov)
+
+    result = table.copy()
+    result[features] = harmonised.to_numpy()
+    stats: dict[str, Any] = {
+        "options": {
+            "parametric": parametric,
+            "eb": eb,
+            "mean_only": mean_only,
+            "ref_batch": ref_batch,
+            "covariates": list(cov.columns) if cov is not None else [],
+        },
+        "n_rows": len(table),
+        "n_fit_rows": int(fit_rows.sum()),
+        "n_fit_patients": len(set(fit_patients)),
+        "n_features": len(features),
+        "fit_batches": {str(k): int(v) for k, v in batch[fit_rows].value_counts().items()},
+        "constant_features": [str(c) for c in combat.constant_features_],
+        "before": {},
+        "after": {},
+    }
+    per_feature: dict[str, pd.Series] = {}
+    for when, data in (("before", X), ("after", harmonised)):
+        for part, rows in (("all", slice(None)), ("fit", fit_rows), ("apply", ~fit_rows)):
+            frame, summary = _stats(data[rows], batch[rows])
+            stats[when][part] = summary
+            if part == "all" and frame is not None:
+                per_feature[f"{when}_kruskal_p"] = frame["kruskal_p"]
+                per_feature[f"{when}_anova_p"] = frame["anova_p"]
+    stats["features"] = pd.DataFrame(per_feature).to_dict(orient="index") if per_feature else {}
+    return result, _jsonable(stats)
+
+
+def harmonize_fold(
+    features_csv: Path | str,
+    cohort_dir: Path | str,
+    folds_json: Path | str,
+    fold: str | int,
+    *,
+    batch_column: str = "site",
+    covariates: Sequence[str] = (),
+    parametric: bool = True,
+    eb: bool = True,
+    mean_only: bool = False,
+    ref_batch: str | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read the inputs of one fold and run :func:`harmonize_table`.
+
+    Args:
+        features_csv: The study's feature table (CSV, ``patient_id`` + features).
+        cohort_dir: Cohort folder (``images.csv`` for the batch, ``clinical.csv`` for covariates).
+        folds_json: Folds file (see :func:`read_folds`).
+        fold: Fold key.
+        batch_column: ``images.csv`` column holding the batch.
+        covariates: ``clinical.csv`` columns to preserve.
+        parametric: See :class:`ComBat`.
+        eb: See :class:`ComBat`.
+        mean_only: See :class:`ComBat`.
+        ref_batch: See :class:`ComBat`.
+
+    Returns:
+        ``(harmonised table, statistics)``; the statistics also name the fold and batch column.
+
+    Raises:
+        HarmonizationError: Bad inputs (named file and patient) or a ComBat error.
+        CohortError: Unreadable cohort tables.
+    """
+    features_csv = Path(features_csv)
+    try:
+        table = pd.read_csv(features_csv, dtype={"patient_id": str})
+    except (OSError, ValueError) as exc:
+        msg = f"{features_csv}: cannot read the feature table ({exc})"
+        raise HarmonizationError(msg) from exc
+    fit, apply = read_folds(folds_json, fold)
+    images = read_table(cohort_dir, "images")
+    batches = patient_batches(images, batch_column, source=str(Path(cohort_dir) / "images.csv"))
+    clinical = None
+    if covariates:
+        clinical = read_table(cohort_dir, "clinical")
+        missing = [c for c in covariates if c not in clinical.columns]
+        if missing:
+            msg = f"{Path(cohort_dir) / 'clinical.csv'}: no column(s) {', '.join(missing)}"
+            raise CohortError(msg)
+        clinical = clinical.assign(patient_id=clinical["patient_id"].astype(str))
+        clinical = clinical.set_index("patient_id")[list(covariates)]
+    try:
+        result, stats = harmonize_table(
+            table,
+            batches,
+            fit,
+            covariates=clinical,
+            parametric=parametric,
+            eb=eb,
+            mean_only=mean_only,
+            ref_batch=ref_batch,
+            source=str(features_csv),
+        )
+    except HarmonizationError as exc:
+        raise HarmonizationError(f"fold {fold}: {exc}") from None
+    unknown = sorted(set(apply) - set(table["patient_id"].astype(str)))
+    if unknown:
+        log.warning("fold %s: apply patient(s) without features: %s", fold, _some(unknown))
+    stats = {"fold": str(fold), "batch_column": batch_column, **stats}
+    stats["n_apply_patients"] = len(apply)
+    return result, stats

@@ -1,0 +1,1 @@
+"""Study-level modelling protocols (one module per study of ``config.yaml``)."""

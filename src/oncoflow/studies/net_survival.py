@@ -1,0 +1,565 @@
+"""Study ``net_survival``: radiomics + pathomics + clinical -> penalized Cox for OS and PFS.
+
+Six model sets (:data:`MODEL_SETS`): radiomics, pathomics, clinical, clinical+radiomics,
+clinical+pathomics and all. Protocol of :func:`run_net_survival`, per target:
+
+1. ``repeats`` stratified (on the event) fit/holdout draws of the *training* patients
+   (:func:`oncoflow.splits.make_folds`, ``holdout`` of each stratum held out). For each draw:
+   clinical encoding, feature pipeline and Cox hyper-parameters (inner stratified CV, Harrell C)
+   are fit on the fit part only, then the holdout patients are predicted
+   (rows ``split = "validation"``, ``fold = "<r>"``).
+2. A final model fit the same way on all training patients predicts ``internal_test`` and
+   ``external_test`` (``fold = "final"``).
+
+Given ``folds`` (a ``folds.json``, e.g. the ones the per-fold ComBat rule used) replace step 1's
+draws, and ``fold_features`` supplies per-fold (harmonized) feature tables.
+
+All features, clinical included, go through the in-fold pipeline of
+:class:`~oncoflow.survival.SurvivalFeaturePipeline` (on the 40-patient demo this is more stable
+than forcing the clinical columns in); ``keep_clinical=True`` always keeps the clinical columns
+(not filtered, not counted in ``k``), as seed 002 did. ``permute=True`` shuffles the
+(time, event) pairs among the training patients before anything is fit - a negative control whose
+test C-index should be about 0.5; the output rows always carry the patients' true outcomes.
+
+Output rows (DESIGN.md ``predictions.csv`` contract for survival):
+``patient_id, split, fold, target, time, event, risk, model`` (risk: higher = earlier event).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.errors import ModelError
+from oncoflow.splits import make_folds
+from oncoflow.survival.bootstrap import bootstrap_ci
+from oncoflow.survival.metrics import _pair_sums, check_survival
+from oncoflow.survival.pipeline import CoxPipelineCV
+
+log = logging.getLogger(__name__)
+
+BLOCKS: tuple[str, ...] = ("radiomics", "pathomics", "clinical")
+"""Feature blocks, the keys of ``features``."""
+
+MODEL_SETS: dict[str, tuple[str, ...]] = {
+    "radiomics": ("radiomics",),
+    "pathomics": ("pathomics",),
+    "clinical": ("clinical",),
+    "clinical+radiomics": ("clinical", "radiomics"),
+    "clinical+pathomics": ("clinical", "pathomics"),
+    "all": ("clinical", "radiomics", "pathomics"),
+}
+"""Model name -> feature blocks it uses."""
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "patient_id",
+    "split",
+    "fold",
+    "target",
+    "time",
+    "event",
+    "risk",
+    "model",
+)
+
+DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
+    "k_grid": (2, 4, 8),
+    "penalizer_grid": (0.01, 0.1, 1.0),
+    "l1_grid": (0.0, 0.5),
+}
+"""Inner-CV grid of :class:`~oncoflow.survival.CoxPipelineCV`."""
+
+
+class ClinicalEncoder:
+    """Clinical table -> numeric features, fit on training patients.
+
+    Numeric columns stay numeric (missing values -> training median). Other columns are one-hot
+    encoded against the categories seen in training, the first (alphabetical) category being the
+    reference (no column); missing values and categories unseen in training map to the reference.
+    Output columns are named ``clinical:<column>`` and ``clinical:<column>=<category>``.
+    """
+
+    def fit(self, clinical: pd.DataFrame) -> ClinicalEncoder:
+        """Learn medians and categories from the training rows."""
+        self.numeric_: dict[str, float] = {}
+        self.categories_: dict[str, list[str]] = {}
+        for col in clinical.columns:
+            series = clinical[col]
+            as_num = pd.to_numeric(series, errors="coerce")
+            if series.notna().any() and as_num[series.notna()].notna().all():
+                median = float(as_num.median()) if as_num.notna().any() else 0.0
+                self.numeric_[col] = median
+            else:
+                cats = sorted({str(v) for v in series.dropna()})
+                self.categories_[col] = cats
+        return self
+
+    def transform(self, clinical: pd.DataFrame) -> pd.DataFrame:
+        """Encode any rows with the training encoding."""
+        out: dict[str, Any] = {}
+        for col, median in self.numeric_.items():
+            values = pd.to_numeric(clinical[col], errors="coerce").astype(float)
+            out[f"clinical:{col}"] = values.fillna(median).to_numpy()
+        for col, cats in self.categories_.items():
+            values = clinical[col].astype(object).where(clinical[col].notna(), None)
+            unseen = {str(v) for v in values.dropna()} - set(cats)
+            if unseen:
+                log.warning("clinical %s: categories unseen in training -> reference", col)
+            for cat in cats[1:]:
+                out[f"clinical:{col}={cat}"] = (values.astype(str) == cat).astype(float).to_numpy()
+        return pd.DataFrame(out, index=clinical.index)
+
+
+def _indexed(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Index a table by ``patient_id`` (column or index) as strings; reject duplicates."""
+    if "patient_id" in frame.columns:
+        frame = frame.set_index("patient_id")
+    frame = frame.copy()
+    frame.index = frame.index.astype(str)
+    frame.index.name = "patient_id"
+    dup = frame.index[frame.index.duplicated()].unique().tolist()
+    if dup:
+        msg = f"{what}: patient(s) listed more than once: {', '.join(dup[:5])}"
+        raise ModelError(msg)
+    return frame
+
+
+def _design(
+    features: Mapping[str, pd.DataFrame],
+    blocks: Sequence[str],
+    fit_ids: Sequence[str],
+    apply_ids: Sequence[str],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Feature matrices of the fit and apply patients; clinical encoding fit on ``fit_ids``."""
+    fit_parts, apply_parts, keep = [], [], []
+    for block in blocks:
+        table = features[block]
+        if block == "clinical":
+            encoder = ClinicalEncoder().fit(table.reindex(fit_ids))
+            fit_parts.append(encoder.transform(table.reindex(fit_ids)))
+            apply_parts.append(encoder.transform(table.reindex(apply_ids)))
+            keep += list(fit_parts[-1].columns)
+        else:
+            renamed = table.add_prefix(f"{block}:")
+            fit_parts.append(renamed.reindex(fit_ids).astype(float))
+            apply_parts.append(renamed.reindex(apply_ids).astype(float))
+    return pd.concat(fit_parts, axis=1), pd.concat(apply_parts, axis=1), keep
+
+
+def _derived_seed(seed: int, *labels: str) -> list[int]:
+    return [int(seed)] + [zlib.crc32(label.encode()) for label in labels]
+
+
+def run_net_survival(
+    features: Mapping[str, pd.DataFrame],
+    outcomes: pd.DataFrame,
+    splits: pd.Series,
+    *,
+    targets: Sequence[str] = ("os", "pfs"),
+    repeats: int = 5,
+    holdout: float = 0.3,
+    inner_folds: int = 3,
+    seed: int = 0,
+    permute: bool = False,
+    models: Sequence[str] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    keep_clinical: bool = False,
+    folds: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+) -> pd.DataFrame:
+    """Train and apply the net_survival Cox models (module docstring for the protocol).
+
+    Args:
+        features: Block name (``radiomics``, ``pathomics``, ``clinical``) -> table indexed by
+            ``patient_id`` (or with a ``patient_id`` column). Radiomics / pathomics are numeric;
+            clinical may hold numeric and categorical columns. A patient missing from a table has
+            missing features (imputed with training medians, logged).
+        outcomes: ``patient_id`` + ``<target>_time``, ``<target>_event`` per target (event 1 =
+            death / progression happened).
+        splits: Patient id -> ``train`` | ``internal_test`` | ``external_test``.
+        targets: Targets to model (``os``, ``pfs``, ``dfs``...).
+        repeats: Number of stratified fit/holdout draws of the training patients.
+        holdout: Held-out fraction per draw.
+        inner_folds: Inner CV folds for hyper-parameters.
+        seed: Seed of the draws, inner folds and permutation.
+        permute: Permute (time, event) pairs among training patients (negative control).
+        models: Model sets to run (default: every set whose blocks are all in ``features``).
+        grid: Overrides of :data:`DEFAULT_GRID` (``k_grid``, ``penalizer_grid``, ``l1_grid``).
+        keep_clinical: Always keep the clinical columns in combined models (seed-002 style).
+        folds: Given folds (``folds.json`` of :func:`oncoflow.splits.write_folds`:
+            ``{"0": {"fit": [...], "apply": [...]}, ..., "final": {...}}``) used for every target
+            instead of drawing ``repeats`` new ones; ``fit`` lists may only hold training
+            patients. Keeps training aligned with per-fold steps such as ComBat.
+        fold_features: Fold name -> blocks replacing ``features`` in that fold, e.g. ComBat
+            harmonized tables fit on that fold's fit patients.
+
+    Returns:
+        Predictions with columns :data:`PREDICTION_COLUMNS`.
+
+    Raises:
+        ModelError: Unknown block or model, missing outcome columns, invalid outcomes or splits.
+    """
+    unknown = sorted(set(features) - set(BLOCKS))
+    if unknown:
+        msg = f"unknown feature block(s) {', '.join(unknown)}; expected {', '.join(BLOCKS)}"
+        raise ModelError(msg)
+    tables = {name: _indexed(frame, f"{name} features") for name, frame in features.items()}
+    if models is None:
+        models = [m for m, blocks in MODEL_SETS.items() if set(blocks) <= set(tables)]
+    for model in models:
+        if model not in MODEL_SETS:
+            msg = f"unknown model {model!r}; expected one of {', '.join(MODEL_SETS)}"
+            raise ModelError(msg)
+        lacking = [b for b in MODEL_SETS[model] if b not in tables]
+        if lacking:
+            msg = f"model {model!r} needs feature block(s) {', '.join(lacking)}"
+            raise ModelError(msg)
+    outcome_table = _indexed(outcomes, "outcomes")
+    split_of = pd.Series(splits).copy()
+    split_of.index = split_of.index.astype(str)
+    bad = sorted(set(split_of.astype(str)) - {"train", "internal_test", "external_test"})
+    if bad:
+        msg = f"splits: unknown split(s) {', '.join(bad)}"
+        raise ModelError(msg)
+    settings = {**DEFAULT_GRID, **(grid or {})}
+    rows = []
+    for target in targets:
+        rows += _run_target(
+            tables,
+            outcome_table,
+            split_of,
+            target,
+            models=list(models),
+            repeats=repeats,
+            holdout=holdout,
+            inner_folds=inner_folds,
+            seed=seed,
+            permute=permute,
+            settings=settings,
+            keep_clinical=keep_clinical,
+            folds=folds,
+            fold_features=fold_features,
+        )
+    if not rows:
+        return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+    return pd.concat(rows, ignore_index=True)[list(PREDICTION_COLUMNS)]
+
+
+def _run_target(
+    tables: Mapping[str, pd.DataFrame],
+    outcomes: pd.DataFrame,
+    split_of: pd.Series,
+    target: str,
+    *,
+    models: list[str],
+    repeats: int,
+    holdout: float,
+    inner_folds: int,
+    seed: int,
+    permute: bool,
+    settings: Mapping[str, Sequence[Any]],
+    keep_clinical: bool,
+    folds: Mapping[str, Mapping[str, Sequence[str]]] | None,
+    fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+) -> list[pd.DataFrame]:
+    tcol, ecol = f"{target}_time", f"{target}_event"
+    missing = [c for c in (tcol, ecol) if c not in outcomes.columns]
+    if missing:
+        msg = f"outcomes lack column(s) {', '.join(missing)} for target {target!r}"
+        raise ModelError(msg)
+    known = outcomes[[tcol, ecol]].dropna()
+    lost = sorted(set(split_of.index) - set(known.index))
+    if lost:
+        log.warning("%s: %d patient(s) without outcome skipped: %s", target, len(lost), lost[:5])
+    patients = sorted(set(split_of.index) & set(known.index))
+    time, event = check_survival(
+        known.loc[patients, tcol], known.loc[patients, ecol], what=f"outcomes ({target})"
+    )
+    truth = pd.DataFrame({"time": time, "event": event}, index=patients)
+    split = split_of.loc[patients].astype(str)
+    train = [p for p in patients if split[p] == "train"]
+    fit_outcome = truth.copy()
+    if permute:
+        rng = np.random.default_rng(_derived_seed(seed, "permute", target))
+        order = rng.permutation(len(train))
+        fit_outcome.loc[train] = truth.loc[train].to_numpy()[order]
+        log.info("%s: training outcomes permuted (negative control)", target)
+    for block, table in tables.items():
+        absent = sorted(set(patients) - set(table.index))
+        if absent:
+            log.warning("%s features missing for %d patient(s): %s", block, len(absent), absent[:5])
+    frame = pd.DataFrame({"patient_id": patients, "split": split.to_numpy()})
+    strata = {p: int(fit_outcome.loc[p, "event"]) for p in train}
+    if folds is None:
+        folds = make_folds(frame, strata=strata, repeats=repeats, holdout=holdout, seed=seed)
+    else:
+        folds = _check_folds(folds, set(split_of.index[split_of.astype(str) == "train"]))
+    out = []
+    for name, fold in folds.items():
+        fit_ids = [p for p in fold["fit"] if p in set(train)]
+        apply_ids = [p for p in fold["apply"] if p in truth.index]
+        if name == "final":  # in-sample predictions of training patients are not kept
+            apply_ids = [p for p in apply_ids if split[p] != "train"]
+        if not apply_ids or not fit_ids:
+            continue
+        labels = ["validation" if split[p] == "train" else split[p] for p in apply_ids]
+        blocks = dict(tables)
+        for block, table in (fold_features or {}).get(name, {}).items():
+            blocks[block] = _indexed(table, f"{block} features of fold {name}")
+        for model in models:
+            x_fit, x_apply, keep = _design(blocks, MODEL_SETS[model], fit_ids, apply_ids)
+            cv = CoxPipelineCV(
+                inner_folds=inner_folds,
+                keep=keep if keep_clinical else (),
+                seed=int(np.random.default_rng(_derived_seed(seed, "inner", name)).integers(2**31)),
+                **settings,
+            )
+            y = fit_outcome.loc[fit_ids]
+            cv.fit(x_fit, y["time"].to_numpy(), y["event"].to_numpy())
+            log.debug("%s %s fold %s: %s", target, model, name, cv.best_)
+            out.append(
+                pd.DataFrame(
+                    {
+                        "patient_id": apply_ids,
+                        "split": labels,
+                        "fold": name,
+                        "target": target,
+                        "time": truth.loc[apply_ids, "time"].to_numpy(),
+                        "event": truth.loc[apply_ids, "event"].to_numpy(),
+                        "risk": cv.predict_risk(x_apply),
+                        "model": model,
+                    }
+                )
+            )
+    return out
+
+
+def _check_folds(
+    folds: Mapping[str, Mapping[str, Sequence[str]]], train: set[str]
+) -> dict[str, dict[str, list[str]]]:
+    """Validate given folds: a ``final`` fold, ``fit`` lists of training patients only."""
+    if "final" not in folds:
+        msg = "folds: no 'final' fold (fit on all training patients, applied to the tests)"
+        raise ModelError(msg)
+    out = {}
+    for name, fold in folds.items():
+        fit = [str(p) for p in fold.get("fit", [])]
+        leaked = sorted(set(fit) - train)
+        if leaked:
+            msg = f"fold {name}: non-training patient(s) in the fit set: {', '.join(leaked[:5])}"
+            raise ModelError(msg)
+        out[str(name)] = {"fit": fit, "apply": [str(p) for p in fold.get("apply", [])]}
+    return out
+
+
+def _c_or_nan(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
+    num, den = _pair_sums(
+        np.asarray(time, float), np.asarray(event, int), np.asarray(risk, float), np.ones(len(time))
+    )
+    return num / den if den > 0 else float("nan")
+
+
+def _mean_fold_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray, fold: np.ndarray) -> float:
+    values = [_c_or_nan(time[fold == f], event[fold == f], risk[fold == f]) for f in set(fold)]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _json_float(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 6)
+
+
+def summarize(
+    predictions: pd.DataFrame,
+    oracle: Mapping[str, Any] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Harrell C-index with a patient-level bootstrap CI per model x target x split.
+
+    Splits: ``validation`` (mean over the repeats of the per-repeat C; the bootstrap resamples
+    patients with all their repeats), ``internal_test``, ``external_test`` and ``test`` (both
+    test splits pooled, as the demo oracle is defined).
+
+    Args:
+        predictions: Output of :func:`run_net_survival` (or the same columns from a CSV).
+        oracle: ``oracle.json`` content (``{"os": {"metric": "c_index", "value": ...}}``).
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+        alpha: 1 - confidence level.
+
+    Returns:
+        JSON-ready ``{"metric", "n_boot", "alpha", "oracle", "models": {model: {target: {split:
+        {"c_index", "ci_low", "ci_high", "n_patients", "n_events"}}}}}`` (NaN -> ``None``;
+        for ``validation``, ``n_events`` counts patient x repeat rows).
+    """
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        msg = f"predictions lack column(s) {', '.join(missing)}"
+        raise ModelError(msg)
+    result: dict[str, Any] = {
+        "metric": "c_index",
+        "n_boot": int(n_boot),
+        "alpha": float(alpha),
+        "oracle": dict(oracle or {}),
+        "models": {},
+    }
+    preds = predictions.copy()
+    preds["fold"] = preds["fold"].astype(str)
+    for (model, target), group in preds.groupby(["model", "target"], sort=True):
+        entry: dict[str, Any] = {}
+        subsets = {
+            "validation": group[group["split"] == "validation"],
+            "internal_test": group[group["split"] == "internal_test"],
+            "external_test": group[group["split"] == "external_test"],
+            "test": group[group["split"].isin(["internal_test", "external_test"])],
+        }
+        for name, rows in subsets.items():
+            if rows.empty:
+                continue
+            t = rows["time"].to_numpy(float)
+            e = rows["event"].to_numpy(int)
+            r = rows["risk"].to_numpy(float)
+            if name == "validation":
+                est, low, high = bootstrap_ci(
+                    _mean_fold_c,
+                    t,
+                    e,
+                    r,
+                    rows["fold"].to_numpy(),
+                    n=n_boot,
+                    seed=seed,
+                    alpha=alpha,
+                    groups=rows["patient_id"].to_numpy(),
+                )
+            else:
+                est, low, high = bootstrap_ci(_c_or_nan, t, e, r, n=n_boot, seed=seed, alpha=alpha)
+            entry[name] = {
+                "c_index": _json_float(est),
+                "ci_low": _json_float(low),
+                "ci_high": _json_float(high),
+                "n_patients": int(rows["patient_id"].nunique()),
+                "n_events": int(e.sum()),
+            }
+        result["models"].setdefault(str(model), {})[str(target)] = entry
+    return result
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError as exc:
+        msg = f"{path}: {what} file does not exist"
+        raise ModelError(msg) from exc
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = f"{path}: cannot read {what} CSV ({exc})"
+        raise ModelError(msg) from exc
+    if "patient_id" not in frame.columns:
+        msg = f"{path}: {what} CSV has no patient_id column"
+        raise ModelError(msg)
+    frame["patient_id"] = frame["patient_id"].astype(str)
+    dup = frame["patient_id"][frame["patient_id"].duplicated()].unique().tolist()
+    if dup:
+        msg = f"{path}: patient(s) listed more than once: {', '.join(dup[:5])}"
+        raise ModelError(msg)
+    return frame.set_index("patient_id")
+
+
+def load_inputs(
+    cohort: Path, feature_files: Mapping[str, Path], *, splits: Path | None = None
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.Series, dict[str, Any]]:
+    """Read the study inputs: wide feature CSVs and the cohort's clinical, outcome and split tables.
+
+    Args:
+        cohort: Cohort folder with ``clinical.csv``, ``outcomes.csv``, ``splits.csv`` (and
+            optionally the demo's ``oracle.json``).
+        feature_files: Block (``radiomics``, ``pathomics``) -> wide CSV (``patient_id`` + one
+            numeric column per feature).
+        splits: ``splits.csv`` to use instead of the cohort's (the one the workflow wrote).
+
+    Returns:
+        ``(features incl. clinical, outcomes, splits, oracle or {})``.
+
+    Raises:
+        ModelError: A missing or unreadable file, an unknown block, non-numeric features or
+            duplicated patients (the message names the file and patients).
+    """
+    features: dict[str, pd.DataFrame] = {}
+    for block, path in feature_files.items():
+        if block not in BLOCKS or block == "clinical":
+            msg = f"{path}: unknown feature block {block!r}; expected radiomics or pathomics"
+            raise ModelError(msg)
+        table = _read_csv(Path(path), f"{block} features")
+        text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+        if text:
+            msg = f"{path}: non-numeric feature column(s) {', '.join(map(str, text[:5]))}"
+            raise ModelError(msg)
+        features[block] = table
+    cohort = Path(cohort)
+    features["clinical"] = _read_csv(cohort / "clinical.csv", "clinical")
+    outcomes = _read_csv(cohort / "outcomes.csv", "outcomes")
+    splits_path = Path(splits) if splits is not None else cohort / "splits.csv"
+    split_table = _read_csv(splits_path, "splits")
+    if "split" not in split_table.columns:
+        msg = f"{splits_path}: no split column"
+        raise ModelError(msg)
+    oracle: dict[str, Any] = {}
+    oracle_path = cohort / "oracle.json"
+    if oracle_path.is_file():
+        oracle = json.loads(oracle_path.read_text())
+    return features, outcomes, split_table["split"], oracle
+
+
+def load_fold_features(
+    folder: Path, blocks: Mapping[str, Path], folds: Mapping[str, Any]
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Read per-fold harmonized tables ``<folder>/<block>/<fold>.csv`` for every block and fold.
+
+    Args:
+        folder: Root of the harmonize outputs (``results/<study>/harmonize``).
+        blocks: The feature blocks in use (their raw tables are replaced fold by fold).
+        folds: The folds the tables were fit on (keys ``"0"``, ..., ``"final"``).
+
+    Returns:
+        Fold -> block -> table indexed by ``patient_id``.
+
+    Raises:
+        ModelError: A table is missing or unreadable (the message names it).
+    """
+    return {
+        fold: {
+            block: _read_csv(Path(folder) / block / f"{fold}.csv", f"harmonized {block}")
+            for block in blocks
+        }
+        for fold in folds
+    }
+
+
+def read_folds_file(path: Path) -> dict[str, dict[str, list[str]]]:
+    """Read the ``folds`` of a ``folds.json`` (layout of :mod:`oncoflow.splits`).
+
+    Raises:
+        ModelError: The file is missing, not JSON, or has no ``folds`` mapping.
+    """
+    try:
+        payload = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        msg = f"{path}: folds file does not exist"
+        raise ModelError(msg) from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        msg = f"{path}: cannot read folds JSON ({exc})"
+        raise ModelError(msg) from exc
+    folds = payload.get("folds") if isinstance(payload, dict) else None
+    if not isinstance(folds, dict):
+        msg = f"{path}: no 'folds' mapping"
+        raise ModelError(msg)
+    return folds
