@@ -243,6 +243,7 @@ def harmonize_params(wildcards):
         options.append("--no-eb")
     if settings.get("mean_only", False):
         options.append("--mean-only")
+    options.append(f"--unseen-batches {settings.get('unseen_sites', 'estimate')}")
     return " ".join(options)
 
 

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ref-batch", default=None, metavar="NAME", help="batch left unchanged (reference)"
     )
+    parser.add_argument(
+        "--unseen-batches",
+        choices=("estimate", "error"),
+        default="estimate",
+        help="batches without training patients (external sites): estimate their location/scale "
+        "from their own features, or refuse (default: %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -77,6 +84,7 @@ def _main(args: argparse.Namespace) -> None:
         eb=not args.no_eb,
         mean_only=args.mean_only,
         ref_batch=args.ref_batch,
+        unseen=args.unseen_batches,
     )
     for path, write in (
         (args.out, lambda p: table.to_csv(p, index=False)),

@@ -4,7 +4,8 @@ A cohort may bring ``splits.csv`` (``patient_id, split``). Without it, :func:`ma
 out the patients of the external sites as ``external_test`` and a stratified fraction of the
 others as ``internal_test``. Inside the ``train`` split, :func:`make_folds` draws the folds a study
 fits on: ``repeats`` stratified fit/holdout partitions (or ``k`` cross-validation folds) plus a
-``final`` fold that fits on every training patient and applies to the test splits. Folds are
+``final`` fold that fits on every training patient and applies to the test splits.
+In every fold ``fit`` and ``apply`` are disjoint. Folds are
 always over patients, so all timepoints, lesions and slides of a patient fall on the same side.
 
 ``folds.json`` layout (read by the harmonize and training rules)::
@@ -93,7 +94,7 @@ def make_folds(
     k: int | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, list[str]]]:
-    """Folds over the training patients, plus the ``final`` fold (all train -> every patient).
+    """Folds over the training patients, plus the ``final`` fold (all train -> the test splits).
 
     With ``k`` set, the folds are a stratified k-fold partition of the training patients (each
     patient is in exactly one ``apply`` set); otherwise ``repeats`` independent stratified
@@ -108,7 +109,7 @@ def make_folds(
         seed: Seed of the draws.
 
     Returns:
-        ``{"0": {"fit": [...], "apply": [...]}, ..., "final": {"fit": train, "apply": all}}``,
+        ``{"0": {"fit": [...], "apply": [...]}, ..., "final": {"fit": train, "apply": test}}``,
         patient ids sorted within each list.
 
     Raises:
@@ -140,7 +141,7 @@ def make_folds(
         for fold in range(repeats):
             apply = sorted(_stratified_take(train, labels, holdout, rng))
             folds[str(fold)] = {"fit": sorted(set(train) - set(apply)), "apply": apply}
-    folds["final"] = {"fit": train, "apply": everyone}
+    folds["final"] = {"fit": train, "apply": sorted(set(everyone) - set(train))}
     return folds
 
 

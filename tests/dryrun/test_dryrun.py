@@ -62,6 +62,13 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     assert counts["qc_summary"] == 1
     assert counts["convert_patient"] == len(patients) >= 6 * demo["patients"]
     assert counts["all"] == 1
+    # net_survival: one radiomics and one pathomics job per patient, ComBat per source x fold,
+    # raw / combat / permuted Cox runs
+    net = default_config["studies"]["net_survival"]
+    assert counts["radiomics"] == counts["pathomics"] == demo["patients"]
+    assert counts["make_folds"] == 1
+    assert counts["harmonize"] == 2 * (net["folds"]["repeats"] + 1)
+    assert counts["train_net_survival"] == 3
 
 
 def test_single_study(tmp_path, default_config):

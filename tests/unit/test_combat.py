@@ -299,3 +299,29 @@ def test_large_batch_nonparametric_stays_finite():
     assert np.isfinite(result.to_numpy()).all()
     after = site_effect(result, batch).attrs["summary"]
     assert after["anova_fraction_significant"] < 0.2
+
+
+def test_unseen_batch_estimated_from_its_own_samples_only():
+    """A held-out site: training parameters stay frozen, its shift/scale come from its own rows."""
+    rng = np.random.default_rng(7)
+    n_features = 40
+    base = rng.normal(size=(90, n_features))
+    batch = np.repeat(["a", "b", "c"], 30)
+    X = base.copy()
+    X[batch == "b"] = X[batch == "b"] * 1.5 + 2.0
+    X[batch == "c"] = X[batch == "c"] * 0.6 - 3.0
+    train = batch != "c"
+    combat = ComBat().fit(X[train], batch[train])
+    with pytest.raises(HarmonizationError, match="c not seen"):
+        combat.transform(X, batch)
+    out = combat.transform(X, batch, unseen="estimate")
+    np.testing.assert_allclose(out[train], combat.transform(X[train], batch[train]))
+    pooled = out[train]
+    assert abs(out[batch == "c"].mean() - pooled.mean()) < 0.15
+    assert abs(out[batch == "c"].std() / pooled.std() - 1.0) < 0.15
+    # the held-out rows do not change anything fitted
+    before = combat.gamma_star_.copy()
+    combat.transform(X * 10, batch, unseen="estimate")
+    np.testing.assert_array_equal(before, combat.gamma_star_)
+    with pytest.raises(HarmonizationError, match="1 sample"):
+        combat.transform(X[[0, 89]], batch[[0, 89]], unseen="estimate")

@@ -597,13 +597,25 @@ class ComBat:
             parts.append(f"reference batch {self.ref_batch!r}")
         return ", ".join(parts)
 
-    def transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
+    def transform(
+        self,
+        X: Any,
+        batch: Any,
+        covariates: pd.DataFrame | None = None,
+        *,
+        unseen: str = "error",
+    ) -> Any:
         """Harmonise samples with the fitted parameters only.
 
         Args:
             X: Samples x features with the fitted features (DataFrame columns may be reordered).
-            batch: One batch label per sample; every label must have been seen at fit.
+            batch: One batch label per sample.
             covariates: The covariates used at fit (same columns), one row per sample.
+            unseen: What to do with a batch not seen at fit (e.g. a held-out external site):
+                ``"error"`` (default), or ``"estimate"``: keep every fitted parameter (grand mean,
+                covariate effects, pooled variance) and estimate only that batch's location and
+                scale, with the same empirical-Bayes priors, from its own samples' features
+                (never from outcomes); the batch needs at least 2 samples (1 with mean_only).
 
         Returns:
             The harmonised features: a DataFrame with ``X``'s index and columns when ``X`` is a
@@ -631,7 +643,13 @@ class ComBat:
             msg = f"X has {n_features} features, ComBat was fit with {self.n_features_in_}"
             raise HarmonizationError(msg)
         x_is_frame = isinstance(X, pd.DataFrame)
-        codes = self._batch_index(_as_batch(batch, rows, n, x_is_frame), rows)
+        if unseen not in ("error", "estimate"):
+            msg = f"unseen must be 'error' or 'estimate', got {unseen!r}"
+            raise HarmonizationError(msg)
+        labels = _as_batch(batch, rows, n, x_is_frame)
+        new_levels = [v for v in dict.fromkeys(labels.tolist()) if v not in set(self.batches_)]
+        if unseen == "error" or not new_levels:
+            codes = self._batch_index(labels, rows)
         frame = self._covariate_frame(covariates, rows, n, x_is_frame)
         if self.encoder_.kinds:
             if frame is None:
@@ -647,8 +665,25 @@ class ComBat:
         out = values.copy()
         centre = self.grand_mean_[keep] + mod[:, keep]
         z = (values[:, keep] - centre) / sd[keep]
-        gamma = self.gamma_star_[codes][:, keep]
-        adjusted = (z - gamma) / np.sqrt(self.delta_star_[codes][:, keep])
+        gamma_star, delta_star = self.gamma_star_[:, keep], self.delta_star_[:, keep]
+        if unseen == "estimate" and new_levels:
+            extra_gamma, extra_delta = [], []
+            for level in new_levels:
+                g, d = self._estimate_batch(z[labels == level], level)
+                extra_gamma.append(g)
+                extra_delta.append(d)
+            gamma_star = np.vstack([gamma_star, *extra_gamma])
+            delta_star = np.vstack([delta_star, *extra_delta])
+            lookup = {level: i for i, level in enumerate([*self.batches_, *new_levels])}
+            codes = np.array([lookup[v] for v in labels.tolist()], dtype=int)
+            log.info(
+                "ComBat: batch(es) %s unseen at fit, location/scale estimated from their own %d "
+                "sample(s)",
+                _names_list(new_levels),
+                int(np.isin(labels, new_levels).sum()),
+            )
+        gamma = gamma_star[codes]
+        adjusted = (z - gamma) / np.sqrt(delta_star[codes])
         out[:, keep] = adjusted * sd[keep] + centre
         if self.ref_index_ is not None:
             out[codes == self.ref_index_] = values[codes == self.ref_index_]
@@ -656,6 +691,36 @@ class ComBat:
             result = pd.DataFrame(out, index=X.index, columns=ordered.columns)
             return result[X.columns]
         return out
+
+    def _estimate_batch(self, z: np.ndarray, level: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Location/scale (after EB, as configured) of a batch unseen at fit from its samples.
+
+        ``z`` are the batch's samples standardised with the fitted parameters (kept features).
+        """
+        n_rows = z.shape[0]
+        if n_rows < (1 if self.mean_only else 2):
+            msg = f"batch {level!r} was not seen at fit and has {n_rows} sample(s): its scale "
+            msg += "cannot be estimated (use mean_only=True or harmonise it with more samples)"
+            raise HarmonizationError(msg)
+        gamma_hat = z.mean(axis=0)
+        delta_hat = np.ones_like(gamma_hat) if self.mean_only else z.var(axis=0, ddof=1)
+        delta_hat[delta_hat == 0] = 1.0
+        if not self.eb:
+            return gamma_hat, delta_hat
+        if not self.parametric:
+            gamma_star, delta_star = _nonparametric_eb(z, gamma_hat, delta_hat)
+        elif self.mean_only:
+            gamma_bar, t2 = gamma_hat.mean(), gamma_hat.var(ddof=1)
+            gamma_star = (t2 * gamma_hat + gamma_bar) / (t2 + 1.0)
+            delta_star = delta_hat
+        else:
+            a_prior, b_prior = _inverse_gamma_priors(delta_hat)
+            gamma_star, delta_star, _ = _parametric_eb(
+                z, gamma_hat, delta_hat, gamma_hat.mean(), gamma_hat.var(ddof=1), a_prior, b_prior
+            )
+        if self.mean_only:
+            delta_star = np.ones_like(gamma_star)
+        return gamma_star, delta_star
 
     def fit_transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
         """``fit`` on ``X`` then ``transform`` the same samples (identical to doing both)."""

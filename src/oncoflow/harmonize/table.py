@@ -160,6 +160,7 @@ def harmonize_table(
     eb: bool = True,
     mean_only: bool = False,
     ref_batch: str | None = None,
+    unseen: str = "estimate",
     source: str = "features",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
@@ -173,6 +174,7 @@ def harmonize_table(
         eb: See :class:`ComBat`.
         mean_only: See :class:`ComBat`.
         ref_batch: See :class:`ComBat`.
+        unseen: Batches without fit rows: ``"estimate"`` or ``"error"`` (:meth:`ComBat.transform`).
         source: File name used in messages.
 
     Returns:
@@ -224,7 +226,7 @@ def harmonize_table(
 
     combat = ComBat(parametric=parametric, eb=eb, mean_only=mean_only, ref_batch=ref_batch)
     combat.fit(X[fit_rows], batch[fit_rows], cov[fit_rows] if cov is not None else None)
-    harmonised = combat.transform(X, batch, cov)
+    harmonised = combat.transform(X, batch, cov, unseen=unseen)
 
     result = table.copy()
     result[features] = harmonised.to_numpy()
@@ -234,6 +236,7 @@ def harmonize_table(
             "eb": eb,
             "mean_only": mean_only,
             "ref_batch": ref_batch,
+            "unseen": unseen,
             "covariates": list(cov.columns) if cov is not None else [],
         },
         "n_rows": len(table),
@@ -269,6 +272,7 @@ def harmonize_fold(
     eb: bool = True,
     mean_only: bool = False,
     ref_batch: str | None = None,
+    unseen: str = "estimate",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read the inputs of one fold and run :func:`harmonize_table`.
 
@@ -283,6 +287,8 @@ def harmonize_fold(
         eb: See :class:`ComBat`.
         mean_only: See :class:`ComBat`.
         ref_batch: See :class:`ComBat`.
+        unseen: Batches without fit patients (a held-out external site): ``"estimate"`` their
+            location/scale from their own features (see :meth:`ComBat.transform`) or ``"error"``.
 
     Returns:
         ``(harmonised table, statistics)``; the statistics also name the fold and batch column.
@@ -319,6 +325,7 @@ def harmonize_fold(
             eb=eb,
             mean_only=mean_only,
             ref_batch=ref_batch,
+            unseen=unseen,
             source=str(features_csv),
         )
     except HarmonizationError as exc:
