@@ -38,13 +38,18 @@ def is_demo(study):
     return DEMO["enabled"] and Path(STUDIES[study]["cohort"]) == DEMO_OUT / study
 
 
+def demo_patients(study):
+    """Number of demo patients of a study: demo.study_patients.<study>, else demo.patients."""
+    return DEMO.get("study_patients", {}).get(study, DEMO["patients"])
+
+
 def cohort_dir(study):
     return Path(STUDIES[study]["cohort"])
 
 
 def _read_images(study):
     if is_demo(study):
-        return plan_cohort(study, seed=DEMO["seed"], patients=DEMO["patients"]).images
+        return plan_cohort(study, seed=DEMO["seed"], patients=demo_patients(study)).images
     path = cohort_dir(study) / "images.csv"
     if not path.exists():
         raise WorkflowError(
@@ -82,7 +87,7 @@ PATIENT_STUDY = _patient_index()
 wildcard_constraints:
     study="|".join(STUDIES) or "NO_STUDY",
     patient="|".join(map(str, PATIENT_STUDY)) or "NO_PATIENT",
-    source="radiomics|pathomics",
+    source="radiomics|pathomics|pet",
     fold=r"\d+|final",
     tp=r"\d+",
     label=r"\d+",
@@ -185,9 +190,12 @@ def radiomics_params_file(wildcards):
     return path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path
 
 
-def _radiomics_jobs(study):
-    """(patient, tp, stem, label) of every masked image the study extracts radiomics from."""
-    settings = STUDIES[study]["radiomics"]
+def _roi_jobs(study, source):
+    """(patient, tp, stem, label) of every masked image the study extracts `source` from.
+
+    source is radiomics or pet; its config block names the image stems and mask labels.
+    """
+    settings = STUDIES[study][source]
     rows = IMAGES[study]
     jobs = []
     for row in rows.itertuples():
@@ -216,17 +224,17 @@ def slide_input(wildcards):
 
 
 def feature_sources(study):
-    return [s for s in ("radiomics", "pathomics") if STUDIES[study].get(s)]
+    return [s for s in ("radiomics", "pathomics", "pet") if STUDIES[study].get(s)]
 
 
 def feature_tables(wildcards):
     """Per-patient feature CSVs of one source, merged by merge_features."""
     study, source = wildcards.study, wildcards.source
     root = f"results/{study}/features/{source}"
-    if source == "radiomics":
+    if source in ("radiomics", "pet"):
         return [
             f"{root}/{p}/{tp}_{stem}_label{label}.csv"
-            for p, tp, stem, label in _radiomics_jobs(study)
+            for p, tp, stem, label in _roi_jobs(study, source)
         ]
     return [f"{root}/{p}.csv" for p in sorted(_slides(study))]
 
@@ -247,6 +255,16 @@ def harmonize_params(wildcards):
     return " ".join(options)
 
 
+def pet_params(wildcards):
+    """Threshold option of pet_metrics.py (config studies.<study>.pet)."""
+    settings = STUDIES[wildcards.study]["pet"]
+    if settings.get("threshold_rel") is not None:
+        return f"--threshold-rel {settings['threshold_rel']}"
+    if settings.get("threshold") is not None:
+        return f"--threshold {settings['threshold']}"
+    return ""
+
+
 def harmonized_tables(study):
     return [
         f"results/{study}/harmonize/{source}/{fold}.csv"
@@ -256,12 +274,12 @@ def harmonized_tables(study):
 
 
 def all_features():
-    """Merged and per-fold harmonized feature tables of every study that extracts features."""
+    """Merged feature tables of every study, and per-fold harmonized ones where asked."""
     targets = []
     for study in STUDIES:
         sources = feature_sources(study)
         targets += [f"results/{study}/features/{source}.csv" for source in sources]
-        if sources:
+        if sources and STUDIES[study].get("harmonize", False):
             targets += harmonized_tables(study)
     return targets
 

@@ -22,7 +22,7 @@ rule demo_cohort:
     params:
         out=DEMO_OUT,
         seed=DEMO["seed"],
-        patients=DEMO["patients"],
+        patients=lambda wildcards: demo_patients(wildcards.study),
     message:
         "Writing the synthetic demo cohort of {wildcards.study}"
     shell:

@@ -50,6 +50,32 @@ rule radiomics:
         " --patient {wildcards.patient} --timepoint {wildcards.tp} 2> {log}"
 
 
+rule pet_metrics:
+    input:
+        converted="results/converted/{patient}",
+        script=script_path("pet_metrics"),
+    output:
+        "results/{study}/features/pet/{patient}/{tp}_{stem}_label{label}.csv",
+    log:
+        "logs/features/pet/{study}/{patient}/{tp}_{stem}_label{label}.log",
+    benchmark:
+        "benchmarks/features/pet/{study}/{patient}/{tp}_{stem}_label{label}.tsv"
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    params:
+        threshold=pet_params,
+    message:
+        "PET metrics: {wildcards.patient} timepoint {wildcards.tp} {wildcards.stem} label {wildcards.label}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --pet {input.converted}/{wildcards.tp}/{wildcards.stem}.nii.gz"
+        " --mask {input.converted}/{wildcards.tp}/{wildcards.stem}_mask.nii.gz"
+        " --label {wildcards.label} {params.threshold} --out {output}"
+        " --patient {wildcards.patient} --timepoint {wildcards.tp} 2> {log}"
+
+
 rule pathomics:
     input:
         slide=slide_input,

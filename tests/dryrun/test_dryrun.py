@@ -50,25 +50,39 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     from oncoflow.demo import plan_cohort
 
     demo = default_config["demo"]
-    plans = [
-        plan_cohort(s, seed=demo["seed"], patients=demo["patients"])
-        for s in default_config["studies"]
-    ]
+    studies = default_config["studies"]
+    size = {s: demo.get("study_patients", {}).get(s, demo["patients"]) for s in studies}
+    plans = [plan_cohort(s, seed=demo["seed"], patients=size[s]) for s in studies]
     patients = {
         p for plan in plans for p in plan.images.loc[plan.images.modality != "WSI", "patient_id"]
     }
     assert counts["demo_cohort"] == 6
     assert counts["validate_cohort"] == 6
     assert counts["qc_summary"] == 1
-    assert counts["convert_patient"] == len(patients) >= 6 * demo["patients"]
+    assert counts["convert_patient"] == len(patients) == sum(size.values())
     assert counts["all"] == 1
     # net_survival: one radiomics and one pathomics job per patient, ComBat per source x fold,
     # raw / combat / permuted Cox runs
     net = default_config["studies"]["net_survival"]
-    assert counts["radiomics"] == counts["pathomics"] == demo["patients"]
+    assert counts["radiomics"] == counts["pathomics"] == size["net_survival"]
     assert counts["make_folds"] == 1
     assert counts["harmonize"] == 2 * (net["folds"]["repeats"] + 1)
     assert counts["train_net_survival"] == 3
+    # nsclc_mmdls: PET metrics of the lesion label per patient; one merged table per source
+    assert counts["pet_metrics"] == size["nsclc_mmdls"]
+    assert counts["merge_features"] == 3
+
+
+def test_study_patients_override(tmp_path, default_config):
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name in ("liver_response", "net_survival")
+    default_config["demo"]["patients"] = 10
+    default_config["demo"]["study_patients"] = {"net_survival": 14}
+    write_config(tmp_path, default_config)
+    counts = dry_run(tmp_path)
+    assert counts["convert_patient"] == 10 + 14
+    assert counts["radiomics"] == counts["pathomics"] == 14
+    assert "pet_metrics" not in counts
 
 
 def test_single_study(tmp_path, default_config):

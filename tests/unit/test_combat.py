@@ -283,6 +283,12 @@ def test_other_errors(data):
     confounded = covariates.assign(site_copy=batch.to_numpy())
     with pytest.raises(HarmonizationError, match="rank-deficient"):
         ComBat().fit(features, batch, confounded)
+    rows = batch.groupby(batch).head(2).index  # 2 samples per batch: no residual left
+    i = np.arange(len(rows), dtype=float)
+    few = pd.DataFrame({"age": i**2, "x": i**0.5, "y": np.exp(i)})
+    few.index = rows
+    with pytest.raises(HarmonizationError, match=r"cannot fit \d+ design parameters"):
+        ComBat().fit(features.loc[rows], batch.loc[rows], few)
     with pytest.raises(HarmonizationError, match="at least 2 non-constant"):
         ComBat().fit(features[["f0"]], batch)
     single = ComBat(eb=False).fit_transform(features[["f0"]], batch)

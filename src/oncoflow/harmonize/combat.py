@@ -481,6 +481,14 @@ class ComBat:
             msg = "the design [batch | covariates] is rank-deficient: a covariate is confounded "
             msg += f"with batch or with another covariate ({_names_list(encoder.names, 20)})"
             raise HarmonizationError(msg)
+        if n <= design.shape[1]:
+            msg = (
+                f"{n} training samples cannot fit {design.shape[1]} design parameters "
+                f"({len(levels)} batches + {covariate_matrix.shape[1]} covariate column(s)): no "
+                "residual left to estimate the feature variances; use more training samples or "
+                "fewer covariates"
+            )
+            raise HarmonizationError(msg)
 
         B_hat = np.linalg.lstsq(design, values, rcond=None)[0]
         n_batch = len(levels)

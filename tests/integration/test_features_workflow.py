@@ -1,0 +1,130 @@
+"""The features part of the DAG for real, on a small demo: radiomics, pathomics, PET metrics,
+per-fold ComBat and the net_survival Cox models (raw, ComBat, permuted), then a no-op rerun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import snakemake_env
+
+REPO = Path(__file__).resolve().parents[2]
+NET_PATIENTS = 20
+NSCLC_PATIENTS = 8
+REPEATS = 2
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+        + ["--directory", str(workdir), "--cores", "2", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=snakemake_env(),
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("features_run")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name, study in config["studies"].items():
+        study["enabled"] = name in ("net_survival", "nsclc_mmdls")
+    config["demo"]["patients"] = NSCLC_PATIENTS
+    config["demo"]["study_patients"] = {"net_survival": NET_PATIENTS}
+    config["pathomics"]["max_tiles"] = 16
+    config["studies"]["net_survival"]["folds"]["repeats"] = REPEATS
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(workdir, "--show-failed-logs")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return workdir
+
+
+def _cohort(run: Path, study: str, table: str) -> pd.DataFrame:
+    return pd.read_csv(run / "resources/demo" / study / f"{table}.csv", dtype={"patient_id": str})
+
+
+def test_feature_tables_cover_every_patient(run):
+    net = set(_cohort(run, "net_survival", "clinical")["patient_id"])
+    radiomics = pd.read_csv(run / "results/net_survival/features/radiomics.csv")
+    pathomics = pd.read_csv(run / "results/net_survival/features/pathomics.csv")
+    assert set(radiomics["patient_id"]) == set(pathomics["patient_id"]) == net
+    # default CT params: original + LoG x 3 + 8 wavelet images -> > 1000 features
+    assert radiomics.shape[1] > 1000
+    assert radiomics["radiomics__original_shape_VoxelVolume"].gt(0).all()
+    assert pathomics.filter(like="nuclei_density").shape[1] >= 3
+    assert not radiomics.drop(columns="patient_id").isna().any().any()
+
+
+def test_pet_metrics_table(run):
+    pet = pd.read_csv(run / "results/nsclc_mmdls/features/pet.csv")
+    assert set(pet["patient_id"]) == set(_cohort(run, "nsclc_mmdls", "clinical")["patient_id"])
+    suv_max, suv_mean = pet["pet__SUVmax"], pet["pet__SUVmean"]
+    assert (suv_max >= pet["pet__SUVpeak"]).all()
+    assert (pet["pet__SUVpeak"] >= 0).all()
+    assert (suv_max >= suv_mean).all()
+    assert (suv_mean > 0).all()
+    # TLG = SUVmean x MTV (g = g/mL x mL)
+    assert np.allclose(pet["pet__TLG"], suv_mean * pet["pet__MTV"], rtol=1e-6)
+
+
+def test_combat_fit_on_training_patients_only(run):
+    folds = json.loads((run / "results/net_survival/folds.json").read_text())["folds"]
+    splits = pd.read_csv(run / "results/net_survival/splits.csv", dtype={"patient_id": str})
+    train = set(splits.loc[splits["split"] == "train", "patient_id"])
+    assert set(folds) == {*map(str, range(REPEATS)), "final"}
+    for name, fold in folds.items():
+        assert set(fold["fit"]) <= train
+        assert not set(fold["fit"]) & set(fold["apply"])
+        for source in ("radiomics", "pathomics"):
+            stats = json.loads(
+                (run / f"results/net_survival/harmonize/{source}/{name}_stats.json").read_text()
+            )
+            assert stats["n_fit_patients"] == len(fold["fit"])
+            table = pd.read_csv(run / f"results/net_survival/harmonize/{source}/{name}.csv")
+            assert not table.drop(columns="patient_id").isna().any().any()
+
+
+def test_survival_predictions_and_metrics(run):
+    splits = pd.read_csv(run / "results/net_survival/splits.csv", dtype={"patient_id": str})
+    tests = set(splits.loc[splits["split"] != "train", "patient_id"])
+    for variant in ("raw", "combat", "permuted"):
+        root = run / "results/net_survival/train" / variant
+        preds = pd.read_csv(root / "predictions.csv", dtype={"patient_id": str, "fold": str})
+        assert list(preds.columns) == [
+            *("patient_id", "split", "fold", "target", "time", "event", "risk", "model")
+        ]
+        assert set(preds["model"]) == {
+            "radiomics",
+            "pathomics",
+            "clinical",
+            "clinical+radiomics",
+            "clinical+pathomics",
+            "all",
+        }
+        assert set(preds["target"]) == {"os", "pfs"}
+        final = preds[preds["fold"] == "final"]
+        assert set(final["patient_id"]) == tests
+        assert set(preds.loc[preds["fold"] != "final", "split"]) == {"validation"}
+        assert np.isfinite(preds["risk"]).all()
+        metrics = json.loads((root / "metrics.json").read_text())
+        assert metrics["permuted"] is (variant == "permuted")
+        for targets in metrics["models"].values():
+            for splits_ in targets.values():
+                entry = splits_["test"]
+                assert entry["ci_low"] <= entry["c_index"] <= entry["ci_high"]
+
+
+def test_rerun_is_a_no_op(run):
+    proc = snakemake(run, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
