@@ -320,7 +320,7 @@ def train_survival_params(wildcards):
     if wildcards.variant == "combat":
         options.append(f"--harmonized results/{wildcards.study}/harmonize")
     if wildcards.variant == "permuted":
-        options.append("--permute")
+        options.append(f"--permute --permutations {study.get('permutations', 5)}")
     return " ".join(options)
 
 

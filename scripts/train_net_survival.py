@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--permute", action="store_true", help="permute training outcomes (negative control)"
     )
     parser.add_argument(
+        "--permutations",
+        type=int,
+        default=5,
+        help="independent permutations with --permute, scored by their mean C (default: 5)",
+    )
+    parser.add_argument(
         "--keep-clinical",
         action="store_true",
         help="always keep the clinical columns in combined models (seed-002 style)",
@@ -125,6 +131,7 @@ def _main(args: argparse.Namespace) -> None:
         inner_folds=args.inner_folds,
         seed=args.seed,
         permute=args.permute,
+        permutations=args.permutations,
         models=args.models,
         keep_clinical=args.keep_clinical,
         folds=folds,

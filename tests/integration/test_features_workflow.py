@@ -43,6 +43,7 @@ def run(tmp_path_factory) -> Path:
     config["demo"]["study_patients"] = {"net_survival": NET_PATIENTS}
     config["pathomics"]["max_tiles"] = 16
     config["studies"]["net_survival"]["folds"]["repeats"] = REPEATS
+    config["studies"]["net_survival"]["permutations"] = 2
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(workdir, "--show-failed-logs")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
@@ -100,8 +101,9 @@ def test_survival_predictions_and_metrics(run):
     for variant in ("raw", "combat", "permuted"):
         root = run / "results/net_survival/train" / variant
         preds = pd.read_csv(root / "predictions.csv", dtype={"patient_id": str, "fold": str})
+        extra = ["permutation"] if variant == "permuted" else []
         assert list(preds.columns) == [
-            *("patient_id", "split", "fold", "target", "time", "event", "risk", "model")
+            *("patient_id", "split", "fold", "target", "time", "event", "risk", "model", *extra)
         ]
         assert set(preds["model"]) == {
             "radiomics",
@@ -114,6 +116,8 @@ def test_survival_predictions_and_metrics(run):
         assert set(preds["target"]) == {"os", "pfs"}
         final = preds[preds["fold"] == "final"]
         assert set(final["patient_id"]) == tests
+        runs = 2 * 6 * (2 if variant == "permuted" else 1)  # targets x models x permutations
+        assert len(final) == runs * len(tests)
         assert set(preds.loc[preds["fold"] != "final", "split"]) == {"validation"}
         assert np.isfinite(preds["risk"]).all()
         metrics = json.loads((root / "metrics.json").read_text())

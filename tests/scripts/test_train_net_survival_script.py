@@ -97,9 +97,10 @@ def test_writes_predictions_and_summary(cohort):
 def test_permute_and_targets(cohort):
     root, folder = cohort
     args = _args(root, folder, "--models", "pathomics", "--targets", "pfs", "--permute")
-    assert script.main(args) == 0
+    assert script.main([*args, "--permutations", "2"]) == 0
     pred = pd.read_csv(root / "out" / "predictions.csv")
     assert set(pred["target"]) == {"pfs"}
+    assert sorted(pred["permutation"].unique()) == [0, 1]
     assert json.loads((root / "out" / "metrics.json").read_text())["permuted"] is True
 
 

@@ -10,6 +10,7 @@ from oncoflow.demo.net_survival import NetSurvival
 from oncoflow.errors import ModelError
 from oncoflow.studies.net_survival import (
     MODEL_SETS,
+    PERMUTATION_COLUMN,
     PREDICTION_COLUMNS,
     ClinicalEncoder,
     run_net_survival,
@@ -103,16 +104,23 @@ def test_all_model_approaches_the_oracle(demo, predictions):
 def test_permuted_outcomes_give_chance_level(demo):
     """Negative control: training outcomes permuted -> test C about 0.5 (mean of 5 draws)."""
     features, outcomes, splits, _ = demo
-    c = {"os": [], "pfs": []}
-    for seed in range(5):
-        pred = run_net_survival(
-            features, outcomes, splits, repeats=1, seed=seed, permute=True, models=["all"]
-        )
-        summary = summarize(pred, n_boot=1)
-        for target in c:
-            c[target].append(summary["models"]["all"][target]["test"]["c_index"])
-    for target, values in c.items():
-        assert abs(np.mean(values) - 0.5) < 0.12, (target, values)
+    pred = run_net_survival(
+        features, outcomes, splits, repeats=1, permute=True, permutations=5, models=["all"]
+    )
+    assert sorted(pred[PERMUTATION_COLUMN].unique()) == [0, 1, 2, 3, 4]
+    # every permutation predicts every test patient once per target
+    final = pred[pred["fold"] == "final"]
+    assert final.groupby([PERMUTATION_COLUMN, "target"]).size().nunique() == 1
+    summary = summarize(pred, n_boot=20)
+    for target in ("os", "pfs"):
+        test = summary["models"]["all"][target]["test"]
+        assert len(test["per_permutation"]) == 5
+        assert test["c_index"] == pytest.approx(np.mean(test["per_permutation"]), abs=1e-6)
+        assert abs(test["c_index"] - 0.5) < 0.12, (target, test)
+        # n_events counts patients once, not once per permutation
+        assert test["n_events"] <= test["n_patients"]
+    with pytest.raises(ModelError, match="permutations"):
+        run_net_survival(features, outcomes, splits, permute=True, permutations=0)
 
 
 def test_test_patients_never_influence_the_models(demo):

@@ -19,7 +19,9 @@ All features, clinical included, go through the in-fold pipeline of
 than forcing the clinical columns in); ``keep_clinical=True`` always keeps the clinical columns
 (not filtered, not counted in ``k``), as seed 002 did. ``permute=True`` shuffles the
 (time, event) pairs among the training patients before anything is fit - a negative control whose
-test C-index should be about 0.5; the output rows always carry the patients' true outcomes.
+test C-index should be about 0.5; the output rows always carry the patients' true outcomes. One
+permutation of 60 test patients scatters by about +-0.05 around 0.5, so the control runs
+``permutations`` independent shuffles (column ``permutation``) and reports their mean.
 
 Output rows (DESIGN.md ``predictions.csv`` contract for survival):
 ``patient_id, split, fold, target, time, event, risk, model`` (risk: higher = earlier event).
@@ -68,6 +70,9 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "risk",
     "model",
 )
+
+PERMUTATION_COLUMN = "permutation"
+"""Extra column of negative-control predictions: index of the outcome permutation."""
 
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
     "k_grid": (2, 4, 8),
@@ -168,6 +173,7 @@ def run_net_survival(
     inner_folds: int = 3,
     seed: int = 0,
     permute: bool = False,
+    permutations: int = 5,
     models: Sequence[str] | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
     keep_clinical: bool = False,
@@ -190,6 +196,8 @@ def run_net_survival(
         inner_folds: Inner CV folds for hyper-parameters.
         seed: Seed of the draws, inner folds and permutation.
         permute: Permute (time, event) pairs among training patients (negative control).
+        permutations: Independent permutations when ``permute`` (rows tagged with
+            :data:`PERMUTATION_COLUMN`).
         models: Model sets to run (default: every set whose blocks are all in ``features``).
         grid: Overrides of :data:`DEFAULT_GRID` (``k_grid``, ``penalizer_grid``, ``l1_grid``).
         keep_clinical: Always keep the clinical columns in combined models (seed-002 style).
@@ -201,7 +209,8 @@ def run_net_survival(
             harmonized tables fit on that fold's fit patients.
 
     Returns:
-        Predictions with columns :data:`PREDICTION_COLUMNS`.
+        Predictions with columns :data:`PREDICTION_COLUMNS` (+ :data:`PERMUTATION_COLUMN` when
+        ``permute``).
 
     Raises:
         ModelError: Unknown block or model, missing outcome columns, invalid outcomes or splits.
@@ -228,28 +237,34 @@ def run_net_survival(
     if bad:
         msg = f"splits: unknown split(s) {', '.join(bad)}"
         raise ModelError(msg)
+    if permute and permutations < 1:
+        msg = f"permutations must be >= 1, got {permutations}"
+        raise ModelError(msg)
     settings = {**DEFAULT_GRID, **(grid or {})}
+    columns = list(PREDICTION_COLUMNS) + ([PERMUTATION_COLUMN] if permute else [])
     rows = []
-    for target in targets:
-        rows += _run_target(
-            tables,
-            outcome_table,
-            split_of,
-            target,
-            models=list(models),
-            repeats=repeats,
-            holdout=holdout,
-            inner_folds=inner_folds,
-            seed=seed,
-            permute=permute,
-            settings=settings,
-            keep_clinical=keep_clinical,
-            folds=folds,
-            fold_features=fold_features,
-        )
+    for permutation in range(permutations) if permute else [None]:
+        for target in targets:
+            parts = _run_target(
+                tables,
+                outcome_table,
+                split_of,
+                target,
+                models=list(models),
+                repeats=repeats,
+                holdout=holdout,
+                inner_folds=inner_folds,
+                seed=seed,
+                permutation=permutation,
+                settings=settings,
+                keep_clinical=keep_clinical,
+                folds=folds,
+                fold_features=fold_features,
+            )
+            rows += [part.assign(**{PERMUTATION_COLUMN: permutation}) for part in parts]
     if not rows:
-        return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
-    return pd.concat(rows, ignore_index=True)[list(PREDICTION_COLUMNS)]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(rows, ignore_index=True)[columns]
 
 
 def _run_target(
@@ -263,7 +278,7 @@ def _run_target(
     holdout: float,
     inner_folds: int,
     seed: int,
-    permute: bool,
+    permutation: int | None,
     settings: Mapping[str, Sequence[Any]],
     keep_clinical: bool,
     folds: Mapping[str, Mapping[str, Sequence[str]]] | None,
@@ -286,11 +301,11 @@ def _run_target(
     split = split_of.loc[patients].astype(str)
     train = [p for p in patients if split[p] == "train"]
     fit_outcome = truth.copy()
-    if permute:
-        rng = np.random.default_rng(_derived_seed(seed, "permute", target))
+    if permutation is not None:
+        rng = np.random.default_rng(_derived_seed(seed, "permute", target, str(permutation)))
         order = rng.permutation(len(train))
         fit_outcome.loc[train] = truth.loc[train].to_numpy()[order]
-        log.info("%s: training outcomes permuted (negative control)", target)
+        log.info("%s: training outcomes permuted (negative control %d)", target, permutation)
     for block, table in tables.items():
         absent = sorted(set(patients) - set(table.index))
         if absent:
@@ -388,7 +403,9 @@ def summarize(
 
     Splits: ``validation`` (mean over the repeats of the per-repeat C; the bootstrap resamples
     patients with all their repeats), ``internal_test``, ``external_test`` and ``test`` (both
-    test splits pooled, as the demo oracle is defined).
+    test splits pooled, as the demo oracle is defined). Negative-control predictions (with a
+    :data:`PERMUTATION_COLUMN`) score the mean over permutations of the per-permutation C (the
+    bootstrap again resamples whole patients) and list the per-permutation values.
 
     Args:
         predictions: Output of :func:`run_net_survival` (or the same columns from a CSV).
@@ -399,8 +416,8 @@ def summarize(
 
     Returns:
         JSON-ready ``{"metric", "n_boot", "alpha", "oracle", "models": {model: {target: {split:
-        {"c_index", "ci_low", "ci_high", "n_patients", "n_events"}}}}}`` (NaN -> ``None``;
-        for ``validation``, ``n_events`` counts patient x repeat rows).
+        {"c_index", "ci_low", "ci_high", "n_patients", "n_events"[, "per_permutation"]}}}}}``
+        (NaN -> ``None``; ``n_events`` counts patients, once each).
     """
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
@@ -415,6 +432,8 @@ def summarize(
     }
     preds = predictions.copy()
     preds["fold"] = preds["fold"].astype(str)
+    permuted = PERMUTATION_COLUMN in preds.columns and preds[PERMUTATION_COLUMN].notna().any()
+    run = preds[PERMUTATION_COLUMN].astype(str) if permuted else pd.Series("", index=preds.index)
     for (model, target), group in preds.groupby(["model", "target"], sort=True):
         entry: dict[str, Any] = {}
         subsets = {
@@ -429,13 +448,17 @@ def summarize(
             t = rows["time"].to_numpy(float)
             e = rows["event"].to_numpy(int)
             r = rows["risk"].to_numpy(float)
+            # one C per model run: repeat (validation) x permutation (negative control)
+            key = run.loc[rows.index]
             if name == "validation":
+                key = rows["fold"] + "/" + key
+            if name == "validation" or permuted:
                 est, low, high = bootstrap_ci(
                     _mean_fold_c,
                     t,
                     e,
                     r,
-                    rows["fold"].to_numpy(),
+                    key.to_numpy(),
                     n=n_boot,
                     seed=seed,
                     alpha=alpha,
@@ -443,13 +466,26 @@ def summarize(
                 )
             else:
                 est, low, high = bootstrap_ci(_c_or_nan, t, e, r, n=n_boot, seed=seed, alpha=alpha)
+            once = rows.drop_duplicates("patient_id")
             entry[name] = {
                 "c_index": _json_float(est),
                 "ci_low": _json_float(low),
                 "ci_high": _json_float(high),
-                "n_patients": int(rows["patient_id"].nunique()),
-                "n_events": int(e.sum()),
+                "n_patients": len(once),
+                "n_events": int(once["event"].sum()),
             }
+            if permuted:
+                entry[name]["per_permutation"] = [
+                    _json_float(
+                        _mean_fold_c(
+                            part["time"].to_numpy(float),
+                            part["event"].to_numpy(int),
+                            part["risk"].to_numpy(float),
+                            key.loc[part.index].to_numpy(),
+                        )
+                    )
+                    for _, part in rows.groupby(PERMUTATION_COLUMN, sort=True)
+                ]
         result["models"].setdefault(str(model), {})[str(target)] = entry
     return result
 
