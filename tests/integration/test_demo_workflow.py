@@ -34,6 +34,7 @@ def demo_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("demo_run")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["demo"]["patients"] = PATIENTS
+    config["demo"]["study_patients"] = {}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(workdir, "--show-failed-logs", "qc", "convert")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
