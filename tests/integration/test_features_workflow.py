@@ -1,11 +1,18 @@
 """The features part of the DAG for real, on a small demo: radiomics, pathomics, PET metrics,
-per-fold ComBat and the net_survival Cox models (raw, ComBat, permuted), then a no-op rerun."""
+per-fold ComBat and the net_survival Cox models (raw, ComBat, permuted); then reproducibility
+(no-op rerun, byte-identical clean rerun, parameter change reruns only its study) and a run
+killed in the middle of training that resumes to the same models."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +139,99 @@ def test_rerun_is_a_no_op(run):
     proc = snakemake(run, "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+# --- reproducibility and faults (issue 8) -----------------------------------------------------
+
+TRAIN_OUTPUTS = [
+    f"results/net_survival/train/{variant}/{name}"
+    for variant in ("raw", "combat", "permuted")
+    for name in ("predictions.csv", "metrics.json")
+]
+
+
+def _dry_run_jobs(workdir: Path) -> dict[str, int]:
+    """Jobs per rule that a dry run schedules (Snakemake's "Job stats" table)."""
+    proc = snakemake(workdir, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (proc.stdout + proc.stderr).splitlines()
+    counts: dict[str, int] = {}
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_clean_rerun_is_byte_identical(run, tmp_path):
+    """A second clean run of the same config gives byte-identical features, models and metrics."""
+    second = tmp_path / "second"
+    second.mkdir()
+    shutil.copy2(run / "config.yaml", second / "config.yaml")
+    proc = snakemake(second)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = [
+        "results/net_survival/features/radiomics.csv",
+        "results/net_survival/features/pathomics.csv",
+        "results/nsclc_mmdls/features/pet.csv",
+        "results/net_survival/harmonize/radiomics/final.csv",
+        *TRAIN_OUTPUTS,
+    ]
+    for name in files:
+        assert (second / name).read_bytes() == (run / name).read_bytes(), name
+
+
+def test_parameter_change_reruns_only_that_study(run, tmp_path):
+    """Changing one study's parameter schedules only that study's downstream jobs."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, symlinks=True)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["studies"]["nsclc_mmdls"]["pet"]["threshold_rel"] = 0.41
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert _dry_run_jobs(copy) == {"pet_metrics": NSCLC_PATIENTS, "merge_features": 1, "all": 1}
+    config["studies"]["nsclc_mmdls"]["pet"]["threshold_rel"] = None
+    config["studies"]["net_survival"]["permutations"] = 3
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert _dry_run_jobs(copy) == {"train_net_survival": 1, "all": 1}
+
+
+def test_killed_training_resumes_to_the_same_metrics(run, tmp_path):
+    """SIGKILL the run in the middle of a training job; after --unlock, --rerun-incomplete
+    completes it and the models equal those of the uninterrupted run."""
+    copy = tmp_path / "killed"
+    shutil.copytree(run, copy, symlinks=True)
+    for name in TRAIN_OUTPUTS:
+        (copy / name).unlink()
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(copy), "--cores", "1"]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=snakemake_env(),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list((copy / "logs/train/net_survival").glob("*.log")):
+            assert proc.poll() is None, "the run ended before any training job started"
+            assert time.monotonic() < deadline, "no training job started in 300 s"
+            time.sleep(0.2)
+        time.sleep(3)  # inside the training job (each takes ~10-30 s)
+        assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not all((copy / name).exists() for name in TRAIN_OUTPUTS)
+    # what a user does after a crash: remove the stale lock, rerun the incomplete jobs
+    unlocked = snakemake(copy, "--unlock")
+    assert unlocked.returncode == 0, unlocked.stderr[-3000:]
+    resumed = snakemake(copy, "--rerun-incomplete")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    for name in TRAIN_OUTPUTS:
+        assert (copy / name).read_bytes() == (run / name).read_bytes(), name
