@@ -1,6 +1,7 @@
 # Helpers only (no rules): config validation, cohort tables, wildcard constraints, paths.
 
 import sys
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -139,8 +140,14 @@ def convert_inputs(wildcards):
     qc_report = f"results/qc/{study}/cohort_report.json"
     if is_demo(study):
         return [qc_report, cohort_dir(study) / "images"]
+    return [qc_report] + _patient_sources(study)[wildcards.patient]
+
+
+@cache
+def _patient_sources(study):
+    """patient -> the files of its images.csv rows (grouped once, not filtered per job)."""
     rows = IMAGES[study]
-    return [qc_report] + _source_files(study, rows[rows["patient_id"] == wildcards.patient])
+    return {p: _source_files(study, group) for p, group in rows.groupby("patient_id", sort=False)}
 
 
 def patient_cohort(wildcards):
@@ -190,6 +197,7 @@ def radiomics_params_file(wildcards):
     return path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path
 
 
+@cache
 def _roi_jobs(study, source):
     """(patient, tp, stem, label) of every masked image the study extracts `source` from.
 
@@ -207,6 +215,7 @@ def _roi_jobs(study, source):
     return sorted(set(jobs))
 
 
+@cache
 def _slides(study):
     rows = IMAGES[study]
     return dict(zip(*rows.loc[rows["modality"] == "WSI", ["patient_id", "path"]].values.T))
