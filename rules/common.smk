@@ -233,7 +233,27 @@ def slide_input(wildcards):
 
 
 def feature_sources(study):
-    return [s for s in ("radiomics", "pathomics", "pet") if STUDIES[study].get(s)]
+    """Feature sources the study turns on; one that matches nothing in images.csv is an error."""
+    sources = [s for s in ("radiomics", "pathomics", "pet") if STUDIES[study].get(s)]
+    for source in sources:
+        if source == "pathomics" and not _slides(study):
+            raise WorkflowError(
+                f"study {study}: pathomics is on but images.csv has no WSI row "
+                f"({cohort_dir(study) / 'images.csv'})"
+            )
+        if source != "pathomics" and not _roi_jobs(study, source):
+            raise WorkflowError(
+                f"study {study}: {source}.images {STUDIES[study][source]['images']} matches no "
+                f"image with a mask in {cohort_dir(study) / 'images.csv'} (image stems there: "
+                f"{', '.join(_stems(study)) or 'none'}; a stem is <modality>_<series>, or "
+                "<modality> when series is '-')"
+            )
+    return sources
+
+
+def _stems(study):
+    rows = IMAGES[study]
+    return sorted({m if s == "-" else f"{m}_{s}" for m, s in zip(rows["modality"], rows["series"])})
 
 
 def feature_tables(wildcards):

@@ -78,6 +78,7 @@ rule pet_metrics:
 
 rule pathomics:
     input:
+        qc="results/qc/{study}/cohort_report.json",
         slide=slide_input,
         script=script_path("extract_pathomics"),
     output:
@@ -107,6 +108,7 @@ rule pathomics:
 
 rule merge_features:
     input:
+        qc="results/qc/{study}/cohort_report.json",
         tables=feature_tables,
         script=script_path("merge_features"),
     output:

@@ -167,3 +167,56 @@ def test_invalid_config_is_refused(tmp_path, default_config):
     )
     assert proc.returncode != 0
     assert "'ignore' is not one of ['resample', 'refuse']" in proc.stdout + proc.stderr
+
+
+def test_feature_source_matching_no_image_is_a_clear_error(tmp_path, default_config):
+    """radiomics.images naming a stem the cohort does not have: refused before any job runs."""
+    cohort = tmp_path / "cohort"
+    (cohort / "img").mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        pid = f"P{i:03d}"
+        rows.append((pid, 0, "CT", "venous", f"img/{pid}.nii.gz", f"img/{pid}_m.nii.gz", "", "s1"))
+        rows.append((pid, 0, "WSI", "HE", f"img/{pid}.svs", "", "", "s1"))
+    images = pd.DataFrame(
+        rows,
+        columns=[
+            "patient_id",
+            "timepoint",
+            "modality",
+            "series",
+            "path",
+            "mask_path",
+            "mask_roi",
+            "site",
+        ],
+    )
+    for p in [*images["path"], *images["mask_path"]]:
+        if p:
+            (cohort / p).touch()
+    images.to_csv(cohort / "images.csv", index=False)
+    for table in ("clinical", "outcomes"):
+        pd.DataFrame({"patient_id": images.patient_id.unique()}).to_csv(
+            cohort / f"{table}.csv", index=False
+        )
+    default_config["demo"]["enabled"] = False
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name == "net_survival"
+    default_config["studies"]["net_survival"]["cohort"] = str(cohort)
+    write_config(tmp_path / "run", default_config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n"]
+        + ["--cores", "1", "--directory", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=snakemake_env(),
+    )
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "radiomics.images ['CT'] matches no image with a mask" in message
+    assert "CT_venous" in message
+    default_config["studies"]["net_survival"]["radiomics"]["images"] = ["CT_venous"]
+    write_config(tmp_path / "run", default_config)
+    counts = dry_run(tmp_path / "run")
+    assert counts["radiomics"] == counts["pathomics"] == 3

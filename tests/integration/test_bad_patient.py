@@ -42,6 +42,7 @@ def test_bad_patient_stops_the_run_at_validation(valid, variant, tmp_path):
         mask_labels=[1, 2],
         external_sites=[],
     )
+    study["radiomics"].update(images=["CT_venous"], labels=[2])
     study["folds"]["repeats"] = 2
     workdir = tmp_path / "run"
     workdir.mkdir()
