@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -28,3 +29,15 @@ def snakemake_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in ``workdir`` on 2 cores (output captured, no check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+        + ["--directory", str(workdir), "--cores", "2", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=snakemake_env(),
+    )

@@ -39,6 +39,25 @@ def write_config(workdir: Path, config: dict) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+COLUMNS = ["patient_id", "timepoint", "modality", "series", "path", "mask_path", "mask_roi", "site"]
+
+
+def write_user_cohort(cohort: Path, rows: list[tuple]) -> pd.DataFrame:
+    """A user cohort of zero-byte stand-in files (enough for the DAG) from images.csv rows."""
+    images = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("path", "mask_path"):
+        for p in images[column]:
+            if p:
+                (cohort / p).parent.mkdir(parents=True, exist_ok=True)
+                (cohort / p).touch()
+    images.to_csv(cohort / "images.csv", index=False)
+    for table in ("clinical", "outcomes"):
+        pd.DataFrame({"patient_id": images.patient_id.unique()}).to_csv(
+            cohort / f"{table}.csv", index=False
+        )
+    return images
+
+
 @pytest.fixture
 def default_config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
@@ -104,28 +123,7 @@ def test_user_cohort_without_demo(tmp_path, default_config):
         for tp in (0, 1):
             path = f"img/{pid}_{tp}.nii.gz"
             rows.append((pid, tp, "MR", "T2", path, f"img/{pid}_{tp}_mask.nii.gz", "", "s1"))
-    images = pd.DataFrame(
-        rows,
-        columns=[
-            "patient_id",
-            "timepoint",
-            "modality",
-            "series",
-            "path",
-            "mask_path",
-            "mask_roi",
-            "site",
-        ],
-    )
-    (cohort / "img").mkdir(parents=True)
-    for column in ("path", "mask_path"):
-        for p in images[column]:
-            (cohort / p).touch()
-    images.to_csv(cohort / "images.csv", index=False)
-    for table in ("clinical", "outcomes"):
-        pd.DataFrame({"patient_id": images.patient_id.unique()}).to_csv(
-            cohort / f"{table}.csv", index=False
-        )
+    write_user_cohort(cohort, rows)
     default_config["demo"]["enabled"] = False
     for name, study in default_config["studies"].items():
         study["enabled"] = name == "liver_response"
@@ -172,33 +170,12 @@ def test_invalid_config_is_refused(tmp_path, default_config):
 def test_feature_source_matching_no_image_is_a_clear_error(tmp_path, default_config):
     """radiomics.images naming a stem the cohort does not have: refused before any job runs."""
     cohort = tmp_path / "cohort"
-    (cohort / "img").mkdir(parents=True)
     rows = []
     for i in range(3):
         pid = f"P{i:03d}"
         rows.append((pid, 0, "CT", "venous", f"img/{pid}.nii.gz", f"img/{pid}_m.nii.gz", "", "s1"))
         rows.append((pid, 0, "WSI", "HE", f"img/{pid}.svs", "", "", "s1"))
-    images = pd.DataFrame(
-        rows,
-        columns=[
-            "patient_id",
-            "timepoint",
-            "modality",
-            "series",
-            "path",
-            "mask_path",
-            "mask_roi",
-            "site",
-        ],
-    )
-    for p in [*images["path"], *images["mask_path"]]:
-        if p:
-            (cohort / p).touch()
-    images.to_csv(cohort / "images.csv", index=False)
-    for table in ("clinical", "outcomes"):
-        pd.DataFrame({"patient_id": images.patient_id.unique()}).to_csv(
-            cohort / f"{table}.csv", index=False
-        )
+    write_user_cohort(cohort, rows)
     default_config["demo"]["enabled"] = False
     for name, study in default_config["studies"].items():
         study["enabled"] = name == "net_survival"

@@ -8,14 +8,12 @@ must fail in ``validate_cohort`` with the patient and file in the error, and not
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from broken_cohorts import build_broken_cohort, build_valid_cohort
-from conftest import snakemake_env
+from conftest import run_snakemake
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,14 +45,7 @@ def test_bad_patient_stops_the_run_at_validation(valid, variant, tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-        + ["--directory", str(workdir), "--cores", "2", "--show-failed-logs"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
+    proc = run_snakemake(workdir, "--show-failed-logs")
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Error in rule validate_cohort" in output

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
 import yaml
-from conftest import snakemake_env
+from conftest import run_snakemake as snakemake
 
 REPO = Path(__file__).resolve().parents[2]
 PATIENTS = 8
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-        + ["--directory", str(workdir), "--cores", "2", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
 
 
 @pytest.fixture(scope="module")

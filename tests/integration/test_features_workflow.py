@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import run_snakemake as snakemake
 from conftest import snakemake_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,17 +28,6 @@ NSCLC_PATIENTS = 8
 REPEATS = 2
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-        + ["--directory", str(workdir), "--cores", "2", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
 
 
 @pytest.fixture(scope="module")
