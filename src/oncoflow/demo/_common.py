@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from oncoflow.schemas import columns
 
@@ -252,6 +250,8 @@ def tube_distance(
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
     """Return Gaussian-filtered white noise rescaled to unit standard deviation (float32)."""
+    from scipy import ndimage  # imported here: planning a cohort must not pay for scipy
+
     field_ = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
     sd = float(field_.std())
     return field_ / (sd if sd > 0 else 1.0)
@@ -259,6 +259,8 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float)
 
 def scanner_blur(image: np.ndarray, grid: Grid, blur_mm: float) -> np.ndarray:
     """Apply an isotropic Gaussian PSF of standard deviation ``blur_mm`` (mm) on the grid."""
+    from scipy import ndimage
+
     sigma = [blur_mm / grid.spacing[2], blur_mm / grid.spacing[1], blur_mm / grid.spacing[0]]
     return ndimage.gaussian_filter(image, sigma, mode="nearest")
 
@@ -297,6 +299,8 @@ def write_nifti(path: Path, array: np.ndarray, grid: Grid, *, scale: float | Non
         scale: When given, ``array`` holds integers and ``value = stored * scale``
             (``scl_slope``), e.g. PET SUV stored as int16 with slope 0.001.
     """
+    import nibabel as nib  # imported here: the Snakefile plans demo cohorts at parse time
+
     data = np.ascontiguousarray(np.transpose(array, (2, 1, 0)))
     img = nib.Nifti1Image(data, grid.affine_ras())
     affine = grid.affine_ras()

@@ -15,8 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 
 MPP = 0.5
 """Level-0 resolution (µm per pixel)."""
@@ -53,6 +51,8 @@ def render_slide(
         density: Nuclei density latent in [0, 1].
         stain: (hematoxylin, eosin) strength multipliers of the site.
     """
+    from scipy import ndimage  # imported here: planning a cohort must not pay for scipy
+
     width, height = LEVEL1_SIZE
     shape = (height, width)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -119,6 +119,7 @@ def write_slide(path: Path, level1: np.ndarray, *, aperio: bool = False, quality
         quality: JPEG quality.
     """
     import tifffile
+    from PIL import Image
 
     h1, w1 = level1.shape[:2]
     level0 = np.asarray(Image.fromarray(level1).resize((4 * w1, 4 * h1), Image.Resampling.BILINEAR))

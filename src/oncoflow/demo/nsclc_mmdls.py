@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
@@ -81,6 +80,8 @@ def stage_posterior(latent: dict[str, Any]) -> np.ndarray:
     """Return P(stage = I..IV | size, uptake) (4,)."""
     w = 1.3 * _z_r(latent["radius"]) + 1.0 * _z_u(latent["suv_max"])
     cuts = np.concatenate([[-np.inf], _STAGE_CUTS, [np.inf]])
+    from scipy import special
+
     cdf = special.ndtr((cuts - w) / _STAGE_NOISE)
     return np.diff(cdf)
 
