@@ -49,6 +49,7 @@ def _main(args: argparse.Namespace) -> int | None:
         patient_id=args.patient,
         tilt=args.tilt,
         uneven_spacing=args.uneven_spacing,
+        provenance=args.provenance.as_dict(),
     )
     return 0
 

@@ -60,7 +60,8 @@ def _main(args: argparse.Namespace) -> int | None:
             raise
         raise FeatureError(f"patient {args.patient}: {exc}") from exc
     write_features(result.features, args.out, patient_id=args.patient, timepoint=args.timepoint)
-    write_diagnostics(result.diagnostics, diagnostics_path(args.out))
+    diagnostics = {**result.diagnostics, "provenance": args.provenance.as_dict()}
+    write_diagnostics(diagnostics, diagnostics_path(args.out))
     return 0
 
 

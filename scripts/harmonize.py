@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,16 +85,13 @@ def _main(args: argparse.Namespace) -> None:
         ref_batch=args.ref_batch,
         unseen=args.unseen_batches,
     )
-    for path, write in (
-        (args.out, lambda p: table.to_csv(p, index=False)),
-        (args.stats, lambda p: p.write_text(json.dumps(stats, indent=2) + "\n")),
-    ):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write(path)
-        except OSError as exc:
-            msg = f"{path}: cannot write ({exc.strerror or exc})"
-            raise OncoflowError(msg) from exc
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+    except OSError as exc:
+        msg = f"{args.out}: cannot write ({exc.strerror or exc})"
+        raise OncoflowError(msg) from exc
+    cli.write_json(args.stats, stats, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,7 +65,13 @@ def _main(args: argparse.Namespace) -> int:
     )
     args.splits_out.parent.mkdir(parents=True, exist_ok=True)
     splits.sort_values("patient_id").to_csv(args.splits_out, index=False)
-    write_folds(args.folds_out, folds, stratify=args.stratify, seed=args.seed)
+    write_folds(
+        args.folds_out,
+        folds,
+        stratify=args.stratify,
+        seed=args.seed,
+        provenance=args.provenance.as_dict(),
+    )
     return 0
 
 

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,11 +142,10 @@ def _main(args: argparse.Namespace) -> None:
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         predictions.to_csv(args.out, index=False)
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as exc:
         msg = f"{exc.filename}: cannot write ({exc.strerror or exc})"
         raise OncoflowError(msg) from exc
+    cli.write_json(args.summary, summary, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

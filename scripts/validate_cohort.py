@@ -12,13 +12,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.errors import OncoflowError
 from oncoflow.validate import validate_cohort
 
 
@@ -72,12 +70,7 @@ def _main(args: argparse.Namespace) -> int:
         tilt=args.tilt,
         uneven_spacing=args.uneven_spacing,
     )
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    except OSError as exc:
-        msg = f"{args.out}: cannot write the report ({exc.strerror or exc})"
-        raise OncoflowError(msg) from exc
+    cli.write_json(args.out, report.to_dict(), args)
     for problem in report.warnings:
         print(f"warning: {problem.line(patient_label=args.patient_label)}", file=sys.stderr)
     for problem in report.problems:

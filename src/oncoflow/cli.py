@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from oncoflow.errors import OncoflowError
 
@@ -50,6 +53,10 @@ def run(
 ) -> int:
     """Parse ``argv`` with ``parser`` and call ``main``; user errors become one line on stderr.
 
+    Before ``main`` runs, ``args.provenance`` is set to the job's
+    :class:`~oncoflow.provenance.Provenance` (settings hash and software versions), which is also
+    the first line of the job's log; scripts embed it in their JSON outputs.
+
     Args:
         main: Function taking the parsed namespace; returns an exit code or ``None`` (= 0).
         parser: The script's argument parser.
@@ -59,8 +66,16 @@ def run(
         The exit code: 0 on success, 1 when ``main`` raised :class:`OncoflowError`
         (its message is printed as ``error: <message>``), else what ``main`` returned.
     """
+    from oncoflow.provenance import Provenance
+
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
+    args.provenance = Provenance.from_arguments(parser, args)
+    log.info(
+        "provenance: config_hash %s, %s",
+        args.provenance.config_hash,
+        ", ".join(f"{k} {v}" for k, v in args.provenance.versions.items()),
+    )
     try:
         code = main(args)
     except OncoflowError as exc:
@@ -68,3 +83,29 @@ def run(
             print(f"error: {line}", file=sys.stderr)
         return 1
     return 0 if code is None else int(code)
+
+
+def write_json(
+    path: Path, data: Mapping[str, Any], args: argparse.Namespace, *, sort_keys: bool = False
+) -> None:
+    """Write a JSON output with the job's provenance under ``"provenance"``.
+
+    Args:
+        path: Output file (parent folders are created).
+        data: The payload; must not have a ``"provenance"`` key of its own.
+        args: The parsed arguments; ``args.provenance`` (set by :func:`run`) is embedded.
+        sort_keys: Sort the keys (the provenance block is then sorted too).
+
+    Raises:
+        OncoflowError: The file cannot be written (the message names it).
+    """
+    payload = dict(data)
+    provenance = getattr(args, "provenance", None)
+    if provenance is not None:
+        payload["provenance"] = provenance.as_dict()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys, default=str) + "\n")
+    except OSError as exc:
+        msg = f"{path}: cannot write ({exc.strerror or exc})"
+        raise OncoflowError(msg) from exc

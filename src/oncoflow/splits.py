@@ -146,7 +146,7 @@ def make_folds(
 
 
 def write_folds(path: Path, folds: Mapping[str, Any], **meta: Any) -> None:
-    """Write ``folds.json`` (``meta`` keys such as target and seed go next to ``folds``)."""
+    """Write ``folds.json`` (``meta`` keys - target, seed, provenance - go next to ``folds``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**meta, "folds": folds}
     path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")

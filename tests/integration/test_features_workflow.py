@@ -125,6 +125,28 @@ def test_survival_predictions_and_metrics(run):
                 assert entry["ci_low"] <= entry["c_index"] <= entry["ci_high"]
 
 
+def test_every_json_output_records_config_hash_and_versions(run):
+    """Each JSON output carries its job's provenance; tidy feature rows carry a settings hash."""
+    documents = sorted((run / "results").rglob("*.json"))
+    assert len(documents) > 2 * (NET_PATIENTS + NSCLC_PATIENTS)  # manifests + diagnostics + ...
+    hashes: dict[str, set[str]] = {}
+    for path in documents:
+        record = json.loads(path.read_text()).get("provenance")
+        assert record is not None, path
+        assert len(record["config_hash"]) == 16, path
+        assert record["versions"]["oncoflow"], path
+        hashes.setdefault(path.name, set()).add(record["config_hash"])
+    # the same rule with the same settings gives one hash over all its patients
+    assert len(hashes["manifest.json"]) == 1
+    metrics = {
+        json.loads(p.read_text())["provenance"]["config_hash"]
+        for p in (run / "results/net_survival/train").glob("*/metrics.json")
+    }
+    assert len(metrics) == 3  # raw, combat, permuted ran with different settings
+    tidy = pd.read_csv(next((run / "results/net_survival/features/pathomics").glob("*.csv")))
+    assert tidy["settings_hash"].str.len().eq(16).all()
+
+
 def test_rerun_is_a_no_op(run):
     proc = snakemake(run, "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]

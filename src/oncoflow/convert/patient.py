@@ -13,6 +13,7 @@ with ``<stem>`` from :func:`converted_stem`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def _convert_row(
     *,
     tilt: str,
     uneven_spacing: str,
+    provenance: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
     """Convert one image row; returns (manifest entry, written files)."""
     modality = str(row["modality"]).strip()
@@ -93,6 +95,8 @@ def _convert_row(
         "series": series,
         "site": _text(row.get("site")),
     }
+    if provenance is not None:
+        extra["provenance"] = dict(provenance)
     if mask_src is not None and not mask_src.exists():
         raise ConversionError(f"{mask_src}: mask file does not exist")
     mask_is_nifti = mask_src is not None and is_nifti(mask_src)
@@ -175,6 +179,7 @@ def convert_patient(
     patient_id: str,
     tilt: str = "resample",
     uneven_spacing: str = "resample",
+    provenance: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Convert every image row of one patient and write ``out_dir/manifest.json``.
 
@@ -192,6 +197,8 @@ def convert_patient(
         patient_id: The (pseudonymous) patient ID.
         tilt: Gantry tilt policy, ``"resample"`` or ``"refuse"``.
         uneven_spacing: Uneven slice spacing policy, ``"resample"`` or ``"refuse"``.
+        provenance: The job's record (:class:`oncoflow.provenance.Provenance` ``as_dict()``),
+            written into the manifest and every sidecar.
 
     Returns:
         Every file written (images, masks, sidecars, then the manifest).
@@ -237,7 +244,12 @@ def convert_patient(
             continue
         try:
             entry, files = _convert_row(
-                row, cohort_dir, out_dir, tilt=tilt, uneven_spacing=uneven_spacing
+                row,
+                cohort_dir,
+                out_dir,
+                tilt=tilt,
+                uneven_spacing=uneven_spacing,
+                provenance=provenance,
             )
         except ConversionError as exc:
             raise ConversionError(f"patient {patient_id}: {exc}") from exc
@@ -252,6 +264,7 @@ def convert_patient(
             "policies": {"tilt": tilt, "uneven_spacing": uneven_spacing},
             "outputs": outputs,
             "skipped": skipped,
+            **({"provenance": dict(provenance)} if provenance is not None else {}),
         },
         manifest,
     )
