@@ -96,7 +96,13 @@ wildcard_constraints:
 
 
 def cohort_inputs(wildcards):
-    """Files a study's cohort consists of: the demo rule's outputs, or the user's files."""
+    """The tables of a study's cohort (the demo rule's outputs, or the user's tables).
+
+    The image files are not inputs of validation (the script opens each one): every file is an
+    input of its patient's conversion or pathomics job, which reruns when it changes. Listing
+    them here as well made the DAG quadratic in patients (each of the n jobs that wait for the
+    report is matched against the report's 2n inputs: 1,000 patients took 3 s more to plan).
+    """
     study = wildcards.study
     root = cohort_dir(study)
     if is_demo(study):
@@ -105,7 +111,7 @@ def cohort_inputs(wildcards):
     tables = [root / name for name in ("images.csv", "clinical.csv", "outcomes.csv")]
     if (root / "splits.csv").exists():
         tables.append(root / "splits.csv")
-    return tables + _source_files(study, IMAGES[study])
+    return tables
 
 
 def _source_files(study, rows):
