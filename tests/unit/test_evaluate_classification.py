@@ -15,9 +15,11 @@ from oncoflow.evaluate import (
     binary_metrics,
     delong_test,
     multiclass_metrics,
+    paired_bootstrap,
     reliability,
     youden_threshold,
 )
+from oncoflow.survival import concordance_index
 
 
 def _binary(seed: int, n: int = 200, signal: float = 1.0, ties: bool = False):
@@ -133,3 +135,26 @@ def test_errors_name_the_problem():
         average_precision([0, 1], [0.1, float("nan")])
     with pytest.raises(ModelError, match=r"\[0, 1\]"):
         reliability([0, 1], [0.5, 1.5])
+
+
+def test_paired_bootstrap_of_c_index_difference():
+    rng = np.random.default_rng(10)
+    n = 150
+    risk_true = rng.normal(0, 1, n)
+    time = rng.exponential(np.exp(-risk_true))
+    event = rng.uniform(0, 1, n) < 0.8
+    noise = rng.normal(0, 1, n)
+    better = paired_bootstrap(concordance_index, (time, event), risk_true, noise, n=300, seed=1)
+    assert better.estimate == pytest.approx(
+        concordance_index(time, event, risk_true) - concordance_index(time, event, noise)
+    )
+    assert 0.0 < better.low < better.estimate < better.high
+    assert better.p_value < 0.01
+    assert better == paired_bootstrap(
+        concordance_index, (time, event), risk_true, noise, n=300, seed=1
+    )  # reproducible for a seed
+    same = paired_bootstrap(concordance_index, (time, event), noise, noise, n=100, seed=2)
+    assert (same.estimate, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    # AUC works through the same interface (shared = (y_true,))
+    y = (risk_true > 0).astype(int)
+    assert paired_bootstrap(auc, (y,), risk_true, noise, n=200).p_value < 0.01

@@ -2,7 +2,8 @@
 
 Binary and multi-class classification metrics live in :mod:`oncoflow.evaluate.classification`;
 survival metrics (Harrell / Uno C, time-dependent AUC, integrated Brier, KM risk groups) in
-:mod:`oncoflow.survival`; bootstrap intervals in :func:`oncoflow.survival.bootstrap_ci`.
+:mod:`oncoflow.survival`; bootstrap intervals in :func:`oncoflow.survival.bootstrap_ci` and paired
+model comparisons (C-index differences) in :func:`paired_bootstrap`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from oncoflow.evaluate.classification import (
     reliability,
     youden_threshold,
 )
+from oncoflow.evaluate.compare import PairedDifference, paired_bootstrap
 
 __all__ = [
     "DeLong",
+    "PairedDifference",
     "Reliability",
     "auc",
     "average_precision",
     "binary_metrics",
     "delong_test",
     "multiclass_metrics",
+    "paired_bootstrap",
     "reliability",
     "youden_threshold",
 ]
