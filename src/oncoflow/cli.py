@@ -30,7 +30,7 @@ def add_dicom_policy_arguments(parser: argparse.ArgumentParser) -> None:
     ``resample`` corrects the series onto an orthogonal, evenly spaced grid and records a warning;
     ``refuse`` makes such a series an error.
     """
-    from oncoflow.convert.dicom import POLICIES
+    from oncoflow.convert.policy import POLICIES
 
     parser.add_argument(
         "--tilt",

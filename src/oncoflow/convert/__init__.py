@@ -12,12 +12,35 @@ Modules:
 
 from __future__ import annotations
 
-from oncoflow.convert.dicom import POLICIES, inspect_series, read_series
-from oncoflow.convert.nifti import check_same_geometry, standardise_image, standardise_mask
-from oncoflow.convert.patient import MANIFEST, convert_patient, converted_stem
-from oncoflow.convert.rtstruct import rasterize, roi_names
-from oncoflow.convert.series import convert_dicom_series
-from oncoflow.convert.suv import SuvParameters, suv_parameters, suv_problems
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): a NIfTI-only conversion job never loads pydicom / scikit-image.
+_EXPORTS = {
+    "POLICIES": "oncoflow.convert.policy",
+    "inspect_series": "oncoflow.convert.dicom",
+    "read_series": "oncoflow.convert.dicom",
+    "check_same_geometry": "oncoflow.convert.nifti",
+    "standardise_image": "oncoflow.convert.nifti",
+    "standardise_mask": "oncoflow.convert.nifti",
+    "MANIFEST": "oncoflow.convert.patient",
+    "convert_patient": "oncoflow.convert.patient",
+    "converted_stem": "oncoflow.convert.patient",
+    "rasterize": "oncoflow.convert.rtstruct",
+    "roi_names": "oncoflow.convert.rtstruct",
+    "convert_dicom_series": "oncoflow.convert.series",
+    "SuvParameters": "oncoflow.convert.suv",
+    "suv_parameters": "oncoflow.convert.suv",
+    "suv_problems": "oncoflow.convert.suv",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "MANIFEST",

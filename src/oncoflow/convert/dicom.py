@@ -33,6 +33,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
+from oncoflow.convert.policy import POLICIES
 from oncoflow.convert.suv import suv_problems
 from oncoflow.errors import ConversionError
 
@@ -48,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-POLICIES: tuple[str, ...] = ("resample", "refuse")
-"""Allowed values of the ``tilt`` and ``uneven_spacing`` policies."""
 
 MAX_INTERPOLATED_SLICES = 2
 """Most consecutive missing slices that the ``resample`` policy fills by interpolation; a wider gap

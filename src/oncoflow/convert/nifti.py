@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from oncoflow.convert.dicom import geometry_dict
 from oncoflow.errors import ConversionError
 
 __all__ = [
@@ -140,6 +139,8 @@ def standardise_image(src: Path, dst: Path) -> tuple[sitk.Image, dict[str, Any]]
     Returns:
         ``(image as written, info)`` with ``geometry``, ``source``, ``warnings``, ``corrections``.
     """
+    from oncoflow.convert.dicom import geometry_dict  # DICOM stack only imported when needed
+
     image = read_nifti(src)
     written = sitk.Cast(image, sitk.sitkFloat32)
     write_image(written, dst)

@@ -29,8 +29,6 @@ from oncoflow.convert.nifti import (
     write_image,
     write_json,
 )
-from oncoflow.convert.rtstruct import rasterize_with_info
-from oncoflow.convert.series import convert_dicom_series
 from oncoflow.errors import ConversionError
 
 __all__ = ["MANIFEST", "convert_patient", "converted_stem"]
@@ -110,6 +108,8 @@ def _convert_row(
     if not source.exists():
         raise ConversionError(f"{source}: file or folder does not exist")
     if source.is_dir():
+        from oncoflow.convert.series import convert_dicom_series  # pydicom only for DICOM rows
+
         data = convert_dicom_series(
             source,
             image_out,
@@ -142,6 +142,8 @@ def _convert_row(
             if mask_is_nifti:
                 mask_info = standardise_mask(mask_src, mask_out, image)
             else:
+                from oncoflow.convert.rtstruct import rasterize_with_info
+
                 labels, mask_info = rasterize_with_info(mask_src, image, rois)
                 data["warnings"].append(
                     "RTSTRUCT rasterised onto a NIfTI image: its frame of reference cannot be "

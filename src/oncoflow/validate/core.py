@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from oncoflow.cohort import REQUIRED_TABLES, is_missing, read_table, resolve, table_path
+from oncoflow.convert.policy import POLICIES
 from oncoflow.errors import CohortError
 from oncoflow.schemas import TABLES
 from oncoflow.validate import files, tables
@@ -18,8 +19,6 @@ from oncoflow.validate.report import WARNING, CohortReport, Problem
 
 log = logging.getLogger(__name__)
 
-POLICIES: tuple[str, ...] = ("resample", "refuse")
-"""Accepted values of the ``tilt`` and ``uneven_spacing`` options."""
 
 CHECKS: tuple[str, ...] = (
     "tables",
