@@ -16,7 +16,7 @@ rule train_net_survival:
         "../envs/survival.yaml"
     container:
         CONTAINERS["survival"]
-    threads: 1
+    threads: 4
     params:
         cohort=study_cohort,
         features=feature_arguments,
@@ -27,4 +27,4 @@ rule train_net_survival:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --cohort {params.cohort} --features {params.features} --folds {input.folds}"
         " --splits {input.splits} --out {output.predictions} --summary {output.metrics}"
-        " {params.options} 2> {log}"
+        " --threads {threads} {params.options} 2> {log}"

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inner-folds", type=int, default=3, help="inner CV folds (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="worker processes over targets x permutations; results do not depend on it",
+    )
+    parser.add_argument(
         "--folds",
         type=Path,
         default=None,
@@ -135,6 +141,7 @@ def _main(args: argparse.Namespace) -> None:
         keep_clinical=args.keep_clinical,
         folds=folds,
         fold_features=fold_features,
+        n_jobs=args.threads,
     )
     summary = summarize(predictions, oracle, n_boot=args.n_boot, seed=args.seed)
     summary["permuted"] = bool(args.permute)

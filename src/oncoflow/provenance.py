@@ -47,7 +47,9 @@ PACKAGES: tuple[str, ...] = (
 )
 """Distributions whose versions every record lists (those installed in the job's environment)."""
 
-_NOT_SETTINGS = frozenset({"help", "verbose", "provenance", "patient", "timepoint", "fold"})
+_NOT_SETTINGS = frozenset(
+    {"help", "verbose", "provenance", "patient", "timepoint", "fold", "threads"}
+)
 
 HASH_CHARS = 16
 """Hex characters kept of a SHA-256 digest (64 bits: collisions are not a practical concern)."""
@@ -108,9 +110,9 @@ class Provenance:
         """Build the record of a script run from its parser and parsed arguments.
 
         Settings are the options whose argparse ``type`` is not :class:`~pathlib.Path`, minus
-        ``verbose`` and the job's identity (``patient``, ``timepoint``, ``fold``); an option
-        typed ``Path`` whose ``dest`` ends in ``params`` or ``settings`` (a settings file)
-        enters by content hash. Input and output paths never enter.
+        ``verbose``, ``threads`` and the job's identity (``patient``, ``timepoint``, ``fold``);
+        an option typed ``Path`` whose ``dest`` ends in ``params`` or ``settings`` (a settings
+        file) enters by content hash. Input and output paths never enter.
         """
         settings: dict[str, Any] = {}
         for action in parser._actions:

@@ -123,6 +123,16 @@ def test_permuted_outcomes_give_chance_level(demo):
         run_net_survival(features, outcomes, splits, permute=True, permutations=0)
 
 
+def test_worker_processes_give_the_same_predictions(demo):
+    """n_jobs spreads (permutation, target) runs over processes; the rows are identical."""
+    features, outcomes, splits, _ = demo
+    options = {"repeats": 1, "permute": True, "permutations": 2, "models": ["radiomics"]}
+    serial = run_net_survival(features, outcomes, splits, **options)
+    parallel = run_net_survival(features, outcomes, splits, n_jobs=3, **options)
+    assert len(serial) > 0
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
 def test_test_patients_never_influence_the_models(demo):
     """Leakage test: test outcomes and another test patient's features change no risk."""
     features, outcomes, splits, _ = demo

@@ -29,10 +29,12 @@ Output rows (DESIGN.md ``predictions.csv`` contract for survival):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,7 @@ def run_net_survival(
     keep_clinical: bool = False,
     folds: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Train and apply the net_survival Cox models (module docstring for the protocol).
 
@@ -207,6 +210,8 @@ def run_net_survival(
             patients. Keeps training aligned with per-fold steps such as ComBat.
         fold_features: Fold name -> blocks replacing ``features`` in that fold, e.g. ComBat
             harmonized tables fit on that fold's fit patients.
+        n_jobs: Worker processes over the independent (permutation, target) runs; every run
+            draws from its own derived seeds, so the result does not depend on ``n_jobs``.
 
     Returns:
         Predictions with columns :data:`PREDICTION_COLUMNS` (+ :data:`PERMUTATION_COLUMN` when
@@ -242,26 +247,33 @@ def run_net_survival(
         raise ModelError(msg)
     settings = {**DEFAULT_GRID, **(grid or {})}
     columns = list(PREDICTION_COLUMNS) + ([PERMUTATION_COLUMN] if permute else [])
-    rows = []
-    for permutation in range(permutations) if permute else [None]:
-        for target in targets:
-            parts = _run_target(
-                tables,
-                outcome_table,
-                split_of,
-                target,
-                models=list(models),
-                repeats=repeats,
-                holdout=holdout,
-                inner_folds=inner_folds,
-                seed=seed,
-                permutation=permutation,
-                settings=settings,
-                keep_clinical=keep_clinical,
-                folds=folds,
-                fold_features=fold_features,
-            )
-            rows += [part.assign(**{PERMUTATION_COLUMN: permutation}) for part in parts]
+    run = functools.partial(
+        _run_target,
+        tables,
+        outcome_table,
+        split_of,
+        models=list(models),
+        repeats=repeats,
+        holdout=holdout,
+        inner_folds=inner_folds,
+        seed=seed,
+        settings=settings,
+        keep_clinical=keep_clinical,
+        folds=folds,
+        fold_features=fold_features,
+    )
+    tasks = [(p, t) for p in (range(permutations) if permute else [None]) for t in targets]
+    if n_jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=min(n_jobs, len(tasks))) as pool:
+            futures = [pool.submit(run, t, permutation=p) for p, t in tasks]
+            results = [future.result() for future in futures]  # in task order
+    else:
+        results = [run(t, permutation=p) for p, t in tasks]
+    rows = [
+        part.assign(**{PERMUTATION_COLUMN: p})
+        for (p, _), parts in zip(tasks, results, strict=True)
+        for part in parts
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     return pd.concat(rows, ignore_index=True)[columns]
