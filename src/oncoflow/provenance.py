@@ -111,8 +111,9 @@ class Provenance:
 
         Settings are the options whose argparse ``type`` is not :class:`~pathlib.Path`, minus
         ``verbose``, ``threads`` and the job's identity (``patient``, ``timepoint``, ``fold``);
-        an option typed ``Path`` whose ``dest`` ends in ``params`` or ``settings`` (a settings
-        file) enters by content hash. Input and output paths never enter.
+        an option typed ``Path`` enters as ``True`` when given (using harmonized tables or not
+        is a setting; where they lie is not), or by content hash when its ``dest`` ends in
+        ``params`` or ``settings`` (a settings file).
         """
         settings: dict[str, Any] = {}
         for action in parser._actions:
@@ -121,8 +122,12 @@ class Provenance:
                 continue
             value = getattr(args, dest)
             if action.type is Path:
-                if dest.endswith(("params", "settings")) and value is not None:
+                if value is None:
+                    continue
+                if dest.endswith(("params", "settings")):
                     settings[dest] = f"sha256:{file_hash(value)}"
+                else:
+                    settings[dest] = True  # given (e.g. --harmonized): a choice, not a place
                 continue
             settings[dest] = value
         return cls(settings_hash(settings), settings, software_versions())

@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--params", type=Path)
+    parser.add_argument("--harmonized", type=Path)
     parser.add_argument("--label", type=int, default=1)
     parser.add_argument("--patient")
     parser.add_argument("--verbose", action="store_true")
@@ -59,9 +60,22 @@ def test_hash_covers_settings_not_paths_or_identity(tmp_path):
     )
     moved = record("--image", "/elsewhere/b.nii.gz", "--out", "y/z.csv", "--params", str(params))
     assert base.config_hash == moved.config_hash  # paths and the patient do not enter
-    assert base.settings == {"params": f"sha256:{file_hash(params)}", "label": 1}
+    assert base.settings == {
+        "image": True,
+        "out": True,
+        "params": f"sha256:{file_hash(params)}",
+        "label": 1,
+    }
     other_label = record("--image", "a", "--out", "x", "--params", str(params), "--label", "2")
     assert other_label.config_hash != base.config_hash
+    harmonized = record("--image", "a", "--out", "x", "--params", str(params), "--harmonized", "h")
+    assert harmonized.config_hash != base.config_hash  # an optional input given is a setting
+    assert (
+        harmonized.config_hash
+        == record(
+            "--image", "a", "--out", "x", "--params", str(params), "--harmonized", "/other/h"
+        ).config_hash
+    )
     params.write_text("binWidth: 5\n")  # same path, other content: another hash
     assert record("--image", "a", "--out", "x", "--params", str(params)).config_hash != (
         base.config_hash
@@ -82,7 +96,7 @@ def test_cli_run_logs_provenance_and_write_json_embeds_it(tmp_path, caplog):
     payload = json.loads(out.read_text())
     assert payload["score"] == 0.7
     assert payload["provenance"] == seen["provenance"].as_dict()
-    assert payload["provenance"]["settings"] == {"label": 3}
+    assert payload["provenance"]["settings"] == {"image": True, "out": True, "label": 3}
     assert payload["provenance"]["versions"]["oncoflow"] == oncoflow.__version__
     assert f"config_hash {payload['provenance']['config_hash']}" in caplog.text
 
