@@ -1,0 +1,171 @@
+"""Evaluate binary classification predictions (the ``predictions.csv`` contract).
+
+Rows: ``patient_id, split, fold, target, y_true, y_score`` (+ ``model`` when a study trains
+several). Validation rows (``split == "validation"``, one fold each) choose the decision
+threshold (Youden's J on the pooled validation predictions, or a fixed value); the test rows
+(``fold == "final"``, ``split`` internal_test / external_test) are scored with that threshold
+unchanged, so nothing about the test patients is fitted. Every metric comes with a
+patient-level percentile bootstrap 95 % CI (:func:`oncoflow.survival.bootstrap_ci`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.errors import ModelError
+from oncoflow.evaluate.classification import binary_metrics, youden_threshold
+from oncoflow.survival.bootstrap import bootstrap_ci
+
+COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
+"""Columns a binary ``predictions.csv`` must have."""
+
+SCALAR_METRICS: tuple[str, ...] = (
+    "auc",
+    "ap",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "f1",
+    "brier",
+    "ece",
+)
+"""Metrics reported with a bootstrap CI."""
+
+TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def score_split(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    threshold: float,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Every binary metric at ``threshold`` with its bootstrap CI, plus counts and confusion.
+
+    Returns:
+        ``{metric: {"value", "ci_low", "ci_high"}, "confusion", "n_patients", "n_positive"}``;
+        undefined values are ``None``. A split holding one class only (possible in a small CV
+        fold) gets ``None`` metrics and a ``note`` instead of an error.
+    """
+    patients = groups if groups is not None else np.arange(len(y_true))
+    counts = {
+        "n_patients": len(np.unique(patients)),
+        "n_positive": int(pd.Series(y_true).groupby(np.asarray(patients)).max().sum()),
+    }
+    if len(np.unique(y_true)) < 2:
+        empty = {"value": None, "ci_low": None, "ci_high": None}
+        note = "one class only: metrics undefined"
+        return {**{name: dict(empty) for name in SCALAR_METRICS}, **counts, "note": note}
+    point = binary_metrics(y_true, y_score, threshold=threshold)
+    out: dict[str, Any] = {}
+    for name in SCALAR_METRICS:
+
+        def statistic(y: np.ndarray, p: np.ndarray, name: str = name) -> float:
+            return binary_metrics(y, p, threshold=threshold)[name]
+
+        _, low, high = bootstrap_ci(
+            statistic, y_true, y_score, n=n_boot, seed=seed, alpha=alpha, groups=groups
+        )
+        out[name] = {
+            "value": _finite(point[name]),
+            "ci_low": _finite(low),
+            "ci_high": _finite(high),
+        }
+    out["confusion"] = point["confusion"]
+    return {**out, **counts}
+
+
+def _fold_metrics(y_true: pd.Series, y_score: pd.Series, threshold: float) -> dict[str, Any]:
+    """Point metrics of one CV fold (``None`` each when the fold holds one class only)."""
+    if y_true.nunique() < 2:
+        return dict.fromkeys(SCALAR_METRICS)
+    point = binary_metrics(y_true, y_score, threshold=threshold)
+    return {name: _finite(point[name]) for name in SCALAR_METRICS}
+
+
+def evaluate_binary(
+    predictions: pd.DataFrame,
+    *,
+    threshold: float | str = "youden",
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Metrics per model x target: per validation fold, pooled validation, and each test split.
+
+    Args:
+        predictions: Rows of the binary contract (:data:`COLUMNS`, optional ``model``).
+        threshold: ``"youden"`` (fit on the pooled validation rows) or a number in [0, 1].
+        n_boot: Bootstrap replicates per metric.
+        seed: Bootstrap seed (the same seed gives the same intervals).
+        alpha: 1 - confidence level.
+
+    Returns:
+        JSON-ready ``{"n_boot", "alpha", "models": {model: {target: {"threshold",
+        "threshold_from", "validation": {"per_fold": {fold: {metric: value}}, "pooled": ...},
+        "internal_test": ..., "external_test": ..., "test": ...}}}}`` (a split without rows is
+        left out; ``test`` pools both test splits).
+
+    Raises:
+        ModelError: Missing columns, or ``"youden"`` with no validation rows for a target.
+    """
+    missing = [c for c in COLUMNS if c not in predictions.columns]
+    if missing:
+        msg = f"predictions lack column(s) {', '.join(missing)}"
+        raise ModelError(msg)
+    frame = predictions.copy()
+    if "model" not in frame.columns:
+        frame["model"] = "model"
+    frame["fold"] = frame["fold"].astype(str)
+    result: dict[str, Any] = {"n_boot": n_boot, "alpha": alpha, "models": {}}
+    for (model, target), rows in frame.groupby(["model", "target"], sort=True):
+        validation = rows[rows["split"] == "validation"]
+        final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
+        if isinstance(threshold, str):
+            if threshold != "youden":
+                msg = f"threshold must be 'youden' or a number, got {threshold!r}"
+                raise ModelError(msg)
+            if validation.empty:
+                msg = f"model {model}, target {target}: no validation rows to fit a threshold on"
+                raise ModelError(msg)
+            cut = youden_threshold(validation["y_true"], validation["y_score"])
+            source = "validation (Youden's J)"
+        else:
+            cut, source = float(threshold), "fixed"
+        entry: dict[str, Any] = {"threshold": cut, "threshold_from": source}
+        options = {"threshold": cut, "n_boot": n_boot, "seed": seed, "alpha": alpha}
+        if not validation.empty:
+            per_fold = {
+                str(fold): _fold_metrics(part["y_true"], part["y_score"], cut)
+                for fold, part in validation.groupby("fold", sort=True)
+            }
+            pooled = score_split(
+                validation["y_true"].to_numpy(),
+                validation["y_score"].to_numpy(float),
+                groups=validation["patient_id"].astype(str).to_numpy(),
+                **options,
+            )
+            entry["validation"] = {"per_fold": per_fold, "pooled": pooled}
+        splits = {name: final[final["split"] == name] for name in TEST_SPLITS}
+        splits["test"] = final
+        for name, part in splits.items():
+            if part.empty:
+                continue
+            entry[name] = score_split(
+                part["y_true"].to_numpy(), part["y_score"].to_numpy(float), **options
+            )
+        result["models"][str(model)] = result["models"].get(str(model), {})
+        result["models"][str(model)][str(target)] = entry
+    return result

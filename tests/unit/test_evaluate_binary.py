@@ -1,0 +1,96 @@
+"""Binary predictions.csv evaluation: validation-only threshold, per-fold and test metrics, CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from oncoflow.errors import ModelError
+from oncoflow.evaluate.binary import SCALAR_METRICS, evaluate_binary
+
+
+def _predictions(seed: int = 0) -> pd.DataFrame:
+    """3 validation folds over 90 training patients, 40 internal + 30 external test patients."""
+    rng = np.random.default_rng(seed)
+    rows = []
+
+    def score(y: int) -> float:
+        return float(1 / (1 + np.exp(-(1.2 * (2 * y - 1) + rng.normal(0, 1.2)))))
+
+    for i in range(90):
+        y = int(rng.integers(0, 2))
+        rows.append((f"T{i:03d}", "validation", str(i % 3), "response", y, score(y)))
+    for i in range(70):
+        y = int(rng.integers(0, 2))
+        split = "internal_test" if i < 40 else "external_test"
+        rows.append((f"X{i:03d}", split, "final", "response", y, score(y)))
+    return pd.DataFrame(
+        rows, columns=["patient_id", "split", "fold", "target", "y_true", "y_score"]
+    )
+
+
+def test_threshold_from_validation_and_test_metrics_equal_sklearn():
+    preds = _predictions()
+    out = evaluate_binary(preds, n_boot=50, seed=1)
+    entry = out["models"]["model"]["response"]
+    validation = preds[preds["split"] == "validation"]
+    fpr, tpr, cuts = skm.roc_curve(validation["y_true"], validation["y_score"])
+    assert entry["threshold"] == pytest.approx(cuts[np.argmax(tpr - fpr)])
+    assert entry["threshold_from"].startswith("validation")
+    test = preds[preds["fold"] == "final"]
+    predicted = (test["y_score"] >= entry["threshold"]).astype(int)
+    assert entry["test"]["auc"]["value"] == pytest.approx(
+        skm.roc_auc_score(test["y_true"], test["y_score"])
+    )
+    assert entry["test"]["f1"]["value"] == pytest.approx(skm.f1_score(test["y_true"], predicted))
+    assert entry["test"]["n_patients"] == 70
+    assert entry["internal_test"]["n_patients"] == 40
+    assert entry["external_test"]["n_patients"] == 30
+    assert sorted(entry["validation"]["per_fold"]) == ["0", "1", "2"]
+    for name in SCALAR_METRICS:
+        cell = entry["test"][name]
+        assert cell["ci_low"] <= cell["value"] <= cell["ci_high"], name
+
+
+def test_test_scores_never_move_the_threshold():
+    preds = _predictions()
+    shuffled = preds.copy()
+    final = shuffled["fold"] == "final"
+    shuffled.loc[final, "y_score"] = np.random.default_rng(5).uniform(0, 1, int(final.sum()))
+    a = evaluate_binary(preds, n_boot=10)["models"]["model"]["response"]
+    b = evaluate_binary(shuffled, n_boot=10)["models"]["model"]["response"]
+    assert a["threshold"] == b["threshold"]
+    assert a["validation"] == b["validation"]
+    assert a["test"]["auc"]["value"] != b["test"]["auc"]["value"]
+
+
+def test_bootstrap_is_reproducible_for_a_seed():
+    preds = _predictions()
+    first = evaluate_binary(preds, n_boot=40, seed=3)
+    assert first == evaluate_binary(preds, n_boot=40, seed=3)
+    other = evaluate_binary(preds, n_boot=40, seed=4)
+    assert first["models"] != other["models"]
+
+
+def test_one_class_fold_and_fixed_threshold_do_not_crash():
+    preds = _predictions()
+    fold0 = preds["fold"] == "0"
+    preds.loc[fold0, "y_true"] = 1  # a CV fold with positives only
+    out = evaluate_binary(preds, threshold=0.5, n_boot=10)["models"]["model"]["response"]
+    assert out["threshold"] == 0.5
+    assert out["threshold_from"] == "fixed"
+    assert out["validation"]["per_fold"]["0"]["auc"] is None
+    assert out["validation"]["per_fold"]["1"]["auc"] is not None
+    only_positive = preds[preds["patient_id"].isin(preds.loc[fold0, "patient_id"])]
+    single = evaluate_binary(only_positive, threshold=0.5, n_boot=5)["models"]["model"]["response"]
+    assert single["validation"]["pooled"]["note"].startswith("one class")
+
+
+def test_errors():
+    with pytest.raises(ModelError, match="y_score"):
+        evaluate_binary(_predictions().drop(columns="y_score"))
+    no_validation = _predictions().query("split != 'validation'")
+    with pytest.raises(ModelError, match="no validation rows"):
+        evaluate_binary(no_validation)
