@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.errors import OncoflowError
 from oncoflow.harmonize.table import harmonize_fold
 
 
@@ -85,12 +84,7 @@ def _main(args: argparse.Namespace) -> None:
         ref_batch=args.ref_batch,
         unseen=args.unseen_batches,
     )
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
-    except OSError as exc:
-        msg = f"{args.out}: cannot write ({exc.strerror or exc})"
-        raise OncoflowError(msg) from exc
+    cli.write_csv(args.out, table)
     cli.write_json(args.stats, stats, args)
 
 

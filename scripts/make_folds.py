@@ -63,8 +63,7 @@ def _main(args: argparse.Namespace) -> int:
     folds = make_folds(
         splits, strata=strata, repeats=args.repeats, holdout=args.holdout, k=args.k, seed=args.seed
     )
-    args.splits_out.parent.mkdir(parents=True, exist_ok=True)
-    splits.sort_values("patient_id").to_csv(args.splits_out, index=False)
+    cli.write_csv(args.splits_out, splits.sort_values("patient_id"))
     write_folds(
         args.folds_out,
         folds,

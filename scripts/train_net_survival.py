@@ -146,12 +146,7 @@ def _main(args: argparse.Namespace) -> None:
     summary = summarize(predictions, oracle, n_boot=args.n_boot, seed=args.seed)
     summary["permuted"] = bool(args.permute)
     summary["harmonized"] = args.harmonized is not None
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        predictions.to_csv(args.out, index=False)
-    except OSError as exc:
-        msg = f"{exc.filename}: cannot write ({exc.strerror or exc})"
-        raise OncoflowError(msg) from exc
+    cli.write_csv(args.out, predictions)
     cli.write_json(args.summary, summary, args)
 
 

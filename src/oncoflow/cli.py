@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from oncoflow.errors import OncoflowError
 
@@ -85,6 +89,23 @@ def run(
     return 0 if code is None else int(code)
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Create ``path``'s folder; turn an OSError while writing into a one-line OncoflowError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield
+    except OSError as exc:
+        msg = f"{path}: cannot write ({exc.strerror or exc})"
+        raise OncoflowError(msg) from exc
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    """Write a table output (no index); an unwritable path is an OncoflowError naming it."""
+    with _writing(path):
+        table.to_csv(path, index=False)
+
+
 def write_json(
     path: Path, data: Mapping[str, Any], args: argparse.Namespace, *, sort_keys: bool = False
 ) -> None:
@@ -103,9 +124,5 @@ def write_json(
     provenance = getattr(args, "provenance", None)
     if provenance is not None:
         payload["provenance"] = provenance.as_dict()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(path):
         path.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys, default=str) + "\n")
-    except OSError as exc:
-        msg = f"{path}: cannot write ({exc.strerror or exc})"
-        raise OncoflowError(msg) from exc

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import snakemake_env
+from conftest import run_snakemake
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def dry_run(workdir: Path, *extra: str) -> dict[str, int]:
     """Run a dry run in ``workdir`` and return the job count per rule."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--quiet", "rules"]
-        + ["--cores", "2", "--directory", str(workdir), *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
+    proc = run_snakemake(workdir, "-n", "--quiet", "rules", *extra)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = {}
     for line in proc.stdout.splitlines():
@@ -138,14 +129,7 @@ def test_user_cohort_without_demo(tmp_path, default_config):
 def test_missing_user_cohort_is_a_clear_error(tmp_path, default_config):
     default_config["demo"]["enabled"] = False
     write_config(tmp_path, default_config)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n"]
-        + ["--cores", "1", "--directory", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
+    proc = run_snakemake(tmp_path, "-n")
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "study pancreas_progression" in output
@@ -155,14 +139,7 @@ def test_missing_user_cohort_is_a_clear_error(tmp_path, default_config):
 def test_invalid_config_is_refused(tmp_path, default_config):
     default_config["convert"]["tilt"] = "ignore"
     write_config(tmp_path, default_config)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n"]
-        + ["--cores", "1", "--directory", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
+    proc = run_snakemake(tmp_path, "-n")
     assert proc.returncode != 0
     assert "'ignore' is not one of ['resample', 'refuse']" in proc.stdout + proc.stderr
 
@@ -181,14 +158,7 @@ def test_feature_source_matching_no_image_is_a_clear_error(tmp_path, default_con
         study["enabled"] = name == "net_survival"
     default_config["studies"]["net_survival"]["cohort"] = str(cohort)
     write_config(tmp_path / "run", default_config)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n"]
-        + ["--cores", "1", "--directory", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=snakemake_env(),
-    )
+    proc = run_snakemake(tmp_path / "run", "-n")
     assert proc.returncode != 0
     message = proc.stdout + proc.stderr
     assert "radiomics.images ['CT'] matches no image with a mask" in message

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import oncoflow
@@ -106,3 +107,7 @@ def test_write_json_names_the_file_it_cannot_write(tmp_path):
     blocker.write_text("")
     with pytest.raises(OncoflowError, match="cannot write"):
         cli.write_json(blocker / "out.json", {}, argparse.Namespace())
+    with pytest.raises(OncoflowError, match=r"file/out\.csv: cannot write"):
+        cli.write_csv(blocker / "out.csv", pd.DataFrame({"a": [1]}))
+    cli.write_csv(tmp_path / "deep" / "t.csv", pd.DataFrame({"a": [1, 2]}))
+    assert (tmp_path / "deep" / "t.csv").read_text() == "a\n1\n2\n"
