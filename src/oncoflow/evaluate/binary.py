@@ -69,20 +69,18 @@ def score_split(
         note = "one class only: metrics undefined"
         return {**{name: dict(empty) for name in SCALAR_METRICS}, **counts, "note": note}
     point = binary_metrics(y_true, y_score, threshold=threshold)
-    out: dict[str, Any] = {}
-    for name in SCALAR_METRICS:
 
-        def statistic(y: np.ndarray, p: np.ndarray, name: str = name) -> float:
-            return binary_metrics(y, p, threshold=threshold)[name]
+    def statistics(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        values = binary_metrics(y, p, threshold=threshold)
+        return np.array([values[name] for name in SCALAR_METRICS], dtype=float)
 
-        _, low, high = bootstrap_ci(
-            statistic, y_true, y_score, n=n_boot, seed=seed, alpha=alpha, groups=groups
-        )
-        out[name] = {
-            "value": _finite(point[name]),
-            "ci_low": _finite(low),
-            "ci_high": _finite(high),
-        }
+    _, low, high = bootstrap_ci(
+        statistics, y_true, y_score, n=n_boot, seed=seed, alpha=alpha, groups=groups
+    )
+    out: dict[str, Any] = {
+        name: {"value": _finite(point[name]), "ci_low": _finite(lo), "ci_high": _finite(hi)}
+        for name, lo, hi in zip(SCALAR_METRICS, low, high, strict=True)
+    }
     out["confusion"] = point["confusion"]
     return {**out, **counts}
 

@@ -25,7 +25,8 @@ def bootstrap_replicates(
 
     Each replicate draws patients with replacement (``numpy.random.default_rng(seed)``) and
     recomputes ``fn`` on their rows; a replicate where ``fn`` is undefined (raises
-    :class:`~oncoflow.errors.OncoflowError` or returns NaN) is NaN.
+    :class:`~oncoflow.errors.OncoflowError` or returns NaN) is NaN. ``fn`` may return a vector
+    of ``k`` statistics (one resample serves them all); then the replicates are ``(n, k)``.
 
     Args:
         fn: Statistic of the arrays, e.g. :func:`~oncoflow.survival.concordance_index`.
@@ -36,7 +37,8 @@ def bootstrap_replicates(
             patients are resampled with all their rows. ``None`` = one row per patient.
 
     Returns:
-        ``(estimate, replicates)`` with ``replicates`` of shape ``(n,)``.
+        ``(estimate, replicates)`` with ``replicates`` of shape ``(n,)`` (``(n, k)`` for a
+        vector statistic, whose estimate is then an array).
 
     Raises:
         ModelError: No arrays, arrays of different lengths, or ``n < 1``.
@@ -52,7 +54,7 @@ def bootstrap_replicates(
     if n < 1:
         msg = f"bootstrap: need n >= 1, got n={n}"
         raise ModelError(msg)
-    estimate = _safe(fn, data)
+    estimate = _safe(fn, data, None)
     rng = np.random.default_rng(seed)
     if groups is None:
         members = [np.array([i]) for i in range(size)]
@@ -65,12 +67,12 @@ def bootstrap_replicates(
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse))[:-1]
         members = np.split(order, bounds)
-    stats = np.empty(n)
+    stats = np.empty((n, *np.shape(estimate)))
     for b in range(n):
         pick = rng.integers(0, len(members), len(members))
         rows = np.concatenate([members[i] for i in pick]) if groups is not None else pick
-        stats[b] = _safe(fn, [a[rows] for a in data])
-    return estimate, stats
+        stats[b] = _safe(fn, [a[rows] for a in data], np.shape(estimate))
+    return (float(estimate) if np.ndim(estimate) == 0 else estimate), stats
 
 
 def bootstrap_ci(
@@ -96,7 +98,9 @@ def bootstrap_ci(
         groups: Patient id per row when a patient has several rows (whole patients resampled).
 
     Returns:
-        ``(estimate, low, high)``; ``low = high = NaN`` when no replicate is defined.
+        ``(estimate, low, high)``; ``low = high = NaN`` when no replicate is defined. For a
+        vector statistic (``fn`` returns ``k`` values from one resample) each is an array of
+        ``k``, every interval taken over that statistic's defined replicates.
 
     Raises:
         ModelError: No arrays, arrays of different lengths, or invalid ``n`` / ``alpha``.
@@ -105,20 +109,31 @@ def bootstrap_ci(
         msg = f"bootstrap_ci: need 0 < alpha < 1, got alpha={alpha}"
         raise ModelError(msg)
     estimate, stats = bootstrap_replicates(fn, *arrays, n=n, seed=seed, groups=groups)
+    if np.ndim(estimate):
+        columns = [_interval(column, alpha) for column in stats.reshape(n, -1).T]
+        low, high = (np.reshape(part, np.shape(estimate)) for part in zip(*columns, strict=True))
+        return estimate, low, high
+    return (estimate, *_interval(stats, alpha))
+
+
+def _interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Percentile interval of the defined replicates (NaN, NaN when none is defined)."""
     ok = np.isfinite(stats)
     if not ok.all():
-        log.debug("bootstrap: %d of %d replicates undefined", int((~ok).sum()), n)
+        log.debug("bootstrap: %d of %d replicates undefined", int((~ok).sum()), stats.size)
     if not ok.any():
-        return estimate, float("nan"), float("nan")
+        return float("nan"), float("nan")
     low, high = np.quantile(stats[ok], [alpha / 2.0, 1.0 - alpha / 2.0])
-    return estimate, float(low), float(high)
+    return float(low), float(high)
 
 
-def _safe(fn: Callable[..., Any], data: list[np.ndarray]) -> float:
+def _safe(
+    fn: Callable[..., Any], data: list[np.ndarray], shape: tuple[int, ...] | None
+) -> np.ndarray:
+    """``fn(*data)`` as a float array; NaN (of ``shape``, when known) where it is undefined."""
     from oncoflow.errors import OncoflowError
 
     try:
-        value = float(fn(*data))
+        return np.asarray(fn(*data), dtype=float)
     except OncoflowError:
-        return float("nan")
-    return value
+        return np.full(shape if shape is not None else (), np.nan)

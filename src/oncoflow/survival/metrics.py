@@ -231,13 +231,29 @@ def uno_c(
     tt, te = check_survival(train_time, train_event, what="training outcomes")
     t, e = check_survival(time, event, what="test outcomes")
     r = _check_risk(risk, t.size)
-    g_at = censoring_survival(tt, te)(t)
-    usable = (t <= tt.max()) & (g_at > 0)
+    return uno_c_kernel(censoring_survival(tt, te), float(tt.max()), t, e, r, tau)
+
+
+def uno_c_kernel(
+    g: Callable[[np.ndarray], np.ndarray],
+    train_max: float,
+    t: np.ndarray,
+    e: np.ndarray,
+    r: np.ndarray,
+    tau: float | None = None,
+) -> float:
+    """:func:`uno_c` on validated arrays with a precomputed censoring survival ``g``.
+
+    For repeated evaluation (bootstrap) against one training set: ``g`` from
+    :func:`censoring_survival`, ``train_max`` the last training time.
+    """
+    g_at = g(t)
+    usable = (t <= train_max) & (g_at > 0)
     if tau is not None:
         usable &= t < float(tau)
-    dropped = int(((e == 1) & ((t > tt.max()) | (g_at <= 0))).sum())
+    dropped = int(((e == 1) & ((t > train_max) | (g_at <= 0))).sum())
     if dropped:
-        log.info("uno_c: %d test events after the training follow-up get weight 0", dropped)
+        log.debug("uno_c: %d test events after the training follow-up get weight 0", dropped)
     w = np.zeros_like(t)
     w[usable] = 1.0 / np.square(g_at[usable])
     num, den = _pair_sums(t, e, r, w)
@@ -359,7 +375,20 @@ def time_dependent_auc(
             msg = f"risk matrix must be {t.size} x {np.atleast_1d(times).size}, got {r.shape}"
             raise ModelError(msg)
         r = r[:, keep]
-    g = censoring_survival(tt, te)
+    return td_auc_kernel(censoring_survival(tt, te), t, e, r, grid)
+
+
+def td_auc_kernel(
+    g: Callable[[np.ndarray], np.ndarray],
+    t: np.ndarray,
+    e: np.ndarray,
+    r: np.ndarray,
+    grid: np.ndarray,
+) -> TimeDependentAUC:
+    """:func:`time_dependent_auc` on validated arrays, a clipped ``grid`` and a precomputed ``g``.
+
+    ``r`` is patients x ``grid.size`` (a risk vector repeated per time point for static risks).
+    """
     auc = np.full(grid.size, np.nan)
     for k, tk in enumerate(grid):
         cases = np.flatnonzero((t <= tk) & (e == 1))
@@ -435,7 +464,20 @@ def brier_scores(
     t, e = check_survival(time, event, what="test outcomes")
     grid, keep = clip_times(tt, t, times)
     s = _survival_matrix(surv_fn_or_matrix, t.size, grid, keep, np.atleast_1d(times).size)
-    g = censoring_survival(tt, te)
+    return grid, brier_kernel(censoring_survival(tt, te), t, e, s, grid)
+
+
+def brier_kernel(
+    g: Callable[[np.ndarray], np.ndarray],
+    t: np.ndarray,
+    e: np.ndarray,
+    s: np.ndarray,
+    grid: np.ndarray,
+) -> np.ndarray:
+    """:func:`brier_scores` on validated arrays, a clipped ``grid`` and a precomputed ``g``.
+
+    ``s`` is patients x ``grid.size`` survival probabilities.
+    """
     g_grid = g(grid)
     scores = np.empty(grid.size)
     for k, tk in enumerate(grid):
@@ -445,7 +487,13 @@ def brier_scores(
         term[cases] = np.square(s[cases, k]) / g(t[cases])
         term[controls] = np.square(1.0 - s[controls, k]) / g_grid[k]
         scores[k] = term.mean()
-    return grid, scores
+    return scores
+
+
+def integrate_brier(grid: np.ndarray, scores: np.ndarray) -> float:
+    """Trapezoid integral of Brier scores over ``grid`` divided by its span."""
+    area = float(np.sum(np.diff(grid) * (scores[1:] + scores[:-1]) / 2.0))
+    return area / float(grid[-1] - grid[0])
 
 
 def integrated_brier_score(
@@ -480,8 +528,7 @@ def integrated_brier_score(
     if grid.size < 2:
         msg = f"integrated Brier score needs >= 2 time points inside the follow-up, got {grid}"
         raise ModelError(msg)
-    area = float(np.sum(np.diff(grid) * (scores[1:] + scores[:-1]) / 2.0))
-    return area / float(grid[-1] - grid[0])
+    return integrate_brier(grid, scores)
 
 
 class RiskGroups(NamedTuple):
