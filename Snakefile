@@ -26,6 +26,7 @@ include: "rules/convert.smk"
 include: "rules/features.smk"
 include: "rules/harmonize.smk"
 include: "rules/train_survival.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
@@ -35,6 +36,7 @@ rule all:
         all_converted(),
         all_features(),
         all_survival_models(),
+        all_evaluations(),
 
 
 rule qc:
@@ -50,3 +52,8 @@ rule convert:
 rule features:
     input:
         all_features(),
+
+
+rule evaluate_all:
+    input:
+        all_evaluations(),

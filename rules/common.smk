@@ -352,6 +352,7 @@ def train_survival_params(wildcards):
     study = STUDIES[wildcards.study]
     targets = sorted({t.rsplit("_", 1)[0] for t in study["targets"] if t.endswith("_event")})
     options = [f"--targets {','.join(targets)}", f"--seed {config['seed']}"]
+    options.append(f"--horizons {horizons_option()}")
     if wildcards.variant == "combat":
         options.append(f"--harmonized results/{wildcards.study}/harmonize")
     if wildcards.variant == "permuted":
@@ -367,3 +368,82 @@ def all_survival_models():
         for variant in survival_variants(study)
         for name in ("predictions.csv", "metrics.json")
     ]
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+EVALUATE = {
+    "n_boot": 1000,
+    "alpha": 0.05,
+    "horizons_days": [365, 730, 1095],
+    "threshold": "youden",
+    "qc_patients": 24,
+    **config.get("evaluate", {}),
+}
+
+
+def horizons_option():
+    return ",".join(f"{h:g}" for h in EVALUATE["horizons_days"])
+
+
+def bootstrap_params(wildcards):
+    """Bootstrap options shared by evaluate.py and compare_models.py."""
+    return f"--n-boot {EVALUATE['n_boot']} --alpha {EVALUATE['alpha']} --seed {config['seed']}"
+
+
+def evaluate_params(wildcards):
+    """Options of evaluate.py: horizons, threshold, bootstrap."""
+    return (
+        f"--horizons {horizons_option()} --threshold {EVALUATE['threshold']} "
+        + bootstrap_params(wildcards)
+    )
+
+
+def model_card_params(wildcards):
+    """Model card fields of evaluate.py (study settings from the config)."""
+    study = STUDIES[wildcards.study]
+    inputs = list(study.get("modalities", [])) + feature_sources(wildcards.study)
+    inputs += ["clinical"] if study.get("clinical") else []
+    return (
+        f"--study {wildcards.study} --variant {wildcards.variant} --model {study['model']}"
+        f" --cohort '{cohort_dir(wildcards.study)}' --inputs {','.join(inputs)}"
+        f" --targets {','.join(study.get('targets', []))}"
+    )
+
+
+def model_variants(study):
+    """Trained variants (folders under results/<study>/train) of a study with a model rule."""
+    if STUDIES[study]["model"] == "cox_radiopathomics":
+        return survival_variants(study)
+    return []
+
+
+def compared_predictions(wildcards):
+    """Predictions of the real (not negative-control) variants, compared pairwise."""
+    return {
+        v: f"results/{wildcards.study}/train/{v}/predictions.csv"
+        for v in model_variants(wildcards.study)
+        if v != "permuted"
+    }
+
+
+def compared_prediction_files(wildcards):
+    return list(compared_predictions(wildcards).values())
+
+
+def labelled_predictions(wildcards):
+    return " ".join(f"{v}={path}" for v, path in compared_predictions(wildcards).items())
+
+
+def all_evaluations():
+    targets = []
+    for study in STUDIES:
+        variants = model_variants(study)
+        targets += [
+            f"results/{study}/evaluate/{v}/{name}"
+            for v in variants
+            for name in ("metrics.json", "model_card.md")
+        ]
+        if variants:
+            targets.append(f"results/{study}/evaluate/comparisons.json")
+    return targets

@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="always keep the clinical columns in combined models (seed-002 style)",
     )
     parser.add_argument(
+        "--horizons",
+        type=lambda text: [float(v) for v in _names(text)],
+        default=[],
+        help="days at which to predict survival probabilities, e.g. 365,730,1095 (default: none)",
+    )
+    parser.add_argument(
         "--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -142,6 +148,7 @@ def _main(args: argparse.Namespace) -> None:
         folds=folds,
         fold_features=fold_features,
         n_jobs=args.threads,
+        horizons=args.horizons,
     )
     summary = summarize(predictions, oracle, n_boot=args.n_boot, seed=args.seed)
     summary["permuted"] = bool(args.permute)

@@ -126,3 +126,9 @@ def write_json(
         payload["provenance"] = provenance.as_dict()
     with _writing(path):
         path.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text output (Markdown, HTML); an unwritable path is an OncoflowError naming it."""
+    with _writing(path):
+        path.write_text(text)

@@ -160,6 +160,11 @@ TRAIN_OUTPUTS = [
     for variant in ("raw", "combat", "permuted")
     for name in ("predictions.csv", "metrics.json")
 ]
+EVALUATE_OUTPUTS = [
+    f"results/net_survival/evaluate/{variant}/{name}"
+    for variant in ("raw", "combat", "permuted")
+    for name in ("metrics.json", "model_card.md")
+] + ["results/net_survival/evaluate/comparisons.json"]
 
 
 def _dry_run_jobs(workdir: Path) -> dict[str, int]:
@@ -191,6 +196,7 @@ def test_clean_rerun_is_byte_identical(run, tmp_path):
         "results/nsclc_mmdls/features/pet.csv",
         "results/net_survival/harmonize/radiomics/final.csv",
         *TRAIN_OUTPUTS,
+        *EVALUATE_OUTPUTS,
     ]
     for name in files:
         assert (second / name).read_bytes() == (run / name).read_bytes(), name
@@ -207,7 +213,7 @@ def test_parameter_change_reruns_only_that_study(run, tmp_path):
     config["studies"]["nsclc_mmdls"]["pet"]["threshold_rel"] = None
     config["studies"]["net_survival"]["permutations"] = 3
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    assert _dry_run_jobs(copy) == {"train_net_survival": 1, "all": 1}
+    assert _dry_run_jobs(copy) == {"train_net_survival": 1, "evaluate": 1, "all": 1}
 
 
 def test_killed_training_resumes_to_the_same_metrics(run, tmp_path):

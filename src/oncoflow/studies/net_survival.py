@@ -182,6 +182,7 @@ def run_net_survival(
     folds: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
     n_jobs: int = 1,
+    horizons: Sequence[float] = (),
 ) -> pd.DataFrame:
     """Train and apply the net_survival Cox models (module docstring for the protocol).
 
@@ -212,10 +213,13 @@ def run_net_survival(
             harmonized tables fit on that fold's fit patients.
         n_jobs: Worker processes over the independent (permutation, target) runs; every run
             draws from its own derived seeds, so the result does not depend on ``n_jobs``.
+        horizons: Times (days) at which to predict the event-free probability
+            ``S(t | x) = exp(-H0(t) exp(eta(x)))`` (Breslow ``H0`` of the fit patients), one
+            column ``survival_<t>`` each, for the Brier score of the evaluation stage.
 
     Returns:
         Predictions with columns :data:`PREDICTION_COLUMNS` (+ :data:`PERMUTATION_COLUMN` when
-        ``permute``).
+        ``permute``, + ``survival_<t>`` per horizon).
 
     Raises:
         ModelError: Unknown block or model, missing outcome columns, invalid outcomes or splits.
@@ -246,7 +250,9 @@ def run_net_survival(
         msg = f"permutations must be >= 1, got {permutations}"
         raise ModelError(msg)
     settings = {**DEFAULT_GRID, **(grid or {})}
-    columns = list(PREDICTION_COLUMNS) + ([PERMUTATION_COLUMN] if permute else [])
+    horizons = [float(h) for h in horizons]
+    columns = list(PREDICTION_COLUMNS) + [f"survival_{h:g}" for h in horizons]
+    columns += [PERMUTATION_COLUMN] if permute else []
     run = functools.partial(
         _run_target,
         tables,
@@ -261,6 +267,7 @@ def run_net_survival(
         keep_clinical=keep_clinical,
         folds=folds,
         fold_features=fold_features,
+        horizons=horizons,
     )
     tasks = [(p, t) for p in (range(permutations) if permute else [None]) for t in targets]
     if n_jobs > 1 and len(tasks) > 1:
@@ -295,6 +302,7 @@ def _run_target(
     keep_clinical: bool,
     folds: Mapping[str, Mapping[str, Sequence[str]]] | None,
     fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+    horizons: Sequence[float] = (),
 ) -> list[pd.DataFrame]:
     tcol, ecol = f"{target}_time", f"{target}_event"
     missing = [c for c in (tcol, ecol) if c not in outcomes.columns]
@@ -365,6 +373,10 @@ def _run_target(
                     }
                 )
             )
+            if horizons:
+                survival = cv.predict_survival(x_apply, horizons)
+                for k, h in enumerate(horizons):
+                    out[-1][f"survival_{h:g}"] = survival[:, k]
     return out
 
 

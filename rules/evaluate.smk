@@ -1,0 +1,49 @@
+rule evaluate:
+    input:
+        predictions="results/{study}/train/{variant}/predictions.csv",
+        script=script_path("evaluate"),
+    output:
+        metrics="results/{study}/evaluate/{variant}/metrics.json",
+        card="results/{study}/evaluate/{variant}/model_card.md",
+        card_json="results/{study}/evaluate/{variant}/model_card.json",
+    log:
+        "logs/evaluate/{study}/{variant}.log",
+    benchmark:
+        "benchmarks/evaluate/{study}/{variant}.tsv"
+    conda:
+        "../envs/survival.yaml"
+    container:
+        CONTAINERS["survival"]
+    params:
+        options=evaluate_params,
+        card=model_card_params,
+    message:
+        "Metrics with bootstrap CIs of {wildcards.study} ({wildcards.variant})"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --predictions {input.predictions} --out {output.metrics} --card {output.card}"
+        " {params.options} {params.card} 2> {log}"
+
+
+rule compare_models:
+    input:
+        predictions=compared_prediction_files,
+        script=script_path("compare_models"),
+    output:
+        "results/{study}/evaluate/comparisons.json",
+    log:
+        "logs/evaluate/{study}/comparisons.log",
+    benchmark:
+        "benchmarks/evaluate/{study}/comparisons.tsv"
+    conda:
+        "../envs/survival.yaml"
+    container:
+        CONTAINERS["survival"]
+    params:
+        labelled=labelled_predictions,
+        options=bootstrap_params,
+    message:
+        "Paired model comparisons of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --predictions {params.labelled} --out {output} {params.options} 2> {log}"

@@ -1,0 +1,110 @@
+"""Model cards: a short JSON + Markdown summary of one trained model set.
+
+Sections (after Mitchell et al. 2019, "Model Cards for Model Reporting", cut to what a workflow
+knows): intended use, data (cohort, inputs, targets), splits (patients and events per split),
+metrics with CIs on the test splits, and known limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+INTENDED_USE = (
+    "Research use only: retrospective evaluation of {what} on cohorts like the training cohort. "
+    "Not a medical device; not validated for clinical decisions."
+)
+
+LIMITS = [
+    "Trained and tested on one cohort; performance on other scanners, protocols and populations "
+    "is unknown until measured (apply the model and re-evaluate).",
+    "Confidence intervals are patient-level bootstrap intervals of the given test patients; they "
+    "do not cover shifts in the population.",
+    "A negative control trained on permuted labels shows the chance level of this pipeline.",
+]
+
+HEADLINE = {"survival": ("harrell_c", "uno_c", "mean_td_auc", "ibs"), "binary": ("auc", "ap")}
+"""Metrics shown per test split in the card."""
+
+
+def _cell(cell: Mapping[str, Any] | None) -> str:
+    if not cell or cell.get("value") is None:
+        return "n/a"
+    low, high = cell.get("ci_low"), cell.get("ci_high")
+    if low is None or high is None:
+        return f"{cell['value']:.3f}"
+    return f"{cell['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def model_card(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+    """The card of every model in one ``metrics.json``.
+
+    Args:
+        metrics: Output of :func:`~oncoflow.evaluate.evaluate_predictions`.
+        info: ``study``, ``variant``, ``model`` (the study's model family), ``cohort``,
+            ``inputs`` (list), ``targets`` (list), ``seed`` and optional ``notes``.
+
+    Returns:
+        JSON-ready card: ``info`` fields, ``intended_use``, ``limits`` and per model x target
+        the counts and headline metrics of each split.
+    """
+    kind = metrics.get("kind", "binary")
+    what = f"{info.get('model', 'the model')} ({info.get('study', '')})"
+    card: dict[str, Any] = {
+        **dict(info),
+        "kind": kind,
+        "intended_use": INTENDED_USE.format(what=what),
+        "limits": list(LIMITS) + list(info.get("notes", [])),
+        "bootstrap": {"n_boot": metrics.get("n_boot"), "alpha": metrics.get("alpha")},
+        "models": {},
+    }
+    for model, targets in metrics.get("models", {}).items():
+        for target, entry in targets.items():
+            splits = {}
+            for split in ("validation", "internal_test", "external_test", "test"):
+                part = entry.get(split)
+                if part is None:
+                    continue
+                if split == "validation":
+                    part = part["pooled"]
+                splits[split] = {
+                    "n_patients": part.get("n_patients"),
+                    "n_events": part.get("n_events", part.get("n_positive")),
+                    **{name: part.get(name) for name in HEADLINE[kind] if name in part},
+                }
+            card["models"].setdefault(model, {})[target] = splits
+    return card
+
+
+def card_markdown(card: Mapping[str, Any]) -> str:
+    """Render :func:`model_card` as Markdown."""
+    kind = card["kind"]
+    names = HEADLINE[kind]
+    lines = [
+        f"# Model card: {card.get('study')} / {card.get('variant')}",
+        "",
+        f"- **Model family**: {card.get('model')}",
+        f"- **Cohort**: `{card.get('cohort')}`",
+        f"- **Inputs**: {', '.join(card.get('inputs', [])) or 'n/a'}",
+        f"- **Targets**: {', '.join(card.get('targets', [])) or 'n/a'}",
+        f"- **Seed**: {card.get('seed')}",
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"],
+        "",
+        f"## Metrics (95 % bootstrap CI, {card['bootstrap']['n_boot']} patient resamples)",
+        "",
+        "| model | target | split | patients | events | " + " | ".join(names) + " |",
+        "|---|---|---|---|---|" + "---|" * len(names),
+    ]
+    for model, targets in card["models"].items():
+        for target, splits in targets.items():
+            for split, part in splits.items():
+                cells = [_cell(part.get(name)) for name in names]
+                lines.append(
+                    f"| {model} | {target} | {split} | {part['n_patients']} | "
+                    f"{part['n_events']} | " + " | ".join(cells) + " |"
+                )
+    lines += ["", "## Known limits", ""] + [f"- {text}" for text in card["limits"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,175 @@
+"""One entry point for every ``predictions.csv``: the kind of model is read from its columns.
+
+* survival: ``time, event, risk`` -> :func:`~oncoflow.evaluate.survival.evaluate_survival`;
+* binary classification: ``y_true, y_score`` -> :func:`~oncoflow.evaluate.binary.evaluate_binary`.
+
+:func:`compare_models` tests models of one study against each other on the same test patients:
+the paired bootstrap of the C-index difference for survival models, DeLong's test for AUCs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.errors import ModelError
+from oncoflow.evaluate.binary import evaluate_binary
+from oncoflow.evaluate.classification import auc, delong_test
+from oncoflow.evaluate.compare import paired_bootstrap
+from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
+from oncoflow.survival.metrics import concordance_index
+
+KINDS: tuple[str, ...] = ("survival", "binary")
+
+
+def prediction_kind(columns: Sequence[str]) -> str:
+    """``survival`` or ``binary`` from the columns of a predictions table.
+
+    Raises:
+        ModelError: Neither set of contract columns is present.
+    """
+    names = set(columns)
+    if {"time", "event", "risk"} <= names:
+        return "survival"
+    if {"y_true", "y_score"} <= names:
+        return "binary"
+    msg = (
+        "predictions have neither survival columns (time, event, risk) nor classification "
+        f"columns (y_true, y_score); columns: {', '.join(sorted(names))}"
+    )
+    raise ModelError(msg)
+
+
+def evaluate_predictions(
+    predictions: pd.DataFrame,
+    *,
+    horizons: Sequence[float] = DEFAULT_HORIZONS,
+    threshold: float | str = "youden",
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Metrics of a predictions table of any kind (module docstring), with bootstrap CIs.
+
+    Args:
+        predictions: Rows of the ``predictions.csv`` contract.
+        horizons: Survival horizons (days).
+        threshold: Classification threshold: ``"youden"`` (validation rows) or a number.
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+        alpha: 1 - confidence level.
+
+    Returns:
+        The JSON-ready result of the kind's evaluator, with ``"kind"`` set.
+    """
+    kind = prediction_kind(predictions.columns)
+    if kind == "survival":
+        return evaluate_survival(
+            predictions, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha
+        )
+    result = evaluate_binary(
+        predictions, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
+    )
+    return {"kind": kind, **result}
+
+
+def _validation_score(rows: pd.DataFrame, kind: str) -> float:
+    """Mean per-fold validation score (C-index or AUC): chooses the reference model."""
+    scores = []
+    for _, part in rows[rows["split"] == "validation"].groupby("fold"):
+        try:
+            if kind == "survival":
+                scores.append(concordance_index(part["time"], part["event"], part["risk"]))
+            else:
+                scores.append(auc(part["y_true"], part["y_score"]))
+        except ModelError:
+            continue
+    return float(np.mean(scores)) if scores else float("-inf")
+
+
+def compare_models(
+    predictions: Mapping[str, pd.DataFrame],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Paired tests between models of one study on the test patients they share.
+
+    Models are ``<label>/<model>`` (``label`` = key of ``predictions``, e.g. the feature
+    variant raw / combat; ``model`` = the ``model`` column). Pairs: within a label, every model
+    against the one with the best mean validation score (chosen without test data); across
+    labels, the same model. Negative-control tables (with a ``permutation`` column, several
+    runs per patient) are left out: the report shows them next to the real models instead.
+
+    Returns:
+        ``{"comparisons": [{"target", "a", "b", "reference", "test", "estimate", "p_value",
+        "n_patients", ...}]}`` where ``test`` is ``paired bootstrap of Harrell C difference``
+        (with ``ci_low``, ``ci_high``) or ``DeLong AUC difference`` (with ``z``) and
+        ``estimate = score(a) - score(b)``.
+    """
+    frames = []
+    for label, frame in predictions.items():
+        if "permutation" in frame.columns:
+            continue
+        frame = frame.copy()
+        model = frame["model"] if "model" in frame.columns else "model"
+        frame["_model"] = f"{label}/" + pd.Series(model, index=frame.index).astype(str)
+        frame["patient_id"] = frame["patient_id"].astype(str)
+        frame["fold"] = frame["fold"].astype(str)
+        frames.append(frame)
+    out: list[dict[str, Any]] = []
+    if not frames:
+        return {"comparisons": out}
+    rows = pd.concat(frames, ignore_index=True)
+    kind = prediction_kind(rows.columns)
+    for target, group in rows.groupby("target", sort=True):
+        by_model = dict(list(group.groupby("_model", sort=True)))
+        pairs: list[tuple[str, str, str]] = []
+        for label in sorted({name.split("/", 1)[0] for name in by_model}):
+            members = [m for m in by_model if m.startswith(f"{label}/")]
+            best = max(members, key=lambda m: _validation_score(by_model[m], kind))
+            pairs += [(m, best, "best validation model") for m in members if m != best]
+        for a, b in itertools.combinations(sorted(by_model), 2):
+            if a.split("/", 1)[1] == b.split("/", 1)[1]:
+                pairs.append((a, b, "same model, other features"))
+        for a, b, why in pairs:
+            test_a = by_model[a][by_model[a]["fold"] == "final"].set_index("patient_id")
+            test_b = by_model[b][by_model[b]["fold"] == "final"].set_index("patient_id")
+            common = sorted(set(test_a.index) & set(test_b.index))
+            if len(common) < 3:
+                continue
+            ta, tb = test_a.loc[common], test_b.loc[common]
+            entry = {"target": str(target), "a": a, "b": b, "reference": why}
+            if kind == "survival":
+                diff = paired_bootstrap(
+                    concordance_index,
+                    (ta["time"].to_numpy(float), ta["event"].to_numpy(int)),
+                    ta["risk"].to_numpy(float),
+                    tb["risk"].to_numpy(float),
+                    n=n_boot,
+                    seed=seed,
+                    alpha=alpha,
+                )
+                entry |= {
+                    "test": "paired bootstrap of Harrell C difference",
+                    "estimate": diff.estimate,
+                    "ci_low": diff.low,
+                    "ci_high": diff.high,
+                    "p_value": diff.p_value,
+                }
+            else:
+                result = delong_test(ta["y_true"], ta["y_score"], tb["y_score"])
+                entry |= {
+                    "test": "DeLong AUC difference",
+                    "estimate": result.auc_a - result.auc_b,
+                    "z": result.z,
+                    "p_value": result.p_value,
+                }
+            entry["n_patients"] = len(common)
+            out.append(entry)
+    return {"comparisons": out}
