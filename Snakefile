@@ -27,6 +27,7 @@ include: "rules/features.smk"
 include: "rules/harmonize.smk"
 include: "rules/train_survival.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -37,6 +38,7 @@ rule all:
         all_features(),
         all_survival_models(),
         all_evaluations(),
+        "results/report/index.html",
 
 
 rule qc:

@@ -1,5 +1,7 @@
 # Helpers only (no rules): config validation, cohort tables, wildcard constraints, paths.
 
+import json
+import shlex
 import sys
 from functools import cache
 from pathlib import Path
@@ -447,3 +449,54 @@ def all_evaluations():
         if variants:
             targets.append(f"results/{study}/evaluate/comparisons.json")
     return targets
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def report_study_inputs(wildcards):
+    """Everything a study's report section shows: QC, converted images, slides, ComBat, metrics."""
+    study = wildcards.study
+    inputs = {
+        "qc": f"results/qc/{study}/cohort_report.json",
+        "converted": [f"results/converted/{p}" for p in _convertible(study)],
+        "metrics": [f"results/{study}/evaluate/{v}/metrics.json" for v in model_variants(study)],
+    }
+    if _slides(study):
+        inputs["slides"] = (
+            [cohort_dir(study) / "images"]
+            if is_demo(study)
+            else [cohort_dir(study) / path for path in _slides(study).values()]
+        )
+    if model_variants(study):
+        inputs["comparisons"] = f"results/{study}/evaluate/comparisons.json"
+    if STUDIES[study].get("harmonize") and feature_sources(study):
+        inputs["harmonize"] = [
+            f"results/{study}/harmonize/{s}/final_stats.json" for s in feature_sources(study)
+        ]
+    return inputs
+
+
+def report_study_params(wildcards):
+    """Options of report_study.py: settings JSON, QC size, labelled statistics and metrics."""
+    study = wildcards.study
+    options = [
+        f"--settings {shlex.quote(json.dumps(STUDIES[study]))}",
+        f"--qc-patients {EVALUATE['qc_patients']}",
+    ]
+    variants = model_variants(study)
+    if variants:
+        options.append(
+            "--metrics "
+            + " ".join(f"{v}=results/{study}/evaluate/{v}/metrics.json" for v in variants)
+        )
+        options.append(f"--comparisons results/{study}/evaluate/comparisons.json")
+    if STUDIES[study].get("harmonize") and feature_sources(study):
+        options.append(
+            "--harmonize "
+            + " ".join(
+                f"{s}=results/{study}/harmonize/{s}/final_stats.json"
+                for s in feature_sources(study)
+            )
+        )
+    return " ".join(options)

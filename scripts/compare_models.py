@@ -25,19 +25,11 @@ from oncoflow.evaluate.engine import compare_models
 from oncoflow.evaluate.io import read_predictions
 
 
-def _labelled(text: str) -> tuple[str, Path]:
-    label, sep, path = text.partition("=")
-    if not sep or not label or not path:
-        msg = f"expected LABEL=PATH, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return label, Path(path)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--predictions",
-        type=_labelled,
+        type=cli.labelled_path,
         nargs="+",
         required=True,
         metavar="LABEL=CSV",

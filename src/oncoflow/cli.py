@@ -89,6 +89,15 @@ def run(
     return 0 if code is None else int(code)
 
 
+def labelled_path(text: str) -> tuple[str, Path]:
+    """Parse a ``LABEL=PATH`` argument (e.g. ``raw=results/.../predictions.csv``)."""
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        msg = f"expected LABEL=PATH, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return label, Path(path)
+
+
 @contextlib.contextmanager
 def _writing(path: Path) -> Iterator[None]:
     """Create ``path``'s folder; turn an OSError while writing into a one-line OncoflowError."""

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from debian import ensure_packages
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 CONF_DIR = Path("/etc/slurm")
@@ -34,23 +35,9 @@ MARKER = "# oncoflow one-node test cluster (tests/integration/slurm_cluster.py)"
 BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "munged")
 
 
-def _have_binaries() -> bool:
-    return all(shutil.which(b) or Path(f"/usr/sbin/{b}").exists() for b in BINARIES)
-
-
 def ensure_installed() -> None:
     """Install the Debian packages if missing; skip the test (with the reason) where we cannot."""
-    if _have_binaries():
-        return
-    if shutil.which("apt-get") is None:
-        pytest.skip("SLURM test needs Debian's slurmctld/slurmd/munge and apt-get is not available")
-    if os.geteuid() != 0:
-        pytest.skip("SLURM test: packages missing and not root, cannot apt-get install them")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env, capture_output=True
-    )
+    ensure_packages(PACKAGES, BINARIES, "SLURM test")
 
 
 def _sbin(name: str) -> str:

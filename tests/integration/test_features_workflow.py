@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 import yaml
 from conftest import run_snakemake as snakemake
 from conftest import snakemake_env
+from debian import ensure_packages
 
 REPO = Path(__file__).resolve().parents[2]
 NET_PATIENTS = 20
@@ -99,9 +102,16 @@ def test_survival_predictions_and_metrics(run):
         root = run / "results/net_survival/train" / variant
         preds = pd.read_csv(root / "predictions.csv", dtype={"patient_id": str, "fold": str})
         extra = ["permutation"] if variant == "permuted" else []
+        survival = ["survival_365", "survival_730", "survival_1095"]
         assert list(preds.columns) == [
-            *("patient_id", "split", "fold", "target", "time", "event", "risk", "model", *extra)
+            *("patient_id", "split", "fold", "target", "time", "event", "risk", "model"),
+            *survival,
+            *extra,
         ]
+        # S(t | x) from the Breslow baseline: probabilities, non-increasing in t
+        probs = preds[survival].to_numpy()
+        assert ((probs >= 0) & (probs <= 1)).all()
+        assert (np.diff(probs, axis=1) <= 1e-12).all()
         assert set(preds["model"]) == {
             "radiomics",
             "pathomics",
@@ -209,11 +219,24 @@ def test_parameter_change_reruns_only_that_study(run, tmp_path):
     config = yaml.safe_load((copy / "config.yaml").read_text())
     config["studies"]["nsclc_mmdls"]["pet"]["threshold_rel"] = 0.41
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    assert _dry_run_jobs(copy) == {"pet_metrics": NSCLC_PATIENTS, "merge_features": 1, "all": 1}
+    # the study's report section reruns too: its methods paragraph states the settings
+    assert _dry_run_jobs(copy) == {
+        "pet_metrics": NSCLC_PATIENTS,
+        "merge_features": 1,
+        "report_study": 1,
+        "report": 1,
+        "all": 1,
+    }
     config["studies"]["nsclc_mmdls"]["pet"]["threshold_rel"] = None
     config["studies"]["net_survival"]["permutations"] = 3
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    assert _dry_run_jobs(copy) == {"train_net_survival": 1, "evaluate": 1, "all": 1}
+    assert _dry_run_jobs(copy) == {
+        "train_net_survival": 1,
+        "evaluate": 1,
+        "report_study": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def test_killed_training_resumes_to_the_same_metrics(run, tmp_path):
@@ -253,3 +276,78 @@ def test_killed_training_resumes_to_the_same_metrics(run, tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for name in TRAIN_OUTPUTS:
         assert (copy / name).read_bytes() == (run / name).read_bytes(), name
+
+
+# --- evaluation and report (issue 7) ----------------------------------------------------------
+
+
+def _chromium(page: Path) -> tuple[str, list[str]]:
+    """Open ``page`` in headless Chromium: the ``<body>`` tag after load, and console messages."""
+    ensure_packages(["chromium"], ["chromium"], "report test")
+    proc = subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+            "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    body = re.search(r"<body[^>]*>", proc.stdout)
+    assert body is not None, proc.stdout[:500]
+    return body.group(0), [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_evaluation_scores_the_training_predictions(run):
+    metrics = json.loads((run / "results/net_survival/evaluate/raw/metrics.json").read_text())
+    summary = json.loads((run / "results/net_survival/train/raw/metrics.json").read_text())
+    for target in ("os", "pfs"):
+        for model, entry in metrics["models"].items():
+            got = entry[target]["test"]["harrell_c"]
+            assert got["value"] == pytest.approx(
+                summary["models"][model][target]["test"]["c_index"], abs=1e-6
+            )
+            assert got["ci_low"] <= got["value"] <= got["ci_high"]
+    permuted = json.loads((run / "results/net_survival/evaluate/permuted/metrics.json").read_text())
+    assert permuted["models"]["all"]["os"]["test"]["n_runs"] == 2  # two permutations averaged
+    card = (run / "results/net_survival/evaluate/raw/model_card.md").read_text()
+    assert "## Intended use" in card
+    assert "## Known limits" in card
+    comparisons = json.loads((run / "results/net_survival/evaluate/comparisons.json").read_text())
+    assert {c["target"] for c in comparisons["comparisons"]} == {"os", "pfs"}
+
+
+def test_report_loads_in_headless_chromium(run, tmp_path):
+    page = run / "results/report/index.html"
+    text = page.read_text()
+    assert "http://" not in text.replace("http://www.w3.org", "")  # self-contained
+    assert "https://" not in text
+    n_images = text.count("<img ")
+    assert n_images >= 8
+    assert text.count("<figcaption>") == n_images
+    for study in ("net_survival", "nsclc_mmdls"):
+        assert f'<section id="{study}">' in text
+    net = text[text.index('<section id="net_survival">') :]
+    assert "(permuted-label control)" in net
+    assert "oracle" in net
+    body, console = _chromium(page)
+    assert f'data-images-loaded="{n_images}"' in body
+    assert 'data-images-broken="0"' in body
+    assert console == []
+    # the check itself fails on a broken figure and a console error
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        text.replace("<nav>", '<img src="missing.png"><script>console.error("x")</script><nav>')
+    )
+    body, console = _chromium(broken)
+    assert 'data-images-broken="1"' in body
+    assert len(console) == 1
+
+
+def test_snakemake_report_zip(run):
+    proc = snakemake(run, "--report", "report.zip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(run / "report.zip") as archive:
+        names = archive.namelist()
+    pngs = [n for n in names if n.endswith(".png")]
+    figures = list((run / "results/report").glob("*/figures/*.png"))
+    assert len(pngs) == len(figures) > 0
+    assert any(n.endswith("report.html") for n in names)

@@ -23,6 +23,22 @@ LIMITS = [
     "A negative control trained on permuted labels shows the chance level of this pipeline.",
 ]
 
+SPLITS: tuple[str, ...] = ("validation", "internal_test", "external_test", "test")
+
+
+def split_results(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The ``(split, results)`` pairs of one model x target of a ``metrics.json``.
+
+    In :data:`SPLITS` order; validation is its pooled result; splits without rows are left out.
+    """
+    out = []
+    for split in SPLITS:
+        part = entry.get(split)
+        if part is not None:
+            out.append((split, part["pooled"] if split == "validation" else part))
+    return out
+
+
 HEADLINE = {"survival": ("harrell_c", "uno_c", "mean_td_auc", "ibs"), "binary": ("auc", "ap")}
 """Metrics shown per test split in the card."""
 
@@ -61,12 +77,7 @@ def model_card(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str,
     for model, targets in metrics.get("models", {}).items():
         for target, entry in targets.items():
             splits = {}
-            for split in ("validation", "internal_test", "external_test", "test"):
-                part = entry.get(split)
-                if part is None:
-                    continue
-                if split == "validation":
-                    part = part["pooled"]
+            for split, part in split_results(entry):
                 splits[split] = {
                     "n_patients": part.get("n_patients"),
                     "n_events": part.get("n_events", part.get("n_positive")),

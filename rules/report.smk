@@ -1,0 +1,57 @@
+rule report_study:
+    input:
+        unpack(report_study_inputs),
+        script=script_path("report_study"),
+    output:
+        section="results/report/{study}/section.html",
+        figures=report(
+            directory("results/report/{study}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figure.rst",
+            category="{study}",
+        ),
+    log:
+        "logs/report/{study}.log",
+    benchmark:
+        "benchmarks/report/{study}.tsv"
+    conda:
+        "../envs/report.yaml"
+    container:
+        CONTAINERS["report"]
+    params:
+        cohort=study_cohort,
+        options=report_study_params,
+    message:
+        "Report section of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --study {wildcards.study} --cohort {params.cohort} --converted results/converted"
+        " --cohort-report {input.qc} --out {output.section} --figures {output.figures}"
+        " {params.options} 2> {log}"
+
+
+rule report:
+    input:
+        sections=expand("results/report/{study}/section.html", study=STUDIES),
+        qc="results/qc/cohort_report.json",
+        script=script_path("make_report"),
+    output:
+        report(
+            "results/report/index.html",
+            caption="../report/index.rst",
+            category="Report",
+        ),
+    log:
+        "logs/report/index.log",
+    conda:
+        "../envs/report.yaml"
+    container:
+        CONTAINERS["report"]
+    params:
+        seed=config["seed"],
+    message:
+        "Run report results/report/index.html"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --sections {input.sections} --cohort-report {input.qc} --seed {params.seed}"
+        " --out {output} 2> {log}"

@@ -1,0 +1,176 @@
+"""Report figures (matplotlib, Agg): every figure has labelled axes and is returned as PNG bytes.
+
+* :func:`mask_montage` - one tile per patient: the axial slice with the largest mask area, the
+  image windowed to its 1st-99th percentile and the mask outline on top;
+* :func:`slide_montage` - one thumbnail per whole-slide image;
+* :func:`site_effect_figure` - share of features with a significant site effect before/after ComBat;
+* :func:`c_index_figure` - test C-index with CI per model and variant (negative control beside
+  the real models) and the oracle value of the demo;
+* :func:`km_figure` - Kaplan-Meier curves of the two risk groups with the log-rank p-value;
+* :func:`td_auc_figure` - time-dependent AUC at each horizon.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def _grid(n: int, columns: int = 6) -> tuple[int, int]:
+    cols = max(1, min(columns, n))
+    return int(np.ceil(n / cols)), cols
+
+
+def mid_lesion_slice(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The axial slice (last axis of a nibabel array) with the largest mask area.
+
+    Returns:
+        ``(image slice, mask slice, slice index)``; the middle slice when the mask is empty.
+    """
+    area = (mask > 0).reshape(-1, mask.shape[-1]).sum(axis=0)
+    k = int(np.argmax(area)) if area.any() else mask.shape[-1] // 2
+    return image[..., k], mask[..., k], k
+
+
+def mask_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str) -> bytes:
+    """Montage of ``(label, image slice, mask slice)`` panels with the mask outline in colour."""
+    plt = _pyplot()
+    rows, cols = _grid(len(panels))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (label, image, mask) in zip(axes.flat, panels, strict=False):
+        low, high = np.percentile(image, [1, 99]) if image.size else (0, 1)
+        ax.imshow(np.rot90(image), cmap="gray", vmin=low, vmax=max(high, low + 1e-6))
+        if np.any(mask > 0):
+            ax.contour(np.rot90(mask > 0), levels=[0.5], colors=["#ff3b30"], linewidths=0.8)
+        ax.set_title(label, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def slide_montage(panels: Sequence[tuple[str, np.ndarray]], title: str) -> bytes:
+    """Montage of ``(label, RGB thumbnail)`` panels, one per slide."""
+    plt = _pyplot()
+    rows, cols = _grid(len(panels))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (label, thumb) in zip(axes.flat, panels, strict=False):
+        ax.imshow(thumb)
+        ax.set_title(label, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def site_effect_figure(stats: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """Bars: fraction of features with a Kruskal-Wallis site effect (p < alpha), before/after.
+
+    Args:
+        stats: Feature source -> ComBat statistics of the final fold (``before`` / ``after`` with
+            ``all`` -> ``kruskal_fraction_significant``).
+    """
+    plt = _pyplot()
+    sources = list(stats)
+    x = np.arange(len(sources))
+    before = [stats[s]["before"]["all"]["kruskal_fraction_significant"] for s in sources]
+    after = [stats[s]["after"]["all"]["kruskal_fraction_significant"] for s in sources]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(sources), 3.0))
+    ax.bar(x - 0.2, before, 0.4, label="before ComBat", color="#8e8e93")
+    ax.bar(x + 0.2, after, 0.4, label="after ComBat", color="#0a84ff")
+    alpha = stats[sources[0]]["before"]["all"].get("alpha", 0.05)
+    ax.axhline(alpha, color="k", lw=0.8, ls="--", label=f"expected by chance ({alpha:g})")
+    ax.set_xticks(x, sources)
+    ax.set_xlabel("feature source")
+    ax.set_ylabel("fraction of features with site effect")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def c_index_figure(
+    rows: Sequence[Mapping[str, Any]], oracle: float | None, target: str, metric: str
+) -> bytes:
+    """Horizontal interval plot of a metric per model, with chance and the oracle.
+
+    One row per ``{"label", "value", "ci_low", "ci_high", "control"}`` (negative controls in
+    grey); chance (0.5) dotted, the oracle dashed.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.28 * len(rows)))
+    for i, row in enumerate(rows):
+        value = row["value"]
+        if value is None:
+            continue
+        colour = "#8e8e93" if row.get("control") else "#0a84ff"
+        low = row["ci_low"] if row["ci_low"] is not None else value
+        high = row["ci_high"] if row["ci_high"] is not None else value
+        ax.errorbar(value, i, xerr=[[value - low], [high - value]], fmt="o", color=colour, ms=4)
+    ax.set_yticks(range(len(rows)), [row["label"] for row in rows], fontsize=7)
+    ax.axvline(0.5, color="k", lw=0.8, ls=":", label="chance")
+    if oracle is not None:
+        ax.axvline(oracle, color="#34c759", lw=1.2, ls="--", label=f"oracle {oracle:.2f}")
+    ax.set_xlim(0.2, 1.0)
+    ax.set_xlabel(f"{metric} on the test splits ({target}), 95 % CI")
+    ax.set_ylabel("variant / model")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def km_figure(km: Mapping[str, Any], title: str) -> bytes:
+    """Kaplan-Meier step curves of the low and high risk groups (days) with the log-rank p."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    colours = {"low": "#0a84ff", "high": "#ff3b30"}
+    for name, curve in km.get("curves", {}).items():
+        if curve["n"]:
+            ax.step(
+                curve["time"],
+                curve["survival"],
+                where="post",
+                color=colours.get(name),
+                label=f"{name} risk (n={curve['n']})",
+            )
+    p = km.get("p_value")
+    ax.set_title(f"{title}; log-rank p = {p:.3g}" if p is not None else title, fontsize=8)
+    ax.set_xlabel("time (days)")
+    ax.set_ylabel("event-free probability")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def td_auc_figure(series: Mapping[str, Sequence[tuple[float, float | None]]], target: str) -> bytes:
+    """Time-dependent AUC against the horizon (days), one line per model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for label, points in series.items():
+        kept = [(h, v) for h, v in points if v is not None]
+        if kept:
+            ax.plot(*zip(*kept, strict=True), marker="o", label=label)
+    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("horizon (days)")
+    ax.set_ylabel(f"time-dependent AUC ({target})")
+    ax.set_ylim(0.2, 1.0)
+    ax.legend(fontsize=7)
+    return _png(fig)

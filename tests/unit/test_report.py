@@ -1,0 +1,106 @@
+"""Report HTML: sections, captions, negative controls next to real models, self-contained."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+
+from oncoflow.report import figures
+from oncoflow.report.html import report_page, study_section
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _cell(value: float) -> dict:
+    return {"value": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+
+
+def _metrics(c: float) -> dict:
+    split = {
+        "harrell_c": _cell(c),
+        "uno_c": _cell(c),
+        "td_auc@365": _cell(c),
+        "td_auc@730": _cell(c),
+        "mean_td_auc": _cell(c),
+        "n_patients": 40,
+        "n_events": 20,
+        "km": {
+            "p_value": 0.01,
+            "curves": {
+                "low": {"time": [0, 100, 400], "survival": [1, 0.9, 0.8], "n": 20},
+                "high": {"time": [0, 50, 300], "survival": [1, 0.6, 0.3], "n": 20},
+            },
+        },
+    }
+    entry = {"validation": {"per_fold": {}, "pooled": split}, "test": split}
+    return {
+        "kind": "survival",
+        "n_boot": 100,
+        "horizons": [365.0, 730.0],
+        "models": {"all": {"os": entry}},
+    }
+
+
+COHORT = {
+    "n_patients": 60,
+    "n_images": 120,
+    "per_split": {"train": {"patients": 40, "images": 80}},
+    "per_site": {"site_a": {"patients": 60, "images": 120}},
+    "excluded": [],
+    "problems": [],
+}
+
+
+def test_section_shows_real_model_next_to_control_with_captions():
+    html, pngs = study_section(
+        "net_survival",
+        {"model": "cox", "targets": ["os_time"], "negative_control": True, "permutations": 3},
+        cohort_report=COHORT,
+        metrics={"raw": _metrics(0.72), "permuted": _metrics(0.51)},
+        oracle={"os": {"metric": "c_index", "value": 0.75}},
+    )
+    assert "raw/all" in html
+    assert "permuted/all (permuted-label control)" in html
+    assert "0.720 [0.620, 0.820]" in html
+    assert set(pngs) == {
+        "net_survival_os_harrell_c",
+        "net_survival_os_km",
+        "net_survival_os_td_auc",
+    }
+    assert all(png.startswith(PNG_MAGIC) for png in pngs.values())
+    assert html.count("<img ") == html.count("<figcaption>") == len(pngs)
+    assert "permuted among training patients" in html  # methods paragraph
+    inlined = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert all(base64.b64decode(data).startswith(PNG_MAGIC) for data in inlined)
+
+
+def test_section_without_a_model_says_so():
+    html, pngs = study_section("lung_synthesis", {"model": "lung_ddpm"}, cohort_report=COHORT)
+    assert "No model of this study (lung_ddpm)" in html
+    assert pngs == {}
+
+
+def test_page_is_self_contained_with_versions():
+    page = report_page(
+        {"a": '<section id="a"></section>'},
+        versions={"numpy": "2.0"},
+        seed=7,
+        config_hash="abc",
+        n_patients=3,
+    )
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<td>numpy</td><td>2.0</td>" in page
+    assert not re.search(r"(src|href)=\"https?:", page)
+
+
+def test_mid_lesion_slice_is_the_largest_mask_area():
+    mask = np.zeros((8, 8, 5), dtype=np.uint8)
+    mask[2:4, 2:4, 1] = 1
+    mask[1:6, 1:6, 3] = 1
+    image = np.random.default_rng(0).normal(size=mask.shape)
+    plane, outline, k = figures.mid_lesion_slice(image, mask)
+    assert k == 3
+    assert outline.sum() == 25
+    assert np.array_equal(plane, image[..., 3])
