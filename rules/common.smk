@@ -406,11 +406,15 @@ def model_card_params(wildcards):
     study = STUDIES[wildcards.study]
     inputs = list(study.get("modalities", [])) + feature_sources(wildcards.study)
     inputs += ["clinical"] if study.get("clinical") else []
-    return (
-        f"--study {wildcards.study} --variant {wildcards.variant} --model {study['model']}"
-        f" --cohort '{cohort_dir(wildcards.study)}' --inputs {','.join(inputs)}"
-        f" --targets {','.join(study.get('targets', []))}"
-    )
+    options = {
+        "--study": wildcards.study,
+        "--variant": wildcards.variant,
+        "--model": study["model"],
+        "--cohort": str(cohort_dir(wildcards.study)),
+        "--inputs": ",".join(inputs),
+        "--targets": ",".join(study.get("targets", [])),
+    }
+    return " ".join(f"{flag} {shlex.quote(value)}" for flag, value in options.items() if value)
 
 
 def model_variants(study):
