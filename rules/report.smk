@@ -43,6 +43,8 @@ rule report:
         ),
     log:
         "logs/report/index.log",
+    benchmark:
+        "benchmarks/report/index.tsv"
     conda:
         "../envs/report.yaml"
     container:
