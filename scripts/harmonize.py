@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="harmonised table to write (CSV)")
     parser.add_argument("--stats", type=Path, required=True, help="site-effect statistics (JSON)")
     parser.add_argument(
+        "--model", type=Path, default=None, help="save the fitted ComBat here (for apply)"
+    )
+    parser.add_argument(
         "--batch", default="site", help="images.csv column with the batch (default: %(default)s)"
     )
     parser.add_argument(
@@ -83,6 +86,7 @@ def _main(args: argparse.Namespace) -> None:
         mean_only=args.mean_only,
         ref_batch=args.ref_batch,
         unseen=args.unseen_batches,
+        model_out=args.model,
     )
     cli.write_csv(args.out, table)
     cli.write_json(args.stats, stats, args)

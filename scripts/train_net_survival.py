@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
+from oncoflow.artefacts import save_artefact
 from oncoflow.errors import OncoflowError
 from oncoflow.studies.net_survival import (
     MODEL_SETS,
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cohort", type=Path, required=True, help="cohort folder")
     parser.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
     parser.add_argument("--summary", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--models-out",
+        type=Path,
+        default=None,
+        help="save the final models (fit on all training patients) here, for apply",
+    )
     parser.add_argument("--targets", type=_names, default=["os", "pfs"], help="default: os,pfs")
     parser.add_argument(
         "--models",
@@ -132,7 +139,7 @@ def _main(args: argparse.Namespace) -> None:
             msg = "--harmonized needs --folds (the folds the tables were fit on)"
             raise OncoflowError(msg)
         fold_features = load_fold_features(args.harmonized, blocks, folds)
-    predictions = run_net_survival(
+    predictions, models = run_net_survival(
         features,
         outcomes,
         splits,
@@ -149,12 +156,15 @@ def _main(args: argparse.Namespace) -> None:
         fold_features=fold_features,
         n_jobs=args.threads,
         horizons=args.horizons,
+        return_models=True,
     )
     summary = summarize(predictions, oracle, n_boot=args.n_boot, seed=args.seed)
     summary["permuted"] = bool(args.permute)
     summary["harmonized"] = args.harmonized is not None
     cli.write_csv(args.out, predictions)
     cli.write_json(args.summary, summary, args)
+    if args.models_out is not None:
+        save_artefact(args.models_out, models, kind="net_survival")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 from conftest import load_script
 
+from oncoflow.artefacts import load_artefact, save_artefact, sha256
+from oncoflow.errors import HarmonizationError, OncoflowError
 from oncoflow.harmonize import ComBat
+from oncoflow.harmonize.table import apply_frozen_combat
 
 harmonize = load_script("harmonize")
 
@@ -157,3 +160,39 @@ def test_help(capsys):
         harmonize.main(["--help"])
     assert exc.value.code == 0
     assert "--ref-batch" in capsys.readouterr().out
+
+
+def test_saved_model_harmonises_a_new_cohort_without_refitting(cohort):
+    tmp_path, root, features, _, _ids = cohort
+    model = tmp_path / "out" / "combat.pkl"
+    options = ["--covariates", "age,sex", "--model", str(model)]
+    assert harmonize.main(args(tmp_path, root, *options)) == 0
+    out = pd.read_csv(tmp_path / "out" / "h.csv", dtype={"patient_id": str})
+    cols = [c for c in features.columns if c.startswith("original")]
+    # the frozen model applied to the same rows gives the rule's table
+    again, stats = apply_frozen_combat(tmp_path / "features.csv", root, model)
+    np.testing.assert_allclose(again[cols].to_numpy(), out[cols].to_numpy(), rtol=1e-12)
+    assert stats["frozen"]
+    assert stats["fold"] == "0"
+    assert stats["estimated_batches"] == []
+    assert stats["model"]["sha256"] == sha256(model)
+    # a new patient's harmonised row depends on its own features only (nothing refit)
+    new = features.iloc[21:].copy()
+    new.iloc[:, 2:10] += 3.0
+    new.to_csv(tmp_path / "new.csv", index=False)
+    shifted, _ = apply_frozen_combat(tmp_path / "new.csv", root, model)
+    frozen = load_artefact(model, kind="combat")
+    # x* = ((x - mu - cov) / sd - gamma*) / sqrt(delta*) * sd + mu + cov: dx* = dx / sqrt(delta*)
+    scale = np.sqrt(frozen.combat.delta_star_[0])[: len(cols)]
+    first = new["patient_id"].map(
+        pd.read_csv(root / "images.csv").groupby("patient_id")["site"].first()
+    )
+    rows = (first == frozen.combat.batches_[0]).to_numpy()
+    delta = shifted[cols].to_numpy()[rows] - out[cols].to_numpy()[21:][rows]
+    np.testing.assert_allclose(delta, np.broadcast_to(3.0 / scale, delta.shape), rtol=1e-9)
+    save_artefact(tmp_path / "other.pkl", {}, kind="net_survival")
+    with pytest.raises(OncoflowError, match="expected 'combat'"):
+        apply_frozen_combat(tmp_path / "new.csv", root, tmp_path / "other.pkl")
+    new.drop(columns="original_firstorder_F3").to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(HarmonizationError, match="original_firstorder_F3"):
+        apply_frozen_combat(tmp_path / "new.csv", root, model)

@@ -12,6 +12,7 @@ from conftest import load_script
 from oncoflow.demo.net_survival import NetSurvival
 
 script = load_script("train_net_survival")
+apply = load_script("apply_net_survival")
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,46 @@ def test_given_folds_file(cohort, tmp_path, capsys):
     args = _args(root, folder, "--models", "radiomics", "--folds", str(tmp_path / "nope.json"))
     assert script.main(args) == 1
     assert "nope.json: folds file does not exist" in capsys.readouterr().err
+
+
+def test_saved_models_applied_to_the_test_patients_repeat_their_predictions(cohort):
+    root, folder = cohort
+    models = root / "out" / "models.pkl"
+    args = _args(root, folder, "--models", "all", "--horizons", "365,730")
+    assert script.main([*args, "--models-out", str(models)]) == 0
+    pred = pd.read_csv(root / "out" / "predictions.csv", dtype={"fold": str})
+    # a "new cohort" made of the test patients only
+    new = root / "new"
+    new.mkdir()
+    final = pred[pred["fold"] == "final"]
+    test_ids = set(final["patient_id"])
+    for name in ("clinical", "outcomes"):
+        table = pd.read_csv(folder / f"{name}.csv")
+        table[table["patient_id"].isin(test_ids)].to_csv(new / f"{name}.csv", index=False)
+    out = root / "applied"
+    rc = apply.main(
+        [
+            "--models", str(models),
+            "--features",
+            f"radiomics={root / 'radiomics.csv'}",
+            f"pathomics={root / 'pathomics.csv'}",
+            "--cohort", str(new),
+            "--out", str(out / "predictions.csv"),
+            "--summary", str(out / "apply.json"),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    applied = pd.read_csv(out / "predictions.csv", dtype={"fold": str})
+    assert set(applied["split"]) == {"apply"}
+    assert set(applied["patient_id"]) == test_ids
+    merged = final.merge(applied, on=["patient_id", "target", "model"], suffixes=("", "_new"))
+    assert len(merged) == len(final) == len(applied)
+    for column in ("risk", "survival_365", "survival_730", "time", "event"):
+        np.testing.assert_allclose(merged[f"{column}_new"], merged[column], rtol=1e-12)
+    summary = json.loads((out / "apply.json").read_text())
+    assert summary["n_patients"] == len(test_ids)
+    assert len(summary["models_file"]["sha256"]) == 64
+    # the wrong artefact is refused with the file named
+    rc = apply.main(["--models", str(root / "out" / "metrics.json"), "--cohort", str(new),
+                     "--out", str(out / "x.csv"), "--summary", str(out / "x.json")])  # fmt: skip
+    assert rc == 1

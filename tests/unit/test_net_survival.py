@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from lifelines.utils import concordance_index
 
 from oncoflow.demo.net_survival import NetSurvival
 from oncoflow.errors import ModelError
 from oncoflow.studies.net_survival import (
+    APPLY_SPLIT,
     MODEL_SETS,
     PERMUTATION_COLUMN,
     PREDICTION_COLUMNS,
     ClinicalEncoder,
+    apply_net_survival,
     run_net_survival,
     summarize,
 )
@@ -211,3 +214,70 @@ def test_given_folds_and_per_fold_features(demo):
     leaky = {"final": {"fit": [*train, next(iter(splits.index[splits != "train"]))], "apply": []}}
     with pytest.raises(ModelError, match="non-training patient"):
         run_net_survival(features, outcomes, splits, models=["radiomics"], folds=leaky)
+
+
+@pytest.fixture(scope="module")
+def trained(demo):
+    features, outcomes, splits, _ = demo
+    return run_net_survival(
+        features,
+        outcomes,
+        splits,
+        repeats=2,
+        seed=3,
+        models=["clinical", "all"],
+        horizons=[365.0, 730.0],
+        return_models=True,
+    )
+
+
+def test_frozen_models_reproduce_the_final_predictions(demo, trained):
+    features, *_ = demo
+    predictions, models = trained
+    assert sorted((m.target, m.model) for m in models) == [
+        ("os", "all"),
+        ("os", "clinical"),
+        ("pfs", "all"),
+        ("pfs", "clinical"),
+    ]
+    final = predictions[predictions["fold"] == "final"]
+    for fitted in models:
+        rows = final[(final["target"] == fitted.target) & (final["model"] == fitted.model)]
+        again = fitted.predict(features, rows["patient_id"].tolist())
+        np.testing.assert_allclose(again["risk"], rows["risk"], rtol=1e-12)
+        np.testing.assert_allclose(again["survival_730"], rows["survival_730"], rtol=1e-12)
+
+
+def test_apply_to_a_new_cohort_scores_near_its_oracle(trained):
+    _, models = trained
+    features, outcomes, _, oracle = demo_inputs(patients=60, seed=11)
+    applied, summary = apply_net_survival(models, features, outcomes)
+    assert set(applied["split"]) == {APPLY_SPLIT}
+    assert summary["n_patients"] == 60
+    assert summary["outcomes_known"]
+    assert applied.groupby(["model", "target"]).size().eq(60).all()
+    rows = applied[(applied["model"] == "all") & (applied["target"] == "os")]
+    c = concordance_index(rows["time"], -rows["risk"], rows["event"])
+    assert c > oracle["os"]["value"] - 0.12, (c, oracle["os"])
+    # same model, other patients only: the training patients' predictions are untouched
+    assert not set(applied.columns) - {*PREDICTION_COLUMNS, "survival_365", "survival_730"}
+
+
+def test_apply_refuses_missing_inputs(trained):
+    _, models = trained
+    features, outcomes, _, _ = demo_inputs(patients=20, seed=12)
+    needed = next(m for m in models if m.model == "all").required_columns()
+    lacking = dict(features, radiomics=features["radiomics"].drop(columns=needed["radiomics"][0]))
+    with pytest.raises(ModelError, match=rf"radiomics column.*{needed['radiomics'][0]}"):
+        apply_net_survival(models, lacking, outcomes)
+    without = {k: v for k, v in features.items() if k != "pathomics"}
+    with pytest.raises(ModelError, match="needs the pathomics features"):
+        apply_net_survival(models, without, outcomes)
+    clinical = features["clinical"].drop(columns="age")
+    with pytest.raises(ModelError, match=r"clinical column.*age"):
+        apply_net_survival(models, dict(features, clinical=clinical), outcomes)
+    # no outcomes: predictions only
+    applied, summary = apply_net_survival(models, features, None)
+    assert applied["time"].isna().all()
+    assert not summary["outcomes_known"]
+    assert applied["risk"].notna().all()

@@ -18,11 +18,13 @@ import json
 import logging
 import math
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from oncoflow.artefacts import load_artefact, save_artefact, sha256
 from oncoflow.cohort import read_table
 from oncoflow.errors import CohortError, HarmonizationError
 from oncoflow.harmonize.combat import ComBat
@@ -150,58 +152,90 @@ def _stats(features: pd.DataFrame, batch: pd.Series) -> tuple[pd.DataFrame | Non
     return table, table.attrs["summary"]
 
 
-def harmonize_table(
-    table: pd.DataFrame,
-    batches: pd.Series,
-    fit_patients: Sequence[str],
-    *,
-    covariates: pd.DataFrame | None = None,
-    parametric: bool = True,
-    eb: bool = True,
-    mean_only: bool = False,
-    ref_batch: str | None = None,
-    unseen: str = "estimate",
-    source: str = "features",
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
+@dataclass
+class FrozenComBat:
+    """ComBat fit on one fold's training patients, kept to harmonise patients of later cohorts.
 
-    Args:
-        table: Feature table with a ``patient_id`` column.
-        batches: Batch label per patient (index ``patient_id``).
-        fit_patients: Training patients of the fold.
-        covariates: Covariates per patient (index ``patient_id``), or ``None``.
-        parametric: See :class:`ComBat`.
-        eb: See :class:`ComBat`.
-        mean_only: See :class:`ComBat`.
-        ref_batch: See :class:`ComBat`.
-        unseen: Batches without fit rows: ``"estimate"`` or ``"error"`` (:meth:`ComBat.transform`).
-        source: File name used in messages.
-
-    Returns:
-        ``(harmonised table with the same columns and row order, statistics dict)``; the
-        statistics hold before/after :func:`site_effect` summaries over all, ``fit`` and other
-        rows, and per-feature p-values.
-
-    Raises:
-        HarmonizationError: Missing patients, batches or covariates, and every ComBat error.
+    Attributes:
+        combat: The fitted :class:`ComBat`.
+        features: Feature columns, in the fitted order.
+        covariates: ``clinical.csv`` covariate columns the fit used (empty: none).
+        batch_column: ``images.csv`` column of the batch.
+        unseen: Policy for batches without training patients (``"estimate"`` or ``"error"``).
+        fold: The fold it was fit on (``"final"``: all training patients).
     """
-    if "patient_id" not in table.columns:
-        msg = f"{source}: no 'patient_id' column"
-        raise HarmonizationError(msg)
+
+    combat: ComBat
+    features: list[str]
+    covariates: list[str]
+    batch_column: str = "site"
+    unseen: str = "estimate"
+    fold: str = ""
+
+    def transform(
+        self,
+        table: pd.DataFrame,
+        batches: pd.Series,
+        covariates: pd.DataFrame | None = None,
+        *,
+        source: str = "features",
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Harmonise ``table`` with the frozen estimates (nothing is refit).
+
+        Seen batches use their training location/scale; a batch without training patients is
+        estimated from its own rows, or refused, as :attr:`unseen` says.
+
+        Returns:
+            ``(harmonised table, statistics)``: before/after :func:`site_effect` summaries of the
+            rows, the batches seen / estimated, and the fold the estimates come from.
+
+        Raises:
+            HarmonizationError: Missing feature columns, batches or covariates, or an unseen
+                batch with ``unseen="error"``.
+        """
+        missing = [c for c in self.features if c not in table.columns]
+        if missing:
+            msg = (
+                f"{source}: {len(missing)} feature column(s) of the trained ComBat are missing "
+                f"({_some(missing)}); extract the features with the training settings"
+            )
+            raise HarmonizationError(msg)
+        if self.covariates and covariates is None:
+            msg = f"{source}: ComBat was fit with covariates {', '.join(self.covariates)}"
+            raise HarmonizationError(msg)
+        cov = covariates[self.covariates] if self.covariates and covariates is not None else None
+        _, X, batch, cov = _prepare(table, list(self.features), batches, cov, source)
+        harmonised = self.combat.transform(X, batch, cov, unseen=self.unseen)
+        result = table.copy()
+        result[self.features] = harmonised[self.features].to_numpy()
+        seen = set(self.combat.batches_)
+        stats: dict[str, Any] = {
+            "fold": self.fold,
+            "batch_column": self.batch_column,
+            "frozen": True,
+            "n_rows": len(table),
+            "n_features": len(self.features),
+            "batches": {str(k): int(v) for k, v in batch.value_counts().items()},
+            "estimated_batches": sorted(str(b) for b in set(batch) - seen),
+            "before": {"all": _stats(X, batch)[1]},
+            "after": {"all": _stats(harmonised, batch)[1]},
+        }
+        return result, _jsonable(stats)
+
+
+def _prepare(
+    table: pd.DataFrame,
+    features: list[Hashable],
+    batches: pd.Series,
+    covariates: pd.DataFrame | None,
+    source: str,
+) -> tuple[pd.Series, pd.DataFrame, pd.Series, pd.DataFrame | None]:
+    """Feature matrix, batch and covariates of every row, with named errors."""
     patients = table["patient_id"].astype(str)
-    features = feature_columns(table)
-    if not features:
-        msg = f"{source}: no numeric feature columns to harmonise"
-        raise HarmonizationError(msg)
     no_batch = sorted(set(patients) - set(batches.index))
     if no_batch:
         msg = f"{source}: patient(s) {_some(no_batch)} have no batch (not in images.csv)"
         raise HarmonizationError(msg)
-    absent = sorted(set(fit_patients) - set(patients))
-    if absent:
-        msg = f"{source}: fit patient(s) {_some(absent)} have no row in the feature table"
-        raise HarmonizationError(msg)
-
     labels = patients.copy()
     duplicated = patients.duplicated(keep=False)
     labels[duplicated] = [
@@ -222,11 +256,99 @@ def harmonize_table(
                 msg = f"clinical.csv: patient(s) {_some(sorted(set(empty)))}: covariate "
                 msg += f"{column!r} is missing"
                 raise HarmonizationError(msg)
+    return patients, X, batch, cov
+
+
+def harmonize_table(
+    table: pd.DataFrame,
+    batches: pd.Series,
+    fit_patients: Sequence[str],
+    *,
+    covariates: pd.DataFrame | None = None,
+    parametric: bool = True,
+    eb: bool = True,
+    mean_only: bool = False,
+    ref_batch: str | None = None,
+    unseen: str = "estimate",
+    source: str = "features",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
+
+    :func:`fit_table_combat` without the fitted model.
+    """
+    result, stats, _ = fit_table_combat(
+        table,
+        batches,
+        fit_patients,
+        covariates=covariates,
+        parametric=parametric,
+        eb=eb,
+        mean_only=mean_only,
+        ref_batch=ref_batch,
+        unseen=unseen,
+        source=source,
+    )
+    return result, stats
+
+
+def fit_table_combat(
+    table: pd.DataFrame,
+    batches: pd.Series,
+    fit_patients: Sequence[str],
+    *,
+    covariates: pd.DataFrame | None = None,
+    parametric: bool = True,
+    eb: bool = True,
+    mean_only: bool = False,
+    ref_batch: str | None = None,
+    unseen: str = "estimate",
+    source: str = "features",
+) -> tuple[pd.DataFrame, dict[str, Any], FrozenComBat]:
+    """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
+
+    Args:
+        table: Feature table with a ``patient_id`` column.
+        batches: Batch label per patient (index ``patient_id``).
+        fit_patients: Training patients of the fold.
+        covariates: Covariates per patient (index ``patient_id``), or ``None``.
+        parametric: See :class:`ComBat`.
+        eb: See :class:`ComBat`.
+        mean_only: See :class:`ComBat`.
+        ref_batch: See :class:`ComBat`.
+        unseen: Batches without fit rows: ``"estimate"`` or ``"error"`` (:meth:`ComBat.transform`).
+        source: File name used in messages.
+
+    Returns:
+        ``(harmonised table with the same columns and row order, statistics dict, the fitted
+        model)``; the statistics hold before/after :func:`site_effect` summaries over all,
+        ``fit`` and other rows, and per-feature p-values.
+
+    Raises:
+        HarmonizationError: Missing patients, batches or covariates, and every ComBat error.
+    """
+    if "patient_id" not in table.columns:
+        msg = f"{source}: no 'patient_id' column"
+        raise HarmonizationError(msg)
+    features = feature_columns(table)
+    if not features:
+        msg = f"{source}: no numeric feature columns to harmonise"
+        raise HarmonizationError(msg)
+    patients, X, batch, cov = _prepare(table, features, batches, covariates, source)
+    absent = sorted(set(fit_patients) - set(patients))
+    if absent:
+        msg = f"{source}: fit patient(s) {_some(absent)} have no row in the feature table"
+        raise HarmonizationError(msg)
     fit_rows = patients.isin(set(fit_patients)).to_numpy()
 
     combat = ComBat(parametric=parametric, eb=eb, mean_only=mean_only, ref_batch=ref_batch)
     combat.fit(X[fit_rows], batch[fit_rows], cov[fit_rows] if cov is not None else None)
     harmonised = combat.transform(X, batch, cov, unseen=unseen)
+    frozen = FrozenComBat(
+        combat=combat,
+        features=[str(c) for c in features],
+        covariates=list(cov.columns) if cov is not None else [],
+        unseen=unseen,
+    )
 
     result = table.copy()
     result[features] = harmonised.to_numpy()
@@ -257,7 +379,7 @@ def harmonize_table(
                 per_feature[f"{when}_kruskal_p"] = frame["kruskal_p"]
                 per_feature[f"{when}_anova_p"] = frame["anova_p"]
     stats["features"] = pd.DataFrame(per_feature).to_dict(orient="index") if per_feature else {}
-    return result, _jsonable(stats)
+    return result, _jsonable(stats), frozen
 
 
 def harmonize_fold(
@@ -273,6 +395,7 @@ def harmonize_fold(
     mean_only: bool = False,
     ref_batch: str | None = None,
     unseen: str = "estimate",
+    model_out: Path | str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read the inputs of one fold and run :func:`harmonize_table`.
 
@@ -289,6 +412,8 @@ def harmonize_fold(
         ref_batch: See :class:`ComBat`.
         unseen: Batches without fit patients (a held-out external site): ``"estimate"`` their
             location/scale from their own features (see :meth:`ComBat.transform`) or ``"error"``.
+        model_out: Where to save the fitted :class:`FrozenComBat` (an artefact of kind
+            ``"combat"``, :mod:`oncoflow.artefacts`), for ``apply`` on later cohorts.
 
     Returns:
         ``(harmonised table, statistics)``; the statistics also name the fold and batch column.
@@ -297,26 +422,11 @@ def harmonize_fold(
         HarmonizationError: Bad inputs (named file and patient) or a ComBat error.
         CohortError: Unreadable cohort tables.
     """
-    features_csv = Path(features_csv)
-    try:
-        table = pd.read_csv(features_csv, dtype={"patient_id": str})
-    except (OSError, ValueError) as exc:
-        msg = f"{features_csv}: cannot read the feature table ({exc})"
-        raise HarmonizationError(msg) from exc
+    table = _read_features(features_csv)
     fit, apply = read_folds(folds_json, fold)
-    images = read_table(cohort_dir, "images")
-    batches = patient_batches(images, batch_column, source=str(Path(cohort_dir) / "images.csv"))
-    clinical = None
-    if covariates:
-        clinical = read_table(cohort_dir, "clinical")
-        missing = [c for c in covariates if c not in clinical.columns]
-        if missing:
-            msg = f"{Path(cohort_dir) / 'clinical.csv'}: no column(s) {', '.join(missing)}"
-            raise CohortError(msg)
-        clinical = clinical.assign(patient_id=clinical["patient_id"].astype(str))
-        clinical = clinical.set_index("patient_id")[list(covariates)]
+    batches, clinical = cohort_batches(cohort_dir, batch_column, covariates)
     try:
-        result, stats = harmonize_table(
+        result, stats, frozen = fit_table_combat(
             table,
             batches,
             fit,
@@ -330,9 +440,69 @@ def harmonize_fold(
         )
     except HarmonizationError as exc:
         raise HarmonizationError(f"fold {fold}: {exc}") from None
+    if model_out is not None:
+        frozen.batch_column = batch_column
+        frozen.fold = str(fold)
+        save_artefact(model_out, frozen, kind="combat")
     unknown = sorted(set(apply) - set(table["patient_id"].astype(str)))
     if unknown:
         log.warning("fold %s: apply patient(s) without features: %s", fold, _some(unknown))
     stats = {"fold": str(fold), "batch_column": batch_column, **stats}
     stats["n_apply_patients"] = len(apply)
+    return result, stats
+
+
+def _read_features(features_csv: Path | str) -> pd.DataFrame:
+    features_csv = Path(features_csv)
+    try:
+        return pd.read_csv(features_csv, dtype={"patient_id": str})
+    except (OSError, ValueError) as exc:
+        msg = f"{features_csv}: cannot read the feature table ({exc})"
+        raise HarmonizationError(msg) from exc
+
+
+def cohort_batches(
+    cohort_dir: Path | str, batch_column: str = "site", covariates: Sequence[str] = ()
+) -> tuple[pd.Series, pd.DataFrame | None]:
+    """Batch per patient (``images.csv``) and covariates (``clinical.csv``) of a cohort folder.
+
+    Raises:
+        HarmonizationError: No or several batch values for a patient.
+        CohortError: Unreadable tables or covariate columns missing from ``clinical.csv``.
+    """
+    images = read_table(cohort_dir, "images")
+    batches = patient_batches(images, batch_column, source=str(Path(cohort_dir) / "images.csv"))
+    if not covariates:
+        return batches, None
+    clinical = read_table(cohort_dir, "clinical")
+    missing = [c for c in covariates if c not in clinical.columns]
+    if missing:
+        msg = f"{Path(cohort_dir) / 'clinical.csv'}: no column(s) {', '.join(missing)}"
+        raise CohortError(msg)
+    clinical = clinical.assign(patient_id=clinical["patient_id"].astype(str))
+    return batches, clinical.set_index("patient_id")[list(covariates)]
+
+
+def apply_frozen_combat(
+    features_csv: Path | str, cohort_dir: Path | str, model: Path | str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Harmonise a new cohort's feature table with ComBat estimates saved at training time.
+
+    Args:
+        features_csv: The new cohort's feature table (same feature columns as in training).
+        cohort_dir: The new cohort's folder (``images.csv`` batch, ``clinical.csv`` covariates).
+        model: A :class:`FrozenComBat` artefact written by :func:`harmonize_fold` (``model_out``).
+
+    Returns:
+        ``(harmonised table, statistics)`` (see :meth:`FrozenComBat.transform`).
+
+    Raises:
+        HarmonizationError: Missing features, batches or covariates (file and patients named).
+        OncoflowError: The model file is missing or not a ComBat artefact.
+    """
+    frozen: FrozenComBat = load_artefact(model, kind="combat")
+    table = _read_features(features_csv)
+    batches, clinical = cohort_batches(cohort_dir, frozen.batch_column, frozen.covariates)
+    result, stats = frozen.transform(table, batches, clinical, source=str(features_csv))
+    stats["model"] = {"path": str(model), "sha256": sha256(model)}
     return result, stats

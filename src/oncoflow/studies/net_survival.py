@@ -35,6 +35,7 @@ import logging
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,26 +139,108 @@ def _indexed(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     return frame
 
 
+def _encode(
+    features: Mapping[str, pd.DataFrame],
+    blocks: Sequence[str],
+    ids: Sequence[str],
+    encoder: ClinicalEncoder | None,
+) -> pd.DataFrame:
+    """Feature matrix of ``ids``: ``<block>:<column>`` per block, clinical through ``encoder``."""
+    parts = []
+    for block in blocks:
+        table = features[block]
+        if block == "clinical":
+            assert encoder is not None
+            parts.append(encoder.transform(table.reindex(ids)))
+        else:
+            parts.append(table.add_prefix(f"{block}:").reindex(ids).astype(float))
+    return pd.concat(parts, axis=1)
+
+
 def _design(
     features: Mapping[str, pd.DataFrame],
     blocks: Sequence[str],
     fit_ids: Sequence[str],
     apply_ids: Sequence[str],
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], ClinicalEncoder | None]:
     """Feature matrices of the fit and apply patients; clinical encoding fit on ``fit_ids``."""
-    fit_parts, apply_parts, keep = [], [], []
-    for block in blocks:
-        table = features[block]
-        if block == "clinical":
-            encoder = ClinicalEncoder().fit(table.reindex(fit_ids))
-            fit_parts.append(encoder.transform(table.reindex(fit_ids)))
-            apply_parts.append(encoder.transform(table.reindex(apply_ids)))
-            keep += list(fit_parts[-1].columns)
-        else:
-            renamed = table.add_prefix(f"{block}:")
-            fit_parts.append(renamed.reindex(fit_ids).astype(float))
-            apply_parts.append(renamed.reindex(apply_ids).astype(float))
-    return pd.concat(fit_parts, axis=1), pd.concat(apply_parts, axis=1), keep
+    encoder = None
+    if "clinical" in blocks:
+        encoder = ClinicalEncoder().fit(features["clinical"].reindex(fit_ids))
+    x_fit = _encode(features, blocks, fit_ids, encoder)
+    keep = [str(c) for c in x_fit.columns if str(c).startswith("clinical:")]
+    return x_fit, _encode(features, blocks, apply_ids, encoder), keep, encoder
+
+
+@dataclass
+class FittedCox:
+    """One final net_survival model (fit on all training patients), kept for ``apply``.
+
+    Attributes:
+        target: ``os``, ``pfs``...
+        model: Model set name (:data:`MODEL_SETS`).
+        blocks: Feature blocks of the model set.
+        encoder: Clinical encoding fit on the training patients (``None`` without clinical).
+        pipeline: The fitted :class:`~oncoflow.survival.CoxPipelineCV`.
+        horizons: Days of the ``survival_<t>`` predictions.
+        permutation: Negative-control permutation index, ``None`` for the real model.
+    """
+
+    target: str
+    model: str
+    blocks: tuple[str, ...]
+    encoder: ClinicalEncoder | None
+    pipeline: CoxPipelineCV
+    horizons: list[float] = field(default_factory=list)
+    permutation: int | None = None
+
+    def required_columns(self) -> dict[str, list[str]]:
+        """Block -> raw columns a new cohort must provide (the selected features, clinical)."""
+        needed: dict[str, list[str]] = {}
+        for column in self.pipeline.pipeline_.selected_:
+            block, _, name = str(column).partition(":")
+            if block != "clinical":
+                needed.setdefault(block, []).append(name)
+        if self.encoder is not None:
+            needed["clinical"] = sorted([*self.encoder.numeric_, *self.encoder.categories_])
+        return needed
+
+    def predict(
+        self, features: Mapping[str, pd.DataFrame], patients: Sequence[str]
+    ) -> pd.DataFrame:
+        """Risk and survival probabilities of ``patients`` with the frozen model.
+
+        Args:
+            features: Block -> table indexed by ``patient_id`` (harmonised with the frozen ComBat
+                when the model was trained on harmonised features).
+            patients: Patients to predict; one missing from a table gets that block imputed
+                with the training medians (as in training).
+
+        Returns:
+            ``risk`` and ``survival_<t>`` per patient (index ``patient_id``).
+
+        Raises:
+            ModelError: A block or a column the model needs is missing (named).
+        """
+        for block, columns in self.required_columns().items():
+            if block not in features:
+                msg = f"model {self.model} ({self.target}) needs the {block} features"
+                raise ModelError(msg)
+            missing = [c for c in columns if c not in features[block].columns]
+            if missing:
+                msg = (
+                    f"model {self.model} ({self.target}): {block} column(s) "
+                    f"{', '.join(missing[:5])} missing from the new cohort"
+                )
+                raise ModelError(msg)
+        x = _encode(features, self.blocks, list(patients), self.encoder)
+        out = pd.DataFrame({"risk": self.pipeline.predict_risk(x)}, index=list(patients))
+        if self.horizons:
+            survival = self.pipeline.predict_survival(x, self.horizons)
+            for k, h in enumerate(self.horizons):
+                out[f"survival_{h:g}"] = survival[:, k]
+        out.index.name = "patient_id"
+        return out
 
 
 def _derived_seed(seed: int, *labels: str) -> list[int]:
@@ -183,7 +266,8 @@ def run_net_survival(
     fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
     n_jobs: int = 1,
     horizons: Sequence[float] = (),
-) -> pd.DataFrame:
+    return_models: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, list[FittedCox]]:
     """Train and apply the net_survival Cox models (module docstring for the protocol).
 
     Args:
@@ -216,10 +300,13 @@ def run_net_survival(
         horizons: Times (days) at which to predict the event-free probability
             ``S(t | x) = exp(-H0(t) exp(eta(x)))`` (Breslow ``H0`` of the fit patients), one
             column ``survival_<t>`` each, for the Brier score of the evaluation stage.
+        return_models: Also return the final models (fit on all training patients), one
+            :class:`FittedCox` per permutation x target x model set, to apply to new cohorts.
 
     Returns:
         Predictions with columns :data:`PREDICTION_COLUMNS` (+ :data:`PERMUTATION_COLUMN` when
-        ``permute``, + ``survival_<t>`` per horizon).
+        ``permute``, + ``survival_<t>`` per horizon); with ``return_models`` the pair
+        ``(predictions, final models)``.
 
     Raises:
         ModelError: Unknown block or model, missing outcome columns, invalid outcomes or splits.
@@ -278,12 +365,13 @@ def run_net_survival(
         results = [run(t, permutation=p) for p, t in tasks]
     rows = [
         part.assign(**{PERMUTATION_COLUMN: p})
-        for (p, _), parts in zip(tasks, results, strict=True)
+        for (p, _), (parts, _) in zip(tasks, results, strict=True)
         for part in parts
     ]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(rows, ignore_index=True)[columns]
+    table = pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
+    if return_models:
+        return table, [model for _, fitted in results for model in fitted]
+    return table
 
 
 def _run_target(
@@ -303,7 +391,7 @@ def _run_target(
     folds: Mapping[str, Mapping[str, Sequence[str]]] | None,
     fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None,
     horizons: Sequence[float] = (),
-) -> list[pd.DataFrame]:
+) -> tuple[list[pd.DataFrame], list[FittedCox]]:
     tcol, ecol = f"{target}_time", f"{target}_event"
     missing = [c for c in (tcol, ecol) if c not in outcomes.columns]
     if missing:
@@ -337,6 +425,7 @@ def _run_target(
     else:
         folds = _check_folds(folds, set(split_of.index[split_of.astype(str) == "train"]))
     out = []
+    fitted: list[FittedCox] = []
     for name, fold in folds.items():
         fit_ids = [p for p in fold["fit"] if p in set(train)]
         apply_ids = [p for p in fold["apply"] if p in truth.index]
@@ -349,7 +438,7 @@ def _run_target(
         for block, table in (fold_features or {}).get(name, {}).items():
             blocks[block] = _indexed(table, f"{block} features of fold {name}")
         for model in models:
-            x_fit, x_apply, keep = _design(blocks, MODEL_SETS[model], fit_ids, apply_ids)
+            x_fit, x_apply, keep, encoder = _design(blocks, MODEL_SETS[model], fit_ids, apply_ids)
             cv = CoxPipelineCV(
                 inner_folds=inner_folds,
                 keep=keep if keep_clinical else (),
@@ -377,7 +466,19 @@ def _run_target(
                 survival = cv.predict_survival(x_apply, horizons)
                 for k, h in enumerate(horizons):
                     out[-1][f"survival_{h:g}"] = survival[:, k]
-    return out
+            if name == "final":
+                fitted.append(
+                    FittedCox(
+                        target=target,
+                        model=model,
+                        blocks=MODEL_SETS[model],
+                        encoder=encoder,
+                        pipeline=cv,
+                        horizons=list(horizons),
+                        permutation=permutation,
+                    )
+                )
+    return out, fitted
 
 
 def _check_folds(
@@ -623,3 +724,109 @@ def read_folds_file(path: Path) -> dict[str, dict[str, list[str]]]:
         msg = f"{path}: no 'folds' mapping"
         raise ModelError(msg)
     return folds
+
+
+APPLY_SPLIT = "apply"
+"""``split`` of the predictions of a new cohort (patients never seen in training)."""
+
+
+def apply_net_survival(
+    models: Sequence[FittedCox],
+    features: Mapping[str, pd.DataFrame],
+    outcomes: pd.DataFrame | None = None,
+    *,
+    patients: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Predict a new cohort with frozen final models; nothing is refit.
+
+    Args:
+        models: Final models saved by training (:func:`run_net_survival` ``return_models``).
+        features: Block -> table of the new cohort (``patient_id`` column or index), clinical
+            included; radiomics / pathomics harmonised with the frozen ComBat when the models
+            were trained on harmonised features.
+        outcomes: The new cohort's outcomes (``<target>_time``, ``<target>_event``), if known:
+            copied into ``time`` / ``event`` so the evaluation stage can score the predictions;
+            ``None`` or a missing target leaves them empty.
+        patients: Patients to predict (default: every patient of the clinical table).
+
+    Returns:
+        ``(predictions, summary)``: rows of the survival contract with ``split = "apply"`` and
+        ``fold = "final"`` (+ ``survival_<t>``, + ``permutation`` for negative-control models);
+        the summary lists the patients and, per block, those whose features were missing
+        (imputed with training medians, as in training).
+
+    Raises:
+        ModelError: No models, or a block / column the models need is missing.
+    """
+    if not models:
+        msg = "no fitted models to apply"
+        raise ModelError(msg)
+    tables = {name: _indexed(frame, f"{name} features") for name, frame in features.items()}
+    if patients is None:
+        if "clinical" not in tables:
+            msg = "apply: give the patients or a clinical table"
+            raise ModelError(msg)
+        patients = list(tables["clinical"].index)
+    patients = [str(p) for p in patients]
+    missing_rows = {
+        block: sorted(set(patients) - set(table.index)) for block, table in tables.items()
+    }
+    for block, absent in missing_rows.items():
+        if absent:
+            log.warning("%s features missing for %d new patient(s): %s", block, len(absent), absent)
+    known = _indexed(outcomes, "outcomes") if outcomes is not None else pd.DataFrame()
+    horizons = sorted({h for m in models for h in m.horizons})
+    permuted = any(m.permutation is not None for m in models)
+    parts = []
+    for fitted in models:
+        predicted = fitted.predict(tables, patients)
+        tcol, ecol = f"{fitted.target}_time", f"{fitted.target}_event"
+        has = tcol in known.columns and ecol in known.columns
+        part = pd.DataFrame(
+            {
+                "patient_id": patients,
+                "split": APPLY_SPLIT,
+                "fold": "final",
+                "target": fitted.target,
+                "time": known[tcol].reindex(patients).to_numpy(float) if has else np.nan,
+                "event": known[ecol].reindex(patients).to_numpy(float) if has else np.nan,
+                "risk": predicted["risk"].to_numpy(),
+                "model": fitted.model,
+            }
+        )
+        for h in horizons:
+            column = f"survival_{h:g}"
+            part[column] = predicted[column].to_numpy() if column in predicted else np.nan
+        if permuted:
+            part[PERMUTATION_COLUMN] = fitted.permutation
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    summary = {
+        "n_patients": len(patients),
+        "n_models": len(models),
+        "targets": sorted({m.target for m in models}),
+        "models": sorted({m.model for m in models}),
+        "missing_features": {b: v for b, v in missing_rows.items() if v},
+        "outcomes_known": bool(table["time"].notna().any()),
+    }
+    return table, summary
+
+
+def load_apply_inputs(
+    cohort: Path, feature_files: Mapping[str, Path]
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
+    """Read a new cohort for :func:`apply_net_survival`: features, ``clinical.csv``, outcomes.
+
+    ``outcomes.csv`` is optional (a cohort to predict rarely has them); ``splits.csv`` is not
+    read (every patient is new).
+
+    Raises:
+        ModelError: A missing or unreadable feature or clinical file, duplicated patients.
+    """
+    features: dict[str, pd.DataFrame] = {}
+    for block, path in feature_files.items():
+        features[block] = _read_csv(Path(path), f"{block} features")
+    features["clinical"] = _read_csv(Path(cohort) / "clinical.csv", "clinical")
+    outcomes_path = Path(cohort) / "outcomes.csv"
+    outcomes = _read_csv(outcomes_path, "outcomes") if outcomes_path.is_file() else None
+    return features, outcomes
