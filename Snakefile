@@ -28,6 +28,7 @@ include: "rules/harmonize.smk"
 include: "rules/train_survival.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/apply.smk"
 
 
 rule all:
@@ -59,3 +60,8 @@ rule features:
 rule evaluate_all:
     input:
         all_evaluations(),
+
+
+rule apply:
+    input:
+        all_applied,

@@ -53,17 +53,18 @@ def cohort_dir(study):
 def _read_images(study):
     if is_demo(study):
         return plan_cohort(study, seed=DEMO["seed"], patients=demo_patients(study)).images
-    path = cohort_dir(study) / "images.csv"
+    return _images_table(cohort_dir(study), f"study {study}", f"studies.{study}.cohort")
+
+
+def _images_table(root, what, key):
+    """images.csv of a cohort folder, with the columns the DAG needs (what/key name it in errors)."""
+    path = Path(root) / "images.csv"
     if not path.exists():
-        raise WorkflowError(
-            f"study {study}: {path} not found (studies.{study}.cohort in the config)"
-        )
+        raise WorkflowError(f"{what}: {path} not found ({key} in the config)")
     table = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False)
     missing = {"patient_id", "modality", "path"} - set(table.columns)
     if missing:
-        raise WorkflowError(
-            f"study {study}: {path}: missing column(s) {', '.join(sorted(missing))}"
-        )
+        raise WorkflowError(f"{what}: {path}: missing column(s) {', '.join(sorted(missing))}")
     return table
 
 
@@ -87,9 +88,42 @@ def _patient_index():
 PATIENT_STUDY = _patient_index()
 
 
+# --- apply to a new cohort (--config apply_cohort=DIR) -------------------------------------------
+
+APPLICABLE_MODELS = ("cox_radiopathomics",)
+"""Model families whose trained models the apply target can run on a new cohort."""
+
+
+def _apply_settings():
+    """The new cohort of `apply`: folder, study whose trained models to run, output name."""
+    if not config.get("apply_cohort"):
+        return None
+    root = Path(config["apply_cohort"])
+    candidates = [s for s, st in STUDIES.items() if st["model"] in APPLICABLE_MODELS]
+    study = config.get("apply_study") or (candidates[0] if len(candidates) == 1 else None)
+    if study not in candidates:
+        raise WorkflowError(
+            f"apply_study={study}: name an enabled study whose trained models can be applied "
+            f"({', '.join(candidates) or 'none is enabled'})"
+        )
+    name = config.get("apply_name") or root.resolve().name
+    return {"cohort": root, "study": study, "name": name, "root": f"results/apply/{name}"}
+
+
+APPLY = _apply_settings()
+APPLY_ROOT = APPLY["root"] if APPLY else "results/apply/NO_COHORT"
+APPLY_LOGS = APPLY_ROOT.replace("results/", "", 1)
+APPLY_IMAGES = (
+    _images_table(APPLY["cohort"], "apply_cohort", "apply_cohort")
+    if APPLY
+    else pd.DataFrame(columns=["patient_id", "modality", "series", "path", "mask_path"])
+)
+
+
 wildcard_constraints:
     study="|".join(STUDIES) or "NO_STUDY",
-    patient="|".join(map(str, PATIENT_STUDY)) or "NO_PATIENT",
+    patient="|".join(sorted({*map(str, PATIENT_STUDY), *APPLY_IMAGES["patient_id"]}))
+    or "NO_PATIENT",
     source="radiomics|pathomics|pet",
     fold=r"\d+|final",
     tp=r"\d+",
@@ -117,7 +151,11 @@ def cohort_inputs(wildcards):
 
 
 def _source_files(study, rows):
-    root = cohort_dir(study)
+    return _files_of(cohort_dir(study), rows)
+
+
+def _files_of(root, rows):
+    """The image and mask files of some images.csv rows, relative to the cohort folder root."""
     paths = []
     for column in ("path", "mask_path"):
         if column in rows:
@@ -127,14 +165,21 @@ def _source_files(study, rows):
 
 def validate_params(wildcards):
     """Command-line options of validate_cohort.py for one study."""
-    study = STUDIES[wildcards.study]
-    options = {
-        "--clinical": ",".join(study.get("clinical", [])),
-        "--targets": ",".join(study.get("targets", [])),
-        "--mask-labels": ",".join(map(str, study.get("mask_labels", []))),
+    return _option_string(_validate_options(wildcards.study))
+
+
+def _validate_options(study):
+    settings = STUDIES[study]
+    return {
+        "--clinical": ",".join(settings.get("clinical", [])),
+        "--targets": ",".join(settings.get("targets", [])),
+        "--mask-labels": ",".join(map(str, settings.get("mask_labels", []))),
         "--tilt": config["convert"]["tilt"],
         "--uneven-spacing": config["convert"]["uneven_spacing"],
     }
+
+
+def _option_string(options):
     return " ".join(f"{flag} '{value}'" for flag, value in options.items() if value)
 
 
@@ -162,8 +207,8 @@ def patient_cohort(wildcards):
     return cohort_dir(PATIENT_STUDY[wildcards.patient])
 
 
-def _convertible(study):
-    rows = IMAGES[study]
+def _convertible(study, applied=False):
+    rows = _images(study, applied)
     return sorted(rows.loc[rows["modality"] != "WSI", "patient_id"].unique())
 
 
@@ -205,14 +250,19 @@ def radiomics_params_file(wildcards):
     return path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path
 
 
+def _images(study, applied):
+    """images.csv rows of the study's cohort, or of the new cohort of `apply`."""
+    return APPLY_IMAGES if applied else IMAGES[study]
+
+
 @cache
-def _roi_jobs(study, source):
+def _roi_jobs(study, source, applied=False):
     """(patient, tp, stem, label) of every masked image the study extracts `source` from.
 
     source is radiomics or pet; its config block names the image stems and mask labels.
     """
     settings = STUDIES[study][source]
-    rows = IMAGES[study]
+    rows = _images(study, applied)
     jobs = []
     for row in rows.itertuples():
         stem = row.modality if row.series == "-" else f"{row.modality}_{row.series}"
@@ -224,8 +274,8 @@ def _roi_jobs(study, source):
 
 
 @cache
-def _slides(study):
-    rows = IMAGES[study]
+def _slides(study, applied=False):
+    rows = _images(study, applied)
     return dict(zip(*rows.loc[rows["modality"] == "WSI", ["patient_id", "path"]].values.T))
 
 
@@ -240,40 +290,43 @@ def slide_input(wildcards):
     return slide_path(wildcards)
 
 
-def feature_sources(study):
+def feature_sources(study, applied=False):
     """Feature sources the study turns on; one that matches nothing in images.csv is an error."""
     sources = [s for s in ("radiomics", "pathomics", "pet") if STUDIES[study].get(s)]
+    table = (APPLY["cohort"] if applied else cohort_dir(study)) / "images.csv"
     for source in sources:
-        if source == "pathomics" and not _slides(study):
+        if source == "pathomics" and not _slides(study, applied):
             raise WorkflowError(
-                f"study {study}: pathomics is on but images.csv has no WSI row "
-                f"({cohort_dir(study) / 'images.csv'})"
+                f"study {study}: pathomics is on but images.csv has no WSI row ({table})"
             )
-        if source != "pathomics" and not _roi_jobs(study, source):
+        if source != "pathomics" and not _roi_jobs(study, source, applied):
             raise WorkflowError(
                 f"study {study}: {source}.images {STUDIES[study][source]['images']} matches no "
-                f"image with a mask in {cohort_dir(study) / 'images.csv'} (image stems there: "
-                f"{', '.join(_stems(study)) or 'none'}; a stem is <modality>_<series>, or "
-                "<modality> when series is '-')"
+                f"image with a mask in {table} (image stems there: "
+                f"{', '.join(_stems(study, applied)) or 'none'}; a stem is <modality>_<series>, "
+                "or <modality> when series is '-')"
             )
     return sources
 
 
-def _stems(study):
-    rows = IMAGES[study]
+def _stems(study, applied=False):
+    rows = _images(study, applied)
     return sorted({m if s == "-" else f"{m}_{s}" for m, s in zip(rows["modality"], rows["series"])})
 
 
 def feature_tables(wildcards):
     """Per-patient feature CSVs of one source, merged by merge_features."""
     study, source = wildcards.study, wildcards.source
-    root = f"results/{study}/features/{source}"
+    return _patient_tables(study, source, f"results/{study}/features/{source}", applied=False)
+
+
+def _patient_tables(study, source, root, applied):
     if source in ("radiomics", "pet"):
         return [
             f"{root}/{p}/{tp}_{stem}_label{label}.csv"
-            for p, tp, stem, label in _roi_jobs(study, source)
+            for p, tp, stem, label in _roi_jobs(study, source, applied)
         ]
-    return [f"{root}/{p}.csv" for p in sorted(_slides(study))]
+    return [f"{root}/{p}.csv" for p in sorted(_slides(study, applied))]
 
 
 def harmonize_params(wildcards):
@@ -504,3 +557,128 @@ def report_study_params(wildcards):
             )
         )
     return " ".join(options)
+
+
+# --- apply -----------------------------------------------------------------------------------
+
+
+def _need_apply():
+    if APPLY is None:
+        raise WorkflowError(
+            "the apply target needs a new cohort: snakemake apply --config apply_cohort=DIR "
+            "[apply_study=STUDY apply_name=NAME] (README: Apply trained models to a new cohort)"
+        )
+    return APPLY
+
+
+def apply_cohort_inputs(wildcards):
+    """The new cohort's tables (outcomes.csv only when it has one)."""
+    root = _need_apply()["cohort"]
+    names = ["images.csv", "clinical.csv", "outcomes.csv"]
+    return [root / name for name in names if name != "outcomes.csv" or (root / name).exists()]
+
+
+def apply_validate_params(wildcards):
+    """validate_cohort.py options for the new cohort: the study's; outcomes only if it has them."""
+    options = _validate_options(wildcards.study)
+    if (_need_apply()["cohort"] / "outcomes.csv").exists():
+        return _option_string(options)
+    options.pop("--targets")
+    return f"{_option_string(options)} --optional-outcomes"
+
+
+def apply_cohort(wildcards):
+    return _need_apply()["cohort"]
+
+
+def apply_qc(wildcards):
+    return f"{APPLY_ROOT}/{APPLY['study']}/qc/cohort_report.json"
+
+
+def apply_convert_inputs(wildcards):
+    """The new cohort's validation report and the patient's source files."""
+    rows = APPLY_IMAGES[APPLY_IMAGES["patient_id"] == wildcards.patient]
+    return [apply_qc(wildcards)] + _files_of(_need_apply()["cohort"], rows)
+
+
+def apply_slide_path(wildcards):
+    return _need_apply()["cohort"] / _slides(wildcards.study, True)[wildcards.patient]
+
+
+def apply_feature_tables(wildcards):
+    study, source = wildcards.study, wildcards.source
+    root = f"{APPLY_ROOT}/{study}/features/{source}"
+    return _patient_tables(study, source, root, applied=True)
+
+
+def apply_model_features(wildcards):
+    """The new cohort's feature tables a variant's models take (harmonised for combat)."""
+    study = wildcards.study
+    folder = "harmonize" if wildcards.variant == "combat" else "features"
+    return {s: f"{APPLY_ROOT}/{study}/{folder}/{s}.csv" for s in feature_sources(study, True)}
+
+
+def apply_feature_arguments(wildcards):
+    return " ".join(f"{s}={path}" for s, path in apply_model_features(wildcards).items())
+
+
+def apply_evaluate_params(wildcards):
+    """evaluate.py options for the new cohort: scored against the training run."""
+    training = f"results/{wildcards.study}/train/{wildcards.variant}/predictions.csv"
+    return f"{evaluate_params(wildcards)} --training {training}"
+
+
+def apply_report_inputs(wildcards):
+    study = wildcards.study
+    inputs = {
+        "qc": apply_qc(wildcards),
+        "converted": [f"{APPLY_ROOT}/converted/{p}" for p in _convertible(study, True)],
+        "metrics": [
+            f"{APPLY_ROOT}/{study}/evaluate/{v}/metrics.json" for v in model_variants(study)
+        ],
+    }
+    if _slides(study, True):
+        inputs["slides"] = [APPLY["cohort"] / path for path in _slides(study, True).values()]
+    if STUDIES[study].get("harmonize"):
+        inputs["harmonize"] = [
+            f"{APPLY_ROOT}/{study}/harmonize/{s}_stats.json" for s in feature_sources(study, True)
+        ]
+    return inputs
+
+
+def apply_report_params(wildcards):
+    study = wildcards.study
+    options = [
+        f"--settings {shlex.quote(json.dumps(STUDIES[study]))}",
+        f"--qc-patients {EVALUATE['qc_patients']}",
+        "--metrics "
+        + " ".join(
+            f"{v}={APPLY_ROOT}/{study}/evaluate/{v}/metrics.json" for v in model_variants(study)
+        ),
+    ]
+    title = f"{study} applied to {APPLY['name']}"
+    options.append(f"--title {shlex.quote(title)}")
+    if STUDIES[study].get("harmonize"):
+        options.append(
+            "--harmonize "
+            + " ".join(
+                f"{s}={APPLY_ROOT}/{study}/harmonize/{s}_stats.json"
+                for s in feature_sources(study, True)
+            )
+        )
+    return " ".join(options)
+
+
+def apply_sections(wildcards):
+    return [f"{APPLY_ROOT}/report/{_need_apply()['study']}/section.html"]
+
+
+def all_applied(wildcards):
+    """Predictions, metrics and the report of the new cohort (needs apply_cohort)."""
+    study = _need_apply()["study"]
+    feature_sources(study, True)  # refuses a new cohort without the images the models need
+    return [
+        f"{APPLY_ROOT}/{study}/{kind}/{v}/{name}"
+        for v in model_variants(study)
+        for kind, name in (("predict", "predictions.csv"), ("evaluate", "metrics.json"))
+    ] + [f"{APPLY_ROOT}/report/index.html"]

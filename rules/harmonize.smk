@@ -6,6 +6,7 @@ rule harmonize:
     output:
         table="results/{study}/harmonize/{source}/{fold}.csv",
         stats="results/{study}/harmonize/{source}/{fold}_stats.json",
+        model="results/{study}/harmonize/{source}/{fold}_combat.pkl",
     log:
         "logs/harmonize/{study}/{source}/{fold}.log",
     benchmark:
@@ -22,5 +23,5 @@ rule harmonize:
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --features {input.features} --cohort {params.cohort} --folds {input.folds}"
-        " --fold {wildcards.fold} --out {output.table} --stats {output.stats}"
+        " --fold {wildcards.fold} --out {output.table} --stats {output.stats} --model {output.model}"
         " {params.options} 2> {log}"

@@ -20,12 +20,13 @@ rule report_study:
         CONTAINERS["report"]
     params:
         cohort=study_cohort,
+        converted="results/converted",
         options=report_study_params,
     message:
         "Report section of {wildcards.study}"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --study {wildcards.study} --cohort {params.cohort} --converted results/converted"
+        " --study {wildcards.study} --cohort {params.cohort} --converted {params.converted}"
         " --cohort-report {input.qc} --out {output.section} --figures {output.figures}"
         " {params.options} 2> {log}"
 

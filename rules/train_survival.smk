@@ -8,6 +8,7 @@ rule train_net_survival:
     output:
         predictions="results/{study}/train/{variant}/predictions.csv",
         metrics="results/{study}/train/{variant}/metrics.json",
+        models="results/{study}/train/{variant}/models.pkl",
     log:
         "logs/train/{study}/{variant}.log",
     benchmark:
@@ -27,4 +28,5 @@ rule train_net_survival:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --cohort {params.cohort} --features {params.features} --folds {input.folds}"
         " --splits {input.splits} --out {output.predictions} --summary {output.metrics}"
+        " --models-out {output.models}"
         " --threads {threads} {params.options} 2> {log}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.evaluate.card import card_markdown, model_card
-from oncoflow.evaluate.engine import evaluate_predictions
+from oncoflow.evaluate.engine import evaluate_applied, evaluate_predictions
 from oncoflow.evaluate.io import read_predictions
 
 
@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=Path, required=True, help="predictions.csv")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--training",
+        type=Path,
+        default=None,
+        help="score a new cohort (split apply): the training run's predictions.csv, whose "
+        "validation rows give the censoring distribution and the risk-group cut-off",
+    )
     parser.add_argument("--card", type=Path, help="model card Markdown to write (+ .json beside)")
     parser.add_argument("--study", default="", help="study name (model card)")
     parser.add_argument("--variant", default="", help="model variant, e.g. raw (model card)")
@@ -66,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> None:
     predictions = read_predictions(args.predictions)
-    metrics = evaluate_predictions(
-        predictions,
-        horizons=args.horizons,
-        threshold=args.threshold,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        alpha=args.alpha,
-    )
+    boot = {"n_boot": args.n_boot, "seed": args.seed, "alpha": args.alpha}
+    if args.training is not None:
+        training = read_predictions(args.training)
+        metrics = evaluate_applied(predictions, training, horizons=args.horizons, **boot)
+    else:
+        metrics = evaluate_predictions(
+            predictions, horizons=args.horizons, threshold=args.threshold, **boot
+        )
     cli.write_json(args.out, metrics, args)
     if args.card is not None:
         info = {

@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics.json per trained variant (permuted = negative control)",
     )  # fmt: skip
     parser.add_argument("--comparisons", type=Path, help="comparisons.json of the study")
+    parser.add_argument("--title", default=None, help="section heading (default: the study)")
     parser.add_argument("--out", type=Path, required=True, help="HTML fragment to write")
     parser.add_argument("--figures", type=Path, required=True, help="folder for the PNGs")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -78,6 +79,7 @@ def _main(args: argparse.Namespace) -> None:
         metrics={v: _read_json(p) for v, p in args.metrics},
         comparisons=_read_json(args.comparisons)["comparisons"] if args.comparisons else [],
         oracle=_read_json(oracle_path) if oracle_path.is_file() else {},
+        title=args.title,
     )
     args.figures.mkdir(parents=True, exist_ok=True)
     for name, png in pngs.items():

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="word printed before patient IDs in messages (default: patient)",
     )
+    parser.add_argument(
+        "--optional-outcomes",
+        action="store_true",
+        help="outcomes.csv may be absent (a new cohort that is only predicted)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -69,6 +74,7 @@ def _main(args: argparse.Namespace) -> int:
         mask_labels=args.mask_labels,
         tilt=args.tilt,
         uneven_spacing=args.uneven_spacing,
+        outcomes_required=not args.optional_outcomes,
     )
     cli.write_json(args.out, report.to_dict(), args)
     for problem in report.warnings:

@@ -1,7 +1,8 @@
 """The features part of the DAG for real, on a small demo: radiomics, pathomics, PET metrics,
 per-fold ComBat and the net_survival Cox models (raw, ComBat, permuted); then reproducibility
-(no-op rerun, byte-identical clean rerun, parameter change reruns only its study) and a run
-killed in the middle of training that resumes to the same models."""
+(no-op rerun, byte-identical clean rerun, parameter change reruns only its study), a run
+killed in the middle of training that resumes to the same models, the evaluation and report,
+and `apply` of the trained models to a second demo cohort."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import yaml
 from conftest import run_snakemake as snakemake
 from conftest import snakemake_env
 from debian import ensure_packages
+
+from oncoflow.artefacts import sha256
 
 REPO = Path(__file__).resolve().parents[2]
 NET_PATIENTS = 20
@@ -351,3 +354,94 @@ def test_snakemake_report_zip(run):
     figures = list((run / "results/report").glob("*/figures/*.png"))
     assert len(pngs) == len(figures) > 0
     assert any(n.endswith("report.html") for n in names)
+
+
+# --- apply to a new cohort (issue 7) ------------------------------------------------------------
+
+NEW_PATIENTS = 12
+
+
+def _new_cohort(root: Path, seed: int) -> Path:
+    """A second demo cohort of net_survival (other seed: other patients, same ids NET001...)."""
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts/make_demo_cohort.py"), "--out", str(root),
+         "--seed", str(seed), "--patients", str(NEW_PATIENTS), "--study", "net_survival"],
+        check=True, capture_output=True, env=snakemake_env(),
+    )  # fmt: skip
+    return root / "net_survival"
+
+
+def _fitted(run: Path) -> dict[str, tuple[str, int]]:
+    paths = [
+        *(run / "results/net_survival/train").glob("*/models.pkl"),
+        *(run / "results/net_survival/harmonize").glob("*/final_combat.pkl"),
+    ]
+    return {str(p.relative_to(run)): (sha256(p), p.stat().st_mtime_ns) for p in sorted(paths)}
+
+
+@pytest.fixture(scope="module")
+def applied(run, tmp_path_factory):
+    cohort = _new_cohort(tmp_path_factory.mktemp("new_cohort"), seed=9)
+    before = _fitted(run)
+    proc = snakemake(
+        run, "apply", "--config", f"apply_cohort={cohort}", "apply_name=second",
+        "--show-failed-logs",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return cohort, before, proc.stdout + proc.stderr
+
+
+def test_apply_predicts_every_new_patient_without_refitting(run, applied):
+    cohort, before, log = applied
+    assert len(before) == 3 + 2  # models of raw / combat / permuted, ComBat of two sources
+    assert _fitted(run) == before  # same bytes, never rewritten
+    ran = set(re.findall(r"\(Rule: (\w+)\)", log))
+    assert not ran & {"train_net_survival", "harmonize", "make_folds", "merge_features"}
+    assert {"apply_harmonize", "apply_predict", "apply_evaluate"} <= ran
+    new = set(pd.read_csv(cohort / "clinical.csv", dtype={"patient_id": str})["patient_id"])
+    out = run / "results/apply/second/net_survival"
+    for variant in ("raw", "combat", "permuted"):
+        pred = pd.read_csv(out / f"predict/{variant}/predictions.csv", dtype={"patient_id": str})
+        assert set(pred["split"]) == {"apply"}
+        assert set(pred["patient_id"]) == new
+        runs = 2 if variant == "permuted" else 1
+        per_model = pred.groupby(["model", "target"])["patient_id"]
+        assert per_model.nunique().eq(NEW_PATIENTS).all()
+        assert per_model.size().eq(NEW_PATIENTS * runs).all()
+        assert len(per_model) == 6 * 2
+        assert pred["risk"].notna().all()
+        assert pred["survival_730"].between(0, 1).all()
+        metrics = json.loads((out / f"evaluate/{variant}/metrics.json").read_text())
+        assert metrics["outcomes_known"]
+        c = metrics["models"]["all"]["os"]["apply"]["harrell_c"]
+        assert c["ci_low"] <= c["value"] <= c["ci_high"]
+    # the frozen ComBat: new rows harmonised, the site effect recorded before/after
+    stats = json.loads((out / "harmonize/radiomics_stats.json").read_text())
+    assert stats["frozen"]
+    assert stats["fold"] == "final"
+    assert stats["n_rows"] == NEW_PATIENTS
+    page = (run / "results/apply/second/report/index.html").read_text()
+    assert "net_survival applied to second" in page
+    assert "(permuted-label control)" in page
+    body, console = _chromium(run / "results/apply/second/report/index.html")
+    assert f'data-images-loaded="{page.count("<img ")}"' in body
+    assert console == []
+
+
+def test_apply_refuses_a_cohort_without_required_inputs(run, applied, tmp_path):
+    cohort, _, _ = applied
+    no_slides = tmp_path / "no_slides"
+    shutil.copytree(cohort, no_slides)
+    images = pd.read_csv(no_slides / "images.csv", dtype={"patient_id": str})
+    images[images["modality"] != "WSI"].to_csv(no_slides / "images.csv", index=False)
+    proc = snakemake(run, "-n", "apply", "--config", f"apply_cohort={no_slides}")
+    assert proc.returncode != 0
+    assert "pathomics is on but images.csv has no WSI row" in proc.stdout + proc.stderr
+    no_age = tmp_path / "no_age"
+    shutil.copytree(cohort, no_age)
+    clinical = pd.read_csv(no_age / "clinical.csv")
+    clinical.drop(columns="age").to_csv(no_age / "clinical.csv", index=False)
+    proc = snakemake(run, "apply", "--config", f"apply_cohort={no_age}", "--show-failed-logs")
+    assert proc.returncode != 0
+    assert "age" in proc.stdout + proc.stderr
+    assert not (run / "results/apply/no_age/net_survival/predict").exists()

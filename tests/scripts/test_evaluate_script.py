@@ -136,3 +136,39 @@ def test_compare_models_survival_and_binary(tmp_path):
     (row,) = json.loads(out.read_text())["comparisons"]
     assert row["test"] == "DeLong AUC difference"
     assert row["p_value"] < 0.05
+
+
+def test_new_cohort_scored_against_the_training_run(tmp_path):
+    training = _survival(1, 0.5)
+    training.to_csv(tmp_path / "training.csv", index=False)
+    # a new cohort whose ids repeat training ids: renamed internally, never mixed up
+    applied = training[training["fold"] == "final"].copy()
+    applied["split"] = "apply"
+    applied["patient_id"] = [f"P{i:03d}" for i in range(len(applied))]
+    applied["risk"] = applied["risk"] * 2.0 + 1.0  # same ranking, other scale
+    applied.to_csv(tmp_path / "applied.csv", index=False)
+    out = tmp_path / "ev" / "metrics.json"
+    card = tmp_path / "ev" / "model_card.md"
+    common = ["--out", str(out), "--card", str(card), "--n-boot", "100", "--seed", "4"]
+    args = ["--predictions", str(tmp_path / "applied.csv"), *common]
+    assert evaluate.main([*args, "--training", str(tmp_path / "training.csv")]) == 0
+    metrics = json.loads(out.read_text())
+    entry = metrics["models"]["all"]["os"]
+    assert metrics["outcomes_known"]
+    assert set(entry) == {"validation", "apply", "test"}
+    expected = lifelines_c(applied["time"], -applied["risk"], applied["event"])
+    assert entry["apply"]["harrell_c"]["value"] == pytest.approx(expected, abs=1e-6)
+    assert entry["apply"]["n_patients"] == 60
+    # KM groups split at the median validation risk of training (1 x risk), not of the new cohort
+    cutoff = float(np.median(training.loc[training["split"] == "validation", "risk"]))
+    assert entry["apply"]["km"]["cutoff"] == pytest.approx(cutoff, abs=1e-6)
+    high = int((applied["risk"] > cutoff).sum())
+    assert entry["apply"]["km"]["curves"]["high"]["n"] == high
+    assert "| apply |" in card.read_text()
+    # no outcomes: predictions only, no metric
+    applied[["time", "event"]] = np.nan
+    applied.to_csv(tmp_path / "applied.csv", index=False)
+    assert evaluate.main([*args, "--training", str(tmp_path / "training.csv")]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["outcomes_known"] is False
+    assert metrics["n_patients"] == 60

@@ -124,3 +124,15 @@ def test_shared_mask_is_reported_once(valid, tmp_path):
         "patient P004: images/P004/mask.nii.gz: mask is empty (no non-zero voxel)"
     ]
     assert report.n_images == 7
+
+
+def test_outcomes_are_optional_for_a_cohort_that_is_only_predicted(valid, tmp_path):
+    cohort = tmp_path / "new"
+    shutil.copytree(valid, cohort)
+    (cohort / "outcomes.csv").unlink()
+    options = {k: v for k, v in VALID_OPTIONS.items() if k != "targets"}
+    report = validate_cohort(cohort, **options)
+    assert [p.line() for p in report.problems] == [
+        "outcomes.csv: required table outcomes.csv does not exist in the cohort folder"
+    ]
+    assert validate_cohort(cohort, **options, outcomes_required=False).ok

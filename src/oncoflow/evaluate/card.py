@@ -23,16 +23,20 @@ LIMITS = [
     "A negative control trained on permuted labels shows the chance level of this pipeline.",
 ]
 
-SPLITS: tuple[str, ...] = ("validation", "internal_test", "external_test", "test")
+SPLITS: tuple[str, ...] = ("validation", "internal_test", "external_test", "apply", "test")
 
 
 def split_results(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """The ``(split, results)`` pairs of one model x target of a ``metrics.json``.
 
-    In :data:`SPLITS` order; validation is its pooled result; splits without rows are left out.
+    In :data:`SPLITS` order; validation is its pooled result; splits without rows are left out,
+    and so is the pooled ``test`` when it pools a single split (it would repeat that row).
     """
+    single = sum(split in entry for split in SPLITS[1:-1]) == 1
     out = []
     for split in SPLITS:
+        if split == "test" and single:
+            continue
         part = entry.get(split)
         if part is not None:
             out.append((split, part["pooled"] if split == "validation" else part))

@@ -77,6 +77,71 @@ def evaluate_predictions(
     return {"kind": kind, **result}
 
 
+def evaluate_applied(
+    applied: pd.DataFrame,
+    training: pd.DataFrame,
+    *,
+    horizons: Sequence[float] = DEFAULT_HORIZONS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Metrics of frozen models on a new cohort (the ``apply`` target), with bootstrap CIs.
+
+    The new cohort's rows (``split = "apply"``) are scored as the test split; the training run's
+    validation rows supply what a test split may borrow from training only: the censoring
+    distribution of the IPCW metrics (Uno C, td-AUC, Brier) and the median validation risk that
+    splits the Kaplan-Meier risk groups. Patient ids of the two cohorts may coincide; the
+    training rows are renamed ``training:<id>`` so nobody is mistaken for somebody else.
+
+    Args:
+        applied: Predictions of the new cohort (survival contract, ``split = "apply"``).
+        training: The training run's predictions (its ``validation`` rows are used).
+        horizons: Survival horizons (days).
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+        alpha: 1 - confidence level.
+
+    Returns:
+        The :func:`~oncoflow.evaluate.survival.evaluate_survival` result with an ``apply`` (and a
+        pooled ``test``) entry per model x target, ``"outcomes_known": True``; when the new
+        cohort has no outcomes, ``{"kind": "survival", "outcomes_known": False, "models": {},
+        "n_patients"}`` (predictions only).
+
+    Raises:
+        ModelError: Not survival predictions, rows of other splits, or no training rows.
+    """
+    if prediction_kind(applied.columns) != "survival":
+        msg = "apply evaluation: only survival predictions are supported so far"
+        raise ModelError(msg)
+    other = sorted(set(applied["split"].astype(str)) - {"apply"})
+    if other:
+        msg = f"apply evaluation: rows of split(s) {', '.join(other)} among the new cohort's"
+        raise ModelError(msg)
+    if applied["time"].isna().all():
+        return {
+            "kind": "survival",
+            "outcomes_known": False,
+            "n_patients": int(applied["patient_id"].nunique()),
+            "models": {},
+        }
+    unknown = applied.loc[applied["time"].isna() | applied["event"].isna(), "patient_id"]
+    if len(unknown):
+        msg = f"apply evaluation: patient(s) without outcome: {', '.join(map(str, unknown[:5]))}"
+        raise ModelError(msg)
+    reference = training[training["split"] == "validation"].copy()
+    if reference.empty:
+        msg = "apply evaluation: the training predictions have no validation rows"
+        raise ModelError(msg)
+    reference["patient_id"] = "training:" + reference["patient_id"].astype(str)
+    columns = [c for c in applied.columns if c in reference.columns]
+    frame = pd.concat([reference[columns], applied[columns]], ignore_index=True)
+    result = evaluate_survival(
+        frame, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha, test_splits=("apply",)
+    )
+    return {**result, "outcomes_known": True}
+
+
 def _validation_score(rows: pd.DataFrame, kind: str) -> float:
     """Mean per-fold validation score (C-index or AUC): chooses the reference model."""
     scores = []

@@ -8,8 +8,9 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 
-SPLITS: frozenset[str] = frozenset({"validation", "internal_test", "external_test"})
-"""Values of the ``split`` column (training patients appear as ``validation``)."""
+SPLITS: frozenset[str] = frozenset({"validation", "internal_test", "external_test", "apply"})
+"""Values of the ``split`` column (training patients appear as ``validation``; ``apply``: a new
+cohort predicted by the ``apply`` target)."""
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

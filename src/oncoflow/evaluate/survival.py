@@ -228,6 +228,7 @@ def evaluate_survival(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    test_splits: Sequence[str] = TEST_SPLITS,
 ) -> dict[str, Any]:
     """Survival metrics per model x target: per validation fold, pooled validation, each test split.
 
@@ -239,6 +240,8 @@ def evaluate_survival(
         n_boot: Bootstrap replicates (all metrics of a split share them).
         seed: Bootstrap seed (the same seed gives the same intervals).
         alpha: 1 - confidence level.
+        test_splits: The ``fold == "final"`` splits to score, each alone and pooled as ``test``
+            (``("apply",)`` for a new cohort, :func:`evaluate_applied`).
 
     Returns:
         JSON-ready ``{"kind": "survival", "n_boot", "alpha", "horizons", "models": {model:
@@ -290,8 +293,8 @@ def evaluate_survival(
         pooled = score_rows(validation, scorer, surv_columns, **options)
         cutoff = float(np.median(validation["risk"]))
         entry: dict[str, Any] = {"validation": {"per_fold": per_fold, "pooled": pooled}}
-        final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
-        splits = {name: final[final["split"] == name] for name in TEST_SPLITS}
+        final = rows[(rows["fold"] == "final") & rows["split"].isin(test_splits)]
+        splits = {name: final[final["split"] == name] for name in test_splits}
         splits["test"] = final
         for name, part in splits.items():
             if part.empty:

@@ -301,6 +301,7 @@ def study_section(
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
     comparisons: Sequence[Mapping[str, Any]] = (),
     oracle: Mapping[str, Any] | None = None,
+    title: str | None = None,
 ) -> tuple[str, dict[str, bytes]]:
     """One study's HTML section and its figures (name -> PNG bytes).
 
@@ -314,9 +315,10 @@ def study_section(
         metrics: Variant -> ``metrics.json`` of the evaluate stage (``permuted`` = control).
         comparisons: ``comparisons.json`` rows.
         oracle: The demo's ``oracle.json`` (``{}`` on real cohorts).
+        title: Heading (default: the study name), e.g. "net_survival applied to site_d".
     """
     pngs: dict[str, bytes] = {}
-    parts = [f'<section id="{esc(study)}"><h2>{esc(study)}</h2>']
+    parts = [f'<section id="{esc(study)}"><h2>{esc(title or study)}</h2>']
     parts.append(
         f"<p>Model: <b>{esc(settings.get('model'))}</b>; targets: "
         f"{esc(', '.join(settings.get('targets', [])) or 'none')}.</p>"
@@ -347,7 +349,13 @@ def study_section(
         )
         parts.append(figure_html(pngs[f"{study}_site_effect"], caption, "site effect"))
     parts.append("<h3>Models</h3>")
-    if metrics:
+    if metrics and not any(m.get("models") for m in metrics.values()):
+        n = next(iter(metrics.values())).get("n_patients")
+        parts.append(
+            f'<p class="note">The trained models predicted {esc(n)} patients of this cohort; it '
+            "has no outcomes, so there is nothing to score (see predictions.csv).</p>"
+        )
+    elif metrics:
         body, figs = models_html(study, metrics, oracle or {}, comparisons)
         parts.append(body)
         pngs.update(figs)

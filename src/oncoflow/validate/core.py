@@ -210,6 +210,7 @@ def validate_cohort(
     mask_labels: Sequence[int] | None = None,
     tilt: str = "resample",
     uneven_spacing: str = "resample",
+    outcomes_required: bool = True,
 ) -> CohortReport:
     """Check one cohort folder against the data model and return every problem found.
 
@@ -229,6 +230,8 @@ def validate_cohort(
         tilt: ``"resample"`` (a gantry-tilted CT is corrected at conversion) or ``"refuse"``
             (it is a problem).
         uneven_spacing: Same choice for DICOM series with non-uniform slice spacing.
+        outcomes_required: ``outcomes.csv`` must exist; ``False`` for a cohort that is only
+            predicted (the ``apply`` target), whose outcomes may be unknown.
 
     Returns:
         The :class:`CohortReport`; ``report.ok`` is False when any error was found.
@@ -261,7 +264,8 @@ def validate_cohort(
         file = f"{name}.csv"
         if not table_path(root, name).exists():
             loaded[name] = None
-            if name in REQUIRED_TABLES and root.is_dir():
+            required = name in REQUIRED_TABLES and (outcomes_required or name != "outcomes")
+            if required and root.is_dir():
                 message = f"required table {file} does not exist in the cohort folder"
                 found.append(Problem(None, file, "tables", message))
             continue

@@ -1,0 +1,206 @@
+# Apply trained models to a new cohort: snakemake apply --config apply_cohort=DIR
+#
+# The new cohort goes through the same validation, conversion and feature rules as a training
+# cohort (reused below with their outputs under results/apply/<name>/), then through the FROZEN
+# training artefacts: the final-fold ComBat estimates and the final models. Nothing is refit.
+
+
+use rule validate_cohort as apply_validate with:
+    input:
+        cohort=apply_cohort_inputs,
+        script=script_path("validate_cohort"),
+    output:
+        f"{APPLY_ROOT}/{{study}}/qc/cohort_report.json",
+    log:
+        f"logs/{APPLY_LOGS}/{{study}}/validate.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/{{study}}/validate.tsv"
+    params:
+        cohort=apply_cohort,
+        options=apply_validate_params,
+    message:
+        "Validating the new cohort {params.cohort} for {wildcards.study}"
+
+
+use rule convert_patient as apply_convert_patient with:
+    input:
+        sources=apply_convert_inputs,
+        script=script_path("convert_patient"),
+    output:
+        directory(f"{APPLY_ROOT}/converted/{{patient}}"),
+    log:
+        f"logs/{APPLY_LOGS}/convert/{{patient}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/convert/{{patient}}.tsv"
+    params:
+        cohort=apply_cohort,
+        tilt=config["convert"]["tilt"],
+        uneven_spacing=config["convert"]["uneven_spacing"],
+    message:
+        "Converting the images of new patient {wildcards.patient}"
+
+
+use rule radiomics as apply_radiomics with:
+    input:
+        converted=f"{APPLY_ROOT}/converted/{{patient}}",
+        params=radiomics_params_file,
+        script=script_path("extract_radiomics"),
+    output:
+        table=f"{APPLY_ROOT}/{{study}}/features/radiomics/{{patient}}/{{tp}}_{{stem}}_label{{label}}.csv",
+        diagnostics=f"{APPLY_ROOT}/{{study}}/features/radiomics/{{patient}}/{{tp}}_{{stem}}_label{{label}}.diagnostics.json",
+    log:
+        f"logs/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
+
+
+use rule pet_metrics as apply_pet_metrics with:
+    input:
+        converted=f"{APPLY_ROOT}/converted/{{patient}}",
+        script=script_path("pet_metrics"),
+    output:
+        f"{APPLY_ROOT}/{{study}}/features/pet/{{patient}}/{{tp}}_{{stem}}_label{{label}}.csv",
+    log:
+        f"logs/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
+
+
+use rule pathomics as apply_pathomics with:
+    input:
+        qc=apply_qc,
+        slide=apply_slide_path,
+        script=script_path("extract_pathomics"),
+    output:
+        f"{APPLY_ROOT}/{{study}}/features/pathomics/{{patient}}.csv",
+    log:
+        f"logs/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.tsv"
+    params:
+        slide=apply_slide_path,
+        tile_um=config["pathomics"]["tile_um"],
+        target_mpp=config["pathomics"]["target_mpp"],
+        max_tiles=config["pathomics"]["max_tiles"],
+        seed=config["seed"],
+
+
+use rule merge_features as apply_merge_features with:
+    input:
+        qc=apply_qc,
+        tables=apply_feature_tables,
+        script=script_path("merge_features"),
+    output:
+        f"{APPLY_ROOT}/{{study}}/features/{{source}}.csv",
+    log:
+        f"logs/{APPLY_LOGS}/features/{{study}}/{{source}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/features/{{study}}/{{source}}.tsv"
+
+
+rule apply_harmonize:
+    input:
+        features=f"{APPLY_ROOT}/{{study}}/features/{{source}}.csv",
+        model="results/{study}/harmonize/{source}/final_combat.pkl",
+        script=script_path("apply_harmonize"),
+    output:
+        table=f"{APPLY_ROOT}/{{study}}/harmonize/{{source}}.csv",
+        stats=f"{APPLY_ROOT}/{{study}}/harmonize/{{source}}_stats.json",
+    log:
+        f"logs/{APPLY_LOGS}/harmonize/{{study}}/{{source}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/harmonize/{{study}}/{{source}}.tsv"
+    conda:
+        "../envs/survival.yaml"
+    container:
+        CONTAINERS["survival"]
+    params:
+        cohort=apply_cohort,
+    message:
+        "Frozen ComBat (training final fold) on the new cohort's {wildcards.source} features"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --features {input.features} --cohort {params.cohort} --model {input.model}"
+        " --out {output.table} --stats {output.stats} 2> {log}"
+
+
+rule apply_predict:
+    input:
+        unpack(apply_model_features),
+        models="results/{study}/train/{variant}/models.pkl",
+        qc=apply_qc,
+        script=script_path("apply_net_survival"),
+    output:
+        predictions=f"{APPLY_ROOT}/{{study}}/predict/{{variant}}/predictions.csv",
+        summary=f"{APPLY_ROOT}/{{study}}/predict/{{variant}}/apply.json",
+    log:
+        f"logs/{APPLY_LOGS}/predict/{{study}}/{{variant}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/predict/{{study}}/{{variant}}.tsv"
+    conda:
+        "../envs/survival.yaml"
+    container:
+        CONTAINERS["survival"]
+    params:
+        cohort=apply_cohort,
+        features=apply_feature_arguments,
+    message:
+        "Frozen {wildcards.study} models ({wildcards.variant}) on the new cohort"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --models {input.models} --features {params.features} --cohort {params.cohort}"
+        " --out {output.predictions} --summary {output.summary} 2> {log}"
+
+
+use rule evaluate as apply_evaluate with:
+    input:
+        predictions=f"{APPLY_ROOT}/{{study}}/predict/{{variant}}/predictions.csv",
+        training="results/{study}/train/{variant}/predictions.csv",
+        script=script_path("evaluate"),
+    output:
+        metrics=f"{APPLY_ROOT}/{{study}}/evaluate/{{variant}}/metrics.json",
+        card=f"{APPLY_ROOT}/{{study}}/evaluate/{{variant}}/model_card.md",
+        card_json=f"{APPLY_ROOT}/{{study}}/evaluate/{{variant}}/model_card.json",
+    log:
+        f"logs/{APPLY_LOGS}/evaluate/{{study}}/{{variant}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/evaluate/{{study}}/{{variant}}.tsv"
+    params:
+        options=apply_evaluate_params,
+        card=model_card_params,
+    message:
+        "Metrics of the frozen {wildcards.study} models ({wildcards.variant}) on the new cohort"
+
+
+use rule report_study as apply_report_study with:
+    input:
+        unpack(apply_report_inputs),
+        script=script_path("report_study"),
+    output:
+        section=f"{APPLY_ROOT}/report/{{study}}/section.html",
+        figures=directory(f"{APPLY_ROOT}/report/{{study}}/figures"),
+    log:
+        f"logs/{APPLY_LOGS}/report/{{study}}.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/report/{{study}}.tsv"
+    params:
+        cohort=apply_cohort,
+        converted=f"{APPLY_ROOT}/converted",
+        options=apply_report_params,
+    message:
+        "Report section of the new cohort ({wildcards.study})"
+
+
+use rule report as apply_report with:
+    input:
+        sections=apply_sections,
+        qc=apply_qc,
+        script=script_path("make_report"),
+    output:
+        f"{APPLY_ROOT}/report/index.html",
+    log:
+        f"logs/{APPLY_LOGS}/report/index.log",
+    benchmark:
+        f"benchmarks/{APPLY_LOGS}/report/index.tsv"
+    message:
+        f"Report of the new cohort: {APPLY_ROOT}/report/index.html"
