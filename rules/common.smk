@@ -491,7 +491,7 @@ def compared_prediction_files(wildcards):
 
 
 def labelled_predictions(wildcards):
-    return " ".join(f"{v}={path}" for v, path in compared_predictions(wildcards).items())
+    return _labelled(compared_predictions(wildcards))
 
 
 def all_evaluations():
@@ -513,49 +513,67 @@ def all_evaluations():
 
 def report_study_inputs(wildcards):
     """Everything a study's report section shows: QC, converted images, slides, ComBat, metrics."""
-    study = wildcards.study
-    inputs = {
-        "qc": f"results/qc/{study}/cohort_report.json",
-        "converted": [f"results/converted/{p}" for p in _convertible(study)],
-        "metrics": [f"results/{study}/evaluate/{v}/metrics.json" for v in model_variants(study)],
-    }
-    if _slides(study):
-        inputs["slides"] = (
-            [cohort_dir(study) / "images"]
-            if is_demo(study)
-            else [cohort_dir(study) / path for path in _slides(study).values()]
-        )
-    if model_variants(study):
-        inputs["comparisons"] = f"results/{study}/evaluate/comparisons.json"
-    if STUDIES[study].get("harmonize") and feature_sources(study):
-        inputs["harmonize"] = [
-            f"results/{study}/harmonize/{s}/final_stats.json" for s in feature_sources(study)
-        ]
-    return inputs
+    return _report_inputs(_report_parts(wildcards.study, applied=False))
 
 
 def report_study_params(wildcards):
     """Options of report_study.py: settings JSON, QC size, labelled statistics and metrics."""
-    study = wildcards.study
+    return _report_options(wildcards.study, _report_parts(wildcards.study, applied=False))
+
+
+def _report_parts(study, applied):
+    """The files a report section shows: of the study's run, or of the new cohort of `apply`."""
+    variants = model_variants(study)
+    sources = feature_sources(study, applied) if STUDIES[study].get("harmonize") else []
+    if applied:
+        base = f"{APPLY_ROOT}/{study}"
+        return {
+            "qc": f"{base}/qc/cohort_report.json",
+            "converted": [f"{APPLY_ROOT}/converted/{p}" for p in _convertible(study, True)],
+            "slides": [APPLY["cohort"] / path for path in _slides(study, True).values()],
+            "metrics": {v: f"{base}/evaluate/{v}/metrics.json" for v in variants},
+            "comparisons": None,
+            "harmonize": {s: f"{base}/harmonize/{s}_stats.json" for s in sources},
+        }
+    slides = [cohort_dir(study) / path for path in _slides(study).values()]
+    return {
+        "qc": f"results/qc/{study}/cohort_report.json",
+        "converted": [f"results/converted/{p}" for p in _convertible(study)],
+        "slides": [cohort_dir(study) / "images"] if slides and is_demo(study) else slides,
+        "metrics": {v: f"results/{study}/evaluate/{v}/metrics.json" for v in variants},
+        "comparisons": f"results/{study}/evaluate/comparisons.json" if variants else None,
+        "harmonize": {s: f"results/{study}/harmonize/{s}/final_stats.json" for s in sources},
+    }
+
+
+def _report_inputs(parts):
+    inputs = {k: parts[k] for k in ("qc", "converted")}
+    inputs["metrics"] = list(parts["metrics"].values())
+    for key in ("slides", "comparisons"):
+        if parts[key]:
+            inputs[key] = parts[key]
+    if parts["harmonize"]:
+        inputs["harmonize"] = list(parts["harmonize"].values())
+    return inputs
+
+
+def _labelled(paths):
+    return " ".join(f"{label}={path}" for label, path in paths.items())
+
+
+def _report_options(study, parts, title=None):
     options = [
         f"--settings {shlex.quote(json.dumps(STUDIES[study]))}",
         f"--qc-patients {EVALUATE['qc_patients']}",
     ]
-    variants = model_variants(study)
-    if variants:
-        options.append(
-            "--metrics "
-            + " ".join(f"{v}=results/{study}/evaluate/{v}/metrics.json" for v in variants)
-        )
-        options.append(f"--comparisons results/{study}/evaluate/comparisons.json")
-    if STUDIES[study].get("harmonize") and feature_sources(study):
-        options.append(
-            "--harmonize "
-            + " ".join(
-                f"{s}=results/{study}/harmonize/{s}/final_stats.json"
-                for s in feature_sources(study)
-            )
-        )
+    if parts["metrics"]:
+        options.append(f"--metrics {_labelled(parts['metrics'])}")
+    if parts["comparisons"]:
+        options.append(f"--comparisons {parts['comparisons']}")
+    if parts["harmonize"]:
+        options.append(f"--harmonize {_labelled(parts['harmonize'])}")
+    if title:
+        options.append(f"--title {shlex.quote(title)}")
     return " ".join(options)
 
 
@@ -619,7 +637,7 @@ def apply_model_features(wildcards):
 
 
 def apply_feature_arguments(wildcards):
-    return " ".join(f"{s}={path}" for s, path in apply_model_features(wildcards).items())
+    return _labelled(apply_model_features(wildcards))
 
 
 def apply_evaluate_params(wildcards):
@@ -629,44 +647,12 @@ def apply_evaluate_params(wildcards):
 
 
 def apply_report_inputs(wildcards):
-    study = wildcards.study
-    inputs = {
-        "qc": apply_qc(wildcards),
-        "converted": [f"{APPLY_ROOT}/converted/{p}" for p in _convertible(study, True)],
-        "metrics": [
-            f"{APPLY_ROOT}/{study}/evaluate/{v}/metrics.json" for v in model_variants(study)
-        ],
-    }
-    if _slides(study, True):
-        inputs["slides"] = [APPLY["cohort"] / path for path in _slides(study, True).values()]
-    if STUDIES[study].get("harmonize"):
-        inputs["harmonize"] = [
-            f"{APPLY_ROOT}/{study}/harmonize/{s}_stats.json" for s in feature_sources(study, True)
-        ]
-    return inputs
+    return _report_inputs(_report_parts(wildcards.study, applied=True))
 
 
 def apply_report_params(wildcards):
-    study = wildcards.study
-    options = [
-        f"--settings {shlex.quote(json.dumps(STUDIES[study]))}",
-        f"--qc-patients {EVALUATE['qc_patients']}",
-        "--metrics "
-        + " ".join(
-            f"{v}={APPLY_ROOT}/{study}/evaluate/{v}/metrics.json" for v in model_variants(study)
-        ),
-    ]
-    title = f"{study} applied to {APPLY['name']}"
-    options.append(f"--title {shlex.quote(title)}")
-    if STUDIES[study].get("harmonize"):
-        options.append(
-            "--harmonize "
-            + " ".join(
-                f"{s}={APPLY_ROOT}/{study}/harmonize/{s}_stats.json"
-                for s in feature_sources(study, True)
-            )
-        )
-    return " ".join(options)
+    title = f"{wildcards.study} applied to {_need_apply()['name']}"
+    return _report_options(wildcards.study, _report_parts(wildcards.study, True), title)
 
 
 def apply_sections(wildcards):

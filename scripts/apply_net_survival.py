@@ -23,7 +23,6 @@ from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.artefacts import load_artefact, sha256
-from oncoflow.errors import OncoflowError
 from oncoflow.studies.net_survival import apply_net_survival, load_apply_inputs
 
 
@@ -46,10 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> None:
-    blocks = dict(args.features)
-    if len(blocks) != len(args.features):
-        msg = "--features: a block is given twice"
-        raise OncoflowError(msg)
+    blocks = cli.labelled_dict(args.features, "--features")
     models = load_artefact(args.models, kind="net_survival")
     features, outcomes = load_apply_inputs(args.cohort, blocks)
     predictions, summary = apply_net_survival(models, features, outcomes)

@@ -127,10 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> None:
-    blocks = dict(args.features)
-    if len(blocks) != len(args.features):
-        msg = "--features: a block is given twice"
-        raise OncoflowError(msg)
+    blocks = cli.labelled_dict(args.features, "--features")
     features, outcomes, splits, oracle = load_inputs(args.cohort, blocks, splits=args.splits)
     folds = read_folds_file(args.folds) if args.folds is not None else None
     fold_features = None

@@ -98,6 +98,15 @@ def labelled_path(text: str) -> tuple[str, Path]:
     return label, Path(path)
 
 
+def labelled_dict(pairs: list[tuple[str, Path]], option: str) -> dict[str, Path]:
+    """``LABEL=PATH`` pairs as a dict; a label given twice is an error naming ``option``."""
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        msg = f"{option}: a label is given twice"
+        raise OncoflowError(msg)
+    return mapping
+
+
 @contextlib.contextmanager
 def _writing(path: Path) -> Iterator[None]:
     """Create ``path``'s folder; turn an OSError while writing into a one-line OncoflowError."""

@@ -271,38 +271,6 @@ def harmonize_table(
     ref_batch: str | None = None,
     unseen: str = "estimate",
     source: str = "features",
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
-
-    :func:`fit_table_combat` without the fitted model.
-    """
-    result, stats, _ = fit_table_combat(
-        table,
-        batches,
-        fit_patients,
-        covariates=covariates,
-        parametric=parametric,
-        eb=eb,
-        mean_only=mean_only,
-        ref_batch=ref_batch,
-        unseen=unseen,
-        source=source,
-    )
-    return result, stats
-
-
-def fit_table_combat(
-    table: pd.DataFrame,
-    batches: pd.Series,
-    fit_patients: Sequence[str],
-    *,
-    covariates: pd.DataFrame | None = None,
-    parametric: bool = True,
-    eb: bool = True,
-    mean_only: bool = False,
-    ref_batch: str | None = None,
-    unseen: str = "estimate",
-    source: str = "features",
 ) -> tuple[pd.DataFrame, dict[str, Any], FrozenComBat]:
     """Fit ComBat on the rows of ``fit_patients`` and harmonise every row of ``table``.
 
@@ -426,7 +394,7 @@ def harmonize_fold(
     fit, apply = read_folds(folds_json, fold)
     batches, clinical = cohort_batches(cohort_dir, batch_column, covariates)
     try:
-        result, stats, frozen = fit_table_combat(
+        result, stats, frozen = harmonize_table(
             table,
             batches,
             fit,
