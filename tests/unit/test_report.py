@@ -6,7 +6,9 @@ import base64
 import re
 
 import numpy as np
+import pandas as pd
 
+from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.report import figures
 from oncoflow.report.html import report_page, study_section
 
@@ -104,3 +106,57 @@ def test_mid_lesion_slice_is_the_largest_mask_area():
     assert k == 3
     assert outline.sum() == 25
     assert np.array_equal(plane, image[..., 3])
+
+
+def _classification_predictions(kind: str) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"P{i:03d}" for i in range(n)],
+            "split": ["validation"] * 80 + ["internal_test"] * 20 + ["external_test"] * 20,
+            "fold": [str(i % 4) for i in range(80)] + ["final"] * 40,
+            "target": "response",
+        }
+    )
+    if kind == "binary":
+        y = rng.integers(0, 2, n)
+        frame["y_true"] = y
+        frame["y_score"] = 1 / (1 + np.exp(-(2 * y - 1 + rng.normal(0, 1, n))))
+    else:
+        y = rng.integers(0, 3, n)
+        logits = rng.normal(size=(n, 3)) + 1.5 * np.eye(3)[y]
+        prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        frame["y_true"] = np.array(["CR", "PR", "SD"])[y]
+        for k, name in enumerate(("CR", "PR", "SD")):
+            frame[f"y_score_{name}"] = prob[:, k]
+    return frame
+
+
+def test_classification_sections_have_roc_calibration_confusion_with_axis_labels(monkeypatch):
+    labelled: list[bool] = []
+    draw = figures._png
+
+    def checked(fig):
+        plots = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        labelled.append(all(ax.get_xlabel() and ax.get_ylabel() for ax in plots))
+        return draw(fig)
+
+    monkeypatch.setattr(figures, "_png", checked)
+    expected = {
+        "binary": {"roc_pr": 1, "calibration": 1, "confusion": 1, "auc": 1},
+        "multiclass": {"confusion": 1, "auc_macro": 1},
+    }
+    for kind, names in expected.items():
+        metrics = evaluate_predictions(_classification_predictions(kind), n_boot=50)
+        real = {"raw": metrics, "permuted": metrics}
+        html, pngs = study_section("liver", {"model": "m"}, cohort_report=COHORT, metrics=real)
+        assert set(pngs) == {f"liver_response_{n}" for n, v in names.items() if v}, kind
+        assert html.count("<img ") == html.count("<figcaption>") == len(pngs)
+        if kind == "multiclass":
+            assert "most probable class" in html
+            assert "auc_macro" in html
+        else:
+            assert "Youden" in html
+    assert labelled
+    assert all(labelled)

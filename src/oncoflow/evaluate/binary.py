@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from oncoflow.errors import ModelError
-from oncoflow.evaluate.classification import binary_metrics, youden_threshold
+from oncoflow.evaluate.classification import binary_metrics, reliability, youden_threshold
 from oncoflow.survival.bootstrap import bootstrap_ci
 
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
@@ -55,7 +56,8 @@ def score_split(
     """Every binary metric at ``threshold`` with its bootstrap CI, plus counts and confusion.
 
     Returns:
-        ``{metric: {"value", "ci_low", "ci_high"}, "confusion", "n_patients", "n_positive"}``;
+        ``{metric: {"value", "ci_low", "ci_high"}, "confusion", "curves", "n_patients",
+        "n_positive"}`` (``curves``: :func:`curves`);
         undefined values are ``None``. A split holding one class only (possible in a small CV
         fold) gets ``None`` metrics and a ``note`` instead of an error.
     """
@@ -82,7 +84,41 @@ def score_split(
         for name, lo, hi in zip(SCALAR_METRICS, low, high, strict=True)
     }
     out["confusion"] = point["confusion"]
+    out["curves"] = curves(y_true, y_score)
     return {**out, **counts}
+
+
+def curves(y_true: np.ndarray, y_score: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
+    """ROC, precision-recall and reliability curves of one split (for the report's figures).
+
+    ROC and PR come from scikit-learn (ROC without collinear intermediate points); the
+    reliability curve is :func:`~oncoflow.evaluate.classification.reliability` (left out when
+    the scores are not probabilities). Values are rounded to 4 decimals.
+
+    Returns:
+        ``{"roc": {"fpr", "tpr"}, "pr": {"recall", "precision"}, "reliability": {"mean_score",
+        "observed", "count"} | None}``.
+    """
+    fpr, tpr, _ = roc_curve(y_true, y_score)
+    precision, recall, _ = precision_recall_curve(y_true, y_score)
+    scores = np.asarray(y_score, dtype=float)
+    calibration = None
+    if ((scores >= 0) & (scores <= 1)).all():
+        rel = reliability(y_true, scores, bins=bins)
+        calibration = {
+            "mean_score": _rounded(rel.mean_score),
+            "observed": _rounded(rel.observed),
+            "count": [int(c) for c in rel.count],
+        }
+    return {
+        "roc": {"fpr": _rounded(fpr), "tpr": _rounded(tpr)},
+        "pr": {"recall": _rounded(recall), "precision": _rounded(precision)},
+        "reliability": calibration,
+    }
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values]
 
 
 def _fold_metrics(y_true: pd.Series, y_score: pd.Series, threshold: float) -> dict[str, Any]:

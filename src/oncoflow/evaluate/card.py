@@ -43,7 +43,11 @@ def split_results(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]
     return out
 
 
-HEADLINE = {"survival": ("harrell_c", "uno_c", "mean_td_auc", "ibs"), "binary": ("auc", "ap")}
+HEADLINE = {
+    "survival": ("harrell_c", "uno_c", "mean_td_auc", "ibs"),
+    "binary": ("auc", "ap"),
+    "multiclass": ("auc_macro", "f1_macro"),
+}
 """Metrics shown per test split in the card."""
 
 

@@ -1,7 +1,9 @@
 """One entry point for every ``predictions.csv``: the kind of model is read from its columns.
 
 * survival: ``time, event, risk`` -> :func:`~oncoflow.evaluate.survival.evaluate_survival`;
-* binary classification: ``y_true, y_score`` -> :func:`~oncoflow.evaluate.binary.evaluate_binary`.
+* binary classification: ``y_true, y_score`` -> :func:`~oncoflow.evaluate.binary.evaluate_binary`;
+* multi-class: ``y_true`` and ``y_score_<class>`` per class ->
+  :func:`~oncoflow.evaluate.multiclass.evaluate_multiclass`.
 
 :func:`compare_models` tests models of one study against each other on the same test patients:
 the paired bootstrap of the C-index difference for survival models, DeLong's test for AUCs.
@@ -18,16 +20,17 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import evaluate_binary
-from oncoflow.evaluate.classification import auc, delong_test
+from oncoflow.evaluate.classification import auc, delong_test, multiclass_metrics
 from oncoflow.evaluate.compare import paired_bootstrap
+from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns, evaluate_multiclass
 from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
 from oncoflow.survival.metrics import concordance_index
 
-KINDS: tuple[str, ...] = ("survival", "binary")
+KINDS: tuple[str, ...] = ("survival", "binary", "multiclass")
 
 
 def prediction_kind(columns: Sequence[str]) -> str:
-    """``survival`` or ``binary`` from the columns of a predictions table.
+    """``survival``, ``binary`` or ``multiclass`` from the columns of a predictions table.
 
     Raises:
         ModelError: Neither set of contract columns is present.
@@ -37,9 +40,12 @@ def prediction_kind(columns: Sequence[str]) -> str:
         return "survival"
     if {"y_true", "y_score"} <= names:
         return "binary"
+    if "y_true" in names and len(class_columns(list(columns))) >= 2:
+        return "multiclass"
     msg = (
         "predictions have neither survival columns (time, event, risk) nor classification "
-        f"columns (y_true, y_score); columns: {', '.join(sorted(names))}"
+        f"columns (y_true and y_score, or y_score_<class> per class); columns: "
+        f"{', '.join(sorted(names))}"
     )
     raise ModelError(msg)
 
@@ -71,6 +77,8 @@ def evaluate_predictions(
         return evaluate_survival(
             predictions, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha
         )
+    if kind == "multiclass":
+        return evaluate_multiclass(predictions, n_boot=n_boot, seed=seed, alpha=alpha)
     result = evaluate_binary(
         predictions, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
     )
@@ -142,6 +150,17 @@ def evaluate_applied(
     return {**result, "outcomes_known": True}
 
 
+def _class_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Class index per row and the (rows, classes) probabilities of a multi-class table."""
+    columns = class_columns(list(rows.columns))
+    index = {column.removeprefix(SCORE_PREFIX): i for i, column in enumerate(columns)}
+    return rows["y_true"].astype(str).map(index).to_numpy(int), rows[columns].to_numpy(float)
+
+
+def _macro_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    return float(multiclass_metrics(y, scores)["auc_macro"])
+
+
 def _validation_score(rows: pd.DataFrame, kind: str) -> float:
     """Mean per-fold validation score (C-index or AUC): chooses the reference model."""
     scores = []
@@ -149,6 +168,8 @@ def _validation_score(rows: pd.DataFrame, kind: str) -> float:
         try:
             if kind == "survival":
                 scores.append(concordance_index(part["time"], part["event"], part["risk"]))
+            elif kind == "multiclass":
+                scores.append(_macro_auc(*_class_arrays(part)))
             else:
                 scores.append(auc(part["y_true"], part["y_score"]))
         except ModelError:
@@ -174,7 +195,8 @@ def compare_models(
     Returns:
         ``{"comparisons": [{"target", "a", "b", "reference", "test", "estimate", "p_value",
         "n_patients", ...}]}`` where ``test`` is ``paired bootstrap of Harrell C difference``
-        (with ``ci_low``, ``ci_high``) or ``DeLong AUC difference`` (with ``z``) and
+        (with ``ci_low``, ``ci_high``), ``paired bootstrap of macro AUC difference``
+        (multi-class) or ``DeLong AUC difference`` (with ``z``) and
         ``estimate = score(a) - score(b)``.
     """
     frames = []
@@ -222,6 +244,19 @@ def compare_models(
                 )
                 entry |= {
                     "test": "paired bootstrap of Harrell C difference",
+                    "estimate": diff.estimate,
+                    "ci_low": diff.low,
+                    "ci_high": diff.high,
+                    "p_value": diff.p_value,
+                }
+            elif kind == "multiclass":
+                y, scores_a = _class_arrays(ta)
+                diff = paired_bootstrap(
+                    _macro_auc, (y,), scores_a, _class_arrays(tb)[1], n=n_boot, seed=seed,
+                    alpha=alpha,
+                )  # fmt: skip
+                entry |= {
+                    "test": "paired bootstrap of macro AUC difference",
                     "estimate": diff.estimate,
                     "ci_low": diff.low,
                     "ci_high": diff.high,

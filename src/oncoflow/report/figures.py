@@ -174,3 +174,58 @@ def td_auc_figure(series: Mapping[str, Sequence[tuple[float, float | None]]], ta
     ax.set_ylim(0.2, 1.0)
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def roc_pr_figure(curves: Mapping[str, Any], title: str) -> bytes:
+    """ROC curve (with the chance diagonal) and precision-recall curve side by side."""
+    plt = _pyplot()
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(7.6, 3.4))
+    roc.plot(curves["roc"]["fpr"], curves["roc"]["tpr"], color="#0a84ff", drawstyle="steps-post")
+    roc.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":", label="chance")
+    roc.set_xlabel("1 - specificity (false-positive rate)")
+    roc.set_ylabel("sensitivity (true-positive rate)")
+    roc.legend(fontsize=7, loc="lower right")
+    pr.plot(curves["pr"]["recall"], curves["pr"]["precision"], color="#0a84ff", drawstyle="steps")
+    pr.set_xlabel("recall (sensitivity)")
+    pr.set_ylabel("precision (positive predictive value)")
+    for ax in (roc, pr):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    fig.suptitle(title, fontsize=8)
+    return _png(fig)
+
+
+def calibration_figure(reliability: Mapping[str, Any], title: str) -> bytes:
+    """Reliability curve: observed event rate against the mean predicted probability per bin."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.0, 3.4))
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":", label="perfect calibration")
+    sizes = [12 + 4 * c for c in reliability["count"]]
+    ax.plot(reliability["mean_score"], reliability["observed"], color="#0a84ff", lw=1)
+    ax.scatter(reliability["mean_score"], reliability["observed"], s=sizes, color="#0a84ff")
+    ax.set_xlabel("mean predicted probability (bin)")
+    ax.set_ylabel("observed fraction positive")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> bytes:
+    """Confusion matrix heat map with the counts written in the cells (rows: truth)."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=int)
+    size = 1.6 + 0.55 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    image = ax.imshow(counts, cmap="Blues")
+    for (i, j), value in np.ndenumerate(counts):
+        colour = "white" if value > counts.max() / 2 else "black"
+        ax.text(j, i, str(value), ha="center", va="center", color=colour, fontsize=8)
+    ax.set_xticks(range(len(classes)), classes, fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, label="patients")
+    return _png(fig)

@@ -40,6 +40,9 @@ headless browser test, and a reader's developer tools, check the report without 
 
 SURVIVAL_COLUMNS = ("harrell_c", "uno_c", "mean_td_auc", "ibs")
 BINARY_COLUMNS = ("auc", "ap", "accuracy", "sensitivity", "specificity", "f1", "brier", "ece")
+MULTICLASS_COLUMNS = ("auc_macro", "accuracy", "f1_macro", "brier")
+MAIN_METRIC = {"survival": "harrell_c", "binary": "auc", "multiclass": "auc_macro"}
+"""The metric that ranks models (on validation) and fills the interval figure (on test)."""
 
 
 def esc(text: Any) -> str:
@@ -108,12 +111,14 @@ def cohort_html(report: Mapping[str, Any]) -> str:
 
 
 def _headline(kind: str) -> tuple[str, ...]:
-    return SURVIVAL_COLUMNS if kind == "survival" else BINARY_COLUMNS
+    return {"survival": SURVIVAL_COLUMNS, "multiclass": MULTICLASS_COLUMNS}.get(
+        kind, BINARY_COLUMNS
+    )
 
 
 def _best_model(metrics: Mapping[str, Any], target: str, kind: str) -> str | None:
     """Model with the best pooled validation score (never chosen on test data)."""
-    key = "harrell_c" if kind == "survival" else "auc"
+    key = MAIN_METRIC[kind]
     best, score = None, float("-inf")
     for model, targets in metrics.get("models", {}).items():
         pooled = targets.get(target, {}).get("validation", {}).get("pooled", {})
@@ -136,7 +141,7 @@ def models_html(
     kind = kinds.pop() if len(kinds) == 1 else "binary"
     columns = _headline(kind)
     targets = sorted({t for m in metrics.values() for model in m["models"].values() for t in model})
-    main = "harrell_c" if kind == "survival" else "auc"
+    main = MAIN_METRIC[kind]
     for target in targets:
         parts.append(f"<h4>{esc(target)}</h4>")
         rows, css, interval_rows = [], [], []
@@ -181,6 +186,8 @@ def models_html(
         parts.append(figure_html(pngs[name], caption, f"{main} per model, {target}"))
         if kind == "survival":
             parts += _survival_figures(study, target, metrics, pngs)
+        else:
+            parts += _classification_figures(study, target, metrics, kind, pngs)
     if comparisons:
         rows = [
             (c["target"], c["a"], c["b"], c["reference"], f"{c['estimate']:+.3f}",
@@ -239,6 +246,63 @@ def _survival_figures(
         )
         parts.append(figure_html(pngs[name], caption, f"time-dependent AUC {target}"))
     return parts
+
+
+def _classification_figures(
+    study: str,
+    target: str,
+    metrics: Mapping[str, Mapping[str, Any]],
+    kind: str,
+    pngs: dict[str, bytes],
+) -> list[str]:
+    """ROC / PR, calibration and confusion matrix of the best validation model on the tests."""
+    real = {v: m for v, m in metrics.items() if v != "permuted"}
+    for variant, result in list(real.items())[:1]:
+        best = _best_model(result, target, kind)
+        entry = result["models"][best][target] if best else {}
+        test = entry.get("test")
+        if test is None:
+            return []
+        label = f"{variant}/{best}"
+        chosen = "the model with the best pooled validation score, chosen without test data"
+        parts = []
+        if kind == "binary" and test.get("curves"):
+            name = f"{study}_{target}_roc_pr"
+            pngs[name] = figures.roc_pr_figure(test["curves"], f"{label}, {target}, test")
+            caption = (
+                f"{study}, {target}: ROC (left) and precision-recall (right) curves of {label} "
+                f"({chosen}) on the pooled test splits."
+            )
+            parts.append(figure_html(pngs[name], caption, f"ROC and PR {target}"))
+            if test["curves"].get("reliability"):
+                name = f"{study}_{target}_calibration"
+                pngs[name] = figures.calibration_figure(
+                    test["curves"]["reliability"], f"{label}, {target}, test"
+                )
+                caption = (
+                    f"{study}, {target}: reliability curve of {label} on the pooled test splits "
+                    "(10 equal-width probability bins, marker size = patients in the bin); the "
+                    "diagonal is perfect calibration."
+                )
+                parts.append(figure_html(pngs[name], caption, f"calibration {target}"))
+        if test.get("confusion"):
+            classes = entry.get("classes", ["negative", "positive"])
+            name = f"{study}_{target}_confusion"
+            pngs[name] = figures.confusion_figure(
+                test["confusion"], classes, f"{label}, {target}, test"
+            )
+            rule = (
+                f"threshold {entry['threshold']:.3g} from {entry.get('threshold_from')}"
+                if "threshold" in entry
+                else "most probable class"
+            )
+            caption = (
+                f"{study}, {target}: confusion matrix of {label} on the pooled test splits "
+                f"(rows: true class; prediction: {rule})."
+            )
+            parts.append(figure_html(pngs[name], caption, f"confusion matrix {target}"))
+        return parts
+    return []
 
 
 def methods_text(study: str, settings: Mapping[str, Any], facts: Mapping[str, Any]) -> str:

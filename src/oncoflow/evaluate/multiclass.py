@@ -1,0 +1,135 @@
+"""Multi-class classification metrics per model x target x split, with bootstrap CIs.
+
+Rows: ``patient_id, split, fold, target, y_true`` and one probability column ``y_score_<class>``
+per class (the DESIGN.md contract: one score column per class); ``y_true`` holds the class name
+(matched as text against the column suffixes). Validation rows are scored per fold and pooled,
+``fold == "final"`` rows per test split and pooled (``test``). Metrics
+(:func:`~oncoflow.evaluate.classification.multiclass_metrics`): macro one-vs-rest AUC, accuracy,
+macro F1 and the multi-class Brier score, each with a patient-level bootstrap CI (all on the same
+resamples), plus the confusion matrix (rows true, columns predicted). No threshold is fit: the
+prediction is the most probable class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncoflow.errors import ModelError
+from oncoflow.evaluate.classification import multiclass_metrics
+from oncoflow.survival.bootstrap import bootstrap_ci
+
+SCORE_PREFIX = "y_score_"
+"""Prefix of the per-class probability columns."""
+
+METRICS: tuple[str, ...] = ("auc_macro", "accuracy", "f1_macro", "brier")
+"""Metrics reported with a bootstrap CI."""
+
+TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
+
+
+def class_columns(columns: Sequence[str]) -> list[str]:
+    """The ``y_score_<class>`` columns, in table order."""
+    return [str(c) for c in columns if str(c).startswith(SCORE_PREFIX)]
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _score(
+    y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int, seed: int, alpha: float
+) -> dict[str, Any]:
+    point = multiclass_metrics(y, scores)
+
+    def statistics(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        values = multiclass_metrics(labels, probabilities)
+        return np.array([values[name] for name in METRICS], dtype=float)
+
+    _, low, high = bootstrap_ci(
+        statistics, y, scores, n=n_boot, seed=seed, alpha=alpha, groups=groups
+    )
+    out: dict[str, Any] = {
+        name: {"value": _finite(point[name]), "ci_low": _finite(lo), "ci_high": _finite(hi)}
+        for name, lo, hi in zip(METRICS, low, high, strict=True)
+    }
+    out["confusion"] = point["confusion"]
+    out["n_patients"] = len(np.unique(groups))
+    return out
+
+
+def evaluate_multiclass(
+    predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Metrics per model x target: per validation fold, pooled validation, each test split.
+
+    Args:
+        predictions: Rows of the multi-class contract (module docstring; optional ``model``).
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+        alpha: 1 - confidence level.
+
+    Returns:
+        JSON-ready ``{"kind": "multiclass", "n_boot", "alpha", "models": {model: {target:
+        {"classes", "validation": {"per_fold": {fold: {metric: value}}, "pooled": {...}},
+        "internal_test", "external_test", "test"}}}}``; each split holds ``{metric: {"value",
+        "ci_low", "ci_high"}, "confusion", "n_patients"}``.
+
+    Raises:
+        ModelError: Fewer than two class columns, a label that is not a class, scores outside
+            [0, 1].
+    """
+    columns = class_columns(list(predictions.columns))
+    if len(columns) < 2 or "y_true" not in predictions.columns:
+        msg = "multi-class predictions need y_true and two or more y_score_<class> columns"
+        raise ModelError(msg)
+    classes = [c[len(SCORE_PREFIX) :] for c in columns]
+    frame = predictions.copy()
+    frame["fold"] = frame["fold"].astype(str)
+    if "model" not in frame.columns:
+        frame["model"] = "model"
+    labels = frame["y_true"].astype(str)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        msg = f"y_true value(s) {', '.join(unknown[:5])} are not classes ({', '.join(classes)})"
+        raise ModelError(msg)
+    scores = frame[columns].to_numpy(float)
+    if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
+        msg = "y_score_<class> columns must hold probabilities in [0, 1]"
+        raise ModelError(msg)
+    frame["_y"] = labels.map({c: i for i, c in enumerate(classes)})
+    options = {"n_boot": n_boot, "seed": seed, "alpha": alpha}
+    result: dict[str, Any] = {"kind": "multiclass", "n_boot": n_boot, "alpha": alpha}
+    result["models"] = {}
+
+    def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            rows["_y"].to_numpy(int),
+            rows[columns].to_numpy(float),
+            rows["patient_id"].astype(str).to_numpy(),
+        )
+
+    for (model, target), rows in frame.groupby(["model", "target"], sort=True):
+        entry: dict[str, Any] = {"classes": classes}
+        validation = rows[rows["split"] == "validation"]
+        if not validation.empty:
+            per_fold = {}
+            for fold, part in validation.groupby("fold", sort=True):
+                point = multiclass_metrics(part["_y"].to_numpy(int), part[columns].to_numpy(float))
+                per_fold[str(fold)] = {name: _finite(point[name]) for name in METRICS}
+            entry["validation"] = {
+                "per_fold": per_fold,
+                "pooled": _score(*arrays(validation), **options),
+            }
+        final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
+        splits = {name: final[final["split"] == name] for name in TEST_SPLITS}
+        splits["test"] = final
+        for name, part in splits.items():
+            if not part.empty:
+                entry[name] = _score(*arrays(part), **options)
+        result["models"].setdefault(str(model), {})[str(target)] = entry
+    return result

@@ -1,0 +1,115 @@
+"""Multi-class evaluation (y_true + y_score_<class>) against scikit-learn; binary curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from oncoflow.errors import ModelError
+from oncoflow.evaluate.binary import curves
+from oncoflow.evaluate.card import card_markdown, model_card
+from oncoflow.evaluate.engine import compare_models, evaluate_predictions, prediction_kind
+
+CLASSES = ("I", "II", "III")
+
+
+def _predictions(seed: int, signal: float, n: int = 150) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(size=(n, 3)) + signal * np.eye(3)[y]
+    logits += np.random.default_rng(seed).normal(0, 0.3, (n, 3))
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"S{i:03d}" for i in range(n)],
+            "split": ["validation"] * 90 + ["internal_test"] * 30 + ["external_test"] * 30,
+            "fold": [str(i % 3) for i in range(90)] + ["final"] * 60,
+            "target": "stage",
+            "y_true": [CLASSES[k] for k in y],
+            "model": "fusion",
+        }
+    )
+    for k, name in enumerate(CLASSES):
+        frame[f"y_score_{name}"] = prob[:, k]
+    return frame
+
+
+def test_multiclass_metrics_equal_scikit_learn():
+    preds = _predictions(1, 1.5)
+    assert prediction_kind(preds.columns) == "multiclass"
+    result = evaluate_predictions(preds, n_boot=100, seed=3)
+    entry = result["models"]["fusion"]["stage"]
+    assert result["kind"] == "multiclass"
+    assert entry["classes"] == list(CLASSES)
+    test = preds[preds["fold"] == "final"]
+    y = test["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    scores = test[[f"y_score_{c}" for c in CLASSES]].to_numpy()
+    got = entry["test"]
+    assert got["auc_macro"]["value"] == pytest.approx(roc_auc_score(y, scores, multi_class="ovr"))
+    assert got["accuracy"]["value"] == pytest.approx(accuracy_score(y, scores.argmax(1)))
+    assert got["f1_macro"]["value"] == pytest.approx(f1_score(y, scores.argmax(1), average="macro"))
+    assert got["brier"]["value"] == pytest.approx(np.mean(((scores - np.eye(3)[y]) ** 2).sum(1)))
+    assert got["confusion"] == confusion_matrix(y, scores.argmax(1)).tolist()
+    for name in ("auc_macro", "accuracy", "f1_macro", "brier"):
+        assert got[name]["ci_low"] <= got[name]["value"] <= got[name]["ci_high"]
+    assert set(entry) == {"classes", "validation", "internal_test", "external_test", "test"}
+    assert set(entry["validation"]["per_fold"]) == {"0", "1", "2"}
+    assert entry["test"]["n_patients"] == 60
+    # reproducible for a seed, other intervals for another seed
+    again = evaluate_predictions(preds, n_boot=100, seed=3)["models"]["fusion"]["stage"]["test"]
+    other = evaluate_predictions(preds, n_boot=100, seed=4)["models"]["fusion"]["stage"]["test"]
+    assert again == got
+    assert other["auc_macro"]["ci_low"] != got["auc_macro"]["ci_low"]
+
+
+def test_multiclass_input_errors():
+    preds = _predictions(1, 1.5)
+    bad = preds.assign(y_true=preds["y_true"].replace("III", "IV"))
+    with pytest.raises(ModelError, match="IV"):
+        evaluate_predictions(bad, n_boot=10)
+    with pytest.raises(ModelError, match=r"probabilities in \[0, 1\]"):
+        evaluate_predictions(preds.assign(y_score_I=preds["y_score_I"] * 3), n_boot=10)
+
+
+def test_multiclass_models_are_compared_by_paired_bootstrap():
+    strong, weak = _predictions(1, 2.5), _predictions(2, 0.2)
+    table = pd.concat([strong, weak.assign(model="clinical")], ignore_index=True)
+    comparisons = compare_models({"raw": table}, n_boot=200, seed=0)["comparisons"]
+    assert len(comparisons) == 1
+    entry = comparisons[0]
+    assert entry["test"] == "paired bootstrap of macro AUC difference"
+    assert entry["b"] == "raw/fusion"  # the best validation model is the reference
+    assert entry["estimate"] < -0.15
+    assert entry["p_value"] < 0.05
+
+
+def test_binary_curves_equal_scikit_learn():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 80)
+    p = np.clip(0.5 * y + rng.uniform(0, 0.5, 80), 0, 1)
+    got = curves(y, p)
+    fpr, tpr, _ = roc_curve(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+    np.testing.assert_allclose(got["roc"]["fpr"], fpr, atol=5e-5)
+    np.testing.assert_allclose(got["roc"]["tpr"], tpr, atol=5e-5)
+    np.testing.assert_allclose(got["pr"]["precision"], precision, atol=5e-5)
+    np.testing.assert_allclose(got["pr"]["recall"], recall, atol=5e-5)
+    assert sum(got["reliability"]["count"]) == 80
+    assert curves(y, p * 4)["reliability"] is None  # not probabilities: no calibration curve
+
+
+def test_multiclass_model_card():
+    metrics = evaluate_predictions(_predictions(1, 1.5), n_boot=50)
+    card = model_card(metrics, {"study": "nsclc_mmdls", "targets": ["stage"]})
+    text = card_markdown(card)
+    assert "auc_macro" in text
+    assert "| test |" in text
