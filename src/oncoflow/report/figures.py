@@ -229,3 +229,21 @@ def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], ti
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, label="patients")
     return _png(fig)
+
+
+def dice_boxplot(per_region: Mapping[str, Sequence[float]], title: str) -> bytes:
+    """Box plot of per-case Dice per region, with the cases as jittered points."""
+    plt = _pyplot()
+    names = list(per_region)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(names), 3.4))
+    ax.boxplot([per_region[n] for n in names], showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(names, start=1):
+        values = np.asarray(per_region[name], dtype=float)
+        ax.scatter(i + rng.uniform(-0.12, 0.12, values.size), values, s=9, color="#0a84ff")
+    ax.set_xticks(range(1, len(names) + 1), names, fontsize=8)
+    ax.set_xlabel("region")
+    ax.set_ylabel("Dice per case")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=8)
+    return _png(fig)

@@ -202,6 +202,31 @@ def models_html(
     return "".join(parts), pngs
 
 
+def segmentation_html(study: str, summary: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """Dice table with CIs per region and split, and the box plot of per-case Dice."""
+    rows, boxes = [], {}
+    for region, splits in summary.get("regions", {}).items():
+        for split, part in splits.items():
+            rows.append(
+                [region, split, part["n_cases"], part["empty_reference"], _cell(part["dice"]),
+                 f"{part['median']:.3f}"]
+            )  # fmt: skip
+            boxes[f"{region} ({split})"] = part["per_case"]
+    if not rows:
+        return "", {}
+    table = table_html(
+        ["region", "split", "cases", "empty reference", "mean Dice [95 % CI]", "median"], rows
+    )
+    name = f"{study}_dice"
+    png = figures.dice_boxplot(boxes, f"{study}: Dice per case")
+    caption = (
+        f"{study}: Dice of every case per region and split (box: quartiles; points: cases). Two "
+        "empty masks count as Dice 1, one empty mask as 0 (see the 'empty reference' column)."
+    )
+    body = "<h3>Segmentation</h3>" + table + figure_html(png, caption, f"Dice {study}")
+    return body, {name: png}
+
+
 def _interval(cell: Mapping[str, Any]) -> dict[str, Any]:
     return {k: cell.get(k) for k in ("value", "ci_low", "ci_high")}
 
@@ -366,6 +391,7 @@ def study_section(
     comparisons: Sequence[Mapping[str, Any]] = (),
     oracle: Mapping[str, Any] | None = None,
     title: str | None = None,
+    segmentation: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, bytes]]:
     """One study's HTML section and its figures (name -> PNG bytes).
 
@@ -380,6 +406,7 @@ def study_section(
         comparisons: ``comparisons.json`` rows.
         oracle: The demo's ``oracle.json`` (``{}`` on real cohorts).
         title: Heading (default: the study name), e.g. "net_survival applied to site_d".
+        segmentation: Dice summary (:func:`~oncoflow.evaluate.segmentation.summarize_dice`).
     """
     pngs: dict[str, bytes] = {}
     parts = [f'<section id="{esc(study)}"><h2>{esc(title or study)}</h2>']
@@ -412,6 +439,10 @@ def study_section(
             "the chance level."
         )
         parts.append(figure_html(pngs[f"{study}_site_effect"], caption, "site effect"))
+    if segmentation:
+        body, figs = segmentation_html(study, segmentation)
+        parts.append(body)
+        pngs.update(figs)
     parts.append("<h3>Models</h3>")
     if metrics and not any(m.get("models") for m in metrics.values()):
         n = next(iter(metrics.values())).get("n_patients")
