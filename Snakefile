@@ -26,6 +26,7 @@ include: "rules/convert.smk"
 include: "rules/features.smk"
 include: "rules/harmonize.smk"
 include: "rules/train_survival.smk"
+include: "rules/synthesis.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/apply.smk"
@@ -39,6 +40,7 @@ rule all:
         all_features(),
         all_survival_models(),
         all_evaluations(),
+        all_ddpm(),
         "results/report/index.html",
 
 

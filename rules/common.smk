@@ -425,6 +425,44 @@ def all_survival_models():
     ]
 
 
+# --- synthesis (lung_ddpm) ---------------------------------------------------------------------
+
+
+def ddpm_studies():
+    return [s for s, settings in STUDIES.items() if settings["model"] == "lung_ddpm"]
+
+
+def ddpm_converted(wildcards):
+    """Converted images of the study (the trainer keeps the training split's patients)."""
+    return [f"results/converted/{p}" for p in _convertible(wildcards.study)]
+
+
+def ddpm_model_settings(wildcards):
+    """DDPMSettings of the study as shell-quoted JSON."""
+    return shlex.quote(json.dumps(STUDIES[wildcards.study].get("ddpm", {}).get("model", {})))
+
+
+def ddpm_sampling_params(wildcards):
+    sampling = STUDIES[wildcards.study].get("ddpm", {}).get("sampling", {})
+    options = []
+    if not sampling.get("anatomy_preserving", True):
+        options.append("--no-anatomy-preserving")
+    if sampling.get("ddim_steps"):
+        options.append(f"--ddim-steps {sampling['ddim_steps']}")
+    return " ".join(options)
+
+
+def ddpm_samples(wildcards):
+    """A synthetic CT for every patient's masks (scored on the test patients; the training
+    patients' samples are there for augmentation)."""
+    study = wildcards.study
+    return [f"results/{study}/ddpm/samples/{p}.nii.gz" for p in _convertible(study)]
+
+
+def all_ddpm():
+    return [f"results/{study}/ddpm/metrics.json" for study in ddpm_studies()]
+
+
 # --- evaluation ----------------------------------------------------------------------------------
 
 EVALUATE = {
@@ -534,6 +572,7 @@ def _report_parts(study, applied):
             "metrics": {v: f"{base}/evaluate/{v}/metrics.json" for v in variants},
             "comparisons": None,
             "harmonize": {s: f"{base}/harmonize/{s}_stats.json" for s in sources},
+            "ddpm": [],
         }
     slides = [cohort_dir(study) / path for path in _slides(study).values()]
     return {
@@ -543,13 +582,18 @@ def _report_parts(study, applied):
         "metrics": {v: f"results/{study}/evaluate/{v}/metrics.json" for v in variants},
         "comparisons": f"results/{study}/evaluate/comparisons.json" if variants else None,
         "harmonize": {s: f"results/{study}/harmonize/{s}/final_stats.json" for s in sources},
+        "ddpm": [
+            f"results/{study}/ddpm/{name}"
+            for name in ("metrics.json", "panel.png", "loss.png")
+            if study in ddpm_studies()
+        ],
     }
 
 
 def _report_inputs(parts):
     inputs = {k: parts[k] for k in ("qc", "converted")}
     inputs["metrics"] = list(parts["metrics"].values())
-    for key in ("slides", "comparisons"):
+    for key in ("slides", "comparisons", "ddpm"):
         if parts[key]:
             inputs[key] = parts[key]
     if parts["harmonize"]:
@@ -572,6 +616,8 @@ def _report_options(study, parts, title=None):
         options.append(f"--comparisons {parts['comparisons']}")
     if parts["harmonize"]:
         options.append(f"--harmonize {_labelled(parts['harmonize'])}")
+    if parts["ddpm"]:
+        options.append(f"--ddpm {' '.join(parts['ddpm'])}")
     if title:
         options.append(f"--title {shlex.quote(title)}")
     return " ".join(options)

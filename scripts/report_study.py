@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--comparisons", type=Path, help="comparisons.json of the study")
     parser.add_argument("--title", default=None, help="section heading (default: the study)")
+    parser.add_argument(
+        "--ddpm", type=Path, nargs=3, default=None, metavar=("METRICS", "PANEL", "LOSS"),
+        help="diffusion model: metrics.json, slice panel PNG and loss curve PNG",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="HTML fragment to write")
     parser.add_argument("--figures", type=Path, required=True, help="folder for the PNGs")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -80,6 +84,15 @@ def _main(args: argparse.Namespace) -> None:
         comparisons=_read_json(args.comparisons)["comparisons"] if args.comparisons else [],
         oracle=_read_json(oracle_path) if oracle_path.is_file() else {},
         title=args.title,
+        synthesis=(
+            {
+                "metrics": _read_json(args.ddpm[0]),
+                "panel": args.ddpm[1].read_bytes(),
+                "loss": args.ddpm[2].read_bytes(),
+            }
+            if args.ddpm
+            else None
+        ),
     )
     args.figures.mkdir(parents=True, exist_ok=True)
     for name, png in pngs.items():

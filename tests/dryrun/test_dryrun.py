@@ -75,12 +75,15 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     # raw / combat / permuted Cox runs
     net = default_config["studies"]["net_survival"]
     assert counts["radiomics"] == counts["pathomics"] == size["net_survival"]
-    assert counts["make_folds"] == 1
+    assert counts["make_folds"] == 2  # net_survival and lung_synthesis
     assert counts["harmonize"] == 2 * (net["folds"]["repeats"] + 1)
     assert counts["train_net_survival"] == 3
     # nsclc_mmdls: PET metrics of the lesion label per patient; one merged table per source
     assert counts["pet_metrics"] == size["nsclc_mmdls"]
     assert counts["merge_features"] == 3
+    # lung_synthesis: one diffusion model, a synthetic CT per patient's masks, one evaluation
+    assert counts["train_ddpm"] == counts["evaluate_ddpm"] == 1
+    assert counts["sample_ddpm"] == size["lung_synthesis"]
 
 
 def test_study_patients_override(tmp_path, default_config):

@@ -247,3 +247,44 @@ def dice_boxplot(per_region: Mapping[str, Sequence[float]], title: str) -> bytes
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=8)
     return _png(fig)
+
+
+def synthesis_panel(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    window: tuple[float, float],
+    title: str,
+) -> bytes:
+    """Real vs synthetic CT, three orthogonal slices through the nodule (or lung) centre.
+
+    One row per patient and kind (real, synthetic); columns: the three planes of the volume's
+    array axes; grey window = the model's HU window.
+    """
+    plt = _pyplot()
+    rows = 2 * len(panels)
+    fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows), squeeze=False)
+    for i, (patient, real, synthetic, labels) in enumerate(panels):
+        target = labels == 2 if (labels == 2).any() else labels > 0
+        centre = [int(np.median(idx)) for idx in np.nonzero(target)]
+        for j, (kind, volume) in enumerate((("real", real), ("synthetic", synthetic))):
+            for axis in range(3):
+                ax = axes[2 * i + j, axis]
+                plane = np.take(volume, centre[axis], axis=axis)
+                ax.imshow(plane.T, cmap="gray", vmin=window[0], vmax=window[1], origin="lower")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_xlabel(f"array axis {(axis + 1) % 3}", fontsize=6)
+                ax.set_ylabel(f"{patient} {kind}\naxis {(axis + 2) % 3}", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    return _png(fig)
+
+
+def loss_curve(steps: Sequence[int], losses: Sequence[float], title: str) -> bytes:
+    """Training loss against the optimiser step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    ax.plot(steps, losses, color="#0a84ff")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("noise-prediction loss")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=8)
+    return _png(fig)

@@ -227,6 +227,48 @@ def segmentation_html(study: str, summary: Mapping[str, Any]) -> tuple[str, dict
     return body, {name: png}
 
 
+SYNTHESIS_METRICS = {
+    "mae_hu": "MAE (HU)",
+    "psnr_db": "PSNR (dB)",
+    "ssim": "SSIM",
+    "hu_wasserstein": "HU histogram W1 (HU)",
+}
+
+
+def synthesis_html(study: str, synthesis: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """Fidelity table of the diffusion model, the real-vs-synthetic panel and the loss curve."""
+    metrics = synthesis["metrics"]
+    training = metrics.get("training", {})
+    rows = [
+        [label, f"{cell['mean']:.3f}", f"{cell['sd']:.3f}" if cell.get("sd") is not None else ""]
+        for key, label in SYNTHESIS_METRICS.items()
+        if (cell := metrics.get("metrics", {}).get(key))
+    ]
+    smd = metrics.get("radiomics_smd")
+    if smd is not None:
+        rows.append(["nodule radiomics SMD (mean over features)", f"{smd:.3f}", ""])
+    body = (
+        f"<p>Mask-conditioned 3D diffusion model trained for {esc(training.get('steps'))} steps "
+        f"on {esc(len(training.get('patients', [])))} training patients; scored inside the lung on "
+        f"{esc(metrics.get('n_patients'))} held-out patients (their own masks, anatomy-preserving "
+        "sampling).</p>" + table_html(["metric", "mean over patients", "sd"], rows)
+    )
+    pngs = {f"{study}_ddpm_panel": synthesis["panel"], f"{study}_ddpm_loss": synthesis["loss"]}
+    body += figure_html(
+        synthesis["panel"],
+        f"{study}: real CT (upper row of each pair) and the synthetic CT generated for the same "
+        "lung and nodule masks (lower row), three orthogonal slices through the nodule, held-out "
+        "patients.",
+        f"synthetic vs real CT {study}",
+    )
+    body += figure_html(
+        synthesis["loss"],
+        f"{study}: noise-prediction training loss of the diffusion model (log scale).",
+        f"diffusion loss {study}",
+    )
+    return body, pngs
+
+
 def _interval(cell: Mapping[str, Any]) -> dict[str, Any]:
     return {k: cell.get(k) for k in ("value", "ci_low", "ci_high")}
 
@@ -392,6 +434,7 @@ def study_section(
     oracle: Mapping[str, Any] | None = None,
     title: str | None = None,
     segmentation: Mapping[str, Any] | None = None,
+    synthesis: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, bytes]]:
     """One study's HTML section and its figures (name -> PNG bytes).
 
@@ -407,6 +450,7 @@ def study_section(
         oracle: The demo's ``oracle.json`` (``{}`` on real cohorts).
         title: Heading (default: the study name), e.g. "net_survival applied to site_d".
         segmentation: Dice summary (:func:`~oncoflow.evaluate.segmentation.summarize_dice`).
+        synthesis: Diffusion model: ``{"metrics": metrics.json, "panel": PNG, "loss": PNG}``.
     """
     pngs: dict[str, bytes] = {}
     parts = [f'<section id="{esc(study)}"><h2>{esc(title or study)}</h2>']
@@ -444,7 +488,11 @@ def study_section(
         parts.append(body)
         pngs.update(figs)
     parts.append("<h3>Models</h3>")
-    if metrics and not any(m.get("models") for m in metrics.values()):
+    if synthesis:
+        body, figs = synthesis_html(study, synthesis)
+        parts.append(body)
+        pngs.update(figs)
+    elif metrics and not any(m.get("models") for m in metrics.values()):
         n = next(iter(metrics.values())).get("n_patients")
         parts.append(
             f'<p class="note">The trained models predicted {esc(n)} patients of this cohort; it '
@@ -463,7 +511,7 @@ def study_section(
     facts = {
         "n_patients": cohort_report.get("n_patients"),
         "n_images": cohort_report.get("n_images"),
-        "trained": bool(metrics),
+        "trained": bool(metrics) or bool(synthesis),
         "n_boot": first.get("n_boot"),
     }
     parts.append("<h3>Methods</h3><p>" + esc(methods_text(study, settings, facts)) + "</p>")

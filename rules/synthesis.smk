@@ -1,0 +1,89 @@
+rule train_ddpm:
+    input:
+        splits="results/{study}/splits.csv",
+        converted=ddpm_converted,
+        script=script_path("train_ddpm"),
+    output:
+        model="results/{study}/ddpm/model.pt",
+        history="results/{study}/ddpm/history.csv",
+        summary="results/{study}/ddpm/train.json",
+    log:
+        "logs/ddpm/{study}/train.log",
+    benchmark:
+        "benchmarks/ddpm/{study}/train.tsv"
+    conda:
+        "../envs/torch.yaml"
+    container:
+        CONTAINERS["torch"]
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        settings=ddpm_model_settings,
+        seed=config["seed"],
+        device=config["device"],
+        resume="results/{study}/ddpm/resume.pt",
+    message:
+        "Training the diffusion model of {wildcards.study} (resumes from {params.resume})"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --converted results/converted --splits {input.splits} --settings {params.settings}"
+        " --seed {params.seed} --device {params.device} --resume {params.resume}"
+        " --out {output.model} --history {output.history} --summary {output.summary} 2> {log}"
+
+
+rule sample_ddpm:
+    input:
+        model="results/{study}/ddpm/model.pt",
+        converted="results/converted/{patient}",
+        script=script_path("sample_ddpm"),
+    output:
+        "results/{study}/ddpm/samples/{patient}.nii.gz",
+    log:
+        "logs/ddpm/{study}/sample/{patient}.log",
+    benchmark:
+        "benchmarks/ddpm/{study}/sample/{patient}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    container:
+        CONTAINERS["torch"]
+    resources:
+        gpu=1,
+    params:
+        options=ddpm_sampling_params,
+        seed=config["seed"],
+        device=config["device"],
+    message:
+        "Synthetic CT of {wildcards.patient}'s masks ({wildcards.study})"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --model {input.model} --converted results/converted --patient {wildcards.patient}"
+        " --seed {params.seed} --device {params.device} {params.options} --out {output} 2> {log}"
+
+
+rule evaluate_ddpm:
+    input:
+        model="results/{study}/ddpm/model.pt",
+        history="results/{study}/ddpm/history.csv",
+        splits="results/{study}/splits.csv",
+        samples=ddpm_samples,
+        script=script_path("evaluate_ddpm"),
+    output:
+        metrics="results/{study}/ddpm/metrics.json",
+        panel="results/{study}/ddpm/panel.png",
+        loss="results/{study}/ddpm/loss.png",
+    log:
+        "logs/ddpm/{study}/evaluate.log",
+    benchmark:
+        "benchmarks/ddpm/{study}/evaluate.tsv"
+    conda:
+        "../envs/torch.yaml"
+    container:
+        CONTAINERS["torch"]
+    message:
+        "Fidelity of the synthetic CTs of {wildcards.study} (held-out patients)"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --model {input.model} --converted results/converted --samples {input.samples}"
+        " --splits {input.splits} --history {input.history} --out {output.metrics}"
+        " --panel {output.panel} --loss {output.loss} 2> {log}"
