@@ -10,6 +10,7 @@ patient-level percentile bootstrap 95 % CI (:func:`oncoflow.survival.bootstrap_c
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -19,7 +20,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import binary_metrics, reliability, youden_threshold
-from oncoflow.survival.bootstrap import bootstrap_ci
+from oncoflow.survival.bootstrap import named_intervals
 
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
 """Columns a binary ``predictions.csv`` must have."""
@@ -70,19 +71,16 @@ def score_split(
         empty = {"value": None, "ci_low": None, "ci_high": None}
         note = "one class only: metrics undefined"
         return {**{name: dict(empty) for name in SCALAR_METRICS}, **counts, "note": note}
-    point = binary_metrics(y_true, y_score, threshold=threshold)
-
-    def statistics(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-        values = binary_metrics(y, p, threshold=threshold)
-        return np.array([values[name] for name in SCALAR_METRICS], dtype=float)
-
-    _, low, high = bootstrap_ci(
-        statistics, y_true, y_score, n=n_boot, seed=seed, alpha=alpha, groups=groups
+    point, out = named_intervals(
+        functools.partial(binary_metrics, threshold=threshold),
+        SCALAR_METRICS,
+        y_true,
+        y_score,
+        n=n_boot,
+        seed=seed,
+        alpha=alpha,
+        groups=groups,
     )
-    out: dict[str, Any] = {
-        name: {"value": _finite(point[name]), "ci_low": _finite(lo), "ci_high": _finite(hi)}
-        for name, lo, hi in zip(SCALAR_METRICS, low, high, strict=True)
-    }
     out["confusion"] = point["confusion"]
     out["curves"] = curves(y_true, y_score)
     return {**out, **counts}

@@ -21,7 +21,7 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import multiclass_metrics
-from oncoflow.survival.bootstrap import bootstrap_ci
+from oncoflow.survival.bootstrap import named_intervals
 
 SCORE_PREFIX = "y_score_"
 """Prefix of the per-class probability columns."""
@@ -44,19 +44,9 @@ def _finite(value: float) -> float | None:
 def _score(
     y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int, seed: int, alpha: float
 ) -> dict[str, Any]:
-    point = multiclass_metrics(y, scores)
-
-    def statistics(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        values = multiclass_metrics(labels, probabilities)
-        return np.array([values[name] for name in METRICS], dtype=float)
-
-    _, low, high = bootstrap_ci(
-        statistics, y, scores, n=n_boot, seed=seed, alpha=alpha, groups=groups
+    point, out = named_intervals(
+        multiclass_metrics, METRICS, y, scores, n=n_boot, seed=seed, alpha=alpha, groups=groups
     )
-    out: dict[str, Any] = {
-        name: {"value": _finite(point[name]), "ci_low": _finite(lo), "ci_high": _finite(hi)}
-        for name, lo, hi in zip(METRICS, low, high, strict=True)
-    }
     out["confusion"] = point["confusion"]
     out["n_patients"] = len(np.unique(groups))
     return out

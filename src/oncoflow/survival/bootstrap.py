@@ -137,3 +137,39 @@ def _safe(
         return np.asarray(fn(*data), dtype=float)
     except OncoflowError:
         return np.full(shape if shape is not None else (), np.nan)
+
+
+def named_intervals(
+    fn: Callable[..., dict[str, Any]],
+    names: tuple[str, ...],
+    *arrays: ArrayLike,
+    n: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    groups: ArrayLike | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
+    """Point values and bootstrap CIs of several named metrics computed by one function.
+
+    ``fn(*arrays)`` returns a dict holding (at least) ``names``; all of them are scored on the same
+    resamples (:func:`bootstrap_ci` with a vector statistic).
+
+    Returns:
+        ``(fn(*arrays), {name: {"value", "ci_low", "ci_high"}})`` with non-finite values as
+        ``None``.
+    """
+    point = fn(*arrays)
+
+    def statistics(*resampled: np.ndarray) -> np.ndarray:
+        values = fn(*resampled)
+        return np.array([values[name] for name in names], dtype=float)
+
+    _, low, high = bootstrap_ci(statistics, *arrays, n=n, seed=seed, alpha=alpha, groups=groups)
+
+    def finite(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    cells = {
+        name: {"value": finite(point[name]), "ci_low": finite(lo), "ci_high": finite(hi)}
+        for name, lo, hi in zip(names, low, high, strict=True)
+    }
+    return point, cells
