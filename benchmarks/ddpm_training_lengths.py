@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from oncoflow.synthesis.data import write_nifti  # noqa: E402
-from oncoflow.synthesis.model import DDPMSettings, save_model, train_ddpm  # noqa: E402
+from oncoflow.synthesis.model import DDPMSettings, train_ddpm  # noqa: E402
 from oncoflow.synthesis.workflow import (  # noqa: E402
     evaluate_samples,
     read_case,
@@ -62,14 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         began = time.perf_counter()
         model, rows = train_ddpm(images, conditions, settings, progress=False, device="cpu")
         train_seconds = time.perf_counter() - began
-        path = scratch / f"model_{steps}.pt"
-        save_model(path, model, settings, patients=train)
         for ddim in (None, 25):
             began = time.perf_counter()
             samples = {}
             for patient in test:
                 case = read_case(converted, patient, settings)
-                volume = synthesize(path, case, ddim_steps=ddim, seed=args.seed, device="cpu")
+                volume = synthesize(
+                    model, settings, case, ddim_steps=ddim, seed=args.seed, device="cpu"
+                )
                 samples[patient] = write_nifti(
                     volume, case, scratch / f"{steps}_{ddim}/{patient}.nii.gz"
                 )

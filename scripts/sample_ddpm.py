@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> None:
-    _, settings, _ = load_model(args.model)
+    model, settings, _ = load_model(args.model)
     case = read_case(args.converted, args.patient, settings, args.stem)
     volume = synthesize(
-        args.model,
+        model,
+        settings,
         case,
         anatomy_preserving=args.anatomy_preserving,
         ddim_steps=args.ddim_steps,

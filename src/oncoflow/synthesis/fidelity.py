@@ -18,7 +18,6 @@ difference ``|mean_s - mean_r| / sd_r`` (``sd_r`` over the real nodules), averag
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,8 +25,6 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.synthesis.data import LUNG, NODULE
-
-log = logging.getLogger(__name__)
 
 NODULE_FEATURES = {"firstorder": [], "glcm": []}
 """pyradiomics feature classes compared on the nodule (every feature of each class)."""

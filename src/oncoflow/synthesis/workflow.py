@@ -9,7 +9,6 @@ Converted images are read from ``<converted>/<patient>/<timepoint>/<stem>.nii.gz
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,8 @@ from oncoflow.synthesis.fidelity import (
     radiomics_distance,
     summarize_fidelity,
 )
-from oncoflow.synthesis.model import DDPMSettings, load_model, stack_cases
+from oncoflow.synthesis.model import DDPMSettings, stack_cases
 from oncoflow.train import resolve_device
-
-log = logging.getLogger(__name__)
 
 
 def split_patients(splits_csv: Path | str, which: Sequence[str]) -> list[str]:
@@ -69,7 +66,8 @@ def read_case(
 
 
 def synthesize(
-    model_path: Path | str,
+    model: torch.nn.Module,
+    settings: DDPMSettings,
     case: Case,
     *,
     anatomy_preserving: bool = True,
@@ -77,8 +75,11 @@ def synthesize(
     seed: int = 0,
     device: str = "auto",
 ) -> np.ndarray:
-    """One synthetic CT (HU, on the real grid) conditioned on ``case``'s masks."""
-    model, settings, _ = load_model(model_path)
+    """One synthetic CT (HU, on the real grid) conditioned on ``case``'s masks.
+
+    ``model`` and ``settings`` come from :func:`~oncoflow.synthesis.model.load_model` (read once
+    for any number of cases).
+    """
     target = resolve_device(device)
     model = model.to(target)
     generator = torch.Generator(device=target).manual_seed(seed)
