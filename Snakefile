@@ -23,6 +23,8 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/validate.smk"
 include: "rules/convert.smk"
+include: "rules/nnunet.smk"
+include: "rules/lesions.smk"
 include: "rules/features.smk"
 include: "rules/harmonize.smk"
 include: "rules/train_survival.smk"
@@ -37,7 +39,9 @@ rule all:
     input:
         "results/qc/cohort_report.json",
         all_converted(),
+        all_lesions(),
         all_features(),
+        all_nnunet(),
         all_survival_models(),
         all_evaluations(),
         all_ddpm(),
@@ -52,6 +56,16 @@ rule qc:
 rule convert:
     input:
         all_converted(),
+
+
+rule lesions:
+    input:
+        all_lesions(),
+
+
+rule nnunet:
+    input:
+        all_nnunet(),
 
 
 rule features:

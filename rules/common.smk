@@ -128,7 +128,8 @@ wildcard_constraints:
     fold=r"\d+|final",
     tp=r"\d+",
     label=r"\d+",
-    variant="raw|combat|permuted",
+    variant="raw|combat|permuted|nnunet",
+    subset=r"fold_\d+|test",
 
 
 def cohort_inputs(wildcards):
@@ -432,8 +433,8 @@ def ddpm_studies():
     return [s for s, settings in STUDIES.items() if settings["model"] == "lung_ddpm"]
 
 
-def ddpm_converted(wildcards):
-    """Converted images of the study (the trainer keeps the training split's patients)."""
+def study_converted(wildcards):
+    """Converted image folders of every patient of the study (jobs pick the split they need)."""
     return [f"results/converted/{p}" for p in _convertible(wildcards.study)]
 
 
@@ -461,6 +462,106 @@ def ddpm_samples(wildcards):
 
 def all_ddpm():
     return [f"results/{study}/ddpm/metrics.json" for study in ddpm_studies()]
+
+
+# --- nnU-Net segmentation (pancreas_multitask) -------------------------------------------------
+
+NNUNET_DEFAULTS = {
+    "planner": "nnUNetPlannerResEncM",
+    "configuration": "3d_fullres",
+    "folds": [0, 1, 2, 3, 4],
+    "plans": {"name": "oncoflowResEncMPlans"},
+    "trainer": {"name": "oncoflowMultitaskTrainer"},
+    "head": {},
+    "checkpoint": "checkpoint_best.pth",
+    "processes": 2,
+}
+
+
+def nnunet_studies():
+    return [s for s, settings in STUDIES.items() if settings["model"] == "nnunet_multitask"]
+
+
+def nnunet_settings(study):
+    """The study's nnunet block with defaults filled in."""
+    return {**NNUNET_DEFAULTS, **STUDIES[study].get("nnunet", {})}
+
+
+def nnunet_settings_json(wildcards):
+    """The nnunet block as shell-quoted JSON (scripts/nnunet_*.py --settings)."""
+    return shlex.quote(json.dumps(nnunet_settings(wildcards.study)))
+
+
+def _nnunet_dataset(study):
+    settings = nnunet_settings(study)
+    return f"Dataset{int(settings['dataset_id']):03d}_{settings['dataset_name']}"
+
+
+def nnunet_checkpoint(study, fold):
+    """checkpoint_final.pth of one fold (nnU-Net's results layout)."""
+    settings = nnunet_settings(study)
+    model = "__".join(
+        [settings["trainer"]["name"], settings["plans"]["name"], settings["configuration"]]
+    )
+    return f"results/{study}/nnunet/nnUNet_results/{_nnunet_dataset(study)}/{model}/fold_{fold}/checkpoint_final.pth"
+
+
+def nnunet_predict_checkpoints(wildcards):
+    """Checkpoints a subset needs: its fold's (fold_<k>) or every trained fold's (test)."""
+    study = wildcards.study
+    if wildcards.subset == "test":
+        folds = nnunet_settings(study)["folds"]
+    else:
+        folds = [int(wildcards.subset.removeprefix("fold_"))]
+    return [nnunet_checkpoint(study, fold) for fold in folds]
+
+
+def nnunet_subsets(wildcards):
+    """Prediction folders collected into predictions.csv: each trained fold's and the test's."""
+    folds = nnunet_settings(wildcards.study)["folds"]
+    return [
+        f"results/{wildcards.study}/nnunet/predict/{s}"
+        for s in [*(f"fold_{k}" for k in folds), "test"]
+    ]
+
+
+def all_nnunet():
+    """predictions.csv + Dice of every nnU-Net study (the evaluate rule scores them)."""
+    return [f"results/{s}/train/nnunet/predictions.csv" for s in nnunet_studies()]
+
+
+def segmentation_tables(wildcards):
+    """The per-case Dice table of a segmentation model (evaluate.py --segmentation)."""
+    if STUDIES[wildcards.study]["model"] == "nnunet_multitask":
+        return [f"results/{wildcards.study}/train/{wildcards.variant}/dice.csv"]
+    return []
+
+
+def segmentation_option(wildcards, input):
+    return f"--segmentation {input.segmentation}" if input.segmentation else ""
+
+
+# --- lesion crops -------------------------------------------------------------------------------
+
+
+def lesion_studies():
+    return [s for s, settings in STUDIES.items() if settings.get("lesions")]
+
+
+def lesion_settings_json(wildcards):
+    return shlex.quote(json.dumps(STUDIES[wildcards.study]["lesions"]))
+
+
+def _lesion_patients(study):
+    """Patients with at least one of the stems the study crops."""
+    stems = set(STUDIES[study]["lesions"]["images"])
+    rows = IMAGES[study]
+    row_stems = [m if s == "-" else f"{m}_{s}" for m, s in zip(rows["modality"], rows["series"])]
+    return sorted({p for p, stem in zip(rows["patient_id"], row_stems) if stem in stems})
+
+
+def all_lesions():
+    return [f"results/{s}/lesions/{p}" for s in lesion_studies() for p in _lesion_patients(s)]
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -512,6 +613,8 @@ def model_variants(study):
     """Trained variants (folders under results/<study>/train) of a study with a model rule."""
     if STUDIES[study]["model"] == "cox_radiopathomics":
         return survival_variants(study)
+    if STUDIES[study]["model"] == "nnunet_multitask":
+        return ["nnunet"]
     return []
 
 

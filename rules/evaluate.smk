@@ -1,6 +1,7 @@
 rule evaluate:
     input:
         predictions="results/{study}/train/{variant}/predictions.csv",
+        segmentation=segmentation_tables,
         script=script_path("evaluate"),
     output:
         metrics="results/{study}/evaluate/{variant}/metrics.json",
@@ -17,12 +18,13 @@ rule evaluate:
     params:
         options=evaluate_params,
         card=model_card_params,
+        segmentation=segmentation_option,
     message:
         "Metrics with bootstrap CIs of {wildcards.study} ({wildcards.variant})"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --predictions {input.predictions} --out {output.metrics} --card {output.card}"
-        " {params.options} {params.card} 2> {log}"
+        " {params.options} {params.card} {params.segmentation} 2> {log}"
 
 
 rule compare_models:

@@ -13,6 +13,8 @@ rule train_net_survival:
         "logs/train/{study}/{variant}.log",
     benchmark:
         "benchmarks/train/{study}/{variant}.tsv"
+    wildcard_constraints:
+        variant="raw|combat|permuted",
     conda:
         "../envs/survival.yaml"
     container:

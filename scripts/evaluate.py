@@ -1,7 +1,8 @@
 """Evaluate one model's predictions.csv: metrics with bootstrap CIs, and its model card.
 
-Reads only the predictions (DESIGN.md contract; survival or binary classification, detected from
-the columns). Writes ``metrics.json`` (per validation fold, pooled validation, each test split,
+Reads only the predictions (DESIGN.md contract; survival, binary or multi-class classification,
+detected from the columns) and, for a segmentation model, its per-case Dice table. Writes
+``metrics.json`` (per validation fold, pooled validation, each test split,
 every metric with a patient-level bootstrap CI) and a model card as JSON and Markdown.
 
 Example:
@@ -22,6 +23,7 @@ from oncoflow import cli
 from oncoflow.evaluate.card import card_markdown, model_card
 from oncoflow.evaluate.engine import evaluate_applied, evaluate_predictions
 from oncoflow.evaluate.io import read_predictions
+from oncoflow.evaluate.segmentation import read_dice_table, summarize_dice
 
 
 def _names(text: str) -> list[str]:
@@ -67,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--segmentation",
+        type=Path,
+        help="per-case Dice CSV (nnunet_collect); adds Dice per region and split with CIs",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -81,6 +88,8 @@ def _main(args: argparse.Namespace) -> None:
         metrics = evaluate_predictions(
             predictions, horizons=args.horizons, threshold=args.threshold, **boot
         )
+    if args.segmentation is not None:
+        metrics["segmentation"] = summarize_dice(read_dice_table(args.segmentation), **boot)
     cli.write_json(args.out, metrics, args)
     if args.card is not None:
         info = {

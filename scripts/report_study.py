@@ -73,6 +73,9 @@ def _main(args: argparse.Namespace) -> None:
         for p, path in zip(slides["patient_id"], map(Path, slides["path"]), strict=True)
     ]
     oracle_path = args.cohort / "oracle.json"
+    metrics = {v: _read_json(p) for v, p in args.metrics}
+    # a segmentation model's metrics.json carries its Dice summary (evaluate.py --segmentation)
+    segmentation = next((m["segmentation"] for m in metrics.values() if "segmentation" in m), None)
     section, pngs = study_section(
         args.study,
         args.settings,
@@ -80,7 +83,8 @@ def _main(args: argparse.Namespace) -> None:
         qc_panels=mask_panels(args.converted, patients, f"{args.study}: masks on images"),
         slide_panels=slide_panels(slide_paths, f"{args.study}: slides"),
         harmonize={s: _read_json(p) for s, p in args.harmonize},
-        metrics={v: _read_json(p) for v, p in args.metrics},
+        metrics=metrics,
+        segmentation=segmentation,
         comparisons=_read_json(args.comparisons)["comparisons"] if args.comparisons else [],
         oracle=_read_json(oracle_path) if oracle_path.is_file() else {},
         title=args.title,

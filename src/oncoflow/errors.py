@@ -29,3 +29,7 @@ class FeatureError(OncoflowError):
 
 class ModelError(OncoflowError):
     """A model cannot be fit or evaluated: bad survival data, no comparable pairs, no features."""
+
+
+class SegmentationError(OncoflowError):
+    """An nnU-Net export, plan, training or prediction step cannot run on the given cases."""

@@ -75,7 +75,7 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     # raw / combat / permuted Cox runs
     net = default_config["studies"]["net_survival"]
     assert counts["radiomics"] == counts["pathomics"] == size["net_survival"]
-    assert counts["make_folds"] == 2  # net_survival and lung_synthesis
+    assert counts["make_folds"] == 3  # net_survival, lung_synthesis, pancreas_multitask
     assert counts["harmonize"] == 2 * (net["folds"]["repeats"] + 1)
     assert counts["train_net_survival"] == 3
     # nsclc_mmdls: PET metrics of the lesion label per patient; one merged table per source
@@ -84,6 +84,16 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     # lung_synthesis: one diffusion model, a synthetic CT per patient's masks, one evaluation
     assert counts["train_ddpm"] == counts["evaluate_ddpm"] == 1
     assert counts["sample_ddpm"] == size["lung_synthesis"]
+    # pancreas_multitask: the nnU-Net chain, one training job per configured fold, prediction of
+    # each fold's validation cases and of the test cases
+    nnunet = studies["pancreas_multitask"]["nnunet"]
+    assert counts["nnunet_export"] == counts["nnunet_plan"] == counts["nnunet_collect"] == 1
+    assert counts["nnunet_train"] == len(nnunet["folds"])
+    assert counts["nnunet_predict"] == len(nnunet["folds"]) + 1
+    # lesion crops: one job per patient of the three studies with a lesions block
+    lesion_studies = [s for s, st in studies.items() if st.get("lesions")]
+    assert sorted(lesion_studies) == ["liver_response", "nsclc_mmdls", "pancreas_progression"]
+    assert counts["extract_lesions"] == sum(size[s] for s in lesion_studies)
 
 
 def test_study_patients_override(tmp_path, default_config):

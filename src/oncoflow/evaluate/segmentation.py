@@ -156,3 +156,21 @@ def summarize_dice(
             "per_case": [round(float(v), 4) for v in values],
         }
     return result
+
+
+def read_dice_table(path: Path) -> pd.DataFrame:
+    """A per-case Dice CSV (:func:`dice_table` columns, optional ``split``), ids as text.
+
+    Raises:
+        ModelError: Missing or unreadable file, or missing columns (the file is named).
+    """
+    try:
+        table = pd.read_csv(path, dtype={"case": str, "patient_id": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        msg = f"{path}: cannot read the Dice table ({exc})"
+        raise ModelError(msg) from exc
+    missing = [c for c in ("case", "patient_id", "region", "dice") if c not in table.columns]
+    if missing:
+        msg = f"{path}: Dice table lacks column(s) {', '.join(missing)}"
+        raise ModelError(msg)
+    return table

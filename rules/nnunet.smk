@@ -1,0 +1,150 @@
+# nnU-Net v2 segmentation with a classification head (studies whose model is nnunet_multitask).
+# Folders per study: results/<study>/nnunet/{nnUNet_raw,nnUNet_preprocessed,nnUNet_results,predict}.
+
+
+rule nnunet_export:
+    input:
+        splits="results/{study}/splits.csv",
+        folds="results/{study}/folds.json",
+        converted=study_converted,
+        script=script_path("nnunet_export"),
+    output:
+        raw=directory("results/{study}/nnunet/nnUNet_raw"),
+        splits="results/{study}/nnunet/splits_final.json",
+    log:
+        "logs/nnunet/{study}/export.log",
+    benchmark:
+        "benchmarks/nnunet/{study}/export.tsv"
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    params:
+        settings=nnunet_settings_json,
+        cohort=study_cohort,
+    message:
+        "Exporting {wildcards.study} to nnU-Net raw format with our patient folds"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --converted results/converted --cohort {params.cohort}"
+        " --splits {input.splits} --folds {input.folds} --raw {output.raw}"
+        " --splits-out {output.splits} 2> {log}"
+
+
+rule nnunet_plan:
+    input:
+        raw="results/{study}/nnunet/nnUNet_raw",
+        splits="results/{study}/nnunet/splits_final.json",
+        script=script_path("nnunet_plan"),
+    output:
+        directory("results/{study}/nnunet/nnUNet_preprocessed"),
+    log:
+        "logs/nnunet/{study}/plan.log",
+    benchmark:
+        "benchmarks/nnunet/{study}/plan.tsv"
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    threads: 2
+    params:
+        settings=nnunet_settings_json,
+    message:
+        "nnUNetv2_plan_and_preprocess of {wildcards.study} and the derived plans"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --raw {input.raw} --splits {input.splits}"
+        " --out {output} 2> {log}"
+
+
+rule nnunet_train:
+    input:
+        preprocessed="results/{study}/nnunet/nnUNet_preprocessed",
+        script=script_path("nnunet_train"),
+    output:
+        "results/{study}/nnunet/nnUNet_results/{dataset}/{model}/fold_{fold}/checkpoint_final.pth",
+    log:
+        "logs/nnunet/{study}/{dataset}/{model}/train_fold_{fold}.log",
+    benchmark:
+        "benchmarks/nnunet/{study}/{dataset}/{model}/train_fold_{fold}.tsv"
+    wildcard_constraints:
+        dataset=r"Dataset\d{3}_[^/]+",
+        model=r"[^/]+__[^/]+__[^/]+",
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        settings=nnunet_settings_json,
+        results="results/{study}/nnunet/nnUNet_results",
+        device=config["device"],
+    message:
+        "nnUNetv2_train {wildcards.model} fold {wildcards.fold} of {wildcards.study}"
+        " (a killed run resumes from checkpoint_latest.pth)"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --fold {wildcards.fold}"
+        " --preprocessed {input.preprocessed} --results {params.results}"
+        " --device {params.device} 2> {log}"
+
+
+rule nnunet_predict:
+    input:
+        raw="results/{study}/nnunet/nnUNet_raw",
+        splits="results/{study}/nnunet/splits_final.json",
+        checkpoints=nnunet_predict_checkpoints,
+        script=script_path("nnunet_predict"),
+    output:
+        directory("results/{study}/nnunet/predict/{subset}"),
+    log:
+        "logs/nnunet/{study}/predict_{subset}.log",
+    benchmark:
+        "benchmarks/nnunet/{study}/predict_{subset}.tsv"
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    resources:
+        gpu=1,
+    params:
+        settings=nnunet_settings_json,
+        results="results/{study}/nnunet/nnUNet_results",
+        device=config["device"],
+    message:
+        "nnU-Net masks and case classes of {wildcards.study} ({wildcards.subset})"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --subset {wildcards.subset} --raw {input.raw}"
+        " --results {params.results} --splits {input.splits} --out {output}"
+        " --device {params.device} 2> {log}"
+
+
+rule nnunet_collect:
+    input:
+        raw="results/{study}/nnunet/nnUNet_raw",
+        predicted=nnunet_subsets,
+        converted=study_converted,
+        script=script_path("nnunet_collect"),
+    output:
+        predictions="results/{study}/train/nnunet/predictions.csv",
+        dice="results/{study}/train/nnunet/dice.csv",
+    log:
+        "logs/nnunet/{study}/collect.log",
+    benchmark:
+        "benchmarks/nnunet/{study}/collect.tsv"
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    params:
+        settings=nnunet_settings_json,
+    message:
+        "Predictions and per-case Dice of {wildcards.study} (nnU-Net)"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --raw {input.raw} --converted results/converted"
+        " --predicted {input.predicted} --predictions {output.predictions}"
+        " --dice {output.dice} 2> {log}"

@@ -1,0 +1,1 @@
+"""nnU-Net v2 segmentation with a classification head: export, plans, trainer, prediction."""

@@ -1,0 +1,173 @@
+"""Segmentation + classification in one encoder pass (seed 001, fixed).
+
+:class:`MultitaskNetwork` wraps an nnU-Net encoder-decoder (``network.encoder`` returns the skip
+features, ``network.decoder`` turns them into segmentation logits) and adds a classification head
+on the bottleneck, the last skip. One ``forward_both`` call runs the encoder once and returns both
+outputs; the seed ran the encoder a second time for the head.
+
+``forward`` returns only the segmentation (so nnU-Net's trainer and sliding-window predictor work
+unchanged) and, inside :meth:`MultitaskNetwork.collecting`, records the head's softmax for every
+patch it sees. The case-level class is the mean of those softmax vectors over all sliding-window
+patches (and mirrored test-time variants, and folds of an ensemble), not the logits of whichever
+patch ran last, which is what the seed's inference read.
+
+Schedules (epoch ``e``, warm-up ``E_w`` epochs, ramp ``E_r`` epochs):
+
+- loss = seg + ``w_cls(e)`` * CE_weighted, ``w_cls(e) = 0`` for ``e < E_w`` else ``w``
+  (segmentation-only warm-up, then a fixed weight: the seed's phase-1 weight was a no-op);
+- checkpoint selection on ``s(e) = a(e) * Dice + (1 - a(e)) * macro-F1`` with
+  ``a(e) = 0.9`` for ``e < E_w``, then linear to 0.5 over ``E_r`` epochs;
+- class weights ``w_c = N / (K * max(n_c, 1))`` (inverse frequency, mean 1 over classes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ClassificationHead(nn.Module):
+    """Global average pool -> LayerNorm -> Linear -> ReLU -> Dropout -> Linear (n classes)."""
+
+    def __init__(self, channels: int, n_classes: int, hidden: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` of bottleneck features ``(batch, C, *spatial)``."""
+        pooled = features.flatten(2).mean(dim=2)
+        return self.mlp(self.norm(pooled))
+
+
+class MultitaskNetwork(nn.Module):
+    """An nnU-Net encoder-decoder with a classification head on its bottleneck.
+
+    Args:
+        base: Network with ``encoder`` (returning the list of skips) and ``decoder``.
+        n_classes: Number of classes of the head.
+        hidden: Hidden width of the head's MLP.
+        dropout: Dropout of the head.
+    """
+
+    def __init__(self, base: nn.Module, n_classes: int, hidden: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.base = base
+        channels = int(_bottleneck_channels(base))
+        self.head = ClassificationHead(channels, n_classes, hidden, dropout)
+        self.encoder_calls = 0
+        self._collected: list[torch.Tensor] | None = None
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The shared encoder (returns the skip features; the last one is the bottleneck)."""
+        return self.base.encoder
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The segmentation decoder (nnU-Net toggles ``decoder.deep_supervision`` on it)."""
+        return self.base.decoder
+
+    def forward_both(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
+        """Segmentation logits (a list with deep supervision) and class logits, one encoder pass."""
+        skips = self.base.encoder(x)
+        self.encoder_calls += 1
+        return self.base.decoder(skips), self.head(skips[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Segmentation only; the head's softmax is recorded inside :meth:`collecting`."""
+        segmentation, logits = self.forward_both(x)
+        if self._collected is not None:
+            self._collected.append(torch.softmax(logits.detach().float(), dim=1).cpu())
+        return segmentation
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[torch.Tensor]]:
+        """Record the class softmax of every patch forwarded in the block (a tensor per call)."""
+        self._collected = []
+        try:
+            yield self._collected
+        finally:
+            self._collected = None
+
+
+def _bottleneck_channels(base: nn.Module) -> int:
+    encoder = base.encoder
+    channels = getattr(encoder, "output_channels", None)
+    if channels is None:
+        msg = f"{type(encoder).__name__} does not expose output_channels; cannot size the head"
+        raise TypeError(msg)
+    return int(channels[-1])
+
+
+def aggregate_patches(patch_probabilities: Sequence[torch.Tensor]) -> np.ndarray:
+    """Case-level class probabilities: the mean softmax over every patch of a case.
+
+    Args:
+        patch_probabilities: Softmax tensors ``(batch, n_classes)`` recorded per forward call.
+
+    Returns:
+        ``(n_classes,)`` probabilities summing to 1.
+
+    Raises:
+        ValueError: No patch was recorded.
+    """
+    if not patch_probabilities:
+        msg = "no patch was forwarded: nothing to aggregate"
+        raise ValueError(msg)
+    stacked = torch.cat([p.reshape(-1, p.shape[-1]) for p in patch_probabilities]).double()
+    mean = stacked.mean(dim=0).numpy()
+    return mean / mean.sum()
+
+
+def classification_weight(epoch: int, warmup: int, weight: float) -> float:
+    """Weight of the classification loss: 0 during the warm-up, ``weight`` after."""
+    return 0.0 if epoch < warmup else float(weight)
+
+
+def selection_dice_weight(
+    epoch: int, warmup: int, ramp: int, start: float = 0.9, end: float = 0.5
+) -> float:
+    """Weight ``a(e)`` of Dice in the checkpoint-selection score (``1 - a`` goes to macro-F1)."""
+    if epoch < warmup:
+        return start
+    if ramp <= 0:
+        return end
+    progress = min(1.0, (epoch - warmup) / ramp)
+    return start + (end - start) * progress
+
+
+def class_weights(counts: Sequence[int]) -> np.ndarray:
+    """Inverse-frequency class weights ``N / (K * max(n_c, 1))`` (mean 1 for balanced data)."""
+    n = np.asarray(counts, dtype=float)
+    return n.sum() / (len(n) * np.maximum(n, 1.0))
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+    """Macro-averaged F1 over ``n_classes``: mean of ``2 TP / (2 TP + FP + FN)`` per class.
+
+    Classes with no true and no predicted case are left out of the mean (their F1 is undefined);
+    an empty input gives 0.
+    """
+    t = np.asarray(y_true, dtype=int)
+    p = np.asarray(y_pred, dtype=int)
+    scores = []
+    for k in range(n_classes):
+        tp = int(np.sum((t == k) & (p == k)))
+        fp = int(np.sum((t != k) & (p == k)))
+        fn = int(np.sum((t == k) & (p != k)))
+        if tp + fp + fn == 0:
+            continue
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0

@@ -1,0 +1,249 @@
+"""nnU-Net v2 trainers of oncoflow, found by ``nnUNetv2_train -tr <name>``.
+
+The rules point ``nnUNet_extTrainer`` at this folder (nnunetv2 >= 2.8 searches it when a trainer
+is not part of the package), so nothing is copied into the installed nnunetv2.
+
+``oncoflowMultitaskTrainer`` adds a classification head on the encoder bottleneck
+(:class:`oncoflow.segmentation.multitask.MultitaskNetwork`), trained in the same forward pass as
+the segmentation. The head comes from the ``oncoflow`` block of the plans (written by
+:func:`oncoflow.segmentation.plans.derive_plans`, so inference rebuilds the same network); the
+training schedule from the JSON in ``ONCOFLOW_TRAINER_SETTINGS`` (set by the train rule; unset =
+the production defaults below); the case classes from the ``oncoflow`` block of ``dataset.json``.
+Per-epoch checkpoints go to ``checkpoint_latest.pth`` (``save_every``) so a
+killed job continues with ``nnUNetv2_train ... --c``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from torch import autocast, nn
+
+from oncoflow.segmentation.multitask import (
+    MultitaskNetwork,
+    class_weights,
+    classification_weight,
+    macro_f1,
+    selection_dice_weight,
+)
+
+DEFAULT_SCHEDULE: dict[str, Any] = {
+    "epochs": 1000,
+    "iterations_per_epoch": 250,
+    "val_iterations_per_epoch": 50,
+    "warmup_epochs": 20,
+    "selection_ramp_epochs": 30,
+    "cls_weight": 0.1,
+    "save_every": 5,
+    "mirroring": True,
+    "initial_lr": 0.01,
+    "final_validation": True,
+}
+"""Production schedule (nnU-Net defaults + seed 001's phases); ``ONCOFLOW_TRAINER_SETTINGS``
+overrides any key. ``final_validation: false`` skips nnU-Net's own prediction of the validation
+cases after training (oncoflow's predict rule predicts them anyway, with the head)."""
+
+SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
+
+
+class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer naming
+    """nnU-Net trainer with a bottleneck classification head (one encoder pass)."""
+
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),  # noqa: B008 - nnU-Net's signature
+    ):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        settings = {**DEFAULT_SCHEDULE, **json.loads(os.environ.get(SETTINGS_VARIABLE) or "{}")}
+        self.schedule = settings
+        self.num_epochs = int(settings["epochs"])
+        self.num_iterations_per_epoch = int(settings["iterations_per_epoch"])
+        self.num_val_iterations_per_epoch = int(settings["val_iterations_per_epoch"])
+        self.save_every = max(1, int(settings["save_every"]))
+        self.initial_lr = float(settings["initial_lr"])
+        meta = dataset_json.get("oncoflow", {})
+        self.class_names = list(meta.get("classes", []))
+        self.case_classes = {
+            k: self.class_names.index(str(v)) for k, v in meta.get("case_classes", {}).items()
+        }
+        if not self.class_names:
+            msg = "dataset.json has no oncoflow.classes: the multitask trainer needs class labels"
+            raise RuntimeError(msg)
+        self.cls_loss: nn.Module | None = None
+        self._val_probs: dict[str, list[np.ndarray]] = defaultdict(list)
+        for key in ("cls_losses", "val_macro_f1", "selection_score"):
+            self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
+
+    @staticmethod
+    def build_network_architecture(
+        plans_manager,
+        configuration_manager,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
+        """The planned nnU-Net network wrapped with the head named in the plans."""
+        base = nnUNetTrainer.build_network_architecture(
+            plans_manager,
+            configuration_manager,
+            num_input_channels,
+            num_output_channels,
+            enable_deep_supervision,
+        )
+        head = plans_manager.plans.get("oncoflow", {}).get("head", {})
+        return MultitaskNetwork(
+            base,
+            n_classes=len(head.get("classes", [0, 1, 2])),
+            hidden=int(head.get("hidden", 128)),
+            dropout=float(head.get("dropout", 0.3)),
+        )
+
+    def _do_i_compile(self) -> bool:
+        # forward_both is called on the module directly; torch.compile would only wrap forward
+        return False
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's augmentation setup; without mirroring when the schedule turns it off."""
+        values = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if not self.schedule["mirroring"]:
+            rotation, do_dummy_2d, initial_patch_size, _ = values
+            self.inference_allowed_mirroring_axes = None
+            return rotation, do_dummy_2d, initial_patch_size, None
+        return values
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's final prediction of validation cases unless ``final_validation`` is off."""
+        if self.schedule["final_validation"]:
+            return super().perform_actual_validation(save_probabilities)
+        self.print_to_log_file("final validation skipped (final_validation: false)")
+        return None
+
+    def on_train_start(self):
+        """nnU-Net's start, then class-weighted cross-entropy from the fold's training cases."""
+        super().on_train_start()
+        train_keys, _ = self.do_split()
+        missing = [k for k in train_keys if k not in self.case_classes]
+        if missing:
+            msg = f"case(s) without class in dataset.json: {', '.join(missing[:5])}"
+            raise RuntimeError(msg)
+        counts = np.bincount(
+            [self.case_classes[k] for k in train_keys], minlength=len(self.class_names)
+        )
+        weight = torch.as_tensor(class_weights(counts), dtype=torch.float32, device=self.device)
+        self.cls_loss = nn.CrossEntropyLoss(weight=weight)
+        self.print_to_log_file(
+            f"classification head: classes {self.class_names}, training counts {counts.tolist()}"
+        )
+
+    def _targets(self, keys) -> torch.Tensor:
+        return torch.as_tensor(
+            [self.case_classes[k] for k in keys], dtype=torch.long, device=self.device
+        )
+
+    def _network(self) -> MultitaskNetwork:
+        return self.network.module if self.is_ddp else self.network
+
+    def train_step(self, batch: dict) -> dict:
+        """One step: seg loss + w(epoch) * class-weighted CE from one forward pass."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = (
+            [t.to(self.device, non_blocking=True) for t in target]
+            if isinstance(target, list)
+            else target.to(self.device, non_blocking=True)
+        )
+        labels = self._targets(batch["keys"])
+        weight = classification_weight(
+            self.current_epoch,
+            int(self.schedule["warmup_epochs"]),
+            float(self.schedule["cls_weight"]),
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        context = (
+            autocast(self.device.type, enabled=True)
+            if self.device.type == "cuda"
+            else dummy_context()
+        )
+        with context:
+            segmentation, logits = self._network().forward_both(data)
+            seg_loss = self.loss(segmentation, target)
+            cls_loss = self.cls_loss(logits.float(), labels)
+            loss = seg_loss + weight * cls_loss if weight > 0 else seg_loss
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        return {"loss": loss.detach().cpu().numpy(), "cls_loss": cls_loss.detach().cpu().numpy()}
+
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        """Log the epoch's mean training loss and classification loss."""
+        super().on_train_epoch_end(train_outputs)
+        self.logger.log(
+            "cls_losses", float(np.mean([o["cls_loss"] for o in train_outputs])), self.current_epoch
+        )
+
+    def on_validation_epoch_start(self):
+        """Reset the per-case softmax collected over validation patches."""
+        super().on_validation_epoch_start()
+        self._val_probs = defaultdict(list)
+
+    def validation_step(self, batch: dict) -> dict:
+        """nnU-Net's validation step, recording the head's softmax per case."""
+        network = self._network()
+        with network.collecting() as probabilities:
+            result = super().validation_step(batch)
+        for key, row in zip(batch["keys"], probabilities[0].numpy(), strict=True):
+            self._val_probs[key].append(row)
+        return result
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        """Pseudo-Dice (nnU-Net) and case-level macro-F1 (mean softmax per case)."""
+        super().on_validation_epoch_end(val_outputs)
+        # case-level macro-F1: mean softmax over the validation patches drawn from each case
+        keys = sorted(self._val_probs)
+        y_true = [self.case_classes[k] for k in keys]
+        y_pred = [int(np.mean(self._val_probs[k], axis=0).argmax()) for k in keys]
+        f1 = macro_f1(y_true, y_pred, len(self.class_names))
+        self.logger.log("val_macro_f1", f1, self.current_epoch)
+
+    def on_epoch_end(self):
+        """Checkpoint selection on a(e) * EMA pseudo-Dice + (1 - a(e)) * macro-F1."""
+        epoch = self.current_epoch
+        dice = float(self.logger.get_value("ema_fg_dice", step=-1))
+        f1 = float(self.logger.get_value("val_macro_f1", step=-1))
+        a = selection_dice_weight(
+            epoch, int(self.schedule["warmup_epochs"]), int(self.schedule["selection_ramp_epochs"])
+        )
+        score = a * dice + (1.0 - a) * f1
+        earlier = list(self.logger.get_value("selection_score", step=None))[:epoch]
+        self.logger.log("selection_score", score, epoch)
+        self.print_to_log_file(
+            f"classification loss {self.logger.get_value('cls_losses', step=-1):.4f}, case "
+            f"macro-F1 {f1:.4f}, selection score {score:.4f} (Dice weight {a:.2f})"
+        )
+        # nnU-Net saves checkpoint_best on the EMA pseudo-Dice alone; we select on the mixed score,
+        # whose history lives in the logger (restored with --c), so nnU-Net's own best is disabled.
+        self._best_ema = float("inf")
+        super().on_epoch_end()
+        if not earlier or score > max(earlier):
+            self.print_to_log_file(f"new best selection score {score:.4f}: checkpoint_best.pth")
+            self.current_epoch -= 1  # super() advanced the counter; store the epoch just done
+            self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_best.pth"))
+            self.current_epoch += 1

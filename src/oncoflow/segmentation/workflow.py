@@ -1,0 +1,388 @@
+"""The nnU-Net stage of a study, step by step: export, plan, train one fold, predict, collect.
+
+Each function is one rule's work; the settings are the study's ``nnunet`` block of config.yaml
+(:class:`NnunetSettings`). Folders (per study, under ``results/<study>/nnunet/``)::
+
+    nnUNet_raw/Dataset<NNN>_<Name>/          export (+ splits_final.json beside it)
+    nnUNet_preprocessed/Dataset<NNN>_<Name>/ plan_and_preprocess + the derived plans
+    nnUNet_results/Dataset<NNN>_<Name>/<trainer>__<plans>__<configuration>/fold_<k>/
+    predict/<subset>/                        masks + cases.csv (fold_<k> validation cases, test)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.export import collect_cases, export_dataset, nnunet_splits
+from oncoflow.segmentation.nnunet import (
+    dataset_folder_name,
+    nnunet_env,
+    planned_plans_file,
+    prepare_fold_folder,
+    run_command,
+    settings_digest,
+)
+from oncoflow.segmentation.plans import derive_plans
+
+SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
+"""Environment variable carrying the trainer schedule (read by the nnU-Net trainer)."""
+
+log = logging.getLogger(__name__)
+
+TEST_SPLITS = ("internal_test", "external_test")
+
+
+@dataclass(frozen=True)
+class NnunetSettings:
+    """A study's ``nnunet`` block (see schemas/config.schema.yaml for every key)."""
+
+    dataset_id: int
+    dataset_name: str
+    channels: tuple[str, ...]
+    label: str
+    regions: dict[str, list[int]]
+    classify: str
+    planner: str = "nnUNetPlannerResEncM"
+    configuration: str = "3d_fullres"
+    folds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    plans: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str = "checkpoint_best.pth"
+    processes: int = 2
+
+    @classmethod
+    def from_json(cls, text: str) -> NnunetSettings:
+        """From the JSON the rules pass (unknown keys are an error)."""
+        data = json.loads(text)
+        try:
+            settings = cls(**data)
+        except TypeError as exc:
+            msg = f"nnunet settings: {exc}"
+            raise SegmentationError(msg) from exc
+        return cls(
+            **{
+                **data,
+                "channels": tuple(settings.channels),
+                "folds": tuple(int(f) for f in settings.folds),
+            }
+        )
+
+    @property
+    def dataset(self) -> str:
+        """``Dataset<NNN>_<Name>``."""
+        return dataset_folder_name(self.dataset_id, self.dataset_name)
+
+    @property
+    def plans_name(self) -> str:
+        """Name of the derived plans (``nnUNetv2_train -p``)."""
+        return str(self.plans.get("name", "oncoflowPlans"))
+
+    @property
+    def trainer_name(self) -> str:
+        """Trainer class (``nnUNetv2_train -tr``)."""
+        return str(self.trainer.get("name", "oncoflowMultitaskTrainer"))
+
+    @property
+    def model_folder(self) -> str:
+        """``<trainer>__<plans>__<configuration>`` (nnU-Net's results layout)."""
+        return f"{self.trainer_name}__{self.plans_name}__{self.configuration}"
+
+    def oncoflow_block(self, classes: Sequence[str]) -> dict[str, Any]:
+        """The ``oncoflow`` block of the derived plans: the classification head."""
+        return {"head": {**self.head, "classes": list(classes)}}
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """Trainer settings passed to the trainer in ``ONCOFLOW_TRAINER_SETTINGS``."""
+        return {k: v for k, v in self.trainer.items() if k != "name"}
+
+
+def class_names(values: Sequence[Any]) -> list[str]:
+    """Sorted class names (integers sort numerically: 0, 1, 2, 10)."""
+    unique = {str(v) for v in values if pd.notna(v)}
+    return sorted(unique, key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
+
+
+def export(
+    settings: NnunetSettings,
+    *,
+    converted: Path,
+    splits: pd.DataFrame,
+    folds: Mapping[str, Mapping[str, Sequence[str]]],
+    outcomes: pd.DataFrame,
+    raw_root: Path,
+    splits_out: Path,
+) -> dict[str, Any]:
+    """Export the study's cases to ``raw_root/<dataset>`` and write ``splits_final.json``."""
+    split_of = dict(zip(splits["patient_id"].astype(str), splits["split"], strict=True))
+    if settings.classify not in outcomes.columns:
+        msg = f"outcomes.csv has no column {settings.classify!r} (nnunet.classify)"
+        raise SegmentationError(msg)
+    per_patient = outcomes.groupby(outcomes["patient_id"].astype(str))[settings.classify].first()
+    targets = {p: (None if pd.isna(v) else _label_text(v)) for p, v in per_patient.items()}
+    classes = class_names([targets[p] for p in split_of if split_of[p] == "train" and p in targets])
+    cases = collect_cases(
+        Path(converted), split_of, settings.channels, label_stem=settings.label, targets=targets
+    )
+    payload = export_dataset(
+        cases,
+        Path(raw_root) / settings.dataset,
+        settings.channels,
+        settings.regions,
+        classes=classes,
+    )
+    entries = nnunet_splits(folds, cases)
+    Path(splits_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(splits_out).write_text(json.dumps(entries, indent=1) + "\n")
+    log.info(
+        "exported %d cases (%d training, %d test) to %s; %d folds",
+        len(cases),
+        payload["numTraining"],
+        len(cases) - payload["numTraining"],
+        Path(raw_root) / settings.dataset,
+        len(entries),
+    )
+    return payload
+
+
+def _label_text(value: Any) -> str:
+    """A class label as text (a float holding an integer, e.g. 2.0 next to NaN, as ``2``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def plan(
+    settings: NnunetSettings,
+    *,
+    raw_root: Path,
+    splits_file: Path,
+    out_root: Path,
+) -> Path:
+    """``nnUNetv2_plan_and_preprocess`` with the configured planner, then the derived plans.
+
+    Returns:
+        The derived plans file ``<out_root>/<dataset>/<plans name>.json``.
+    """
+    out_root = Path(out_root)
+    if out_root.exists():
+        shutil.rmtree(out_root)
+    out_root.mkdir(parents=True)
+    env = nnunet_env(raw_root, out_root, processes=settings.processes)
+    command = [
+        "nnUNetv2_plan_and_preprocess",
+        "-d",
+        str(settings.dataset_id),
+        "-pl",
+        settings.planner,
+        "-c",
+        settings.configuration,
+        "-np",
+        str(max(1, settings.processes)),
+        "--verify_dataset_integrity",
+        "--no_pbar",
+    ]
+    run_command(command, env, "plan and preprocess")
+    folder = out_root / settings.dataset
+    source = planned_plans_file(folder)
+    shutil.copyfile(splits_file, folder / "splits_final.json")
+    dataset = json.loads((folder / "dataset.json").read_text())
+    classes = dataset.get("oncoflow", {}).get("classes", [])
+    overrides = {k: v for k, v in settings.plans.items() if k != "name"}
+    derived = derive_plans(
+        json.loads(source.read_text()),
+        name=settings.plans_name,
+        configuration=settings.configuration,
+        overrides=overrides,
+        oncoflow=settings.oncoflow_block(classes),
+    )
+    target = folder / f"{settings.plans_name}.json"
+    target.write_text(json.dumps(derived, indent=1) + "\n")
+    log.info(
+        "plans %s derived from %s (overrides: %s)", target.name, source.name, overrides or "none"
+    )
+    return target
+
+
+def train_fold(
+    settings: NnunetSettings,
+    fold: int,
+    *,
+    preprocessed: Path,
+    results: Path,
+    device: str,
+) -> Path:
+    """``nnUNetv2_train`` of one fold with our trainer; resumes a killed run (``--c``).
+
+    Returns:
+        ``checkpoint_final.pth`` of the fold.
+    """
+    folder = Path(preprocessed) / settings.dataset
+    plans_file = folder / f"{settings.plans_name}.json"
+    digest = settings_digest(
+        json.loads(plans_file.read_text()),
+        json.loads((folder / "dataset.json").read_text()),
+        json.loads((folder / "splits_final.json").read_text()),
+        settings.trainer_name,
+        settings.schedule,
+    )
+    fold_dir = Path(results) / settings.dataset / settings.model_folder / f"fold_{fold}"
+    resume = prepare_fold_folder(fold_dir, digest)
+    env = nnunet_env(None, preprocessed, results, processes=settings.processes)
+    env[SETTINGS_VARIABLE] = json.dumps(settings.schedule)
+    command = [
+        "nnUNetv2_train",
+        str(settings.dataset_id),
+        settings.configuration,
+        str(fold),
+        "-tr",
+        settings.trainer_name,
+        "-p",
+        settings.plans_name,
+        "-device",
+        device,
+    ]
+    if resume:
+        command.append("--c")
+    run_command(command, env, f"train fold {fold}")
+    final = fold_dir / "checkpoint_final.pth"
+    if not final.exists():
+        msg = f"nnUNetv2_train finished without writing {final}"
+        raise SegmentationError(msg)
+    return final
+
+
+def read_cases(raw_dataset: Path) -> pd.DataFrame:
+    """``cases.csv`` of an export (case, patient, time point, split, class label)."""
+    return pd.read_csv(
+        Path(raw_dataset) / "cases.csv", dtype={"case_id": str, "patient_id": str, "target": str}
+    )
+
+
+def subset_cases(
+    subset: str, cases: pd.DataFrame, splits_final: Sequence[Mapping[str, Sequence[str]]]
+) -> tuple[list[str], str]:
+    """Case ids of a prediction subset and the raw images folder they are in.
+
+    ``fold_<k>``: the validation cases of nnU-Net fold k (predicted by that fold's model only);
+    ``test``: every internal and external test case (predicted by the ensemble of folds).
+    """
+    if subset == "test":
+        return sorted(cases.loc[cases["split"].isin(TEST_SPLITS), "case_id"]), "imagesTs"
+    if subset.startswith("fold_") and subset[5:].isdigit():
+        k = int(subset[5:])
+        if k >= len(splits_final):
+            msg = f"subset {subset}: splits_final.json has {len(splits_final)} folds"
+            raise SegmentationError(msg)
+        return sorted(splits_final[k]["val"]), "imagesTr"
+    msg = f"unknown prediction subset {subset!r} (fold_<k> or test)"
+    raise SegmentationError(msg)
+
+
+def predict_subset(
+    settings: NnunetSettings,
+    subset: str,
+    *,
+    raw_root: Path,
+    results: Path,
+    splits_file: Path,
+    out_dir: Path,
+    device: str,
+) -> pd.DataFrame:
+    """Masks and class probabilities of one subset (``fold_<k>`` or ``test``) into ``out_dir``."""
+    from oncoflow.segmentation.predict import load_predictor, predict_cases
+
+    raw = Path(raw_root) / settings.dataset
+    cases = read_cases(raw)
+    splits_final = json.loads(Path(splits_file).read_text())
+    ids, folder = subset_cases(subset, cases, splits_final)
+    folds = settings.folds if subset == "test" else (int(subset[5:]),)
+    n_channels = len(settings.channels)
+    files = [(c, [raw / folder / f"{c}_{i:04d}.nii.gz" for i in range(n_channels)]) for c in ids]
+    dataset = json.loads((raw / "dataset.json").read_text())
+    names = dataset.get("oncoflow", {}).get("classes", [])
+    predictor = load_predictor(
+        Path(results) / settings.dataset / settings.model_folder,
+        folds,
+        checkpoint=settings.checkpoint,
+        device=device,
+        mirroring=bool(settings.trainer.get("mirroring", True)),
+    )
+    log.info("predicting %d %s case(s) with fold(s) %s", len(files), subset, list(folds))
+    table = predict_cases(predictor, files, out_dir, names)
+    # test rows carry fold "final" (the evaluation engine's fold of the test splits); here it
+    # is the ensemble of the trained CV folds
+    table.insert(1, "fold", "final" if subset == "test" else str(folds[0]))
+    table.to_csv(Path(out_dir) / "cases.csv", index=False)
+    return table
+
+
+def collect(
+    settings: NnunetSettings,
+    *,
+    raw_root: Path,
+    predicted: Sequence[Path],
+    converted: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``predictions.csv`` (DESIGN contract, multi-class) and per-case Dice of every subset.
+
+    Validation cases (training patients, predicted by their fold's model) get split
+    ``validation``; test cases keep ``internal_test`` / ``external_test``. A case predicted twice
+    (two subsets) is an error.
+
+    Returns:
+        ``(predictions, dice)``; dice has ``case, patient_id, split, region, dice,
+        reference_voxels, predicted_voxels`` (Dice of two empty masks = 1, of one empty = 0).
+    """
+    from oncoflow.evaluate.segmentation import dice_table
+
+    cases = read_cases(Path(raw_root) / settings.dataset).set_index("case_id")
+    frames = []
+    for folder in predicted:
+        table = pd.read_csv(Path(folder) / "cases.csv", dtype={"case_id": str, "fold": str})
+        table["mask"] = [str(Path(folder) / f"{c}.nii.gz") for c in table["case_id"]]
+        frames.append(table)
+    table = pd.concat(frames, ignore_index=True)
+    twice = table["case_id"][table["case_id"].duplicated()].tolist()
+    if twice:
+        msg = f"case(s) predicted by two subsets: {', '.join(twice[:5])}"
+        raise SegmentationError(msg)
+    info = cases.loc[table["case_id"]]
+    split = info["split"].replace({"train": "validation"}).to_numpy()
+    scores = [c for c in table.columns if c.startswith("y_score_")]
+    predictions = pd.DataFrame(
+        {
+            "patient_id": info["patient_id"].to_numpy(),
+            "timepoint": info["timepoint"].to_numpy(),
+            "case_id": table["case_id"].to_numpy(),
+            "split": split,
+            "fold": table["fold"].to_numpy(),
+            "target": settings.classify,
+            "y_true": info["target"].to_numpy(),
+        }
+    )
+    for column in scores:
+        predictions[column] = table[column].to_numpy()
+    references = []
+    for case, mask in zip(table["case_id"], table["mask"], strict=True):
+        row = cases.loc[case]
+        reference = Path(converted) / row["patient_id"] / str(row["timepoint"])
+        reference = reference / f"{settings.label}_mask.nii.gz"
+        if reference.exists():
+            references.append((case, mask, reference))
+        else:
+            log.warning("case %s: no reference mask %s; no Dice", case, reference)
+    dice = dice_table(references, settings.regions)
+    dice["patient_id"] = cases.loc[dice["case"], "patient_id"].to_numpy()
+    dice["split"] = cases.loc[dice["case"], "split"].replace({"train": "validation"}).to_numpy()
+    return predictions.sort_values(["split", "case_id"]), dice

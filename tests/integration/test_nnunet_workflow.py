@@ -1,0 +1,198 @@
+"""pancreas_multitask through the real nnU-Net v2 chain on CPU: export -> plan_and_preprocess
+-> derived plans -> nnUNetv2_train with oncoflow's trainer (killed and resumed) -> prediction with
+the head aggregated over all sliding-window patches -> predictions.csv, Dice, metrics, lesions."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_snakemake as snakemake
+from conftest import snakemake_env
+
+REPO = Path(__file__).resolve().parents[2]
+PATIENTS = 16
+EPOCHS = 10
+NN = "results/pancreas_multitask/nnunet"
+MODEL = "oncoflowMultitaskTrainer__oncoflowCPUPlans__3d_fullres"
+FOLD_DIR = f"{NN}/nnUNet_results/Dataset501_PancreasMultitask/{MODEL}/fold_0"
+
+pytestmark = pytest.mark.slow
+
+
+def _config(workdir: Path) -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name, study in config["studies"].items():
+        study["enabled"] = name in ("pancreas_multitask", "pancreas_progression")
+    config["demo"]["patients"] = PATIENTS
+    config["demo"]["study_patients"] = {}
+    config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
+        epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
+        selection_ramp_epochs=2, save_every=1,
+    )  # fmt: skip
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _kill_when(workdir: Path, proc: subprocess.Popen, ready, timeout: float = 900) -> None:
+    start = time.time()
+    while not ready():
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"snakemake ended before the kill point: {out[-4000:]}")
+        if time.time() - start > timeout:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job tree, as a node failure would
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("nnunet_run")
+    _config(workdir)
+    # 1. train fold 0 and kill the job after its second epoch's checkpoint
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(workdir), "--cores", "2", f"{FOLD_DIR}/checkpoint_final.pth"]
+    proc = subprocess.Popen(
+        cmd,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    latest = workdir / FOLD_DIR / "checkpoint_latest.pth"
+
+    def second_epoch_saved() -> bool:
+        if not latest.exists():
+            return False
+        logs = sorted((workdir / FOLD_DIR).glob("training_log_*.txt"))
+        return bool(logs) and re.search(r": Epoch 2\s*$", logs[-1].read_text(), re.M) is not None
+
+    _kill_when(workdir, proc, second_epoch_saved)
+    assert latest.exists()
+    assert not (workdir / FOLD_DIR / "checkpoint_final.pth").exists()
+    # 2. the whole DAG: training resumes, then predict / collect / evaluate / report
+    unlocked = snakemake(workdir, "--unlock")
+    assert unlocked.returncode == 0, unlocked.stderr[-2000:]
+    done = snakemake(workdir, "--rerun-incomplete", "--show-failed-logs")
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
+    return workdir
+
+
+def test_real_nnunet_layout_and_trainer(run):
+    fold = run / FOLD_DIR
+    assert (fold / "checkpoint_final.pth").is_file()
+    assert (fold / "checkpoint_best.pth").is_file()
+    import torch
+
+    checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "oncoflowMultitaskTrainer"
+    assert checkpoint["current_epoch"] == EPOCHS
+    assert any(k.startswith("head.") for k in checkpoint["network_weights"])
+    log = (
+        run
+        / "logs/nnunet/pancreas_multitask/Dataset501_PancreasMultitask"
+        / MODEL
+        / "train_fold_0.log"
+    ).read_text()
+    assert re.search(
+        r"nnUNetv2_train 501 3d_fullres 0 -tr oncoflowMultitaskTrainer -p oncoflowCPUPlans", log
+    )
+    prep = run / NN / "nnUNet_preprocessed/Dataset501_PancreasMultitask"
+    plans = json.loads((prep / "oncoflowCPUPlans.json").read_text())
+    planned = json.loads((prep / "nnUNetResEncUNetMPlans.json").read_text())
+    arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    assert arch["features_per_stage"][:2] == [8, 16]
+    assert plans["configurations"]["3d_fullres"]["batch_size"] == 2
+    assert (
+        plans["configurations"]["3d_fullres"]["data_identifier"]
+        == planned["configurations"]["3d_fullres"]["data_identifier"]
+    )
+
+
+def test_killed_training_resumed_from_its_checkpoint(run):
+    log = (
+        run
+        / "logs/nnunet/pancreas_multitask/Dataset501_PancreasMultitask"
+        / MODEL
+        / "train_fold_0.log"
+    ).read_text()
+    assert "resuming from checkpoint_latest.pth" in log
+    assert "--c" in log
+    logs = sorted((run / FOLD_DIR).glob("training_log_*.txt"))
+    assert len(logs) == 2  # the killed run and the resumed one
+    first_epoch = int(re.search(r": Epoch (\d+)\s*$", logs[-1].read_text(), re.M).group(1))
+    assert first_epoch >= 2  # continued, not restarted from epoch 0
+
+
+def test_splits_final_from_patient_folds(run):
+    splits = json.loads((run / NN / "splits_final.json").read_text())
+    table = pd.read_csv(run / "results/pancreas_multitask/splits.csv")
+    test = set(table.loc[table["split"] != "train", "patient_id"])
+    folds = json.loads((run / "results/pancreas_multitask/folds.json").read_text())["folds"]
+    for k, entry in enumerate(splits):
+        assert {c.split("_tp")[0] for c in entry["val"]} == set(folds[str(k)]["apply"])
+        assert not {c.split("_tp")[0] for c in entry["train"] + entry["val"]} & test
+
+
+def test_predictions_masks_and_patch_aggregation(run):
+    predictions = pd.read_csv(run / "results/pancreas_multitask/train/nnunet/predictions.csv")
+    table = pd.read_csv(run / "results/pancreas_multitask/splits.csv")
+    folds = json.loads((run / "results/pancreas_multitask/folds.json").read_text())["folds"]
+    validation = set(predictions.loc[predictions["split"] == "validation", "patient_id"])
+    assert validation == set(folds["0"]["apply"])
+    tested = set(predictions.loc[predictions["split"] != "validation", "patient_id"])
+    assert tested == set(table.loc[table["split"] != "train", "patient_id"])
+    scores = predictions[[c for c in predictions.columns if c.startswith("y_score_")]]
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+    # the class of a case is the mean over all its sliding-window tiles (unit test: the mean, not
+    # the last tile); the larger fields of view of one demo site need several tiles
+    import SimpleITK as sitk
+
+    cases = pd.read_csv(run / NN / "predict/test/cases.csv")
+    assert (cases["n_patches"] >= 1).all()
+    assert cases["n_patches"].max() > 1
+    for row in cases.itertuples():
+        mask = sitk.ReadImage(str(run / NN / "predict/test" / f"{row.case_id}.nii.gz"))
+        patient = row.case_id.split("_tp")[0]
+        image = sitk.ReadImage(str(run / "results/converted" / patient / "0/CT_venous.nii.gz"))
+        assert mask.GetSize() == image.GetSize()  # masks come back on the original grid
+        np.testing.assert_allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-5)
+
+
+def test_metrics_have_dice_and_classification_with_cis(run):
+    metrics = json.loads(
+        (run / "results/pancreas_multitask/evaluate/nnunet/metrics.json").read_text()
+    )
+    regions = metrics["segmentation"]["regions"]
+    assert set(regions) == {"whole_pancreas", "lesion"}
+    for region in regions.values():
+        for split, summary in region.items():
+            low, value, high = (summary["dice"][k] for k in ("ci_low", "value", "ci_high"))
+            assert 0.0 <= low <= value <= high <= 1.0, split
+    dice = pd.read_csv(run / "results/pancreas_multitask/train/nnunet/dice.csv")
+    assert set(dice["region"]) == {"whole_pancreas", "lesion"}
+    subtype = metrics["models"]["model"]["subtype"]
+    assert {"validation", "internal_test", "external_test"} <= set(subtype)
+    for split in ("internal_test", "external_test"):
+        f1 = subtype[split]["f1_macro"]
+        assert 0.0 <= f1["ci_low"] <= f1["value"] <= f1["ci_high"] <= 1.0
+        assert np.sum(subtype[split]["confusion"]) == subtype[split]["n_patients"]
+
+
+def test_lesion_crops_for_every_patient_timepoint(run):
+    images = pd.read_csv(run / "resources/demo/pancreas_progression/images.csv")
+    for (patient, tp), _ in images.groupby(["patient_id", "timepoint"]):
+        data = np.load(run / f"results/pancreas_progression/lesions/{patient}/{tp}.npz")
+        assert {"CT_arterial/lesion", "CT_venous/lesion", "CT_delayed/lesion"} <= set(data.files)

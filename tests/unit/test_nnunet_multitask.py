@@ -1,0 +1,149 @@
+"""Multitask network: one encoder pass gives both outputs; case class = mean over all patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+from torch import nn
+
+from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.multitask import (
+    MultitaskNetwork,
+    aggregate_patches,
+    class_weights,
+    classification_weight,
+    macro_f1,
+    selection_dice_weight,
+)
+from oncoflow.segmentation.plans import derive_plans, stage_features
+
+
+def _base(deep_supervision: bool = True) -> ResidualEncoderUNet:
+    return ResidualEncoderUNet(
+        input_channels=1,
+        n_stages=3,
+        features_per_stage=[4, 8, 16],
+        conv_op=nn.Conv3d,
+        kernel_sizes=3,
+        strides=[1, 2, 2],
+        n_blocks_per_stage=1,
+        num_classes=2,
+        n_conv_per_stage_decoder=1,
+        norm_op=nn.InstanceNorm3d,
+        nonlin=nn.LeakyReLU,
+        deep_supervision=deep_supervision,
+    )
+
+
+class _CountingEncoder(nn.Module):
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.inner = encoder
+        self.output_channels = encoder.output_channels
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_one_forward_call_gives_segmentation_and_class_from_one_encoder_pass():
+    torch.manual_seed(0)
+    base = _base()
+    base.encoder = _CountingEncoder(base.encoder)  # counts real encoder executions
+    net = MultitaskNetwork(base, n_classes=3, hidden=8)
+    x = torch.randn(2, 1, 16, 16, 16)
+    segmentation, logits = net.forward_both(x)
+    assert base.encoder.calls == 1
+    assert isinstance(segmentation, list)
+    assert segmentation[0].shape == (2, 2, 16, 16, 16)
+    assert logits.shape == (2, 3)
+    # the head sees exactly the bottleneck of that pass: same logits from the skip features
+    with torch.no_grad():
+        net.eval()
+        _seg_eval, logits_eval = net.forward_both(x)
+        skips = base.encoder(x)
+        np.testing.assert_allclose(net.head(skips[-1]).numpy(), logits_eval.numpy(), rtol=1e-5)
+    # forward() (what nnU-Net's predictor calls) is one encoder pass as well
+    before = base.encoder.calls
+    net(x)
+    assert base.encoder.calls == before + 1
+
+
+def test_class_probabilities_aggregate_every_patch_not_the_last():
+    torch.manual_seed(1)
+    net = MultitaskNetwork(_base(deep_supervision=False), n_classes=3, hidden=8).eval()
+    patches = [torch.randn(1, 1, 16, 16, 16) * (1 + i) for i in range(5)]
+    with torch.no_grad(), net.collecting() as recorded:
+        for patch in patches:  # e.g. the tiles of one sliding window
+            net(patch)
+    assert len(recorded) == 5
+    with torch.no_grad():
+        each = [torch.softmax(net.forward_both(p)[1], 1)[0].numpy() for p in patches]
+    aggregated = aggregate_patches(recorded)
+    np.testing.assert_allclose(aggregated, np.mean(each, axis=0), rtol=1e-6)
+    assert not np.allclose(aggregated, each[-1])  # the seed read the last tile only
+    with torch.no_grad():
+        net(patches[0])  # outside the block nothing is recorded
+    assert len(recorded) == 5
+    with pytest.raises(ValueError, match="no patch"):
+        aggregate_patches([])
+
+
+def test_batches_of_patches_count_each_patch():
+    probs = [torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0]])]
+    np.testing.assert_allclose(aggregate_patches(probs), [2 / 3, 1 / 3])
+
+
+def test_schedules_and_weights():
+    assert classification_weight(19, warmup=20, weight=0.1) == 0.0
+    assert classification_weight(20, warmup=20, weight=0.1) == 0.1
+    assert selection_dice_weight(5, warmup=20, ramp=30) == pytest.approx(0.9)
+    assert selection_dice_weight(35, warmup=20, ramp=30) == pytest.approx(0.7)
+    assert selection_dice_weight(80, warmup=20, ramp=30) == pytest.approx(0.5)
+    np.testing.assert_allclose(class_weights([62, 106, 84]), 252 / (3 * np.array([62, 106, 84])))
+    assert macro_f1([0, 0, 1, 2], [0, 1, 1, 2], 3) == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+
+
+def test_derived_plans_keep_data_identifier_and_edit_one_configuration():
+    plans = {
+        "plans_name": "nnUNetResEncUNetMPlans",
+        "configurations": {
+            "3d_fullres": {
+                "data_identifier": "nnUNetPlans_3d_fullres",
+                "batch_size": 12,
+                "architecture": {
+                    "arch_kwargs": {
+                        "n_stages": 5,
+                        "features_per_stage": [32, 64, 128, 256, 320],
+                        "n_blocks_per_stage": [1, 3, 4, 6, 6],
+                        "n_conv_per_stage_decoder": [1, 1, 1, 1],
+                    }
+                },
+            },
+            "2d": {"batch_size": 50},
+        },
+    }
+    derived = derive_plans(
+        plans,
+        name="oncoflowCPUPlans",
+        configuration="3d_fullres",
+        overrides={"batch_size": 2, "base_features": 8, "max_features": 64, "blocks_per_stage": 1},
+        oncoflow={"head": {"classes": ["0", "1", "2"]}},
+    )
+    config = derived["configurations"]["3d_fullres"]
+    assert derived["plans_name"] == "oncoflowCPUPlans"
+    assert config["data_identifier"] == "nnUNetPlans_3d_fullres"
+    assert config["batch_size"] == 2
+    assert config["architecture"]["arch_kwargs"]["features_per_stage"] == [8, 16, 32, 64, 64]
+    assert config["architecture"]["arch_kwargs"]["n_blocks_per_stage"] == [1] * 5
+    assert derived["configurations"]["2d"] == {"batch_size": 50}
+    assert plans["configurations"]["3d_fullres"]["batch_size"] == 12  # source untouched
+    assert derived["oncoflow"]["head"]["classes"] == ["0", "1", "2"]
+    assert stage_features(3, 16, 32) == [16, 32, 32]
+    with pytest.raises(SegmentationError, match="unknown nnU-Net plans override"):
+        derive_plans(plans, name="x", configuration="3d_fullres", overrides={"depth": 3})
+    with pytest.raises(SegmentationError, match="no configuration '3d_lowres'"):
+        derive_plans(plans, name="x", configuration="3d_lowres")
