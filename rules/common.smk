@@ -552,6 +552,17 @@ def lesion_settings_json(wildcards):
     return shlex.quote(json.dumps(STUDIES[wildcards.study]["lesions"]))
 
 
+def lesion_predicted_masks(wildcards):
+    """The study's nnU-Net prediction folders when lesions.masks is nnunet, else nothing."""
+    if STUDIES[wildcards.study]["lesions"].get("masks", "given") != "nnunet":
+        return []
+    if wildcards.study not in nnunet_studies():
+        raise WorkflowError(
+            f"study {wildcards.study}: lesions.masks is nnunet but the study has no nnU-Net model"
+        )
+    return nnunet_subsets(wildcards)
+
+
 def _lesion_patients(study):
     """Patients with at least one of the stems the study crops."""
     stems = set(STUDIES[study]["lesions"]["images"])

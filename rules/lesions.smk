@@ -1,6 +1,7 @@
 rule extract_lesions:
     input:
         converted="results/converted/{patient}",
+        predicted=lesion_predicted_masks,
         script=script_path("extract_lesions"),
     output:
         directory("results/{study}/lesions/{patient}"),
@@ -15,9 +16,13 @@ rule extract_lesions:
     params:
         settings=lesion_settings_json,
         seed=config["seed"],
+        predicted=lambda wildcards, input: (
+            f"--predicted-masks {' '.join(input.predicted)}" if input.predicted else ""
+        ),
     message:
         "Lesion crops of {wildcards.patient} ({wildcards.study})"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --converted results/converted --patient {wildcards.patient}"
-        " --settings {params.settings} --seed {params.seed} --out {output} 2> {log}"
+        " --settings {params.settings} --seed {params.seed} {params.predicted}"
+        " --out {output} 2> {log}"

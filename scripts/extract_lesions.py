@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patient", required=True, help="patient id")
     parser.add_argument("--settings", required=True, help="the study's lesions block as JSON")
     parser.add_argument("--seed", type=int, default=0, help="seed of the negative boxes")
+    parser.add_argument(
+        "--predicted-masks",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="folders of predicted masks <patient>_tp<tp>.nii.gz used instead of the given ones",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder of the npz files")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -32,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> None:
     settings = LesionSettings.from_mapping(json.loads(args.settings))
-    extract_patient(args.converted, args.patient, settings, args.out, seed=args.seed)
+    extract_patient(
+        args.converted,
+        args.patient,
+        settings,
+        args.out,
+        seed=args.seed,
+        predicted_masks=args.predicted_masks,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

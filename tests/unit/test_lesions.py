@@ -148,3 +148,21 @@ def test_lesion_box_geometry():
     assert box.centre == (10.0, 30.0, 34.0)
     assert box.side_vox == (20.0, 20.0)
     assert box.bbox == (25, 35, 29, 39)
+
+
+def test_predicted_masks_replace_the_given_ones(patient, tmp_path):
+    """A segmentation model's predicted mask (<patient>_tp<tp>.nii.gz) is cut instead."""
+    predicted = tmp_path / "predict" / "fold_0"
+    moved = _ellipsoid((6, 40, 20), (1.5, 4, 4))  # somewhere else than the given lesion
+    for tp in (0, 1):
+        _write(predicted / f"P1_tp{tp}.nii.gz", np.where(moved, 2, 0).astype(np.uint8))
+    settings = LesionSettings.from_mapping({"images": ["CT_venous"], "lesion_labels": [2]})
+    written = extract_patient(
+        patient, "P1", settings, tmp_path / "pred", predicted_masks=[tmp_path / "x", predicted]
+    )
+    data = np.load(written[0])
+    np.testing.assert_array_equal(data["CT_venous/slices"], np.nonzero(moved.any(axis=(1, 2)))[0])
+    np.testing.assert_allclose(data["CT_venous/centre_vox"], [6, 40, 20])
+    (predicted / "P1_tp1.nii.gz").unlink()
+    with pytest.raises(FeatureError, match=r"patient P1, time point 1: no predicted mask P1_tp1"):
+        extract_patient(patient, "P1", settings, tmp_path / "pred2", predicted_masks=[predicted])

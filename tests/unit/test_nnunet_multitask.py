@@ -147,3 +147,22 @@ def test_derived_plans_keep_data_identifier_and_edit_one_configuration():
         derive_plans(plans, name="x", configuration="3d_fullres", overrides={"depth": 3})
     with pytest.raises(SegmentationError, match="no configuration '3d_lowres'"):
         derive_plans(plans, name="x", configuration="3d_lowres")
+
+
+def test_roi_pooling_weights_the_bottleneck_by_the_lesion_probability():
+    torch.manual_seed(2)
+    net = MultitaskNetwork(_base(deep_supervision=False), n_classes=3, hidden=8, pooling="roi")
+    net.eval()
+    x = torch.randn(2, 1, 16, 16, 16)
+    features = net.encoder(x)[-1]
+    roi = torch.zeros(2, 1, *features.shape[2:])
+    roi[:, :, 0, 0, 0] = 1.0  # all weight on one bottleneck voxel
+    with torch.no_grad():
+        logits = net.head(features, roi)
+        expected = torch.cat([features.flatten(2).mean(2), features[:, :, 0, 0, 0]], dim=1)
+        manual = net.head.mlp(net.head.norm(expected))
+    np.testing.assert_allclose(logits.numpy(), manual.numpy(), rtol=1e-4, atol=1e-5)
+    _, both = net.forward_both(x)  # the ROI comes from the same pass's segmentation
+    assert both.shape == (2, 3)
+    with pytest.raises(ValueError, match="unknown head pooling"):
+        MultitaskNetwork(_base(), n_classes=3, pooling="max")

@@ -35,7 +35,7 @@ plus ``patient_id``, ``timepoint`` and ``stems``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ class LesionSettings:
     window: tuple[float, float] | None = (-100.0, 200.0)
     negatives: int = 1
     context_slices: int = 2
+    masks: str = "given"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> LesionSettings:
@@ -105,16 +106,25 @@ def _read(path: Path):
 
 
 def _load(
-    folder: Path, stem: str, settings: LesionSettings, patient: str, tp: int
+    folder: Path,
+    stem: str,
+    settings: LesionSettings,
+    patient: str,
+    tp: int,
+    predicted: Path | None = None,
 ) -> _Volume | None:
-    """The stem's image and mask at one time point (None when the image is not there)."""
+    """The stem's image and mask at one time point (None when the image is not there).
+
+    ``predicted`` (a segmentation model's mask of this time point, on the grid of its input
+    image) replaces the converted masks; stems on another grid need ``resample_onto``.
+    """
     import SimpleITK as sitk
 
     image_path = folder / f"{stem}.nii.gz"
     if not image_path.exists():
         return None
     reference = settings.resample_onto.get(stem, stem)
-    mask_path = folder / f"{reference}_mask.nii.gz"
+    mask_path = predicted if predicted is not None else folder / f"{reference}_mask.nii.gz"
     if not mask_path.exists():
         msg = f"patient {patient}, time point {tp}: no mask {mask_path} for the {stem} crops"
         raise FeatureError(msg)
@@ -216,6 +226,26 @@ def _stem_arrays(
     return out
 
 
+def _predicted_mask(folders: Sequence[Path], patient: str, tp: int) -> Path | None:
+    """The predicted mask of a patient's time point among ``folders`` (None: use given masks).
+
+    Raises:
+        FeatureError: Folders are given but none holds this time point (the case was not
+            predicted: e.g. a training patient whose fold was not trained).
+    """
+    if not folders:
+        return None
+    name = f"{patient}_tp{tp}.nii.gz"
+    for folder in folders:
+        if (Path(folder) / name).exists():
+            return Path(folder) / name
+    msg = (
+        f"patient {patient}, time point {tp}: no predicted mask {name} in "
+        f"{', '.join(map(str, folders))} (train every fold so each case has a prediction)"
+    )
+    raise FeatureError(msg)
+
+
 def extract_patient(
     converted: Path,
     patient: str,
@@ -223,21 +253,34 @@ def extract_patient(
     out_dir: Path,
     *,
     seed: int = 0,
+    predicted_masks: Sequence[Path] = (),
 ) -> list[Path]:
     """Write ``out_dir/<tp>.npz`` for every time point of ``patient`` that has a configured stem.
 
     The crop side of each stem comes from its baseline: the first time point where the stem's
     mask has lesion voxels (seed 000 used the baseline scan of the same phase).
 
+    Args:
+        converted: ``results/converted``.
+        patient: Patient id.
+        settings: The study's lesion settings.
+        out_dir: Folder of the npz files.
+        seed: Seed of the negative boxes.
+        predicted_masks: Folders of predicted masks ``<patient>_tp<tp>.nii.gz`` (nnU-Net
+            prediction subsets) used instead of the converted masks; empty = given masks.
+
     Raises:
-        FeatureError: No configured stem at any time point, a missing mask, or no lesion in any
-            time point of a stem (the patient and stem are named).
+        FeatureError: No configured stem at any time point, a missing mask (given or predicted),
+            or no lesion in any time point of a stem (the patient and stem are named).
     """
     folder = Path(converted) / patient
     timepoints = sorted(int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit())
     volumes: dict[int, dict[str, _Volume]] = {}
     for tp in timepoints:
-        loaded = {s: _load(folder / str(tp), s, settings, patient, tp) for s in settings.images}
+        predicted = _predicted_mask(predicted_masks, patient, tp)
+        loaded = {
+            s: _load(folder / str(tp), s, settings, patient, tp, predicted) for s in settings.images
+        }
         present = {s: v for s, v in loaded.items() if v is not None}
         if present:
             volumes[tp] = present

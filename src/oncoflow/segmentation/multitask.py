@@ -31,10 +31,32 @@ from torch import nn
 
 
 class ClassificationHead(nn.Module):
-    """Global average pool -> LayerNorm -> Linear -> ReLU -> Dropout -> Linear (n classes)."""
+    """Pooling -> LayerNorm -> Linear -> ReLU -> Dropout -> Linear (n classes).
 
-    def __init__(self, channels: int, n_classes: int, hidden: int = 128, dropout: float = 0.3):
+    ``pooling="mean"``: global average of the bottleneck (seed 001). ``pooling="roi"``: the global
+    average concatenated with the average weighted by the network's own (detached) probability of
+    the innermost region, resampled to the bottleneck grid,
+
+        f_roi = sum_v p_v f_v / (sum_v p_v + eps),
+
+    so a small lesion is not drowned in the average over the whole patch (the seed's notes suggest
+    classifying from the lesion's region rather than the whole patch).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        n_classes: int,
+        hidden: int = 128,
+        dropout: float = 0.3,
+        pooling: str = "mean",
+    ):
         super().__init__()
+        if pooling not in ("mean", "roi"):
+            msg = f"unknown head pooling {pooling!r} (mean or roi)"
+            raise ValueError(msg)
+        self.pooling = pooling
+        channels = channels * (2 if pooling == "roi" else 1)
         self.norm = nn.LayerNorm(channels)
         self.mlp = nn.Sequential(
             nn.Linear(channels, hidden),
@@ -43,9 +65,22 @@ class ClassificationHead(nn.Module):
             nn.Linear(hidden, n_classes),
         )
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, n_classes)`` of bottleneck features ``(batch, C, *spatial)``."""
+    def forward(self, features: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` of bottleneck features ``(batch, C, *spatial)``.
+
+        Args:
+            features: Bottleneck features.
+            roi: Region probability ``(batch, 1, *spatial)`` on the bottleneck grid (``roi``
+                pooling only).
+        """
         pooled = features.flatten(2).mean(dim=2)
+        if self.pooling == "roi":
+            if roi is None:
+                msg = "roi pooling needs the region probability"
+                raise ValueError(msg)
+            weight = roi.flatten(2)
+            weighted = (features.flatten(2) * weight).sum(dim=2) / (weight.sum(dim=2) + 1e-6)
+            pooled = torch.cat([pooled, weighted], dim=1)
         return self.mlp(self.norm(pooled))
 
 
@@ -57,13 +92,25 @@ class MultitaskNetwork(nn.Module):
         n_classes: Number of classes of the head.
         hidden: Hidden width of the head's MLP.
         dropout: Dropout of the head.
+        pooling: ``mean`` or ``roi`` (:class:`ClassificationHead`).
+        sigmoid: The segmentation outputs are region sigmoids (nnU-Net region training); else
+            softmax over classes. The last output channel is the ROI of ``roi`` pooling.
     """
 
-    def __init__(self, base: nn.Module, n_classes: int, hidden: int = 128, dropout: float = 0.3):
+    def __init__(
+        self,
+        base: nn.Module,
+        n_classes: int,
+        hidden: int = 128,
+        dropout: float = 0.3,
+        pooling: str = "mean",
+        sigmoid: bool = True,
+    ):
         super().__init__()
         self.base = base
         channels = int(_bottleneck_channels(base))
-        self.head = ClassificationHead(channels, n_classes, hidden, dropout)
+        self.head = ClassificationHead(channels, n_classes, hidden, dropout, pooling)
+        self.sigmoid = sigmoid
         self.encoder_calls = 0
         self._collected: list[torch.Tensor] | None = None
 
@@ -83,7 +130,14 @@ class MultitaskNetwork(nn.Module):
         """Segmentation logits (a list with deep supervision) and class logits, one encoder pass."""
         skips = self.base.encoder(x)
         self.encoder_calls += 1
-        return self.base.decoder(skips), self.head(skips[-1])
+        segmentation = self.base.decoder(skips)
+        roi = None
+        if self.head.pooling == "roi":
+            full = segmentation[0] if isinstance(segmentation, list | tuple) else segmentation
+            logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
+            prob = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
+            roi = nn.functional.interpolate(prob, size=skips[-1].shape[2:], mode="area")
+        return segmentation, self.head(skips[-1], roi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Segmentation only; the head's softmax is recorded inside :meth:`collecting`."""

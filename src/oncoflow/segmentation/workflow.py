@@ -97,9 +97,12 @@ class NnunetSettings:
         """``<trainer>__<plans>__<configuration>`` (nnU-Net's results layout)."""
         return f"{self.trainer_name}__{self.plans_name}__{self.configuration}"
 
-    def oncoflow_block(self, classes: Sequence[str]) -> dict[str, Any]:
-        """The ``oncoflow`` block of the derived plans: the classification head."""
-        return {"head": {**self.head, "classes": list(classes)}}
+    def oncoflow_block(self, classes: Sequence[str], *, sigmoid: bool) -> dict[str, Any]:
+        """The ``oncoflow`` block of the derived plans: the classification head.
+
+        ``sigmoid``: the dataset trains regions (sigmoid outputs), which ``roi`` pooling reads.
+        """
+        return {"head": {**self.head, "classes": list(classes), "sigmoid": sigmoid}}
 
     @property
     def schedule(self) -> dict[str, Any]:
@@ -204,7 +207,7 @@ def plan(
         name=settings.plans_name,
         configuration=settings.configuration,
         overrides=overrides,
-        oncoflow=settings.oncoflow_block(classes),
+        oncoflow=settings.oncoflow_block(classes, sigmoid="regions_class_order" in dataset),
     )
     target = folder / f"{settings.plans_name}.json"
     target.write_text(json.dumps(derived, indent=1) + "\n")

@@ -107,6 +107,8 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
             n_classes=len(head.get("classes", [0, 1, 2])),
             hidden=int(head.get("hidden", 128)),
             dropout=float(head.get("dropout", 0.3)),
+            pooling=str(head.get("pooling", "mean")),
+            sigmoid=bool(head.get("sigmoid", True)),
         )
 
     def _do_i_compile(self) -> bool:
