@@ -26,6 +26,7 @@ EPOCHS = 10
 NN = "results/pancreas_multitask/nnunet"
 MODEL = "oncoflowMultitaskTrainer__oncoflowCPUPlans__3d_fullres"
 FOLD_DIR = f"{NN}/nnUNet_results/Dataset501_PancreasMultitask/{MODEL}/fold_0"
+TRAIN_LOG = f"logs/nnunet/pancreas_multitask/Dataset501_PancreasMultitask/{MODEL}/train_fold_0.log"
 
 pytestmark = pytest.mark.slow
 
@@ -100,12 +101,7 @@ def test_real_nnunet_layout_and_trainer(run):
     assert checkpoint["trainer_name"] == "oncoflowMultitaskTrainer"
     assert checkpoint["current_epoch"] == EPOCHS
     assert any(k.startswith("head.") for k in checkpoint["network_weights"])
-    log = (
-        run
-        / "logs/nnunet/pancreas_multitask/Dataset501_PancreasMultitask"
-        / MODEL
-        / "train_fold_0.log"
-    ).read_text()
+    log = (run / TRAIN_LOG).read_text()
     assert re.search(
         r"nnUNetv2_train 501 3d_fullres 0 -tr oncoflowMultitaskTrainer -p oncoflowCPUPlans", log
     )
@@ -122,12 +118,7 @@ def test_real_nnunet_layout_and_trainer(run):
 
 
 def test_killed_training_resumed_from_its_checkpoint(run):
-    log = (
-        run
-        / "logs/nnunet/pancreas_multitask/Dataset501_PancreasMultitask"
-        / MODEL
-        / "train_fold_0.log"
-    ).read_text()
+    log = (run / TRAIN_LOG).read_text()
     assert "resuming from checkpoint_latest.pth" in log
     assert "--c" in log
     logs = sorted((run / FOLD_DIR).glob("training_log_*.txt"))
