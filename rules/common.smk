@@ -487,9 +487,30 @@ def nnunet_settings(study):
     return {**NNUNET_DEFAULTS, **STUDIES[study].get("nnunet", {})}
 
 
+NNUNET_DATASET_KEYS = ("dataset_id", "dataset_name", "channels", "label", "regions", "classify")
+NNUNET_PLAN_KEYS = (*NNUNET_DATASET_KEYS, "planner", "configuration", "plans", "head", "processes")
+
+
+def _nnunet_json(study, keys=None):
+    settings = nnunet_settings(study)
+    if keys is not None:
+        settings = {k: v for k, v in settings.items() if k in keys}
+    return shlex.quote(json.dumps(settings))
+
+
 def nnunet_settings_json(wildcards):
-    """The nnunet block as shell-quoted JSON (scripts/nnunet_*.py --settings)."""
-    return shlex.quote(json.dumps(nnunet_settings(wildcards.study)))
+    """The whole nnunet block as shell-quoted JSON (training and prediction jobs)."""
+    return _nnunet_json(wildcards.study)
+
+
+def nnunet_dataset_json(wildcards):
+    """The keys the export and the collection use: a new schedule does not re-export."""
+    return _nnunet_json(wildcards.study, NNUNET_DATASET_KEYS)
+
+
+def nnunet_plan_json(wildcards):
+    """The keys planning uses: a new training schedule does not re-plan."""
+    return _nnunet_json(wildcards.study, NNUNET_PLAN_KEYS)
 
 
 def _nnunet_dataset(study):

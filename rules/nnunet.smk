@@ -20,7 +20,7 @@ rule nnunet_export:
     container:
         CONTAINERS["nnunet"]
     params:
-        settings=nnunet_settings_json,
+        settings=nnunet_dataset_json,
         cohort=study_cohort,
     message:
         "Exporting {wildcards.study} to nnU-Net raw format with our patient folds"
@@ -48,7 +48,7 @@ rule nnunet_plan:
         CONTAINERS["nnunet"]
     threads: 2
     params:
-        settings=nnunet_settings_json,
+        settings=nnunet_plan_json,
     message:
         "nnUNetv2_plan_and_preprocess of {wildcards.study} and the derived plans"
     shell:
@@ -140,7 +140,7 @@ rule nnunet_collect:
     container:
         CONTAINERS["nnunet"]
     params:
-        settings=nnunet_settings_json,
+        settings=nnunet_dataset_json,
     message:
         "Predictions and per-case Dice of {wildcards.study} (nnU-Net)"
     shell:

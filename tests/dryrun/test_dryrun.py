@@ -180,3 +180,28 @@ def test_feature_source_matching_no_image_is_a_clear_error(tmp_path, default_con
     write_config(tmp_path / "run", default_config)
     counts = dry_run(tmp_path / "run")
     assert counts["radiomics"] == counts["pathomics"] == 3
+
+
+def test_lesions_from_nnunet_predictions_wait_for_every_fold(tmp_path, default_config):
+    """lesions.masks: nnunet makes each crop job depend on the study's prediction subsets."""
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name == "pancreas_multitask"
+    default_config["demo"]["patients"] = 12
+    default_config["demo"]["study_patients"] = {}
+    study = default_config["studies"]["pancreas_multitask"]
+    study["nnunet"]["folds"] = [0, 1, 2]
+    study["lesions"] = {"images": ["CT_venous"], "lesion_labels": [2], "masks": "nnunet"}
+    write_config(tmp_path, default_config)
+    counts = dry_run(tmp_path)
+    assert counts["nnunet_train"] == 3
+    assert counts["nnunet_predict"] == 4  # fold_0..2 validation cases + test
+    assert counts["extract_lesions"] == 12
+    # a study without an nnU-Net model cannot take its crops from predictions
+    default_config["studies"]["pancreas_progression"]["enabled"] = True
+    default_config["studies"]["pancreas_progression"]["lesions"]["masks"] = "nnunet"
+    write_config(tmp_path / "bad", default_config)
+    proc = run_snakemake(tmp_path / "bad", "-n", "--quiet", "rules")
+    assert proc.returncode != 0
+    assert "study pancreas_progression: lesions.masks is nnunet but the study has no nnU-Net" in (
+        proc.stdout + proc.stderr
+    )
