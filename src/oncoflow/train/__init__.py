@@ -1,6 +1,8 @@
-"""Training utilities shared by every deep model (see :mod:`oncoflow.train.engine`).
+"""Training utilities shared by every deep model.
 
-Device, seeding, EMA, resumable checkpoints and per-step history.
+Device, seeding, EMA, resumable checkpoints and per-step history (:mod:`oncoflow.train.engine`);
+the epoch loop with validation-only selection and early stopping (:mod:`oncoflow.train.loop`);
+the model registry ``create_model(name, **cfg)`` (:mod:`oncoflow.train.registry`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,55 @@
+"""A timm-style model registry: ``create_model(name, **cfg)`` builds any registered network.
+
+Model modules register their constructors with :func:`register_model`; one training rule can
+then build every study's model from its config name::
+
+    @register_model
+    def lesion_resnet18(in_channels: int = 1, n_classes: int = 2) -> nn.Module: ...
+
+    model = create_model("lesion_resnet18", in_channels=3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from oncoflow.errors import ModelError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+def register_model(fn: F) -> F:
+    """Register ``fn`` under its name (a second model of that name is an error)."""
+    name = fn.__name__
+    if name in _REGISTRY and _REGISTRY[name] is not fn:
+        msg = f"a model named {name!r} is already registered"
+        raise ModelError(msg)
+    _REGISTRY[name] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **cfg: Any) -> nn.Module:
+    """Build the registered model ``name`` with keyword settings ``cfg``.
+
+    Raises:
+        ModelError: Unknown name, or settings the constructor does not take (both named).
+    """
+    if name not in _REGISTRY:
+        known = ", ".join(list_models()) or "none registered"
+        msg = f"unknown model {name!r} (known: {known})"
+        raise ModelError(msg)
+    try:
+        return _REGISTRY[name](**cfg)
+    except TypeError as exc:
+        msg = f"model {name!r}: {exc}"
+        raise ModelError(msg) from exc
