@@ -559,7 +559,9 @@ def segmentation_tables(wildcards):
 
 
 def segmentation_option(wildcards, input):
-    return f"--segmentation {input.segmentation}" if input.segmentation else ""
+    """--segmentation of evaluate.py; rules reusing evaluate without that input get nothing."""
+    table = getattr(input, "segmentation", None)
+    return f"--segmentation {table}" if table else ""
 
 
 # --- lesion crops -------------------------------------------------------------------------------
