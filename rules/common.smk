@@ -484,7 +484,12 @@ def nnunet_studies():
 
 def nnunet_settings(study):
     """The study's nnunet block with defaults filled in."""
-    return {**NNUNET_DEFAULTS, **STUDIES[study].get("nnunet", {})}
+    if "nnunet" not in STUDIES[study]:
+        raise WorkflowError(
+            f"study {study}: model nnunet_multitask needs a studies.{study}.nnunet block "
+            "(dataset_id, dataset_name, channels, label, regions, classify; see config.yaml)"
+        )
+    return {**NNUNET_DEFAULTS, **STUDIES[study]["nnunet"]}
 
 
 NNUNET_DATASET_KEYS = ("dataset_id", "dataset_name", "channels", "label", "regions", "classify")

@@ -111,22 +111,20 @@ def crop_square(
     ).astype(np.float32)
 
 
-def normalise(
-    image: np.ndarray, modality: str, window: Sequence[float] | None
-) -> tuple[np.ndarray, float]:
-    """Scale intensities for the crops; returns the image and its background value.
+def normalise(image: np.ndarray, modality: str, window: Sequence[float] | None) -> np.ndarray:
+    """Scale intensities for the crops (float32).
 
     CT: clip to ``window`` (HU) and map to [0, 1]; MR: 0.5 / 99.5 percentiles to [0, 1]; PET and
     anything else: unchanged.
     """
     if modality == "CT" and window is not None:
         low, high = float(window[0]), float(window[1])
-        return ((np.clip(image, low, high) - low) / (high - low)).astype(np.float32), 0.0
+        return ((np.clip(image, low, high) - low) / (high - low)).astype(np.float32)
     if modality == "MR":
         low, high = np.percentile(image, [0.5, 99.5])
         scale = high - low if high > low else 1.0
-        return np.clip((image - low) / scale, 0.0, 1.0).astype(np.float32), 0.0
-    return image.astype(np.float32), 0.0
+        return np.clip((image - low) / scale, 0.0, 1.0).astype(np.float32)
+    return image.astype(np.float32)
 
 
 def _touches(box_yx: tuple[float, float, float, float], bbox: tuple[int, int, int, int]) -> bool:

@@ -139,14 +139,14 @@ def _load(
         msg = f"patient {patient}, time point {tp}: {image_path} and {mask_path} differ in shape"
         raise FeatureError(msg)
     modality = stem.split("_", 1)[0]
-    normalised, _ = normalise(array, modality, settings.window)
+    normalised = normalise(array, modality, settings.window)
     spacing = tuple(float(v) for v in reversed(mask.GetSpacing()))
     return _Volume(normalised, labels, spacing, modality)  # type: ignore[arg-type]
 
 
-def _crops(volume: _Volume, slices, centre_yx, side_vox, size, order=1) -> np.ndarray:
-    source = volume.image if order == 1 else volume.mask
-    stack = [crop_square(source[z], centre_yx, side_vox, size, order=order) for z in slices]
+def _crops(volume: _Volume, slices, centre_yx, side_vox, size) -> np.ndarray:
+    """Bilinear crops of the (normalised) image on the given slices."""
+    stack = [crop_square(volume.image[z], centre_yx, side_vox, size) for z in slices]
     return np.stack(stack) if stack else np.zeros((0, size, size), np.float32)
 
 
