@@ -28,6 +28,7 @@ include: "rules/lesions.smk"
 include: "rules/features.smk"
 include: "rules/harmonize.smk"
 include: "rules/train_survival.smk"
+include: "rules/deep.smk"
 include: "rules/synthesis.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
@@ -43,6 +44,7 @@ rule all:
         all_features(),
         all_nnunet(),
         all_survival_models(),
+        all_deep_models(),
         all_evaluations(),
         all_ddpm(),
         "results/report/index.html",
@@ -71,6 +73,11 @@ rule nnunet:
 rule features:
     input:
         all_features(),
+
+
+rule deep:
+    input:
+        all_deep_models(),
 
 
 rule evaluate_all:

@@ -128,7 +128,8 @@ wildcard_constraints:
     fold=r"\d+|final",
     tp=r"\d+",
     label=r"\d+",
-    variant="raw|combat|permuted|nnunet",
+    variant="raw|combat|permuted|nnunet|cnn_lstm|resnet_single|single_temporal|multi_sequence"
+    "|relation_net|mm_dls",
     subset=r"fold_\d+|test",
 
 
@@ -378,6 +379,10 @@ def all_features():
 # --- survival models (net_survival) -----------------------------------------------------------
 
 
+def survival_studies():
+    return [s for s, settings in STUDIES.items() if settings["model"] == "cox_radiopathomics"]
+
+
 def survival_variants(study):
     """raw, + combat when harmonize is on, + permuted (negative control) when asked."""
     settings = STUDIES[study]
@@ -603,6 +608,96 @@ def all_lesions():
     return [f"results/{s}/lesions/{p}" for s in lesion_studies() for p in _lesion_patients(s)]
 
 
+# --- deep models (pancreas_progression, liver_response, nsclc_mmdls) ----------------------------
+
+DEEP_MODELS = ("cnn_lstm", "relation_net", "mm_dls")
+LIVER_RUNGS = ("resnet_single", "single_temporal", "multi_sequence", "relation_net")
+# keys of studies.<s>.train that the workflow reads; the rest are the model's settings
+DEEP_WORKFLOW_KEYS = ("ablation", "inner_fraction")
+
+
+def deep_studies():
+    return [s for s, settings in STUDIES.items() if settings["model"] in DEEP_MODELS]
+
+
+def deep_variants(study):
+    """The study's model (liver_response: every rung of the ablation ladder), + permuted."""
+    settings = STUDIES[study]
+    train = settings.get("train", {})
+    models = [settings["model"]]
+    if settings["model"] == "relation_net":
+        models = list(dict.fromkeys([*train.get("ablation", LIVER_RUNGS), "relation_net"]))
+    if settings.get("negative_control", False):
+        models.append("permuted")
+    return models
+
+
+def deep_folds(study):
+    """CV fold names (0..k-1) the fold ensemble is made of; the study must set folds.k."""
+    k = STUDIES[study].get("folds", {}).get("k")
+    if not k:
+        raise WorkflowError(
+            f"study {study}: deep models need cross-validation folds (set studies.{study}.folds.k)"
+        )
+    return [str(i) for i in range(k)]
+
+
+def deep_fold_predictions(wildcards):
+    return [
+        f"results/{wildcards.study}/train/{wildcards.variant}/fold_{k}/predictions.csv"
+        for k in deep_folds(wildcards.study)
+    ]
+
+
+def deep_lesions(wildcards):
+    return [f"results/{wildcards.study}/lesions/{p}" for p in _lesion_patients(wildcards.study)]
+
+
+def deep_model(wildcards):
+    """Model a train_model job trains: the variant, or the study's model for `permuted`."""
+    if wildcards.variant == "permuted":
+        return STUDIES[wildcards.study]["model"]
+    return wildcards.variant
+
+
+def deep_settings_json(wildcards):
+    """The model's settings: the study's train block + its stems, clinical columns, targets."""
+    study = STUDIES[wildcards.study]
+    settings = {k: v for k, v in study.get("train", {}).items() if k not in DEEP_WORKFLOW_KEYS}
+    settings.setdefault("stems", study["lesions"]["images"])
+    settings.setdefault("clinical", study.get("clinical", []))
+    if study["model"] == "mm_dls":
+        settings.setdefault("horizons", EVALUATE["horizons_days"])
+    else:
+        settings.setdefault("target", study["targets"][0])
+    return shlex.quote(json.dumps(settings))
+
+
+def deep_train_params(wildcards, input):
+    """Options of train_model.py besides the paths: features, seed, device, permutation."""
+    train = STUDIES[wildcards.study].get("train", {})
+    options = [
+        f"--seed {config['seed']}",
+        f"--device {config.get('device', 'auto')}",
+        f"--inner-fraction {train.get('inner_fraction', 0.2)}",
+    ]
+    sources = feature_sources(wildcards.study)
+    if sources:
+        pairs = " ".join(f"{s}={path}" for s, path in zip(sources, input.features))
+        options.append(f"--features {pairs}")
+    if wildcards.variant == "permuted":
+        options.append("--permute")
+    return " ".join(options)
+
+
+def all_deep_models():
+    return [
+        f"results/{study}/train/{variant}/predictions.csv"
+        for study in deep_studies()
+        for variant in deep_variants(study)
+    ]
+
+
 # --- evaluation ----------------------------------------------------------------------------------
 
 EVALUATE = {
@@ -654,6 +749,8 @@ def model_variants(study):
         return survival_variants(study)
     if STUDIES[study]["model"] == "nnunet_multitask":
         return ["nnunet"]
+    if STUDIES[study]["model"] in DEEP_MODELS:
+        return deep_variants(study)
     return []
 
 

@@ -14,6 +14,7 @@ rule train_net_survival:
     benchmark:
         "benchmarks/train/{study}/{variant}.tsv"
     wildcard_constraints:
+        study="|".join(survival_studies()) or "NO_STUDY",
         variant="raw|combat|permuted",
     conda:
         "../envs/survival.yaml"

@@ -75,7 +75,8 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     # raw / combat / permuted Cox runs
     net = default_config["studies"]["net_survival"]
     assert counts["radiomics"] == counts["pathomics"] == size["net_survival"]
-    assert counts["make_folds"] == 3  # net_survival, lung_synthesis, pancreas_multitask
+    # net_survival, lung_synthesis, pancreas_multitask + the three deep-model studies
+    assert counts["make_folds"] == 6
     assert counts["harmonize"] == 2 * (net["folds"]["repeats"] + 1)
     assert counts["train_net_survival"] == 3
     # nsclc_mmdls: PET metrics of the lesion label per patient; one merged table per source
@@ -94,6 +95,17 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     lesion_studies = [s for s, st in studies.items() if st.get("lesions")]
     assert sorted(lesion_studies) == ["liver_response", "nsclc_mmdls", "pancreas_progression"]
     assert counts["extract_lesions"] == sum(size[s] for s in lesion_studies)
+    # deep models: one job per fold and variant (liver_response: every rung of the ladder,
+    # + permuted when the negative control is on), one fold ensemble and evaluation per variant
+    variants = {
+        s: len(studies[s]["train"].get("ablation", [studies[s]["model"]]))
+        + int(studies[s].get("negative_control", False))
+        for s in lesion_studies
+    }
+    assert variants["liver_response"] >= 4
+    assert counts["train_model"] == sum(studies[s]["folds"]["k"] * n for s, n in variants.items())
+    assert counts["collect_model"] == sum(variants.values())
+    assert counts["evaluate"] >= sum(variants.values()) + 3
 
 
 def test_study_patients_override(tmp_path, default_config):

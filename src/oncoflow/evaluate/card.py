@@ -60,6 +60,13 @@ def _cell(cell: Mapping[str, Any] | None) -> str:
     return f"{cell['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def task_results(metrics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Kind -> result of one ``metrics.json`` (a multitask result split into its tasks)."""
+    if metrics.get("kind") == "multitask":
+        return dict(metrics["tasks"])
+    return {metrics.get("kind", "binary"): metrics}
+
+
 def model_card(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
     """The card of every model in one ``metrics.json``.
 
@@ -82,23 +89,25 @@ def model_card(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str,
         "bootstrap": {"n_boot": metrics.get("n_boot"), "alpha": metrics.get("alpha")},
         "models": {},
     }
-    for model, targets in metrics.get("models", {}).items():
-        for target, entry in targets.items():
-            splits = {}
-            for split, part in split_results(entry):
-                splits[split] = {
-                    "n_patients": part.get("n_patients"),
-                    "n_events": part.get("n_events", part.get("n_positive")),
-                    **{name: part.get(name) for name in HEADLINE[kind] if name in part},
-                }
-            card["models"].setdefault(model, {})[target] = splits
+    card["kinds"] = {}
+    for task, result in task_results(metrics).items():
+        for model, targets in result.get("models", {}).items():
+            for target, entry in targets.items():
+                splits = {}
+                for split, part in split_results(entry):
+                    splits[split] = {
+                        "n_patients": part.get("n_patients"),
+                        "n_events": part.get("n_events", part.get("n_positive")),
+                        **{name: part.get(name) for name in HEADLINE[task] if name in part},
+                    }
+                card["models"].setdefault(model, {})[target] = splits
+                card["kinds"][target] = task
     return card
 
 
 def card_markdown(card: Mapping[str, Any]) -> str:
     """Render :func:`model_card` as Markdown."""
-    kind = card["kind"]
-    names = HEADLINE[kind]
+    kinds = card.get("kinds") or {}
     lines = [
         f"# Model card: {card.get('study')} / {card.get('variant')}",
         "",
@@ -113,17 +122,23 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         card["intended_use"],
         "",
         f"## Metrics (95 % bootstrap CI, {card['bootstrap']['n_boot']} patient resamples)",
-        "",
-        "| model | target | split | patients | events | " + " | ".join(names) + " |",
-        "|---|---|---|---|---|" + "---|" * len(names),
     ]
-    for model, targets in card["models"].items():
-        for target, splits in targets.items():
-            for split, part in splits.items():
-                cells = [_cell(part.get(name)) for name in names]
-                lines.append(
-                    f"| {model} | {target} | {split} | {part['n_patients']} | "
-                    f"{part['n_events']} | " + " | ".join(cells) + " |"
-                )
+    for kind in sorted({kinds.get(t, card["kind"]) for m in card["models"].values() for t in m}):
+        names = HEADLINE[kind]
+        lines += [
+            "",
+            "| model | target | split | patients | events | " + " | ".join(names) + " |",
+            "|---|---|---|---|---|" + "---|" * len(names),
+        ]
+        for model, targets in card["models"].items():
+            for target, splits in targets.items():
+                if kinds.get(target, card["kind"]) != kind:
+                    continue
+                for split, part in splits.items():
+                    cells = [_cell(part.get(name)) for name in names]
+                    lines.append(
+                        f"| {model} | {target} | {split} | {part['n_patients']} | "
+                        f"{part['n_events']} | " + " | ".join(cells) + " |"
+                    )
     lines += ["", "## Known limits", ""] + [f"- {text}" for text in card["limits"]]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,11 @@
 * survival: ``time, event, risk`` -> :func:`~oncoflow.evaluate.survival.evaluate_survival`;
 * binary classification: ``y_true, y_score`` -> :func:`~oncoflow.evaluate.binary.evaluate_binary`;
 * multi-class: ``y_true`` and ``y_score_<class>`` per class ->
-  :func:`~oncoflow.evaluate.multiclass.evaluate_multiclass`.
+  :func:`~oncoflow.evaluate.multiclass.evaluate_multiclass`;
+* multitask: targets of different kinds in one table (e.g. MM-DLS: histology, stage, DFS, OS);
+  each kind's rows are scored by their evaluator (columns empty for those rows dropped), the
+  result is ``{"kind": "multitask", "tasks": {kind: result}, "models": {...}}`` with ``models``
+  merged over the tasks.
 
 :func:`compare_models` tests models of one study against each other on the same test patients:
 the paired bootstrap of the C-index difference for survival models, DeLong's test for AUCs.
@@ -50,6 +54,26 @@ def prediction_kind(columns: Sequence[str]) -> str:
     raise ModelError(msg)
 
 
+def target_kinds(predictions: pd.DataFrame) -> dict[str, str]:
+    """Kind of each target, read from the columns that hold values in that target's rows."""
+    return {
+        str(target): prediction_kind(list(rows.dropna(axis=1, how="all").columns))
+        for target, rows in predictions.groupby("target", sort=True)
+    }
+
+
+def task_tables(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Rows of each kind (their empty columns dropped); one entry when the table has one kind."""
+    kinds = target_kinds(predictions) if "target" in predictions.columns else {}
+    if len(set(kinds.values())) <= 1:
+        return {kinds.popitem()[1] if kinds else prediction_kind(predictions.columns): predictions}
+    out = {}
+    for kind in sorted(set(kinds.values())):
+        rows = predictions[predictions["target"].astype(str).map(kinds) == kind]
+        out[kind] = rows.dropna(axis=1, how="all")
+    return out
+
+
 def evaluate_predictions(
     predictions: pd.DataFrame,
     *,
@@ -72,7 +96,24 @@ def evaluate_predictions(
     Returns:
         The JSON-ready result of the kind's evaluator, with ``"kind"`` set.
     """
-    kind = prediction_kind(predictions.columns)
+    tasks = task_tables(predictions)
+    if len(tasks) > 1:
+        options = {"horizons": horizons, "threshold": threshold, "n_boot": n_boot, "seed": seed}
+        results = {
+            k: evaluate_predictions(rows, alpha=alpha, **options) for k, rows in tasks.items()
+        }
+        models: dict[str, dict[str, Any]] = {}
+        for result in results.values():
+            for model, targets in result.get("models", {}).items():
+                models.setdefault(model, {}).update(targets)
+        return {
+            "kind": "multitask",
+            "n_boot": int(n_boot),
+            "alpha": float(alpha),
+            "tasks": results,
+            "models": models,
+        }
+    kind = next(iter(tasks))
     if kind == "survival":
         return evaluate_survival(
             predictions, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha
@@ -213,8 +254,10 @@ def compare_models(
     if not frames:
         return {"comparisons": out}
     rows = pd.concat(frames, ignore_index=True)
-    kind = prediction_kind(rows.columns)
+    kinds = target_kinds(rows)
     for target, group in rows.groupby("target", sort=True):
+        kind = kinds[str(target)]
+        group = group.dropna(axis=1, how="all")
         by_model = dict(list(group.groupby("_model", sort=True)))
         pairs: list[tuple[str, str, str]] = []
         for label in sorted({name.split("/", 1)[0] for name in by_model}):

@@ -13,7 +13,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oncoflow.evaluate.card import split_results
+from oncoflow.evaluate.card import split_results, task_results
 from oncoflow.report import figures
 
 CSS = """
@@ -499,9 +499,16 @@ def study_section(
             "has no outcomes, so there is nothing to score (see predictions.csv).</p>"
         )
     elif metrics:
-        body, figs = models_html(study, metrics, oracle or {}, comparisons)
-        parts.append(body)
-        pngs.update(figs)
+        by_kind: dict[str, dict[str, Mapping[str, Any]]] = {}
+        for variant, result in metrics.items():
+            for kind, part in task_results(result).items():
+                by_kind.setdefault(kind, {})[variant] = part
+        for i, group in enumerate(by_kind.values()):
+            body, figs = models_html(
+                study, group, oracle or {}, comparisons if i == len(by_kind) - 1 else ()
+            )
+            parts.append(body)
+            pngs.update(figs)
     else:
         parts.append(
             f'<p class="note">No model of this study ({esc(settings.get("model"))}) is trained '

@@ -1,0 +1,66 @@
+rule train_model:
+    input:
+        lesions=deep_lesions,
+        features=study_feature_tables,
+        folds="results/{study}/folds.json",
+        splits="results/{study}/splits.csv",
+        script=script_path("train_model"),
+    output:
+        model="results/{study}/train/{variant}/fold_{fold}/model.pt",
+        history="results/{study}/train/{variant}/fold_{fold}/history.csv",
+        predictions="results/{study}/train/{variant}/fold_{fold}/predictions.csv",
+        provenance="results/{study}/train/{variant}/fold_{fold}/provenance.json",
+    log:
+        "logs/train/{study}/{variant}/fold_{fold}.log",
+    benchmark:
+        "benchmarks/train/{study}/{variant}/fold_{fold}.tsv"
+    wildcard_constraints:
+        fold=r"\d+",
+        variant="cnn_lstm|resnet_single|single_temporal|multi_sequence|relation_net|mm_dls|permuted",
+    conda:
+        "../envs/torch.yaml"
+    container:
+        CONTAINERS["torch"]
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        cohort=study_cohort,
+        model=deep_model,
+        settings=deep_settings_json,
+        options=deep_train_params,
+        resume="results/{study}/train/{variant}/resume/fold_{fold}",
+        lesions="results/{study}/lesions",
+    message:
+        "Training {params.model} of {wildcards.study}, fold {wildcards.fold} ({wildcards.variant})"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --model {params.model} --cohort {params.cohort} --folds {input.folds}"
+        " --splits {input.splits} --lesions {params.lesions} --fold {wildcards.fold}"
+        " --settings {params.settings} {params.options} --threads {threads}"
+        " --out-dir $(dirname {output.model}) --resume-dir {params.resume} 2> {log}"
+
+
+rule collect_model:
+    input:
+        folds=deep_fold_predictions,
+        script=script_path("collect_model"),
+    output:
+        "results/{study}/train/{variant}/predictions.csv",
+    log:
+        "logs/train/{study}/{variant}/collect.log",
+    benchmark:
+        "benchmarks/train/{study}/{variant}/collect.tsv"
+    wildcard_constraints:
+        study="|".join(deep_studies()) or "NO_STUDY",
+    conda:
+        "../envs/torch.yaml"
+    container:
+        CONTAINERS["torch"]
+    message:
+        "Fold ensemble of {wildcards.study} ({wildcards.variant})"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --folds {input.folds} --out {output} 2> {log}"

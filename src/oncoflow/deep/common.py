@@ -1,0 +1,226 @@
+"""What every deep study shares: the fold's patients and tables, batching, scores, outputs.
+
+:class:`FoldInputs` holds one fold's patient lists (``train`` fits weights, ``inner`` selects the
+epoch, ``validation`` = the fold's held-out CV patients, ``test`` = internal + external test),
+the cohort tables and the lesion crops. :func:`index_batches` shuffles sample indices with the
+epoch's generator (exact resume, see :mod:`oncoflow.train.loop`). :func:`prediction_rows` writes
+the ``predictions.csv`` contract rows; :func:`ensemble_predictions` averages the fold models'
+test scores into the ``final`` rows (probabilities and risks averaged over folds).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from oncoflow.cohort import read_table
+from oncoflow.deep.data import PatientLesions, fold_patients, load_lesions, read_fold
+from oncoflow.errors import ModelError
+from oncoflow.evaluate.classification import auc
+
+log = logging.getLogger(__name__)
+
+TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
+
+
+@dataclass
+class FoldInputs:
+    """One fold's patients, tables and crops (module docstring).
+
+    Attributes:
+        fold: Fold name in ``folds.json`` (``"0"``, ...).
+        train: Patients whose labels fit the weights.
+        inner: Training patients held out for early stopping / selection / thresholds.
+        validation: The fold's CV validation patients (rows with split ``validation``).
+        test: Internal and external test patients.
+        splits: Patient -> split of ``splits.csv``.
+        clinical: Clinical table indexed by patient.
+        outcomes: Outcomes table (``patient_id`` [+ ``timepoint``] + targets).
+        lesions: Patient -> time point -> stem -> crops (every patient above).
+        features: Extra per-patient feature tables (e.g. ``pet``), indexed by patient.
+        permute: Negative control: training labels are permuted across patients.
+        seed: Seed of the fold (inner split, permutation, initialisation).
+    """
+
+    fold: str
+    train: list[str]
+    inner: list[str]
+    validation: list[str]
+    test: list[str]
+    splits: dict[str, str]
+    clinical: pd.DataFrame
+    outcomes: pd.DataFrame
+    lesions: dict[str, PatientLesions]
+    features: dict[str, pd.DataFrame] = field(default_factory=dict)
+    permute: bool = False
+    seed: int = 0
+
+    @property
+    def fitted(self) -> list[str]:
+        """Every patient whose data may be fitted on: ``train`` + ``inner``."""
+        return sorted(self.train + self.inner)
+
+    def split_of(self, patient: str) -> str:
+        """``validation`` for the fold's CV patients, else the patient's test split."""
+        return "validation" if patient in set(self.validation) else self.splits[patient]
+
+
+def load_fold(
+    *,
+    cohort: Path,
+    folds: Path,
+    splits: Path,
+    lesions: Path,
+    fold: str,
+    stems: Sequence[str],
+    strata: Mapping[str, Any],
+    features: Mapping[str, Path] | None = None,
+    inner_fraction: float = 0.2,
+    permute: bool = False,
+    seed: int = 0,
+) -> FoldInputs:
+    """Read everything one fold's training job needs.
+
+    Args:
+        cohort: Cohort folder (``clinical.csv``, ``outcomes.csv``).
+        folds: ``results/<study>/folds.json``.
+        splits: ``results/<study>/splits.csv``.
+        lesions: ``results/<study>/lesions`` (one folder per patient).
+        fold: Fold name.
+        stems: Image stems the model reads.
+        strata: Patient -> stratum of the inner split.
+        features: Name -> per-patient feature CSV (``patient_id`` + columns).
+        inner_fraction: Share of the fold's training patients kept for selection.
+        permute: Negative control (permuted training labels).
+        seed: Fold seed.
+
+    Raises:
+        ModelError: A patient of the fold has no lesion crops or clinical row (named).
+    """
+    fit, validation, test = read_fold(folds, fold)
+    train, inner = fold_patients(fit, strata, inner_fraction=inner_fraction, seed=seed)
+    split_table = pd.read_csv(splits, dtype={"patient_id": str})
+    clinical = read_table(cohort, "clinical").set_index("patient_id")
+    outcomes = read_table(cohort, "outcomes")
+    everyone = sorted(set(fit) | set(validation) | set(test))
+    missing = [p for p in everyone if p not in clinical.index]
+    if missing:
+        msg = f"{cohort}/clinical.csv: no row for patient(s) {', '.join(missing[:10])}"
+        raise ModelError(msg)
+    crops: dict[str, PatientLesions] = {}
+    for patient in everyone:
+        folder = Path(lesions) / patient
+        if not folder.is_dir():
+            msg = f"patient {patient}: no lesion crops in {folder} (lesions stage)"
+            raise ModelError(msg)
+        crops[patient] = load_lesions(folder, stems)
+    tables = {}
+    for name, path in (features or {}).items():
+        table = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
+        tables[name] = table
+    log.info(
+        "fold %s: %d training + %d inner-validation patients, %d validation, %d test",
+        fold,
+        len(train),
+        len(inner),
+        len(validation),
+        len(test),
+    )
+    return FoldInputs(
+        fold=fold,
+        train=train,
+        inner=inner,
+        validation=sorted(validation),
+        test=sorted(test),
+        splits=dict(zip(split_table["patient_id"], split_table["split"], strict=True)),
+        clinical=clinical,
+        outcomes=outcomes,
+        lesions=crops,
+        features=tables,
+        permute=permute,
+        seed=seed,
+    )
+
+
+def index_batches(
+    n: int, batch_size: int, generator: torch.Generator, *, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Shuffled index batches of ``range(n)`` drawn with ``generator``."""
+    order = torch.randperm(n, generator=generator)
+    stop = n - n % batch_size if drop_last and n > batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def permuted(labels: np.ndarray, seed: int) -> np.ndarray:
+    """``labels`` permuted along the first axis with a seeded generator (negative control)."""
+    return labels[np.random.default_rng(seed).permutation(len(labels))]
+
+
+def safe_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """AUC, or 0.5 when only one class is present (an inner split may hold one class)."""
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return 0.5
+    return float(auc(y, score))
+
+
+def prediction_rows(
+    inputs: FoldInputs,
+    patients: Sequence[str],
+    target: str,
+    values: Mapping[str, Sequence[Any]],
+    *,
+    timepoints: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Rows of the ``predictions.csv`` contract for the given patients of this fold."""
+    frame = pd.DataFrame(
+        {
+            "patient_id": list(patients),
+            "split": [inputs.split_of(p) for p in patients],
+            "fold": inputs.fold,
+            "target": target,
+        }
+    )
+    if timepoints is not None:
+        frame.insert(1, "timepoint", list(timepoints))
+    for name, column in values.items():
+        frame[name] = list(column)
+    return frame
+
+
+def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Join the folds' ``predictions.csv``: validation rows as they are, test rows averaged.
+
+    Each fold model predicts every test patient; the ``final`` row of a test patient holds the
+    mean over the folds of every score column (``y_score*``, ``risk``, ``survival_*``).
+
+    Raises:
+        ModelError: A patient appears as validation in two folds, or folds disagree on a label.
+    """
+    frame = pd.concat(tables, ignore_index=True)
+    frame["fold"] = frame["fold"].astype(str)
+    validation = frame[frame["split"] == "validation"]
+    keys = ["patient_id", "target"] + (["timepoint"] if "timepoint" in frame.columns else [])
+    twice = validation[validation.duplicated(keys, keep=False)]
+    if len(twice):
+        msg = f"patients validated in two folds: {', '.join(sorted(set(twice['patient_id'])))}"
+        raise ModelError(msg)
+    test = frame[frame["split"].isin(TEST_SPLITS)]
+    scores = [c for c in frame.columns if c.startswith(("y_score", "risk", "survival_"))]
+    labels = [c for c in frame.columns if c not in {*scores, *keys, "fold"}]
+    grouped = test.groupby(keys, sort=True, dropna=False)
+    if (grouped[labels].nunique(dropna=False) > 1).any().any():
+        msg = "fold predictions disagree on the labels of a test patient"
+        raise ModelError(msg)
+    final = grouped[labels].first().join(grouped[scores].mean()).reset_index()
+    final["fold"] = "final"
+    out = pd.concat([validation, final[validation.columns]], ignore_index=True)
+    return out

@@ -1,0 +1,285 @@
+"""Inputs of the deep models: lesion crops, tabular variables, labels and fold membership.
+
+* :func:`load_lesions` reads one patient's ``results/<study>/lesions/<patient>/<tp>.npz`` files
+  (written by :mod:`oncoflow.lesions`) into :class:`StemCrops` per time point and image stem.
+* :func:`select_slices` picks a fixed number of lesion slices (the largest lesion areas first,
+  repeated when a lesion has fewer) so every patient becomes a tensor of one shape.
+* :class:`TabularEncoder` turns clinical / feature columns into a standardised matrix with
+  statistics fit on the training patients of the fold only: a numeric column that is positive
+  and right-skewed (sample skewness > 1 on the training rows) is log-transformed first, missing
+  values take the training median, categories are one-hot against the training categories.
+* :func:`fold_patients` splits a fold's training patients into the part that fits weights and an
+  inner validation part (stratified, seeded) that alone drives early stopping, model selection
+  and thresholds; the fold's ``apply`` patients and the test splits never touch training.
+* :func:`downsample` resizes crops to the model's input size (area averaging, exact for integer
+  factors).
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from oncoflow.errors import CohortError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StemCrops:
+    """The crops of one image stem at one time point of one patient.
+
+    Attributes:
+        lesion: Lesion slices (n, S, S), float32 (CT windowed to [0, 1], MR scaled, PET in SUV).
+        mask: Lesion masks of the same slices (n, S, S), uint8.
+        area_mm2: Lesion area of each slice (n,) in mm².
+        slice_mm: Slice spacing (mm), so ``sum(area_mm2) * slice_mm`` is the lesion volume (mm³).
+        negative: Non-lesion crops (m, S, S) (matched boxes and organ slices), may be empty.
+        context: Context patches of the lesion slices (n, S, S) (e.g. lung), may be empty.
+    """
+
+    lesion: np.ndarray
+    mask: np.ndarray
+    area_mm2: np.ndarray
+    slice_mm: float
+    negative: np.ndarray
+    context: np.ndarray
+
+    @property
+    def volume_mm3(self) -> float:
+        """Lesion volume ``V = sum_slices(area_mm2) * slice_mm`` (mm³)."""
+        return float(np.sum(self.area_mm2) * self.slice_mm)
+
+    @property
+    def max_area_mm2(self) -> float:
+        """Largest lesion slice area (mm²)."""
+        return float(np.max(self.area_mm2)) if len(self.area_mm2) else 0.0
+
+
+PatientLesions = dict[int, dict[str, StemCrops]]
+"""Time point -> image stem -> crops of one patient."""
+
+
+def _stem_crops(data: Mapping[str, np.ndarray], stem: str, path: Path) -> StemCrops:
+    key = f"{stem}/lesion"
+    if key not in data:
+        msg = f"{path}: no crops of image {stem} (stems in the file: {list(data['stems'])})"
+        raise CohortError(msg)
+    negatives = [data[f"{stem}/negative"]]
+    if f"{stem}/context" in data and len(data[f"{stem}/context"]):
+        negatives.append(data[f"{stem}/context"])
+    context_key = f"{stem}/organ_patch"
+    lesion = data[key].astype(np.float32)
+    context = data[context_key].astype(np.float32) if context_key in data else lesion[:0]
+    return StemCrops(
+        lesion=lesion,
+        mask=data[f"{stem}/lesion_mask"],
+        area_mm2=data[f"{stem}/area_mm2"].astype(float),
+        slice_mm=float(data[f"{stem}/spacing"][2]),
+        negative=np.concatenate(negatives).astype(np.float32),
+        context=context,
+    )
+
+
+def load_lesions(folder: Path, stems: Sequence[str]) -> PatientLesions:
+    """Read every ``<tp>.npz`` of one patient's lesion folder.
+
+    Args:
+        folder: ``results/<study>/lesions/<patient>``.
+        stems: Image stems to read (e.g. ``CT_arterial``); each must be in every file.
+
+    Returns:
+        Time point -> stem -> :class:`StemCrops`, time points in numeric order.
+
+    Raises:
+        CohortError: The folder has no ``.npz`` file, a file is unreadable or lacks a stem.
+    """
+    files = sorted(Path(folder).glob("*.npz"), key=lambda p: int(p.stem))
+    if not files:
+        msg = f"{folder}: no lesion crops (<timepoint>.npz); run the lesions stage first"
+        raise CohortError(msg)
+    out: PatientLesions = {}
+    for path in files:
+        try:
+            with np.load(path) as data:
+                out[int(path.stem)] = {s: _stem_crops(data, s, path) for s in stems}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            msg = f"{path}: cannot read lesion crops ({exc})"
+            raise CohortError(msg) from exc
+    return out
+
+
+def select_slices(crops: StemCrops, k: int, *, what: str = "lesion") -> np.ndarray:
+    """``k`` slices (k, S, S) of the lesion (or its context), the largest lesion areas first.
+
+    Slices are returned in their original z order; a lesion with fewer than ``k`` slices has its
+    slices repeated (cyclically), so mean pooling over the ``k`` is the area-ranked mean.
+
+    Raises:
+        ModelError: The stem has no lesion slice.
+    """
+    stack = crops.lesion if what == "lesion" else crops.context
+    if len(stack) == 0:
+        msg = f"no {what} slice to select"
+        raise ModelError(msg)
+    order = np.argsort(-crops.area_mm2, kind="stable")[:k]
+    chosen = np.sort(order)
+    reps = np.resize(chosen, k)
+    return stack[reps]
+
+
+def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the last two axes to ``size`` x ``size`` (area averaging; identity when equal)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    lead = images.shape[:-2]
+    flat = images.reshape(-1, 1, *images.shape[-2:])
+    out = F.interpolate(flat, size=(size, size), mode="area")
+    return out.reshape(*lead, size, size)
+
+
+class TabularEncoder:
+    """Numeric design matrix from a patient table; every statistic from the training rows.
+
+    For a numeric column ``x``: when all training values are > 0 and their sample skewness is
+    above ``skew_limit``, ``x <- log(x)``; then missing -> training median and
+    ``z = (x - mean) / sd`` (sd of 0 -> 1). Text columns are one-hot encoded against the training
+    categories (first alphabetical category = reference, unseen -> reference).
+    """
+
+    def __init__(self, skew_limit: float = 1.0) -> None:
+        self.skew_limit = skew_limit
+
+    def fit(self, table: pd.DataFrame) -> TabularEncoder:
+        """Learn transforms, medians, means, sds and categories from training rows."""
+        self.columns_: list[str] = []
+        self.numeric_: dict[str, tuple[bool, float, float, float]] = {}
+        self.categories_: dict[str, list[str]] = {}
+        for col in table.columns:
+            series = table[col]
+            as_num = pd.to_numeric(series, errors="coerce")
+            present = series.notna()
+            if present.any() and as_num[present].notna().all():
+                values = as_num.dropna().to_numpy(float)
+                log_it = bool(
+                    len(values) > 2 and values.min() > 0 and _skewness(values) > self.skew_limit
+                )
+                if log_it:
+                    values = np.log(values)
+                median = float(np.median(values)) if len(values) else 0.0
+                filled = np.where(np.isnan(values), median, values)
+                sd = float(filled.std()) or 1.0
+                self.numeric_[col] = (log_it, median, float(filled.mean()), sd)
+                self.columns_.append(col)
+            else:
+                self.categories_[col] = sorted({str(v) for v in series.dropna()})
+                self.columns_ += [f"{col}={c}" for c in self.categories_[col][1:]]
+        return self
+
+    def transform(self, table: pd.DataFrame) -> np.ndarray:
+        """Encode rows (n, p) as float32 with the training statistics."""
+        parts: list[np.ndarray] = []
+        for col, (log_it, median, mean, sd) in self.numeric_.items():
+            values = pd.to_numeric(table[col], errors="coerce").to_numpy(float)
+            if log_it:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    values = np.log(np.where(values > 0, values, np.nan))
+            values = np.where(np.isnan(values), median, values)
+            parts.append(((values - mean) / sd)[:, None])
+        for col, cats in self.categories_.items():
+            text = table[col].astype(object).where(table[col].notna(), None).astype(str)
+            parts += [(text == c).to_numpy(float)[:, None] for c in cats[1:]]
+        if not parts:
+            return np.zeros((len(table), 0), dtype=np.float32)
+        return np.hstack(parts).astype(np.float32)
+
+    @property
+    def width(self) -> int:
+        """Number of encoded columns."""
+        return len(self.columns_)
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready fitted state (stored in ``model.pt``)."""
+        return {
+            "skew_limit": self.skew_limit,
+            "numeric": {k: list(v) for k, v in self.numeric_.items()},
+            "categories": self.categories_,
+            "columns": self.columns_,
+        }
+
+
+def _skewness(values: np.ndarray) -> float:
+    centred = values - values.mean()
+    sd = centred.std()
+    return float(np.mean(centred**3) / sd**3) if sd > 0 else 0.0
+
+
+def fold_patients(
+    fit: Sequence[str],
+    labels: Mapping[str, Any],
+    *,
+    inner_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[list[str], list[str]]:
+    """Split a fold's training patients into (train, inner validation), stratified on ``labels``.
+
+    Args:
+        fit: The fold's training patients.
+        labels: Patient -> stratum (e.g. any progression); patients without an entry form their
+            own stratum.
+        inner_fraction: Share of each stratum held out for early stopping / selection.
+        seed: Seed of the draw.
+
+    Returns:
+        Sorted ``(train, inner)`` patient lists, disjoint, together ``fit``.
+
+    Raises:
+        ModelError: Fewer than 4 training patients.
+    """
+    patients = sorted(map(str, fit))
+    if len(patients) < 4:
+        msg = f"only {len(patients)} training patients in the fold: too few for an inner split"
+        raise ModelError(msg)
+    rng = np.random.default_rng(seed)
+    inner: list[str] = []
+    strata: dict[str, list[str]] = {}
+    for p in patients:
+        strata.setdefault(str(labels.get(p, "?")), []).append(p)
+    for key in sorted(strata):
+        members = strata[key]
+        n = round(len(members) * inner_fraction)
+        inner += [members[i] for i in rng.permutation(len(members))[:n]]
+    if not inner:
+        inner = [patients[int(rng.integers(len(patients)))]]
+    train = sorted(set(patients) - set(inner))
+    return train, sorted(inner)
+
+
+def read_fold(path: Path, fold: str) -> tuple[list[str], list[str], list[str]]:
+    """(training, validation, test) patients of ``fold`` in ``folds.json``.
+
+    The test patients are the ``apply`` list of the ``final`` fold (internal + external test).
+
+    Raises:
+        ModelError: The fold is not in the file.
+    """
+    from oncoflow.splits import read_folds
+
+    folds = read_folds(path)
+    if fold not in folds:
+        msg = f"{path}: no fold {fold!r} (folds there: {', '.join(sorted(folds))})"
+        raise ModelError(msg)
+    return (
+        list(folds[fold]["fit"]),
+        list(folds[fold]["apply"]) if fold != "final" else [],
+        list(folds["final"]["apply"]),
+    )

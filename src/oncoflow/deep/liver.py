@@ -1,0 +1,206 @@
+"""liver_response: the four rungs of the relation-network ablation ladder (seed 003, rebuilt).
+
+Every rung reads per patient a tensor ``(Q, 2, k, H, W)``: ``Q`` MRI sequences x (pre, post) x
+``k`` lesion slices (largest areas first) and a tabular vector (blood markers AFP / DCP before and
+after, lesion volume before and after, encoded with training-fold statistics). A slice encoder
+(torchvision ResNet, 1 channel) maps each slice to 512 features; the ``k`` slices are averaged
+into one patient-level vector per sequence and time point (slice aggregation, which the seed never
+did) and projected to ``f`` (``dim``).
+
+1. :class:`SingleSequenceBaseline` (``resnet_single``): one sequence, one time point, image only.
+2. :class:`SingleSequenceTemporal` (``single_temporal``): one sequence, ``[f_pre, f_post]`` from a
+   shared encoder + the tabular vector.
+3. :class:`MultiSequenceFusion` (``multi_sequence``): one encoder *per sequence* (each branch gets
+   its own sequence; the seed fed the same image to both branches), ``[f_pre, f_post]`` of every
+   sequence concatenated + tabular.
+4. :class:`RelationNet` (``relation_net``): per sequence ``q`` with features
+   ``a = f_pre``, ``b = f_post`` (``dim``): relation ``r_q = [b - a, a * b, cos(a, b)]``
+   (difference, product and cosine similarity), temporal trajectory embedding
+   ``u_q = MLP([a, b, b - a])``; sequence weights ``w = softmax_q(v^T tanh(W [r_q, u_q]))``;
+   patient vector ``sum_q w_q [r_q, u_q]`` + tabular -> head.
+
+All heads output 2 logits, the rungs with a tabular vector adding a linear term of it
+(``logits = MLP([image, t]) + W t``); the score is ``softmax[:, 1]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from oncoflow.deep.backbones import resnet_trunk
+from oncoflow.train.registry import register_model
+
+RUNGS: tuple[str, ...] = ("resnet_single", "single_temporal", "multi_sequence", "relation_net")
+"""The ablation ladder, simplest first."""
+
+
+def _head(width: int, hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(width, hidden),
+        nn.ELU(),
+        nn.Linear(hidden, 2),
+    )
+
+
+class _SliceMean(nn.Module):
+    """Encode (B, k, H, W) slices with a ResNet trunk, average over the k slices, project."""
+
+    def __init__(self, backbone: str, weights: str | None, dim: int) -> None:
+        super().__init__()
+        self.trunk, width = resnet_trunk(backbone, 1, weights)
+        self.project = nn.Linear(width, dim)
+        self.width = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k, h, w = x.shape
+        return self.project(self.trunk(x.reshape(b * k, 1, h, w)).reshape(b, k, -1).mean(1))
+
+
+class SingleSequenceBaseline(nn.Module):
+    """Rung 1: one sequence at one time point, image only."""
+
+    def __init__(
+        self,
+        sequence: int = 0,
+        timepoint: int = 0,
+        backbone: str = "resnet18",
+        dim: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.5,
+        weights: str | None = None,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        self.sequence, self.timepoint = sequence, timepoint
+        self.encoder = _SliceMean(backbone, weights, dim)
+        self.head = _head(self.encoder.width, hidden, dropout)
+
+    def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        return self.head(self.encoder(images[:, self.sequence, self.timepoint]))
+
+
+class SingleSequenceTemporal(nn.Module):
+    """Rung 2: one sequence, both time points (shared encoder) + tabular."""
+
+    def __init__(
+        self,
+        tabular_dim: int,
+        sequence: int = 0,
+        backbone: str = "resnet18",
+        dim: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.5,
+        weights: str | None = None,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        self.sequence = sequence
+        self.encoder = _SliceMean(backbone, weights, dim)
+        self.head = _head(2 * self.encoder.width + tabular_dim, hidden, dropout)
+        self.wide = nn.Linear(tabular_dim, 2)
+
+    def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        pre = self.encoder(images[:, self.sequence, 0])
+        post = self.encoder(images[:, self.sequence, 1])
+        return self.head(torch.cat([pre, post, tabular], 1)) + self.wide(tabular)
+
+
+class MultiSequenceFusion(nn.Module):
+    """Rung 3: a branch per sequence, both time points, concatenated + tabular."""
+
+    def __init__(
+        self,
+        tabular_dim: int,
+        n_sequences: int = 3,
+        backbone: str = "resnet18",
+        dim: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.5,
+        weights: str | None = None,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleList(
+            _SliceMean(backbone, weights, dim) for _ in range(n_sequences)
+        )
+        width = self.encoders[0].width
+        self.head = _head(2 * n_sequences * width + tabular_dim, hidden, dropout)
+        self.wide = nn.Linear(tabular_dim, 2)
+
+    def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        parts = []
+        for q, encoder in enumerate(self.encoders):
+            parts += [encoder(images[:, q, 0]), encoder(images[:, q, 1])]
+        return self.head(torch.cat([*parts, tabular], 1)) + self.wide(tabular)
+
+
+class RelationNet(nn.Module):
+    """Rung 4: relation (difference, product, cosine) + trajectory, learned sequence weights."""
+
+    def __init__(
+        self,
+        tabular_dim: int,
+        n_sequences: int = 3,
+        backbone: str = "resnet18",
+        dim: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.5,
+        weights: str | None = None,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleList(
+            _SliceMean(backbone, weights, dim) for _ in range(n_sequences)
+        )
+        self.trajectory = nn.Sequential(nn.Linear(3 * dim, dim), nn.ELU())
+        relation_width = 2 * dim + 1 + dim
+        self.score = nn.Sequential(nn.Linear(relation_width, dim), nn.Tanh(), nn.Linear(dim, 1))
+        self.head = _head(relation_width + tabular_dim, hidden, dropout)
+        self.wide = nn.Linear(tabular_dim, 2)
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        per_sequence = []
+        for q, encoder in enumerate(self.encoders):
+            a = encoder(images[:, q, 0])
+            b = encoder(images[:, q, 1])
+            cos = F.cosine_similarity(a, b, dim=1).unsqueeze(1)
+            relation = torch.cat([b - a, a * b, cos], 1)
+            trajectory = self.trajectory(torch.cat([a, b, b - a], 1))
+            per_sequence.append(torch.cat([relation, trajectory], 1))
+        stacked = torch.stack(per_sequence, 1)  # (B, Q, R)
+        weights = torch.softmax(self.score(stacked).squeeze(2), 1)
+        self.last_weights = weights.detach()
+        fused = (weights.unsqueeze(2) * stacked).sum(1)
+        return self.head(torch.cat([fused, tabular], 1)) + self.wide(tabular)
+
+
+@register_model
+def resnet_single(**cfg: object) -> nn.Module:
+    """Ladder rung 1 (:class:`SingleSequenceBaseline`)."""
+    return SingleSequenceBaseline(**cfg)  # type: ignore[arg-type]
+
+
+@register_model
+def single_temporal(**cfg: object) -> nn.Module:
+    """Ladder rung 2 (:class:`SingleSequenceTemporal`)."""
+    return SingleSequenceTemporal(**cfg)  # type: ignore[arg-type]
+
+
+@register_model
+def multi_sequence(**cfg: object) -> nn.Module:
+    """Ladder rung 3 (:class:`MultiSequenceFusion`)."""
+    return MultiSequenceFusion(**cfg)  # type: ignore[arg-type]
+
+
+@register_model
+def relation_net(**cfg: object) -> nn.Module:
+    """Ladder rung 4 (:class:`RelationNet`)."""
+    return RelationNet(**cfg)  # type: ignore[arg-type]

@@ -1,0 +1,164 @@
+"""One entry point for every deep model's fold job (``scripts/train_model.py``) and the ensemble.
+
+:func:`run_fold` reads the fold's inputs (:func:`~oncoflow.deep.common.load_fold`), trains the
+study's model (``cnn_lstm``, a ``liver_response`` ladder rung, ``mm_dls``) and writes
+``model.pt``, ``history.csv``, ``predictions.csv`` and ``provenance.json`` into the fold folder.
+The resume files live in ``resume_dir``, outside the job's declared outputs, so a killed job
+continues where it stopped. :func:`collect_folds` joins the folds into the study's
+``predictions.csv`` (validation rows per fold, test rows averaged over the fold models as fold
+``final``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from oncoflow.deep import liver, mmdls, pancreas, train_liver, train_mmdls, train_pancreas  # noqa: F401 - registers the models
+from oncoflow.deep.common import ensemble_predictions, load_fold
+from oncoflow.errors import ModelError
+from oncoflow.provenance import settings_hash, software_versions
+from oncoflow.train.engine import resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+MODELS: tuple[str, ...] = ("cnn_lstm", *liver.RUNGS, "mm_dls")
+"""Model names a ``train_model`` job can train (the study's ``model`` or a ladder rung)."""
+
+
+def _settings(cls: type, values: Mapping[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        msg = (
+            f"unknown training setting(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        )
+        raise ModelError(msg)
+    return cls(**values)
+
+
+def _model_parts(model: str, settings: Mapping[str, Any]) -> tuple[Any, Any, list[str], str]:
+    """(settings object, train_fold function, stems, stratification target) of a model."""
+    if model == "cnn_lstm":
+        s = _settings(train_pancreas.PancreasSettings, settings)
+        return s, train_pancreas.train_fold, s.stems, s.target
+    if model in liver.RUNGS:
+        s = _settings(train_liver.LiverSettings, {**settings, "rung": model})
+        return s, train_liver.train_fold, s.stems, s.target
+    if model == "mm_dls":
+        s = _settings(train_mmdls.MMDLSSettings, settings)
+        return s, train_mmdls.train_fold, s.stems, "os_event"
+    msg = f"unknown deep model {model!r}; known: {', '.join(MODELS)}"
+    raise ModelError(msg)
+
+
+def run_fold(
+    *,
+    model: str,
+    settings: Mapping[str, Any],
+    cohort: Path,
+    folds: Path,
+    splits: Path,
+    lesions: Path,
+    fold: str,
+    out_dir: Path,
+    resume_dir: Path,
+    features: Mapping[str, Path] | None = None,
+    inner_fraction: float = 0.2,
+    permute: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Train ``model`` on one fold and write its outputs (module docstring).
+
+    Args:
+        model: A name of :data:`MODELS`.
+        settings: The model's settings (config ``studies.<study>.train`` without the
+            workflow keys).
+        cohort: Cohort folder.
+        folds: ``folds.json``.
+        splits: ``splits.csv``.
+        lesions: The study's lesion folder (one sub-folder per patient).
+        fold: Fold name (``0`` ...).
+        out_dir: Fold folder receiving ``model.pt``, ``history.csv``, ``predictions.csv``,
+            ``provenance.json``.
+        resume_dir: Where the resume files live (kept when the job fails).
+        features: Per-patient feature tables by name (``pet`` ...).
+        inner_fraction: Share of the fold's training patients used for selection.
+        permute: Negative control: permuted training labels.
+        seed: Base seed; the fold's seed is ``seed + 1000 * fold``.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+
+    Returns:
+        The fold's prediction rows.
+    """
+    parsed, train, stems, target = _model_parts(model, settings)
+    fold_seed = int(seed) + 1000 * int(fold)
+    seed_everything(fold_seed)
+    torch_device = resolve_device(device)
+    outcomes = pd.read_csv(Path(cohort) / "outcomes.csv", dtype={"patient_id": str})
+    if target not in outcomes.columns:
+        msg = f"{cohort}/outcomes.csv: no column {target!r} for model {model}"
+        raise ModelError(msg)
+    strata = outcomes.groupby("patient_id")[target].max().to_dict()
+    inputs = load_fold(
+        cohort=cohort,
+        folds=folds,
+        splits=splits,
+        lesions=lesions,
+        fold=str(fold),
+        stems=stems,
+        strata=strata,
+        features=features,
+        inner_fraction=inner_fraction,
+        permute=permute,
+        seed=fold_seed,
+    )
+    log.info("training %s, fold %s on %s", model, fold, torch_device)
+    payload, rows, history = train(inputs, parsed, device=torch_device, resume_dir=resume_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload["settings"] = dataclasses.asdict(parsed)
+    payload["permuted"] = permute
+    torch.save(payload, out_dir / "model.pt")
+    history.to_csv(out_dir / "history.csv", index=False)
+    rows.to_csv(out_dir / "predictions.csv", index=False)
+    provenance = {
+        "model": model,
+        "fold": str(fold),
+        "seed": fold_seed,
+        "device": str(torch_device),
+        "device_name": (
+            torch.cuda.get_device_name(torch_device)
+            if torch_device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
+        "permuted": permute,
+        "config_hash": settings_hash(
+            {"model": model, "settings": dataclasses.asdict(parsed), "seed": seed, "perm": permute}
+        ),
+        "settings": json.loads(json.dumps(dataclasses.asdict(parsed), default=str)),
+        "versions": software_versions(),
+        "train_patients": inputs.train,
+        "inner_patients": inputs.inner,
+        "validation_patients": inputs.validation,
+        "best_epoch": payload.get("best_epoch"),
+    }
+    (out_dir / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    return rows
+
+
+def collect_folds(paths: Sequence[Path], out: Path) -> pd.DataFrame:
+    """Join fold ``predictions.csv`` files into the study's (module docstring)."""
+    tables = [pd.read_csv(p, dtype={"patient_id": str, "fold": str}) for p in paths]
+    frame = ensemble_predictions(tables)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return frame

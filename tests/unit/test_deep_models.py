@@ -1,0 +1,388 @@
+"""Deep models (issue 5): LSTM last step, leakage of the extractor, reproducibility, ensembles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from oncoflow.deep import train_pancreas
+from oncoflow.deep.common import ensemble_predictions
+from oncoflow.deep.data import TabularEncoder, fold_patients, load_lesions, select_slices
+from oncoflow.deep.liver import RUNGS
+from oncoflow.deep.mmdls import breslow_survival
+from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences
+from oncoflow.deep.workflow import collect_folds, run_fold
+from oncoflow.errors import ModelError
+from oncoflow.splits import make_folds, write_folds
+from oncoflow.train.registry import create_model
+
+SIZE = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: small CPU models run many times faster than with shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _crops(rng: np.random.Generator, n: int, radius: float, bright: float) -> dict[str, np.ndarray]:
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    disc = (yy**2 + xx**2) <= radius**2
+    lesion = rng.normal(0.3, 0.05, (n, SIZE, SIZE)) + bright * disc
+    negative = rng.normal(0.3, 0.05, (n, SIZE, SIZE))
+    return {
+        "lesion": lesion.astype(np.float32),
+        "lesion_mask": np.repeat(disc[None], n, 0).astype(np.uint8),
+        "slices": np.arange(n),
+        "area_mm2": np.full(n, float(disc.sum())) * rng.uniform(0.8, 1.2, n),
+        "spacing": np.array([1.0, 1.0, 2.0]),
+        "negative": negative.astype(np.float32),
+        "organ_patch": rng.normal(0.2, 0.05, (n, SIZE, SIZE)).astype(np.float32),
+    }
+
+
+def _write_npz(path: Path, patient: str, tp: int, stems: dict[str, dict[str, np.ndarray]]) -> None:
+    arrays = {f"{s}/{k}": v for s, parts in stems.items() for k, v in parts.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, patient_id=patient, timepoint=tp, stems=np.array(list(stems)), **arrays)
+
+
+def _cohort(root: Path, study: str, n: int = 24, seed: int = 0) -> dict[str, Path]:
+    """A tiny cohort whose label is visible in the crops (lesion growth / brightness)."""
+    rng = np.random.default_rng(seed)
+    cohort = root / "cohort"
+    cohort.mkdir(parents=True)
+    patients = [f"P{i:03d}" for i in range(n)]
+    labels = rng.integers(0, 2, n)
+    labels[:4] = [0, 1, 0, 1]
+    clinical = pd.DataFrame(
+        {
+            "patient_id": patients,
+            "age": rng.normal(60, 8, n).round(),
+            "marker": rng.lognormal(2, 1, n),
+        }
+    )
+    clinical.to_csv(cohort / "clinical.csv", index=False)
+    split = np.where(np.arange(n) < n * 2 // 3, "train", "internal_test")
+    split[-2:] = "external_test"
+    splits = pd.DataFrame({"patient_id": patients, "split": split})
+    splits.to_csv(root / "splits.csv", index=False)
+    rows = []
+    for i, p in enumerate(patients):
+        y = int(labels[i])
+        if study == "pancreas":
+            n_tp = 3
+            stems = ("CT_arterial", "CT_venous")
+            for tp in range(n_tp):
+                radius = 3 + (tp * (1.5 if y else -0.5))
+                crops = {s: _crops(rng, 3, max(radius, 1.5), 0.4) for s in stems}
+                _write_npz(root / "lesions" / p / f"{tp}.npz", p, tp, crops)
+                rows.append(
+                    {
+                        "patient_id": p,
+                        "timepoint": tp,
+                        "progression_next": y if tp < n_tp - 1 else None,
+                    }
+                )
+        else:
+            for tp in (0, 1):
+                radius = 4 if tp == 0 else (2 if y else 4)
+                crops = {s: _crops(rng, 3, radius, 0.5) for s in ("MR_T1", "MR_T2")}
+                _write_npz(root / "lesions" / p / f"{tp}.npz", p, tp, crops)
+            rows.append({"patient_id": p, "response": y})
+    outcomes = pd.DataFrame(rows)
+    if study == "pancreas":
+        outcomes["progression_next"] = outcomes["progression_next"].astype("Int64")
+    outcomes.to_csv(cohort / "outcomes.csv", index=False)
+    target = "progression_next" if study == "pancreas" else "response"
+    strata = outcomes.groupby("patient_id")[target].max().to_dict()
+    write_folds(root / "folds.json", make_folds(splits, strata=strata, k=2, seed=1))
+    return {
+        "cohort": cohort,
+        "folds": root / "folds.json",
+        "splits": root / "splits.csv",
+        "lesions": root / "lesions",
+    }
+
+
+PANCREAS = {
+    "stems": ["CT_arterial", "CT_venous"],
+    "clinical": ["age", "marker"],
+    "extractor": {
+        "backbone": "resnet10",
+        "embed_dim": 8,
+        "input_size": SIZE,
+        "epochs": 2,
+        "batch_size": 16,
+    },
+    "sequence": {"hidden": 8, "epochs": 6, "batch_size": 8, "patience": 0},
+}
+LIVER = {
+    "stems": ["MR_T1", "MR_T2"],
+    "primary": "MR_T2",
+    "clinical": ["marker"],
+    "network": {"backbone": "resnet10", "dim": 8, "hidden": 8},
+    "slices": 2,
+    "input_size": SIZE,
+    "epochs": 4,
+    "batch_size": 8,
+    "patience": 0,
+}
+
+
+def test_lstm_reads_the_true_last_step_of_each_sequence() -> None:
+    torch.manual_seed(0)
+    model = ProgressionLSTM(input_dim=3, clinical_dim=0, hidden=5, layers=2, dropout=0.0).eval()
+    seqs = [torch.randn(n, 3) for n in (2, 4, 3)]
+    padded, lengths = collate_sequences(seqs)
+    padded[0, 2:] = 100.0  # garbage in the padding must not matter
+    with torch.no_grad():
+        batch = model.last_states(padded, lengths)
+        for i, seq in enumerate(seqs):
+            out, _ = model.lstm(seq.unsqueeze(0))
+            assert torch.allclose(batch[i], out[0, -1], atol=1e-6)
+        # the state after the padded tail differs from the true last step
+        out, _ = model.lstm(padded[:1])
+        assert not torch.allclose(out[0, -1], batch[0], atol=1e-3)
+
+
+def test_extractor_sees_only_training_patients_of_the_fold(tmp_path: Path, monkeypatch) -> None:
+    paths = _cohort(tmp_path, "pancreas")
+    seen: list[set[str]] = []
+    original = train_pancreas.slice_examples
+
+    def recording(lesions, stems):
+        seen.append(set(lesions))
+        return original(lesions, stems)
+
+    monkeypatch.setattr(train_pancreas, "slice_examples", recording)
+    run_fold(
+        model="cnn_lstm",
+        settings=PANCREAS,
+        fold="0",
+        out_dir=tmp_path / "fold_0",
+        resume_dir=tmp_path / "resume",
+        seed=3,
+        **paths,
+    )
+    provenance = json.loads((tmp_path / "fold_0" / "provenance.json").read_text())
+    folds = json.loads(paths["folds"].read_text())["folds"]
+    train, inner = set(provenance["train_patients"]), set(provenance["inner_patients"])
+    assert seen[0] == train  # the extractor's training crops
+    assert seen[1] == inner  # its selection crops
+    forbidden = set(folds["0"]["apply"]) | set(folds["final"]["apply"])
+    assert not (seen[0] | seen[1]) & forbidden
+    assert train | inner == set(folds["0"]["fit"])
+    predictions = pd.read_csv(tmp_path / "fold_0" / "predictions.csv", dtype={"patient_id": str})
+    assert set(predictions["patient_id"]) == forbidden
+    assert set(predictions.loc[predictions["split"] == "validation", "patient_id"]) == set(
+        folds["0"]["apply"]
+    )
+    # one row per labelled time point (3 time points -> 2 labels per patient)
+    assert (predictions.groupby("patient_id").size() == 2).all()
+    history = pd.read_csv(tmp_path / "fold_0" / "history.csv")
+    assert set(history["stage"]) == {"extractor", "sequence"}
+
+
+@pytest.mark.parametrize("rung", RUNGS)
+def test_same_seed_same_predictions_and_other_seed_differs(tmp_path: Path, rung: str) -> None:
+    paths = _cohort(tmp_path, "liver")
+    tables = []
+    for run, seed in (("a", 5), ("b", 5), ("c", 6)):
+        tables.append(
+            run_fold(
+                model=rung,
+                settings=LIVER,
+                fold="1",
+                out_dir=tmp_path / run,
+                resume_dir=tmp_path / f"resume_{run}",
+                seed=seed,
+                **paths,
+            )
+        )
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert not np.allclose(tables[0]["y_score"], tables[2]["y_score"])
+    assert tables[0]["y_score"].between(0, 1).all()
+
+
+def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
+    paths = _cohort(tmp_path, "liver")
+    whole = run_fold(
+        model="relation_net",
+        settings=LIVER,
+        fold="0",
+        out_dir=tmp_path / "whole",
+        resume_dir=tmp_path / "rw",
+        seed=2,
+        **paths,
+    )
+    from oncoflow.train import loop
+
+    original = loop.fit
+
+    def stop_after_two(*args, **kwargs):
+        def hook(epoch: int) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        kwargs["on_epoch_end"] = hook
+        return original(*args, **kwargs)
+
+    import oncoflow.deep.train_liver as tl
+
+    tl.fit = stop_after_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_fold(
+                model="relation_net",
+                settings=LIVER,
+                fold="0",
+                out_dir=tmp_path / "killed",
+                resume_dir=tmp_path / "rr",
+                seed=2,
+                **paths,
+            )
+    finally:
+        tl.fit = original
+    assert not (tmp_path / "killed" / "predictions.csv").exists()
+    assert torch.load(tmp_path / "rr" / "resume.pt", weights_only=False)["epoch"] == 2
+    resumed = run_fold(
+        model="relation_net",
+        settings=LIVER,
+        fold="0",
+        out_dir=tmp_path / "killed",
+        resume_dir=tmp_path / "rr",
+        seed=2,
+        **paths,
+    )
+    pd.testing.assert_frame_equal(whole, resumed)
+    history = pd.read_csv(tmp_path / "killed" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_every_rung_builds_and_reads_its_own_inputs() -> None:
+    images = torch.randn(3, 2, 2, 2, SIZE, SIZE)
+    tab = torch.randn(3, 4)
+    for rung in RUNGS:
+        model = create_model(
+            rung, tabular_dim=4, n_sequences=2, backbone="resnet10", dim=8, hidden=8
+        ).eval()
+        with torch.no_grad():
+            base = model(images, tab)
+            assert base.shape == (3, 2)
+            changed = images.clone()
+            changed[:, 1, 1] += 1.0  # second sequence, post time point
+            moved = not torch.allclose(model(changed, tab), base)
+        # the single-sequence rungs read sequence 0 only; the baseline also time point 0 only
+        assert moved == (rung in ("multi_sequence", "relation_net"))
+
+
+def test_multi_sequence_branches_get_their_own_sequence() -> None:
+    model = create_model("multi_sequence", tabular_dim=0, n_sequences=2, backbone="resnet10").eval()
+    seen = []
+    for encoder in model.encoders:
+        encoder.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    images = torch.randn(1, 2, 2, 1, SIZE, SIZE)
+    with torch.no_grad():
+        model(images, torch.zeros(1, 0))
+    assert torch.equal(seen[0], images[:, 0, 0])
+    assert torch.equal(seen[2], images[:, 1, 0])
+    assert not torch.equal(seen[0], seen[2])
+
+
+def test_ensemble_averages_test_rows_and_keeps_validation(tmp_path: Path) -> None:
+    a = pd.DataFrame(
+        {
+            "patient_id": ["A", "T"],
+            "split": ["validation", "internal_test"],
+            "fold": ["0", "0"],
+            "target": "y",
+            "y_true": [1, 0],
+            "y_score": [0.9, 0.2],
+        }
+    )
+    b = pd.DataFrame(
+        {
+            "patient_id": ["B", "T"],
+            "split": ["validation", "internal_test"],
+            "fold": ["1", "1"],
+            "target": "y",
+            "y_true": [0, 0],
+            "y_score": [0.1, 0.4],
+        }
+    )
+    for name, frame in (("a", a), ("b", b)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    out = collect_folds([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "all.csv")
+    final = out[out["fold"] == "final"]
+    assert final["y_score"].tolist() == pytest.approx([0.3])
+    assert sorted(out.loc[out["split"] == "validation", "patient_id"]) == ["A", "B"]
+    with pytest.raises(ModelError, match="validated in two folds"):
+        ensemble_predictions([a, a.assign(fold="1")])
+
+
+def test_tabular_encoder_logs_skewed_columns_with_training_statistics() -> None:
+    train = pd.DataFrame(
+        {"ca": np.exp(np.arange(20.0) / 2), "age": np.arange(20.0), "sex": ["M", "F"] * 10}
+    )
+    enc = TabularEncoder().fit(train)
+    assert enc.numeric_["ca"][0]
+    assert not enc.numeric_["age"][0]
+    x = enc.transform(train)
+    assert x.shape == (20, 3)
+    assert np.allclose(x[:, :2].mean(0), 0, atol=1e-6)
+    test = pd.DataFrame({"ca": [np.nan], "age": [100.0], "sex": ["X"]})
+    row = enc.transform(test)[0]
+    assert row[0] == pytest.approx(
+        (np.median(np.arange(20.0) / 2) - np.mean(np.arange(20.0) / 2))
+        / np.std(np.arange(20.0) / 2)
+    )
+    assert row[2] == 0.0  # unseen category -> reference
+
+
+def test_fold_patients_is_a_stratified_partition() -> None:
+    fit = [f"P{i}" for i in range(20)]
+    labels = {p: int(i < 5) for i, p in enumerate(fit)}
+    train, inner = fold_patients(fit, labels, inner_fraction=0.2, seed=0)
+    assert sorted(train + inner) == sorted(fit)
+    assert not set(train) & set(inner)
+    assert sum(labels[p] for p in inner) == 1
+    assert len(inner) == 4
+
+
+def test_select_slices_largest_areas_in_z_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    crops = _crops(rng, 4, 3, 0.5)
+    crops["area_mm2"] = np.array([1.0, 5.0, 3.0, 4.0])
+    _write_npz(tmp_path / "P" / "0.npz", "P", 0, {"CT": crops})
+    stem = load_lesions(tmp_path / "P", ["CT"])[0]["CT"]
+    picked = select_slices(stem, 2)
+    assert np.array_equal(picked, stem.lesion[[1, 3]])
+    assert np.array_equal(select_slices(stem, 6), stem.lesion[[0, 1, 2, 3, 0, 1]])
+    assert stem.volume_mm3 == pytest.approx(13.0 * 2.0)
+
+
+def test_breslow_survival_matches_lifelines_baseline() -> None:
+    from lifelines import CoxPHFitter
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    t = rng.exponential(np.exp(-0.8 * x)) * 100
+    e = (rng.random(60) < 0.7).astype(float)
+    cph = CoxPHFitter(baseline_estimation_method="breslow").fit(
+        pd.DataFrame({"x": x, "T": t, "E": e}), "T", "E"
+    )
+    risk = cph.params_["x"] * x
+    # at event times: lifelines interpolates its step function linearly in between
+    horizons = sorted(t[e > 0])[10:40:20]
+    ours = breslow_survival(risk, t, e, risk[:5], horizons)
+    theirs = cph.predict_survival_function(pd.DataFrame({"x": x[:5]}), times=horizons).to_numpy().T
+    assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-4)
