@@ -653,6 +653,11 @@ def deep_lesions(wildcards):
     return [f"results/{wildcards.study}/lesions/{p}" for p in _lesion_patients(wildcards.study)]
 
 
+def deep_converted(wildcards):
+    """Converted images of the study's patients, for models that read whole slices (mm_dls)."""
+    return study_converted(wildcards) if STUDIES[wildcards.study]["model"] == "mm_dls" else []
+
+
 def deep_model(wildcards):
     """Model a train_model job trains: the variant, or the study's model for `permuted`."""
     if wildcards.variant == "permuted":
@@ -685,6 +690,8 @@ def deep_train_params(wildcards, input):
     if sources:
         pairs = " ".join(f"{s}={path}" for s, path in zip(sources, input.features))
         options.append(f"--features {pairs}")
+    if input.converted:
+        options.append("--converted results/converted")
     if wildcards.variant == "permuted":
         options.append("--permute")
     return " ".join(options)

@@ -2,6 +2,7 @@ rule train_model:
     input:
         lesions=deep_lesions,
         features=study_feature_tables,
+        converted=deep_converted,
         folds="results/{study}/folds.json",
         splits="results/{study}/splits.csv",
         script=script_path("train_model"),

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--inner-fraction", type=float, default=0.2, help="selection share (default: 0.2)"
     )
+    parser.add_argument(
+        "--converted", type=Path, default=None, help="converted images root (mm_dls segmentor)"
+    )
     parser.add_argument("--permute", action="store_true", help="negative control: permute labels")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
@@ -77,6 +80,7 @@ def _main(args: argparse.Namespace) -> None:
         permute=args.permute,
         seed=args.seed,
         device=args.device,
+        converted=args.converted,
     )
 
 

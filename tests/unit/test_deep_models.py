@@ -55,6 +55,22 @@ def _write_npz(path: Path, patient: str, tp: int, stems: dict[str, dict[str, np.
     np.savez(path, patient_id=patient, timepoint=tp, stems=np.array(list(stems)), **arrays)
 
 
+def _write_volume(folder: Path, rng: np.random.Generator, radius: float) -> None:
+    """A 6 x 16 x 16 CT (HU) with lung (1) and lesion (2) labels, as the convert stage writes."""
+    import SimpleITK as sitk
+
+    zz, yy, xx = np.mgrid[:6, :16, :16]
+    lung = ((yy - 8) ** 2 / 36 + (xx - 8) ** 2 / 36) <= 1
+    lesion = ((zz - 3) ** 2 + (yy - 8) ** 2 + (xx - 8) ** 2) <= radius**2
+    hu = np.where(lung, -800.0, 40.0) + rng.normal(0, 20, lung.shape)
+    hu[lesion] = 20.0
+    mask = lung.astype(np.uint8)
+    mask[lesion] = 2
+    folder.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(hu.astype(np.float32)), str(folder / "CT.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(mask), str(folder / "CT_mask.nii.gz"))
+
+
 def _cohort(root: Path, study: str, n: int = 24, seed: int = 0) -> dict[str, Path]:
     """A tiny cohort whose label is visible in the crops (lesion growth / brightness)."""
     rng = np.random.default_rng(seed)
@@ -92,6 +108,26 @@ def _cohort(root: Path, study: str, n: int = 24, seed: int = 0) -> dict[str, Pat
                         "progression_next": y if tp < n_tp - 1 else None,
                     }
                 )
+        elif study == "nsclc":
+            radius = 2.5 + 2 * y
+            crops = {
+                "CT": _crops(rng, 3, radius, 0.4),
+                "PET": _crops(rng, 3, radius, 3.0 * (1 + y)),
+            }
+            _write_npz(root / "lesions" / p / "0.npz", p, 0, crops)
+            _write_volume(root / "converted" / p / "0", rng, radius)
+            time = rng.exponential(800 if y else 1600)
+            rows.append(
+                {
+                    "patient_id": p,
+                    "histology": "LUSC" if y else "LUAD",
+                    "stage": ["I", "II", "III"][min(2, int(radius > 3) + int(rng.random() < 0.3))],
+                    "os_time": time,
+                    "os_event": int(rng.random() < 0.7),
+                    "dfs_time": time * 0.8,
+                    "dfs_event": 1,
+                }
+            )
         else:
             for tp in (0, 1):
                 radius = 4 if tp == 0 else (2 if y else 4)
@@ -102,7 +138,7 @@ def _cohort(root: Path, study: str, n: int = 24, seed: int = 0) -> dict[str, Pat
     if study == "pancreas":
         outcomes["progression_next"] = outcomes["progression_next"].astype("Int64")
     outcomes.to_csv(cohort / "outcomes.csv", index=False)
-    target = "progression_next" if study == "pancreas" else "response"
+    target = {"pancreas": "progression_next", "liver": "response", "nsclc": "os_event"}[study]
     strata = outcomes.groupby("patient_id")[target].max().to_dict()
     write_folds(root / "folds.json", make_folds(splits, strata=strata, k=2, seed=1))
     return {
@@ -124,6 +160,18 @@ PANCREAS = {
         "batch_size": 16,
     },
     "sequence": {"hidden": 8, "epochs": 6, "batch_size": 8, "patience": 0},
+}
+MMDLS = {
+    "stems": ["CT", "PET"],
+    "clinical": ["age", "marker"],
+    "network": {"dim": 16, "heads": 2},
+    "slices": 2,
+    "input_size": SIZE,
+    "epochs": 3,
+    "batch_size": 8,
+    "patience": 0,
+    "horizons": [365.0, 730.0],
+    "segmentor": {"epochs": 15, "width": 4, "depth": 2, "heads": 2, "slices": 2, "lr": 0.01},
 }
 LIVER = {
     "stems": ["MR_T1", "MR_T2"],
@@ -386,3 +434,53 @@ def test_breslow_survival_matches_lifelines_baseline() -> None:
     ours = breslow_survival(risk, t, e, risk[:5], horizons)
     theirs = cph.predict_survival_function(pd.DataFrame({"x": x[:5]}), times=horizons).to_numpy().T
     assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-4)
+
+
+def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: Path) -> None:
+    from oncoflow.evaluate.card import card_markdown, model_card
+    from oncoflow.evaluate.engine import evaluate_predictions
+
+    paths = _cohort(tmp_path, "nsclc")
+    pet = pd.DataFrame(
+        {
+            "patient_id": [f"P{i:03d}" for i in range(24)],
+            "timepoint": 0,
+            "pet__SUVmax": np.arange(24.0),
+        }
+    )
+    pet.to_csv(tmp_path / "pet.csv", index=False)
+    tables = []
+    for fold in ("0", "1"):
+        tables.append(
+            run_fold(
+                model="mm_dls",
+                settings=MMDLS,
+                fold=fold,
+                out_dir=tmp_path / fold,
+                resume_dir=tmp_path / f"resume_{fold}",
+                features={"pet": tmp_path / "pet.csv"},
+                converted=tmp_path / "converted",
+                seed=1,
+                **paths,
+            )
+        )
+    model = torch.load(tmp_path / "0" / "model.pt", weights_only=False)
+    dice = model["segmentor"]["validation"]
+    assert 0.0 <= dice["lesion_dice"] <= 1.0
+    assert dice["lung_dice"] > 0.5  # the lung is learnt on the training patients
+    history = pd.read_csv(tmp_path / "0" / "history.csv")
+    assert set(history["stage"]) == {"segmentor", "multitask"}
+    frame = ensemble_predictions(tables)
+    assert set(frame["target"]) == {"histology", "stage", "dfs", "os"}
+    os_rows = frame[frame["target"] == "os"]
+    assert os_rows[["survival_365", "survival_730"]].notna().all().all()
+    assert (os_rows["survival_365"] >= os_rows["survival_730"]).all()  # S(t) decreases
+    stage_rows = frame[frame["target"] == "stage"].dropna(axis=1, how="all")
+    probs = stage_rows.filter(like="y_score_")
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    metrics = evaluate_predictions(frame, horizons=[365.0, 730.0], n_boot=20)
+    assert metrics["kind"] == "multitask"
+    assert set(metrics["tasks"]) == {"binary", "multiclass", "survival"}
+    assert set(metrics["models"]["model"]) == {"histology", "stage", "dfs", "os"}
+    text = card_markdown(model_card(metrics, {"study": "s", "variant": "mm_dls"}))
+    assert text.count("| model | target |") == 3

@@ -47,6 +47,8 @@ class FoldInputs:
         features: Extra per-patient feature tables (e.g. ``pet``), indexed by patient.
         permute: Negative control: training labels are permuted across patients.
         seed: Seed of the fold (inner split, permutation, initialisation).
+        converted: ``results/converted`` (models that read whole images, e.g. the MM-DLS
+            segmentor), or ``None``.
     """
 
     fold: str
@@ -61,6 +63,7 @@ class FoldInputs:
     features: dict[str, pd.DataFrame] = field(default_factory=dict)
     permute: bool = False
     seed: int = 0
+    converted: Path | None = None
 
     @property
     def fitted(self) -> list[str]:
@@ -85,6 +88,7 @@ def load_fold(
     inner_fraction: float = 0.2,
     permute: bool = False,
     seed: int = 0,
+    converted: Path | None = None,
 ) -> FoldInputs:
     """Read everything one fold's training job needs.
 
@@ -100,6 +104,7 @@ def load_fold(
         inner_fraction: Share of the fold's training patients kept for selection.
         permute: Negative control (permuted training labels).
         seed: Fold seed.
+        converted: Converted images root (``FoldInputs.converted``).
 
     Raises:
         ModelError: A patient of the fold has no lesion crops or clinical row (named).
@@ -146,6 +151,7 @@ def load_fold(
         features=tables,
         permute=permute,
         seed=seed,
+        converted=Path(converted) if converted is not None else None,
     )
 
 

@@ -4,7 +4,14 @@ Per patient: ``k`` lesion slices (CT + PET channels, the largest lesion areas), 
 context patches, and a tabular vector of the feature tables (PET metrics, radiomics when on; the
 baseline time point) and the clinical columns, encoded with the training patients' statistics
 (:class:`~oncoflow.deep.data.TabularEncoder`). The inner-validation patients select the epoch on
-the mean of histology AUC, stage macro AUC and the DFS / OS C-indices. Prediction rows: histology
+the mean of histology AUC, stage macro AUC and the DFS / OS C-indices.
+
+Before it, when the converted CT images are given, the lung + lesion segmentor
+(:mod:`oncoflow.deep.segmentor`: shared encoder, two decoders, lesion-to-lung cross-attention)
+trains on the axial slices of the fold's training patients (soft Dice + BCE per branch), is
+selected on the inner patients and scored (Dice) on the fold's validation patients; its weights
+and Dice go into ``model.pt`` (the crops themselves come from the given or nnU-Net masks of the
+lesions stage). Prediction rows: histology
 (``y_true, y_score``), stage (``y_true, y_score_<class>``), DFS and OS (``time, event, risk`` and
 ``survival_<t>`` from the Breslow baseline of the training patients).
 """
@@ -12,6 +19,7 @@ the mean of histology AUC, stage macro AUC and the DFS / OS C-indices. Predictio
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ import torch
 from oncoflow.deep.common import FoldInputs, index_batches, permuted, prediction_rows, safe_auc
 from oncoflow.deep.data import TabularEncoder, downsample, select_slices
 from oncoflow.deep.mmdls import breslow_survival, multitask_loss
+from oncoflow.deep.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.errors import ModelError
 from oncoflow.survival.metrics import concordance_index
 from oncoflow.train.engine import Checkpoint, History, config_hash
@@ -48,6 +57,9 @@ class MMDLSSettings:
         network: Model settings (dim, heads, dropout).
         slices, input_size, epochs, batch_size, lr, weight_decay, patience: Training settings.
         horizons: Days at which ``S(t | x)`` is written.
+        segmentor: Lung + lesion segmentor settings (epochs, width, depth, heads, lr,
+            batch_size, slices per patient, CT window, lung / lesion labels); trained when the
+            job has the converted images (``FoldInputs.converted``).
     """
 
     histology: str = "histology"
@@ -65,6 +77,7 @@ class MMDLSSettings:
     weight_decay: float = 1e-4
     patience: int = 12
     horizons: list[float] = field(default_factory=lambda: [365.0, 730.0, 1095.0])
+    segmentor: dict[str, Any] = field(default_factory=dict)
 
 
 def _images(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) -> tuple[torch.Tensor, ...]:
@@ -139,6 +152,19 @@ def train_fold(
         patients for the four targets, ``history.csv``).
     """
     resume_dir.mkdir(parents=True, exist_ok=True)
+    segmentation: dict[str, Any] = {}
+    seg_rows: list[dict[str, Any]] = []
+    if inputs.converted is not None:
+        seg_history = History(resume_dir / "segmentor_history.csv")
+        segmentor, dice = train_segmentor(
+            inputs,
+            settings,
+            device=device,
+            resume=resume_dir / "segmentor.pt",
+            history=seg_history,
+        )
+        segmentation = {"state_dict": segmentor.state_dict(), "validation": dice}
+        seg_rows = [{**row, "stage": "segmentor"} for row in seg_history.rows]
     outcomes = inputs.outcomes.set_index("patient_id")
     groups = {"train": inputs.train, "inner": inputs.inner, "out": inputs.validation + inputs.test}
     stages = sorted({str(v) for v in outcomes.loc[inputs.fitted, settings.stage].dropna()})
@@ -201,7 +227,10 @@ def train_fold(
         for name in SURVIVAL:
             t, e = y[f"{name}_time"], y[f"{name}_event"]
             ok = np.isfinite(t) & np.isfinite(e)
-            c = concordance_index(t[ok], e[ok], pred[name][ok]) if e[ok].sum() > 0 else 0.5
+            try:
+                c = concordance_index(t[ok], e[ok], pred[name][ok])
+            except ModelError:  # no comparable pair in a small inner split
+                c = 0.5
             values[f"{name}_c"] = float(c) if np.isfinite(c) else 0.5
         values["mean"] = float(np.mean(list(values.values())))
         return values
@@ -289,5 +318,137 @@ def train_fold(
         "inner_score": result.best_score,
         "train_patients": inputs.train,
         "inner_patients": inputs.inner,
+        "segmentor": segmentation,
     }
-    return payload, pd.concat(frames, ignore_index=True), pd.DataFrame(history.rows)
+    rows = [*seg_rows, *({**row, "stage": "multitask"} for row in history.rows)]
+    return payload, pd.concat(frames, ignore_index=True), pd.DataFrame(rows)
+
+
+SEGMENTOR_DEFAULTS: dict[str, Any] = {
+    "epochs": 6,
+    "width": 8,
+    "depth": 3,
+    "heads": 4,
+    "lr": 3e-3,
+    "batch_size": 16,
+    "slices": 8,
+    "window": [-1000.0, 400.0],
+    "lung_labels": [1, 2],
+    "lesion_labels": [2],
+}
+
+
+def segmentation_slices(
+    converted: Path, patients: list[str], stem: str, cfg: Mapping[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Axial CT slices with lung and lesion masks of the patients' baseline (from ``convert``).
+
+    Per patient the ``slices`` lesion slices with the largest lesion area and as many lung-only
+    slices (evenly spaced); CT windowed to ``window`` and scaled to [0, 1].
+
+    Returns:
+        Images, lung masks and lesion masks, each (n, 1, H, W) float32.
+
+    Raises:
+        ModelError: A patient's converted image or mask is missing (named).
+    """
+    import SimpleITK as sitk
+
+    low, high = (float(v) for v in cfg["window"])
+    images, lungs, lesions = [], [], []
+    for patient in patients:
+        folder = Path(converted) / patient / "0"
+        image_path, mask_path = folder / f"{stem}.nii.gz", folder / f"{stem}_mask.nii.gz"
+        if not image_path.is_file() or not mask_path.is_file():
+            msg = f"patient {patient}: no converted {stem} image + mask in {folder}"
+            raise ModelError(msg)
+        image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path))).astype(np.float32)
+        mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+        lung = np.isin(mask, cfg["lung_labels"])
+        lesion = np.isin(mask, cfg["lesion_labels"])
+        area = lesion.sum((1, 2))
+        k = int(cfg["slices"])
+        with_lesion = np.sort(np.argsort(-area, kind="stable")[: min(k, int((area > 0).sum()))])
+        lung_only = np.flatnonzero((area == 0) & (lung.sum((1, 2)) > 0))
+        if len(lung_only):
+            lung_only = lung_only[
+                np.linspace(0, len(lung_only) - 1, min(k, len(lung_only))).astype(int)
+            ]
+        chosen = np.concatenate([with_lesion, lung_only]).astype(int)
+        images.append(np.clip((image[chosen] - low) / (high - low), 0, 1))
+        lungs.append(lung[chosen])
+        lesions.append(lesion[chosen])
+    as_tensor = lambda parts: torch.from_numpy(np.concatenate(parts).astype(np.float32)[:, None])  # noqa: E731
+    return as_tensor(images), as_tensor(lungs), as_tensor(lesions)
+
+
+def train_segmentor(
+    inputs: FoldInputs,
+    settings: MMDLSSettings,
+    *,
+    device: torch.device,
+    resume: Path,
+    history: History,
+) -> tuple[LungLesionSegmentor, dict[str, float]]:
+    """Train the lung + lesion segmentor on the fold's training patients; Dice of the others.
+
+    The inner-validation patients select the epoch (mean of lung and lesion Dice); the fold's
+    validation patients are scored once at the end (never used to train or select).
+    """
+    cfg = {**SEGMENTOR_DEFAULTS, **settings.segmentor}
+    stem = settings.stems[0]
+    x_tr, lung_tr, lesion_tr = segmentation_slices(inputs.converted, inputs.train, stem, cfg)
+    x_in, lung_in, lesion_in = segmentation_slices(inputs.converted, inputs.inner, stem, cfg)
+    torch.manual_seed(inputs.seed + 5)
+    model = LungLesionSegmentor(
+        1, width=int(cfg["width"]), depth=int(cfg["depth"]), heads=int(cfg["heads"])
+    ).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]))
+
+    def batches(epoch: int, generator: torch.Generator):
+        n = len(x_tr)
+        for idx in index_batches(n, int(cfg["batch_size"]), generator, drop_last=True):
+            flip = bool(torch.randint(0, 2, (1,), generator=generator))
+            parts = [x_tr[idx], lung_tr[idx], lesion_tr[idx]]
+            yield [torch.flip(p, dims=(-1,)) if flip else p for p in parts]
+
+    def loss_fn(net: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        x, lung, lesion = (b.to(device) for b in batch)
+        return segmentation_loss(net(x), lung, lesion)
+
+    def dice_of(net: torch.nn.Module, x: torch.Tensor, lung: torch.Tensor, lesion: torch.Tensor):
+        scores: dict[str, list[float]] = {"lung_dice": [], "lesion_dice": []}
+        for i in range(0, len(x), 64):
+            out = net(x[i : i + 64].to(device))
+            scores["lung_dice"] += dice_score(out["lung"], lung[i : i + 64].to(device)).tolist()
+            has = lesion[i : i + 64].sum((1, 2, 3)) > 0
+            if has.any():
+                dice = dice_score(out["lesion"][has.to(device)], lesion[i : i + 64][has].to(device))
+                scores["lesion_dice"] += dice.tolist()
+        values = {k: float(np.mean(v)) if v else 0.0 for k, v in scores.items()}
+        values["dice"] = (values["lung_dice"] + values["lesion_dice"]) / 2
+        return values
+
+    key = config_hash({"stage": "segmentor", **cfg, "train": inputs.train, "seed": inputs.seed})
+    fit(
+        model,
+        optimizer,
+        batches,
+        loss_fn,
+        lambda net: dice_of(net, x_in, lung_in, lesion_in),
+        FitSettings(epochs=int(cfg["epochs"]), patience=0, seed=inputs.seed),
+        monitor="dice",
+        device=device,
+        checkpoint=Checkpoint(resume, key),
+        history=history,
+    )
+    model.eval()
+    x_va, lung_va, lesion_va = segmentation_slices(inputs.converted, inputs.validation, stem, cfg)
+    with torch.no_grad():
+        validation = dice_of(model, x_va, lung_va, lesion_va)
+    log.info(
+        "segmentor: validation Dice lung %.3f, lesion %.3f",
+        validation["lung_dice"],
+        validation["lesion_dice"],
+    )
+    return model, validation

@@ -76,6 +76,7 @@ def run_fold(
     permute: bool = False,
     seed: int = 0,
     device: str = "auto",
+    converted: Path | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on one fold and write its outputs (module docstring).
 
@@ -96,6 +97,7 @@ def run_fold(
         permute: Negative control: permuted training labels.
         seed: Base seed; the fold's seed is ``seed + 1000 * fold``.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        converted: ``results/converted`` for models that read whole images (mm_dls segmentor).
 
     Returns:
         The fold's prediction rows.
@@ -121,6 +123,7 @@ def run_fold(
         inner_fraction=inner_fraction,
         permute=permute,
         seed=fold_seed,
+        converted=converted,
     )
     log.info("training %s, fold %s on %s", model, fold, torch_device)
     payload, rows, history = train(inputs, parsed, device=torch_device, resume_dir=resume_dir)

@@ -70,7 +70,10 @@ def task_tables(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {}
     for kind in sorted(set(kinds.values())):
         rows = predictions[predictions["target"].astype(str).map(kinds) == kind]
-        out[kind] = rows.dropna(axis=1, how="all")
+        rows = rows.dropna(axis=1, how="all").infer_objects()
+        if kind == "binary":  # y_true shares a text column with the class names of other tasks
+            rows = rows.assign(y_true=pd.to_numeric(rows["y_true"], errors="raise"))
+        out[kind] = rows
     return out
 
 
