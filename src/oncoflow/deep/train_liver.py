@@ -46,6 +46,8 @@ class LiverSettings:
         epochs, batch_size, lr, weight_decay, patience, gamma: Training settings.
         monitor: Inner-validation value selecting the epoch: ``loss`` (the focal loss, lowest;
             smoother than an AUC on a handful of patients) or ``auc`` (highest).
+        head_lr_factor: Learning rate of everything but the slice encoders, as a multiple of
+            ``lr`` (the heads and the linear tabular term learn fast, the CNNs slowly).
     """
 
     rung: str = "relation_net"
@@ -63,6 +65,7 @@ class LiverSettings:
     patience: int = 10
     gamma: float = 2.0
     monitor: str = "loss"
+    head_lr_factor: float = 10.0
 
 
 def patient_tensor(
@@ -153,9 +156,17 @@ def train_fold(
     }
     torch.manual_seed(inputs.seed)
     model = create_model(settings.rung, **network).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-    )
+    encoder_ids = {
+        id(p) for name, p in model.named_parameters() if name.startswith(("encoder", "encoders"))
+    }
+    param_groups = [
+        {"params": [p for p in model.parameters() if id(p) in encoder_ids], "lr": settings.lr},
+        {
+            "params": [p for p in model.parameters() if id(p) not in encoder_ids],
+            "lr": settings.lr * settings.head_lr_factor,
+        },
+    ]
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
 
     def batches(epoch: int, generator: torch.Generator):
@@ -235,3 +246,32 @@ def train_fold(
         "inner_patients": inputs.inner,
     }
     return payload, rows, pd.DataFrame(history.rows)
+
+
+class PatientCropDataset(torch.utils.data.Dataset):
+    """Streaming alternative to preloading: one patient's tensors read from its npz files.
+
+    ``dataset[i]`` reads ``<lesions>/<patient>/*.npz`` and returns the ``(Q, 2, k, S, S)`` crops
+    (resized to ``input_size``) and the two log volumes, as :func:`patient_tensor` builds them.
+    For cohorts whose crops do not fit in memory; ``benchmarks/training_step.py`` compares its
+    steps/s (``DataLoader`` with workers) with preloaded tensors.
+    """
+
+    def __init__(self, lesions: Path, patients: list[str], settings: LiverSettings) -> None:
+        self.lesions, self.patients, self.settings = Path(lesions), list(patients), settings
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from oncoflow.deep.data import load_lesions
+
+        patient = self.patients[index]
+        crops = load_lesions(self.lesions / patient, self.settings.stems)
+        holder = FoldInputs(
+            fold="-", train=[], inner=[], validation=[], test=[], splits={},
+            clinical=pd.DataFrame(), outcomes=pd.DataFrame(), lesions={patient: crops},
+        )  # fmt: skip
+        images, volumes = patient_tensor(holder, patient, self.settings)
+        x = downsample(torch.from_numpy(images), self.settings.input_size)
+        return x, torch.from_numpy(volumes)
