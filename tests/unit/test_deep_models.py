@@ -284,9 +284,9 @@ def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
         kwargs["on_epoch_end"] = hook
         return original(*args, **kwargs)
 
-    import oncoflow.deep.train_liver as tl
+    import oncoflow.deep.common as common
 
-    tl.fit = stop_after_two
+    common.fit = stop_after_two
     try:
         with pytest.raises(KeyboardInterrupt):
             run_fold(
@@ -299,7 +299,7 @@ def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
                 **paths,
             )
     finally:
-        tl.fit = original
+        common.fit = original
     assert not (tmp_path / "killed" / "predictions.csv").exists()
     assert torch.load(tmp_path / "rr" / "resume.pt", weights_only=False)["epoch"] == 2
     resumed = run_fold(

@@ -24,6 +24,8 @@ from oncoflow.cohort import read_table
 from oncoflow.deep.data import PatientLesions, fold_patients, load_lesions, read_fold
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import auc
+from oncoflow.train.engine import Checkpoint, History, config_hash
+from oncoflow.train.loop import FitResult, FitSettings, fit
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,54 @@ def load_fold(
         permute=permute,
         seed=seed,
         converted=Path(converted) if converted is not None else None,
+    )
+
+
+def fit_stage(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Any,
+    loss_fn: Any,
+    validate: Any,
+    *,
+    inputs: FoldInputs,
+    stage: str,
+    settings: Any,
+    epochs: int,
+    patience: int,
+    monitor: str,
+    device: torch.device,
+    resume: Path,
+    history: History,
+    mode: str = "max",
+    scheduler: Any = None,
+) -> FitResult:
+    """:func:`~oncoflow.train.loop.fit` of one training stage of a fold, resumable from ``resume``.
+
+    The resume key hashes the stage, its settings, the fold's training patients, the seed and the
+    permutation flag: a file written under anything else is ignored, never resumed from.
+    """
+    key = config_hash(
+        {
+            "stage": stage,
+            "settings": repr(settings),
+            "train": inputs.train,
+            "seed": inputs.seed,
+            "perm": inputs.permute,
+        }
+    )
+    return fit(
+        model,
+        optimizer,
+        batches,
+        loss_fn,
+        validate,
+        FitSettings(epochs=epochs, patience=patience, mode=mode, seed=inputs.seed),
+        monitor=monitor,
+        device=device,
+        checkpoint=Checkpoint(resume, key),
+        history=history,
+        scheduler=scheduler,
     )
 
 

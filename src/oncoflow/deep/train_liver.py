@@ -18,12 +18,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oncoflow.deep.common import FoldInputs, index_batches, permuted, prediction_rows, safe_auc
+from oncoflow.deep.common import (
+    FoldInputs,
+    fit_stage,
+    index_batches,
+    permuted,
+    prediction_rows,
+    safe_auc,
+)
 from oncoflow.deep.data import TabularEncoder, downsample, select_slices
 from oncoflow.deep.liver import RUNGS
 from oncoflow.errors import ModelError
-from oncoflow.train.engine import Checkpoint, History, config_hash
-from oncoflow.train.loop import FitSettings, fit
+from oncoflow.train.engine import History
 from oncoflow.train.losses import class_weights, focal_loss
 from oncoflow.train.registry import create_model
 
@@ -196,30 +202,21 @@ def train_fold(
         return {"auc": safe_auc(labels["inner"], prob), "loss": float(loss)}
 
     history = History(resume_dir / "history.csv")
-    key = config_hash(
-        {
-            "rung": settings.rung,
-            "settings": repr(settings),
-            "train": inputs.train,
-            "seed": inputs.seed,
-            "perm": inputs.permute,
-        }
-    )
-    result = fit(
+    result = fit_stage(
         model,
         optimizer,
         batches,
         loss_fn,
         validate,
-        FitSettings(
-            epochs=settings.epochs,
-            patience=settings.patience,
-            mode="min" if settings.monitor == "loss" else "max",
-            seed=inputs.seed,
-        ),
+        inputs=inputs,
+        stage=settings.rung,
+        settings=settings,
+        epochs=settings.epochs,
+        patience=settings.patience,
         monitor=settings.monitor,
+        mode="min" if settings.monitor == "loss" else "max",
         device=device,
-        checkpoint=Checkpoint(resume_dir / "resume.pt", key),
+        resume=resume_dir / "resume.pt",
         history=history,
         scheduler=scheduler,
     )

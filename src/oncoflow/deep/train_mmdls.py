@@ -28,14 +28,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oncoflow.deep.common import FoldInputs, index_batches, permuted, prediction_rows, safe_auc
+from oncoflow.deep.common import (
+    FoldInputs,
+    fit_stage,
+    index_batches,
+    permuted,
+    prediction_rows,
+    safe_auc,
+)
 from oncoflow.deep.data import TabularEncoder, downsample, select_slices
 from oncoflow.deep.mmdls import breslow_survival, multitask_loss
 from oncoflow.deep.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.errors import ModelError
 from oncoflow.survival.metrics import concordance_index
-from oncoflow.train.engine import Checkpoint, History, config_hash
-from oncoflow.train.loop import FitSettings, fit
+from oncoflow.train.engine import History
 from oncoflow.train.losses import class_weights
 from oncoflow.train.registry import create_model
 
@@ -239,24 +245,20 @@ def train_fold(
         return scores(predict(net, "inner"), data["inner"]["y"])
 
     history = History(resume_dir / "history.csv")
-    key = config_hash(
-        {
-            "settings": repr(settings),
-            "train": inputs.train,
-            "seed": inputs.seed,
-            "perm": inputs.permute,
-        }
-    )
-    result = fit(
+    result = fit_stage(
         model,
         optimizer,
         batches,
         loss_fn,
         validate,
-        FitSettings(epochs=settings.epochs, patience=settings.patience, seed=inputs.seed),
+        inputs=inputs,
+        stage="multitask",
+        settings=settings,
+        epochs=settings.epochs,
+        patience=settings.patience,
         monitor="mean",
         device=device,
-        checkpoint=Checkpoint(resume_dir / "resume.pt", key),
+        resume=resume_dir / "resume.pt",
         history=history,
         scheduler=scheduler,
     )
@@ -429,17 +431,20 @@ def train_segmentor(
         values["dice"] = (values["lung_dice"] + values["lesion_dice"]) / 2
         return values
 
-    key = config_hash({"stage": "segmentor", **cfg, "train": inputs.train, "seed": inputs.seed})
-    fit(
+    fit_stage(
         model,
         optimizer,
         batches,
         loss_fn,
         lambda net: dice_of(net, x_in, lung_in, lesion_in),
-        FitSettings(epochs=int(cfg["epochs"]), patience=0, seed=inputs.seed),
+        inputs=inputs,
+        stage="segmentor",
+        settings=cfg,
+        epochs=int(cfg["epochs"]),
+        patience=0,
         monitor="dice",
         device=device,
-        checkpoint=Checkpoint(resume, key),
+        resume=resume,
         history=history,
     )
     model.eval()

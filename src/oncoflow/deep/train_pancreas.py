@@ -19,7 +19,14 @@ import pandas as pd
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from oncoflow.deep.common import FoldInputs, index_batches, permuted, prediction_rows, safe_auc
+from oncoflow.deep.common import (
+    FoldInputs,
+    fit_stage,
+    index_batches,
+    permuted,
+    prediction_rows,
+    safe_auc,
+)
 from oncoflow.deep.data import TabularEncoder, downsample
 from oncoflow.deep.pancreas import (
     LesionSliceClassifier,
@@ -29,8 +36,7 @@ from oncoflow.deep.pancreas import (
     slice_examples,
 )
 from oncoflow.errors import ModelError
-from oncoflow.train.engine import Checkpoint, History, config_hash
-from oncoflow.train.loop import FitSettings, fit
+from oncoflow.train.engine import History
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +140,20 @@ def train_extractor(
         logits = _batched_scores(net, x_va_t, device)
         return {"auc": safe_auc(y_va, torch.softmax(logits, 1)[:, 1].numpy())}
 
-    key = config_hash({"stage": "extractor", **cfg, "train": inputs.train, "seed": inputs.seed})
-    fit(
+    fit_stage(
         model,
         optimizer,
         batches,
         loss_fn,
         validate,
-        FitSettings(epochs=epochs, patience=int(cfg["patience"]), seed=inputs.seed),
+        inputs=inputs,
+        stage="extractor",
+        settings=cfg,
+        epochs=epochs,
+        patience=int(cfg["patience"]),
         monitor="auc",
         device=device,
-        checkpoint=Checkpoint(resume, key),
+        resume=resume,
         history=history,
         scheduler=scheduler,
     )
@@ -280,30 +289,21 @@ def train_fold(
         return {"auc": safe_auc(inner_set["y"].numpy(), prob), "loss": float(loss)}
 
     hist_b = History(resume_dir / "sequence_history.csv")
-    key = config_hash(
-        {
-            "stage": "sequence",
-            **cfg,
-            "train": inputs.train,
-            "seed": inputs.seed,
-            "perm": inputs.permute,
-        }
-    )
-    result = fit(
+    result = fit_stage(
         model,
         optimizer,
         batches,
         loss_fn,
         validate,
-        FitSettings(
-            epochs=int(cfg["epochs"]),
-            patience=int(cfg["patience"]),
-            mode="min" if cfg["monitor"] == "loss" else "max",
-            seed=inputs.seed,
-        ),
+        inputs=inputs,
+        stage="sequence",
+        settings=cfg,
+        epochs=int(cfg["epochs"]),
+        patience=int(cfg["patience"]),
         monitor=str(cfg["monitor"]),
+        mode="min" if cfg["monitor"] == "loss" else "max",
         device=device,
-        checkpoint=Checkpoint(resume_dir / "sequence.pt", key),
+        resume=resume_dir / "sequence.pt",
         history=hist_b,
     )
     model.eval()
