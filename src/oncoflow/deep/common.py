@@ -205,6 +205,34 @@ def fit_stage(
     )
 
 
+def warm_start_linear(
+    layer: torch.nn.Linear,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    l2: float = 1e-2,
+    steps: int = 100,
+) -> None:
+    """Fit ``layer`` (features -> class logits) as a ridge-penalised logistic model, in place.
+
+    Minimises ``CE(layer(x), y; weight) + l2 * ||W||^2`` with L-BFGS on the given (training) rows,
+    so a wide-and-deep network starts from the logistic model of its tabular inputs and its deep
+    part (zero-initialised last layer) learns what the images add.
+    """
+    optimizer = torch.optim.LBFGS(layer.parameters(), lr=0.5, max_iter=steps)
+    x, y = x.detach().to(layer.weight.device), y.to(layer.weight.device)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(layer(x), y, weight=weight)
+        loss = loss + l2 * layer.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+
+
 def index_batches(
     n: int, batch_size: int, generator: torch.Generator, *, drop_last: bool = False
 ) -> Iterator[torch.Tensor]:

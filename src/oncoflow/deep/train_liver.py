@@ -25,6 +25,7 @@ from oncoflow.deep.common import (
     permuted,
     prediction_rows,
     safe_auc,
+    warm_start_linear,
 )
 from oncoflow.deep.data import TabularEncoder, downsample, select_slices
 from oncoflow.deep.liver import RUNGS
@@ -54,6 +55,8 @@ class LiverSettings:
             smoother than an AUC on a handful of patients) or ``auc`` (highest).
         head_lr_factor: Learning rate of everything but the slice encoders, as a multiple of
             ``lr`` (the heads and the linear tabular term learn fast, the CNNs slowly).
+        warm_start: Rungs with a tabular input start from the class-weighted logistic model of
+            it (fit on the training patients) with the image part's last layer at zero.
     """
 
     rung: str = "relation_net"
@@ -72,6 +75,7 @@ class LiverSettings:
     gamma: float = 2.0
     monitor: str = "loss"
     head_lr_factor: float = 10.0
+    warm_start: bool = True
 
 
 def patient_tensor(
@@ -162,6 +166,11 @@ def train_fold(
     }
     torch.manual_seed(inputs.seed)
     model = create_model(settings.rung, **network).to(device)
+    if settings.warm_start and hasattr(model, "wide"):
+        # start from the logistic model of the tabular inputs; the image part starts at 0
+        torch.nn.init.zeros_(model.head[-1].weight)
+        torch.nn.init.zeros_(model.head[-1].bias)
+        warm_start_linear(model.wide, tab["train"], y_train, weight=alpha)
     encoder_ids = {
         id(p) for name, p in model.named_parameters() if name.startswith(("encoder", "encoders"))
     }
