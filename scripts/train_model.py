@@ -65,7 +65,7 @@ def _main(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    run_fold(
+    _, summary = run_fold(
         model=args.model,
         settings=args.settings,
         cohort=args.cohort,
@@ -82,6 +82,7 @@ def _main(args: argparse.Namespace) -> None:
         device=args.device,
         converted=args.converted,
     )
+    cli.write_json(args.out_dir / "provenance.json", summary, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,14 +74,16 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     # net_survival: one radiomics and one pathomics job per patient, ComBat per source x fold,
     # raw / combat / permuted Cox runs
     net = default_config["studies"]["net_survival"]
-    assert counts["radiomics"] == counts["pathomics"] == size["net_survival"]
+    assert counts["pathomics"] == size["net_survival"]
+    # radiomics: net_survival's CT lesion, nsclc_mmdls's CT lesion (the MM-DLS radiomics vector)
+    assert counts["radiomics"] == size["net_survival"] + size["nsclc_mmdls"]
     # net_survival, lung_synthesis, pancreas_multitask + the three deep-model studies
     assert counts["make_folds"] == 6
     assert counts["harmonize"] == 2 * (net["folds"]["repeats"] + 1)
     assert counts["train_net_survival"] == 3
     # nsclc_mmdls: PET metrics of the lesion label per patient; one merged table per source
     assert counts["pet_metrics"] == size["nsclc_mmdls"]
-    assert counts["merge_features"] == 3
+    assert counts["merge_features"] == 4  # net: radiomics, pathomics; nsclc: pet, radiomics
     # lung_synthesis: one diffusion model, a synthetic CT per patient's masks, one evaluation
     assert counts["train_ddpm"] == counts["evaluate_ddpm"] == 1
     assert counts["sample_ddpm"] == size["lung_synthesis"]
@@ -124,6 +126,7 @@ def test_single_study(tmp_path, default_config):
     for name, study in default_config["studies"].items():
         study["enabled"] = name == "liver_response"
     default_config["demo"]["patients"] = 10
+    default_config["demo"]["study_patients"] = {}
     write_config(tmp_path, default_config)
     counts = dry_run(tmp_path)
     assert counts["demo_cohort"] == counts["validate_cohort"] == 1

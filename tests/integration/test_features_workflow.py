@@ -30,7 +30,7 @@ from oncoflow.artefacts import sha256
 
 REPO = Path(__file__).resolve().parents[2]
 NET_PATIENTS = 20
-NSCLC_PATIENTS = 8
+NSCLC_PATIENTS = 24
 REPEATS = 2
 
 pytestmark = pytest.mark.slow
@@ -47,6 +47,18 @@ def run(tmp_path_factory) -> Path:
     config["pathomics"]["max_tiles"] = 16
     config["studies"]["net_survival"]["folds"]["repeats"] = REPEATS
     config["studies"]["net_survival"]["permutations"] = 2
+    # the MM-DLS deep model through train_model / collect_model, CPU-tiny: 2 folds, 2 epochs
+    nsclc = config["studies"]["nsclc_mmdls"]
+    nsclc["folds"] = {"k": 2}
+    nsclc["train"].update(
+        {
+            "epochs": 2,
+            "slices": 2,
+            "input_size": 16,
+            "network": {"dim": 16, "heads": 2, "dropout": 0.3},
+            "segmentor": {"epochs": 1, "width": 4, "slices": 2},
+        }
+    )
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(workdir, "--show-failed-logs")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
@@ -156,6 +168,12 @@ def test_every_json_output_records_config_hash_and_versions(run):
         for p in (run / "results/net_survival/train").glob("*/metrics.json")
     }
     assert len(metrics) == 3  # raw, combat, permuted ran with different settings
+    deep = sorted((run / "results/nsclc_mmdls/train/mm_dls").glob("fold_*/provenance.json"))
+    assert len(deep) == 2
+    for path in deep:
+        record = json.loads(path.read_text())
+        assert record["model"] == "mm_dls"
+        assert not set(record["train_patients"]) & set(record["validation_patients"])
     tidy = pd.read_csv(next((run / "results/net_survival/features/pathomics").glob("*.csv")))
     assert tidy["settings_hash"].str.len().eq(16).all()
 
@@ -223,9 +241,14 @@ def test_parameter_change_reruns_only_that_study(run, tmp_path):
     config["studies"]["nsclc_mmdls"]["pet"]["threshold_rel"] = 0.41
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # the study's report section reruns too: its methods paragraph states the settings
+    # ... and its deep model, which reads the PET metrics (two folds, ensemble, evaluation)
     assert _dry_run_jobs(copy) == {
         "pet_metrics": NSCLC_PATIENTS,
         "merge_features": 1,
+        "train_model": 2,
+        "collect_model": 1,
+        "evaluate": 1,
+        "compare_models": 1,
         "report_study": 1,
         "report": 1,
         "all": 1,

@@ -37,6 +37,11 @@ def _config(workdir: Path) -> None:
         study["enabled"] = name in ("pancreas_multitask", "pancreas_progression")
     config["demo"]["patients"] = PATIENTS
     config["demo"]["study_patients"] = {}
+    # pancreas_progression's cnn_lstm runs too (whole DAG): CPU-tiny, 2 folds
+    progression = config["studies"]["pancreas_progression"]
+    progression["folds"] = {"k": 2}
+    progression["train"]["extractor"].update(epochs=1, input_size=16, backbone="resnet10")
+    progression["train"]["sequence"].update(epochs=3)
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
         selection_ramp_epochs=2, save_every=1,

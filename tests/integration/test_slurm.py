@@ -61,6 +61,7 @@ def demo_run(cluster, tmp_path_factory):
     for name, study in config["studies"].items():
         study["enabled"] = name == "liver_response"
     config["demo"]["patients"] = 8
+    config["demo"]["study_patients"] = {}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     proc = _snakemake(workdir, cluster, "-s", str(REPO / "Snakefile"), "qc")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

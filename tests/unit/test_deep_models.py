@@ -212,7 +212,7 @@ def test_extractor_sees_only_training_patients_of_the_fold(tmp_path: Path, monke
         return original(lesions, stems)
 
     monkeypatch.setattr(train_pancreas, "slice_examples", recording)
-    run_fold(
+    _, summary = run_fold(
         model="cnn_lstm",
         settings=PANCREAS,
         fold="0",
@@ -221,7 +221,7 @@ def test_extractor_sees_only_training_patients_of_the_fold(tmp_path: Path, monke
         seed=3,
         **paths,
     )
-    provenance = json.loads((tmp_path / "fold_0" / "provenance.json").read_text())
+    provenance = summary
     folds = json.loads(paths["folds"].read_text())["folds"]
     train, inner = set(provenance["train_patients"]), set(provenance["inner_patients"])
     assert seen[0] == train  # the extractor's training crops
@@ -254,7 +254,7 @@ def test_same_seed_same_predictions_and_other_seed_differs(tmp_path: Path, rung:
                 resume_dir=tmp_path / f"resume_{run}",
                 seed=seed,
                 **paths,
-            )
+            )[0]
         )
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert not np.allclose(tables[0]["y_score"], tables[2]["y_score"])
@@ -263,7 +263,7 @@ def test_same_seed_same_predictions_and_other_seed_differs(tmp_path: Path, rung:
 
 def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
     paths = _cohort(tmp_path, "liver")
-    whole = run_fold(
+    whole, _ = run_fold(
         model="relation_net",
         settings=LIVER,
         fold="0",
@@ -302,7 +302,7 @@ def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
         common.fit = original
     assert not (tmp_path / "killed" / "predictions.csv").exists()
     assert torch.load(tmp_path / "rr" / "resume.pt", weights_only=False)["epoch"] == 2
-    resumed = run_fold(
+    resumed, _ = run_fold(
         model="relation_net",
         settings=LIVER,
         fold="0",
@@ -462,7 +462,7 @@ def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: 
                 converted=tmp_path / "converted",
                 seed=1,
                 **paths,
-            )
+            )[0]
         )
     model = torch.load(tmp_path / "0" / "model.pt", weights_only=False)
     dice = model["segmentor"]["validation"]

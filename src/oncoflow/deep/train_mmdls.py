@@ -56,7 +56,7 @@ class MMDLSSettings:
 
     Attributes:
         histology: Binary histology column and its positive class (``LUSC``).
-        stage: Stage column (classes = the sorted values of the training patients).
+        stage: Stage column (classes = its sorted values in outcomes.csv, the same in every fold).
         stems: ``[CT stem, PET stem]`` of the lesion crops.
         clinical: Clinical columns.
         loss_weights: ``histology``, ``stage``, ``dfs``, ``os`` weights.
@@ -173,7 +173,9 @@ def train_fold(
         seg_rows = [{**row, "stage": "segmentor"} for row in seg_history.rows]
     outcomes = inputs.outcomes.set_index("patient_id")
     groups = {"train": inputs.train, "inner": inputs.inner, "out": inputs.validation + inputs.test}
-    stages = sorted({str(v) for v in outcomes.loc[inputs.fitted, settings.stage].dropna()})
+    # the class set is the table's (every fold's model scores the same classes; a class without
+    # training patients in a fold keeps its prior-free logit)
+    stages = sorted({str(v) for v in outcomes[settings.stage].dropna()})
     encoder = TabularEncoder().fit(_feature_frame(inputs, inputs.fitted, settings))
     data: dict[str, dict[str, Any]] = {}
     for name, patients in groups.items():

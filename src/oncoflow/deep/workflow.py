@@ -2,7 +2,8 @@
 
 :func:`run_fold` reads the fold's inputs (:func:`~oncoflow.deep.common.load_fold`), trains the
 study's model (``cnn_lstm``, a ``liver_response`` ladder rung, ``mm_dls``) and writes
-``model.pt``, ``history.csv``, ``predictions.csv`` and ``provenance.json`` into the fold folder.
+``model.pt``, ``history.csv`` and ``predictions.csv`` into the fold folder and returns the
+summary the script writes as ``provenance.json``.
 The resume files live in ``resume_dir``, outside the job's declared outputs, so a killed job
 continues where it stopped. :func:`collect_folds` joins the folds into the study's
 ``predictions.csv`` (validation rows per fold, test rows averaged over the fold models as fold
@@ -25,7 +26,6 @@ import torch
 from oncoflow.deep import liver, mmdls, pancreas, train_liver, train_mmdls, train_pancreas  # noqa: F401 - registers the models
 from oncoflow.deep.common import ensemble_predictions, load_fold
 from oncoflow.errors import ModelError
-from oncoflow.provenance import settings_hash, software_versions
 from oncoflow.train.engine import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def run_fold(
     seed: int = 0,
     device: str = "auto",
     converted: Path | None = None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train ``model`` on one fold and write its outputs (module docstring).
 
     Args:
@@ -100,7 +100,9 @@ def run_fold(
         converted: ``results/converted`` for models that read whole images (mm_dls segmentor).
 
     Returns:
-        The fold's prediction rows.
+        The fold's prediction rows and a JSON-ready summary (device, seed, settings, the fold's
+        training / inner / validation patients, best epoch) that ``scripts/train_model.py``
+        writes as ``provenance.json`` with the job's config hash and package versions.
     """
     parsed, train, stems, target = _model_parts(model, settings)
     fold_seed = int(seed) + 1000 * int(fold)
@@ -133,7 +135,7 @@ def run_fold(
     torch.save(payload, out_dir / "model.pt")
     history.to_csv(out_dir / "history.csv", index=False)
     rows.to_csv(out_dir / "predictions.csv", index=False)
-    provenance = {
+    summary = {
         "model": model,
         "fold": str(fold),
         "seed": fold_seed,
@@ -144,18 +146,13 @@ def run_fold(
             else platform.processor() or platform.machine()
         ),
         "permuted": permute,
-        "config_hash": settings_hash(
-            {"model": model, "settings": dataclasses.asdict(parsed), "seed": seed, "perm": permute}
-        ),
         "settings": json.loads(json.dumps(dataclasses.asdict(parsed), default=str)),
-        "versions": software_versions(),
         "train_patients": inputs.train,
         "inner_patients": inputs.inner,
         "validation_patients": inputs.validation,
         "best_epoch": payload.get("best_epoch"),
     }
-    (out_dir / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
-    return rows
+    return rows, summary
 
 
 def collect_folds(paths: Sequence[Path], out: Path) -> pd.DataFrame:
