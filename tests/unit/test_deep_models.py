@@ -484,3 +484,21 @@ def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: 
     assert set(metrics["models"]["model"]) == {"histology", "stage", "dfs", "os"}
     text = card_markdown(model_card(metrics, {"study": "s", "variant": "mm_dls"}))
     assert text.count("| model | target |") == 3
+
+
+def test_streamed_crops_equal_the_preloaded_tensors(tmp_path: Path) -> None:
+    from oncoflow.deep.common import load_fold
+    from oncoflow.deep.train_liver import LiverSettings, PatientCropDataset, _tensors
+
+    paths = _cohort(tmp_path, "liver")
+    settings = LiverSettings(**{**LIVER, "network": {}})
+    inputs = load_fold(fold="0", stems=settings.stems, strata={}, **paths)
+    patients = inputs.test[:3]
+    images, volumes = _tensors(inputs, patients, settings)
+    dataset = PatientCropDataset(paths["lesions"], patients, settings)
+    assert len(dataset) == 3
+    for i in range(3):
+        x, v = dataset[i]
+        assert torch.equal(x, images[i])
+        assert np.allclose(v.numpy(), volumes[i])
+    assert images.shape[1:] == (2, 2, 2, SIZE, SIZE)  # sequences x pre/post x slices

@@ -27,7 +27,13 @@ from oncoflow.deep.common import (
     safe_auc,
     warm_start_linear,
 )
-from oncoflow.deep.data import TabularEncoder, downsample, select_slices
+from oncoflow.deep.data import (
+    PatientLesions,
+    TabularEncoder,
+    downsample,
+    load_lesions,
+    select_slices,
+)
 from oncoflow.deep.liver import RUNGS
 from oncoflow.errors import ModelError
 from oncoflow.train.engine import History
@@ -79,14 +85,13 @@ class LiverSettings:
 
 
 def patient_tensor(
-    inputs: FoldInputs, patient: str, settings: LiverSettings
+    lesions: PatientLesions, patient: str, settings: LiverSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(Q, 2, k, S, S)`` crops and ``[log(1 + V_pre), log(1 + V_post)]`` of one patient.
 
     Raises:
         ModelError: The patient lacks the pre (0) or post (1) time point.
     """
-    lesions = inputs.lesions[patient]
     if 0 not in lesions or 1 not in lesions:
         msg = f"patient {patient}: needs time points 0 and 1, has {sorted(lesions)}"
         raise ModelError(msg)
@@ -105,7 +110,7 @@ def patient_tensor(
 def _tensors(
     inputs: FoldInputs, patients: list[str], settings: LiverSettings
 ) -> tuple[torch.Tensor, np.ndarray]:
-    pairs = [patient_tensor(inputs, p, settings) for p in patients]
+    pairs = [patient_tensor(inputs.lesions[p], p, settings) for p in patients]
     images = torch.from_numpy(np.stack([a for a, _ in pairs]))
     return downsample(images, settings.input_size), np.stack([v for _, v in pairs])
 
@@ -270,14 +275,8 @@ class PatientCropDataset(torch.utils.data.Dataset):
         return len(self.patients)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from oncoflow.deep.data import load_lesions
-
         patient = self.patients[index]
         crops = load_lesions(self.lesions / patient, self.settings.stems)
-        holder = FoldInputs(
-            fold="-", train=[], inner=[], validation=[], test=[], splits={},
-            clinical=pd.DataFrame(), outcomes=pd.DataFrame(), lesions={patient: crops},
-        )  # fmt: skip
-        images, volumes = patient_tensor(holder, patient, self.settings)
+        images, volumes = patient_tensor(crops, patient, self.settings)
         x = downsample(torch.from_numpy(images), self.settings.input_size)
         return x, torch.from_numpy(volumes)

@@ -266,9 +266,8 @@ def train_fold(
     )
     model.eval()
     with torch.no_grad():
-        fitted = {
-            k: np.concatenate([predict(model, g)[k] for g in ("train", "inner")]) for k in SURVIVAL
-        }
+        seen = [predict(model, g) for g in ("train", "inner")]  # once per group, not per task
+        fitted = {k: np.concatenate([part[k] for part in seen]) for k in SURVIVAL}
         out = predict(model, "out")
     fitted_y = {
         k: np.concatenate([data["train"]["y"][k], data["inner"]["y"][k]])
