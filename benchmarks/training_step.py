@@ -94,6 +94,9 @@ def measure(args: argparse.Namespace, lesions: Path, patients: list[str]) -> dic
     """Best steps/s of the streamed pipeline and of preloaded batches, and their ratio."""
     device = resolve_device(args.device)
     settings = LiverSettings(stems=STEMS, primary="MR_T2", slices=args.slices, input_size=args.size)
+    if len(patients) < args.batch_size:
+        msg = f"{len(patients)} patients: need at least one full batch of {args.batch_size}"
+        raise SystemExit(msg)
     dataset = PatientCropDataset(lesions, patients, settings)
     torch.manual_seed(0)
     model = create_model("relation_net", tabular_dim=2, n_sequences=3, backbone="resnet18").to(
