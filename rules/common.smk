@@ -693,7 +693,8 @@ def deep_train_params(wildcards, input):
     if input.converted:
         options.append("--converted results/converted")
     if wildcards.variant == "permuted":
-        options.append("--permute")
+        permutations = STUDIES[wildcards.study].get("permutations", 5)
+        options.append(f"--permute --permutations {permutations}")
     return " ".join(options)
 
 

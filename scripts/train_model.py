@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--converted", type=Path, default=None, help="converted images root (mm_dls segmentor)"
     )
     parser.add_argument("--permute", action="store_true", help="negative control: permute labels")
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=1,
+        help="negative-control runs with --permute, each its own permutation (default: 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -78,6 +84,7 @@ def _main(args: argparse.Namespace) -> None:
         features=cli.labelled_dict(args.features, "--features"),
         inner_fraction=args.inner_fraction,
         permute=args.permute,
+        permutations=args.permutations,
         seed=args.seed,
         device=args.device,
         converted=args.converted,

@@ -240,6 +240,57 @@ def test_extractor_sees_only_training_patients_of_the_fold(tmp_path: Path, monke
     assert set(history["stage"]) == {"extractor", "sequence"}
 
 
+def test_negative_control_runs_permutations_sharing_the_label_free_extractor(
+    tmp_path: Path, monkeypatch
+) -> None:
+    paths = _cohort(tmp_path, "pancreas")
+    extractor_batches: list[int] = []
+    original = train_pancreas._augment
+
+    def counting(images, generator):
+        extractor_batches.append(1)
+        return original(images, generator)
+
+    monkeypatch.setattr(train_pancreas, "_augment", counting)  # once per extractor batch
+    options = {"model": "cnn_lstm", "settings": PANCREAS, "fold": "0", "seed": 3, **paths}
+    real, _ = run_fold(out_dir=tmp_path / "real", resume_dir=tmp_path / "r_real", **options)
+    real_batches = len(extractor_batches)
+    assert real_batches > 0
+    rows, summary = run_fold(
+        out_dir=tmp_path / "perm",
+        resume_dir=tmp_path / "r_perm",
+        permute=True,
+        permutations=3,
+        **options,
+    )
+    assert summary["permutations"] == 3
+    assert sorted(rows["permutation"].unique()) == [0, 1, 2]
+    per_run = [part.drop(columns="permutation") for _, part in rows.groupby("permutation")]
+    for part in per_run:  # every run predicts the same patients x time points as the real model
+        assert part[["patient_id", "timepoint"]].values.tolist() == (
+            real[["patient_id", "timepoint"]].values.tolist()
+        )
+        pd.testing.assert_series_equal(
+            part["y_true"].reset_index(drop=True), real["y_true"].reset_index(drop=True)
+        )
+    # each run has its own permutation, so its own scores
+    assert not np.allclose(per_run[0]["y_score"], per_run[1]["y_score"])
+    assert not np.allclose(per_run[0]["y_score"], real["y_score"])
+    # the extractor does not read the outcome: the control's three runs train it once
+    assert len(extractor_batches) == 2 * real_batches
+    extractor = torch.load(tmp_path / "r_perm" / "extractor.pt", weights_only=False)
+    assert extractor["epoch"] == PANCREAS["extractor"]["epochs"]
+    assert sorted(d.name for d in (tmp_path / "r_perm").glob("permutation_*")) == [
+        "permutation_0",
+        "permutation_1",
+        "permutation_2",
+    ]
+    history = pd.read_csv(tmp_path / "perm" / "history.csv")
+    assert sorted(history["permutation"].unique()) == [0, 1, 2]
+    ensemble = ensemble_predictions([rows])
+    assert ensemble.groupby("permutation").size().tolist() == [len(real)] * 3
+
+
 @pytest.mark.parametrize("rung", RUNGS)
 def test_same_seed_same_predictions_and_other_seed_differs(tmp_path: Path, rung: str) -> None:
     paths = _cohort(tmp_path, "liver")

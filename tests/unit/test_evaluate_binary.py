@@ -9,6 +9,7 @@ from sklearn import metrics as skm
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import SCALAR_METRICS, evaluate_binary
+from oncoflow.evaluate.engine import evaluate_predictions, mean_of_runs
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:
@@ -94,3 +95,41 @@ def test_errors():
     no_validation = _predictions().query("split != 'validation'")
     with pytest.raises(ModelError, match="no validation rows"):
         evaluate_binary(no_validation)
+
+
+def test_permuted_runs_are_scored_each_and_averaged():
+    # three negative-control runs: each its own threshold and metrics, the result their mean
+    runs = []
+    for k in range(3):
+        run = _predictions(seed=10 + k)
+        run["permutation"] = k
+        runs.append(run)
+    out = evaluate_predictions(pd.concat(runs, ignore_index=True), n_boot=30, seed=2)
+    assert out["kind"] == "binary"
+    assert out["n_runs"] == 3
+    alone = [
+        evaluate_binary(run.drop(columns="permutation"), n_boot=30, seed=2)["models"]["model"][
+            "response"
+        ]
+        for run in runs
+    ]
+    entry = out["models"]["model"]["response"]
+    for split in ("test", "internal_test", "validation"):
+        part = entry[split]["pooled"] if split == "validation" else entry[split]
+        values = [a[split]["pooled"] if split == "validation" else a[split] for a in alone]
+        assert part["auc"]["value"] == pytest.approx(np.mean([v["auc"]["value"] for v in values]))
+        assert part["auc"]["ci_low"] == pytest.approx(np.mean([v["auc"]["ci_low"] for v in values]))
+    assert entry["threshold"] == pytest.approx(np.mean([a["threshold"] for a in alone]))
+    assert entry["test"]["n_patients"] == 70  # counts shared by every run stay counts
+    confusion = np.mean([np.array(a["test"]["confusion"]) for a in alone], axis=0)
+    np.testing.assert_allclose(entry["test"]["confusion"], confusion)
+
+
+def test_mean_of_runs_keeps_text_and_unequal_lists_from_the_first_run():
+    runs = [
+        {"a": 1.0, "b": "x", "c": [1, 2], "d": None, "e": 3, "f": [1, 2, 3]},
+        {"a": 3.0, "b": "y", "c": [3, 4], "d": None, "e": 4, "f": [1]},
+    ]
+    out = mean_of_runs(runs)
+    assert out == {"a": 2.0, "b": "x", "c": [2.0, 3.0], "d": None, "e": 3.5, "f": [1, 2, 3]}
+    assert mean_of_runs([{"v": float("nan")}, {"v": 0.6}]) == {"v": 0.6}

@@ -48,6 +48,7 @@ class FoldInputs:
         lesions: Patient -> time point -> stem -> crops (every patient above).
         features: Extra per-patient feature tables (e.g. ``pet``), indexed by patient.
         permute: Negative control: training labels are permuted across patients.
+        permutation: Index of the negative-control run (each run draws its own permutation).
         seed: Seed of the fold (inner split, permutation, initialisation).
         converted: ``results/converted`` (models that read whole images, e.g. the MM-DLS
             segmentor), or ``None``.
@@ -64,8 +65,27 @@ class FoldInputs:
     lesions: dict[str, PatientLesions]
     features: dict[str, pd.DataFrame] = field(default_factory=dict)
     permute: bool = False
+    permutation: int = 0
     seed: int = 0
     converted: Path | None = None
+
+    @property
+    def label_seed(self) -> int:
+        """Seed of this run's label permutation: ``seed + 7919 * permutation``."""
+        return self.seed + 7919 * self.permutation
+
+    def resume_file(self, resume_dir: Path, name: str, *, labelled: bool = True) -> Path:
+        """Resume / history file ``name`` of a training stage.
+
+        A stage that reads the outcome labels (``labelled``) of a negative-control run gets its
+        own ``permutation_<k>/`` folder; label-free stages (the lesion extractor, the segmentor)
+        are shared by every permutation of the fold, so they train once.
+        """
+        folder = Path(resume_dir)
+        if labelled and self.permute:
+            folder = folder / f"permutation_{self.permutation}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
 
     @property
     def fitted(self) -> list[str]:
@@ -175,19 +195,22 @@ def fit_stage(
     history: History,
     mode: str = "max",
     scheduler: Any = None,
+    labelled: bool = True,
 ) -> FitResult:
     """:func:`~oncoflow.train.loop.fit` of one training stage of a fold, resumable from ``resume``.
 
-    The resume key hashes the stage, its settings, the fold's training patients, the seed and the
-    permutation flag: a file written under anything else is ignored, never resumed from.
+    The resume key hashes the stage, its settings, the fold's training patients, the seed and,
+    for a stage that reads the outcome labels (``labelled``), the negative-control run: a file
+    written under anything else is ignored, never resumed from.
     """
+    run = (inputs.permute, inputs.permutation) if labelled else None
     key = config_hash(
         {
             "stage": stage,
             "settings": repr(settings),
             "train": inputs.train,
             "seed": inputs.seed,
-            "perm": inputs.permute,
+            "perm": run,
         }
     )
     return fit(
@@ -292,7 +315,7 @@ def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     frame = pd.concat(tables, ignore_index=True)
     frame["fold"] = frame["fold"].astype(str)
     validation = frame[frame["split"] == "validation"]
-    keys = ["patient_id", "target"] + (["timepoint"] if "timepoint" in frame.columns else [])
+    keys = ["patient_id", "target"] + [c for c in ("timepoint", "permutation") if c in frame]
     twice = validation[validation.duplicated(keys, keep=False)]
     if len(twice):
         msg = f"patients validated in two folds: {', '.join(sorted(set(twice['patient_id'])))}"

@@ -137,7 +137,6 @@ def train_fold(
     if settings.primary not in settings.stems:
         msg = f"primary sequence {settings.primary} is not among the stems {settings.stems}"
         raise ModelError(msg)
-    resume_dir.mkdir(parents=True, exist_ok=True)
     outcomes = inputs.outcomes.set_index("patient_id")[settings.target]
     groups = {"train": inputs.train, "inner": inputs.inner, "out": inputs.validation + inputs.test}
     images, volumes = {}, {}
@@ -160,7 +159,9 @@ def train_fold(
         if name != "out"
     }
     if inputs.permute:
-        labels = {name: permuted(y, inputs.seed + i) for i, (name, y) in enumerate(labels.items())}
+        labels = {
+            name: permuted(y, inputs.label_seed + i) for i, (name, y) in enumerate(labels.items())
+        }
     y_train = torch.from_numpy(labels["train"]).long()
     alpha = class_weights(labels["train"], 2).to(device)
     network = {
@@ -215,7 +216,7 @@ def train_fold(
         loss = focal_loss(logits, y_inner, gamma=settings.gamma, alpha=alpha.cpu())
         return {"auc": safe_auc(labels["inner"], prob), "loss": float(loss)}
 
-    history = History(resume_dir / "history.csv")
+    history = History(inputs.resume_file(resume_dir, "history.csv"))
     result = fit_stage(
         model,
         optimizer,
@@ -230,7 +231,7 @@ def train_fold(
         monitor=settings.monitor,
         mode="min" if settings.monitor == "loss" else "max",
         device=device,
-        resume=resume_dir / "resume.pt",
+        resume=inputs.resume_file(resume_dir, "resume.pt"),
         history=history,
         scheduler=scheduler,
     )

@@ -157,16 +157,17 @@ def train_fold(
         (``model.pt`` payload, ``predictions.csv`` rows of the fold's validation and test
         patients for the four targets, ``history.csv``).
     """
-    resume_dir.mkdir(parents=True, exist_ok=True)
     segmentation: dict[str, Any] = {}
     seg_rows: list[dict[str, Any]] = []
     if inputs.converted is not None:
-        seg_history = History(resume_dir / "segmentor_history.csv")
+        seg_history = History(
+            inputs.resume_file(resume_dir, "segmentor_history.csv", labelled=False)
+        )
         segmentor, dice = train_segmentor(
             inputs,
             settings,
             device=device,
-            resume=resume_dir / "segmentor.pt",
+            resume=inputs.resume_file(resume_dir, "segmentor.pt", labelled=False),
             history=seg_history,
         )
         segmentation = {"state_dict": segmentor.state_dict(), "validation": dice}
@@ -184,8 +185,8 @@ def train_fold(
         data[name] = {"lesion": lesion, "context": context, "tabular": tab}
         data[name]["y"] = _targets(outcomes, patients, settings, stages)
     if inputs.permute:
-        data["train"]["y"] = _permute_targets(data["train"]["y"], inputs.seed + 1)
-        data["inner"]["y"] = _permute_targets(data["inner"]["y"], inputs.seed + 11)
+        data["train"]["y"] = _permute_targets(data["train"]["y"], inputs.label_seed + 1)
+        data["inner"]["y"] = _permute_targets(data["inner"]["y"], inputs.label_seed + 11)
     y_train = {k: torch.from_numpy(v) for k, v in data["train"]["y"].items()}
     y_train["histology"] = y_train["histology"].float()
     known = data["train"]["y"]["stage"][data["train"]["y"]["stage"] >= 0]
@@ -246,7 +247,7 @@ def train_fold(
     def validate(net: torch.nn.Module) -> dict[str, float]:
         return scores(predict(net, "inner"), data["inner"]["y"])
 
-    history = History(resume_dir / "history.csv")
+    history = History(inputs.resume_file(resume_dir, "history.csv"))
     result = fit_stage(
         model,
         optimizer,
@@ -260,7 +261,7 @@ def train_fold(
         patience=settings.patience,
         monitor="mean",
         device=device,
-        resume=resume_dir / "resume.pt",
+        resume=inputs.resume_file(resume_dir, "resume.pt"),
         history=history,
         scheduler=scheduler,
     )
@@ -447,6 +448,7 @@ def train_segmentor(
         device=device,
         resume=resume,
         history=history,
+        labelled=False,
     )
     model.eval()
     x_va, lung_va, lesion_va = segmentation_slices(inputs.converted, inputs.validation, stem, cfg)

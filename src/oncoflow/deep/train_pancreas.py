@@ -156,6 +156,7 @@ def train_extractor(
         resume=resume,
         history=history,
         scheduler=scheduler,
+        labelled=False,
     )
     return model.eval()
 
@@ -219,10 +220,13 @@ def train_fold(
         (``model.pt`` payload, ``predictions.csv`` rows of the fold's validation and test
         patients, ``history.csv`` of both stages).
     """
-    resume_dir.mkdir(parents=True, exist_ok=True)
-    hist_a = History(resume_dir / "extractor_history.csv")
+    hist_a = History(inputs.resume_file(resume_dir, "extractor_history.csv", labelled=False))
     extractor = train_extractor(
-        inputs, settings, device=device, resume=resume_dir / "extractor.pt", history=hist_a
+        inputs,
+        settings,
+        device=device,
+        resume=inputs.resume_file(resume_dir, "extractor.pt", labelled=False),
+        history=hist_a,
     )
     vectors = timepoint_vectors(extractor, inputs, settings, device)
     encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
@@ -251,9 +255,9 @@ def train_fold(
     train_samples = _samples(inputs, inputs.train, target)
     inner_samples = _samples(inputs, inputs.inner, target)
     if inputs.permute:
-        labels = permuted(np.array([s[2] for s in train_samples]), inputs.seed + 1)
+        labels = permuted(np.array([s[2] for s in train_samples]), inputs.label_seed + 1)
         train_samples = [(p, t, int(y)) for (p, t, _), y in zip(train_samples, labels, strict=True)]
-        labels = permuted(np.array([s[2] for s in inner_samples]), inputs.seed + 2)
+        labels = permuted(np.array([s[2] for s in inner_samples]), inputs.label_seed + 2)
         inner_samples = [(p, t, int(y)) for (p, t, _), y in zip(inner_samples, labels, strict=True)]
     train_set, inner_set = dataset(train_samples), dataset(inner_samples)
     cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
@@ -288,7 +292,7 @@ def train_fold(
         loss = F.cross_entropy(logits, inner_set["y"].to(device), weight)
         return {"auc": safe_auc(inner_set["y"].numpy(), prob), "loss": float(loss)}
 
-    hist_b = History(resume_dir / "sequence_history.csv")
+    hist_b = History(inputs.resume_file(resume_dir, "sequence_history.csv"))
     result = fit_stage(
         model,
         optimizer,
@@ -303,7 +307,7 @@ def train_fold(
         monitor=str(cfg["monitor"]),
         mode="min" if cfg["monitor"] == "loss" else "max",
         device=device,
-        resume=resume_dir / "sequence.pt",
+        resume=inputs.resume_file(resume_dir, "sequence.pt"),
         history=hist_b,
     )
     model.eval()

@@ -8,6 +8,12 @@ The resume files live in ``resume_dir``, outside the job's declared outputs, so 
 continues where it stopped. :func:`collect_folds` joins the folds into the study's
 ``predictions.csv`` (validation rows per fold, test rows averaged over the fold models as fold
 ``final``).
+
+The negative control (``permute``) trains ``permutations`` runs per fold, each on its own
+permutation of the training labels; their rows carry a ``permutation`` column, and the evaluators
+score each run and report the mean (one run of a network trained on shuffled labels is a random
+function of predictive inputs, so its test AUC scatters widely around 0.5). Stages that do not read
+the outcome labels (the lesion extractor, the segmentor) train once and serve every run.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ def run_fold(
     features: Mapping[str, Path] | None = None,
     inner_fraction: float = 0.2,
     permute: bool = False,
+    permutations: int = 1,
     seed: int = 0,
     device: str = "auto",
     converted: Path | None = None,
@@ -95,6 +102,8 @@ def run_fold(
         features: Per-patient feature tables by name (``pet`` ...).
         inner_fraction: Share of the fold's training patients used for selection.
         permute: Negative control: permuted training labels.
+        permutations: Negative-control runs (each its own permutation); ignored without
+            ``permute``.
         seed: Base seed; the fold's seed is ``seed + 1000 * fold``.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         converted: ``results/converted`` for models that read whole images (mm_dls segmentor).
@@ -127,13 +136,28 @@ def run_fold(
         seed=fold_seed,
         converted=converted,
     )
-    log.info("training %s, fold %s on %s", model, fold, torch_device)
-    payload, rows, history = train(inputs, parsed, device=torch_device, resume_dir=resume_dir)
+    runs = range(int(permutations)) if permute else range(1)
+    if permute and int(permutations) < 1:
+        msg = f"permutations must be >= 1, got {permutations}"
+        raise ModelError(msg)
+    payloads, tables, histories = [], [], []
+    for k in runs:
+        inputs.permutation = k
+        what = f" (permutation {k + 1}/{len(runs)})" if permute else ""
+        log.info("training %s, fold %s on %s%s", model, fold, torch_device, what)
+        payload, rows, history = train(inputs, parsed, device=torch_device, resume_dir=resume_dir)
+        if permute:
+            rows, history = rows.assign(permutation=k), history.assign(permutation=k)
+        payloads.append(payload)
+        tables.append(rows)
+        histories.append(history)
+    payload = payloads[0] if not permute else {"model": model, "permutations": payloads}
     out_dir.mkdir(parents=True, exist_ok=True)
     payload["settings"] = dataclasses.asdict(parsed)
     payload["permuted"] = permute
     torch.save(payload, out_dir / "model.pt")
-    history.to_csv(out_dir / "history.csv", index=False)
+    pd.concat(histories, ignore_index=True).to_csv(out_dir / "history.csv", index=False)
+    rows = pd.concat(tables, ignore_index=True)
     rows.to_csv(out_dir / "predictions.csv", index=False)
     summary = {
         "model": model,
@@ -146,11 +170,14 @@ def run_fold(
             else platform.processor() or platform.machine()
         ),
         "permuted": permute,
+        "permutations": len(runs) if permute else 0,
         "settings": json.loads(json.dumps(dataclasses.asdict(parsed), default=str)),
         "train_patients": inputs.train,
         "inner_patients": inputs.inner,
         "validation_patients": inputs.validation,
-        "best_epoch": payload.get("best_epoch"),
+        "best_epoch": [p.get("best_epoch") for p in payloads]
+        if permute
+        else payload.get("best_epoch"),
     }
     return rows, summary
 
