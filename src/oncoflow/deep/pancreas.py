@@ -13,7 +13,11 @@ Stage B, per patient x time point ``t``:
 * size vector ``[log(1 + V_t), log(1 + A_t), log(1 + V_t) - log(1 + V_{t-1})]`` with ``V_t`` the
   lesion volume (mm³, mean over phases), ``A_t`` the largest slice area (mm²), the last term 0 at
   baseline;
-* one sample per labelled time point ``t``: the sequence ``x_0 .. x_t`` (``x = [e, size]``) with
+* intensity vector ``[mean, sd]`` of the crop values inside the lesion mask, averaged over the
+  phases (a time point without lesion voxels carries the previous one forward): the enhancement
+  and heterogeneity that the small embedding does not keep;
+* one sample per labelled time point ``t``: the sequence ``x_0 .. x_t`` (``x = [e, size,
+  intensity]``) with
   label ``progression_next`` at ``t``.
 
 :class:`ProgressionLSTM` runs a 2-layer LSTM over *packed* variable-length sequences and reads
@@ -159,6 +163,31 @@ def size_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np
         change = 0.0 if previous is None else log_v - previous
         out[tp] = np.array([log_v, np.log1p(area), change], dtype=np.float32)
         previous = log_v
+    return out
+
+
+def intensity_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np.ndarray]:
+    """Per time point ``[mean, sd]`` of the lesion voxels of the crops, mean over phases.
+
+    A time point whose masks hold no lesion voxel takes the previous time point's values (the
+    next one's at baseline; zeros when no time point has any).
+    """
+    values: dict[int, np.ndarray | None] = {}
+    for tp in sorted(lesions):
+        per_phase = []
+        for stem in stems:
+            crops = lesions[tp][stem]
+            inside = crops.lesion[crops.mask > 0]
+            if inside.size:
+                per_phase.append((float(inside.mean()), float(inside.std())))
+        values[tp] = np.mean(per_phase, axis=0).astype(np.float32) if per_phase else None
+    known = [v for v in values.values() if v is not None]
+    fallback = known[0] if known else np.zeros(2, dtype=np.float32)
+    out: dict[int, np.ndarray] = {}
+    for tp in sorted(values):
+        value = values[tp]
+        fallback = value if value is not None else fallback
+        out[tp] = fallback
     return out
 
 

@@ -3,7 +3,10 @@
 Per patient: ``k`` lesion slices (CT + PET channels, the largest lesion areas), ``k`` lung
 context patches, and a tabular vector of the feature tables (PET metrics, radiomics when on; the
 baseline time point) and the clinical columns, encoded with the training patients' statistics
-(:class:`~oncoflow.deep.data.TabularEncoder`). The inner-validation patients select the epoch on
+(:class:`~oncoflow.deep.data.TabularEncoder`). With ``core_statistics`` and the converted images,
+the tabular vector also holds the CT intensity percentiles of the lesion core
+(:func:`~oncoflow.deep.data.lesion_core_statistics`, mask eroded by one voxel): the texture the
+32-pixel resampled crops lose. The inner-validation patients select the epoch on
 the mean of histology AUC, stage macro AUC and the DFS / OS C-indices.
 
 Before it, when the converted CT images are given, the lung + lesion segmentor
@@ -36,7 +39,12 @@ from oncoflow.deep.common import (
     prediction_rows,
     safe_auc,
 )
-from oncoflow.deep.data import TabularEncoder, downsample, select_slices
+from oncoflow.deep.data import (
+    TabularEncoder,
+    downsample,
+    lesion_core_statistics,
+    select_slices,
+)
 from oncoflow.deep.mmdls import breslow_survival, multitask_loss
 from oncoflow.deep.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.errors import ModelError
@@ -84,6 +92,7 @@ class MMDLSSettings:
     patience: int = 12
     horizons: list[float] = field(default_factory=lambda: [365.0, 730.0, 1095.0])
     segmentor: dict[str, Any] = field(default_factory=dict)
+    core_statistics: bool = True
 
 
 def _images(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) -> tuple[torch.Tensor, ...]:
@@ -113,7 +122,35 @@ def _feature_frame(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) ->
             msg = f"feature table {name}: no row for patient(s) {', '.join(missing[:10])}"
             raise ModelError(msg)
         parts.append(table.loc[patients].add_prefix(f"{name}:"))
+    if s.core_statistics and inputs.converted is not None:
+        parts.append(_core_table(inputs, s).loc[patients].add_prefix("core:"))
     return pd.concat(parts, axis=1)
+
+
+_CORE_CACHE: dict[tuple[str, str, str], dict[str, float]] = {}
+
+
+def _core_table(inputs: FoldInputs, s: MMDLSSettings) -> pd.DataFrame:
+    """:func:`lesion_core_statistics` of every patient's baseline CT (read once per process)."""
+    import SimpleITK as sitk
+
+    cfg = {**SEGMENTOR_DEFAULTS, **s.segmentor}
+    stem = s.stems[0]
+    rows = {}
+    for patient in inputs.lesions:
+        key = (str(inputs.converted), patient, stem)
+        if key not in _CORE_CACHE:
+            folder = Path(str(inputs.converted)) / patient / "0"
+            image_path, mask_path = folder / f"{stem}.nii.gz", folder / f"{stem}_mask.nii.gz"
+            if not image_path.is_file() or not mask_path.is_file():
+                msg = f"patient {patient}: no converted {stem} image + mask in {folder}"
+                raise ModelError(msg)
+            image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+            lesion = np.isin(mask, cfg["lesion_labels"])
+            _CORE_CACHE[key] = lesion_core_statistics(image, lesion)
+        rows[patient] = _CORE_CACHE[key]
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _targets(

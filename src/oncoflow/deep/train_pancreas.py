@@ -32,6 +32,7 @@ from oncoflow.deep.pancreas import (
     LesionSliceClassifier,
     ProgressionLSTM,
     collate_sequences,
+    intensity_features,
     size_features,
     slice_examples,
 )
@@ -168,12 +169,13 @@ def timepoint_vectors(
     settings: PancreasSettings,
     device: torch.device,
 ) -> dict[str, dict[int, np.ndarray]]:
-    """``[e_t, size_t]`` of every patient and time point (module docstring of ``pancreas``)."""
+    """``[e_t, size_t, intensity_t]`` of every patient and time point (``pancreas`` docstring)."""
     size = int({**EXTRACTOR_DEFAULTS, **settings.extractor}["input_size"])
     extractor.eval()
     out: dict[str, dict[int, np.ndarray]] = {}
     for patient, lesions in inputs.lesions.items():
         sizes = size_features(lesions, settings.stems)
+        intensity = intensity_features(lesions, settings.stems)
         out[patient] = {}
         for tp, stems in lesions.items():
             phases = []
@@ -183,9 +185,8 @@ def timepoint_vectors(
                 emb = _batched_scores(extractor.embed, x, device).numpy()
                 weights = crops.area_mm2 / max(crops.area_mm2.sum(), 1e-9)
                 phases.append((weights[:, None] * emb).sum(0))
-            out[patient][tp] = np.concatenate([np.mean(phases, axis=0), sizes[tp]]).astype(
-                np.float32
-            )
+            vector = [np.mean(phases, axis=0), sizes[tp], intensity[tp]]
+            out[patient][tp] = np.concatenate(vector).astype(np.float32)
     return out
 
 

@@ -20,8 +20,17 @@ Planted mechanism (patient latents):
 ``logit p = -0.5 + 2.0 z_g + 1.0 (h - 0.5) / 0.289 + 0.7 (log CA19-9 - 3.5)``
 
 (empty at the last time point). The growth rate is visible as the lesion-volume trend across
-time points, the texture as the lesion HU standard deviation. Oracle: AUC of ``p`` over the
-patient x time point rows of internal_test + external_test.
+time points, the texture as the lesion HU standard deviation.
+
+Oracle: the AUC, over the patient x time point rows of internal_test + external_test, of the best
+score a model can compute *at* time point ``t`` (:func:`observable_probability`). The growth rate
+is a future quantity at baseline: at ``t = 0`` only CA19-9 (which carries part of ``z_g``) and the
+texture are known, at ``t >= 1`` also the observed log-volume change ``S_t = t g + sum e_s``. With
+the Gaussian prior ``z_g ~ N(0, 1)`` the posterior of ``z_g`` given ``(log CA19-9 - 3.5) / 0.5 =
+z_g + N(0, 1.8^2)`` and ``(S_t / t - 0.05) / 0.30 = z_g + N(0, 0.08^2 / (0.30^2 t))`` is normal
+``N(m, v)``, and the score is ``E[p] = E[sigmoid(-0.5 + 2 z_g + z_h + 0.7 z_c)]`` under it
+(Gauss-Hermite). The AUC of the true ``p`` itself, which no model can reach at baseline, is kept in
+``oracle.json`` as ``value_latent``.
 """
 
 from __future__ import annotations
@@ -56,6 +65,31 @@ def progression_probability(latent: dict[str, Any]) -> float:
     z_h = (latent["texture"] - 0.5) / 0.289
     z_c = np.log(latent["ca19_9"]) - 3.5
     return float(logit_inv(-0.5 + 2.0 * z_g + 1.0 * z_h + 0.7 * z_c))
+
+
+def observable_probability(latent: dict[str, Any], timepoint: int) -> float:
+    """Return E[P(progression at the next follow-up) | what time point ``t`` shows] (module doc).
+
+    Args:
+        latent: The patient's latents.
+        timepoint: ``t``; the volume trend of time points ``0..t`` is known, not the future.
+    """
+    z_c = np.log(latent["ca19_9"]) - 3.5
+    z_h = (latent["texture"] - 0.5) / 0.289
+    # Gaussian posterior of z_g: prior N(0, 1), CA19-9 and (t >= 1) the observed volume trend
+    precision, weighted = 1.0, 0.0
+    ca_var = (0.9 / 0.5) ** 2
+    precision += 1.0 / ca_var
+    weighted += (z_c / 0.5) / ca_var
+    if timepoint > 0:
+        change = timepoint * latent["growth"] + float(np.sum(latent["interval_noise"][:timepoint]))
+        trend_var = 0.08**2 / (0.30**2 * timepoint)
+        precision += 1.0 / trend_var
+        weighted += ((change / timepoint - 0.05) / 0.30) / trend_var
+    mean, sd = weighted / precision, np.sqrt(1.0 / precision)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    logit = -0.5 + 2.0 * (mean + sd * nodes) + z_h + 0.7 * z_c
+    return float(np.sum(weights * logit_inv(logit)) / np.sum(weights))
 
 
 def lesion_radii(latent: dict[str, Any]) -> np.ndarray:
@@ -145,10 +179,18 @@ class PancreasProgression(StudyGenerator):
                     {"patient_id": p.patient_id, "timepoint": tp, "progression_next": value}
                 )
         outcomes = pd.DataFrame(rows).astype({"timepoint": int, "progression_next": "Int64"})
-        test = self.test_mask(splits)
-        y_test = np.concatenate([labels[i] for i in np.flatnonzero(test)])
-        p_test = np.concatenate([np.full(len(labels[i]), prob[i]) for i in np.flatnonzero(test)])
-        oracle = {"progression_next": oracle_entry("auc", auc(y_test, p_test))}
+        test = np.flatnonzero(self.test_mask(splits))
+        y_test = np.concatenate([labels[i] for i in test])
+        p_test = np.concatenate([np.full(len(labels[i]), prob[i]) for i in test])
+        seen = np.concatenate(
+            [
+                [observable_probability(patients[i].latent, t) for t in range(len(labels[i]))]
+                for i in test
+            ]
+        )
+        entry = oracle_entry("auc", auc(y_test, seen))
+        entry["value_latent"] = oracle_entry("auc", auc(y_test, p_test))["value"]
+        oracle = {"progression_next": entry}
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
     def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
