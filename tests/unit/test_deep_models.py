@@ -9,13 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import ndimage
 
 from oncoflow.deep import train_pancreas
 from oncoflow.deep.common import ensemble_predictions
-from oncoflow.deep.data import TabularEncoder, fold_patients, load_lesions, select_slices
+from oncoflow.deep.data import (
+    TabularEncoder,
+    fold_patients,
+    lesion_core_statistics,
+    load_lesions,
+    select_slices,
+)
 from oncoflow.deep.liver import RUNGS
 from oncoflow.deep.mmdls import breslow_survival
-from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences
+from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences, intensity_features
 from oncoflow.deep.workflow import collect_folds, run_fold
 from oncoflow.errors import ModelError
 from oncoflow.splits import make_folds, write_folds
@@ -467,6 +474,50 @@ def test_select_slices_largest_areas_in_z_order(tmp_path: Path) -> None:
     assert np.array_equal(picked, stem.lesion[[1, 3]])
     assert np.array_equal(select_slices(stem, 6), stem.lesion[[0, 1, 2, 3, 0, 1]])
     assert stem.volume_mm3 == pytest.approx(13.0 * 2.0)
+
+
+def test_intensity_features_mean_sd_inside_the_mask_carried_over_empty_time_points(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(1)
+    for tp, bright in ((0, 0.2), (1, 0.6), (2, 0.0)):
+        phases = {}
+        for stem in ("A", "B"):
+            crops = _crops(rng, 3, 4 if tp < 2 else 0.1, bright)
+            if tp == 2:
+                crops["lesion_mask"][:] = 0  # the lesion vanished from the mask
+            phases[stem] = crops
+        _write_npz(tmp_path / "P" / f"{tp}.npz", "P", tp, phases)
+    lesions = load_lesions(tmp_path / "P", ["A", "B"])
+    out = intensity_features(lesions, ["A", "B"])
+    for tp in (0, 1):
+        inside = [c.lesion[c.mask > 0] for c in lesions[tp].values()]
+        assert out[tp][0] == pytest.approx(np.mean([v.mean() for v in inside]), rel=1e-5)
+        assert out[tp][1] == pytest.approx(np.mean([v.std() for v in inside]), rel=1e-5)
+    assert out[1][0] > out[0][0] + 0.3  # brighter lesion
+    np.testing.assert_array_equal(out[2], out[1])  # carried forward
+
+
+def test_lesion_core_statistics_ignore_the_partial_volume_rim() -> None:
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[:24, :24, :24] - 11.5
+    lesion = zz**2 + yy**2 + xx**2 <= 7.5**2
+    rim = lesion & ~ndimage.binary_erosion(lesion)
+    spreads = []
+    for texture in (5.0, 40.0):
+        image = np.full(lesion.shape, -800.0)  # lung around a soft-tissue nodule
+        image[lesion] = 40.0 + texture * rng.standard_normal(int(lesion.sum()))
+        image[rim] = -300.0  # partial volume at the boundary
+        stats = lesion_core_statistics(image, lesion)
+        core = image[ndimage.binary_erosion(lesion)]
+        assert stats["median"] == pytest.approx(np.median(core))
+        assert stats["spread"] == pytest.approx(np.percentile(core, 90) - np.percentile(core, 10))
+        spreads.append(stats["spread"])
+    assert spreads[1] > 5 * spreads[0]  # the rim no longer hides the texture
+    tiny = np.zeros_like(lesion)
+    tiny[10:12, 10:12, 10:12] = True  # no core left: the whole lesion is used
+    assert lesion_core_statistics(np.arange(tiny.size).reshape(tiny.shape), tiny)["median"] > 0
+    assert np.isnan(lesion_core_statistics(image, np.zeros_like(lesion))["p90"])
 
 
 def test_breslow_survival_matches_lifelines_baseline() -> None:
