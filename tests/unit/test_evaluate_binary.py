@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import SCALAR_METRICS, evaluate_binary
-from oncoflow.evaluate.engine import evaluate_predictions, mean_of_runs
+from oncoflow.evaluate.engine import compare_models, evaluate_predictions, mean_of_runs
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:
@@ -133,3 +133,18 @@ def test_mean_of_runs_keeps_text_and_unequal_lists_from_the_first_run():
     out = mean_of_runs(runs)
     assert out == {"a": 2.0, "b": "x", "c": [2.0, 3.0], "d": None, "e": 3.5, "f": [1, 2, 3]}
     assert mean_of_runs([{"v": float("nan")}, {"v": 0.6}]) == {"v": 0.6}
+
+
+def test_compare_models_names_ladder_rungs_other_variants():
+    strong, weak = _predictions(seed=1), _predictions(seed=1)
+    rng = np.random.default_rng(0)
+    weak["y_score"] = rng.uniform(size=len(weak))  # a rung that learnt nothing
+    rungs = compare_models({"relation_net": strong, "resnet_single": weak}, n_boot=50)
+    (entry,) = rungs["comparisons"]
+    assert entry["reference"] == "other variant"
+    assert entry["test"] == "DeLong AUC difference"
+    assert {entry["a"], entry["b"]} == {"relation_net/model", "resnet_single/model"}
+    features = compare_models(
+        {"raw": strong.assign(model="lr"), "combat": weak.assign(model="lr")}, n_boot=50
+    )
+    assert features["comparisons"][0]["reference"] == "same model, other features"

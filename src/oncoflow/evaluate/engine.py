@@ -279,8 +279,10 @@ def compare_models(
     Models are ``<label>/<model>`` (``label`` = key of ``predictions``, e.g. the feature
     variant raw / combat; ``model`` = the ``model`` column). Pairs: within a label, every model
     against the one with the best mean validation score (chosen without test data); across
-    labels, the same model. Negative-control tables (with a ``permutation`` column, several
-    runs per patient) are left out: the report shows them next to the real models instead.
+    labels, the same model (``reference`` "same model, other features"; "other variant" when
+    neither table has a ``model`` column, e.g. the rungs of an ablation ladder).
+    Negative-control tables (with a ``permutation`` column, several runs per patient) are left
+    out: the report shows them next to the real models instead.
 
     Returns:
         ``{"comparisons": [{"target", "a", "b", "reference", "test", "estimate", "p_value",
@@ -290,10 +292,13 @@ def compare_models(
         ``estimate = score(a) - score(b)``.
     """
     frames = []
+    single = set()  # labels whose table is one model (deep variants: the label is the model)
     for label, frame in predictions.items():
         if "permutation" in frame.columns:
             continue
         frame = frame.copy()
+        if "model" not in frame.columns:
+            single.add(str(label))
         model = frame["model"] if "model" in frame.columns else "model"
         frame["_model"] = f"{label}/" + pd.Series(model, index=frame.index).astype(str)
         frame["patient_id"] = frame["patient_id"].astype(str)
@@ -315,7 +320,8 @@ def compare_models(
             pairs += [(m, best, "best validation model") for m in members if m != best]
         for a, b in itertools.combinations(sorted(by_model), 2):
             if a.split("/", 1)[1] == b.split("/", 1)[1]:
-                pairs.append((a, b, "same model, other features"))
+                both = {a.split("/", 1)[0], b.split("/", 1)[0]} <= single
+                pairs.append((a, b, "other variant" if both else "same model, other features"))
         for a, b, why in pairs:
             test_a = by_model[a][by_model[a]["fold"] == "final"].set_index("patient_id")
             test_b = by_model[b][by_model[b]["fold"] == "final"].set_index("patient_id")
