@@ -21,7 +21,7 @@ from oncoflow.deep.data import (
     select_slices,
 )
 from oncoflow.deep.liver import RUNGS
-from oncoflow.deep.mmdls import OrdinalHead, breslow_survival
+from oncoflow.deep.mmdls import breslow_survival
 from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences, intensity_features
 from oncoflow.deep.workflow import collect_folds, run_fold
 from oncoflow.errors import ModelError
@@ -606,30 +606,17 @@ def test_streamed_crops_equal_the_preloaded_tensors(tmp_path: Path) -> None:
     assert images.shape[1:] == (2, 2, 2, SIZE, SIZE)  # sequences x pre/post x slices
 
 
-def test_ordinal_stage_head_is_a_proportional_odds_model() -> None:
+def test_tabular_l1_penalises_only_the_heads_tabular_weights() -> None:
     torch.manual_seed(0)
-    head = OrdinalHead(width=3, n_classes=4)
-    with torch.no_grad():
-        head.gaps.copy_(torch.tensor([0.3, -0.2]))
-    z = torch.randn(6, 3)
-    log_prob = head(z)
-    prob = log_prob.exp()
-    assert torch.allclose(prob.sum(1), torch.ones(6), atol=1e-6)
-    assert torch.allclose(torch.softmax(log_prob, 1), prob, atol=1e-6)
-    cuts = head.cutpoints()
-    assert (torch.diff(cuts) > 0).all()
-    score = head.score(z)
-    expected = torch.sigmoid(cuts[None, :] - score)  # P(Y <= k), k = 0..2
-    assert torch.allclose(prob.cumsum(1)[:, :3], expected, atol=1e-6)
-    # cross-entropy of the head's output is the ordinal negative log-likelihood
-    y = torch.tensor([0, 1, 2, 3, 3, 1])
-    nll = -log_prob[torch.arange(6), y].mean()
-    assert torch.nn.functional.cross_entropy(log_prob, y).item() == pytest.approx(nll.item())
-    # a larger score moves probability to higher stages
-    with torch.no_grad():
-        head.score.bias += 3.0
-    assert (head(z).exp() @ torch.arange(4.0) > prob @ torch.arange(4.0)).all()
-    net = create_model("mm_dls", tabular_dim=2, n_stages=4, dim=8, heads=2, stage_head="softmax")
-    assert isinstance(net.stage, torch.nn.Linear)
-    with pytest.raises(ValueError, match="stage_head"):
-        create_model("mm_dls", tabular_dim=2, stage_head="cumulative")
+    net = create_model("mm_dls", tabular_dim=5, n_stages=3, dim=8, heads=2)
+    penalty = net.tabular_l1()
+    heads = [net.histology, net.stage, net.dfs, net.os]
+    expected = sum(h.weight[:, net.image_width :].abs().sum() for h in heads)
+    assert penalty.item() == pytest.approx(expected.item())
+    penalty.backward()
+    for head in heads:
+        grad = head.weight.grad
+        assert torch.all(grad[:, : net.image_width] == 0)  # image features are not penalised
+        assert torch.equal(
+            grad[:, net.image_width :], torch.sign(head.weight[:, net.image_width :])
+        )

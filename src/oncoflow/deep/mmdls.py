@@ -10,9 +10,7 @@ unshuffled tabular rows).
   (residual + LayerNorm), then attention pooling ``v = sum_s softmax_s(q^T h_s / sqrt(d)) h_s``
   with a learned query ``q`` -> one vector per stack;
 * fusion MLP ``[lesion, context] -> 256 -> 128`` (ReLU, dropout), concatenated with the tabular
-  vector, then four heads: histology (1 logit), stage, DFS risk and OS risk. The stage head is
-  ordinal by default (:class:`OrdinalHead`, classes in their sorted order, e.g. I < II < III < IV)
-  or ``K`` free logits (``network.stage_head: softmax``).
+  vector, then four heads: histology (1 logit), stage (``K`` logits), DFS risk and OS risk.
 
 :func:`multitask_loss` = ``w_h BCE(histology) + w_s CE(stage) + w_d Cox(DFS) + w_o Cox(OS)``, the
 Cox terms being the negative partial log-likelihood per event with Efron ties
@@ -56,38 +54,6 @@ class SliceAttentionFusion(nn.Module):
         return (weights.unsqueeze(2) * h).sum(1)
 
 
-class OrdinalHead(nn.Module):
-    """Cumulative-logit (proportional odds) head: ``P(Y <= k) = sigmoid(c_k - s)``.
-
-    One linear score ``s = w . z`` and ``K - 1`` ordered cut-points ``c_1 < ... < c_{K-1}``
-    (``c_{k+1} = c_k + softplus(d_k)``); ``P(Y = k) = P(Y <= k) - P(Y <= k - 1)``. The head returns
-    ``log P(Y = k)`` (B, K), so ``softmax`` of it gives the probabilities back and
-    ``cross_entropy`` of it is the ordinal negative log-likelihood. A stage that grows with one
-    latent severity (size, uptake) needs one score instead of ``K`` free logits.
-    """
-
-    def __init__(self, width: int, n_classes: int) -> None:
-        super().__init__()
-        if n_classes < 2:
-            msg = f"an ordinal head needs two or more classes, got {n_classes}"
-            raise ValueError(msg)
-        self.score = nn.Linear(width, 1)
-        self.first = nn.Parameter(torch.tensor(-(n_classes - 2) / 2.0))
-        self.gaps = nn.Parameter(torch.zeros(n_classes - 2))
-
-    def cutpoints(self) -> torch.Tensor:
-        """The ordered cut-points (K - 1,)."""
-        steps = F.softplus(self.gaps) + 1e-3
-        return torch.cat([self.first.reshape(1), self.first + torch.cumsum(steps, 0)])
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Features (B, width) -> log class probabilities (B, K)."""
-        cumulative = torch.sigmoid(self.cutpoints()[None, :] - self.score(z))
-        ones, zeros = torch.ones_like(cumulative[:, :1]), torch.zeros_like(cumulative[:, :1])
-        prob = torch.diff(torch.cat([zeros, cumulative, ones], 1), dim=1)
-        return torch.log(prob.clamp(min=1e-9))
-
-
 class MMDLS(nn.Module):
     """Multitask PET/CT fusion network (module docstring)."""
 
@@ -99,7 +65,6 @@ class MMDLS(nn.Module):
         heads: int = 4,
         dropout: float = 0.3,
         lesion_channels: int = 2,
-        stage_head: str = "ordinal",
         **_: object,
     ) -> None:
         super().__init__()
@@ -114,16 +79,22 @@ class MMDLS(nn.Module):
             nn.Linear(256, 128),
             nn.ReLU(inplace=True),
         )
-        width = 128 + tabular_dim
+        self.image_width = 128
+        width = self.image_width + tabular_dim
         self.histology = nn.Linear(width, 1)
-        if stage_head not in ("ordinal", "softmax"):
-            msg = f"stage_head must be 'ordinal' or 'softmax', got {stage_head!r}"
-            raise ValueError(msg)
-        self.stage = (
-            OrdinalHead(width, n_stages) if stage_head == "ordinal" else nn.Linear(width, n_stages)
-        )
+        self.stage = nn.Linear(width, n_stages)
         self.dfs = nn.Linear(width, 1)
         self.os = nn.Linear(width, 1)
+
+    def tabular_l1(self) -> torch.Tensor:
+        """``sum |W|`` over the weights the four heads give the tabular inputs (lasso penalty).
+
+        With a hundred correlated radiomics columns and a hundred-odd training patients, each task
+        should lean on the few columns that carry it; the penalty (``tabular_l1`` in the training
+        settings) shrinks the rest towards zero.
+        """
+        layers = [self.histology, self.stage, self.dfs, self.os]
+        return sum(layer.weight[:, self.image_width :].abs().sum() for layer in layers)
 
     def _stack(self, encoder: nn.Module, fusion: nn.Module, x: torch.Tensor) -> torch.Tensor:
         b, s = x.shape[:2]
@@ -135,8 +106,7 @@ class MMDLS(nn.Module):
         """Lesion (B, S, 2, H, W), context (B, S, 1, H, W), tabular (B, p) -> head outputs.
 
         Returns:
-            ``histology`` (B,) logit, ``stage`` (B, K) logits (log probabilities with the
-            ordinal head), ``dfs`` and ``os`` (B,) risks.
+            ``histology`` (B,) logit, ``stage`` (B, K) logits, ``dfs`` and ``os`` (B,) risks.
         """
         image = torch.cat(
             [
