@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from oncoflow.deep import train_pancreas
+from oncoflow.deep import train_mmdls, train_pancreas
 from oncoflow.deep.common import ensemble_predictions
 from oncoflow.deep.data import (
     TabularEncoder,
@@ -620,3 +620,49 @@ def test_tabular_l1_penalises_only_the_heads_tabular_weights() -> None:
         assert torch.equal(
             grad[:, net.image_width :], torch.sign(head.weight[:, net.image_width :])
         )
+
+
+def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() -> None:
+    rng = np.random.default_rng(0)
+    shift = {"a": 0.0, "b": 3.0, "c": -4.0}
+    scale = {"a": 1.0, "b": 2.0, "c": 0.5}
+
+    def frame(prefix: str, site: str, n: int) -> pd.DataFrame:
+        index = [f"{prefix}{site}{i}" for i in range(n)]
+        signal = rng.normal(size=(n, 2))
+        return pd.DataFrame(
+            {
+                "age": rng.normal(60, 5, n),  # clinical: left alone
+                "radiomics:x": shift[site] + scale[site] * signal[:, 0],
+                "core:y": 10 + shift[site] + scale[site] * signal[:, 1],
+            },
+            index=index,
+        )
+
+    frames = {
+        "train": pd.concat([frame("t", "a", 30), frame("t", "b", 30)]),
+        "inner": pd.concat([frame("i", "a", 6), frame("i", "b", 6)]),
+        "out": pd.concat([frame("v", "a", 10), frame("v", "b", 10), frame("x", "c", 25)]),
+    }
+    sites = {p: p[1] for f in frames.values() for p in f.index}
+    inputs = type("Inputs", (), {"sites": sites})()
+    out = train_mmdls._harmonized(inputs, frames)
+    pd.testing.assert_series_equal(out["out"]["age"], frames["out"]["age"])
+    for column in ("radiomics:x", "core:y"):
+        means = {
+            s: out["out"].loc[[p for p in out["out"].index if p[1] == s], column].mean()
+            for s in "abc"
+        }
+        raw = {
+            s: frames["out"].loc[[p for p in frames["out"].index if p[1] == s], column].mean()
+            for s in "abc"
+        }
+        assert abs(means["c"] - means["a"]) < 0.5 < abs(raw["c"] - raw["a"])
+        assert abs(means["b"] - means["a"]) < 0.8 < abs(raw["b"] - raw["a"])
+    # the fit sees train + inner only: other held-out values do not move the training rows
+    moved = {**frames, "out": frames["out"] + 100.0}
+    again = train_mmdls._harmonized(inputs, moved)
+    pd.testing.assert_frame_equal(again["train"], out["train"])
+    # one training site: nothing to harmonise
+    single = {k: f[[p[1] != "b" for p in f.index]] for k, f in frames.items()}
+    assert train_mmdls._harmonized(inputs, single)["train"].equals(single["train"])

@@ -52,6 +52,7 @@ class FoldInputs:
         seed: Seed of the fold (inner split, permutation, initialisation).
         converted: ``results/converted`` (models that read whole images, e.g. the MM-DLS
             segmentor), or ``None``.
+        sites: Patient -> acquisition site (``images.csv`` column ``site``; empty without it).
     """
 
     fold: str
@@ -68,6 +69,7 @@ class FoldInputs:
     permutation: int = 0
     seed: int = 0
     converted: Path | None = None
+    sites: dict[str, str] = field(default_factory=dict)
 
     @property
     def label_seed(self) -> int:
@@ -148,6 +150,11 @@ def load_fold(
             msg = f"patient {patient}: no lesion crops in {folder} (lesions stage)"
             raise ModelError(msg)
         crops[patient] = load_lesions(folder, stems)
+    sites: dict[str, str] = {}
+    images = read_table(cohort, "images") if (Path(cohort) / "images.csv").is_file() else None
+    if images is not None and "site" in images.columns:
+        known = images.dropna(subset=["site"])
+        sites = dict(zip(known["patient_id"], known["site"].astype(str), strict=True))
     tables = {}
     for name, path in (features or {}).items():
         table = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
@@ -174,6 +181,7 @@ def load_fold(
         permute=permute,
         seed=seed,
         converted=Path(converted) if converted is not None else None,
+        sites={p: sites[p] for p in everyone if p in sites},
     )
 
 

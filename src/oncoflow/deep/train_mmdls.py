@@ -70,6 +70,7 @@ class MMDLSSettings:
         loss_weights: ``histology``, ``stage``, ``dfs``, ``os`` weights.
         core_statistics: Add the lesion-core CT percentiles (module docstring).
         tabular_l1: Lasso weight on the heads' tabular weights (:meth:`MMDLS.tabular_l1`).
+        combat: Harmonise the image-derived tabular columns across sites (:func:`_harmonized`).
         network: Model settings (dim, heads, dropout).
         slices, input_size, epochs, batch_size, lr, weight_decay, patience: Training settings.
         horizons: Days at which ``S(t | x)`` is written.
@@ -96,6 +97,7 @@ class MMDLSSettings:
     segmentor: dict[str, Any] = field(default_factory=dict)
     core_statistics: bool = True
     tabular_l1: float = 0.0
+    combat: bool = True
 
 
 def _images(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) -> tuple[torch.Tensor, ...]:
@@ -128,6 +130,50 @@ def _feature_frame(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) ->
     if s.core_statistics and inputs.converted is not None:
         parts.append(_core_table(inputs, s).loc[patients].add_prefix("core:"))
     return pd.concat(parts, axis=1)
+
+
+def _harmonized(inputs: FoldInputs, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """ComBat of the image-derived columns (feature tables, lesion core) across sites.
+
+    Fit on the fold's ``train`` + ``inner`` patients (:class:`~oncoflow.harmonize.combat.ComBat`,
+    parametric EB); the other patients get the fitted adjustments, and a site without training
+    patients (the site-held-out external test) has its location and scale estimated from its
+    own patients' features, never from outcomes (``unseen="estimate"``, as the harmonize stage
+    does). Clinical columns, text columns and columns with a missing value stay as they are.
+    Nothing happens with fewer than two training sites, without sites, or when a training
+    site has fewer than two patients.
+    """
+    from oncoflow.harmonize.combat import ComBat
+
+    fitted = pd.concat([frames["train"], frames["inner"]])
+    everyone = pd.concat(list(frames.values()))
+    columns = [
+        c
+        for c in everyone.columns
+        if ":" in str(c)
+        and pd.api.types.is_numeric_dtype(everyone[c])
+        and np.isfinite(everyone[c].to_numpy(float)).all()
+        and everyone[c].std() > 0
+    ]
+    site_of = inputs.sites
+    if not columns or any(p not in site_of for p in everyone.index):
+        return frames
+    sites = pd.Series([site_of[p] for p in fitted.index], index=fitted.index)
+    counts = sites.value_counts()
+    if len(counts) < 2 or counts.min() < 2:
+        log.info("no ComBat: training sites %s", counts.to_dict())
+        return frames
+    model = ComBat().fit(fitted[columns], sites.to_numpy())
+    out = {}
+    for name, frame in frames.items():
+        frame = frame.copy()
+        batch = [site_of[p] for p in frame.index]
+        frame[columns] = model.transform(frame[columns], batch, unseen="estimate")
+        out[name] = frame
+    log.info(
+        "ComBat over %d image-derived columns, training sites %s", len(columns), counts.to_dict()
+    )
+    return out
 
 
 _CORE_CACHE: dict[tuple[str, str, str], dict[str, float]] = {}
@@ -217,11 +263,14 @@ def train_fold(
     # the class set is the table's (every fold's model scores the same classes; a class without
     # training patients in a fold keeps its prior-free logit)
     stages = sorted({str(v) for v in outcomes[settings.stage].dropna()})
-    encoder = TabularEncoder().fit(_feature_frame(inputs, inputs.fitted, settings))
+    frames = {name: _feature_frame(inputs, patients, settings) for name, patients in groups.items()}
+    if settings.combat:
+        frames = _harmonized(inputs, frames)
+    encoder = TabularEncoder().fit(pd.concat([frames["train"], frames["inner"]]))
     data: dict[str, dict[str, Any]] = {}
     for name, patients in groups.items():
         lesion, context = _images(inputs, patients, settings)
-        tab = torch.from_numpy(encoder.transform(_feature_frame(inputs, patients, settings)))
+        tab = torch.from_numpy(encoder.transform(frames[name]))
         data[name] = {"lesion": lesion, "context": context, "tabular": tab}
         data[name]["y"] = _targets(outcomes, patients, settings, stages)
     if inputs.permute:
