@@ -73,7 +73,13 @@ class FoldInputs:
 
     @property
     def label_seed(self) -> int:
-        """Seed of this run's label permutation: ``seed + 7919 * permutation``."""
+        """Seed of the labelled stages of this run: ``seed + 7919 * permutation``.
+
+        It seeds the label permutation, the initialisation and the batch order of every stage
+        that reads the labels (``seed`` itself for the real model), so each negative-control run
+        is an independent draw: runs sharing one initialisation share its random direction in
+        feature space, and their mean would not go to chance.
+        """
         return self.seed + 7919 * self.permutation
 
     def resume_file(self, resume_dir: Path, name: str, *, labelled: bool = True) -> Path:
@@ -227,7 +233,12 @@ def fit_stage(
         batches,
         loss_fn,
         validate,
-        FitSettings(epochs=epochs, patience=patience, mode=mode, seed=inputs.seed),
+        FitSettings(
+            epochs=epochs,
+            patience=patience,
+            mode=mode,
+            seed=inputs.label_seed if labelled else inputs.seed,
+        ),
         monitor=monitor,
         device=device,
         checkpoint=Checkpoint(resume, key),

@@ -170,7 +170,7 @@ def train_fold(
         "sequence": settings.stems.index(settings.primary),
         **settings.network,
     }
-    torch.manual_seed(inputs.seed)
+    torch.manual_seed(inputs.label_seed)
     model = create_model(settings.rung, **network).to(device)
     if settings.warm_start and hasattr(model, "wide"):
         # start from the logistic model of the tabular inputs; the image part starts at 0

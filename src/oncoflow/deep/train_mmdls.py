@@ -281,7 +281,7 @@ def train_fold(
     known = data["train"]["y"]["stage"][data["train"]["y"]["stage"] >= 0]
     stage_weight = class_weights(known, len(stages)).to(device)
     network = {"tabular_dim": encoder.width, "n_stages": len(stages), **settings.network}
-    torch.manual_seed(inputs.seed)
+    torch.manual_seed(inputs.label_seed)
     model = create_model("mm_dls", **network).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay

@@ -262,7 +262,7 @@ def train_fold(
         inner_samples = [(p, t, int(y)) for (p, t, _), y in zip(inner_samples, labels, strict=True)]
     train_set, inner_set = dataset(train_samples), dataset(inner_samples)
     cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
-    torch.manual_seed(inputs.seed + 7)
+    torch.manual_seed(inputs.label_seed + 7)
     model = ProgressionLSTM(
         train_set["x"].shape[2],
         train_set["clinical"].shape[1],
