@@ -679,7 +679,7 @@ def deep_settings_json(wildcards):
 
 
 def deep_train_params(wildcards, input):
-    """Options of train_model.py besides the paths: features, seed, device, permutation."""
+    """Options of train_model.py besides the paths: features, seed, device."""
     train = STUDIES[wildcards.study].get("train", {})
     options = [
         f"--seed {config['seed']}",
@@ -692,10 +692,15 @@ def deep_train_params(wildcards, input):
         options.append(f"--features {pairs}")
     if input.converted:
         options.append("--converted results/converted")
-    if wildcards.variant == "permuted":
-        permutations = STUDIES[wildcards.study].get("permutations", 5)
-        options.append(f"--permute --permutations {permutations}")
     return " ".join(options)
+
+
+def deep_control_params(wildcards):
+    """--permute --permutations N for the negative control (wildcards only, so a change of
+    `permutations` reruns the control's fold jobs through the params trigger)."""
+    if wildcards.variant != "permuted":
+        return ""
+    return f"--permute --permutations {STUDIES[wildcards.study].get('permutations', 5)}"
 
 
 def all_deep_models():

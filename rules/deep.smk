@@ -32,6 +32,7 @@ rule train_model:
         model=deep_model,
         settings=deep_settings_json,
         options=deep_train_params,
+        control=deep_control_params,
         resume="results/{study}/train/{variant}/resume/fold_{fold}",
         lesions="results/{study}/lesions",
     message:
@@ -40,7 +41,7 @@ rule train_model:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --model {params.model} --cohort {params.cohort} --folds {input.folds}"
         " --splits {input.splits} --lesions {params.lesions} --fold {wildcards.fold}"
-        " --settings {params.settings} {params.options} --threads {threads}"
+        " --settings {params.settings} {params.options} {params.control} --threads {threads}"
         " --out-dir $(dirname {output.model}) --resume-dir {params.resume} 2> {log}"
 
 
