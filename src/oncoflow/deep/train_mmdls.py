@@ -176,26 +176,35 @@ def _harmonized(inputs: FoldInputs, frames: dict[str, pd.DataFrame]) -> dict[str
     return out
 
 
+def converted_baseline(converted: Path, patient: str, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline ``<stem>.nii.gz`` and ``<stem>_mask.nii.gz`` of a patient (z, y, x), from convert.
+
+    Raises:
+        ModelError: The image or its mask is missing (patient and folder named).
+    """
+    import SimpleITK as sitk
+
+    folder = Path(converted) / patient / "0"
+    image_path, mask_path = folder / f"{stem}.nii.gz", folder / f"{stem}_mask.nii.gz"
+    if not image_path.is_file() or not mask_path.is_file():
+        msg = f"patient {patient}: no converted {stem} image + mask in {folder}"
+        raise ModelError(msg)
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+    return image, sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+
+
 _CORE_CACHE: dict[tuple[str, str, str], dict[str, float]] = {}
 
 
 def _core_table(inputs: FoldInputs, s: MMDLSSettings) -> pd.DataFrame:
     """:func:`lesion_core_statistics` of every patient's baseline CT (read once per process)."""
-    import SimpleITK as sitk
-
     cfg = {**SEGMENTOR_DEFAULTS, **s.segmentor}
     stem = s.stems[0]
     rows = {}
     for patient in inputs.lesions:
         key = (str(inputs.converted), patient, stem)
         if key not in _CORE_CACHE:
-            folder = Path(str(inputs.converted)) / patient / "0"
-            image_path, mask_path = folder / f"{stem}.nii.gz", folder / f"{stem}_mask.nii.gz"
-            if not image_path.is_file() or not mask_path.is_file():
-                msg = f"patient {patient}: no converted {stem} image + mask in {folder}"
-                raise ModelError(msg)
-            image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
-            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+            image, mask = converted_baseline(Path(str(inputs.converted)), patient, stem)
             lesion = np.isin(mask, cfg["lesion_labels"])
             _CORE_CACHE[key] = lesion_core_statistics(image, lesion)
         rows[patient] = _CORE_CACHE[key]
@@ -447,18 +456,11 @@ def segmentation_slices(
     Raises:
         ModelError: A patient's converted image or mask is missing (named).
     """
-    import SimpleITK as sitk
-
     low, high = (float(v) for v in cfg["window"])
     images, lungs, lesions = [], [], []
     for patient in patients:
-        folder = Path(converted) / patient / "0"
-        image_path, mask_path = folder / f"{stem}.nii.gz", folder / f"{stem}_mask.nii.gz"
-        if not image_path.is_file() or not mask_path.is_file():
-            msg = f"patient {patient}: no converted {stem} image + mask in {folder}"
-            raise ModelError(msg)
-        image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path))).astype(np.float32)
-        mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+        image, mask = converted_baseline(converted, patient, stem)
+        image = image.astype(np.float32)
         lung = np.isin(mask, cfg["lung_labels"])
         lesion = np.isin(mask, cfg["lesion_labels"])
         area = lesion.sum((1, 2))
