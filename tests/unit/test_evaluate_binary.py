@@ -9,7 +9,8 @@ from sklearn import metrics as skm
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import SCALAR_METRICS, evaluate_binary
-from oncoflow.evaluate.engine import compare_models, evaluate_predictions, mean_of_runs
+from oncoflow.evaluate.engine import compare_models, evaluate_predictions
+from oncoflow.survival.bootstrap import mean_of_runs
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:
@@ -97,32 +98,45 @@ def test_errors():
         evaluate_binary(no_validation)
 
 
+def _control(runs: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat([r.assign(permutation=k) for k, r in enumerate(runs)], ignore_index=True)
+
+
 def test_permuted_runs_are_scored_each_and_averaged():
-    # three negative-control runs: each its own threshold and metrics, the result their mean
-    runs = []
-    for k in range(3):
-        run = _predictions(seed=10 + k)
-        run["permutation"] = k
-        runs.append(run)
-    out = evaluate_predictions(pd.concat(runs, ignore_index=True), n_boot=30, seed=2)
+    # three negative-control runs: each its own threshold and metrics, the values their mean
+    runs = [_predictions(seed=10 + k) for k in range(3)]
+    out = evaluate_predictions(_control(runs), n_boot=60, seed=2)
     assert out["kind"] == "binary"
-    assert out["n_runs"] == 3
-    alone = [
-        evaluate_binary(run.drop(columns="permutation"), n_boot=30, seed=2)["models"]["model"][
-            "response"
-        ]
-        for run in runs
-    ]
+    alone = [evaluate_binary(run, n_boot=60, seed=2)["models"]["model"]["response"] for run in runs]
     entry = out["models"]["model"]["response"]
     for split in ("test", "internal_test", "validation"):
         part = entry[split]["pooled"] if split == "validation" else entry[split]
         values = [a[split]["pooled"] if split == "validation" else a[split] for a in alone]
         assert part["auc"]["value"] == pytest.approx(np.mean([v["auc"]["value"] for v in values]))
-        assert part["auc"]["ci_low"] == pytest.approx(np.mean([v["auc"]["ci_low"] for v in values]))
+        assert part["n_runs"] == 3
+        # the CI is that of the mean over runs (runs averaged inside each resample): it holds
+        # the mean and is narrower than the runs' own intervals on average
+        assert part["auc"]["ci_low"] < part["auc"]["value"] < part["auc"]["ci_high"]
+        width = part["auc"]["ci_high"] - part["auc"]["ci_low"]
+        assert width < np.mean([v["auc"]["ci_high"] - v["auc"]["ci_low"] for v in values])
+    per_fold = [a["validation"]["per_fold"]["1"]["auc"] for a in alone]
+    assert entry["validation"]["per_fold"]["1"]["auc"] == pytest.approx(np.mean(per_fold))
     assert entry["threshold"] == pytest.approx(np.mean([a["threshold"] for a in alone]))
     assert entry["test"]["n_patients"] == 70  # counts shared by every run stay counts
     confusion = np.mean([np.array(a["test"]["confusion"]) for a in alone], axis=0)
     np.testing.assert_allclose(entry["test"]["confusion"], confusion)
+
+
+def test_identical_runs_give_the_single_run_result_ci_included():
+    # the mean over identical runs is that run in every resample: same values and intervals
+    run = _predictions(seed=4)
+    once = evaluate_binary(run, n_boot=80, seed=3)["models"]["model"]["response"]
+    twice = evaluate_binary(_control([run, run]), n_boot=80, seed=3)["models"]["model"]
+    for split in ("internal_test", "test"):
+        for metric in ("auc", "sensitivity", "brier"):
+            for key in ("value", "ci_low", "ci_high"):
+                expected = once[split][metric][key]
+                assert twice["response"][split][metric][key] == pytest.approx(expected)
 
 
 def test_mean_of_runs_keeps_text_and_unequal_lists_from_the_first_run():

@@ -113,3 +113,30 @@ def test_multiclass_model_card():
     text = card_markdown(card)
     assert "auc_macro" in text
     assert "| test |" in text
+
+
+def test_multiclass_negative_control_runs_averaged_inside_the_bootstrap():
+    runs = [_predictions(seed=20 + k, signal=0.0) for k in range(3)]
+    control = pd.concat([r.assign(permutation=k) for k, r in enumerate(runs)], ignore_index=True)
+    out = evaluate_predictions(control, n_boot=60, seed=1)
+    entry = next(iter(out["models"].values()))
+    alone = [
+        next(iter(evaluate_predictions(r, n_boot=60, seed=1)["models"].values())) for r in runs
+    ]
+    target = next(iter(entry))
+    test, singles = entry[target]["test"], [a[target]["test"] for a in alone]
+    assert test["n_runs"] == 3
+    assert test["auc_macro"]["value"] == pytest.approx(
+        np.mean([s["auc_macro"]["value"] for s in singles])
+    )
+    assert test["auc_macro"]["ci_low"] < test["auc_macro"]["value"] < test["auc_macro"]["ci_high"]
+    width = test["auc_macro"]["ci_high"] - test["auc_macro"]["ci_low"]
+    assert width < np.mean([s["auc_macro"]["ci_high"] - s["auc_macro"]["ci_low"] for s in singles])
+    np.testing.assert_allclose(
+        test["confusion"], np.mean([np.array(s["confusion"]) for s in singles], axis=0)
+    )
+    fold = next(iter(entry[target]["validation"]["per_fold"]))
+    per_fold = [a[target]["validation"]["per_fold"][fold]["f1_macro"] for a in alone]
+    assert entry[target]["validation"]["per_fold"][fold]["f1_macro"] == pytest.approx(
+        np.mean(per_fold)
+    )

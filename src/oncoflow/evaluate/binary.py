@@ -10,8 +10,8 @@ patient-level percentile bootstrap 95 % CI (:func:`oncoflow.survival.bootstrap_c
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import binary_metrics, reliability, youden_threshold
-from oncoflow.survival.bootstrap import named_intervals
+from oncoflow.survival.bootstrap import mean_of_runs, named_intervals
 
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
 """Columns a binary ``predictions.csv`` must have."""
@@ -48,17 +48,23 @@ def score_split(
     y_true: np.ndarray,
     y_score: np.ndarray,
     *,
-    threshold: float,
+    threshold: float | Mapping[Any, float],
     groups: np.ndarray | None = None,
+    runs: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
     """Every binary metric at ``threshold`` with its bootstrap CI, plus counts and confusion.
 
+    With ``runs`` (negative-control permutations; ``groups`` then required) each run is scored
+    at its own threshold (``threshold[run]``) and the metrics are averaged over the runs in
+    every resample (:func:`~oncoflow.survival.bootstrap.named_intervals`); the confusion matrix
+    is the runs' mean, the curves are the first run's.
+
     Returns:
         ``{metric: {"value", "ci_low", "ci_high"}, "confusion", "curves", "n_patients",
-        "n_positive"}`` (``curves``: :func:`curves`);
+        "n_positive"}`` (``curves``: :func:`curves`; ``n_runs`` with ``runs``);
         undefined values are ``None``. A split holding one class only (possible in a small CV
         fold) gets ``None`` metrics and a ``note`` instead of an error.
     """
@@ -67,12 +73,19 @@ def score_split(
         "n_patients": len(np.unique(patients)),
         "n_positive": int(pd.Series(y_true).groupby(np.asarray(patients)).max().sum()),
     }
+    if runs is not None:
+        counts["n_runs"] = len(np.unique(runs))
     if len(np.unique(y_true)) < 2:
         empty = {"value": None, "ci_low": None, "ci_high": None}
         note = "one class only: metrics undefined"
         return {**{name: dict(empty) for name in SCALAR_METRICS}, **counts, "note": note}
+
+    def metrics(y: np.ndarray, score: np.ndarray, run: Any = None) -> dict[str, Any]:
+        cut = threshold[run] if isinstance(threshold, Mapping) else threshold
+        return binary_metrics(y, score, threshold=cut)
+
     point, out = named_intervals(
-        functools.partial(binary_metrics, threshold=threshold),
+        metrics,
         SCALAR_METRICS,
         y_true,
         y_score,
@@ -80,9 +93,11 @@ def score_split(
         seed=seed,
         alpha=alpha,
         groups=groups,
+        runs=runs,
     )
     out["confusion"] = point["confusion"]
-    out["curves"] = curves(y_true, y_score)
+    first = slice(None) if runs is None else np.asarray(runs) == np.unique(runs)[0]
+    out["curves"] = curves(np.asarray(y_true)[first], np.asarray(y_score)[first])
     return {**out, **counts}
 
 
@@ -161,10 +176,12 @@ def evaluate_binary(
     if "model" not in frame.columns:
         frame["model"] = "model"
     frame["fold"] = frame["fold"].astype(str)
+    controlled = "permutation" in frame.columns and frame["permutation"].nunique() > 1
     result: dict[str, Any] = {"n_boot": n_boot, "alpha": alpha, "models": {}}
     for (model, target), rows in frame.groupby(["model", "target"], sort=True):
         validation = rows[rows["split"] == "validation"]
         final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
+        keys = sorted(rows["permutation"].unique()) if controlled else [None]
         if isinstance(threshold, str):
             if threshold != "youden":
                 msg = f"threshold must be 'youden' or a number, got {threshold!r}"
@@ -172,21 +189,36 @@ def evaluate_binary(
             if validation.empty:
                 msg = f"model {model}, target {target}: no validation rows to fit a threshold on"
                 raise ModelError(msg)
-            cut = youden_threshold(validation["y_true"], validation["y_score"])
+            cuts = {}
+            for key in keys:
+                part = validation if key is None else validation[validation["permutation"] == key]
+                cuts[key] = youden_threshold(part["y_true"], part["y_score"])
             source = "validation (Youden's J)"
         else:
-            cut, source = float(threshold), "fixed"
-        entry: dict[str, Any] = {"threshold": cut, "threshold_from": source}
+            cuts, source = dict.fromkeys(keys, float(threshold)), "fixed"
+        cut: float | dict[Any, float] = cuts if controlled else cuts[None]
+        entry: dict[str, Any] = {
+            "threshold": float(np.mean(list(cuts.values()))),
+            "threshold_from": source,
+        }
+        if controlled:
+            entry["threshold_from"] += f", one per run (mean of {len(keys)})"
         options = {"threshold": cut, "n_boot": n_boot, "seed": seed, "alpha": alpha}
         if not validation.empty:
             per_fold = {
-                str(fold): _fold_metrics(part["y_true"], part["y_score"], cut)
+                str(fold): mean_of_runs(
+                    [
+                        _fold_metrics(run["y_true"], run["y_score"], cuts[key])
+                        for key, run in _runs(part, keys)
+                    ]
+                )
                 for fold, part in validation.groupby("fold", sort=True)
             }
             pooled = score_split(
                 validation["y_true"].to_numpy(),
                 validation["y_score"].to_numpy(float),
                 groups=validation["patient_id"].astype(str).to_numpy(),
+                runs=_labels(validation, controlled),
                 **options,
             )
             entry["validation"] = {"per_fold": per_fold, "pooled": pooled}
@@ -195,9 +227,26 @@ def evaluate_binary(
         for name, part in splits.items():
             if part.empty:
                 continue
+            groups = part["patient_id"].astype(str).to_numpy() if controlled else None
             entry[name] = score_split(
-                part["y_true"].to_numpy(), part["y_score"].to_numpy(float), **options
+                part["y_true"].to_numpy(),
+                part["y_score"].to_numpy(float),
+                groups=groups,
+                runs=_labels(part, controlled),
+                **options,
             )
         result["models"][str(model)] = result["models"].get(str(model), {})
         result["models"][str(model)][str(target)] = entry
     return result
+
+
+def _labels(rows: pd.DataFrame, controlled: bool) -> np.ndarray | None:
+    """The run label of each row of a negative control, else ``None``."""
+    return rows["permutation"].to_numpy() if controlled else None
+
+
+def _runs(rows: pd.DataFrame, keys: list[Any]) -> list[tuple[Any, pd.DataFrame]]:
+    """``(key, rows of that run)`` for each run key (``[(None, rows)]`` without a control)."""
+    if keys == [None]:
+        return [(None, rows)]
+    return [(key, rows[rows["permutation"] == key]) for key in keys]

@@ -10,8 +10,8 @@
   merged over the tasks.
 
 Negative-control tables (a ``permutation`` column, several runs per patient) are scored run by
-run and the metrics averaged (:func:`mean_of_runs`); the survival evaluator averages its runs
-itself.
+run inside every bootstrap resample and the metrics averaged, by every evaluator alike
+(:func:`~oncoflow.survival.bootstrap.run_mean`): the CI is that of the mean over runs.
 
 :func:`compare_models` tests models of one study against each other on the same test patients:
 the paired bootstrap of the C-index difference for survival models, DeLong's test for AUCs.
@@ -121,17 +121,6 @@ def evaluate_predictions(
             "models": models,
         }
     kind = next(iter(tasks))
-    runs = predictions["permutation"].unique() if "permutation" in predictions.columns else []
-    if kind != "survival" and len(runs) > 1:
-        options = {"threshold": threshold, "n_boot": n_boot, "seed": seed, "alpha": alpha}
-        per_run = [
-            evaluate_predictions(
-                predictions[predictions["permutation"] == run].drop(columns="permutation"),
-                **options,
-            )
-            for run in sorted(runs)
-        ]
-        return {**mean_of_runs(per_run), "n_runs": len(per_run)}
     if kind == "survival":
         return evaluate_survival(
             predictions, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha
@@ -142,37 +131,6 @@ def evaluate_predictions(
         predictions, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
     )
     return {"kind": kind, **result}
-
-
-def mean_of_runs(results: Sequence[Any]) -> Any:
-    """Average evaluator results of several runs (negative-control permutations) leaf by leaf.
-
-    Numbers become the mean of the runs' finite values (``None`` when none is finite); lists of
-    numbers of equal length are averaged element-wise (confusion matrices); anything else (text,
-    curves whose length differs between runs) is taken from the first run. Integers shared by
-    every run (counts) stay integers.
-    """
-    first = results[0]
-    if isinstance(first, dict):
-        shared = {k for k in first if all(isinstance(r, dict) and k in r for r in results)}
-        return {
-            k: mean_of_runs([r[k] for r in results]) if k in shared else v for k, v in first.items()
-        }
-    numbers = [r for r in results if _is_number(r)]
-    if numbers and len(numbers) + sum(r is None for r in results) == len(results):
-        counts = all(isinstance(r, int) and not isinstance(r, bool) for r in results)
-        if counts and len(set(results)) == 1:
-            return first
-        finite = [float(r) for r in numbers if np.isfinite(float(r))]
-        return float(np.mean(finite)) if finite else None
-    same_shape = all(isinstance(r, list) and len(r) == len(first) for r in results)
-    if same_shape and all(_is_number(v) or isinstance(v, list) for r in results for v in r):
-        return [mean_of_runs([r[i] for r in results]) for i in range(len(first))]
-    return first
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def evaluate_applied(

@@ -21,7 +21,7 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import multiclass_metrics
-from oncoflow.survival.bootstrap import named_intervals
+from oncoflow.survival.bootstrap import mean_of_runs, named_intervals
 
 SCORE_PREFIX = "y_score_"
 """Prefix of the per-class probability columns."""
@@ -42,13 +42,27 @@ def _finite(value: float) -> float | None:
 
 
 def _score(
-    y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int, seed: int, alpha: float
+    y: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    runs: np.ndarray | None = None,
+    *,
+    n_boot: int,
+    seed: int,
+    alpha: float,
 ) -> dict[str, Any]:
+    """Metrics of one split with CIs; with ``runs`` the mean over runs (negative control)."""
+
+    def metrics(y: np.ndarray, scores: np.ndarray, run: Any = None) -> dict[str, Any]:
+        return multiclass_metrics(y, scores)
+
     point, out = named_intervals(
-        multiclass_metrics, METRICS, y, scores, n=n_boot, seed=seed, alpha=alpha, groups=groups
+        metrics, METRICS, y, scores, n=n_boot, seed=seed, alpha=alpha, groups=groups, runs=runs
     )
     out["confusion"] = point["confusion"]
     out["n_patients"] = len(np.unique(groups))
+    if runs is not None:
+        out["n_runs"] = len(np.unique(runs))
     return out
 
 
@@ -96,12 +110,23 @@ def evaluate_multiclass(
     result: dict[str, Any] = {"kind": "multiclass", "n_boot": n_boot, "alpha": alpha}
     result["models"] = {}
 
-    def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    controlled = "permutation" in frame.columns and frame["permutation"].nunique() > 1
+
+    def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         return (
             rows["_y"].to_numpy(int),
             rows[columns].to_numpy(float),
             rows["patient_id"].astype(str).to_numpy(),
+            rows["permutation"].to_numpy() if controlled else None,
         )
+
+    def fold_metrics(part: pd.DataFrame) -> dict[str, float | None]:
+        runs = [r for _, r in part.groupby("permutation")] if controlled else [part]
+        points = []
+        for run in runs:
+            point = multiclass_metrics(run["_y"].to_numpy(int), run[columns].to_numpy(float))
+            points.append({name: _finite(point[name]) for name in METRICS})
+        return mean_of_runs(points)
 
     for (model, target), rows in frame.groupby(["model", "target"], sort=True):
         entry: dict[str, Any] = {"classes": classes}
@@ -109,8 +134,7 @@ def evaluate_multiclass(
         if not validation.empty:
             per_fold = {}
             for fold, part in validation.groupby("fold", sort=True):
-                point = multiclass_metrics(part["_y"].to_numpy(int), part[columns].to_numpy(float))
-                per_fold[str(fold)] = {name: _finite(point[name]) for name in METRICS}
+                per_fold[str(fold)] = fold_metrics(part)
             entry["validation"] = {
                 "per_fold": per_fold,
                 "pooled": _score(*arrays(validation), **options),

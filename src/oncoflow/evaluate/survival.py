@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ModelError
-from oncoflow.survival.bootstrap import bootstrap_ci
+from oncoflow.survival.bootstrap import bootstrap_ci, run_mean
 from oncoflow.survival.metrics import (
     _pair_sums,
     brier_kernel,
@@ -140,20 +140,12 @@ class _Scorer:
         """Mean over runs (repeats / permutations) of the per-run metrics."""
         matrix = np.column_stack(surv) if surv else None
         event = event.astype(int)
-        per_run = [
-            self.one_run(
-                time[run == key],
-                event[run == key],
-                risk[run == key],
-                None if matrix is None else matrix[run == key],
-            )
-            for key in np.unique(run)
-        ]
-        stacked = np.vstack(per_run)
-        defined = np.isfinite(stacked).any(axis=0)
-        out = np.full(stacked.shape[1], np.nan)
-        out[defined] = np.nanmean(stacked[:, defined], axis=0)
-        return out
+
+        def one(_: Any, rows: np.ndarray) -> np.ndarray:
+            surv_rows = None if matrix is None else matrix[rows]
+            return self.one_run(time[rows], event[rows], risk[rows], surv_rows)
+
+        return run_mean(one, run)
 
 
 def _risk_groups(rows: pd.DataFrame, cutoff: float) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -139,6 +139,66 @@ def _safe(
         return np.full(shape if shape is not None else (), np.nan)
 
 
+def run_mean(values_of_run: Callable[[Any, np.ndarray], np.ndarray], run: ArrayLike) -> np.ndarray:
+    r"""Mean over runs of a vector of metrics (negative-control permutations, CV repeats).
+
+    ``values_of_run(key, rows)`` gives the metrics of the run ``key`` from the row mask ``rows``;
+    a run where they are undefined (:class:`~oncoflow.errors.OncoflowError`) counts as NaN
+    (:class:`~oncoflow.errors.ModelError` when no run defines them). Each
+    metric is averaged over the runs where it is finite, ``NaN`` where no run defines it:
+    :math:`\bar m_j = \frac{1}{|R_j|} \sum_{r \in R_j} m_{rj}`.
+    """
+    from oncoflow.errors import OncoflowError
+
+    labels = np.asarray(run)
+    rows = []
+    for key in np.unique(labels):
+        try:
+            rows.append(np.asarray(values_of_run(key, labels == key), dtype=float))
+        except OncoflowError:
+            rows.append(None)
+    if all(r is None for r in rows):
+        msg = "no run defines the metrics"
+        raise ModelError(msg)
+    width = max(r.size for r in rows if r is not None)
+    stacked = np.vstack([r if r is not None else np.full(width, np.nan) for r in rows])
+    defined = np.isfinite(stacked).any(axis=0)
+    out = np.full(stacked.shape[1], np.nan)
+    out[defined] = np.nanmean(stacked[:, defined], axis=0)
+    return out
+
+
+def mean_of_runs(results: Sequence[Any]) -> Any:
+    """Average the result dicts of several runs leaf by leaf (the point values of a control).
+
+    Numbers become the mean of the runs' finite values (``None`` when none is finite); lists of
+    numbers of equal length are averaged element-wise (confusion matrices); anything else (text,
+    curves whose length differs between runs) is taken from the first run. Integers shared by
+    every run (counts) stay integers.
+    """
+    first = results[0]
+    if isinstance(first, dict):
+        shared = {k for k in first if all(isinstance(r, dict) and k in r for r in results)}
+        return {
+            k: mean_of_runs([r[k] for r in results]) if k in shared else v for k, v in first.items()
+        }
+    numbers = [r for r in results if _is_number(r)]
+    if numbers and len(numbers) + sum(r is None for r in results) == len(results):
+        counts = all(isinstance(r, int) and not isinstance(r, bool) for r in results)
+        if counts and len(set(results)) == 1:
+            return first
+        finite = [float(r) for r in numbers if np.isfinite(float(r))]
+        return float(np.mean(finite)) if finite else None
+    same_shape = all(isinstance(r, list) and len(r) == len(first) for r in results)
+    if same_shape and all(_is_number(v) or isinstance(v, list) for r in results for v in r):
+        return [mean_of_runs([r[i] for r in results]) for i in range(len(first))]
+    return first
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 def named_intervals(
     fn: Callable[..., dict[str, Any]],
     names: tuple[str, ...],
@@ -147,26 +207,59 @@ def named_intervals(
     seed: int = 0,
     alpha: float = 0.05,
     groups: ArrayLike | None = None,
+    runs: ArrayLike | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
     """Point values and bootstrap CIs of several named metrics computed by one function.
 
     ``fn(*arrays)`` returns a dict holding (at least) ``names``; all of them are scored on the same
     resamples (:func:`bootstrap_ci` with a vector statistic).
 
+    With ``runs`` (a run label per row: the permutations of a negative control, each holding the
+    same patients), each run is scored alone, ``fn(*its rows, run=label)``, and the named
+    values are averaged over the runs (:func:`run_mean`), on the data and in every resample.
+    Whole patients are resampled with their rows of every run (``groups`` is required), so the
+    interval is that of the mean over runs, not a mean of per-run intervals. The point dict is
+    then the leaf-wise :func:`mean_of_runs` of the runs' results (e.g. a mean confusion matrix).
+
     Returns:
         ``(fn(*arrays), {name: {"value", "ci_low", "ci_high"}})`` with non-finite values as
         ``None``.
+
+    Raises:
+        ModelError: ``runs`` without ``groups``, or of another length than the arrays.
     """
-    point = fn(*arrays)
+    if runs is None:
+        point = fn(*arrays)
 
-    def statistics(*resampled: np.ndarray) -> np.ndarray:
-        values = fn(*resampled)
-        return np.array([values[name] for name in names], dtype=float)
+        def statistics(*resampled: np.ndarray) -> np.ndarray:
+            values = fn(*resampled)
+            return np.array([values[name] for name in names], dtype=float)
 
-    _, low, high = bootstrap_ci(statistics, *arrays, n=n, seed=seed, alpha=alpha, groups=groups)
+        data: tuple[ArrayLike, ...] = arrays
+    else:
+        labels = np.asarray(runs)
+        if groups is None or len(labels) != len(np.asarray(arrays[0])):
+            msg = "named_intervals: runs need groups (patient ids) and one label per row"
+            raise ModelError(msg)
+        columns = [np.asarray(a) for a in arrays]
+        point = mean_of_runs(
+            [fn(*[c[labels == key] for c in columns], run=key) for key in np.unique(labels)]
+        )
 
-    def finite(value: float) -> float | None:
-        return float(value) if np.isfinite(value) else None
+        def statistics(*resampled: np.ndarray) -> np.ndarray:
+            *parts, run = resampled
+
+            def one(key: Any, rows: np.ndarray) -> np.ndarray:
+                values = fn(*[p[rows] for p in parts], run=key)
+                return np.array([values[name] for name in names], dtype=float)
+
+            return run_mean(one, run)
+
+        data = (*arrays, labels)
+    _, low, high = bootstrap_ci(statistics, *data, n=n, seed=seed, alpha=alpha, groups=groups)
+
+    def finite(value: float | None) -> float | None:
+        return float(value) if value is not None and np.isfinite(value) else None
 
     cells = {
         name: {"value": finite(point[name]), "ci_low": finite(lo), "ci_high": finite(hi)}
