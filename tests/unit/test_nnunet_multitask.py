@@ -14,7 +14,6 @@ from oncoflow.segmentation.multitask import (
     aggregate_patches,
     class_weights,
     classification_weight,
-    macro_f1,
     selection_dice_weight,
 )
 from oncoflow.segmentation.plans import derive_plans, stage_features
@@ -104,7 +103,6 @@ def test_schedules_and_weights():
     assert selection_dice_weight(35, warmup=20, ramp=30) == pytest.approx(0.7)
     assert selection_dice_weight(80, warmup=20, ramp=30) == pytest.approx(0.5)
     np.testing.assert_allclose(class_weights([62, 106, 84]), 252 / (3 * np.array([62, 106, 84])))
-    assert macro_f1([0, 0, 1, 2], [0, 1, 1, 2], 3) == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
 
 
 def test_derived_plans_keep_data_identifier_and_edit_one_configuration():

@@ -206,22 +206,3 @@ def class_weights(counts: Sequence[int]) -> np.ndarray:
     """Inverse-frequency class weights ``N / (K * max(n_c, 1))`` (mean 1 for balanced data)."""
     n = np.asarray(counts, dtype=float)
     return n.sum() / (len(n) * np.maximum(n, 1.0))
-
-
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
-    """Macro-averaged F1 over ``n_classes``: mean of ``2 TP / (2 TP + FP + FN)`` per class.
-
-    Classes with no true and no predicted case are left out of the mean (their F1 is undefined);
-    an empty input gives 0.
-    """
-    t = np.asarray(y_true, dtype=int)
-    p = np.asarray(y_pred, dtype=int)
-    scores = []
-    for k in range(n_classes):
-        tp = int(np.sum((t == k) & (p == k)))
-        fp = int(np.sum((t != k) & (p == k)))
-        fn = int(np.sum((t == k) & (p != k)))
-        if tp + fp + fn == 0:
-            continue
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0

@@ -26,11 +26,11 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast, nn
 
+from oncoflow.evaluate.classification import multiclass_metrics
 from oncoflow.segmentation.multitask import (
     MultitaskNetwork,
     class_weights,
     classification_weight,
-    macro_f1,
     selection_dice_weight,
 )
 
@@ -221,8 +221,8 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         # case-level macro-F1: mean softmax over the validation patches drawn from each case
         keys = sorted(self._val_probs)
         y_true = [self.case_classes[k] for k in keys]
-        y_pred = [int(np.mean(self._val_probs[k], axis=0).argmax()) for k in keys]
-        f1 = macro_f1(y_true, y_pred, len(self.class_names))
+        probs = np.stack([np.mean(self._val_probs[k], axis=0) for k in keys])
+        f1 = multiclass_metrics(y_true, probs)["f1_macro"]
         self.logger.log("val_macro_f1", f1, self.current_epoch)
 
     def on_epoch_end(self):
