@@ -622,6 +622,19 @@ def test_tabular_l1_penalises_only_the_heads_tabular_weights() -> None:
         )
 
 
+def test_tabular_l1_per_head_weights_each_head_alone() -> None:
+    torch.manual_seed(0)
+    net = create_model("mm_dls", tabular_dim=5, n_stages=3, dim=8, heads=2)
+    heads = {"histology": net.histology, "stage": net.stage, "dfs": net.dfs, "os": net.os}
+    l1 = {k: h.weight[:, net.image_width :].abs().sum().item() for k, h in heads.items()}
+    weights = {"histology": 0.1, "stage": 0.02, "os": 0.3}  # dfs left out: not penalised
+    expected = sum(w * l1[k] for k, w in weights.items())
+    assert net.tabular_l1(weights).item() == pytest.approx(expected)
+    assert net.tabular_l1(0.5).item() == pytest.approx(0.5 * sum(l1.values()))
+    with pytest.raises(ModelError, match="unknown head"):
+        net.tabular_l1({"grade": 1.0})
+
+
 def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() -> None:
     rng = np.random.default_rng(0)
     shift = {"a": 0.0, "b": 3.0, "c": -4.0}

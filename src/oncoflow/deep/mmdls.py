@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from oncoflow.deep.backbones import ConvEncoder
+from oncoflow.errors import ModelError
 from oncoflow.train.losses import cox_partial_likelihood_loss
 from oncoflow.train.registry import register_model
 
@@ -86,15 +87,27 @@ class MMDLS(nn.Module):
         self.dfs = nn.Linear(width, 1)
         self.os = nn.Linear(width, 1)
 
-    def tabular_l1(self) -> torch.Tensor:
-        """``sum |W|`` over the weights the four heads give the tabular inputs (lasso penalty).
+    def tabular_l1(self, weights: float | Mapping[str, float] = 1.0) -> torch.Tensor:
+        """``sum_h lambda_h sum |W_h|`` over the weights each head gives the tabular inputs (lasso).
 
         With a hundred correlated radiomics columns and a hundred-odd training patients, each task
         should lean on the few columns that carry it; the penalty (``tabular_l1`` in the training
-        settings) shrinks the rest towards zero.
+        settings) shrinks the rest towards zero. ``weights`` is one ``lambda`` for every head or
+        one per head (``histology``, ``stage``, ``dfs``, ``os``; a head left out is not
+        penalised): the tasks differ in how many columns carry them.
         """
-        layers = [self.histology, self.stage, self.dfs, self.os]
-        return sum(layer.weight[:, self.image_width :].abs().sum() for layer in layers)
+        heads = {"histology": self.histology, "stage": self.stage, "dfs": self.dfs, "os": self.os}
+        if not isinstance(weights, Mapping):
+            weights = dict.fromkeys(heads, float(weights))
+        unknown = sorted(set(weights) - set(heads))
+        if unknown:
+            msg = f"tabular_l1: unknown head(s) {', '.join(unknown)} (heads: {', '.join(heads)})"
+            raise ModelError(msg)
+        total = self.histology.weight.new_zeros(())
+        for name, layer in heads.items():
+            if weights.get(name, 0.0):
+                total = total + weights[name] * layer.weight[:, self.image_width :].abs().sum()
+        return total
 
     def _stack(self, encoder: nn.Module, fusion: nn.Module, x: torch.Tensor) -> torch.Tensor:
         b, s = x.shape[:2]

@@ -69,7 +69,8 @@ class MMDLSSettings:
         clinical: Clinical columns.
         loss_weights: ``histology``, ``stage``, ``dfs``, ``os`` weights.
         core_statistics: Add the lesion-core CT percentiles (module docstring).
-        tabular_l1: Lasso weight on the heads' tabular weights (:meth:`MMDLS.tabular_l1`).
+        tabular_l1: Lasso weight on the heads' tabular weights, one for all heads or one per
+            head (:meth:`MMDLS.tabular_l1`).
         combat: Harmonise the image-derived tabular columns across sites (:func:`_harmonized`).
         network: Model settings (dim, heads, dropout).
         slices, input_size, epochs, batch_size, lr, weight_decay, patience: Training settings.
@@ -96,7 +97,7 @@ class MMDLSSettings:
     horizons: list[float] = field(default_factory=lambda: [365.0, 730.0, 1095.0])
     segmentor: dict[str, Any] = field(default_factory=dict)
     core_statistics: bool = True
-    tabular_l1: float = 0.0
+    tabular_l1: float | dict[str, float] = 0.0
     combat: bool = True
 
 
@@ -314,8 +315,8 @@ def train_fold(
         loss, _ = multitask_loss(
             forward(net, "train", idx), targets, settings.loss_weights, stage_weight=stage_weight
         )
-        if settings.tabular_l1 > 0:
-            loss = loss + settings.tabular_l1 * net.tabular_l1()
+        if settings.tabular_l1:
+            loss = loss + net.tabular_l1(settings.tabular_l1)
         return loss
 
     def predict(net: torch.nn.Module, name: str) -> dict[str, np.ndarray]:
