@@ -117,7 +117,9 @@ def _images(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) -> tuple[
     )
 
 
-def _feature_frame(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) -> pd.DataFrame:
+def _feature_frame(
+    inputs: FoldInputs, patients: list[str], s: MMDLSSettings, core: pd.DataFrame | None
+) -> pd.DataFrame:
     parts = [inputs.clinical.loc[patients, s.clinical]]
     for name, table in inputs.features.items():
         if "timepoint" in table.columns:
@@ -128,8 +130,8 @@ def _feature_frame(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) ->
             msg = f"feature table {name}: no row for patient(s) {', '.join(missing[:10])}"
             raise ModelError(msg)
         parts.append(table.loc[patients].add_prefix(f"{name}:"))
-    if s.core_statistics and inputs.converted is not None:
-        parts.append(_core_table(inputs, s).loc[patients].add_prefix("core:"))
+    if core is not None:
+        parts.append(core.loc[patients].add_prefix("core:"))
     return pd.concat(parts, axis=1)
 
 
@@ -273,7 +275,10 @@ def train_fold(
     # the class set is the table's (every fold's model scores the same classes; a class without
     # training patients in a fold keeps its prior-free logit)
     stages = sorted({str(v) for v in outcomes[settings.stage].dropna()})
-    frames = {name: _feature_frame(inputs, patients, settings) for name, patients in groups.items()}
+    core = None
+    if settings.core_statistics and inputs.converted is not None:
+        core = _core_table(inputs, settings)  # every patient of the fold, built once
+    frames = {name: _feature_frame(inputs, p, settings, core) for name, p in groups.items()}
     if settings.combat:
         frames = _harmonized(inputs, frames)
     encoder = TabularEncoder().fit(pd.concat([frames["train"], frames["inner"]]))
