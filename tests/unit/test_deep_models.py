@@ -635,6 +635,9 @@ def test_tabular_l1_per_head_weights_each_head_alone() -> None:
         net.tabular_l1({"grade": 1.0})
 
 
+IMAGE_COLUMNS = ["radiomics:x", "core:y"]
+
+
 def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() -> None:
     rng = np.random.default_rng(0)
     shift = {"a": 0.0, "b": 3.0, "c": -4.0}
@@ -659,7 +662,7 @@ def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() ->
     }
     sites = {p: p[1] for f in frames.values() for p in f.index}
     inputs = type("Inputs", (), {"sites": sites})()
-    out = train_mmdls._harmonized(inputs, frames)
+    out = train_mmdls._harmonized(inputs, frames, IMAGE_COLUMNS)
     pd.testing.assert_series_equal(out["out"]["age"], frames["out"]["age"])
     for column in ("radiomics:x", "core:y"):
         means = {
@@ -674,8 +677,8 @@ def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() ->
         assert abs(means["b"] - means["a"]) < 0.8 < abs(raw["b"] - raw["a"])
     # the fit sees train + inner only: other held-out values do not move the training rows
     moved = {**frames, "out": frames["out"] + 100.0}
-    again = train_mmdls._harmonized(inputs, moved)
+    again = train_mmdls._harmonized(inputs, moved, IMAGE_COLUMNS)
     pd.testing.assert_frame_equal(again["train"], out["train"])
     # one training site: nothing to harmonise
     single = {k: f[[p[1] != "b" for p in f.index]] for k, f in frames.items()}
-    assert train_mmdls._harmonized(inputs, single)["train"].equals(single["train"])
+    assert train_mmdls._harmonized(inputs, single, IMAGE_COLUMNS)["train"].equals(single["train"])

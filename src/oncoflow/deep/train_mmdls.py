@@ -22,7 +22,7 @@ lesions stage). Prediction rows: histology
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +135,13 @@ def _feature_frame(
     return pd.concat(parts, axis=1)
 
 
-def _harmonized(inputs: FoldInputs, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def _harmonized(
+    inputs: FoldInputs, frames: dict[str, pd.DataFrame], image_columns: Sequence[str]
+) -> dict[str, pd.DataFrame]:
     """ComBat of the image-derived columns (feature tables, lesion core) across sites.
+
+    ``image_columns`` names them (every column of :func:`_feature_frame` but the clinical ones);
+    of these, the numeric, finite, non-constant ones are harmonised.
 
     Fit on the fold's ``train`` + ``inner`` patients (:class:`~oncoflow.harmonize.combat.ComBat`,
     parametric EB); the other patients get the fitted adjustments, and a site without training
@@ -152,9 +157,8 @@ def _harmonized(inputs: FoldInputs, frames: dict[str, pd.DataFrame]) -> dict[str
     everyone = pd.concat(list(frames.values()))
     columns = [
         c
-        for c in everyone.columns
-        if ":" in str(c)
-        and pd.api.types.is_numeric_dtype(everyone[c])
+        for c in image_columns
+        if pd.api.types.is_numeric_dtype(everyone[c])
         and np.isfinite(everyone[c].to_numpy(float)).all()
         and everyone[c].std() > 0
     ]
@@ -280,7 +284,8 @@ def train_fold(
         core = _core_table(inputs, settings)  # every patient of the fold, built once
     frames = {name: _feature_frame(inputs, p, settings, core) for name, p in groups.items()}
     if settings.combat:
-        frames = _harmonized(inputs, frames)
+        image_columns = [c for c in frames["train"].columns if c not in settings.clinical]
+        frames = _harmonized(inputs, frames, image_columns)
     encoder = TabularEncoder().fit(pd.concat([frames["train"], frames["inner"]]))
     data: dict[str, dict[str, Any]] = {}
     for name, patients in groups.items():
