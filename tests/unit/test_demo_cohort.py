@@ -205,3 +205,5 @@ def test_oracle(demo: tuple[Path, dict[str, DemoPlan]], study: str) -> None:
     assert {k: v["metric"] for k, v in oracle.items()} == ORACLE_KEYS[study]
     for entry in oracle.values():
         assert 0.0 <= entry["value"] <= 1.0
+    if study == "nsclc_mmdls":  # histology: what the rendered CT shows, the latent AUC beside it
+        assert 0.0 <= oracle["histology"]["value_latent"] <= 1.0

@@ -48,3 +48,61 @@ def test_oracle_keeps_the_latent_auc_and_is_below_it() -> None:
     oracle = generator.tables(generator.patients()).oracle["progression_next"]
     assert oracle["metric"] == "auc"
     assert 0.5 < oracle["value"] < oracle["value_latent"]
+
+
+def _lesion_ct(h: float, site: str, radius_vox: float, seed: int) -> tuple:
+    """A lesion rendered like the nsclc_mmdls CT: texture (8 + 50 h) HU, the site's scanner."""
+    from oncoflow.demo._common import Grid, apply_ct_scanner, smooth_noise
+    from oncoflow.demo._phantoms import LESION
+
+    rng = np.random.default_rng(seed)
+    grid = Grid(size=(24, 24, 20), spacing=(5.2, 5.2, 5.0), origin=(0, 0, 0), centre=(0, 0, 0))
+    z, y, x = np.indices((20, 24, 24))
+    inside = (z - 9.5) ** 2 + (y - 11.5) ** 2 + (x - 11.5) ** 2 <= radius_vox**2
+    texture = smooth_noise(rng, inside.shape, 0.9)
+    hu = np.where(inside, 40.0 + (8.0 + 50.0 * h) * texture, -850.0).astype(np.float32)
+    ct = apply_ct_scanner(hu, grid, site, rng)
+    tissue = np.where(inside, LESION, 0)
+    return ct, tissue
+
+
+def test_observable_histology_reads_the_texture_of_a_large_lesion() -> None:
+    from oncoflow.demo.nsclc_mmdls import lesion_core, lusc_probability, observable_lusc_probability
+
+    latent = {"smoking": "former"}
+    seen = []
+    for h in (0.15, 0.5, 0.85):
+        ct, tissue = _lesion_ct(h, "site_a", 7.0, seed=int(100 * h))
+        p = observable_lusc_probability(ct, lesion_core(tissue), latent, "site_a", (5.0, 5.2, 5.2))
+        # a large core at a quiet scanner pins h down: the score is near the true probability
+        assert abs(p - lusc_probability({**latent, "texture": h})) < 0.12
+        seen.append(p)
+    assert seen[0] < seen[1] < seen[2]
+
+
+def test_observable_histology_of_an_empty_core_is_the_prior_mean() -> None:
+    from oncoflow.demo.nsclc_mmdls import lusc_probability, observable_lusc_probability
+
+    ct, tissue = _lesion_ct(0.9, "site_c", 1.0, seed=3)
+    latent = {"smoking": "current"}
+    prior = np.mean([lusc_probability({**latent, "texture": h}) for h in np.linspace(0, 1, 101)])
+    empty = np.zeros(tissue.shape, dtype=bool)
+    p = observable_lusc_probability(ct, empty, latent, "site_c", (5.0, 5.2, 5.2))
+    assert p == pytest.approx(prior)
+
+
+def test_observable_histology_knows_less_at_the_noisy_site() -> None:
+    # the same small lesion: at 20 HU noise the score stays nearer the prior than at 10 HU
+    from oncoflow.demo.nsclc_mmdls import lesion_core, lusc_probability, observable_lusc_probability
+
+    latent = {"smoking": "never"}
+    prior = np.mean([lusc_probability({**latent, "texture": h}) for h in np.linspace(0, 1, 101)])
+    shift = {}
+    for site in ("site_a", "site_c"):
+        moves = []
+        for seed in range(6):
+            ct, tissue = _lesion_ct(0.9, site, 3.0, seed=seed)
+            core = lesion_core(tissue)
+            moves.append(observable_lusc_probability(ct, core, latent, site, (5.0, 5.2, 5.2)))
+        shift[site] = np.mean(moves) - prior
+    assert shift["site_a"] > shift["site_c"] > 0

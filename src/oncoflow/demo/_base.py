@@ -131,8 +131,24 @@ class StudyGenerator(ABC):
         """Return clinical, outcomes, splits and the oracle for the cohort."""
 
     @abstractmethod
-    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
-        """Write the patient's image and mask files under ``study_dir``."""
+    def render(
+        self, patient: Patient, specs: list[ImageSpec], study_dir: Path
+    ) -> dict[str, float] | None:
+        """Write the patient's image and mask files under ``study_dir``.
+
+        Returns:
+            Values an oracle needs from the rendered images (:meth:`observed_oracle`), or
+            ``None``.
+        """
+
+    def observed_oracle(
+        self, tables: StudyTables, rendered: dict[str, dict[str, float] | None]
+    ) -> dict[str, dict[str, Any]]:
+        """Oracle entries that depend on the rendered images; they replace those of :meth:`tables`.
+
+        ``rendered`` maps each patient id to what :meth:`render` returned. Default: none.
+        """
+        return {}
 
     def dicom_identity(self, patient: Patient) -> tuple[Any, int]:
         """Return the patient's fake PHI and the seed for :mod:`oncoflow.dicomwrite` (UIDs)."""

@@ -156,15 +156,14 @@ def write_cohort(out_dir: Path, study: str, *, seed: int, patients: int) -> Demo
     write_table(study_dir / "clinical.csv", "clinical", tables.clinical)
     write_table(study_dir / "outcomes.csv", "outcomes", tables.outcomes)
     write_table(study_dir / "splits.csv", "splits", tables.splits)
+    rendered = {p.patient_id: gen.render(p, specs[p.patient_id], study_dir) for p in pats}
     oracle = {}
-    for target, entry in tables.oracle.items():
+    for target, entry in {**tables.oracle, **gen.observed_oracle(tables, rendered)}.items():
         if math.isfinite(entry["value"]):
             oracle[target] = entry
         else:
             log.warning("%s: no oracle for %s (a test split lacks a class)", study, target)
     write_json(study_dir / "oracle.json", oracle)
-    for patient in pats:
-        gen.render(patient, specs[patient.patient_id], study_dir)
     log.info(
         "%s: %d patients, %d images written to %s", study, len(pats), len(plan.images), study_dir
     )
