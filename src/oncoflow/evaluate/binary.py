@@ -227,11 +227,10 @@ def evaluate_binary(
         for name, part in splits.items():
             if part.empty:
                 continue
-            groups = part["patient_id"].astype(str).to_numpy() if controlled else None
             entry[name] = score_split(
                 part["y_true"].to_numpy(),
                 part["y_score"].to_numpy(float),
-                groups=groups,
+                groups=part["patient_id"].astype(str).to_numpy(),
                 runs=_labels(part, controlled),
                 **options,
             )
