@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import SCALAR_METRICS, evaluate_binary
 from oncoflow.evaluate.engine import compare_models, evaluate_predictions
-from oncoflow.survival.bootstrap import mean_of_runs
+from oncoflow.survival.bootstrap import bootstrap_ci, mean_of_runs, run_mean
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:
@@ -127,16 +127,35 @@ def test_permuted_runs_are_scored_each_and_averaged():
     np.testing.assert_allclose(entry["test"]["confusion"], confusion)
 
 
-def test_identical_runs_give_the_single_run_result_ci_included():
-    # the mean over identical runs is that run in every resample: same values and intervals
+def test_identical_runs_give_the_single_run_values():
+    # the mean over identical runs is that run: same values; the intervals differ only by the
+    # random stream of the extra run draws
     run = _predictions(seed=4)
-    once = evaluate_binary(run, n_boot=80, seed=3)["models"]["model"]["response"]
-    twice = evaluate_binary(_control([run, run]), n_boot=80, seed=3)["models"]["model"]
+    once = evaluate_binary(run, n_boot=200, seed=3)["models"]["model"]["response"]
+    twice = evaluate_binary(_control([run, run]), n_boot=200, seed=3)["models"]["model"]
     for split in ("internal_test", "test"):
         for metric in ("auc", "sensitivity", "brier"):
-            for key in ("value", "ci_low", "ci_high"):
-                expected = once[split][metric][key]
-                assert twice["response"][split][metric][key] == pytest.approx(expected)
+            got, expected = twice["response"][split][metric], once[split][metric]
+            assert got["value"] == pytest.approx(expected["value"])
+            for key in ("ci_low", "ci_high"):
+                assert got[key] == pytest.approx(expected[key], abs=0.04)
+
+
+def test_two_stage_bootstrap_covers_the_spread_between_runs():
+    # 40 patients, two runs on them: run 0 scores 0 everywhere, run 1 scores 1. Resampling the
+    # patients alone never moves the mean over runs (0.5); resampling the runs too does.
+    patients = np.repeat(np.arange(40), 2)
+    run = np.tile([0, 1], 40)
+    value = run.astype(float)
+
+    def mean_over_runs(v: np.ndarray, r: np.ndarray) -> float:
+        return float(run_mean(lambda _, rows: np.array([v[rows].mean()]), r)[0])
+
+    _, low, high = bootstrap_ci(mean_over_runs, value, run, n=200, seed=0, groups=patients)
+    assert low == high == 0.5
+    _, low, high = bootstrap_ci(mean_over_runs, value, run, n=200, seed=0, groups=patients, runs=1)
+    assert low == 0.0
+    assert high == 1.0
 
 
 def test_mean_of_runs_keeps_text_and_unequal_lists_from_the_first_run():

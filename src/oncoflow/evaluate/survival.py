@@ -192,15 +192,28 @@ def score_rows(
     n_boot: int,
     seed: int,
     alpha: float,
+    resample_runs: bool = False,
 ) -> dict[str, Any]:
-    """Every metric of one split with its bootstrap CI, plus patient and event counts."""
+    """Every metric of one split with its bootstrap CI, plus patient and event counts.
+
+    With ``resample_runs`` and several runs (negative-control permutations over the same
+    patients) the bootstrap also draws the runs
+    (two-stage, :func:`~oncoflow.survival.bootstrap.bootstrap_replicates`).
+    """
     names = metric_names(horizons, brier=bool(surv_columns))
     arrays = [rows[c].to_numpy(float) for c in ("time", "event", "risk")]
     scorer = scorer.for_split(arrays[0], horizons)
     arrays.append(rows["_run"].to_numpy())
     arrays += [rows[c].to_numpy(float) for c in surv_columns]
+    runs = 3 if resample_runs and rows["_run"].nunique() > 1 else None  # arrays[3] is _run
     estimate, low, high = bootstrap_ci(
-        scorer, *arrays, n=n_boot, seed=seed, alpha=alpha, groups=rows["patient_id"].to_numpy()
+        scorer,
+        *arrays,
+        n=n_boot,
+        seed=seed,
+        alpha=alpha,
+        groups=rows["patient_id"].to_numpy(),
+        runs=runs,
     )
     once = rows.drop_duplicates("patient_id")
     out: dict[str, Any] = {
@@ -291,7 +304,7 @@ def evaluate_survival(
         for name, part in splits.items():
             if part.empty:
                 continue
-            entry[name] = score_rows(part, scorer, surv_columns, **options)
+            entry[name] = score_rows(part, scorer, surv_columns, resample_runs=True, **options)
             entry[name]["km"] = _risk_groups(part, cutoff)
         result["models"].setdefault(str(model), {})[str(target)] = entry
     return result

@@ -20,6 +20,7 @@ def bootstrap_replicates(
     n: int = 1000,
     seed: int = 0,
     groups: ArrayLike | None = None,
+    runs: int | None = None,
 ) -> tuple[float, np.ndarray]:
     """The statistic on the data and on ``n`` patient-level bootstrap resamples.
 
@@ -35,6 +36,11 @@ def bootstrap_replicates(
         seed: Seed of the resampling.
         groups: Patient id per row when a patient has several rows (e.g. one per repeat): whole
             patients are resampled with all their rows. ``None`` = one row per patient.
+        runs: Position (in ``arrays``) of a run label per row: the permutations of a negative
+            control or the repeats of a CV, each over the same patients. Each replicate then
+            also draws the runs with replacement (a two-stage bootstrap: patients, then runs),
+            and the ``j``-th drawn run gets the label ``j``. The interval then covers the
+            run-to-run spread, not only the patients.
 
     Returns:
         ``(estimate, replicates)`` with ``replicates`` of shape ``(n,)`` (``(n, k)`` for a
@@ -68,10 +74,18 @@ def bootstrap_replicates(
         bounds = np.cumsum(np.bincount(inverse))[:-1]
         members = np.split(order, bounds)
     stats = np.empty((n, *np.shape(estimate)))
+    keys = np.unique(data[runs]) if runs is not None else None
     for b in range(n):
         pick = rng.integers(0, len(members), len(members))
         rows = np.concatenate([members[i] for i in pick]) if groups is not None else pick
-        stats[b] = _safe(fn, [a[rows] for a in data], np.shape(estimate))
+        sample = [a[rows] for a in data]
+        if keys is not None and runs is not None:
+            drawn = rng.integers(0, len(keys), len(keys))
+            parts = [np.flatnonzero(sample[runs] == keys[k]) for k in drawn]
+            order = np.concatenate(parts)
+            sample = [a[order] for a in sample]
+            sample[runs] = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        stats[b] = _safe(fn, sample, np.shape(estimate))
     return (float(estimate) if np.ndim(estimate) == 0 else estimate), stats
 
 
@@ -82,6 +96,7 @@ def bootstrap_ci(
     seed: int = 0,
     alpha: float = 0.05,
     groups: ArrayLike | None = None,
+    runs: int | None = None,
 ) -> tuple[float, float, float]:
     """Percentile bootstrap CI of a statistic, resampling patients with replacement.
 
@@ -96,6 +111,8 @@ def bootstrap_ci(
         seed: Seed of the resampling.
         alpha: 1 - confidence level (0.05 = 95 % interval).
         groups: Patient id per row when a patient has several rows (whole patients resampled).
+        runs: Position of the run-label array, for a two-stage bootstrap over patients and runs
+            (:func:`bootstrap_replicates`).
 
     Returns:
         ``(estimate, low, high)``; ``low = high = NaN`` when no replicate is defined. For a
@@ -108,7 +125,7 @@ def bootstrap_ci(
     if not 0.0 < alpha < 1.0:
         msg = f"bootstrap_ci: need 0 < alpha < 1, got alpha={alpha}"
         raise ModelError(msg)
-    estimate, stats = bootstrap_replicates(fn, *arrays, n=n, seed=seed, groups=groups)
+    estimate, stats = bootstrap_replicates(fn, *arrays, n=n, seed=seed, groups=groups, runs=runs)
     if np.ndim(estimate):
         columns = [_interval(column, alpha) for column in stats.reshape(n, -1).T]
         low, high = (np.reshape(part, np.shape(estimate)) for part in zip(*columns, strict=True))
@@ -217,8 +234,10 @@ def named_intervals(
     With ``runs`` (a run label per row: the permutations of a negative control, each holding the
     same patients), each run is scored alone, ``fn(*its rows, run=label)``, and the named
     values are averaged over the runs (:func:`run_mean`), on the data and in every resample.
-    Whole patients are resampled with their rows of every run (``groups`` is required), so the
-    interval is that of the mean over runs, not a mean of per-run intervals. The point dict is
+    Each resample draws whole patients with their rows of every run (``groups`` is required),
+    then the runs themselves (:func:`bootstrap_replicates`). The interval is that of the mean
+    over runs and covers both the patients and the run-to-run spread; it is not a mean of
+    per-run intervals. The point dict is
     then the leaf-wise :func:`mean_of_runs` of the runs' results (e.g. a mean confusion matrix).
 
     Returns:
@@ -256,7 +275,10 @@ def named_intervals(
             return run_mean(one, run)
 
         data = (*arrays, labels)
-    _, low, high = bootstrap_ci(statistics, *data, n=n, seed=seed, alpha=alpha, groups=groups)
+    at = None if runs is None else len(arrays)
+    _, low, high = bootstrap_ci(
+        statistics, *data, n=n, seed=seed, alpha=alpha, groups=groups, runs=at
+    )
 
     def finite(value: float | None) -> float | None:
         return float(value) if value is not None and np.isfinite(value) else None
