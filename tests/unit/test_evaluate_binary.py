@@ -141,6 +141,24 @@ def test_identical_runs_give_the_single_run_values():
                 assert got[key] == pytest.approx(expected[key], abs=0.04)
 
 
+def test_each_resampled_run_keeps_its_own_threshold():
+    # run 0 separates the classes at scores ~0.05, run 1 at ~0.95: each is perfect at its own
+    # Youden threshold, so every resample (runs drawn with replacement) stays perfect
+    rows = []
+    for run, (low, high) in enumerate([(0.01, 0.09), (0.91, 0.99)]):
+        for i in range(60):
+            y = i % 2
+            score = high if y else low
+            split, fold = ("validation", str(i % 3)) if i < 30 else ("internal_test", "final")
+            rows.append((f"P{i:03d}", split, fold, "response", y, score, run))
+    columns = ["patient_id", "split", "fold", "target", "y_true", "y_score", "permutation"]
+    out = evaluate_binary(pd.DataFrame(rows, columns=columns), n_boot=100, seed=0)
+    test = out["models"]["model"]["response"]["test"]
+    for metric in ("sensitivity", "specificity"):
+        assert test[metric]["value"] == 1.0
+        assert test[metric]["ci_low"] == 1.0
+
+
 def test_two_stage_bootstrap_covers_the_spread_between_runs():
     # 40 patients, two runs on them: run 0 scores 0 everywhere, run 1 scores 1. Resampling the
     # patients alone never moves the mean over runs (0.5); resampling the runs too does.

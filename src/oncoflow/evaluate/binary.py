@@ -80,15 +80,19 @@ def score_split(
         note = "one class only: metrics undefined"
         return {**{name: dict(empty) for name in SCALAR_METRICS}, **counts, "note": note}
 
-    def metrics(y: np.ndarray, score: np.ndarray, run: Any = None) -> dict[str, Any]:
-        cut = threshold[run] if isinstance(threshold, Mapping) else threshold
-        return binary_metrics(y, score, threshold=cut)
+    if isinstance(threshold, Mapping):  # one threshold per run, carried row by row
+        cuts = np.array([threshold[r] for r in np.asarray(runs)], dtype=float)
+        arrays: tuple[np.ndarray, ...] = (y_true, y_score, cuts)
+    else:
+        arrays = (y_true, y_score, np.full(len(y_true), float(threshold)))
+
+    def metrics(y: np.ndarray, score: np.ndarray, cut: np.ndarray) -> dict[str, Any]:
+        return binary_metrics(y, score, threshold=float(cut[0]))  # constant within a run
 
     point, out = named_intervals(
         metrics,
         SCALAR_METRICS,
-        y_true,
-        y_score,
+        *arrays,
         n=n_boot,
         seed=seed,
         alpha=alpha,

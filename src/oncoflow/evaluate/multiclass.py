@@ -52,13 +52,8 @@ def _score(
     alpha: float,
 ) -> dict[str, Any]:
     """Metrics of one split with CIs; with ``runs`` the mean over runs (negative control)."""
-
-    def metrics(y: np.ndarray, scores: np.ndarray, run: Any = None) -> dict[str, Any]:
-        return multiclass_metrics(y, scores)
-
-    point, out = named_intervals(
-        metrics, METRICS, y, scores, n=n_boot, seed=seed, alpha=alpha, groups=groups, runs=runs
-    )
+    options = {"n": n_boot, "seed": seed, "alpha": alpha, "groups": groups, "runs": runs}
+    point, out = named_intervals(multiclass_metrics, METRICS, y, scores, **options)
     out["confusion"] = point["confusion"]
     out["n_patients"] = len(np.unique(groups))
     if runs is not None:

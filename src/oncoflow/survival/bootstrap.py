@@ -232,7 +232,7 @@ def named_intervals(
     resamples (:func:`bootstrap_ci` with a vector statistic).
 
     With ``runs`` (a run label per row: the permutations of a negative control, each holding the
-    same patients), each run is scored alone, ``fn(*its rows, run=label)``, and the named
+    same patients), each run is scored alone, ``fn(*its rows)``, and the named
     values are averaged over the runs (:func:`run_mean`), on the data and in every resample.
     Each resample draws whole patients with their rows of every run (``groups`` is required),
     then the runs themselves (:func:`bootstrap_replicates`). The interval is that of the mean
@@ -262,14 +262,14 @@ def named_intervals(
             raise ModelError(msg)
         columns = [np.asarray(a) for a in arrays]
         point = mean_of_runs(
-            [fn(*[c[labels == key] for c in columns], run=key) for key in np.unique(labels)]
+            [fn(*[c[labels == key] for c in columns]) for key in np.unique(labels)]
         )
 
         def statistics(*resampled: np.ndarray) -> np.ndarray:
             *parts, run = resampled
 
             def one(key: Any, rows: np.ndarray) -> np.ndarray:
-                values = fn(*[p[rows] for p in parts], run=key)
+                values = fn(*[p[rows] for p in parts])
                 return np.array([values[name] for name in names], dtype=float)
 
             return run_mean(one, run)
