@@ -167,7 +167,7 @@ def test_two_stage_bootstrap_covers_the_spread_between_runs():
     value = run.astype(float)
 
     def mean_over_runs(v: np.ndarray, r: np.ndarray) -> float:
-        return float(run_mean(lambda _, rows: np.array([v[rows].mean()]), r)[0])
+        return float(run_mean(lambda rows: np.array([v[rows].mean()]), r)[0])
 
     _, low, high = bootstrap_ci(mean_over_runs, value, run, n=200, seed=0, groups=patients)
     assert low == high == 0.5

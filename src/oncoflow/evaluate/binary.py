@@ -22,6 +22,9 @@ from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import binary_metrics, reliability, youden_threshold
 from oncoflow.survival.bootstrap import mean_of_runs, named_intervals
 
+RUN_COLUMN = "permutation"
+"""Run label of a negative-control table (one run per label permutation)."""
+
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
 """Columns a binary ``predictions.csv`` must have."""
 
@@ -180,12 +183,11 @@ def evaluate_binary(
     if "model" not in frame.columns:
         frame["model"] = "model"
     frame["fold"] = frame["fold"].astype(str)
-    controlled = "permutation" in frame.columns and frame["permutation"].nunique() > 1
+    controlled = is_control(frame)
     result: dict[str, Any] = {"n_boot": n_boot, "alpha": alpha, "models": {}}
     for (model, target), rows in frame.groupby(["model", "target"], sort=True):
         validation = rows[rows["split"] == "validation"]
         final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
-        keys = sorted(rows["permutation"].unique()) if controlled else [None]
         if isinstance(threshold, str):
             if threshold != "youden":
                 msg = f"threshold must be 'youden' or a number, got {threshold!r}"
@@ -193,12 +195,13 @@ def evaluate_binary(
             if validation.empty:
                 msg = f"model {model}, target {target}: no validation rows to fit a threshold on"
                 raise ModelError(msg)
-            cuts = {}
-            for key in keys:
-                part = validation if key is None else validation[validation["permutation"] == key]
-                cuts[key] = youden_threshold(part["y_true"], part["y_score"])
+            cuts = {
+                key: youden_threshold(part["y_true"], part["y_score"])
+                for key, part in run_parts(validation, controlled)
+            }
             source = "validation (Youden's J)"
         else:
+            keys = [key for key, _ in run_parts(rows, controlled)]
             cuts, source = dict.fromkeys(keys, float(threshold)), "fixed"
         cut: float | dict[Any, float] = cuts if controlled else cuts[None]
         entry: dict[str, Any] = {
@@ -206,14 +209,14 @@ def evaluate_binary(
             "threshold_from": source,
         }
         if controlled:
-            entry["threshold_from"] += f", one per run (mean of {len(keys)})"
+            entry["threshold_from"] += f", one per run (mean of {len(cuts)})"
         options = {"threshold": cut, "n_boot": n_boot, "seed": seed, "alpha": alpha}
         if not validation.empty:
             per_fold = {
                 str(fold): mean_of_runs(
                     [
                         _fold_metrics(run["y_true"], run["y_score"], cuts[key])
-                        for key, run in _runs(part, keys)
+                        for key, run in run_parts(part, controlled)
                     ]
                 )
                 for fold, part in validation.groupby("fold", sort=True)
@@ -222,7 +225,7 @@ def evaluate_binary(
                 validation["y_true"].to_numpy(),
                 validation["y_score"].to_numpy(float),
                 groups=validation["patient_id"].astype(str).to_numpy(),
-                runs=_labels(validation, controlled),
+                runs=run_labels(validation, controlled),
                 **options,
             )
             entry["validation"] = {"per_fold": per_fold, "pooled": pooled}
@@ -235,7 +238,7 @@ def evaluate_binary(
                 part["y_true"].to_numpy(),
                 part["y_score"].to_numpy(float),
                 groups=part["patient_id"].astype(str).to_numpy(),
-                runs=_labels(part, controlled),
+                runs=run_labels(part, controlled),
                 **options,
             )
         result["models"][str(model)] = result["models"].get(str(model), {})
@@ -243,13 +246,18 @@ def evaluate_binary(
     return result
 
 
-def _labels(rows: pd.DataFrame, controlled: bool) -> np.ndarray | None:
+def is_control(frame: pd.DataFrame) -> bool:
+    """True for a negative-control table: a ``permutation`` column holding several runs."""
+    return RUN_COLUMN in frame.columns and frame[RUN_COLUMN].nunique() > 1
+
+
+def run_labels(rows: pd.DataFrame, controlled: bool) -> np.ndarray | None:
     """The run label of each row of a negative control, else ``None``."""
-    return rows["permutation"].to_numpy() if controlled else None
+    return rows[RUN_COLUMN].to_numpy() if controlled else None
 
 
-def _runs(rows: pd.DataFrame, keys: list[Any]) -> list[tuple[Any, pd.DataFrame]]:
-    """``(key, rows of that run)`` for each run key (``[(None, rows)]`` without a control)."""
-    if keys == [None]:
+def run_parts(rows: pd.DataFrame, controlled: bool) -> list[tuple[Any, pd.DataFrame]]:
+    """``(run label, its rows)`` per run of a negative control; ``[(None, rows)]`` otherwise."""
+    if not controlled:
         return [(None, rows)]
-    return [(key, rows[rows["permutation"] == key]) for key in keys]
+    return [(key, part) for key, part in rows.groupby(RUN_COLUMN, sort=True)]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ModelError
+from oncoflow.evaluate.binary import is_control, run_labels, run_parts
 from oncoflow.evaluate.classification import multiclass_metrics
 from oncoflow.survival.bootstrap import mean_of_runs, named_intervals
 
@@ -105,20 +106,19 @@ def evaluate_multiclass(
     result: dict[str, Any] = {"kind": "multiclass", "n_boot": n_boot, "alpha": alpha}
     result["models"] = {}
 
-    controlled = "permutation" in frame.columns and frame["permutation"].nunique() > 1
+    controlled = is_control(frame)
 
     def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         return (
             rows["_y"].to_numpy(int),
             rows[columns].to_numpy(float),
             rows["patient_id"].astype(str).to_numpy(),
-            rows["permutation"].to_numpy() if controlled else None,
+            run_labels(rows, controlled),
         )
 
     def fold_metrics(part: pd.DataFrame) -> dict[str, float | None]:
-        runs = [r for _, r in part.groupby("permutation")] if controlled else [part]
         points = []
-        for run in runs:
+        for _, run in run_parts(part, controlled):
             point = multiclass_metrics(run["_y"].to_numpy(int), run[columns].to_numpy(float))
             points.append({name: _finite(point[name]) for name in METRICS})
         return mean_of_runs(points)

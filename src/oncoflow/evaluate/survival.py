@@ -141,7 +141,7 @@ class _Scorer:
         matrix = np.column_stack(surv) if surv else None
         event = event.astype(int)
 
-        def one(_: Any, rows: np.ndarray) -> np.ndarray:
+        def one(rows: np.ndarray) -> np.ndarray:
             surv_rows = None if matrix is None else matrix[rows]
             return self.one_run(time[rows], event[rows], risk[rows], surv_rows)
 

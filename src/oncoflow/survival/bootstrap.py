@@ -156,10 +156,10 @@ def _safe(
         return np.full(shape if shape is not None else (), np.nan)
 
 
-def run_mean(values_of_run: Callable[[Any, np.ndarray], np.ndarray], run: ArrayLike) -> np.ndarray:
+def run_mean(values_of_run: Callable[[np.ndarray], np.ndarray], run: ArrayLike) -> np.ndarray:
     r"""Mean over runs of a vector of metrics (negative-control permutations, CV repeats).
 
-    ``values_of_run(key, rows)`` gives the metrics of the run ``key`` from the row mask ``rows``;
+    ``values_of_run(rows)`` gives the metrics of one run from its row mask ``rows``;
     a run where they are undefined (:class:`~oncoflow.errors.OncoflowError`) counts as NaN
     (:class:`~oncoflow.errors.ModelError` when no run defines them). Each
     metric is averaged over the runs where it is finite, ``NaN`` where no run defines it:
@@ -171,7 +171,7 @@ def run_mean(values_of_run: Callable[[Any, np.ndarray], np.ndarray], run: ArrayL
     rows = []
     for key in np.unique(labels):
         try:
-            rows.append(np.asarray(values_of_run(key, labels == key), dtype=float))
+            rows.append(np.asarray(values_of_run(labels == key), dtype=float))
         except OncoflowError:
             rows.append(None)
     if all(r is None for r in rows):
@@ -247,13 +247,14 @@ def named_intervals(
     Raises:
         ModelError: ``runs`` without ``groups``, or of another length than the arrays.
     """
+
+    def vector(*parts: np.ndarray) -> np.ndarray:
+        values = fn(*parts)
+        return np.array([values[name] for name in names], dtype=float)
+
     if runs is None:
         point = fn(*arrays)
-
-        def statistics(*resampled: np.ndarray) -> np.ndarray:
-            values = fn(*resampled)
-            return np.array([values[name] for name in names], dtype=float)
-
+        statistics = vector
         data: tuple[ArrayLike, ...] = arrays
     else:
         labels = np.asarray(runs)
@@ -267,12 +268,7 @@ def named_intervals(
 
         def statistics(*resampled: np.ndarray) -> np.ndarray:
             *parts, run = resampled
-
-            def one(key: Any, rows: np.ndarray) -> np.ndarray:
-                values = fn(*[p[rows] for p in parts])
-                return np.array([values[name] for name in names], dtype=float)
-
-            return run_mean(one, run)
+            return run_mean(lambda rows: vector(*[p[rows] for p in parts]), run)
 
         data = (*arrays, labels)
     at = None if runs is None else len(arrays)
