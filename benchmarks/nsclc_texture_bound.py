@@ -6,14 +6,14 @@ the true ``h``. A model only sees the converted CT: ~5 mm voxels, a lesion of ra
 (1-6 voxels), the partial-volume rim, and scanner noise of 10 / 15 / 20 HU at sites a / b / c.
 
 For every patient of a finished demo run this script measures, inside the lesion core (the mask
-eroded by one voxel), the spread statistics a model can compute (IQR, sd, a noise-corrected
+eroded by one voxel), the spread statistics a model can compute (IQR, p90 - p10, a noise-corrected
 sd ``sqrt(sd_r^2 - sigma_n^2)`` with ``sd_r = IQR / 1.349`` and the noise ``sigma_n`` from the
 median absolute deviation of the eroded lung), and compares them with the generator's latent
 ``h`` (regenerated from the seed):
 
 * per site: the correlation of each statistic with ``h``;
 * the **observable bound**: per site, the least-squares estimate ``h_hat`` of ``h`` from
-  ``[1, log IQR, log sd, log(n_core + 1)]`` fitted on *all* that site's patients (in-sample,
+  ``[1, log IQR, log(p90 - p10), log(n_core + 1)]`` fitted on *all* that site's patients (in-sample,
   using the latent: an optimistic bound for any model of these statistics), then the AUC of
   ``P(LUSC | h_hat, smoking)`` (the generator's own formula) on the test splits, next to the
   oracle AUC of ``P(LUSC | h, smoking)``.
@@ -41,28 +41,31 @@ from sklearn.metrics import roc_auc_score
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from oncoflow.deep.data import lesion_core_statistics  # noqa: E402
 from oncoflow.demo.nsclc_mmdls import NsclcMmdls, lusc_probability  # noqa: E402
 
 
 def core_statistics(ct: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Spread of the lesion core (label 2, eroded once) and the lung noise (label 1, eroded twice).
+    """Spread of the lesion core and the scanner noise measured in the lung.
+
+    The core statistics are the ones ``mm_dls`` reads
+    (:func:`oncoflow.deep.data.lesion_core_statistics`: label 2 eroded once, the whole lesion
+    when fewer than 8 core voxels remain).
 
     Returns:
-        ``iqr``, ``sd`` (HU) and ``n_core`` of the core (the whole lesion when the core has fewer
-        than 8 voxels), ``noise`` (HU, ``1.4826 * MAD`` of the eroded lung) and ``corrected``
+        ``iqr`` and ``spread`` (p90 - p10) of the core (HU), ``n_core`` (voxels after erosion),
+        ``noise`` (HU, ``1.4826 * MAD`` of the lung, label 1 eroded twice) and ``corrected``
         (HU, ``sqrt(max((IQR / 1.349)^2 - noise^2, 1))``).
     """
     lesion = mask == 2
-    core = ndimage.binary_erosion(lesion, iterations=1)
-    values = ct[core] if core.sum() >= 8 else ct[lesion]
-    q25, q75 = np.percentile(values, [25, 75])
+    stats = lesion_core_statistics(ct, lesion, min_voxels=8)
     lung = ct[ndimage.binary_erosion(mask == 1, iterations=2)]
     noise = 1.4826 * float(np.median(np.abs(lung - np.median(lung))))
-    robust = (q75 - q25) / 1.349
+    robust = stats["iqr"] / 1.349
     return {
-        "iqr": float(q75 - q25),
-        "sd": float(values.std()),
-        "n_core": int(core.sum()),
+        "iqr": stats["iqr"],
+        "spread": stats["spread"],
+        "n_core": int(ndimage.binary_erosion(lesion).sum()),
         "noise": noise,
         "corrected": float(np.sqrt(max(robust**2 - noise**2, 1.0))),
     }
@@ -96,7 +99,7 @@ def measure(workdir: Path, seed: int, n_patients: int) -> dict[str, object]:
         [
             np.ones(len(frame)),
             np.log(frame["iqr"].clip(lower=1.0)),
-            np.log(frame["sd"] + 0.1),
+            np.log(frame["spread"].clip(lower=1.0)),
             np.log(frame["n_core"] + 1.0),
         ]
     )
@@ -110,7 +113,9 @@ def measure(workdir: Path, seed: int, n_patients: int) -> dict[str, object]:
             "noise_hu_measured": round(float(part["noise"].mean()), 2),
             "share_core_under_8_voxels": round(float((part["n_core"] < 8).mean()), 3),
             "corr_h_log_iqr": round(float(np.corrcoef(part["h"], np.log(part["iqr"]))[0, 1]), 3),
-            "corr_h_log_sd": round(float(np.corrcoef(part["h"], np.log(part["sd"]))[0, 1]), 3),
+            "corr_h_log_spread": round(
+                float(np.corrcoef(part["h"], np.log(part["spread"].clip(lower=1.0)))[0, 1]), 3
+            ),
             "corr_h_log_corrected": round(
                 float(np.corrcoef(part["h"], np.log(part["corrected"]))[0, 1]), 3
             ),
