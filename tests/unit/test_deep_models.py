@@ -21,7 +21,7 @@ from oncoflow.deep.data import (
     select_slices,
 )
 from oncoflow.deep.liver import RUNGS
-from oncoflow.deep.mmdls import breslow_survival
+from oncoflow.deep.mmdls import REFIT_GRID, breslow_survival, refit_linear_head
 from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences, intensity_features
 from oncoflow.deep.workflow import collect_folds, run_fold
 from oncoflow.errors import ModelError
@@ -556,7 +556,10 @@ def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: 
         tables.append(
             run_fold(
                 model="mm_dls",
-                settings=MMDLS,
+                settings={
+                    **MMDLS,
+                    "heads": {"stage": {"columns": ["pet:pet__SUVmax", "age"], "refit": True}},
+                },
                 fold=fold,
                 out_dir=tmp_path / fold,
                 resume_dir=tmp_path / f"resume_{fold}",
@@ -567,6 +570,12 @@ def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: 
             )[0]
         )
     model = torch.load(tmp_path / "0" / "model.pt", weights_only=False)
+    assert model["network"]["head_columns"]["stage"] == [0, 2]  # age, (marker), pet:pet__SUVmax
+    assert model["refit"]["stage"]["C"] in REFIT_GRID
+    assert model["refit"]["stage"]["train_rows"] == len(model["train_patients"])
+    net = create_model("mm_dls", **model["network"])
+    net.load_state_dict(model["state_dict"])  # the payload rebuilds the refit model
+    assert net.stage.in_features == 128 + 2
     dice = model["segmentor"]["validation"]
     assert 0.0 <= dice["lesion_dice"] <= 1.0
     assert dice["lung_dice"] > 0.5  # the lung is learnt on the training patients
@@ -633,6 +642,102 @@ def test_tabular_l1_per_head_weights_each_head_alone() -> None:
     assert net.tabular_l1(0.5).item() == pytest.approx(0.5 * sum(l1.values()))
     with pytest.raises(ModelError, match="unknown head"):
         net.tabular_l1({"grade": 1.0})
+
+
+def test_heads_read_their_declared_columns_only() -> None:
+    torch.manual_seed(0)
+    net = create_model(
+        "mm_dls",
+        tabular_dim=5,
+        n_stages=3,
+        dim=8,
+        heads=2,
+        head_columns={"stage": [1, 3]},
+        head_image={"stage": False},
+    )
+    assert net.stage.in_features == 2
+    assert net.histology.in_features == net.image_width + 5
+    lesion, context = torch.randn(4, 2, 2, 16, 16), torch.randn(4, 2, 1, 16, 16)
+    tabular = torch.randn(4, 5)
+    z = net.head_inputs(lesion, context, tabular)
+    assert torch.equal(z["stage"], tabular[:, [1, 3]])
+    changed = tabular.clone()
+    changed[:, [0, 2, 4]] += 10.0  # columns the stage head does not read
+    net.eval()
+    with torch.no_grad():
+        before, after = net(lesion, context, tabular), net(lesion, context, changed)
+    assert torch.equal(before["stage"], after["stage"])
+    assert not torch.allclose(before["histology"], after["histology"])
+    # the lasso of a head without image inputs covers all of its weights
+    assert net.tabular_l1({"stage": 1.0}).item() == pytest.approx(
+        net.stage.weight.abs().sum().item()
+    )
+    with pytest.raises(ModelError, match="neither"):
+        create_model("mm_dls", tabular_dim=5, head_columns={"os": []}, head_image={"os": False})
+    # after training, a head can be given other inputs (a fresh layer of the new width)
+    layer = net.declare_head("histology", [4], image=True)
+    assert net.histology is layer
+    assert layer.in_features == net.image_width + 1
+    assert net(lesion, context, tabular)["histology"].shape == (4,)
+    net.declare_head("stage", None, image=True)
+    assert net.stage.in_features == net.image_width + 5
+    assert "stage" not in net.head_columns
+
+
+def test_head_layout_names_columns_and_refuses_unknown_ones() -> None:
+    encoded = ["age", "sex=M", "smoking=former", "smoking=never", "pet:pet__SUVmax"]
+    columns, image = train_mmdls.head_layout(
+        {"stage": {"columns": ["pet:pet__SUVmax", "smoking"], "image": False, "refit": True}},
+        encoded,
+    )
+    assert columns == {"stage": [2, 3, 4]}  # a text column stands for its one-hot columns
+    assert image == {"stage": False}
+    with pytest.raises(ModelError, match=r"pet:SUVmax not in the tabular vector.*age"):
+        train_mmdls.head_layout({"stage": {"columns": ["pet:SUVmax"]}}, encoded)
+    with pytest.raises(ModelError, match="refit is for histology and stage only"):
+        train_mmdls.head_layout({"os": {"refit": True}}, encoded)
+    with pytest.raises(ModelError, match="unknown head 'grade'"):
+        train_mmdls.head_layout({"grade": {}}, encoded)
+
+
+def test_refit_head_equals_logistic_regression_with_inner_chosen_penalty() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    x = rng.normal([5.0, -2.0, 30.0], [1.0, 3.0, 10.0], size=(300, 3))
+    logits = np.stack([np.zeros(300), 2 * (x[:, 0] - 5), -(x[:, 2] - 30) / 5], 1)
+    y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits])
+    tr, inner = slice(0, 200), slice(200, 300)
+    layer = torch.nn.Linear(3, 3)
+    weights = np.array([1.0, 2.0, 0.5])
+    info = refit_linear_head(layer, x[tr], y[tr], x[inner], y[inner], sample_weight=weights)
+    mu, sd = x[tr].mean(0), x[tr].std(0)
+    losses = {}
+    for c in (0.01, 0.1, 1.0, 10.0, 100.0, 0.03, 0.3, 3.0, 30.0):
+        ref = LogisticRegression(C=c, max_iter=5000).fit(
+            (x[tr] - mu) / sd, y[tr], sample_weight=weights[y[tr]]
+        )
+        losses[c] = log_loss(y[inner], ref.predict_proba((x[inner] - mu) / sd))
+    best = min(losses, key=losses.get)
+    assert info["C"] == best
+    assert info["inner_log_loss"] == pytest.approx(losses[best], rel=1e-6)
+    ref = LogisticRegression(C=best, max_iter=5000).fit(
+        (x[tr] - mu) / sd, y[tr], sample_weight=weights[y[tr]]
+    )
+    with torch.no_grad():
+        probs = torch.softmax(layer(torch.as_tensor(x, dtype=torch.float32)), 1).numpy()
+    assert np.allclose(probs, ref.predict_proba((x - mu) / sd), atol=1e-4)
+    # one-logit head: sigmoid(w x + b) = P(class 1); unknown labels (-1) are left out
+    yb = (x[:, 0] + rng.normal(0, 1, 300) > 5).astype(int)
+    yb[:10] = -1
+    binary = torch.nn.Linear(3, 1)
+    refit_linear_head(binary, x[tr], yb[tr], x[inner], yb[inner])
+    with torch.no_grad():
+        p1 = torch.sigmoid(binary(torch.as_tensor(x, dtype=torch.float32))).numpy()[:, 0]
+    assert np.corrcoef(p1[yb >= 0], yb[yb >= 0])[0, 1] > 0.5
+    with pytest.raises(ModelError, match="1 class"):
+        refit_linear_head(binary, x[tr], np.zeros(200, int), x[inner], yb[inner])
 
 
 IMAGE_COLUMNS = ["radiomics:x", "core:y"]

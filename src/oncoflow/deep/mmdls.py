@@ -10,7 +10,11 @@ unshuffled tabular rows).
   (residual + LayerNorm), then attention pooling ``v = sum_s softmax_s(q^T h_s / sqrt(d)) h_s``
   with a learned query ``q`` -> one vector per stack;
 * fusion MLP ``[lesion, context] -> 256 -> 128`` (ReLU, dropout), concatenated with the tabular
-  vector, then four heads: histology (1 logit), stage (``K`` logits), DFS risk and OS risk.
+  vector, then four linear heads: histology (1 logit), stage (``K`` logits), DFS risk and OS
+  risk. A head may read a declared subset of the tabular columns (``head_columns``) and may leave
+  out the image vector (``head_image``); after training, :meth:`MMDLS.declare_head` +
+  :func:`refit_linear_head` can replace a classification head by a penalised logistic
+  regression on its declared inputs of the frozen network.
 
 :func:`multitask_loss` = ``w_h BCE(histology) + w_s CE(stage) + w_d Cox(DFS) + w_o Cox(OS)``, the
 Cox terms being the negative partial log-likelihood per event with Efron ties
@@ -33,6 +37,8 @@ from oncoflow.deep.backbones import ConvEncoder
 from oncoflow.errors import ModelError
 from oncoflow.train.losses import cox_partial_likelihood_loss
 from oncoflow.train.registry import register_model
+
+HEADS: tuple[str, ...] = ("histology", "stage", "dfs", "os")
 
 
 class SliceAttentionFusion(nn.Module):
@@ -66,9 +72,17 @@ class MMDLS(nn.Module):
         heads: int = 4,
         dropout: float = 0.3,
         lesion_channels: int = 2,
+        head_columns: Mapping[str, Sequence[int]] | None = None,
+        head_image: Mapping[str, bool] | None = None,
         **_: object,
     ) -> None:
         super().__init__()
+        unknown = sorted(set(head_columns or {}).union(head_image or {}) - set(HEADS))
+        if unknown:
+            msg = f"mm_dls: unknown head(s) {', '.join(unknown)} (heads: {', '.join(HEADS)})"
+            raise ModelError(msg)
+        self.head_columns = {k: [int(i) for i in v] for k, v in (head_columns or {}).items()}
+        self.head_image = {k: bool(head_image.get(k, True)) if head_image else True for k in HEADS}
         self.lesion_encoder = ConvEncoder(lesion_channels, dim)
         self.context_encoder = ConvEncoder(1, dim)
         self.lesion_fusion = SliceAttentionFusion(dim, heads)
@@ -81,11 +95,38 @@ class MMDLS(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.image_width = 128
-        width = self.image_width + tabular_dim
-        self.histology = nn.Linear(width, 1)
-        self.stage = nn.Linear(width, n_stages)
-        self.dfs = nn.Linear(width, 1)
-        self.os = nn.Linear(width, 1)
+        self.tabular_dim = tabular_dim
+        self.histology = nn.Linear(self._width("histology"), 1)
+        self.stage = nn.Linear(self._width("stage"), n_stages)
+        self.dfs = nn.Linear(self._width("dfs"), 1)
+        self.os = nn.Linear(self._width("os"), 1)
+
+    def _width(self, head: str) -> int:
+        """Input width of a head: image vector (when read) + its tabular columns."""
+        columns = self.head_columns.get(head)
+        tabular = self.tabular_dim if columns is None else len(columns)
+        width = tabular + (self.image_width if self.head_image[head] else 0)
+        if width == 0:
+            msg = f"mm_dls: the {head} head reads neither the image vector nor a tabular column"
+            raise ModelError(msg)
+        return width
+
+    def declare_head(self, head: str, columns: Sequence[int] | None, image: bool) -> nn.Linear:
+        """Give ``head`` new inputs (tabular ``columns``, all when None; the image vector or not).
+
+        The head's layer is replaced by a fresh one of the new width (same outputs, device and
+        dtype), to be fitted by :func:`refit_linear_head`.
+        """
+        old = getattr(self, head)
+        if columns is None:
+            self.head_columns.pop(head, None)
+        else:
+            self.head_columns[head] = [int(i) for i in columns]
+        self.head_image[head] = bool(image)
+        layer = nn.Linear(self._width(head), old.out_features)
+        layer = layer.to(device=old.weight.device, dtype=old.weight.dtype)
+        setattr(self, head, layer)
+        return layer
 
     def tabular_l1(self, weights: float | Mapping[str, float] = 1.0) -> torch.Tensor:
         """``sum_h lambda_h sum |W_h|`` over the weights each head gives the tabular inputs (lasso).
@@ -96,22 +137,42 @@ class MMDLS(nn.Module):
         one per head (``histology``, ``stage``, ``dfs``, ``os``; a head left out is not
         penalised): the tasks differ in how many columns carry them.
         """
-        heads = {"histology": self.histology, "stage": self.stage, "dfs": self.dfs, "os": self.os}
         if not isinstance(weights, Mapping):
-            weights = dict.fromkeys(heads, float(weights))
-        unknown = sorted(set(weights) - set(heads))
+            weights = dict.fromkeys(HEADS, float(weights))
+        unknown = sorted(set(weights) - set(HEADS))
         if unknown:
-            msg = f"tabular_l1: unknown head(s) {', '.join(unknown)} (heads: {', '.join(heads)})"
+            msg = f"tabular_l1: unknown head(s) {', '.join(unknown)} (heads: {', '.join(HEADS)})"
             raise ModelError(msg)
         total = self.histology.weight.new_zeros(())
-        for name, layer in heads.items():
+        for name in HEADS:
             if weights.get(name, 0.0):
-                total = total + weights[name] * layer.weight[:, self.image_width :].abs().sum()
+                start = self.image_width if self.head_image[name] else 0
+                layer = getattr(self, name)
+                total = total + weights[name] * layer.weight[:, start:].abs().sum()
         return total
 
     def _stack(self, encoder: nn.Module, fusion: nn.Module, x: torch.Tensor) -> torch.Tensor:
         b, s = x.shape[:2]
         return fusion(encoder(x.reshape(b * s, *x.shape[2:])).reshape(b, s, -1))
+
+    def head_inputs(
+        self, lesion: torch.Tensor, context: torch.Tensor, tabular: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """What each head reads: ``[fused image vector (128), its tabular columns]`` (B, width)."""
+        image = torch.cat(
+            [
+                self._stack(self.lesion_encoder, self.lesion_fusion, lesion),
+                self._stack(self.context_encoder, self.context_fusion, context),
+            ],
+            1,
+        )
+        fused = self.fusion(image)
+        out = {}
+        for head in HEADS:
+            columns = self.head_columns.get(head)
+            part = tabular if columns is None else tabular[:, columns]
+            out[head] = torch.cat([fused, part], 1) if self.head_image[head] else part
+        return out
 
     def forward(
         self, lesion: torch.Tensor, context: torch.Tensor, tabular: torch.Tensor
@@ -121,19 +182,12 @@ class MMDLS(nn.Module):
         Returns:
             ``histology`` (B,) logit, ``stage`` (B, K) logits, ``dfs`` and ``os`` (B,) risks.
         """
-        image = torch.cat(
-            [
-                self._stack(self.lesion_encoder, self.lesion_fusion, lesion),
-                self._stack(self.context_encoder, self.context_fusion, context),
-            ],
-            1,
-        )
-        z = torch.cat([self.fusion(image), tabular], 1)
+        z = self.head_inputs(lesion, context, tabular)
         return {
-            "histology": self.histology(z).squeeze(1),
-            "stage": self.stage(z),
-            "dfs": self.dfs(z).squeeze(1),
-            "os": self.os(z).squeeze(1),
+            "histology": self.histology(z["histology"]).squeeze(1),
+            "stage": self.stage(z["stage"]),
+            "dfs": self.dfs(z["dfs"]).squeeze(1),
+            "os": self.os(z["os"]).squeeze(1),
         }
 
 
@@ -180,6 +234,105 @@ def multitask_loss(
         )
     total = sum(float(weights.get(k, 1.0)) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}  # type: ignore[return-value]
+
+
+REFIT_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def refit_linear_head(
+    layer: nn.Linear,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_inner: np.ndarray,
+    y_inner: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    grid: Sequence[float] = REFIT_GRID,
+) -> dict[str, float]:
+    """Refit a classification head as an L2-penalised logistic regression on frozen inputs.
+
+    SGD with early stopping on the mean of four task scores leaves a linear head short of its
+    optimum (the epoch is chosen for the shared encoder, and the cut points of a multi-class
+    head converge slowly). After training, the head's inputs ``x`` are fixed, so its best
+    weights are a convex problem: ``min_{W,b} sum_i w_i CE(y_i, softmax(W z_i + b)) +
+    ||W||^2 / (2 C)`` with ``z = (x - mu) / sd`` standardised on the training rows (lbfgs;
+    multinomial for ``K > 2`` outputs, one logit ``w^T z + b`` of class 1 for a one-output
+    head). ``C`` is chosen on the inner-validation rows (lowest mean log-loss; ties go to the
+    stronger penalty); the standardisation is folded back, ``W <- W / sd``, ``b <- b - W mu``,
+    and written into ``layer`` in place. A class without training rows gets weight 0 and bias
+    -30 (probability ~1e-13). Rows with label -1 are left out; only training and inner rows
+    of the fold are ever seen.
+
+    Args:
+        layer: The head (out_features 1 = binary, else ``K`` classes).
+        x_train: Head inputs (n, p) of the fold's training patients.
+        y_train: Their class indices (n,), -1 = unknown.
+        x_inner: Head inputs of the inner-validation patients (choose ``C``).
+        y_inner: Their class indices.
+        sample_weight: Per-class weights (K,) for the training rows (the loss's class weights).
+        grid: Candidate ``C`` values.
+
+    Returns:
+        ``C``, ``inner_log_loss`` (NaN without labelled inner rows, then ``C`` = 1) and
+        ``train_rows``.
+
+    Raises:
+        ModelError: Fewer than two classes among the labelled training rows.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    n_classes = max(2, layer.out_features)
+    keep, keep_inner = y_train >= 0, y_inner >= 0
+    x, y = np.asarray(x_train, float)[keep], np.asarray(y_train)[keep].astype(int)
+    if len(np.unique(y)) < 2:
+        msg = f"head refit: the training rows hold {len(np.unique(y))} class(es); need 2"
+        raise ModelError(msg)
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd == 0] = 1.0
+    weights = None if sample_weight is None else np.asarray(sample_weight, float)[y]
+    xi, yi = (np.asarray(x_inner, float)[keep_inner] - mu) / sd, np.asarray(y_inner)[keep_inner]
+
+    def fit(c: float) -> LogisticRegression:
+        model = LogisticRegression(C=c, max_iter=5000)
+        return model.fit((x - mu) / sd, y, sample_weight=weights)
+
+    def probabilities(model: LogisticRegression, z: np.ndarray) -> np.ndarray:
+        full = np.full((len(z), n_classes), 1e-12)
+        full[:, model.classes_] = model.predict_proba(z)
+        return full / full.sum(1, keepdims=True)
+
+    best: tuple[float, float, LogisticRegression] | None = None
+    if len(yi):
+        for c in sorted(grid):
+            model = fit(c)
+            loss = log_loss(yi.astype(int), probabilities(model, xi), labels=range(n_classes))
+            if best is None or loss < best[0] - 1e-12:
+                best = (float(loss), float(c), model)
+    else:
+        best = (float("nan"), 1.0, fit(1.0))
+    loss, c, model = best
+    coef = np.zeros((n_classes, x.shape[1]))
+    bias = np.full(n_classes, -30.0)
+    if layer.out_features == 1:  # one logit of class 1
+        coef, bias = model.coef_[:1].copy(), model.intercept_[:1].copy()
+    else:
+        coef[model.classes_] = (
+            model.coef_
+            if len(model.classes_) > 2
+            else np.vstack([-model.coef_[0] / 2, model.coef_[0] / 2])
+        )
+        bias[model.classes_] = (
+            model.intercept_
+            if len(model.classes_) > 2
+            else np.array([-model.intercept_[0] / 2, model.intercept_[0] / 2])
+        )
+    coef = coef / sd
+    bias = bias - coef @ mu
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(coef, dtype=layer.weight.dtype))
+        layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    return {"C": c, "inner_log_loss": loss, "train_rows": float(len(y))}
 
 
 def breslow_survival(

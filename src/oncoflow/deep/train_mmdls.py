@@ -45,7 +45,7 @@ from oncoflow.deep.data import (
     lesion_core_statistics,
     select_slices,
 )
-from oncoflow.deep.mmdls import breslow_survival, multitask_loss
+from oncoflow.deep.mmdls import HEADS, breslow_survival, multitask_loss, refit_linear_head
 from oncoflow.deep.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.errors import ModelError
 from oncoflow.survival.metrics import concordance_index
@@ -72,6 +72,15 @@ class MMDLSSettings:
         tabular_l1: Lasso weight on the heads' tabular weights, one for all heads or one per
             head (:meth:`MMDLS.tabular_l1`).
         combat: Harmonise the image-derived tabular columns across sites (:func:`_harmonized`).
+        heads: Per head (``histology``, ``stage``, ``dfs``, ``os``): ``columns``, the tabular
+            columns it reads (names as in :func:`_feature_frame`: a clinical column,
+            ``<table>:<column>`` of a feature table, ``core:<statistic>``; a text column
+            stands for its one-hot columns; default all), ``image`` (default true: it also
+            reads the fused image vector) and, for ``histology`` and ``stage``, ``refit``
+            (default false). A refit head reads every input while the network trains, so its
+            task still shapes the shared encoder; after training it is replaced by a penalised
+            logistic regression on its declared inputs of the frozen network
+            (:func:`~oncoflow.deep.mmdls.refit_linear_head`).
         network: Model settings (dim, heads, dropout).
         slices, input_size, epochs, batch_size, lr, weight_decay, patience: Training settings.
         horizons: Days at which ``S(t | x)`` is written.
@@ -99,6 +108,7 @@ class MMDLSSettings:
     core_statistics: bool = True
     tabular_l1: float | dict[str, float] = 0.0
     combat: bool = True
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _images(inputs: FoldInputs, patients: list[str], s: MMDLSSettings) -> tuple[torch.Tensor, ...]:
@@ -218,6 +228,56 @@ def _core_table(inputs: FoldInputs, s: MMDLSSettings) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+REFITTABLE: tuple[str, ...] = ("histology", "stage")
+
+
+def head_layout(
+    heads: Mapping[str, Mapping[str, Any]], encoded: Sequence[str]
+) -> tuple[dict[str, list[int]], dict[str, bool]]:
+    """Column indices and image flag of each head from the ``heads`` settings.
+
+    Args:
+        heads: :attr:`MMDLSSettings.heads`.
+        encoded: The encoded column names (:attr:`TabularEncoder.columns_`; a one-hot column
+            is ``<column>=<category>``).
+
+    Returns:
+        (``{head: indices into the tabular vector}`` for heads with ``columns``,
+        ``{head: reads the image vector}``).
+
+    Raises:
+        ModelError: An unknown head or key, ``refit`` on a survival head, or a column that is
+            not in the tabular vector (the known names are listed).
+    """
+    columns: dict[str, list[int]] = {}
+    image: dict[str, bool] = {}
+    for head, spec in heads.items():
+        if head not in HEADS:
+            msg = f"mm_dls heads: unknown head {head!r} (heads: {', '.join(HEADS)})"
+            raise ModelError(msg)
+        extra = sorted(set(spec) - {"columns", "image", "refit"})
+        if extra:
+            msg = f"mm_dls heads.{head}: unknown key(s) {', '.join(extra)}"
+            raise ModelError(msg)
+        if spec.get("refit") and head not in REFITTABLE:
+            msg = f"mm_dls heads.{head}: refit is for {' and '.join(REFITTABLE)} only"
+            raise ModelError(msg)
+        image[head] = bool(spec.get("image", True))
+        if spec.get("columns") is None:
+            continue
+        base = [c.split("=", 1)[0] if c not in spec["columns"] else c for c in encoded]
+        missing = [c for c in spec["columns"] if c not in base]
+        if missing:
+            known = ", ".join(sorted({b for b in base if "=" not in b})[:40])
+            msg = (
+                f"mm_dls heads.{head}.columns: {', '.join(missing)} not in the tabular vector "
+                f"(known: {known}, ...)"
+            )
+            raise ModelError(msg)
+        columns[head] = [i for i, c in enumerate(base) if c in spec["columns"]]
+    return columns, image
+
+
 def _targets(
     outcomes: pd.DataFrame, patients: list[str], s: MMDLSSettings, stages: list[str]
 ) -> dict[str, np.ndarray]:
@@ -300,7 +360,15 @@ def train_fold(
     y_train["histology"] = y_train["histology"].float()
     known = data["train"]["y"]["stage"][data["train"]["y"]["stage"] >= 0]
     stage_weight = class_weights(known, len(stages)).to(device)
-    network = {"tabular_dim": encoder.width, "n_stages": len(stages), **settings.network}
+    head_columns, head_image = head_layout(settings.heads, encoder.columns_)
+    refit = [h for h in REFITTABLE if settings.heads.get(h, {}).get("refit")]
+    network = {  # a refit head trains on every input (declared inputs after training)
+        "tabular_dim": encoder.width,
+        "n_stages": len(stages),
+        "head_columns": {h: v for h, v in head_columns.items() if h not in refit},
+        "head_image": {h: v for h, v in head_image.items() if h not in refit},
+        **settings.network,
+    }
     torch.manual_seed(inputs.label_seed)
     model = create_model("mm_dls", **network).to(device)
     optimizer = torch.optim.AdamW(
@@ -340,6 +408,20 @@ def train_fold(
                 outs.setdefault(k, []).append(v.float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in outs.items()}
 
+    def head_input(net: torch.nn.Module, name: str, head: str) -> np.ndarray:
+        n = len(data[name]["tabular"])
+        parts = []
+        for start in range(0, n, 64):
+            part = data[name]
+            idx = slice(start, start + 64)
+            z = net.head_inputs(
+                part["lesion"][idx].to(device),
+                part["context"][idx].to(device),
+                part["tabular"][idx].to(device),
+            )
+            parts.append(z[head].float().cpu().numpy())
+        return np.concatenate(parts)
+
     def scores(pred: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float]:
         values = {"histology_auc": safe_auc(y["histology"], pred["histology"])}
         stage_aucs = [safe_auc(y["stage"] == k, pred["stage"][:, k]) for k in range(len(stages))]
@@ -377,6 +459,24 @@ def train_fold(
         scheduler=scheduler,
     )
     model.eval()
+    refits = {}
+    for head in refit:
+        model.declare_head(head, head_columns.get(head), head_image.get(head, True))
+        with torch.no_grad():
+            x = {g: head_input(model, g, head) for g in ("train", "inner")}
+        refits[head] = refit_linear_head(
+            getattr(model, head),
+            x["train"],
+            data["train"]["y"][head],
+            x["inner"],
+            data["inner"]["y"][head],
+            sample_weight=stage_weight.cpu().numpy() if head == "stage" else None,
+        )
+        log.info(
+            "%s head refit: C %g, inner log-loss %.3f",
+            head,
+            *map(refits[head].get, ("C", "inner_log_loss")),
+        )
     with torch.no_grad():
         seen = [predict(model, g) for g in ("train", "inner")]  # once per group, not per task
         fitted = {k: np.concatenate([part[k] for part in seen]) for k in SURVIVAL}
@@ -423,6 +523,7 @@ def train_fold(
         values.update({f"survival_{h:g}": surv[:, i] for i, h in enumerate(settings.horizons)})
         frame = prediction_rows(inputs, patients, name, values)
         frames.append(frame[np.isfinite(frame["time"].astype(float))])
+    network["head_columns"], network["head_image"] = model.head_columns, model.head_image
     payload = {
         "model": "mm_dls",
         "state_dict": model.state_dict(),
@@ -431,6 +532,7 @@ def train_fold(
         "tabular_encoder": encoder.state(),
         "best_epoch": result.best_epoch,
         "inner_score": result.best_score,
+        "refit": refits,
         "train_patients": inputs.train,
         "inner_patients": inputs.inner,
         "segmentor": segmentation,
