@@ -454,6 +454,27 @@ def test_tabular_encoder_logs_skewed_columns_with_training_statistics() -> None:
     assert row[2] == 0.0  # unseen category -> reference
 
 
+def test_tabular_encoder_names_each_output_column() -> None:
+    # a text column before numeric ones: columns_[i] must name column i of transform()
+    train = pd.DataFrame(
+        {
+            "sex": ["M", "F"] * 10,
+            "smoking": ["never", "former", "current", "former"] * 5,
+            "age": np.arange(20.0),
+            "suv": np.linspace(2.0, 9.0, 20),
+        }
+    )
+    enc = TabularEncoder().fit(train)
+    x = enc.transform(train)
+    assert x.shape[1] == enc.width == len(enc.columns_)
+    for name in ("age", "suv"):
+        column = x[:, enc.columns_.index(name)]
+        assert np.corrcoef(column, train[name])[0, 1] == pytest.approx(1.0)
+    assert np.array_equal(x[:, enc.columns_.index("sex=M")], (train["sex"] == "M").to_numpy())
+    never = x[:, enc.columns_.index("smoking=never")]
+    assert np.array_equal(never, (train["smoking"] == "never").to_numpy())
+
+
 def test_fold_patients_is_a_stratified_partition() -> None:
     fit = [f"P{i}" for i in range(20)]
     labels = {p: int(i < 5) for i, p in enumerate(fit)}

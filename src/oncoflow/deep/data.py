@@ -153,7 +153,9 @@ class TabularEncoder:
     For a numeric column ``x``: when all training values are > 0 and their sample skewness is
     above ``skew_limit``, ``x <- log(x)``; then missing -> training median and
     ``z = (x - mean) / sd`` (sd of 0 -> 1). Text columns are one-hot encoded against the training
-    categories (first alphabetical category = reference, unseen -> reference).
+    categories (first alphabetical category = reference, unseen -> reference). The output holds
+    the numeric columns in table order, then the one-hot columns; ``columns_`` names them in
+    that order.
     """
 
     def __init__(self, skew_limit: float = 1.0) -> None:
@@ -179,10 +181,12 @@ class TabularEncoder:
                 filled = np.where(np.isnan(values), median, values)
                 sd = float(filled.std()) or 1.0
                 self.numeric_[col] = (log_it, median, float(filled.mean()), sd)
-                self.columns_.append(col)
             else:
                 self.categories_[col] = sorted({str(v) for v in series.dropna()})
-                self.columns_ += [f"{col}={c}" for c in self.categories_[col][1:]]
+        # the names in the order transform() writes the columns: numeric, then one-hot
+        self.columns_ = list(self.numeric_)
+        for col, cats in self.categories_.items():
+            self.columns_ += [f"{col}={c}" for c in cats[1:]]
         return self
 
     def transform(self, table: pd.DataFrame) -> np.ndarray:
