@@ -203,9 +203,10 @@ def score_rows(
     names = metric_names(horizons, brier=bool(surv_columns))
     arrays = [rows[c].to_numpy(float) for c in ("time", "event", "risk")]
     scorer = scorer.for_split(arrays[0], horizons)
+    run_at = len(arrays)  # the position of the run labels among the bootstrap's arrays
     arrays.append(rows["_run"].to_numpy())
     arrays += [rows[c].to_numpy(float) for c in surv_columns]
-    runs = 3 if resample_runs and rows["_run"].nunique() > 1 else None  # arrays[3] is _run
+    runs = run_at if resample_runs and rows["_run"].nunique() > 1 else None
     estimate, low, high = bootstrap_ci(
         scorer,
         *arrays,
