@@ -376,13 +376,29 @@ def train_fold(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
 
-    def forward(net: torch.nn.Module, name: str, idx: Any) -> dict[str, torch.Tensor]:
+    def batch_of(name: str, idx: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         part = data[name]
-        return net(
-            part["lesion"][idx].to(device),
-            part["context"][idx].to(device),
-            part["tabular"][idx].to(device),
-        )
+        return tuple(part[k][idx].to(device) for k in ("lesion", "context", "tabular"))
+
+    def forward(net: torch.nn.Module, name: str, idx: Any) -> dict[str, torch.Tensor]:
+        return net(*batch_of(name, idx))
+
+    def probabilities(net: torch.nn.Module, name: str, idx: Any) -> dict[str, torch.Tensor]:
+        result = forward(net, name, idx)
+        result["histology"] = torch.sigmoid(result["histology"])
+        result["stage"] = torch.softmax(result["stage"], 1)
+        return result
+
+    def head_inputs(net: torch.nn.Module, name: str, idx: Any) -> dict[str, torch.Tensor]:
+        return net.head_inputs(*batch_of(name, idx))
+
+    def in_chunks(fn: Any, net: torch.nn.Module, name: str) -> dict[str, np.ndarray]:
+        """``fn(net, name, rows)`` over a group in chunks of 64 rows, as NumPy arrays."""
+        outs: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(data[name]["tabular"]), 64):
+            for k, v in fn(net, name, slice(start, start + 64)).items():
+                outs.setdefault(k, []).append(v.float().cpu().numpy())
+        return {k: np.concatenate(v) for k, v in outs.items()}
 
     def batches(epoch: int, generator: torch.Generator):
         n = len(data["train"]["tabular"])
@@ -398,29 +414,7 @@ def train_fold(
         return loss
 
     def predict(net: torch.nn.Module, name: str) -> dict[str, np.ndarray]:
-        outs: dict[str, list[np.ndarray]] = {}
-        n = len(data[name]["tabular"])
-        for start in range(0, n, 64):
-            result = forward(net, name, slice(start, start + 64))
-            result["histology"] = torch.sigmoid(result["histology"])
-            result["stage"] = torch.softmax(result["stage"], 1)
-            for k, v in result.items():
-                outs.setdefault(k, []).append(v.float().cpu().numpy())
-        return {k: np.concatenate(v) for k, v in outs.items()}
-
-    def head_input(net: torch.nn.Module, name: str, head: str) -> np.ndarray:
-        n = len(data[name]["tabular"])
-        parts = []
-        for start in range(0, n, 64):
-            part = data[name]
-            idx = slice(start, start + 64)
-            z = net.head_inputs(
-                part["lesion"][idx].to(device),
-                part["context"][idx].to(device),
-                part["tabular"][idx].to(device),
-            )
-            parts.append(z[head].float().cpu().numpy())
-        return np.concatenate(parts)
+        return in_chunks(probabilities, net, name)
 
     def scores(pred: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float]:
         values = {"histology_auc": safe_auc(y["histology"], pred["histology"])}
@@ -463,7 +457,7 @@ def train_fold(
     for head in refit:
         model.declare_head(head, head_columns.get(head), head_image.get(head, True))
         with torch.no_grad():
-            x = {g: head_input(model, g, head) for g in ("train", "inner")}
+            x = {g: in_chunks(head_inputs, model, g)[head] for g in ("train", "inner")}
         refits[head] = refit_linear_head(
             getattr(model, head),
             x["train"],
