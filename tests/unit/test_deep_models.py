@@ -735,7 +735,7 @@ def test_refit_head_equals_logistic_regression_with_inner_chosen_penalty() -> No
     info = refit_linear_head(layer, x[tr], y[tr], x[inner], y[inner], sample_weight=weights)
     mu, sd = x[tr].mean(0), x[tr].std(0)
     losses = {}
-    for c in (0.01, 0.1, 1.0, 10.0, 100.0, 0.03, 0.3, 3.0, 30.0):
+    for c in REFIT_GRID:
         ref = LogisticRegression(C=c, max_iter=5000).fit(
             (x[tr] - mu) / sd, y[tr], sample_weight=weights[y[tr]]
         )
@@ -759,6 +759,16 @@ def test_refit_head_equals_logistic_regression_with_inner_chosen_penalty() -> No
     assert np.corrcoef(p1[yb >= 0], yb[yb >= 0])[0, 1] > 0.5
     with pytest.raises(ModelError, match="1 class"):
         refit_linear_head(binary, x[tr], np.zeros(200, int), x[inner], yb[inner])
+    # a three-class head whose training rows hold classes 0 and 2 only: class 1 gets ~0 and
+    # the other two follow the two-class logistic regression
+    two = np.where(yb == 1, 2, 0)
+    head = torch.nn.Linear(3, 3)
+    info = refit_linear_head(head, x[tr], two[tr], x[inner], two[inner])
+    ref = LogisticRegression(C=info["C"], max_iter=5000).fit((x[tr] - mu) / sd, two[tr])
+    with torch.no_grad():
+        probs = torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), 1).numpy()
+    assert probs[:, 1].max() < 1e-9
+    assert np.allclose(probs[:, 2], ref.predict_proba((x - mu) / sd)[:, 1], atol=1e-4)
 
 
 IMAGE_COLUMNS = ["radiomics:x", "core:y"]
