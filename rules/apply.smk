@@ -22,7 +22,7 @@ use rule validate_cohort as apply_validate with:
         "Validating the new cohort {params.cohort} for {wildcards.study}"
 
 
-use rule convert_patient as apply_convert_patient with:
+rule apply_convert_patient:
     input:
         sources=apply_convert_inputs,
         script=script_path("convert_patient"),
@@ -32,15 +32,23 @@ use rule convert_patient as apply_convert_patient with:
         f"logs/{APPLY_LOGS}/convert/{{patient}}.log",
     benchmark:
         f"benchmarks/{APPLY_LOGS}/convert/{{patient}}.tsv"
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
     params:
         cohort=apply_cohort,
         tilt=config["convert"]["tilt"],
         uneven_spacing=config["convert"]["uneven_spacing"],
     message:
         "Converting the images of new patient {wildcards.patient}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --cohort {params.cohort} --patient {wildcards.patient}"
+        " --out {output} --tilt {params.tilt} --uneven-spacing {params.uneven_spacing} 2> {log}"
 
 
-use rule radiomics as apply_radiomics with:
+rule apply_radiomics:
     input:
         converted=f"{APPLY_ROOT}/converted/{{patient}}",
         params=radiomics_params_file,
@@ -52,9 +60,21 @@ use rule radiomics as apply_radiomics with:
         f"logs/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
     benchmark:
         f"benchmarks/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
+    conda:
+        "../envs/radiomics.yaml"
+    container:
+        CONTAINERS["radiomics"]
+    message:
+        "pyradiomics on new patient {wildcards.patient}: timepoint {wildcards.tp} {wildcards.stem} label {wildcards.label}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --image {input.converted}/{wildcards.tp}/{wildcards.stem}.nii.gz"
+        " --mask {input.converted}/{wildcards.tp}/{wildcards.stem}_mask.nii.gz"
+        " --label {wildcards.label} --params {input.params} --out {output.table}"
+        " --patient {wildcards.patient} --timepoint {wildcards.tp} 2> {log}"
 
 
-use rule pet_metrics as apply_pet_metrics with:
+rule apply_pet_metrics:
     input:
         converted=f"{APPLY_ROOT}/converted/{{patient}}",
         script=script_path("pet_metrics"),
@@ -64,9 +84,23 @@ use rule pet_metrics as apply_pet_metrics with:
         f"logs/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
     benchmark:
         f"benchmarks/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    params:
+        threshold=pet_params,
+    message:
+        "PET metrics of new patient {wildcards.patient}: timepoint {wildcards.tp} {wildcards.stem} label {wildcards.label}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --pet {input.converted}/{wildcards.tp}/{wildcards.stem}.nii.gz"
+        " --mask {input.converted}/{wildcards.tp}/{wildcards.stem}_mask.nii.gz"
+        " --label {wildcards.label} {params.threshold} --out {output}"
+        " --patient {wildcards.patient} --timepoint {wildcards.tp} 2> {log}"
 
 
-use rule pathomics as apply_pathomics with:
+rule apply_pathomics:
     input:
         qc=apply_qc,
         slide=apply_slide_path,
@@ -77,12 +111,22 @@ use rule pathomics as apply_pathomics with:
         f"logs/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.log",
     benchmark:
         f"benchmarks/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.tsv"
+    conda:
+        "../envs/pathology.yaml"
+    container:
+        CONTAINERS["pathology"]
     params:
-        slide=apply_slide_path,
         tile_um=config["pathomics"]["tile_um"],
         target_mpp=config["pathomics"]["target_mpp"],
         max_tiles=config["pathomics"]["max_tiles"],
         seed=config["seed"],
+    message:
+        "Pathomics of the slide of new patient {wildcards.patient}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --slide {input.slide} --out {output} --tile-um {params.tile_um}"
+        " --target-mpp {params.target_mpp} --max-tiles {params.max_tiles} --seed {params.seed}"
+        " --patient {wildcards.patient} 2> {log}"
 
 
 use rule merge_features as apply_merge_features with:

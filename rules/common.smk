@@ -24,11 +24,11 @@ CONTAINERS = {
 }
 
 
-def script_path(name):
+def script_path(name, suffix="py"):
     """scripts/<name>.py; rules take it as input `script` and run it with src/ on PYTHONPATH, so the
     library is importable in every job (local, cluster, conda env, container) without installing it.
     """
-    return Path(workflow.basedir) / "scripts" / f"{name}.py"
+    return Path(workflow.basedir) / "scripts" / f"{name}.{suffix}"
 
 
 STUDIES = {name: study for name, study in config["studies"].items() if study.get("enabled", True)}
@@ -131,6 +131,7 @@ wildcard_constraints:
     variant="raw|combat|permuted|nnunet|cnn_lstm|resnet_single|single_temporal|multi_sequence"
     "|relation_net|mm_dls",
     subset=r"fold_\d+|test",
+    batch=r"\d+",
 
 
 def cohort_inputs(wildcards):
@@ -189,24 +190,11 @@ def study_cohort(wildcards):
     return cohort_dir(wildcards.study)
 
 
-def convert_inputs(wildcards):
-    """The study's validation report (validation gates conversion) and the patient's source files."""
-    study = PATIENT_STUDY[wildcards.patient]
-    qc_report = f"results/qc/{study}/cohort_report.json"
-    if is_demo(study):
-        return [qc_report, cohort_dir(study) / "images"]
-    return [qc_report] + _patient_sources(study)[wildcards.patient]
-
-
 @cache
 def _patient_sources(study):
     """patient -> the files of its images.csv rows (grouped once, not filtered per job)."""
     rows = IMAGES[study]
     return {p: _source_files(study, group) for p, group in rows.groupby("patient_id", sort=False)}
-
-
-def patient_cohort(wildcards):
-    return cohort_dir(PATIENT_STUDY[wildcards.patient])
 
 
 def _convertible(study, applied=False):
@@ -216,6 +204,187 @@ def _convertible(study, applied=False):
 
 def all_converted():
     return [f"results/converted/{p}" for study in STUDIES for p in _convertible(study)]
+
+
+# --- batches of per-patient work (oncoflow.batch) -----------------------------------------------
+
+BATCH_PATIENTS = config.get("batch", {}).get("patients", 16)
+BATCHES = "results/.batches"
+
+
+@cache
+def _batches(study):
+    """The study's patients in sorted order, cut into chunks of batch.patients: the same chunks
+    for every per-patient stage, so lesion batch n reads conversion batch n's staging folder."""
+    patients = sorted(IMAGES[study]["patient_id"].unique())
+    return [patients[i : i + BATCH_PATIENTS] for i in range(0, len(patients), BATCH_PATIENTS)]
+
+
+@cache
+def _batch_number(study, patient):
+    return next(n for n, chunk in enumerate(_batches(study)) if patient in chunk)
+
+
+def _staging(stage, study, patient):
+    """The staging folder of the batch that holds ``patient``'s ``stage`` item."""
+    return f"{BATCHES}/{stage}/{study}/{_batch_number(study, patient)}"
+
+
+def _batch_patients(wildcards, patients):
+    chunk = set(_batches(wildcards.study)[int(wildcards.batch)])
+    return [p for p in patients if p in chunk]
+
+
+def _items_json(items):
+    return shlex.quote(json.dumps([{"key": k, "argv": list(map(str, a))} for k, a in items]))
+
+
+def batch_numbers(study, patients):
+    """Batch numbers that hold at least one of ``patients``."""
+    return sorted({_batch_number(study, p) for p in patients})
+
+
+def publish_input(stage):
+    """Input function: the staging folder of the batch that ran this job's patient."""
+
+    def staging(wildcards):
+        study = getattr(wildcards, "study", None) or PATIENT_STUDY[wildcards.patient]
+        return _staging(stage, study, wildcards.patient)
+
+    return staging
+
+
+def convert_batch_inputs(wildcards):
+    """Validation report and the source files of the batch's patients (demo: the image folder)."""
+    study = wildcards.study
+    qc_report = f"results/qc/{study}/cohort_report.json"
+    if is_demo(study):
+        return [qc_report, cohort_dir(study) / "images"]
+    sources = _patient_sources(study)
+    return [qc_report] + [f for p in _convert_batch_patients(wildcards) for f in sources[p]]
+
+
+def _convert_batch_patients(wildcards):
+    owned = [p for p in _convertible(wildcards.study) if PATIENT_STUDY[p] == wildcards.study]
+    return _batch_patients(wildcards, owned)
+
+
+def convert_batch_items(wildcards, output):
+    options = [
+        "--tilt",
+        config["convert"]["tilt"],
+        "--uneven-spacing",
+        config["convert"]["uneven_spacing"],
+    ]
+    cohort = cohort_dir(wildcards.study)
+    return _items_json(
+        (p, ["--cohort", cohort, "--patient", p, "--out", f"{output}/{p}", *options])
+        for p in _convert_batch_patients(wildcards)
+    )
+
+
+def converted_staging(study, patients):
+    """Conversion staging folders of ``patients`` (each converted under the study that owns it)."""
+    return sorted({_staging("convert", PATIENT_STUDY[p], p) for p in patients})
+
+
+def _stage_batches(study, patients, stage):
+    return [f"{BATCHES}/{stage}/{study}/{n}" for n in batch_numbers(study, patients)]
+
+
+def _roi_batch_jobs(wildcards, source):
+    chunk = set(_batches(wildcards.study)[int(wildcards.batch)])
+    return [job for job in _roi_jobs(wildcards.study, source) if job[0] in chunk]
+
+
+def roi_batch_converted(source):
+    """Input function: conversion staging folders of the patients of a radiomics / PET batch."""
+
+    def converted(wildcards):
+        return converted_staging(
+            wildcards.study, {j[0] for j in _roi_batch_jobs(wildcards, source)}
+        )
+
+    return converted
+
+
+def roi_key(patient, tp, stem, label):
+    """Item key of one ROI: its path stem under the batch (and under features/<source>/)."""
+    return f"{patient}/{tp}_{stem}_label{label}"
+
+
+def radiomics_batch_items(wildcards, input, output):
+    items = []
+    for p, tp, stem, label in _roi_batch_jobs(wildcards, "radiomics"):
+        key, image = (
+            roi_key(p, tp, stem, label),
+            f"{_staging('convert', PATIENT_STUDY[p], p)}/{p}/{tp}/{stem}",
+        )
+        argv = ["--image", f"{image}.nii.gz", "--mask", f"{image}_mask.nii.gz", "--label", label]
+        argv += [
+            "--params",
+            input.params,
+            "--out",
+            f"{output}/{key}.csv",
+            "--patient",
+            p,
+            "--timepoint",
+            tp,
+        ]
+        items.append((key, argv))
+    return _items_json(items)
+
+
+def pet_batch_items(wildcards, output):
+    threshold = shlex.split(pet_params(wildcards))
+    items = []
+    for p, tp, stem, label in _roi_batch_jobs(wildcards, "pet"):
+        key, image = (
+            roi_key(p, tp, stem, label),
+            f"{_staging('convert', PATIENT_STUDY[p], p)}/{p}/{tp}/{stem}",
+        )
+        argv = ["--pet", f"{image}.nii.gz", "--mask", f"{image}_mask.nii.gz", "--label", label]
+        argv += [*threshold, "--out", f"{output}/{key}.csv", "--patient", p, "--timepoint", tp]
+        items.append((key, argv))
+    return _items_json(items)
+
+
+def pathomics_batch_inputs(wildcards):
+    """The slides of the batch's patients (demo: the image folder that will contain them)."""
+    if is_demo(wildcards.study):
+        return [cohort_dir(wildcards.study) / "images"]
+    slides = _slides(wildcards.study)
+    return [cohort_dir(wildcards.study) / slides[p] for p in _batch_patients(wildcards, slides)]
+
+
+def pathomics_batch_items(wildcards, output):
+    settings = config["pathomics"]
+    options = ["--tile-um", settings["tile_um"], "--target-mpp", settings["target_mpp"]]
+    options += ["--max-tiles", settings["max_tiles"], "--seed", config["seed"]]
+    slides = _slides(wildcards.study)
+    return _items_json(
+        (
+            p,
+            [
+                "--slide",
+                cohort_dir(wildcards.study) / slides[p],
+                "--out",
+                f"{output}/{p}.csv",
+                *options,
+                "--patient",
+                p,
+            ],
+        )
+        for p in _batch_patients(wildcards, sorted(slides))
+    )
+
+
+def all_convert_batches():
+    return [
+        f"{BATCHES}/convert/{study}/{n}"
+        for study in STUDIES
+        for n in batch_numbers(study, [p for p in _convertible(study) if PATIENT_STUDY[p] == study])
+    ]
 
 
 # --- features, folds, harmonization -----------------------------------------------------------
@@ -279,17 +448,6 @@ def _roi_jobs(study, source, applied=False):
 def _slides(study, applied=False):
     rows = _images(study, applied)
     return dict(zip(*rows.loc[rows["modality"] == "WSI", ["patient_id", "path"]].values.T))
-
-
-def slide_path(wildcards):
-    return cohort_dir(wildcards.study) / _slides(wildcards.study)[wildcards.patient]
-
-
-def slide_input(wildcards):
-    """The slide file, or the demo rule's image folder that will contain it."""
-    if is_demo(wildcards.study):
-        return cohort_dir(wildcards.study) / "images"
-    return slide_path(wildcards)
 
 
 def feature_sources(study, applied=False):
@@ -436,11 +594,6 @@ def all_survival_models():
 
 def ddpm_studies():
     return [s for s, settings in STUDIES.items() if settings["model"] == "lung_ddpm"]
-
-
-def study_converted(wildcards):
-    """Converted image folders of every patient of the study (jobs pick the split they need)."""
-    return [f"results/converted/{p}" for p in _convertible(wildcards.study)]
 
 
 def ddpm_model_settings(wildcards):
@@ -608,6 +761,38 @@ def all_lesions():
     return [f"results/{s}/lesions/{p}" for s in lesion_studies() for p in _lesion_patients(s)]
 
 
+def lesion_batch_converted(wildcards):
+    """Conversion staging folders of the patients of a lesion batch."""
+    return converted_staging(
+        wildcards.study, _batch_patients(wildcards, _lesion_patients(wildcards.study))
+    )
+
+
+def lesion_batch_items(wildcards, input, output):
+    study = wildcards.study
+    options = ["--settings", json.dumps(STUDIES[study]["lesions"]), "--seed", config["seed"]]
+    if input.predicted:
+        options += ["--predicted-masks", *input.predicted]
+    items = []
+    for p in _batch_patients(wildcards, _lesion_patients(study)):
+        converted = _staging("convert", PATIENT_STUDY[p], p)
+        argv = ["--converted", converted, "--patient", p, *options, "--out", f"{output}/{p}"]
+        items.append((p, argv))
+    return _items_json(items)
+
+
+def index_folders(wildcards):
+    """The per-patient folders a study index lists: lesion crops or converted images."""
+    if wildcards.stage == "lesions":
+        return [f"results/{wildcards.study}/lesions/{p}" for p in _lesion_patients(wildcards.study)]
+    return [f"results/converted/{p}" for p in _convertible(wildcards.study)]
+
+
+def index_of(stage):
+    """Input function: the study's index of its `stage` folders (one input instead of hundreds)."""
+    return lambda wildcards: f"results/{wildcards.study}/{stage}_index.json"
+
+
 # --- deep models (pancreas_progression, liver_response, nsclc_mmdls) ----------------------------
 
 DEEP_MODELS = ("cnn_lstm", "relation_net", "mm_dls")
@@ -649,13 +834,11 @@ def deep_fold_predictions(wildcards):
     ]
 
 
-def deep_lesions(wildcards):
-    return [f"results/{wildcards.study}/lesions/{p}" for p in _lesion_patients(wildcards.study)]
-
-
 def deep_converted(wildcards):
-    """Converted images of the study's patients, for models that read whole slices (mm_dls)."""
-    return study_converted(wildcards) if STUDIES[wildcards.study]["model"] == "mm_dls" else []
+    """Index of the study's converted images, for models that read whole slices (mm_dls)."""
+    if STUDIES[wildcards.study]["model"] == "mm_dls":
+        return index_of("converted")(wildcards)
+    return []
 
 
 def deep_model(wildcards):
@@ -829,7 +1012,7 @@ def _report_parts(study, applied):
     slides = [cohort_dir(study) / path for path in _slides(study).values()]
     return {
         "qc": f"results/qc/{study}/cohort_report.json",
-        "converted": [f"results/converted/{p}" for p in _convertible(study)],
+        "converted": f"results/{study}/converted_index.json",
         "slides": [cohort_dir(study) / "images"] if slides and is_demo(study) else slides,
         "metrics": {v: f"results/{study}/evaluate/{v}/metrics.json" for v in variants},
         "comparisons": f"results/{study}/evaluate/comparisons.json" if variants else None,

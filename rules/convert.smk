@@ -1,24 +1,47 @@
-rule convert_patient:
+# Conversion runs in batches of patients (one process each, oncoflow.batch); convert_patient then
+# publishes one patient's folder from the batch's staging folder, or fails with its own error.
+
+
+rule convert_batch:
     input:
-        sources=convert_inputs,
-        script=script_path("convert_patient"),
+        sources=convert_batch_inputs,
+        script=script_path("run_batch"),
+        stage=script_path("convert_patient"),
     output:
-        directory("results/converted/{patient}"),
+        directory("results/.batches/convert/{study}/{batch}"),
     log:
-        "logs/convert/{patient}.log",
+        "logs/convert/batches/{study}/{batch}.log",
     benchmark:
-        "benchmarks/convert/{patient}.tsv"
+        "benchmarks/convert/batches/{study}/{batch}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     params:
-        cohort=patient_cohort,
-        tilt=config["convert"]["tilt"],
-        uneven_spacing=config["convert"]["uneven_spacing"],
+        batch_items=convert_batch_items,
     message:
-        "Converting the images of patient {wildcards.patient}"
+        "Converting the images of batch {wildcards.batch} of {wildcards.study}"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --cohort {params.cohort} --patient {wildcards.patient}"
-        " --out {output} --tilt {params.tilt} --uneven-spacing {params.uneven_spacing} 2> {log}"
+        " --script convert_patient --items {params.batch_items} --out {output}"
+        " --label 'convert {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+
+rule convert_patient:
+    input:
+        staging=publish_input("convert"),
+        script=script_path("publish", "sh"),
+    output:
+        directory("results/converted/{patient}"),
+    log:
+        "logs/convert/{patient}.log",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    message:
+        "Converted images of patient {wildcards.patient}"
+    shell:
+        "sh {input.script} {input.staging} {wildcards.patient} {log}"
+        " {wildcards.patient} {output} 2>> {log}"

@@ -1,6 +1,6 @@
 rule train_model:
     input:
-        lesions=deep_lesions,
+        lesions=index_of("lesions"),
         features=study_feature_tables,
         converted=deep_converted,
         folds="results/{study}/folds.json",

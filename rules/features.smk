@@ -24,86 +24,145 @@ rule make_folds:
         " {params.options} 2> {log}"
 
 
+rule radiomics_batch:
+    input:
+        converted=roi_batch_converted("radiomics"),
+        params=radiomics_params_file,
+        script=script_path("run_batch"),
+        stage=script_path("extract_radiomics"),
+    output:
+        directory("results/.batches/radiomics/{study}/{batch}"),
+    log:
+        "logs/features/radiomics/{study}/batches/{batch}.log",
+    benchmark:
+        "benchmarks/features/radiomics/{study}/batches/{batch}.tsv"
+    conda:
+        "../envs/radiomics.yaml"
+    container:
+        CONTAINERS["radiomics"]
+    params:
+        batch_items=radiomics_batch_items,
+    message:
+        "pyradiomics: batch {wildcards.batch} of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --script extract_radiomics --items {params.batch_items} --out {output}"
+        " --label 'radiomics {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+
 rule radiomics:
     input:
-        converted="results/converted/{patient}",
-        params=radiomics_params_file,
-        script=script_path("extract_radiomics"),
+        staging=publish_input("radiomics"),
+        script=script_path("publish", "sh"),
     output:
         table="results/{study}/features/radiomics/{patient}/{tp}_{stem}_label{label}.csv",
         diagnostics="results/{study}/features/radiomics/{patient}/{tp}_{stem}_label{label}.diagnostics.json",
     log:
         "logs/features/radiomics/{study}/{patient}/{tp}_{stem}_label{label}.log",
-    benchmark:
-        "benchmarks/features/radiomics/{study}/{patient}/{tp}_{stem}_label{label}.tsv"
-    conda:
-        "../envs/radiomics.yaml"
-    container:
-        CONTAINERS["radiomics"]
-    message:
-        "pyradiomics: {wildcards.patient} timepoint {wildcards.tp} {wildcards.stem} label {wildcards.label}"
-    shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --image {input.converted}/{wildcards.tp}/{wildcards.stem}.nii.gz"
-        " --mask {input.converted}/{wildcards.tp}/{wildcards.stem}_mask.nii.gz"
-        " --label {wildcards.label} --params {input.params} --out {output.table}"
-        " --patient {wildcards.patient} --timepoint {wildcards.tp} 2> {log}"
-
-
-rule pet_metrics:
-    input:
-        converted="results/converted/{patient}",
-        script=script_path("pet_metrics"),
-    output:
-        "results/{study}/features/pet/{patient}/{tp}_{stem}_label{label}.csv",
-    log:
-        "logs/features/pet/{study}/{patient}/{tp}_{stem}_label{label}.log",
-    benchmark:
-        "benchmarks/features/pet/{study}/{patient}/{tp}_{stem}_label{label}.tsv"
+    localrule: True
     conda:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     params:
-        threshold=pet_params,
+        key="{patient}/{tp}_{stem}_label{label}",
+    message:
+        "pyradiomics: {wildcards.patient} timepoint {wildcards.tp} {wildcards.stem} label {wildcards.label}"
+    shell:
+        "sh {input.script} {input.staging} {params.key} {log} {params.key}.csv {output.table}"
+        " {params.key}.diagnostics.json {output.diagnostics} 2>> {log}"
+
+
+rule pet_batch:
+    input:
+        converted=roi_batch_converted("pet"),
+        script=script_path("run_batch"),
+        stage=script_path("pet_metrics"),
+    output:
+        directory("results/.batches/pet/{study}/{batch}"),
+    log:
+        "logs/features/pet/{study}/batches/{batch}.log",
+    benchmark:
+        "benchmarks/features/pet/{study}/batches/{batch}.tsv"
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    params:
+        batch_items=pet_batch_items,
+    message:
+        "PET metrics: batch {wildcards.batch} of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --script pet_metrics --items {params.batch_items} --out {output}"
+        " --label 'pet {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+
+rule pet_metrics:
+    input:
+        staging=publish_input("pet"),
+        script=script_path("publish", "sh"),
+    output:
+        "results/{study}/features/pet/{patient}/{tp}_{stem}_label{label}.csv",
+    log:
+        "logs/features/pet/{study}/{patient}/{tp}_{stem}_label{label}.log",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    params:
+        key="{patient}/{tp}_{stem}_label{label}",
     message:
         "PET metrics: {wildcards.patient} timepoint {wildcards.tp} {wildcards.stem} label {wildcards.label}"
     shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --pet {input.converted}/{wildcards.tp}/{wildcards.stem}.nii.gz"
-        " --mask {input.converted}/{wildcards.tp}/{wildcards.stem}_mask.nii.gz"
-        " --label {wildcards.label} {params.threshold} --out {output}"
-        " --patient {wildcards.patient} --timepoint {wildcards.tp} 2> {log}"
+        "sh {input.script} {input.staging} {params.key} {log} {params.key}.csv {output} 2>> {log}"
 
 
-rule pathomics:
+rule pathomics_batch:
     input:
         qc="results/qc/{study}/cohort_report.json",
-        slide=slide_input,
-        script=script_path("extract_pathomics"),
+        slides=pathomics_batch_inputs,
+        script=script_path("run_batch"),
+        stage=script_path("extract_pathomics"),
     output:
-        "results/{study}/features/pathomics/{patient}.csv",
+        directory("results/.batches/pathomics/{study}/{batch}"),
     log:
-        "logs/features/pathomics/{study}/{patient}.log",
+        "logs/features/pathomics/{study}/batches/{batch}.log",
     benchmark:
-        "benchmarks/features/pathomics/{study}/{patient}.tsv"
+        "benchmarks/features/pathomics/{study}/batches/{batch}.tsv"
     conda:
         "../envs/pathology.yaml"
     container:
         CONTAINERS["pathology"]
     params:
-        slide=slide_path,
-        tile_um=config["pathomics"]["tile_um"],
-        target_mpp=config["pathomics"]["target_mpp"],
-        max_tiles=config["pathomics"]["max_tiles"],
-        seed=config["seed"],
+        batch_items=pathomics_batch_items,
+    message:
+        "Pathomics: batch {wildcards.batch} of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --script extract_pathomics --items {params.batch_items} --out {output}"
+        " --label 'pathomics {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+
+rule pathomics:
+    input:
+        staging=publish_input("pathomics"),
+        script=script_path("publish", "sh"),
+    output:
+        "results/{study}/features/pathomics/{patient}.csv",
+    log:
+        "logs/features/pathomics/{study}/{patient}.log",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
     message:
         "Pathomics of the slide of {wildcards.patient}"
     shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --slide {params.slide} --out {output} --tile-um {params.tile_um}"
-        " --target-mpp {params.target_mpp} --max-tiles {params.max_tiles} --seed {params.seed}"
-        " --patient {wildcards.patient} 2> {log}"
+        "sh {input.script} {input.staging} {wildcards.patient} {log}"
+        " {wildcards.patient}.csv {output} 2>> {log}"
 
 
 rule merge_features:

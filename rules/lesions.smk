@@ -1,28 +1,66 @@
-rule extract_lesions:
+rule lesions_batch:
     input:
-        converted="results/converted/{patient}",
+        converted=lesion_batch_converted,
         predicted=lesion_predicted_masks,
-        script=script_path("extract_lesions"),
+        script=script_path("run_batch"),
+        stage=script_path("extract_lesions"),
     output:
-        directory("results/{study}/lesions/{patient}"),
+        directory("results/.batches/lesions/{study}/{batch}"),
     log:
-        "logs/lesions/{study}/{patient}.log",
+        "logs/lesions/{study}/batches/{batch}.log",
     benchmark:
-        "benchmarks/lesions/{study}/{patient}.tsv"
+        "benchmarks/lesions/{study}/batches/{batch}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
     params:
-        settings=lesion_settings_json,
-        seed=config["seed"],
-        predicted=lambda wildcards, input: (
-            f"--predicted-masks {' '.join(input.predicted)}" if input.predicted else ""
-        ),
+        batch_items=lesion_batch_items,
+    message:
+        "Lesion crops of batch {wildcards.batch} of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --script extract_lesions --items {params.batch_items} --out {output}"
+        " --label 'lesions {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+
+rule extract_lesions:
+    input:
+        staging=publish_input("lesions"),
+        script=script_path("publish", "sh"),
+    output:
+        directory("results/{study}/lesions/{patient}"),
+    log:
+        "logs/lesions/{study}/{patient}.log",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
     message:
         "Lesion crops of {wildcards.patient} ({wildcards.study})"
     shell:
+        "sh {input.script} {input.staging} {wildcards.patient} {log}"
+        " {wildcards.patient} {output} 2>> {log}"
+
+
+rule study_index:
+    input:
+        folders=index_folders,
+        script=script_path("index_folders"),
+    output:
+        "results/{study}/{stage}_index.json",
+    log:
+        "logs/index/{study}/{stage}.log",
+    wildcard_constraints:
+        stage="lesions|converted",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
+    container:
+        CONTAINERS["imaging"]
+    message:
+        "Index of the {wildcards.stage} folders of {wildcards.study}"
+    shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --converted results/converted --patient {wildcards.patient}"
-        " --settings {params.settings} --seed {params.seed} {params.predicted}"
-        " --out {output} 2> {log}"
+        " --folders {input.folders} --out {output} 2> {log}"

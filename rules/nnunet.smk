@@ -6,7 +6,7 @@ rule nnunet_export:
     input:
         splits="results/{study}/splits.csv",
         folds="results/{study}/folds.json",
-        converted=study_converted,
+        converted=index_of("converted"),
         script=script_path("nnunet_export"),
     output:
         raw=directory("results/{study}/nnunet/nnUNet_raw"),
@@ -126,7 +126,7 @@ rule nnunet_collect:
     input:
         raw="results/{study}/nnunet/nnUNet_raw",
         predicted=nnunet_subsets,
-        converted=study_converted,
+        converted=index_of("converted"),
         script=script_path("nnunet_collect"),
     output:
         predictions="results/{study}/train/nnunet/predictions.csv",

@@ -1,7 +1,7 @@
 rule train_ddpm:
     input:
         splits="results/{study}/splits.csv",
-        converted=study_converted,
+        converted=index_of("converted"),
         script=script_path("train_ddpm"),
     output:
         model="results/{study}/ddpm/model.pt",
