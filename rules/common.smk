@@ -209,6 +209,8 @@ def all_converted():
 # --- batches of per-patient work (oncoflow.batch) -----------------------------------------------
 
 BATCH_PATIENTS = config.get("batch", {}).get("patients", 16)
+# threads of a training job (deep models, nnU-Net, DDPM); Snakemake caps it at --cores
+TRAIN_THREADS = config.get("train_threads", 2)
 BATCHES = "results/.batches"
 
 
@@ -616,6 +618,35 @@ def ddpm_samples(wildcards):
     patients' samples are there for augmentation)."""
     study = wildcards.study
     return [f"results/{study}/ddpm/samples/{p}.nii.gz" for p in _convertible(study)]
+
+
+def ddpm_batch_converted(wildcards):
+    """Converted images of the patients of a sampling batch."""
+    return [
+        f"results/converted/{p}" for p in _batch_patients(wildcards, _convertible(wildcards.study))
+    ]
+
+
+def ddpm_batch_items(wildcards, input, output):
+    options = ["--seed", config["seed"], "--device", config["device"]]
+    options += shlex.split(ddpm_sampling_params(wildcards))
+    return _items_json(
+        (
+            p,
+            [
+                "--model",
+                input.model,
+                "--converted",
+                "results/converted",
+                "--patient",
+                p,
+                *options,
+                "--out",
+                f"{output}/{p}.nii.gz",
+            ],
+        )
+        for p in _batch_patients(wildcards, _convertible(wildcards.study))
+    )
 
 
 def all_ddpm():

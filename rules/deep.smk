@@ -22,7 +22,7 @@ rule train_model:
         "../envs/torch.yaml"
     container:
         CONTAINERS["torch"]
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
         mem_mb=8000,

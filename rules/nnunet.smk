@@ -19,6 +19,7 @@ rule nnunet_export:
         "../envs/nnunet.yaml"
     container:
         CONTAINERS["nnunet"]
+    priority: 10
     params:
         settings=nnunet_dataset_json,
         cohort=study_cohort,
@@ -47,6 +48,7 @@ rule nnunet_plan:
     container:
         CONTAINERS["nnunet"]
     threads: 2
+    priority: 10
     params:
         settings=nnunet_plan_json,
     message:
@@ -74,7 +76,8 @@ rule nnunet_train:
         "../envs/nnunet.yaml"
     container:
         CONTAINERS["nnunet"]
-    threads: 2
+    threads: TRAIN_THREADS
+    priority: 10
     resources:
         gpu=1,
     params:

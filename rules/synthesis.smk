@@ -15,7 +15,8 @@ rule train_ddpm:
         "../envs/torch.yaml"
     container:
         CONTAINERS["torch"]
-    threads: 2
+    threads: TRAIN_THREADS
+    priority: 5
     resources:
         gpu=1,
     params:
@@ -32,33 +33,53 @@ rule train_ddpm:
         " --out {output.model} --history {output.history} --summary {output.summary} 2> {log}"
 
 
-rule sample_ddpm:
+rule sample_ddpm_batch:
     input:
         model="results/{study}/ddpm/model.pt",
-        converted="results/converted/{patient}",
-        script=script_path("sample_ddpm"),
+        converted=ddpm_batch_converted,
+        script=script_path("run_batch"),
+        stage=script_path("sample_ddpm"),
     output:
-        "results/{study}/ddpm/samples/{patient}.nii.gz",
+        directory("results/.batches/ddpm/{study}/{batch}"),
     log:
-        "logs/ddpm/{study}/sample/{patient}.log",
+        "logs/ddpm/{study}/sample/batches/{batch}.log",
     benchmark:
-        "benchmarks/ddpm/{study}/sample/{patient}.tsv"
+        "benchmarks/ddpm/{study}/sample/batches/{batch}.tsv"
     conda:
         "../envs/torch.yaml"
     container:
         CONTAINERS["torch"]
+    priority: 5
     resources:
         gpu=1,
     params:
-        options=ddpm_sampling_params,
-        seed=config["seed"],
-        device=config["device"],
+        batch_items=ddpm_batch_items,
+    message:
+        "Synthetic CTs of the masks of batch {wildcards.batch} of {wildcards.study}"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --script sample_ddpm --items {params.batch_items} --out {output}"
+        " --label 'ddpm {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+
+rule sample_ddpm:
+    input:
+        staging=publish_input("ddpm"),
+        script=script_path("publish", "sh"),
+    output:
+        "results/{study}/ddpm/samples/{patient}.nii.gz",
+    log:
+        "logs/ddpm/{study}/sample/{patient}.log",
+    localrule: True
+    conda:
+        "../envs/torch.yaml"
+    container:
+        CONTAINERS["torch"]
     message:
         "Synthetic CT of {wildcards.patient}'s masks ({wildcards.study})"
     shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --model {input.model} --converted results/converted --patient {wildcards.patient}"
-        " --seed {params.seed} --device {params.device} {params.options} --out {output} 2> {log}"
+        "sh {input.script} {input.staging} {wildcards.patient} {log}"
+        " {wildcards.patient}.nii.gz {output} 2>> {log}"
 
 
 rule evaluate_ddpm:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.deep.workflow import collect_folds
+from oncoflow.deep.ensemble import collect_folds
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,8 @@ from oncoflow.errors import CohortError
 
 SPLITS: tuple[str, ...] = ("train", "internal_test", "external_test")
 """The three splits of a cohort (schemas/splits.schema.yaml)."""
+TEST_SPLITS: tuple[str, ...] = SPLITS[1:]
+"""The held-out splits: scored by the fold ensemble, never used to choose anything."""
 
 
 def _strata(patients: Sequence[str], strata: Mapping[str, Any] | None) -> np.ndarray:

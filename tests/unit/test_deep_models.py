@@ -12,7 +12,6 @@ import torch
 from scipy import ndimage
 
 from oncoflow.deep import train_mmdls, train_pancreas
-from oncoflow.deep.common import ensemble_predictions
 from oncoflow.deep.data import (
     TabularEncoder,
     fold_patients,
@@ -20,10 +19,11 @@ from oncoflow.deep.data import (
     load_lesions,
     select_slices,
 )
+from oncoflow.deep.ensemble import collect_folds, ensemble_predictions
 from oncoflow.deep.liver import RUNGS
 from oncoflow.deep.mmdls import REFIT_GRID, breslow_survival, refit_linear_head
 from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences, intensity_features
-from oncoflow.deep.workflow import collect_folds, run_fold
+from oncoflow.deep.workflow import run_fold
 from oncoflow.errors import ModelError
 from oncoflow.splits import make_folds, write_folds
 from oncoflow.train.registry import create_model
@@ -818,3 +818,28 @@ def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() ->
     # one training site: nothing to harmonise
     single = {k: f[[p[1] != "b" for p in f.index]] for k, f in frames.items()}
     assert train_mmdls._harmonized(inputs, single, IMAGE_COLUMNS)["train"].equals(single["train"])
+
+
+@pytest.mark.parametrize("name", ["resnet10", "resnet18", "resnet34"])
+def test_resnet_trunk_equals_torchvisions(name):
+    """Our ResNet (no torchvision import at run time) = torchvision's: same seed, same weights
+    and names, same features, and torchvision state_dict files load into it."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    from oncoflow.deep.backbones import RESNET_LAYERS, resnet_trunk
+
+    torch.manual_seed(7)
+    ours, width = resnet_trunk(name, in_channels=2)
+    torch.manual_seed(7)
+    reference = ResNet(BasicBlock, RESNET_LAYERS[name])
+    reference.conv1 = torch.nn.Conv2d(2, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    reference.fc = torch.nn.Identity()
+    assert width == 512
+    mine, theirs = ours.state_dict(), reference.state_dict()
+    assert list(mine) == list(theirs)
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    x = torch.randn(3, 2, 40, 40)
+    ours.train(), reference.train()
+    assert torch.equal(ours(x), reference(x))
+    ours.eval(), reference.eval()
+    assert torch.equal(ours(x), reference(x))

@@ -199,3 +199,17 @@ def test_compare_models_names_ladder_rungs_other_variants():
         {"raw": strong.assign(model="lr"), "combat": weak.assign(model="lr")}, n_boot=50
     )
     assert features["comparisons"][0]["reference"] == "same model, other features"
+
+
+def test_compare_models_with_one_test_positive_is_not_estimable_instead_of_failing():
+    a, b = _predictions(seed=2), _predictions(seed=2)
+    test = a["split"] != "validation"
+    positives = a.index[test & (a["y_true"] == 1)]
+    for table in (a, b):
+        table.loc[positives[1:], "y_true"] = 0  # one positive left among the test patients
+    b["y_score"] = 1 - b["y_score"]
+    (entry,) = compare_models({"relation_net": a, "resnet_single": b}, n_boot=20)["comparisons"]
+    assert entry["estimate"] is None
+    assert entry["p_value"] is None
+    assert "got 1 and" in entry["not_estimable"]
+    assert entry["n_patients"] == 70

@@ -1,8 +1,13 @@
-"""2D slice encoders: torchvision ResNets without downloaded weights, and the small conv encoder.
+"""2D slice encoders: basic-block ResNets without downloaded weights, and the small conv encoder.
 
-:func:`resnet_trunk` builds a torchvision ResNet (``resnet10`` = one basic block per stage,
-``resnet18``, ``resnet34``) with the first convolution replaced by a ``in_channels`` 7x7 stride-2
-convolution and the classifier removed: the output is the 512-d average-pooled feature. Weights
+:func:`resnet_trunk` builds a ResNet (``resnet10`` = one basic block per stage, ``resnet18``,
+``resnet34``; He et al. 2016) with the first convolution replaced by a ``in_channels`` 7x7 stride-2
+convolution and the classifier removed: the output is the 512-d average-pooled feature. The
+network is :class:`ResNet` below, not torchvision's: importing torchvision costs ~3 s per job
+(it pulls in ``torch._dynamo``), and a training job needs only this one architecture. It has
+torchvision's parameter names (so its ``state_dict`` files load) and builds its modules in
+torchvision's order with the same initialisation, so a seed gives the same weights
+(``tests/unit/test_deep_models.py`` checks both against torchvision). Weights
 are random unless ``weights`` names a local ``state_dict`` file (e.g. ImageNet weights saved
 beforehand; nothing is ever downloaded). For a 1-channel input the RGB ``conv1`` of such a file is
 summed over its input channels.
@@ -17,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from oncoflow.errors import ModelError
 
@@ -28,10 +32,88 @@ RESNET_LAYERS: dict[str, list[int]] = {
 }
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut.
+
+    ``y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``; ``conv1`` has the block's stride.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, inplanes, H, W) -> (B, planes, H / stride, W / stride)."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet of basic blocks (torchvision's layout and initialisation).
+
+    7x7/2 conv, 3x3/2 max pool, four stages (64-512 channels, strides 1, 2, 2, 2), global average
+    pool and a linear classifier (``num_classes``).
+
+    Convolutions are initialised He-normal (fan-out, ReLU gain), batch norms to weight 1, bias 0.
+    """
+
+    def __init__(self, block: type[BasicBlock], layers: list[int], num_classes: int = 1000) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.constant_(module.weight, 1)
+                nn.init.constant_(module.bias, 0)
+
+    def _make_layer(
+        self, block: type[BasicBlock], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, num_classes) (or the 512-d feature once ``fc`` is Identity)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 def resnet_trunk(
     name: str = "resnet18", in_channels: int = 1, weights: str | Path | None = None
 ) -> tuple[nn.Module, int]:
-    """A torchvision ResNet trunk (no classifier) and its feature width (512).
+    """A ResNet trunk (no classifier) and its feature width (512).
 
     Raises:
         ModelError: Unknown ``name`` or an unreadable / mismatching weights file.

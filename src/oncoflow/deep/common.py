@@ -4,8 +4,9 @@
 epoch, ``validation`` = the fold's held-out CV patients, ``test`` = internal + external test),
 the cohort tables and the lesion crops. :func:`index_batches` shuffles sample indices with the
 epoch's generator (exact resume, see :mod:`oncoflow.train.loop`). :func:`prediction_rows` writes
-the ``predictions.csv`` contract rows; :func:`ensemble_predictions` averages the fold models'
-test scores into the ``final`` rows (probabilities and risks averaged over folds).
+the ``predictions.csv`` contract rows; :func:`oncoflow.deep.ensemble.ensemble_predictions`
+averages the fold models' test scores into the ``final`` rows (probabilities and risks averaged
+over folds).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from oncoflow.train.engine import Checkpoint, History, config_hash
 from oncoflow.train.loop import FitResult, FitSettings, fit
 
 log = logging.getLogger(__name__)
-
-TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
 
 
 @dataclass
@@ -320,33 +319,3 @@ def prediction_rows(
     for name, column in values.items():
         frame[name] = list(column)
     return frame
-
-
-def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Join the folds' ``predictions.csv``: validation rows as they are, test rows averaged.
-
-    Each fold model predicts every test patient; the ``final`` row of a test patient holds the
-    mean over the folds of every score column (``y_score*``, ``risk``, ``survival_*``).
-
-    Raises:
-        ModelError: A patient appears as validation in two folds, or folds disagree on a label.
-    """
-    frame = pd.concat(tables, ignore_index=True)
-    frame["fold"] = frame["fold"].astype(str)
-    validation = frame[frame["split"] == "validation"]
-    keys = ["patient_id", "target"] + [c for c in ("timepoint", "permutation") if c in frame]
-    twice = validation[validation.duplicated(keys, keep=False)]
-    if len(twice):
-        msg = f"patients validated in two folds: {', '.join(sorted(set(twice['patient_id'])))}"
-        raise ModelError(msg)
-    test = frame[frame["split"].isin(TEST_SPLITS)]
-    scores = [c for c in frame.columns if c.startswith(("y_score", "risk", "survival_"))]
-    labels = [c for c in frame.columns if c not in {*scores, *keys, "fold"}]
-    grouped = test.groupby(keys, sort=True, dropna=False)
-    if (grouped[labels].nunique(dropna=False) > 1).any().any():
-        msg = "fold predictions disagree on the labels of a test patient"
-        raise ModelError(msg)
-    final = grouped[labels].first().join(grouped[scores].mean()).reset_index()
-    final["fold"] = "final"
-    out = pd.concat([validation, final[validation.columns]], ignore_index=True)
-    return out

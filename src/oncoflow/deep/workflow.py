@@ -5,9 +5,9 @@ study's model (``cnn_lstm``, a ``liver_response`` ladder rung, ``mm_dls``) and w
 ``model.pt``, ``history.csv`` and ``predictions.csv`` into the fold folder and returns the
 summary the script writes as ``provenance.json``.
 The resume files live in ``resume_dir``, outside the job's declared outputs, so a killed job
-continues where it stopped. :func:`collect_folds` joins the folds into the study's
-``predictions.csv`` (validation rows per fold, test rows averaged over the fold models as fold
-``final``).
+continues where it stopped. :func:`oncoflow.deep.ensemble.collect_folds` joins the folds into the
+study's ``predictions.csv`` (validation rows per fold, test rows averaged over the fold models as
+fold ``final``).
 
 The negative control (``permute``) trains ``permutations`` runs per fold, each on its own
 permutation of the training labels; their rows carry a ``permutation`` column, and the evaluators
@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from oncoflow.deep import liver, mmdls, pancreas, train_liver, train_mmdls, train_pancreas  # noqa: F401 - registers the models
-from oncoflow.deep.common import ensemble_predictions, load_fold
+from oncoflow.deep.common import load_fold
 from oncoflow.errors import ModelError
 from oncoflow.train.engine import resolve_device, seed_everything
 
@@ -180,12 +180,3 @@ def run_fold(
         else payload.get("best_epoch"),
     }
     return rows, summary
-
-
-def collect_folds(paths: Sequence[Path], out: Path) -> pd.DataFrame:
-    """Join fold ``predictions.csv`` files into the study's (module docstring)."""
-    tables = [pd.read_csv(p, dtype={"patient_id": str, "fold": str}) for p in paths]
-    frame = ensemble_predictions(tables)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
-    return frame

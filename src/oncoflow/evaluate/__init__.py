@@ -15,37 +15,42 @@ model comparisons (C-index differences) in :func:`paired_bootstrap`.
 
 from __future__ import annotations
 
-from oncoflow.evaluate.binary import evaluate_binary
-from oncoflow.evaluate.classification import (
-    DeLong,
-    Reliability,
-    auc,
-    average_precision,
-    binary_metrics,
-    delong_test,
-    multiclass_metrics,
-    reliability,
-    youden_threshold,
-)
-from oncoflow.evaluate.compare import PairedDifference, paired_bootstrap
-from oncoflow.evaluate.engine import compare_models, evaluate_predictions, prediction_kind
-from oncoflow.evaluate.survival import evaluate_survival
+import importlib
+from typing import Any
 
-__all__ = [
-    "DeLong",
-    "PairedDifference",
-    "Reliability",
-    "auc",
-    "average_precision",
-    "binary_metrics",
-    "compare_models",
-    "delong_test",
-    "evaluate_binary",
-    "evaluate_predictions",
-    "evaluate_survival",
-    "multiclass_metrics",
-    "paired_bootstrap",
-    "prediction_kind",
-    "reliability",
-    "youden_threshold",
-]
+# The names below are loaded on first use (PEP 562): importing one submodule, e.g.
+# ``oncoflow.evaluate.classification`` from a training job, must not import scikit-learn (~2 s)
+# through the binary evaluator.
+_EXPORTS = {
+    "evaluate_binary": "binary",
+    "DeLong": "classification",
+    "Reliability": "classification",
+    "auc": "classification",
+    "average_precision": "classification",
+    "binary_metrics": "classification",
+    "delong_test": "classification",
+    "multiclass_metrics": "classification",
+    "reliability": "classification",
+    "youden_threshold": "classification",
+    "PairedDifference": "compare",
+    "paired_bootstrap": "compare",
+    "compare_models": "engine",
+    "evaluate_predictions": "engine",
+    "prediction_kind": "engine",
+    "evaluate_survival": "survival",
+}
+
+__all__ = sorted(_EXPORTS, key=str.lower)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -20,6 +20,7 @@ the paired bootstrap of the C-index difference for survival models, DeLong's tes
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,8 @@ from oncoflow.evaluate.compare import paired_bootstrap
 from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns, evaluate_multiclass
 from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
 from oncoflow.survival.metrics import concordance_index
+
+log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("survival", "binary", "multiclass")
 
@@ -319,13 +322,18 @@ def compare_models(
                     "p_value": diff.p_value,
                 }
             else:
-                result = delong_test(ta["y_true"], ta["y_score"], tb["y_score"])
-                entry |= {
-                    "test": "DeLong AUC difference",
-                    "estimate": result.auc_a - result.auc_b,
-                    "z": result.z,
-                    "p_value": result.p_value,
-                }
+                entry["test"] = "DeLong AUC difference"
+                try:
+                    result = delong_test(ta["y_true"], ta["y_score"], tb["y_score"])
+                except ModelError as exc:  # too few positives or negatives among the test patients
+                    log.warning("%s: %s vs %s not compared: %s", target, a, b, exc)
+                    entry |= {"estimate": None, "p_value": None, "not_estimable": str(exc)}
+                else:
+                    entry |= {
+                        "estimate": result.auc_a - result.auc_b,
+                        "z": result.z,
+                        "p_value": result.p_value,
+                    }
             entry["n_patients"] = len(common)
             out.append(entry)
     return {"comparisons": out}

@@ -193,6 +193,9 @@ def models_html(
             (c["target"], c["a"], c["b"], c["reference"], f"{c['estimate']:+.3f}",
              f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if "ci_low" in c else "",
              f"{c['p_value']:.3g}", c["n_patients"])
+            if c.get("estimate") is not None
+            else (c["target"], c["a"], c["b"], c["reference"], "not estimable", "",
+                  c.get("not_estimable", ""), c["n_patients"])
             for c in comparisons
         ]  # fmt: skip
         parts.append("<h4>Paired model comparisons (test patients)</h4>")

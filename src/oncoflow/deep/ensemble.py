@@ -1,0 +1,53 @@
+"""The fold ensemble of a deep model: the folds' ``predictions.csv`` joined into the study's.
+
+Pandas only (no torch), so the ``collect_model`` job starts in well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from oncoflow.errors import ModelError
+from oncoflow.splits import TEST_SPLITS
+
+
+def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Join the folds' ``predictions.csv``: validation rows as they are, test rows averaged.
+
+    Each fold model predicts every test patient; the ``final`` row of a test patient holds the
+    mean over the folds of every score column (``y_score*``, ``risk``, ``survival_*``).
+
+    Raises:
+        ModelError: A patient appears as validation in two folds, or folds disagree on a label.
+    """
+    frame = pd.concat(tables, ignore_index=True)
+    frame["fold"] = frame["fold"].astype(str)
+    validation = frame[frame["split"] == "validation"]
+    keys = ["patient_id", "target"] + [c for c in ("timepoint", "permutation") if c in frame]
+    twice = validation[validation.duplicated(keys, keep=False)]
+    if len(twice):
+        msg = f"patients validated in two folds: {', '.join(sorted(set(twice['patient_id'])))}"
+        raise ModelError(msg)
+    test = frame[frame["split"].isin(TEST_SPLITS)]
+    scores = [c for c in frame.columns if c.startswith(("y_score", "risk", "survival_"))]
+    labels = [c for c in frame.columns if c not in {*scores, *keys, "fold"}]
+    grouped = test.groupby(keys, sort=True, dropna=False)
+    if (grouped[labels].nunique(dropna=False) > 1).any().any():
+        msg = "fold predictions disagree on the labels of a test patient"
+        raise ModelError(msg)
+    final = grouped[labels].first().join(grouped[scores].mean()).reset_index()
+    final["fold"] = "final"
+    out = pd.concat([validation, final[validation.columns]], ignore_index=True)
+    return out
+
+
+def collect_folds(paths: Sequence[Path], out: Path) -> pd.DataFrame:
+    """Join fold ``predictions.csv`` files into the study's (module docstring)."""
+    tables = [pd.read_csv(p, dtype={"patient_id": str, "fold": str}) for p in paths]
+    frame = ensemble_predictions(tables)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return frame
