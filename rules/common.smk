@@ -1015,6 +1015,11 @@ def all_evaluations():
 # --- report --------------------------------------------------------------------------------------
 
 
+def report_scale(wildcards):
+    """--scale of the report when the run is the demo (demo.scale: smoke puts a notice first)."""
+    return f"--scale {DEMO.get('scale', 'full')}" if DEMO["enabled"] else ""
+
+
 def report_study_inputs(wildcards):
     """Everything a study's report section shows: QC, converted images, slides, ComBat, metrics."""
     return _report_inputs(_report_parts(wildcards.study, applied=False))

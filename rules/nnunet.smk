@@ -15,11 +15,11 @@ rule nnunet_export:
         "logs/nnunet/{study}/export.log",
     benchmark:
         "benchmarks/nnunet/{study}/export.tsv"
+    priority: 10
     conda:
         "../envs/nnunet.yaml"
     container:
         CONTAINERS["nnunet"]
-    priority: 10
     params:
         settings=nnunet_dataset_json,
         cohort=study_cohort,
@@ -43,12 +43,12 @@ rule nnunet_plan:
         "logs/nnunet/{study}/plan.log",
     benchmark:
         "benchmarks/nnunet/{study}/plan.tsv"
+    priority: 10
     conda:
         "../envs/nnunet.yaml"
     container:
         CONTAINERS["nnunet"]
     threads: 2
-    priority: 10
     params:
         settings=nnunet_plan_json,
     message:
@@ -72,12 +72,12 @@ rule nnunet_train:
     wildcard_constraints:
         dataset=r"Dataset\d{3}_[^/]+",
         model=r"[^/]+__[^/]+__[^/]+",
+    priority: 10
     conda:
         "../envs/nnunet.yaml"
     container:
         CONTAINERS["nnunet"]
     threads: TRAIN_THREADS
-    priority: 10
     resources:
         gpu=1,
     params:

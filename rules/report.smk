@@ -52,9 +52,10 @@ rule report:
         CONTAINERS["report"]
     params:
         seed=config["seed"],
+        scale=report_scale,
     message:
         "Run report results/report/index.html"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --sections {input.sections} --cohort-report {input.qc} --seed {params.seed}"
+        " --sections {input.sections} --cohort-report {input.qc} --seed {params.seed} {params.scale}"
         " --out {output} 2> {log}"

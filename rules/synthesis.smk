@@ -11,12 +11,12 @@ rule train_ddpm:
         "logs/ddpm/{study}/train.log",
     benchmark:
         "benchmarks/ddpm/{study}/train.tsv"
+    priority: 5
     conda:
         "../envs/torch.yaml"
     container:
         CONTAINERS["torch"]
     threads: TRAIN_THREADS
-    priority: 5
     resources:
         gpu=1,
     params:
@@ -45,11 +45,11 @@ rule sample_ddpm_batch:
         "logs/ddpm/{study}/sample/batches/{batch}.log",
     benchmark:
         "benchmarks/ddpm/{study}/sample/batches/{batch}.tsv"
+    priority: 5
     conda:
         "../envs/torch.yaml"
     container:
         CONTAINERS["torch"]
-    priority: 5
     resources:
         gpu=1,
     params:

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cohort-report", type=Path, required=True, help="all-study QC report")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed")
     parser.add_argument("--out", type=Path, required=True, help="report HTML to write")
+    parser.add_argument(
+        "--scale", choices=["smoke", "full"], default=None, help="demo scale (smoke: a notice)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -40,6 +43,7 @@ def _main(args: argparse.Namespace) -> None:
         seed=args.seed,
         config_hash=provenance.get("config_hash", ""),
         n_patients=int(qc.get("n_patients", 0)),
+        scale=args.scale,
     )
     cli.write_text(args.out, page)
 

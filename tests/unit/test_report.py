@@ -95,6 +95,20 @@ def test_page_is_self_contained_with_versions():
     assert page.startswith("<!DOCTYPE html>")
     assert "<td>numpy</td><td>2.0</td>" in page
     assert not re.search(r"(src|href)=\"https?:", page)
+    assert "Smoke-scale demo" not in page
+
+
+def test_smoke_scale_notice_comes_before_the_first_study():
+    page = report_page(
+        {"a": '<section id="a"></section>'},
+        versions={},
+        seed=7,
+        config_hash="abc",
+        n_patients=3,
+        scale="smoke",
+    )
+    assert page.index("Smoke-scale demo") < page.index('<section id="a">')
+    assert "not meaningful" in page
 
 
 def test_mid_lesion_slice_is_the_largest_mask_area():

@@ -536,16 +536,32 @@ def report_page(
     seed: int,
     config_hash: str,
     n_patients: int,
+    scale: str | None = None,
 ) -> str:
-    """The whole report: title, run summary, navigation, study sections, software versions."""
+    """The whole report: title, run summary, navigation, study sections, software versions.
+
+    ``scale`` ``"smoke"`` (the smoke-scale demo of ``make demo``) puts a notice on the first
+    screen saying which figures are not meaningful at that scale.
+    """
     nav = "".join(f'<a href="#{esc(s)}">{esc(s)}</a>' for s in sections)
+    notice = (
+        '<p class="note" id="smoke"><strong>Smoke-scale demo.</strong> '
+        "Every rule of the workflow ran, on a few patients per study and a few epochs, to show that the installation works. The "
+        "model metrics, their confidence intervals, the paired comparisons, the gaps to the "
+        "oracles and the segmentation and synthesis figures are <em>not meaningful</em> at this "
+        "scale (most are near chance or not estimable). Run <code>make demo-full</code> for the "
+        "science-scale demo that the README's tables describe.</p>"
+        if scale == "smoke"
+        else ""
+    )
     version_rows = sorted(versions.items())
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         "<title>oncoflow report</title>"
         f"<style>{CSS}</style><script>{CHECK_SCRIPT}</script></head><body>"
         "<h1>oncoflow run report</h1>"
-        f"<p>{len(sections)} studies, {n_patients} patients. Seed {seed}; "
+        + notice
+        + f"<p>{len(sections)} studies, {n_patients} patients. Seed {seed}; "
         f"validation config hash <code>{esc(config_hash)}</code>.</p>"
         f"<nav>{nav}</nav>"
         + "".join(sections.values())
