@@ -546,7 +546,8 @@ def report_page(
     nav = "".join(f'<a href="#{esc(s)}">{esc(s)}</a>' for s in sections)
     notice = (
         '<p class="note" id="smoke"><strong>Smoke-scale demo.</strong> '
-        "Every rule of the workflow ran, on a few patients per study and a few epochs, to show that the installation works. The "
+        "Every rule of the workflow ran, on a few patients per study and a few epochs, to show "
+        "that the installation works. The "
         "model metrics, their confidence intervals, the paired comparisons, the gaps to the "
         "oracles and the segmentation and synthesis figures are <em>not meaningful</em> at this "
         "scale (most are near chance or not estimable). Run <code>make demo-full</code> for the "
