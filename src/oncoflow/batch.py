@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from oncoflow.errors import OncoflowError
+from oncoflow.progress import Progress
 
 log = logging.getLogger("oncoflow.batch")
 
@@ -118,7 +119,8 @@ def run_batch(
         The summary also written to ``out/batch.json``: per item ``ok``, ``wall_s``, ``cpu_s``.
     """
     out.mkdir(parents=True, exist_ok=True)
-    start, last = time.perf_counter(), 0.0
+    start = time.perf_counter()
+    progress = Progress(len(items), f"{label}:", logger=log, every_s=progress_every_s)
     records: dict[str, dict[str, Any]] = {}
     for done, item in enumerate(items, start=1):
         error_file = out / f"{item.key}.error"
@@ -144,18 +146,7 @@ def run_batch(
             "wall_s": round(time.perf_counter() - wall0, 4),
             "cpu_s": round(time.process_time() - cpu0, 4),
         }
-        elapsed = time.perf_counter() - start
-        if elapsed - last >= progress_every_s or done == len(items):
-            last = elapsed
-            left = elapsed / done * (len(items) - done)
-            log.info(
-                "%s: %d/%d done, %.1f s elapsed, ~%.0f s left",
-                label,
-                done,
-                len(items),
-                elapsed,
-                left,
-            )
+        progress.update(done)
     summary = {
         "label": label,
         "items": records,

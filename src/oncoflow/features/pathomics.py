@@ -58,6 +58,7 @@ from oncoflow.features._tiles import (
     plan_tiles,
     read_tiles,
 )
+from oncoflow.progress import Progress
 
 __all__ = [
     "STATS",
@@ -369,7 +370,9 @@ def extract_tile_table(
         )
         pending: list[np.ndarray] = []
         embeddings: list[np.ndarray] = []
-        for tile in read_tiles(osr, plan, workers=workers):
+        tiles = Progress(len(plan.coords), f"{Path(path).name}: tile", logger=log)
+        for done, tile in enumerate(read_tiles(osr, plan, workers=workers), start=1):
+            tiles.update(done)
             feats = tile_features(
                 tile.rgb,
                 mpp=plan.target_mpp,

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from oncoflow.errors import ModelError
+from oncoflow.progress import Progress
 from oncoflow.synthesis.diffusion import CosineSchedule
 from oncoflow.synthesis.unet import UNet3D
 from oncoflow.train import EMA, Checkpoint, History, config_hash, resolve_device, seed_everything
@@ -168,6 +169,7 @@ def train_ddpm(
         log.info("resuming the diffusion model from step %d (%s)", start, resume)
     images, conditions = images.to(target), conditions.to(target)
     began = time.perf_counter()
+    steps = Progress(settings.train_steps, "ddpm step", logger=log, first=start)
     model.train()
     for step in range(start + 1, settings.train_steps + 1):
         optimizer.zero_grad(set_to_none=True)
@@ -190,7 +192,7 @@ def train_ddpm(
                 {"step": step, "loss": total, "seconds": round(time.perf_counter() - began, 2)}
             )
             if progress:
-                log.info("ddpm step %d/%d loss %.4f", step, settings.train_steps, total)
+                steps.update(step, f"loss {total:.4f}")
         if checkpoint is not None and (
             step % settings.checkpoint_every == 0 or step == settings.train_steps
         ):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from oncoflow.errors import ModelError
+from oncoflow.progress import Progress
 from oncoflow.train.engine import Checkpoint, History
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ def fit(
         log.info("resuming after epoch %d (best %s at epoch %d)", state["epoch"], best, best_epoch)
     stopped = False
     epoch = start - 1
+    # one line per epoch at most every 10 s (history.csv has every epoch), with time left
+    progress = Progress(settings.epochs, "epoch", logger=log, every_s=10.0, first=start - 1)
     for epoch in range(start, settings.epochs + 1):
         if waited >= settings.patience > 0:
             stopped = True
@@ -199,14 +202,10 @@ def fit(
         if history is not None:
             history.log(**row)
             history.write()
-        log.info(
-            "epoch %d/%d: train loss %.4f, validation %s %.4f%s",
+        progress.update(
             epoch,
-            settings.epochs,
-            row["train_loss"],
-            monitor,
-            score,
-            " (best)" if row["best"] else "",
+            f"train loss {row['train_loss']:.4f}, validation {monitor} {score:.4f}"
+            + (" (best)" if row["best"] else ""),
         )
         if checkpoint is not None:
             checkpoint.save(
