@@ -3,7 +3,8 @@
 Measures, on this machine, in one run:
 
 * **both demo scales** - ``snakemake --cores N`` in a fresh folder on the smoke-scale demo
-  (``config.yaml``, goal <= 10 min on 2 cores) and, with ``--full``, the science-scale demo
+  (``config.yaml``, goal <= 10 min on 2 cores) and, with ``--scales smoke,full``, the
+  science-scale demo
   (``--configfile config/demo-full.yaml``, goal <= 45 min); per stage the span, the summed job
   wall and CPU seconds and, for batched per-patient stages, the CPU seconds per patient
   (:mod:`oncoflow.performance`); the time to the end of the last pre-training stage (goal <= 300 s
@@ -24,7 +25,8 @@ Every figure is also written to ``benchmarks/results.json``; the README's perfor
 rendered from ``results.md`` (``python benchmarks/run.py --render-readme`` only re-renders).
 
 Usage:
-    python benchmarks/run.py [--cores 2] [--full] [--skip-demo] [--rerun-micro] [--render-readme]
+    python benchmarks/run.py [--cores 2] [--scales smoke,full] [--skip-demo] [--rerun-micro]
+        [--render-readme]
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def write_table(results: dict, cores: int) -> str:
     lines = [
         "# oncoflow performance suite",
         "",
-        f"`python benchmarks/run.py --cores {cores}{' --full' if 'full' in results else ''}`"
+        f"`python benchmarks/run.py --cores {cores} --scales {results.get('scales', 'smoke')}`"
         f" on {results['machine']} ({results.get('date', '')}).",
         "",
         "| measure | goal | measured | met |",
@@ -381,7 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite and write benchmarks/results.md and results.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, default=2, help="cores of the demo run (default 2)")
-    parser.add_argument("--full", action="store_true", help="also run the science-scale demo")
+    parser.add_argument(
+        "--scales",
+        default="smoke",
+        help="demo scales to run, comma-separated: smoke, full (others keep their last figures)",
+    )
     parser.add_argument("--skip-demo", action="store_true", help="keep the last demo figures")
     parser.add_argument("--rerun-micro", action="store_true", help="rerun the micro-benchmarks")
     parser.add_argument(
@@ -396,15 +402,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     results["date"] = time.strftime("%Y-%m-%d")
     results["cores"] = args.cores
+    results["scales"] = args.scales
     if args.skip_demo:
         results.update({k: previous[k] for k in ("smoke", "full", "noop_rerun_s") if k in previous})
     else:
-        results["smoke"] = bench_demo("smoke", args.cores)
-        if args.full:
-            results["full"] = bench_demo("full", args.cores)
-        elif "full" in previous:
-            results["full"] = previous["full"]
-        results["noop_rerun_s"] = results.get("full", results["smoke"])["noop_rerun_s"]
+        scales = [s.strip() for s in args.scales.split(",") if s.strip()]
+        unknown = sorted(set(scales) - set(SCALES))
+        if unknown:
+            parser.error(f"unknown scale(s) {', '.join(unknown)}; choose from {', '.join(SCALES)}")
+        for scale in SCALES:
+            if scale in scales:
+                results[scale] = bench_demo(scale, args.cores)
+            elif scale in previous:
+                results[scale] = previous[scale]
+        measured = [results[s] for s in ("full", "smoke") if s in results]
+        if measured:
+            results["noop_rerun_s"] = measured[0]["noop_rerun_s"]
     results.update(bench_floor())
     results.update(bench_dag())
     results.update(micro(args.rerun_micro))
