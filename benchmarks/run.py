@@ -147,7 +147,7 @@ def bench_demo(scale: str, cores: int) -> dict:
         workdir = Path(tmp)
         (workdir / "config.yaml").write_text(yaml.safe_dump(default_config(), sort_keys=False))
         args = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-        args += ["--directory", str(workdir), "--cores", str(cores), *SCALES[scale], "all"]
+        args += ["all", "--directory", str(workdir), "--cores", str(cores), *SCALES[scale]]
         begin, start = time.time(), time.perf_counter()
         proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
