@@ -40,6 +40,10 @@ STAGE_ORDER = (
 PRE_TRAINING = ("demo", "validate", "folds", "convert", "lesions", "features", "harmonize")
 """Stages before any model trains: cohort, validation, conversion, lesions, features, ComBat."""
 
+PER_PATIENT = ("convert", "lesions", "features", "harmonize")
+"""The stages from conversion to ComBat (what batching speeds up; the demo cohort's writing and
+validation come before them)."""
+
 
 @dataclass(frozen=True)
 class JobTime:
@@ -138,9 +142,10 @@ def until_end_of(jobs: Iterable[JobTime], stages: Iterable[str], start: float) -
     return round(max(ends) - start, 1) if ends else 0.0
 
 
-def stage_window(jobs: Iterable[JobTime], stage: str) -> tuple[float, float] | None:
-    """(start, end) epoch seconds of a stage: its first job's start to its last job's end."""
-    group = [j for j in jobs if j.stage == stage]
+def stage_window(jobs: Iterable[JobTime], stage: str | Iterable[str]) -> tuple[float, float] | None:
+    """(start, end) epoch seconds of stage(s): the first job's start to the last job's end."""
+    wanted = {stage} if isinstance(stage, str) else set(stage)
+    group = [j for j in jobs if j.stage in wanted]
     if not group:
         return None
     return min(j.start for j in group), max(j.end for j in group)
