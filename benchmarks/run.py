@@ -164,30 +164,52 @@ def bench_demo(scale: str, cores: int) -> dict:
         if proc.returncode != 0:
             msg = f"the {scale} demo failed in {workdir}:\n{stdout[-3000:]}"
             raise RuntimeError(msg)
-        jobs = read_benchmarks(workdir / "benchmarks", since=begin - 1)
-        table = stage_times(jobs, batch_items(workdir / "results"))
-        train = stage_window(jobs, "train")
+        figures = stage_figures(workdir / "benchmarks", workdir / "results", begin)
+        train = figures.pop("train_window")
         noop_s, noop = snakemake(workdir, "--cores", str(cores), *SCALES[scale])
         if "Nothing to be done" not in noop.stdout + noop.stderr:
             msg = f"the rerun after the {scale} demo was not a no-op"
             raise RuntimeError(msg)
         counts = _rule_counts(stdout)
         patients = len(list((workdir / "results" / "converted").iterdir()))
-        longest = max((j for j in jobs if j.stage == "train"), key=lambda j: j.wall_s, default=None)
     share = sampler.share(train)
     return {
         "wall_s": round(wall, 1),
-        "pre_training_s": until_end_of(jobs, PRE_TRAINING, begin),
-        "conversion_to_combat_s": _span(stage_window(jobs, PER_PATIENT)),
         "noop_rerun_s": round(noop_s, 2),
-        "stages": as_dicts(table),
+        **figures,
         "rules": counts,
         "jobs": sum(counts.values()),
         "patients": patients,
-        "longest_train_job_s": round(longest.wall_s, 1) if longest else None,
         "snakemake_cpu_share_training": round(share, 3) if share is not None else None,
         "snakemake_cpu_s": round(sampler.samples[-1][1], 1) if sampler.samples else None,
     }
+
+
+def stage_figures(benchmarks: Path, results: Path, begin: float) -> dict:
+    """Figures read from a run's benchmark files and batch records (module docstring).
+
+    ``begin`` is when the run started (epoch seconds); earlier files are ignored.
+    """
+    jobs = read_benchmarks(benchmarks, since=begin - 1)
+    longest = max((j for j in jobs if j.stage == "train"), key=lambda j: j.wall_s, default=None)
+    return {
+        "pre_training_s": until_end_of(jobs, PRE_TRAINING, begin),
+        "conversion_to_combat_s": _span(stage_window(jobs, PER_PATIENT)),
+        "stages": as_dicts(stage_times(jobs, batch_items(results))),
+        "longest_train_job_s": round(longest.wall_s, 1) if longest else None,
+        "train_window": stage_window(jobs, "train"),
+    }
+
+
+def rescan(scale: str, folder: Path, results: dict) -> None:
+    """Recompute one scale's stage figures from a copy of its run folder (``benchmarks/`` and
+    ``results/.batches/*/*/*/batch.json``), keeping its wall, no-op and scheduler figures.
+    """
+    jobs = read_benchmarks(folder / "benchmarks")
+    begin = min(j.start for j in jobs)
+    figures = stage_figures(folder / "benchmarks", folder / "results", begin)
+    figures.pop("train_window")
+    results[scale].update(figures)
 
 
 def bench_floor(repeats: int = 3) -> dict[str, float]:
@@ -399,12 +421,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--render-readme", action="store_true", help="only re-render the README from results.md"
     )
+    parser.add_argument(
+        "--rescan",
+        metavar="SCALE=DIR",
+        default=None,
+        help="recompute a scale's stage figures from a kept copy of its run folder, then write",
+    )
     args = parser.parse_args(argv)
     if args.render_readme:
         render_readme()
         return 0
     previous_file = HERE / "results.json"
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
+    if args.rescan:
+        scale, _, folder = args.rescan.partition("=")
+        rescan(scale, Path(folder), previous)
+        previous_file.write_text(json.dumps(previous, indent=2) + "\n")
+        (HERE / "results.md").write_text(write_table(previous, previous["cores"]))
+        render_readme()
+        return 0
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     results["date"] = time.strftime("%Y-%m-%d")
     results["cores"] = args.cores
