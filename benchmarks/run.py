@@ -202,8 +202,10 @@ def stage_figures(benchmarks: Path, results: Path, begin: float) -> dict:
 
 
 def rescan(scale: str, folder: Path, results: dict) -> None:
-    """Recompute one scale's stage figures from a copy of its run folder (``benchmarks/`` and
-    ``results/.batches/*/*/*/batch.json``), keeping its wall, no-op and scheduler figures.
+    """Recompute one scale's stage figures from a kept copy of its run folder.
+
+    The copy holds ``benchmarks/`` and ``results/.batches/*/*/*/batch.json``; the scale's wall,
+    no-op and scheduler figures are kept as measured.
     """
     jobs = read_benchmarks(folder / "benchmarks")
     begin = min(j.start for j in jobs)
