@@ -16,6 +16,10 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the DAG helpers below use the library even without `pip install`
 
 from oncoflow.demo import plan_cohort  # noqa: E402
+from oncoflow import scheduler_fix  # noqa: E402
+
+# at most one pending re-evaluation timer in Snakemake's scheduling loop (see the module)
+scheduler_fix.apply()
 
 # One Apptainer image per tool group, built from containers/<group>.def (same pins as envs/<group>.yaml).
 CONTAINERS = {
