@@ -242,7 +242,10 @@ def test_parameter_change_reruns_only_that_study(run, tmp_path):
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # the study's report section reruns too: its methods paragraph states the settings
     # ... and its deep model, which reads the PET metrics (two folds, ensemble, evaluation)
+    # the PET batches rerun (their settings changed); each patient's file is published again
+    batches = -(-NSCLC_PATIENTS // config["batch"]["patients"])
     assert _dry_run_jobs(copy) == {
+        "pet_batch": batches,
         "pet_metrics": NSCLC_PATIENTS,
         "merge_features": 1,
         "train_model": 2,
