@@ -211,6 +211,8 @@ def rescan(scale: str, folder: Path, results: dict) -> None:
     begin = min(j.start for j in jobs)
     figures = stage_figures(folder / "benchmarks", folder / "results", begin)
     figures.pop("train_window")
+    if scale not in results:  # a run stopped before its end: stage figures of its finished part
+        results[scale] = {"completed": False}
     results[scale].update(figures)
 
 
@@ -380,17 +382,26 @@ def write_table(results: dict, cores: int) -> str:
         run = results.get(scale)
         if not run:
             continue
+        if run.get("completed", True):
+            heading = (
+                f"## {scale} scale: {run['wall_s']:.0f} s wall, {run['jobs']} jobs, "
+                f"{run['patients']} patients converted"
+            )
+        else:
+            heading = f"## {scale} scale: stopped before its end; the jobs that finished"
         lines += [
             "",
-            f"## {scale} scale: {run['wall_s']:.0f} s wall, {run['jobs']} jobs, "
-            f"{run['patients']} patients converted",
+            heading,
             "",
             format_table([_StageRow(**row) for row in run["stages"]]),
-            "",
-            "Jobs per rule: "
-            + ", ".join(f"{rule} {n}" for rule, n in sorted(run["rules"].items()))
-            + ".",
         ]
+        if "rules" in run:
+            lines += [
+                "",
+                "Jobs per rule: "
+                + ", ".join(f"{rule} {n}" for rule, n in sorted(run["rules"].items()))
+                + ".",
+            ]
     return "\n".join(lines) + "\n"
 
 
