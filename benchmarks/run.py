@@ -388,7 +388,10 @@ def write_table(results: dict, cores: int) -> str:
                 f"{run['patients']} patients converted"
             )
         else:
-            heading = f"## {scale} scale: stopped before its end; the jobs that finished"
+            heading = (
+                f"## {scale} scale: stopped before its end; the jobs that finished "
+                f"(`--rescan {scale}=DIR`)"
+            )
         lines += [
             "",
             heading,
