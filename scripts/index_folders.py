@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.batch import write_index
+from oncoflow.batch import folder_index
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> None:
-    index = write_index(args.folders, args.out)
+    index = folder_index(args.folders)
+    cli.write_json(args.out, index, args, sort_keys=True)
     cli.log.info("%d folders indexed in %s", len(index["folders"]), args.out)
 
 

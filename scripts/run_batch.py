@@ -40,7 +40,8 @@ def _main(args: argparse.Namespace) -> None:
     except json.JSONDecodeError as exc:
         raise OncoflowError(f"--items is not valid JSON: {exc}") from exc
     main = script_main(Path(__file__).with_name(f"{args.script}.py"))
-    summary = run_batch(items, main, args.out, label=args.label or f"{args.script} {args.out}")
+    label = args.label or f"{args.script} {args.out}"
+    summary = run_batch(items, main, args.out, label=label, provenance=args.provenance.as_dict())
     cli.log.info("%d of %d items failed", summary["n_failed"], len(items))
 
 

@@ -16,7 +16,7 @@ Staging layout of one batch folder ``B`` (``results/.batches/<stage>/<study>/<n>
     B/<key>.error       only when the item failed: the one-line message(s) naming patient and file
     B/batch.json        per item: seconds of wall and CPU time, ok / failed
 
-A *study index* (:func:`write_index`) lists the per-patient folders of a study in one small file,
+A *study index* (:func:`folder_index`) lists the per-patient folders of a study in one small file,
 so a job that reads every patient (model training, the report) depends on one input instead of
 hundreds: Snakemake's scheduler re-measures the inputs of every waiting job each time it selects
 jobs, and hundreds of directories per waiting job kept one core busy during training.
@@ -99,6 +99,7 @@ def run_batch(
     *,
     label: str = "batch",
     progress_every_s: float = 10.0,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``main(item.argv)`` for every item in this process; one failure never stops the rest.
 
@@ -114,6 +115,7 @@ def run_batch(
         out: The staging folder (created).
         label: What the progress lines call the batch (stage, study, number).
         progress_every_s: Least interval between progress lines, in seconds.
+        provenance: The batch job's provenance record, stored in ``batch.json``.
 
     Returns:
         The summary also written to ``out/batch.json``: per item ``ok``, ``wall_s``, ``cpu_s``.
@@ -153,19 +155,20 @@ def run_batch(
         "n_failed": sum(not r["ok"] for r in records.values()),
         "wall_s": round(time.perf_counter() - start, 3),
     }
+    if provenance is not None:
+        summary["provenance"] = provenance
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def write_index(folders: Sequence[Path], out: Path) -> dict[str, Any]:
-    """List per-patient folders (their files and byte sizes) in one JSON file.
+def folder_index(folders: Sequence[Path]) -> dict[str, Any]:
+    """List per-patient folders: their files and byte sizes (what a study index file holds).
 
     Args:
         folders: The study's per-patient output folders, e.g. ``results/<study>/lesions/<p>``.
-        out: The index file.
 
     Returns:
-        The index: ``{"folders": {name: {relative file: size in bytes}}}``.
+        ``{"folders": {name: {relative file: size in bytes}}}``.
 
     Raises:
         OncoflowError: A folder does not exist (its path is named).
@@ -180,10 +183,7 @@ def write_index(folders: Sequence[Path], out: Path) -> dict[str, Any]:
             for p in sorted(folder.rglob("*"))
             if p.is_file()
         }
-    index = {"folders": entries}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    return index
+    return {"folders": entries}
 
 
 def script_main(path: Path) -> Callable[[Sequence[str]], int]:

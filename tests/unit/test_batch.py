@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oncoflow.batch import BatchItem, run_batch, script_main, write_index
+from oncoflow.batch import BatchItem, folder_index, run_batch, script_main
 from oncoflow.errors import OncoflowError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,9 @@ def test_one_bad_item_fails_alone(tmp_path):
     items = [
         BatchItem(p, [p, str(tmp_path / "b" / p / "x.txt")]) for p in ("A", "BAD", "RAISES", "C")
     ]
-    summary = run_batch(items, _main, tmp_path / "b", label="test", progress_every_s=0)
+    summary = run_batch(
+        items, _main, tmp_path / "b", label="test", progress_every_s=0, provenance={"x": 1}
+    )
     assert summary["n_failed"] == 2
     assert [summary["items"][k]["ok"] for k in ("A", "BAD", "RAISES", "C")] == [
         True,
@@ -54,6 +56,7 @@ def test_one_bad_item_fails_alone(tmp_path):
     record = json.loads((tmp_path / "b/batch.json").read_text())
     assert record["items"]["A"]["wall_s"] >= 0
     assert record["items"]["A"]["cpu_s"] >= 0
+    assert record["provenance"] == {"x": 1}
 
 
 def test_a_rerun_clears_an_old_error(tmp_path):
@@ -76,11 +79,10 @@ def test_index_lists_files_and_sizes(tmp_path):
     for patient, size in (("P1", 3), ("P2", 5)):
         (tmp_path / patient / "0").mkdir(parents=True)
         (tmp_path / patient / "0" / "a.npz").write_bytes(b"x" * size)
-    index = write_index([tmp_path / "P1", tmp_path / "P2"], tmp_path / "index.json")
+    index = folder_index([tmp_path / "P1", tmp_path / "P2"])
     assert index == {"folders": {"P1": {"0/a.npz": 3}, "P2": {"0/a.npz": 5}}}
-    assert json.loads((tmp_path / "index.json").read_text()) == index
     with pytest.raises(OncoflowError, match="P3"):
-        write_index([tmp_path / "P3"], tmp_path / "index.json")
+        folder_index([tmp_path / "P3"])
 
 
 def test_script_main_imports_a_stage_script():
