@@ -19,6 +19,9 @@ rule convert_batch:
         CONTAINERS["imaging"]
     params:
         batch_items=convert_batch_items,
+        # the settings again as plain values: Snakemake's params trigger reruns on their change
+        tilt=config["convert"]["tilt"],
+        uneven_spacing=config["convert"]["uneven_spacing"],
     message:
         "Converting the images of batch {wildcards.batch} of {wildcards.study}"
     shell:

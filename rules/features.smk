@@ -90,6 +90,7 @@ rule pet_batch:
         CONTAINERS["imaging"]
     params:
         batch_items=pet_batch_items,
+        threshold=pet_params,
     message:
         "PET metrics: batch {wildcards.batch} of {wildcards.study}"
     shell:
@@ -137,6 +138,10 @@ rule pathomics_batch:
         CONTAINERS["pathology"]
     params:
         batch_items=pathomics_batch_items,
+        tile_um=config["pathomics"]["tile_um"],
+        target_mpp=config["pathomics"]["target_mpp"],
+        max_tiles=config["pathomics"]["max_tiles"],
+        seed=config["seed"],
     message:
         "Pathomics: batch {wildcards.batch} of {wildcards.study}"
     shell:

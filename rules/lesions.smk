@@ -16,6 +16,8 @@ rule lesions_batch:
         CONTAINERS["imaging"]
     params:
         batch_items=lesion_batch_items,
+        settings=lesion_settings_json,
+        seed=config["seed"],
     message:
         "Lesion crops of batch {wildcards.batch} of {wildcards.study}"
     shell:

@@ -54,6 +54,9 @@ rule sample_ddpm_batch:
         gpu=1,
     params:
         batch_items=ddpm_batch_items,
+        options=ddpm_sampling_params,
+        seed=config["seed"],
+        device=config["device"],
     message:
         "Synthetic CTs of the masks of batch {wildcards.batch} of {wildcards.study}"
     shell:
