@@ -146,42 +146,94 @@ def _span(window: tuple[float, float] | None) -> float | None:
     return round(window[1] - window[0], 1) if window else None
 
 
-def bench_demo(scale: str, cores: int) -> dict:
-    """Wall time, stages, rule counts and scheduler CPU of one demo scale, then its no-op."""
+PER_PATIENT_RULES = (
+    # the rules of the per-patient stages (PER_PATIENT) and their study-level ends: with
+    # ``--until`` they run everything the training stage reads, and nothing of it
+    "harmonize",
+    "merge_features",
+    "study_index",
+    "radiomics",
+    "pet_metrics",
+    "pathomics",
+    "extract_lesions",
+    "convert_patient",
+    "make_folds",
+)
+
+PHASES: dict[str, list[tuple[str, list[str]]]] = {
+    # one invocation, as `make demo` runs it
+    "smoke": [("all", [])],
+    # three invocations, so the per-patient stages are timed alone (in one invocation the demo
+    # cohort writing and the first training jobs interleave with them); `make demo-full` runs
+    # the same DAG as one invocation, which can only overlap more
+    "full": [
+        ("cohort", ["--until", "validate_cohort"]),
+        ("per_patient", ["--until", *PER_PATIENT_RULES]),
+        ("rest", []),
+    ],
+}
+
+
+def _run_phase(
+    workdir: Path, cores: int, scale: str, extra: list[str]
+) -> tuple[float, str, CpuSampler]:
+    """One ``snakemake all`` invocation, its own CPU sampled: (wall, stdout, sampler)."""
+    args = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    args += ["all", "--directory", str(workdir), "--cores", str(cores), *SCALES[scale], *extra]
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
+    )
+    sampler = CpuSampler(proc.pid)
+    stdout, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.stop()
+    (workdir / f"snakemake.{len(list(workdir.glob('snakemake.*.log')))}.log").write_text(stdout)
+    if proc.returncode != 0:
+        msg = f"the {scale} demo failed in {workdir} ({' '.join(extra)}):\n{stdout[-3000:]}"
+        raise RuntimeError(msg)
+    return wall, stdout, sampler
+
+
+def bench_demo(scale: str, cores: int, keep: Path | None = None) -> dict:
+    """Wall time, stages, rule counts and scheduler CPU of one demo scale, then its no-op.
+
+    The run goes in a fresh temporary folder, or in ``keep`` (created; must not exist) to be
+    inspected or rescanned afterwards.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp) if keep is None else keep
+        workdir.mkdir(parents=True, exist_ok=keep is None)
         (workdir / "config.yaml").write_text(yaml.safe_dump(default_config(), sort_keys=False))
-        args = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-        args += ["all", "--directory", str(workdir), "--cores", str(cores), *SCALES[scale]]
-        begin, start = time.time(), time.perf_counter()
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
-        )
-        sampler = CpuSampler(proc.pid)
-        stdout, _ = proc.communicate()
-        wall = time.perf_counter() - start
-        sampler.stop()
-        if proc.returncode != 0:
-            msg = f"the {scale} demo failed in {workdir}:\n{stdout[-3000:]}"
-            raise RuntimeError(msg)
+        begin = time.time()
+        phases: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        samplers: list[CpuSampler] = []
+        for name, extra in PHASES[scale]:
+            wall, stdout, sampler = _run_phase(workdir, cores, scale, extra)
+            phases[name] = round(wall, 1)
+            samplers.append(sampler)
+            for rule, n in _rule_counts(stdout).items():
+                counts[rule] = counts.get(rule, 0) + n
         figures = stage_figures(workdir / "benchmarks", workdir / "results", begin)
         train = figures.pop("train_window")
         noop_s, noop = snakemake(workdir, "--cores", str(cores), *SCALES[scale])
         if "Nothing to be done" not in noop.stdout + noop.stderr:
             msg = f"the rerun after the {scale} demo was not a no-op"
             raise RuntimeError(msg)
-        counts = _rule_counts(stdout)
         patients = len(list((workdir / "results" / "converted").iterdir()))
-    share = sampler.share(train)
+    shares = [s.share(train) for s in samplers]
+    share = next((s for s in reversed(shares) if s is not None), None)
     return {
-        "wall_s": round(wall, 1),
+        "wall_s": round(sum(phases.values()), 1),
+        "phases_s": phases,
         "noop_rerun_s": round(noop_s, 2),
         **figures,
         "rules": counts,
         "jobs": sum(counts.values()),
         "patients": patients,
         "snakemake_cpu_share_training": round(share, 3) if share is not None else None,
-        "snakemake_cpu_s": round(sampler.samples[-1][1], 1) if sampler.samples else None,
+        "snakemake_cpu_s": round(sum(s.samples[-1][1] for s in samplers if s.samples), 1),
     }
 
 
@@ -453,6 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="recompute a scale's stage figures from a kept copy of its run folder, then write",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="run the demo scale(s) in DIR/<scale> (kept) instead of a temporary folder",
+    )
     args = parser.parse_args(argv)
     if args.render_readme:
         render_readme()
@@ -479,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown scale(s) {', '.join(unknown)}; choose from {', '.join(SCALES)}")
         for scale in SCALES:
             if scale in scales:
-                results[scale] = bench_demo(scale, args.cores)
+                keep = args.keep / scale if args.keep else None
+                results[scale] = bench_demo(scale, args.cores, keep)
             elif scale in previous:
                 results[scale] = previous[scale]
         measured = [results[s] for s in ("full", "smoke") if s in results]

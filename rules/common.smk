@@ -212,23 +212,31 @@ def all_converted():
 
 # --- batches of per-patient work (oncoflow.batch) -----------------------------------------------
 
-BATCH_PATIENTS = config.get("batch", {}).get("patients", 16)
+BATCH_PATIENTS = config.get("batch", {}).get("patients", 50)
 # threads of a training job (deep models, nnU-Net, DDPM); Snakemake caps it at --cores
 TRAIN_THREADS = config.get("train_threads", 2)
 BATCHES = "results/.batches"
 
 
 @cache
+@cache
 def _batches(study):
-    """The study's patients in sorted order, cut into chunks of batch.patients: the same chunks
-    for every per-patient stage, so lesion batch n reads conversion batch n's staging folder."""
+    """The study's patients in sorted order, cut into ceil(n / batch.patients) chunks of equal
+    size (+-1): the same chunks for every per-patient stage, so lesion batch n reads conversion
+    batch n's staging folder."""
     patients = sorted(IMAGES[study]["patient_id"].unique())
-    return [patients[i : i + BATCH_PATIENTS] for i in range(0, len(patients), BATCH_PATIENTS)]
+    n = -(-len(patients) // BATCH_PATIENTS)
+    bounds = [i * len(patients) // n for i in range(n + 1)]
+    return [patients[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 @cache
+def _batch_of(study):
+    return {p: n for n, chunk in enumerate(_batches(study)) for p in chunk}
+
+
 def _batch_number(study, patient):
-    return next(n for n, chunk in enumerate(_batches(study)) if patient in chunk)
+    return _batch_of(study)[patient]
 
 
 def _staging(stage, study, patient):

@@ -46,6 +46,9 @@ def test_software_versions_lists_oncoflow_and_installed_pins():
     assert versions["numpy"] == np.__version__
     assert "pyradiomics-bhklab" in versions
     assert "no-such-package" not in software_versions(("no-such-package",))
+    # read once per process, but each caller gets its own dict
+    versions["numpy"] = "edited"
+    assert software_versions()["numpy"] == np.__version__
 
 
 def test_hash_covers_settings_not_paths_or_identity(tmp_path):
