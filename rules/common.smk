@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
-validate(config, schema="../schemas/config.schema.yaml")
 
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the DAG helpers below use the library even without `pip install`
+
+from oncoflow.schemas import validate_config  # noqa: E402
+
+try:
+    validate_config(config)  # schemas/config.schema.yaml, defaults filled in
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
 
 from oncoflow.demo import plan_cohort  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402

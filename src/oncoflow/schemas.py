@@ -35,8 +35,37 @@ def load_schema(name: str) -> dict[str, Any]:
         The parsed JSON Schema.
     """
     path = schema_dir() / f"{name}.schema.yaml"
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~6x faster when present
     with path.open() as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=loader)  # noqa: S506 - a safe loader either way
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Validate a workflow config against ``schemas/config.schema.yaml``, filling its defaults.
+
+    The same check as ``snakemake.utils.validate(config, schema)`` (JSON Schema 2020-12, each
+    ``default`` of a property set where the key is absent, in place), without re-reading the
+    schema through a pure-Python YAML parser at every Snakemake start (~0.3 s of a no-op run).
+
+    Raises:
+        ValueError: The first violation, naming the config key (``studies.x.folds.k``) and the rule.
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(key, subschema["default"])
+        yield from Draft202012Validator.VALIDATORS["properties"](
+            validator, properties, instance, schema
+        )
+
+    filling = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    error = next(iter(filling(load_schema("config")).iter_errors(config)), None)
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise ValueError(f"config: {where}: {error.message}")
 
 
 def columns(table: str) -> list[str]:

@@ -90,3 +90,26 @@ def test_config_clinical_and_targets_are_table_columns():
     for name, study in config["studies"].items():
         assert set(study.get("clinical", [])) <= set(columns("clinical")), name
         assert set(study["targets"]) <= set(columns("outcomes")), name
+
+
+def test_validate_config_fills_the_same_defaults_as_snakemake_validate():
+    """The Snakefile's own validation (no pure-Python re-parse of the schema at every start)
+    fills exactly the defaults snakemake.utils.validate fills, and names the bad key."""
+    import copy
+
+    from snakemake.utils import validate
+
+    from oncoflow.schemas import validate_config
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    base["batch"] = {}
+    del base["evaluate"]["alpha"]
+    ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
+    validate_config(ours)
+    validate(theirs, schema=str(REPO / "schemas" / "config.schema.yaml"))
+    assert ours == theirs
+    assert ours["batch"]["patients"] == 50
+    assert ours["evaluate"]["alpha"] == 0.05
+    base["studies"]["nsclc_mmdls"]["folds"]["k"] = 1
+    with pytest.raises(ValueError, match=r"config: studies\.nsclc_mmdls\.folds\.k: 1 is less"):
+        validate_config(base)
