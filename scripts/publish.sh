@@ -11,7 +11,8 @@ shift 3
 mkdir -p "$(dirname "$log")"
 if [ -f "$staging/$key.log" ]; then cat "$staging/$key.log" > "$log"; else : > "$log"; fi
 if [ -f "$staging/$key.error" ]; then
-    cat "$staging/$key.error" >&2
+    # the job's stderr goes to LOG too: print only what the item's log does not already hold
+    grep -qxF -f "$staging/$key.error" "$log" || cat "$staging/$key.error" >&2
     exit 1
 fi
 while [ $# -ge 2 ]; do

@@ -113,7 +113,9 @@ def test_publish_links_outputs_or_fails_with_the_items_error(tmp_path):
     assert "working on A" in (tmp_path / "logs/A.log").read_text()
     bad = _publish(tmp_path, staging, "BAD", tmp_path / "logs/BAD.log", "BAD", tmp_path / "out/B")
     assert bad.returncode == 1
-    assert "patient BAD: images/BAD/ct.nii.gz" in bad.stderr
+    # the job's stderr is appended to the same log: the message reaches it exactly once
+    seen = (tmp_path / "logs/BAD.log").read_text() + bad.stderr
+    assert seen.count("patient BAD: images/BAD/ct.nii.gz") == 1
     assert not (tmp_path / "out/B").exists()
     missing = _publish(tmp_path, staging, "A", tmp_path / "l.log", "A/none", tmp_path / "o")
     assert missing.returncode == 1
