@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
 
+from oncoflow.deep.workflow import MODELS  # noqa: E402  (train_model's variants)
 from oncoflow.performance import (  # noqa: E402
     PER_PATIENT,
     PRE_TRAINING,
@@ -160,15 +161,47 @@ PER_PATIENT_RULES = (
     "make_folds",
 )
 
-PHASES: dict[str, list[tuple[str, list[str]]]] = {
+
+def _merged_config(scale: str) -> dict:
+    """config.yaml with the scale's config files merged over it (Snakemake's update rule)."""
+
+    def merge(base: dict, over: dict) -> dict:
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    config = default_config()
+    files = SCALES[scale][1::2]  # ["--configfile", path, ...]
+    for path in files:
+        merge(config, yaml.safe_load(Path(path).read_text()))
+    return config
+
+
+def first_fold_targets(scale: str) -> list[str]:
+    """The fold-0 model of every deep-model variant (train_model) of the scale's config."""
+    targets = []
+    for study, settings in _merged_config(scale)["studies"].items():
+        if not settings.get("enabled", True) or settings["model"] not in MODELS:
+            continue
+        for variant in settings.get("train", {}).get("ablation") or [settings["model"]]:
+            targets.append(f"results/{study}/train/{variant}/fold_0/model.pt")
+    return targets
+
+
+PHASES: dict[str, list[tuple[str, object]]] = {
     # one invocation, as `make demo` runs it
     "smoke": [("all", [])],
-    # three invocations, so the per-patient stages are timed alone (in one invocation the demo
-    # cohort writing and the first training jobs interleave with them); `make demo-full` runs
-    # the same DAG as one invocation, which can only overlap more
+    # invocations in the same folder, so the per-patient stages are timed alone (in one
+    # invocation the demo cohort writing and the first training jobs interleave with them) and
+    # fold 0 of each deep model is timed with nothing else running; `make demo-full` runs the
+    # same DAG as one invocation, which can only overlap more
     "full": [
         ("cohort", ["--until", "validate_cohort"]),
         ("per_patient", ["--until", *PER_PATIENT_RULES]),
+        ("first_folds", first_fold_targets),
         ("rest", []),
     ],
 }
@@ -196,13 +229,18 @@ def _run_phase(
 
 
 def bench_demo(
-    scale: str, cores: int, keep: Path | None = None, stop_after: str | None = None
+    scale: str,
+    cores: int,
+    keep: Path | None = None,
+    stop_after: str | None = None,
+    resume: dict | None = None,
 ) -> dict:
     """Wall time, stages, rule counts and scheduler CPU of one demo scale, then its no-op.
 
-    The run goes in a fresh temporary folder, or in ``keep`` (created; must not exist) to be
-    inspected or rescanned afterwards. ``stop_after`` names the last phase to run (the figures
-    of an incomplete run: ``completed`` false, no wall time or no-op).
+    The run goes in a fresh temporary folder, or in ``keep`` to be inspected or rescanned
+    afterwards. ``stop_after`` names the last phase to run (the figures of an incomplete run:
+    ``completed`` false, no wall time or no-op). ``resume`` (the figures of an incomplete run
+    kept in ``keep``) goes on with the phases it has not run.
     """
     names = [name for name, _ in PHASES[scale]]
     if stop_after is not None and stop_after not in names:
@@ -210,14 +248,17 @@ def bench_demo(
         raise ValueError(msg)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp) if keep is None else keep
-        workdir.mkdir(parents=True, exist_ok=keep is None)
+        workdir.mkdir(parents=True, exist_ok=keep is None or resume is not None)
         (workdir / "config.yaml").write_text(yaml.safe_dump(default_config(), sort_keys=False))
-        begin = time.time()
-        phases: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        begin = time.time() if resume is None else 0.0
+        phases: dict[str, float] = dict((resume or {}).get("phases_s", {}))
+        counts: dict[str, int] = dict((resume or {}).get("rules", {}))
         samplers: list[CpuSampler] = []
         for name, extra in PHASES[scale]:
-            wall, stdout, sampler = _run_phase(workdir, cores, scale, extra)
+            if name in phases:
+                continue
+            args = extra(scale) if callable(extra) else extra
+            wall, stdout, sampler = _run_phase(workdir, cores, scale, args)
             phases[name] = round(wall, 1)
             samplers.append(sampler)
             for rule, n in _rule_counts(stdout).items():
@@ -249,7 +290,11 @@ def bench_demo(
         "jobs": sum(counts.values()),
         "patients": patients,
         "snakemake_cpu_share_training": round(share, 3) if share is not None else None,
-        "snakemake_cpu_s": round(sum(s.samples[-1][1] for s in samplers if s.samples), 1),
+        "snakemake_cpu_s": round(
+            (resume or {}).get("snakemake_cpu_s", 0.0)
+            + sum(s.samples[-1][1] for s in samplers if s.samples),
+            1,
+        ),
     }
 
 
@@ -530,7 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stop-after",
         default=None,
-        help="science scale: stop after this phase (cohort, per_patient); an incomplete run",
+        help="science scale: stop after this phase (cohort, per_patient, first_folds)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the phases an incomplete science-scale run kept in --keep has not run",
     )
     parser.add_argument(
         "--keep",
@@ -566,7 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if scale in scales:
                 keep = args.keep / scale if args.keep else None
                 stop = args.stop_after if scale == "full" else None
-                results[scale] = bench_demo(scale, args.cores, keep, stop)
+                resume = previous.get(scale) if args.resume else None
+                if resume is not None and (resume.get("completed", True) or keep is None):
+                    parser.error(f"--resume: no incomplete {scale} run kept in --keep")
+                results[scale] = bench_demo(scale, args.cores, keep, stop, resume)
             elif scale in previous:
                 results[scale] = previous[scale]
         measured = [results[s] for s in ("full", "smoke") if results.get(s, {}).get("noop_rerun_s")]
