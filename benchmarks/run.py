@@ -147,21 +147,6 @@ def _span(window: tuple[float, float] | None) -> float | None:
     return round(window[1] - window[0], 1) if window else None
 
 
-PER_PATIENT_RULES = (
-    # the rules of the per-patient stages (PER_PATIENT) and their study-level ends: with
-    # ``--until`` they run everything the training stage reads, and nothing of it
-    "harmonize",
-    "merge_features",
-    "study_index",
-    "radiomics",
-    "pet_metrics",
-    "pathomics",
-    "extract_lesions",
-    "convert_patient",
-    "make_folds",
-)
-
-
 def _merged_config(scale: str) -> dict:
     """config.yaml with the scale's config files merged over it (Snakemake's update rule)."""
 
@@ -193,16 +178,18 @@ def first_fold_targets(scale: str) -> list[str]:
 
 PHASES: dict[str, list[tuple[str, object]]] = {
     # one invocation, as `make demo` runs it
-    "smoke": [("all", [])],
+    "smoke": [("all", ["all"])],
     # invocations in the same folder, so the per-patient stages are timed alone (in one
     # invocation the demo cohort writing and the first training jobs interleave with them) and
     # fold 0 of each deep model is timed with nothing else running; `make demo-full` runs the
     # same DAG as one invocation, which can only overlap more
     "full": [
-        ("cohort", ["--until", "validate_cohort"]),
-        ("per_patient", ["--until", *PER_PATIENT_RULES]),
+        ("cohort", ["all", "--until", "validate_cohort"]),
+        # the workflow's own target rules (`--until` with these rules hits Snakemake's
+        # "Out of jobs ready to be started" bug, snakemake#823)
+        ("per_patient", ["convert", "lesions", "features"]),
         ("first_folds", first_fold_targets),
-        ("rest", []),
+        ("rest", ["all"]),
     ],
 }
 
@@ -212,7 +199,7 @@ def _run_phase(
 ) -> tuple[float, str, CpuSampler]:
     """One ``snakemake all`` invocation, its own CPU sampled: (wall, stdout, sampler)."""
     args = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-    args += ["all", "--directory", str(workdir), "--cores", str(cores), *SCALES[scale], *extra]
+    args += ["--directory", str(workdir), "--cores", str(cores), *SCALES[scale], *extra]
     start = time.perf_counter()
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
