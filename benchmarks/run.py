@@ -199,7 +199,8 @@ def _run_phase(
 ) -> tuple[float, str, CpuSampler]:
     """One ``snakemake all`` invocation, its own CPU sampled: (wall, stdout, sampler)."""
     args = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-    args += ["--directory", str(workdir), "--cores", str(cores), *SCALES[scale], *extra]
+    # targets first: --configfile and --until take every word up to the next option
+    args += [*extra, "--directory", str(workdir), "--cores", str(cores), *SCALES[scale]]
     start = time.perf_counter()
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
