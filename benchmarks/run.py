@@ -459,8 +459,9 @@ def write_table(results: dict, cores: int) -> str:
     lines = [
         "# oncoflow performance suite",
         "",
-        f"`python benchmarks/run.py --cores {cores} --scales {results.get('scales', 'smoke')}`"
-        f" on {results['machine']} ({results.get('date', '')}).",
+        f"`{results.get('command') or f'python benchmarks/run.py --cores {cores}'}`"
+        + (f", then `{results['rescan']}`" if results.get("rescan") else "")
+        + f" on {results['machine']} ({results.get('date', '')}).",
         "",
         "| measure | goal | measured | met |",
         "|---|---|---|---|",
@@ -504,12 +505,10 @@ def write_table(results: dict, cores: int) -> str:
                 f"## {scale} scale: stopped before its end; the jobs that finished "
                 f"(`--rescan {scale}=DIR`)"
             )
-        lines += [
-            "",
-            heading,
-            "",
-            format_table([_StageRow(**row) for row in run["stages"]]),
-        ]
+        lines += ["", heading, ""]
+        if run.get("command"):
+            lines += [f"Measured by `{run['command']}`.", ""]
+        lines.append(format_table([_StageRow(**row) for row in run["stages"]]))
         if "rules" in run:
             lines += [
                 "",
@@ -590,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rescan:
         scale, _, folder = args.rescan.partition("=")
         rescan(scale, Path(folder), previous)
+        previous["rescan"] = f"python benchmarks/run.py --rescan {args.rescan}"
         previous_file.write_text(json.dumps(previous, indent=2) + "\n")
         (HERE / "results.md").write_text(write_table(previous, previous["cores"]))
         render_readme()
@@ -598,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["date"] = time.strftime("%Y-%m-%d")
     results["cores"] = args.cores
     results["scales"] = args.scales
+    results["command"] = " ".join(["python benchmarks/run.py", *(argv or sys.argv[1:])])
     if args.skip_demo:
         results.update({k: previous[k] for k in ("smoke", "full", "noop_rerun_s") if k in previous})
     else:
@@ -613,6 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if resume is not None and (resume.get("completed", True) or keep is None):
                     parser.error(f"--resume: no incomplete {scale} run kept in --keep")
                 results[scale] = bench_demo(scale, args.cores, keep, stop, resume)
+                results[scale]["command"] = results["command"]
             elif scale in previous:
                 results[scale] = previous[scale]
         measured = [results[s] for s in ("full", "smoke") if results.get(s, {}).get("noop_rerun_s")]
