@@ -5,7 +5,9 @@ Measures, on this machine, in one run:
 * **both demo scales** - ``snakemake --cores N`` in a fresh folder on the smoke-scale demo
   (``config.yaml``, goal <= 10 min on 2 cores) and, with ``--scales smoke,full``, the
   science-scale demo
-  (``--configfile config/demo-full.yaml``, goal <= 45 min); per stage the span, the summed job
+  (``--configfile config/demo-full.yaml``, goal <= 45 min; run as the invocations of
+  :data:`PHASES`, so the per-patient stages and fold 0 of each deep model are timed alone;
+  ``--stop-after``/``--resume`` split it over several calls); per stage the span, the summed job
   wall and CPU seconds and, for batched per-patient stages, the CPU seconds per patient
   (:mod:`oncoflow.performance`); the time to the end of the last pre-training stage (goal <= 300 s
   at science scale); the jobs run per rule (every rule of the DAG must run); and the CPU time
@@ -25,8 +27,8 @@ Every figure is also written to ``benchmarks/results.json``; the README's perfor
 rendered from ``results.md`` (``python benchmarks/run.py --render-readme`` only re-renders).
 
 Usage:
-    python benchmarks/run.py [--cores 2] [--scales smoke,full] [--skip-demo] [--rerun-micro]
-        [--render-readme]
+    python benchmarks/run.py [--cores 2] [--scales smoke,full] [--stop-after PHASE] [--keep DIR]
+        [--resume] [--skip-demo] [--rerun-micro] [--render-readme] [--rescan SCALE=DIR]
 """
 
 from __future__ import annotations
