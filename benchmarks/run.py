@@ -150,20 +150,12 @@ def _span(window: tuple[float, float] | None) -> float | None:
 
 
 def _merged_config(scale: str) -> dict:
-    """config.yaml with the scale's config files merged over it (Snakemake's update rule)."""
-
-    def merge(base: dict, over: dict) -> dict:
-        for key, value in over.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-        return base
+    """config.yaml with the scale's config files merged over it, as Snakemake merges them."""
+    from snakemake.utils import update_config
 
     config = default_config()
-    files = SCALES[scale][1::2]  # ["--configfile", path, ...]
-    for path in files:
-        merge(config, yaml.safe_load(Path(path).read_text()))
+    for path in SCALES[scale][1::2]:  # ["--configfile", path, ...]
+        update_config(config, yaml.safe_load(Path(path).read_text()))
     return config
 
 

@@ -223,7 +223,6 @@ BATCHES = "results/.batches"
 
 
 @cache
-@cache
 def _batches(study):
     """The study's patients in sorted order, cut into ceil(n / batch.patients) chunks of equal
     size (+-1): the same chunks for every per-patient stage, so lesion batch n reads conversion
