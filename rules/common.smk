@@ -261,6 +261,16 @@ def batch_numbers(study, patients):
     return sorted({_batch_number(study, p) for p in patients})
 
 
+def convert_priority(wildcards):
+    """Scheduling priority of a conversion batch: 1 where the study's features wait for it.
+
+    Radiomics and pathomics batches are the longest per-patient jobs (rule priority 2), so they
+    start first, as soon as their inputs exist; otherwise the per-patient phase ends with one
+    long feature batch running alone on a machine with idle cores.
+    """
+    return 1 if STUDIES[wildcards.study].get("radiomics") else 0
+
+
 def publish_input(stage):
     """Input function: the staging folder of the batch that ran this job's patient."""
 

@@ -13,6 +13,8 @@ rule convert_batch:
         "logs/convert/batches/{study}/{batch}.log",
     benchmark:
         "benchmarks/convert/batches/{study}/{batch}.tsv"
+    # first the studies whose feature batches wait for it
+    priority: convert_priority
     conda:
         "../envs/imaging.yaml"
     container:
@@ -43,6 +45,8 @@ rule convert_patient:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
+    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+    threads: 0
     message:
         "Converted images of patient {wildcards.patient}"
     shell:

@@ -36,6 +36,8 @@ rule radiomics_batch:
         "logs/features/radiomics/{study}/batches/{batch}.log",
     benchmark:
         "benchmarks/features/radiomics/{study}/batches/{batch}.tsv"
+    # the longest batches start first (oncoflow.batch)
+    priority: 2
     conda:
         "../envs/radiomics.yaml"
     container:
@@ -64,6 +66,8 @@ rule radiomics:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
+    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+    threads: 0
     params:
         key="{patient}/{tp}_{stem}_label{label}",
     message:
@@ -112,6 +116,8 @@ rule pet_metrics:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
+    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+    threads: 0
     params:
         key="{patient}/{tp}_{stem}_label{label}",
     message:
@@ -132,6 +138,8 @@ rule pathomics_batch:
         "logs/features/pathomics/{study}/batches/{batch}.log",
     benchmark:
         "benchmarks/features/pathomics/{study}/batches/{batch}.tsv"
+    # the longest batches start first (oncoflow.batch)
+    priority: 2
     conda:
         "../envs/pathology.yaml"
     container:
@@ -163,6 +171,8 @@ rule pathomics:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
+    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+    threads: 0
     message:
         "Pathomics of the slide of {wildcards.patient}"
     shell:

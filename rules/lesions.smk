@@ -39,6 +39,8 @@ rule extract_lesions:
         "../envs/imaging.yaml"
     container:
         CONTAINERS["imaging"]
+    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+    threads: 0
     message:
         "Lesion crops of {wildcards.patient} ({wildcards.study})"
     shell:

@@ -78,6 +78,8 @@ rule sample_ddpm:
         "../envs/torch.yaml"
     container:
         CONTAINERS["torch"]
+    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+    threads: 0
     message:
         "Synthetic CT of {wildcards.patient}'s masks ({wildcards.study})"
     shell:

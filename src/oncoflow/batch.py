@@ -9,6 +9,11 @@ that patient's own error message. So
 per-patient outputs, reruns of a deleted output, and per-patient errors under ``--keep-going``
 stay as they were; a broken file costs its patient, not the batch.
 
+Scheduling: a publish job declares ``threads: 0`` (it links a few files), so hundreds of them
+never hold the cores that batch jobs wait for; and the longest batches (radiomics, pathomics,
+then the conversion batches that feed radiomics) carry a higher ``priority`` so that they start
+first and the stage does not end with one long batch running alone.
+
 Staging layout of one batch folder ``B`` (``results/.batches/<stage>/<study>/<n>``)::
 
     B/<key>...          what the item's command wrote (its --out paths point here)
