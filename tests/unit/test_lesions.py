@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import SimpleITK as sitk
 
 from oncoflow.errors import FeatureError
 from oncoflow.lesions.crops import crop_square, lesion_box, max_inplane_extent_mm
-from oncoflow.lesions.extract import LesionSettings, extract_patient
+from oncoflow.lesions.extract import LesionSettings, extract_patient, write_npz
 
 SHAPE = (20, 64, 64)  # z, y, x
 SPACING_XYZ = (1.5, 1.5, 4.0)
@@ -166,3 +167,23 @@ def test_predicted_masks_replace_the_given_ones(patient, tmp_path):
     (predicted / "P1_tp1.nii.gz").unlink()
     with pytest.raises(FeatureError, match=r"patient P1, time point 1: no predicted mask P1_tp1"):
         extract_patient(patient, "P1", settings, tmp_path / "pred2", predicted_masks=[predicted])
+
+
+def test_npz_is_readable_and_the_same_bytes_every_run(tmp_path) -> None:
+    arrays = {
+        "patient_id": np.array("P1"),
+        "timepoint": np.int64(2),
+        "CT/lesion": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "CT/slices": np.array([3, 4]),
+    }
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    write_npz(first, arrays)
+    time.sleep(2.1)  # zip entry times have a resolution of 2 s
+    write_npz(second, arrays)
+    assert first.read_bytes() == second.read_bytes()
+    with np.load(first) as data:
+        assert sorted(data.files) == sorted(arrays)
+        assert str(data["patient_id"]) == "P1"
+        assert int(data["timepoint"]) == 2
+        np.testing.assert_array_equal(data["CT/lesion"], arrays["CT/lesion"])
+        assert data["CT/lesion"].dtype == np.float32

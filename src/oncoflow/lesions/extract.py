@@ -35,6 +35,7 @@ plus ``patient_id``, ``timepoint`` and ``stems``.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,25 @@ def _predicted_mask(folders: Sequence[Path], patient: str, tp: int) -> Path | No
     raise FeatureError(msg)
 
 
+def write_npz(path: Path, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` as an ``.npz`` that :func:`numpy.load` reads, the same bytes every run.
+
+    Unlike :func:`numpy.savez` the zip entries carry a fixed date (1980-01-01) instead of the
+    time of writing, so a rerun reproduces the file byte for byte. Entries are stored, not
+    deflated: deflating float crops took ~45 % of the lesion stage's CPU time for files only
+    ~1.5x smaller.
+
+    Args:
+        path: The ``.npz`` file to write (replaced if present).
+        arrays: Entry name (without ``.npy``) -> array or scalar.
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, value in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(entry, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
+
+
 def extract_patient(
     converted: Path,
     patient: str,
@@ -319,7 +339,7 @@ def extract_patient(
             for key, value in _stem_arrays(volume, lesion, sides[stem], settings, rng).items():
                 arrays[f"{stem}/{key}"] = value
         path = out_dir / f"{tp}.npz"
-        np.savez_compressed(path, **arrays)
+        write_npz(path, arrays)
         n = {s: len(arrays[f"{s}/slices"]) for s in stems}
         log.info("patient %s, time point %d: lesion slices %s -> %s", patient, tp, n, path)
         written.append(path)
