@@ -45,6 +45,14 @@ PER_PATIENT = ("convert", "lesions", "features", "harmonize")
 validation come before them)."""
 
 
+CPU_NOTE = (
+    "Job CPU is Snakemake's sampled figure (every second at first, then every 30 s), so it misses"
+    " the last interval of each job: a lower bound. CPU per item is measured inside the batch"
+    " process (`batch.json`)."
+)
+"""The footnote of :func:`format_table`: how far to trust each CPU column."""
+
+
 @dataclass(frozen=True)
 class JobTime:
     """One job's benchmark record: its stage, start and end (epoch seconds), wall and CPU."""
@@ -151,6 +159,23 @@ def stage_window(jobs: Iterable[JobTime], stage: str | Iterable[str]) -> tuple[f
     return min(j.start for j in group), max(j.end for j in group)
 
 
+def cores_busy(stages: Iterable[dict], names: Iterable[str], wall: float, cores: int) -> float:
+    """Share of a phase's core time that the jobs of its stages used.
+
+    ``sum(job_wall_s of the stages in names) / (wall * cores)``: 1 when every core ran a job for
+    the whole phase; idle cores, scheduling gaps and one long last job lower it.
+
+    Args:
+        stages: Rows of :func:`as_dicts` (``stage`` and ``job_wall_s`` are read).
+        names: The stages of the phase, e.g. :data:`PER_PATIENT`.
+        wall: Wall seconds of the phase.
+        cores: Cores the run was given.
+    """
+    wanted = set(names)
+    used = sum(float(row["job_wall_s"]) for row in stages if row["stage"] in wanted)
+    return round(used / (wall * cores), 3)
+
+
 def format_table(table: list[StageTime]) -> str:
     """A Markdown table of :func:`stage_times` (what ``make demo`` prints at the end)."""
     lines = [
@@ -164,6 +189,7 @@ def format_table(table: list[StageTime]) -> str:
             f"| {row.stage} | {row.jobs} | {row.span_s:.1f} | {row.job_wall_s:.1f} | "
             f"{row.job_cpu_s:.1f} | {item} |"
         )
+    lines += ["", CPU_NOTE]
     return "\n".join(lines)
 
 

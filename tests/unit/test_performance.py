@@ -9,6 +9,7 @@ import pytest
 
 from oncoflow.performance import (
     batch_items,
+    cores_busy,
     format_table,
     read_benchmarks,
     stage_times,
@@ -54,3 +55,13 @@ def test_stage_figures_from_benchmark_files(tmp_path):
     assert until_end_of(jobs, ["demo", "convert"], start=980.0) == 22.0
     text = format_table(table)
     assert "| convert | 2 | 12.0 | 14.0 | 11.0 | 2 | 1.00 |" in text
+
+
+def test_cores_busy_is_job_wall_over_phase_core_time() -> None:
+    rows = [
+        {"stage": "convert", "job_wall_s": 150.0},
+        {"stage": "features", "job_wall_s": 240.0},
+        {"stage": "train", "job_wall_s": 999.0},  # not in the phase
+    ]
+    # (150 + 240) / (300 s x 2 cores)
+    assert cores_busy(rows, ["convert", "features"], 300.0, 2) == 0.65
