@@ -253,6 +253,8 @@ def bench_demo(
         figures = stage_figures(workdir / "benchmarks", workdir / "results", begin)
         if "per_patient" in phases:  # timed alone: its own wall, publish jobs included
             figures["conversion_to_combat_s"] = phases["per_patient"]
+            # the phases before training, without the pauses between invocations
+            figures["pre_training_s"] = round(phases.get("cohort", 0.0) + phases["per_patient"], 1)
             figures["per_patient_cores_busy"] = cores_busy(
                 figures["stages"], PER_PATIENT, phases["per_patient"], cores
             )
@@ -433,7 +435,13 @@ GOALS: list[tuple[str, str, str, float, str]] = [
         0.10,
         "",
     ),
-    ("noop_rerun_s", "no-op rerun after the demo (`noop_scale` in the JSON)", "<=", 3.0, "s"),
+    (
+        "noop_rerun_s",
+        "no-op rerun after the demo (science scale where measured: `noop_scale` in the JSON)",
+        "<=",
+        3.0,
+        "s",
+    ),
     ("dag_build_s", f"dry-run DAG build, {N_PATIENTS}-patient cohort", "<=", 10.0, "s"),
     ("jobs_per_patient", "jobs per patient (1,000-patient DAG)", "<=", 10.0, ""),
     ("radiomics_speed_ratio", "radiomics speed vs bare pyradiomics", ">=", 0.95, ""),
@@ -452,6 +460,7 @@ REFERENCES: list[tuple[str, str, str]] = [
         "",
     ),
     ("smoke.conversion_to_combat_s", "smoke scale: conversion -> ComBat", "s"),
+    ("smoke.noop_rerun_s", "smoke scale: no-op rerun after `make demo`", "s"),
     (
         "smoke.snakemake_cpu_share_training",
         "smoke scale: Snakemake's own CPU while training jobs run (short jobs end every ~1 s)",
@@ -460,6 +469,11 @@ REFERENCES: list[tuple[str, str, str]] = [
     ("smoke.longest_train_job_s", "smoke scale: longest deep-model fold", "s"),
     ("snakemake_floor_s", "Snakemake start-up, one-rule no-op (the floor)", "s"),
 ]
+
+
+def _figure(value: float) -> str:
+    """Three significant digits, without an exponent for figures of 1,000 and more."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def _get(results: dict, key: str):
@@ -489,13 +503,12 @@ def write_table(results: dict, cores: int) -> str:
             lines.append(f"| {label} | {op} {goal:g} {unit} | not measured | - |")
             continue
         met = value <= goal if op == "<=" else value >= goal
-        lines.append(
-            f"| {label} | {op} {goal:g} {unit} | {value:.3g} {unit} | {'yes' if met else 'no'} |"
-        )
+        verdict = "yes" if met else "no"
+        lines.append(f"| {label} | {op} {goal:g} {unit} | {_figure(value)} {unit} | {verdict} |")
     for key, label, unit in REFERENCES:
         value = _get(results, key)
         if value is not None:
-            lines.append(f"| reference: {label} | - | {value:.3g} {unit} | - |")
+            lines.append(f"| reference: {label} | - | {_figure(value)} {unit} | - |")
     floor = results.get("snakemake_floor_s")
     if floor:
         for key, label in (("noop_rerun_s", "no-op"), ("dag_build_s", "DAG build")):
