@@ -216,7 +216,7 @@ def all_converted():
 
 # --- batches of per-patient work (oncoflow.batch) -----------------------------------------------
 
-BATCH_PATIENTS = config.get("batch", {}).get("patients", 50)
+BATCH_PATIENTS = config["batch"]["patients"]  # default in the schema
 # threads of a training job (deep models, nnU-Net, DDPM); Snakemake caps it at --cores
 TRAIN_THREADS = config.get("train_threads", 2)
 BATCHES = "results/.batches"
