@@ -251,13 +251,7 @@ def bench_demo(
             if name == stop_after:
                 break
         figures = stage_figures(workdir / "benchmarks", workdir / "results", begin)
-        if "per_patient" in phases:  # timed alone: its own wall, publish jobs included
-            figures["conversion_to_combat_s"] = phases["per_patient"]
-            # the phases before training, without the pauses between invocations
-            figures["pre_training_s"] = round(phases.get("cohort", 0.0) + phases["per_patient"], 1)
-            figures["per_patient_cores_busy"] = cores_busy(
-                figures["stages"], PER_PATIENT, phases["per_patient"], cores
-            )
+        figures.update(phase_figures(figures["stages"], phases, cores))
         train = figures.pop("train_window")
         completed = len(phases) == len(names)
         noop_s = None
@@ -323,15 +317,28 @@ def rescan(scale: str, folder: Path, results: dict) -> None:
     figures.pop("train_window")
     if scale not in results:  # a run stopped before its end: stage figures of its finished part
         results[scale] = {"completed": False}
-    per_patient = results[scale].get("phases_s", {}).get("per_patient")
-    if per_patient is not None:  # timed alone (bench_demo)
-        figures["conversion_to_combat_s"] = per_patient
-        cores = results[scale].get("cores")
-        if cores:
-            figures["per_patient_cores_busy"] = cores_busy(
-                figures["stages"], PER_PATIENT, per_patient, cores
-            )
+    phases = results[scale].get("phases_s", {})
+    figures.update(phase_figures(figures["stages"], phases, results[scale].get("cores")))
     results[scale].update(figures)
+
+
+def phase_figures(stages: list[dict], phases: dict[str, float], cores: int | None) -> dict:
+    """Figures of a science-scale run timed in invocations (:data:`PHASES`).
+
+    The per-patient invocation ran alone, so its own wall (publish jobs included) is the
+    conversion -> ComBat time, and cohort + per-patient the time before training (without the
+    pauses between invocations); ``cores busy`` needs the cores the run had. Empty without it.
+    """
+    per_patient = phases.get("per_patient")
+    if per_patient is None:
+        return {}
+    figures = {
+        "conversion_to_combat_s": per_patient,
+        "pre_training_s": round(phases.get("cohort", 0.0) + per_patient, 1),
+    }
+    if cores:
+        figures["per_patient_cores_busy"] = cores_busy(stages, PER_PATIENT, per_patient, cores)
+    return figures
 
 
 def bench_floor(repeats: int = NOOP_REPEATS) -> dict[str, float]:

@@ -218,7 +218,7 @@ def all_converted():
 
 BATCH_PATIENTS = config["batch"]["patients"]  # default in the schema
 # threads of a training job (deep models, nnU-Net, DDPM); Snakemake caps it at --cores
-TRAIN_THREADS = config.get("train_threads", 2)
+TRAIN_THREADS = config["train_threads"]
 BATCHES = "results/.batches"
 
 
