@@ -110,6 +110,9 @@ def test_real_nnunet_layout_and_trainer(run):
     assert re.search(
         r"nnUNetv2_train 501 3d_fullres 0 -tr oncoflowMultitaskTrainer -p oncoflowCPUPlans", log
     )
+    # on a CPU the fold keeps to the rule's threads (train_threads: 1) and augments in-process
+    training_log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
+    assert "CPU training: 1 torch thread(s), 0 augmentation worker process(es)" in training_log
     prep = run / NN / "nnUNet_preprocessed/Dataset501_PancreasMultitask"
     plans = json.loads((prep / "oncoflowCPUPlans.json").read_text())
     planned = json.loads((prep / "nnUNetResEncUNetMPlans.json").read_text())

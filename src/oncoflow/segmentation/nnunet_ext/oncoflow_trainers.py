@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast, nn
 
@@ -45,10 +46,13 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "mirroring": True,
     "initial_lr": 0.01,
     "final_validation": True,
+    "plot_every": 1,
 }
 """Production schedule (nnU-Net defaults + seed 001's phases); ``ONCOFLOW_TRAINER_SETTINGS``
 overrides any key. ``final_validation: false`` skips nnU-Net's own prediction of the validation
-cases after training (oncoflow's predict rule predicts them anyway, with the head)."""
+cases after training (oncoflow's predict rule predicts them anyway, with the head).
+``plot_every: n`` redraws ``progress.png`` every n epochs and after the last (nnU-Net: every
+epoch, ~0.7 s of matplotlib per epoch on a CPU)."""
 
 SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
 
@@ -65,6 +69,11 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         device: torch.device = torch.device("cuda"),  # noqa: B008 - nnU-Net's signature
     ):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if self.device.type == "cpu" and threads.isdigit():
+            # nnUNetv2_train gives torch every core of the machine; a job keeps to the cores
+            # Snakemake gave it (OMP_NUM_THREADS = the rule's threads).
+            torch.set_num_threads(max(1, int(threads)))
         settings = {**DEFAULT_SCHEDULE, **json.loads(os.environ.get(SETTINGS_VARIABLE) or "{}")}
         self.schedule = settings
         self.num_epochs = int(settings["epochs"])
@@ -84,6 +93,18 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         self._val_probs: dict[str, list[np.ndarray]] = defaultdict(list)
         for key in ("cls_losses", "val_macro_f1", "selection_score"):
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
+        self._plot_every_n(max(1, int(settings["plot_every"])))
+
+    def _plot_every_n(self, every: int) -> None:
+        """Redraw ``progress.png`` after every ``every``-th epoch and after the last one."""
+        plot = self.logger.plot_progress_png
+
+        def plot_sometimes(output_folder: str) -> None:
+            done = self.current_epoch + 1  # nnU-Net plots before it advances the counter
+            if done % every == 0 or done >= self.num_epochs:
+                plot(output_folder)
+
+        self.logger.plot_progress_png = plot_sometimes
 
     @staticmethod
     def build_network_architecture(
@@ -134,6 +155,11 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
     def on_train_start(self):
         """nnU-Net's start, then class-weighted cross-entropy from the fold's training cases."""
         super().on_train_start()
+        if self.device.type == "cpu":
+            self.print_to_log_file(
+                f"CPU training: {torch.get_num_threads()} torch thread(s), "
+                f"{get_allowed_n_proc_DA()} augmentation worker process(es)"
+            )
         train_keys, _ = self.do_split()
         missing = [k for k in train_keys if k not in self.case_classes]
         if missing:
