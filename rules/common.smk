@@ -727,9 +727,11 @@ def nnunet_dataset_json(wildcards):
     return _nnunet_json(wildcards.study, NNUNET_DATASET_KEYS)
 
 
-def nnunet_plan_json(wildcards):
-    """The keys planning uses: a new training schedule does not re-plan."""
-    return _nnunet_json(wildcards.study, NNUNET_PLAN_KEYS)
+def nnunet_plan_json(wildcards, threads):
+    """The keys planning uses (a new training schedule does not re-plan), with as many
+    preprocessing processes as the job has threads."""
+    settings = {k: v for k, v in nnunet_settings(wildcards.study).items() if k in NNUNET_PLAN_KEYS}
+    return shlex.quote(json.dumps({**settings, "processes": threads}))
 
 
 def _nnunet_dataset(study):

@@ -48,7 +48,9 @@ rule nnunet_plan:
         "../envs/nnunet.yaml"
     container:
         CONTAINERS["nnunet"]
-    threads: 2
+    # no wider than the training jobs: on 2 cores a 2-thread job waits until no 1-thread job is
+    # left to start (the plan waited for the whole training stage of the science-scale demo)
+    threads: TRAIN_THREADS
     params:
         settings=nnunet_plan_json,
     message:

@@ -20,7 +20,7 @@ rule train_net_survival:
         "../envs/survival.yaml"
     container:
         CONTAINERS["survival"]
-    threads: 4
+    threads: TRAIN_THREADS
     params:
         cohort=study_cohort,
         features=feature_arguments,
