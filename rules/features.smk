@@ -9,6 +9,8 @@ rule make_folds:
         "logs/folds/{study}.log",
     benchmark:
         "benchmarks/folds/{study}.tsv"
+    # study bookkeeping opens the long training chains (nnU-Net, DDPM): before any training job
+    priority: 10
     conda:
         "../envs/imaging.yaml"
     container:

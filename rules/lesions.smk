@@ -58,6 +58,8 @@ rule study_index:
         "logs/index/{study}/{stage}.log",
     wildcard_constraints:
         stage="lesions|converted",
+    # study bookkeeping opens the long training chains (nnU-Net, DDPM): before any training job
+    priority: 10
     localrule: True
     conda:
         "../envs/imaging.yaml"
