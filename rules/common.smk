@@ -710,11 +710,11 @@ NNUNET_DATASET_KEYS = ("dataset_id", "dataset_name", "channels", "label", "regio
 NNUNET_PLAN_KEYS = (*NNUNET_DATASET_KEYS, "planner", "configuration", "plans", "head", "processes")
 
 
-def _nnunet_json(study, keys=None):
+def _nnunet_json(study, keys=None, **overrides):
     settings = nnunet_settings(study)
     if keys is not None:
         settings = {k: v for k, v in settings.items() if k in keys}
-    return shlex.quote(json.dumps(settings))
+    return shlex.quote(json.dumps({**settings, **overrides}))
 
 
 def nnunet_settings_json(wildcards):
@@ -730,8 +730,7 @@ def nnunet_dataset_json(wildcards):
 def nnunet_plan_json(wildcards, threads):
     """The keys planning uses (a new training schedule does not re-plan), with as many
     preprocessing processes as the job has threads."""
-    settings = {k: v for k, v in nnunet_settings(wildcards.study).items() if k in NNUNET_PLAN_KEYS}
-    return shlex.quote(json.dumps({**settings, "processes": threads}))
+    return _nnunet_json(wildcards.study, NNUNET_PLAN_KEYS, processes=threads)
 
 
 def _nnunet_dataset(study):
