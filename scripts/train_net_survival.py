@@ -23,7 +23,7 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.artefacts import save_artefact
 from oncoflow.errors import OncoflowError
-from oncoflow.studies.net_survival import (
+from oncoflow.survival.protocol import (
     MODEL_SETS,
     load_fold_features,
     load_inputs,

@@ -11,6 +11,10 @@ class OncoflowError(Exception):
     """
 
 
+class ConfigError(OncoflowError):
+    """A study's config block or its recipe is invalid (unknown recipe, model or setting)."""
+
+
 class CohortError(OncoflowError):
     """A cohort table or one of the files it points to is invalid."""
 

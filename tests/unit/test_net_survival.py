@@ -9,7 +9,7 @@ from lifelines.utils import concordance_index
 
 from oncoflow.demo.net_survival import NetSurvival
 from oncoflow.errors import ModelError
-from oncoflow.studies.net_survival import (
+from oncoflow.survival.protocol import (
     APPLY_SPLIT,
     MODEL_SETS,
     PERMUTATION_COLUMN,

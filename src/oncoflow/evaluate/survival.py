@@ -2,7 +2,7 @@
 
 Rows: ``patient_id, split, fold, target, time, event, risk`` (risk: higher = earlier event), plus
 optionally ``model`` (several models in one file), ``permutation`` (negative-control runs, see
-:mod:`oncoflow.studies.net_survival`) and ``survival_<t>`` columns: the predicted probability
+:mod:`oncoflow.survival.protocol`) and ``survival_<t>`` columns: the predicted probability
 ``S(t | x)`` of being event-free at ``t`` (same unit as ``time``, days in oncoflow), needed for the
 Brier score.
 

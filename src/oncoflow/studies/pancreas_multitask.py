@@ -1,0 +1,17 @@
+"""Recipe ``pancreas_multitask``: nnU-Net ResEncM with a subtype head (seed 001).
+
+Reads the CT and its pancreas / lesion mask; nnU-Net plans, trains and predicts the segmentation
+and a classification head predicts the lesion subtype (multi-class) from the lesion ROI. The
+segmentation family: :mod:`oncoflow.segmentation`.
+"""
+
+from oncoflow.studies.recipe import Recipe
+
+RECIPE = Recipe(
+    name="pancreas_multitask",
+    summary="multitask nnU-Net: pancreas and lesion segmentation + lesion subtype",
+    family="segmentation",
+    models=("nnunet_multitask",),
+    reads=("images", "outcomes"),
+    evaluation=("segmentation", "multiclass"),
+)
