@@ -33,7 +33,7 @@ import pandas as pd
 import SimpleITK as sitk
 import tifffile
 
-from oncoflow.dicomwrite import FakePHI, write_ct_series, write_pet_series, write_rtstruct
+from oncoflow.demo.dicomwrite import FakePHI, write_ct_series, write_pet_series, write_rtstruct
 
 VALID_OPTIONS: dict[str, object] = {
     "clinical": ("age", "sex"),

@@ -84,7 +84,7 @@ def test_dicom_pet_became_suv(demo_run):
 
 
 def test_no_phi_in_any_output(demo_run):
-    from oncoflow.dicomwrite import FakePHI
+    from oncoflow.demo.dicomwrite import FakePHI
 
     phi_values = [v for v in vars(FakePHI()).values() if isinstance(v, str) and len(v) >= 6]
     # the demo gives each DICOM patient its own fake PHI: collect them from the DICOM headers

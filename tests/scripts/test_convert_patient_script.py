@@ -9,7 +9,7 @@ import pandas as pd
 import SimpleITK as sitk
 from conftest import load_script
 
-from oncoflow.dicomwrite import FakePHI, write_ct_series, write_rtstruct
+from oncoflow.demo.dicomwrite import FakePHI, write_ct_series, write_rtstruct
 
 PHI = FakePHI()
 

@@ -1,4 +1,4 @@
-"""DICOM series reading: round trips through oncoflow.dicomwrite, geometry vs SimpleITK, tilt,
+"""DICOM series reading: round trips through oncoflow.demo.dicomwrite, geometry vs SimpleITK, tilt,
 uneven spacing, several series, unreadable files and the header-only inspection."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from oncoflow.convert import inspect_series, read_series
-from oncoflow.dicomwrite import FakePHI, write_ct_series, write_pet_series, write_rtstruct
+from oncoflow.demo.dicomwrite import FakePHI, write_ct_series, write_pet_series, write_rtstruct
 from oncoflow.errors import ConversionError
 
 PHI = FakePHI()

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from oncoflow.cohort import read_table
 from oncoflow.convert import MANIFEST, convert_patient, converted_stem
-from oncoflow.dicomwrite import FakePHI, write_ct_series, write_pet_series, write_rtstruct
+from oncoflow.demo.dicomwrite import FakePHI, write_ct_series, write_pet_series, write_rtstruct
 from oncoflow.errors import ConversionError
 
 PHI = FakePHI()

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from oncoflow.convert import rasterize, read_series, roi_names
 from oncoflow.convert.rtstruct import rasterize_with_info
-from oncoflow.dicomwrite import FakePHI, write_ct_series, write_rtstruct
+from oncoflow.demo.dicomwrite import FakePHI, write_ct_series, write_rtstruct
 from oncoflow.errors import ConversionError
 
 PHI = FakePHI()

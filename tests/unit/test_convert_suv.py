@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 
 from oncoflow.convert.series import dicom_to_image
 from oncoflow.convert.suv import parse_dt, parse_tm, suv_parameters
-from oncoflow.dicomwrite import FakePHI, write_ct_series, write_pet_series
+from oncoflow.demo.dicomwrite import FakePHI, write_ct_series, write_pet_series
 from oncoflow.errors import ConversionError
 
 PHI = FakePHI()

@@ -151,7 +151,7 @@ class StudyGenerator(ABC):
         return {}
 
     def dicom_identity(self, patient: Patient) -> tuple[Any, int]:
-        """Return the patient's fake PHI and the seed for :mod:`oncoflow.dicomwrite` (UIDs)."""
+        """Return the patient's fake PHI and the seed for :mod:`oncoflow.demo.dicomwrite` (UIDs)."""
         from oncoflow.demo._fakephi import fake_phi
 
         rng = self.rng(patient.index, "dicom")

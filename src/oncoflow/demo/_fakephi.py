@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oncoflow.dicomwrite import FakePHI
+from oncoflow.demo.dicomwrite import FakePHI
 
 _FAMILY = (
     "MILLER", "GARCIA", "NAKAMURA", "OKAFOR", "JENSEN", "ROSSI", "KOWALSKI", "DUBOIS",

@@ -340,7 +340,7 @@ class NsclcMmdls(StudyGenerator):
             write_nifti(study_dir / pet_spec.path, stored, grid, scale=0.01)
             write_nifti(study_dir / str(ct_spec.mask_path), mask, grid)
             return seen
-        from oncoflow.dicomwrite import write_ct_series, write_pet_series, write_rtstruct
+        from oncoflow.demo.dicomwrite import write_ct_series, write_pet_series, write_rtstruct
 
         phi, dseed = self.dicom_identity(patient)
         ct_dir = study_dir / ct_spec.path

@@ -172,7 +172,7 @@ class PancreasMultitask(StudyGenerator):
             write_nifti(study_dir / spec.path, image, grid)
             write_nifti(study_dir / str(spec.mask_path), mask, grid)
             return
-        from oncoflow.dicomwrite import write_ct_series, write_rtstruct
+        from oncoflow.demo.dicomwrite import write_ct_series, write_rtstruct
 
         phi, dseed = self.dicom_identity(patient)
         series_dir = study_dir / spec.path

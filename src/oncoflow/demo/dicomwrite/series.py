@@ -1,182 +1,43 @@
-"""Write realistic, standard-conformant DICOM (CT, PET, RTSTRUCT) from SimpleITK images.
+"""CT and PET image series: one file per slice, as a scanner exports them.
 
-Used by the demo generator and by test fixtures to produce "real-world-shaped" data: one file per
-slice, written in shuffled order under non-sequential names, stored integer values with a
-rescale (CT: ``HU = stored + RescaleIntercept``; PET: ``Bq/mL = stored * RescaleSlope`` with a slope
-that varies per slice), deterministic UIDs for a ``seed``, and fake identifying values
-(:class:`FakePHI`) in the patient / study headers so that tests can check that none of them leaks
-into converted outputs.
+Stored integer values with a rescale (CT: ``HU = stored + RescaleIntercept``; PET:
+``Bq/mL = stored * RescaleSlope`` with a slope that varies per slice), written in shuffled order
+under non-sequential names.
 
 Geometry follows the DICOM patient coordinate system (LPS, mm), which is also SimpleITK's:
 ``ImageOrientationPatient`` holds the first two columns of the image direction matrix,
 ``ImagePositionPatient`` the physical position of the first voxel of each slice, ``PixelSpacing`` is
 ``[row spacing (y), column spacing (x)]``.
-
-UIDs are derived from ``seed`` and ``phi.patient_id`` only (plus modality / description for the
-series), so a CT and a PET written with the same ``seed`` and ``phi`` share their StudyInstanceUID
-and FrameOfReferenceUID, as a PET/CT acquisition does.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    PositronEmissionTomographyImageStorage,
-    RTStructureSetStorage,
-    generate_uid,
-)
-from pydicom.valuerep import format_number_as_ds
+from pydicom.uid import CTImageStorage, PositronEmissionTomographyImageStorage
 
-__all__ = ["FakePHI", "write_ct_series", "write_pet_series", "write_rtstruct"]
+from oncoflow.demo.dicomwrite._dataset import (
+    FakePHI,
+    _base_dataset,
+    _ds,
+    _file_names,
+    _geometry,
+    _save,
+    _study_date,
+    _study_uids,
+    _uid,
+)
+
+__all__ = ["write_ct_series", "write_pet_series"]
 
 _CT_INTERCEPT = -1024.0
 _PET_MAX_STORED = 32000
-_STUDY_ROOT = "oncoflow-dicomwrite"
-_DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
-
-
-@dataclass(frozen=True)
-class FakePHI:
-    """Fake identifying header values; tests grep every converted output for each of them.
-
-    Attributes:
-        patient_name: PatientName (0010,0010).
-        patient_birth_date: PatientBirthDate (0010,0030), ``YYYYMMDD``.
-        patient_id: PatientID (0010,0020), a hospital MRN (never the pseudonymous cohort ID).
-        accession_number: AccessionNumber (0008,0050).
-        institution_name: InstitutionName (0008,0080).
-        referring_physician: ReferringPhysicianName (0008,0090).
-        operator_name: OperatorsName (0008,1070).
-    """
-
-    patient_name: str = "DOE^JANE"
-    patient_birth_date: str = "19580314"
-    patient_id: str = "MRN0012345"
-    accession_number: str = "ACC998877"
-    institution_name: str = "Saint Example Hospital"
-    referring_physician: str = "HOUSE^GREGORY"
-    operator_name: str = "SMITH^JOHN"
-
-    def values(self) -> tuple[str, ...]:
-        """Return every fake value (for PHI grep tests)."""
-        return (
-            self.patient_name,
-            self.patient_birth_date,
-            self.patient_id,
-            self.accession_number,
-            self.institution_name,
-            self.referring_physician,
-            self.operator_name,
-        )
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-
-
-def _ds(value: float) -> str:
-    """Format a number as a DICOM Decimal String (at most 16 characters)."""
-    return format_number_as_ds(float(value))
-
-
-def _uid(*parts: object) -> str:
-    """Return a deterministic UID from ``parts``."""
-    return generate_uid(entropy_srcs=[_STUDY_ROOT, *(str(p) for p in parts)])
-
-
-def _study_uids(phi: FakePHI, seed: int) -> tuple[str, str]:
-    """Return (StudyInstanceUID, FrameOfReferenceUID) for a patient and seed."""
-    return _uid("study", seed, phi.patient_id), _uid("frame-of-reference", seed, phi.patient_id)
-
-
-def _study_date(seed: int) -> str:
-    """Return a deterministic study date ``YYYYMMDD`` for ``seed``."""
-    day = _dt.date(2023, 1, 2) + _dt.timedelta(days=int(seed) % 700)
-    return day.strftime("%Y%m%d")
-
-
-def _file_names(rng: np.random.Generator, n: int) -> list[str]:
-    """Return ``n`` distinct, non-sequential file names (like an unordered PACS export)."""
-    names: set[str] = set()
-    while len(names) < n:
-        names.add(f"{int(rng.integers(0, 2**32)):08X}.dcm")
-    ordered = sorted(names)
-    return [ordered[i] for i in rng.permutation(n)]
-
-
-def _base_dataset(
-    *,
-    sop_class: str,
-    sop_instance: str,
-    modality: str,
-    phi: FakePHI,
-    seed: int,
-    study_time: str,
-) -> Dataset:
-    """Return a dataset with file meta, SOP common, patient, study and equipment modules filled."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "ONCOFLOW_0_1"
-
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_instance
-    study_uid, _ = _study_uids(phi, seed)
-    date = _study_date(seed)
-    ds.StudyDate = date
-    ds.SeriesDate = date
-    ds.ContentDate = date
-    ds.StudyTime = study_time
-    ds.AccessionNumber = phi.accession_number
-    ds.Modality = modality
-    ds.Manufacturer = "OncoflowSim"
-    ds.InstitutionName = phi.institution_name
-    ds.ReferringPhysicianName = phi.referring_physician
-    ds.StationName = "SIM01"
-    ds.StudyDescription = "Oncology staging"
-    ds.OperatorsName = phi.operator_name
-    ds.ManufacturerModelName = "Virtual Scanner 1"
-    ds.SoftwareVersions = "oncoflow-0.1"
-    ds.PatientName = phi.patient_name
-    ds.PatientID = phi.patient_id
-    ds.PatientBirthDate = phi.patient_birth_date
-    ds.PatientSex = "F"
-    ds.StudyInstanceUID = study_uid
-    ds.StudyID = "1"
-    return ds
-
-
-def _save(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` as a DICOM Part 10 file (preamble + file meta)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-
-
-def _geometry(image: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (origin (3,), spacing (3,), direction (3, 3) with axes as columns) of a 3D image."""
-    if image.GetDimension() != 3:
-        raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")
-    origin = np.asarray(image.GetOrigin(), dtype=float)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    return origin, spacing, direction
 
 
 def _add_image_plane(
@@ -525,181 +386,3 @@ def write_pet_series(
         ds.PixelData = stored.tobytes()
         _save(ds, paths[k])
     return paths
-
-
-# --------------------------------------------------------------------------------------------------
-# RTSTRUCT
-
-
-_ROI_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (255, 0, 0),
-    (0, 200, 0),
-    (0, 0, 255),
-    (255, 200, 0),
-    (200, 0, 255),
-    (0, 200, 255),
-)
-
-
-def _interpreted_type(name: str) -> str:
-    """Guess RTROIInterpretedType from an ROI name (GTV for lesions, ORGAN otherwise)."""
-    upper = name.upper()
-    if any(word in upper for word in ("GTV", "LESION", "TUMOR", "TUMOUR", "NODULE")):
-        return "GTV"
-    return "ORGAN"
-
-
-def write_rtstruct(
-    labels: sitk.Image,
-    series_dir: Path,
-    out_file: Path,
-    *,
-    roi_names: Mapping[int, str],
-    phi: FakePHI,
-    seed: int = 0,
-) -> Path:
-    """Write an RT Structure Set with one ROI per label, traced from a label map.
-
-    Each label's mask is traced per slice with marching squares at level 0.5
-    (``skimage.measure.find_contours`` on the zero-padded slice), which gives one closed
-    polygon per island and per hole; the polygon vertices (continuous voxel indices) are mapped to
-    patient coordinates (mm) with ``labels``' geometry and written as CLOSED_PLANAR contours. Each
-    contour references the image of ``series_dir`` whose position along the slice normal is
-    nearest; the structure set references the series' Study / Series / FrameOfReference UIDs.
-    Filling the contours with the even-odd rule recovers the label map exactly.
-
-    Args:
-        labels: Integer label map on the grid of the series in ``series_dir``.
-        series_dir: Folder of the referenced image series (headers are read from it).
-        out_file: RTSTRUCT file to write.
-        roi_names: Label value -> ROI name; ROINumber follows the order of this mapping (1, 2, ...).
-        phi: Fake identifying values.
-        seed: Makes the structure set's UIDs deterministic.
-
-    Returns:
-        ``out_file``.
-    """
-    from skimage.measure import find_contours  # local: heavy import, only needed here
-
-    series = _read_series_headers(Path(series_dir))
-    first = series[0]
-    frame_uid = str(first.FrameOfReferenceUID)
-    row = np.asarray([float(v) for v in first.ImageOrientationPatient[:3]])
-    col = np.asarray([float(v) for v in first.ImageOrientationPatient[3:]])
-    normal = np.cross(row, col)
-    slice_pos = np.asarray(
-        [np.dot([float(v) for v in ds.ImagePositionPatient], normal) for ds in series]
-    )
-
-    origin, spacing, direction = _geometry(labels)
-    arr = sitk.GetArrayFromImage(labels)
-
-    sop_uid = _uid("rtstruct", seed, phi.patient_id, str(first.SeriesInstanceUID))
-    ds = _base_dataset(
-        sop_class=RTStructureSetStorage,
-        sop_instance=sop_uid,
-        modality="RTSTRUCT",
-        phi=phi,
-        seed=seed,
-        study_time=str(first.get("StudyTime", "101500.000")),
-    )
-    ds.StudyInstanceUID = str(first.StudyInstanceUID)
-    ds.StudyDate = str(first.get("StudyDate", ds.StudyDate))
-    ds.SeriesInstanceUID = _uid("rtstruct-series", seed, phi.patient_id, sop_uid)
-    ds.SeriesNumber = 900
-    ds.SeriesDescription = "RTSTRUCT"
-    ds.InstanceNumber = 1
-    ds.StructureSetLabel = "Contours"
-    ds.StructureSetName = "Contours"
-    ds.StructureSetDate = ds.StudyDate
-    ds.StructureSetTime = "120000.000"
-    ds.SeriesTime = "120000.000"
-
-    contour_images = DicomSequence()
-    for img in series:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = str(img.SOPClassUID)
-        ref.ReferencedSOPInstanceUID = str(img.SOPInstanceUID)
-        contour_images.append(ref)
-    rt_series = Dataset()
-    rt_series.SeriesInstanceUID = str(first.SeriesInstanceUID)
-    rt_series.ContourImageSequence = contour_images
-    rt_study = Dataset()
-    rt_study.ReferencedSOPClassUID = _DETACHED_STUDY_MANAGEMENT
-    rt_study.ReferencedSOPInstanceUID = str(first.StudyInstanceUID)
-    rt_study.RTReferencedSeriesSequence = DicomSequence([rt_series])
-    frame = Dataset()
-    frame.FrameOfReferenceUID = frame_uid
-    frame.RTReferencedStudySequence = DicomSequence([rt_study])
-    ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame])
-
-    roi_seq = DicomSequence()
-    contour_seq = DicomSequence()
-    obs_seq = DicomSequence()
-    for number, (value, name) in enumerate(roi_names.items(), start=1):
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = frame_uid
-        roi.ROIName = name
-        roi.ROIGenerationAlgorithm = "MANUAL"
-        roi_seq.append(roi)
-
-        contours = DicomSequence()
-        for k in range(arr.shape[0]):
-            mask = arr[k] == value
-            if not mask.any():
-                continue
-            padded = np.pad(mask.astype(np.float64), 1)
-            z_pos = float(np.dot(origin + direction @ (spacing * np.array([0, 0, k])), normal))
-            nearest = int(np.argmin(np.abs(slice_pos - z_pos)))
-            for poly in find_contours(padded, 0.5):
-                poly = poly[:-1] - 1.0  # closed: drop the repeated vertex; undo the padding
-                index = np.column_stack([poly[:, 1], poly[:, 0], np.full(len(poly), k)])
-                points = origin[None, :] + (index * spacing[None, :]) @ direction.T
-                item = Dataset()
-                img_ref = Dataset()
-                img_ref.ReferencedSOPClassUID = str(series[nearest].SOPClassUID)
-                img_ref.ReferencedSOPInstanceUID = str(series[nearest].SOPInstanceUID)
-                item.ContourImageSequence = DicomSequence([img_ref])
-                item.ContourGeometricType = "CLOSED_PLANAR"
-                item.NumberOfContourPoints = len(points)
-                item.ContourData = [f"{v:.4f}" for v in points.ravel()]
-                contours.append(item)
-        roi_contour = Dataset()
-        roi_contour.ROIDisplayColor = list(_ROI_COLOURS[(number - 1) % len(_ROI_COLOURS)])
-        roi_contour.ReferencedROINumber = number
-        roi_contour.ContourSequence = contours
-        contour_seq.append(roi_contour)
-
-        obs = Dataset()
-        obs.ObservationNumber = number
-        obs.ReferencedROINumber = number
-        obs.RTROIInterpretedType = _interpreted_type(name)
-        obs.ROIInterpreter = ""
-        obs_seq.append(obs)
-    ds.StructureSetROISequence = roi_seq
-    ds.ROIContourSequence = contour_seq
-    ds.RTROIObservationsSequence = obs_seq
-    ds.ApprovalStatus = "UNAPPROVED"
-
-    out_file = Path(out_file)
-    _save(ds, out_file)
-    return out_file
-
-
-def _read_series_headers(series_dir: Path) -> list[Dataset]:
-    """Read the image headers of one series folder, sorted along the slice normal."""
-    headers = []
-    for path in sorted(p for p in series_dir.iterdir() if p.is_file()):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except pydicom.errors.InvalidDicomError:
-            continue
-        if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
-            headers.append(ds)
-    if not headers:
-        raise ValueError(f"{series_dir}: no DICOM image files")
-    iop = [float(v) for v in headers[0].ImageOrientationPatient]
-    normal = np.cross(iop[:3], iop[3:])
-    headers.sort(key=lambda d: float(np.dot([float(v) for v in d.ImagePositionPatient], normal)))
-    return headers

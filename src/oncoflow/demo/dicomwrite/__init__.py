@@ -1,0 +1,21 @@
+"""Write realistic, standard-conformant DICOM (CT, PET, RTSTRUCT) from SimpleITK images.
+
+Used by the demo generator and by test fixtures to produce "real-world-shaped" data: one file per
+slice, written in shuffled order under non-sequential names, stored integer values with a
+rescale, deterministic UIDs for a ``seed``, and fake identifying values (:class:`FakePHI`) in the
+patient / study headers so that tests can check that none of them leaks into converted outputs.
+
+Modules:
+
+* ``_dataset`` - :class:`FakePHI`, UIDs, dates and the modules every file shares;
+* ``series`` - CT and PET image series (:func:`write_ct_series`, :func:`write_pet_series`);
+* ``rtstruct`` - structure sets traced from a label map (:func:`write_rtstruct`).
+"""
+
+from __future__ import annotations
+
+from oncoflow.demo.dicomwrite._dataset import FakePHI
+from oncoflow.demo.dicomwrite.rtstruct import write_rtstruct
+from oncoflow.demo.dicomwrite.series import write_ct_series, write_pet_series
+
+__all__ = ["FakePHI", "write_ct_series", "write_pet_series", "write_rtstruct"]
