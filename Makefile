@@ -41,4 +41,4 @@ pytest: install
 test: lint pytest
 
 clean:
-	rm -rf results logs benchmarks/demo benchmarks/validate benchmarks/convert resources/demo .snakemake
+	rm -rf results logs resources/demo .snakemake

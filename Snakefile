@@ -5,7 +5,7 @@
 #   results/qc/<study>/cohort_report.json           validation of one study's cohort
 #   results/qc/cohort_report.json                   all studies together
 #   results/converted/<patient>/<tp>/<stem>.nii.gz  converted images (+ .json sidecar, _mask.nii.gz)
-#   logs/<stage>/...  and  benchmarks/<stage>/...   one per job, same relative paths
+#   logs/<stage>/...  and  logs/benchmarks/<stage>/...  one per job, same relative paths
 
 
 from snakemake.utils import min_version

@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from oncoflow.deep.workflow import MODELS  # noqa: E402  (train_model's variants)
 from oncoflow.performance import (  # noqa: E402
+    BENCHMARKS,
     PER_PATIENT,
     PRE_TRAINING,
     as_dicts,
@@ -250,7 +251,7 @@ def bench_demo(
                 counts[rule] = counts.get(rule, 0) + n
             if name == stop_after:
                 break
-        figures = stage_figures(workdir / "benchmarks", workdir / "results", begin)
+        figures = stage_figures(workdir / BENCHMARKS, workdir / "results", begin)
         figures.update(phase_figures(figures["stages"], phases, cores))
         train = figures.pop("train_window")
         completed = len(phases) == len(names)
@@ -311,12 +312,16 @@ def stage_figures(benchmarks: Path, results: Path, begin: float) -> dict:
 def rescan(scale: str, folder: Path, results: dict) -> None:
     """Recompute one scale's stage figures from a kept copy of its run folder.
 
-    The copy holds ``benchmarks/`` and ``results/.batches/*/*/*/batch.json``; the scale's wall,
-    no-op and scheduler figures are kept as measured.
+    The copy holds ``logs/benchmarks/`` (:data:`BENCHMARKS`) and
+    ``results/.batches/*/*/*/batch.json``; the scale's wall, no-op and scheduler figures are kept
+    as measured.
     """
-    jobs = read_benchmarks(folder / "benchmarks")
+    root = folder / BENCHMARKS
+    if not root.is_dir():  # a copy kept before the per-job files moved under logs/
+        root = folder / "benchmarks"
+    jobs = read_benchmarks(root)
     begin = min(j.start for j in jobs)
-    figures = stage_figures(folder / "benchmarks", folder / "results", begin)
+    figures = stage_figures(root, folder / "results", begin)
     figures.pop("train_window")
     if scale not in results:  # a run stopped before its end: stage figures of its finished part
         results[scale] = {"completed": False}

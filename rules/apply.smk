@@ -14,7 +14,7 @@ use rule validate_cohort as apply_validate with:
     log:
         f"logs/{APPLY_LOGS}/{{study}}/validate.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/{{study}}/validate.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/{{study}}/validate.tsv"
     params:
         cohort=apply_cohort,
         options=apply_validate_params,
@@ -31,7 +31,7 @@ rule apply_convert_patient:
     log:
         f"logs/{APPLY_LOGS}/convert/{{patient}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/convert/{{patient}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/convert/{{patient}}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:
@@ -59,7 +59,7 @@ rule apply_radiomics:
     log:
         f"logs/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
     conda:
         "../envs/radiomics.yaml"
     container:
@@ -83,7 +83,7 @@ rule apply_pet_metrics:
     log:
         f"logs/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:
@@ -110,7 +110,7 @@ rule apply_pathomics:
     log:
         f"logs/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.tsv"
     conda:
         "../envs/pathology.yaml"
     container:
@@ -139,7 +139,7 @@ use rule merge_features as apply_merge_features with:
     log:
         f"logs/{APPLY_LOGS}/features/{{study}}/{{source}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/features/{{study}}/{{source}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/features/{{study}}/{{source}}.tsv"
 
 
 rule apply_harmonize:
@@ -153,7 +153,7 @@ rule apply_harmonize:
     log:
         f"logs/{APPLY_LOGS}/harmonize/{{study}}/{{source}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/harmonize/{{study}}/{{source}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/harmonize/{{study}}/{{source}}.tsv"
     conda:
         "../envs/survival.yaml"
     container:
@@ -180,7 +180,7 @@ rule apply_predict:
     log:
         f"logs/{APPLY_LOGS}/predict/{{study}}/{{variant}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/predict/{{study}}/{{variant}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/predict/{{study}}/{{variant}}.tsv"
     conda:
         "../envs/survival.yaml"
     container:
@@ -208,7 +208,7 @@ use rule evaluate as apply_evaluate with:
     log:
         f"logs/{APPLY_LOGS}/evaluate/{{study}}/{{variant}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/evaluate/{{study}}/{{variant}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/evaluate/{{study}}/{{variant}}.tsv"
     params:
         options=apply_evaluate_params,
         card=model_card_params,
@@ -226,7 +226,7 @@ use rule report_study as apply_report_study with:
     log:
         f"logs/{APPLY_LOGS}/report/{{study}}.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/report/{{study}}.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/report/{{study}}.tsv"
     params:
         cohort=apply_cohort,
         converted=f"{APPLY_ROOT}/converted",
@@ -245,6 +245,6 @@ use rule report as apply_report with:
     log:
         f"logs/{APPLY_LOGS}/report/index.log",
     benchmark:
-        f"benchmarks/{APPLY_LOGS}/report/index.tsv"
+        f"logs/benchmarks/{APPLY_LOGS}/report/index.tsv"
     message:
         f"Report of the new cohort: {APPLY_ROOT}/report/index.html"

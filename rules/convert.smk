@@ -12,7 +12,7 @@ rule convert_batch:
     log:
         "logs/convert/batches/{study}/{batch}.log",
     benchmark:
-        "benchmarks/convert/batches/{study}/{batch}.tsv"
+        "logs/benchmarks/convert/batches/{study}/{batch}.tsv"
     # first the studies whose feature batches wait for it
     priority: convert_priority
     conda:

@@ -14,7 +14,7 @@ rule train_model:
     log:
         "logs/train/{study}/{variant}/fold_{fold}.log",
     benchmark:
-        "benchmarks/train/{study}/{variant}/fold_{fold}.tsv"
+        "logs/benchmarks/train/{study}/{variant}/fold_{fold}.tsv"
     wildcard_constraints:
         fold=r"\d+",
         variant="cnn_lstm|resnet_single|single_temporal|multi_sequence|relation_net|mm_dls|permuted",
@@ -54,7 +54,7 @@ rule collect_model:
     log:
         "logs/train/{study}/{variant}/collect.log",
     benchmark:
-        "benchmarks/train/{study}/{variant}/collect.tsv"
+        "logs/benchmarks/train/{study}/{variant}/collect.tsv"
     wildcard_constraints:
         study="|".join(deep_studies()) or "NO_STUDY",
     conda:

@@ -14,7 +14,7 @@ rule demo_cohort:
     log:
         "logs/demo/{study}.log",
     benchmark:
-        "benchmarks/demo/{study}.tsv"
+        "logs/benchmarks/demo/{study}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:

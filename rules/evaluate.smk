@@ -10,7 +10,7 @@ rule evaluate:
     log:
         "logs/evaluate/{study}/{variant}.log",
     benchmark:
-        "benchmarks/evaluate/{study}/{variant}.tsv"
+        "logs/benchmarks/evaluate/{study}/{variant}.tsv"
     conda:
         "../envs/survival.yaml"
     container:
@@ -36,7 +36,7 @@ rule compare_models:
     log:
         "logs/evaluate/{study}/comparisons.log",
     benchmark:
-        "benchmarks/evaluate/{study}/comparisons.tsv"
+        "logs/benchmarks/evaluate/{study}/comparisons.tsv"
     conda:
         "../envs/survival.yaml"
     container:

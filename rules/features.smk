@@ -8,7 +8,7 @@ rule make_folds:
     log:
         "logs/folds/{study}.log",
     benchmark:
-        "benchmarks/folds/{study}.tsv"
+        "logs/benchmarks/folds/{study}.tsv"
     # study bookkeeping opens the long training chains (nnU-Net, DDPM): before any training job
     priority: 10
     conda:
@@ -37,7 +37,7 @@ rule radiomics_batch:
     log:
         "logs/features/radiomics/{study}/batches/{batch}.log",
     benchmark:
-        "benchmarks/features/radiomics/{study}/batches/{batch}.tsv"
+        "logs/benchmarks/features/radiomics/{study}/batches/{batch}.tsv"
     # the longest batches start first (oncoflow.batch)
     priority: 2
     conda:
@@ -89,7 +89,7 @@ rule pet_batch:
     log:
         "logs/features/pet/{study}/batches/{batch}.log",
     benchmark:
-        "benchmarks/features/pet/{study}/batches/{batch}.tsv"
+        "logs/benchmarks/features/pet/{study}/batches/{batch}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:
@@ -139,7 +139,7 @@ rule pathomics_batch:
     log:
         "logs/features/pathomics/{study}/batches/{batch}.log",
     benchmark:
-        "benchmarks/features/pathomics/{study}/batches/{batch}.tsv"
+        "logs/benchmarks/features/pathomics/{study}/batches/{batch}.tsv"
     # the longest batches start first (oncoflow.batch)
     priority: 2
     conda:
@@ -192,7 +192,7 @@ rule merge_features:
     log:
         "logs/features/{study}/{source}.log",
     benchmark:
-        "benchmarks/features/{study}/{source}.tsv"
+        "logs/benchmarks/features/{study}/{source}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:

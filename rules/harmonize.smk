@@ -10,7 +10,7 @@ rule harmonize:
     log:
         "logs/harmonize/{study}/{source}/{fold}.log",
     benchmark:
-        "benchmarks/harmonize/{study}/{source}/{fold}.tsv"
+        "logs/benchmarks/harmonize/{study}/{source}/{fold}.tsv"
     conda:
         "../envs/survival.yaml"
     container:

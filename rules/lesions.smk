@@ -9,7 +9,7 @@ rule lesions_batch:
     log:
         "logs/lesions/{study}/batches/{batch}.log",
     benchmark:
-        "benchmarks/lesions/{study}/batches/{batch}.tsv"
+        "logs/benchmarks/lesions/{study}/batches/{batch}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:

@@ -14,7 +14,7 @@ rule nnunet_export:
     log:
         "logs/nnunet/{study}/export.log",
     benchmark:
-        "benchmarks/nnunet/{study}/export.tsv"
+        "logs/benchmarks/nnunet/{study}/export.tsv"
     priority: 10
     conda:
         "../envs/nnunet.yaml"
@@ -42,7 +42,7 @@ rule nnunet_plan:
     log:
         "logs/nnunet/{study}/plan.log",
     benchmark:
-        "benchmarks/nnunet/{study}/plan.tsv"
+        "logs/benchmarks/nnunet/{study}/plan.tsv"
     priority: 10
     conda:
         "../envs/nnunet.yaml"
@@ -70,7 +70,7 @@ rule nnunet_train:
     log:
         "logs/nnunet/{study}/{dataset}/{model}/train_fold_{fold}.log",
     benchmark:
-        "benchmarks/nnunet/{study}/{dataset}/{model}/train_fold_{fold}.tsv"
+        "logs/benchmarks/nnunet/{study}/{dataset}/{model}/train_fold_{fold}.tsv"
     wildcard_constraints:
         dataset=r"Dataset\d{3}_[^/]+",
         model=r"[^/]+__[^/]+__[^/]+",
@@ -107,7 +107,7 @@ rule nnunet_predict:
     log:
         "logs/nnunet/{study}/predict_{subset}.log",
     benchmark:
-        "benchmarks/nnunet/{study}/predict_{subset}.tsv"
+        "logs/benchmarks/nnunet/{study}/predict_{subset}.tsv"
     conda:
         "../envs/nnunet.yaml"
     container:
@@ -139,7 +139,7 @@ rule nnunet_collect:
     log:
         "logs/nnunet/{study}/collect.log",
     benchmark:
-        "benchmarks/nnunet/{study}/collect.tsv"
+        "logs/benchmarks/nnunet/{study}/collect.tsv"
     conda:
         "../envs/nnunet.yaml"
     container:

@@ -13,7 +13,7 @@ rule report_study:
     log:
         "logs/report/{study}.log",
     benchmark:
-        "benchmarks/report/{study}.tsv"
+        "logs/benchmarks/report/{study}.tsv"
     conda:
         "../envs/report.yaml"
     container:
@@ -45,7 +45,7 @@ rule report:
     log:
         "logs/report/index.log",
     benchmark:
-        "benchmarks/report/index.tsv"
+        "logs/benchmarks/report/index.tsv"
     conda:
         "../envs/report.yaml"
     container:

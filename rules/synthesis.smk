@@ -10,7 +10,7 @@ rule train_ddpm:
     log:
         "logs/ddpm/{study}/train.log",
     benchmark:
-        "benchmarks/ddpm/{study}/train.tsv"
+        "logs/benchmarks/ddpm/{study}/train.tsv"
     priority: 5
     conda:
         "../envs/torch.yaml"
@@ -44,7 +44,7 @@ rule sample_ddpm_batch:
     log:
         "logs/ddpm/{study}/sample/batches/{batch}.log",
     benchmark:
-        "benchmarks/ddpm/{study}/sample/batches/{batch}.tsv"
+        "logs/benchmarks/ddpm/{study}/sample/batches/{batch}.tsv"
     priority: 5
     conda:
         "../envs/torch.yaml"
@@ -101,7 +101,7 @@ rule evaluate_ddpm:
     log:
         "logs/ddpm/{study}/evaluate.log",
     benchmark:
-        "benchmarks/ddpm/{study}/evaluate.tsv"
+        "logs/benchmarks/ddpm/{study}/evaluate.tsv"
     conda:
         "../envs/torch.yaml"
     container:

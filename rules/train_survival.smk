@@ -12,7 +12,7 @@ rule train_net_survival:
     log:
         "logs/train/{study}/{variant}.log",
     benchmark:
-        "benchmarks/train/{study}/{variant}.tsv"
+        "logs/benchmarks/train/{study}/{variant}.tsv"
     wildcard_constraints:
         study="|".join(survival_studies()) or "NO_STUDY",
         variant="raw|combat|permuted",

@@ -7,7 +7,7 @@ rule validate_cohort:
     log:
         "logs/validate/{study}.log",
     benchmark:
-        "benchmarks/validate/{study}.tsv"
+        "logs/benchmarks/validate/{study}.tsv"
     conda:
         "../envs/imaging.yaml"
     container:
@@ -35,7 +35,7 @@ rule qc_summary:
     log:
         "logs/validate/qc_summary.log",
     benchmark:
-        "benchmarks/validate/qc_summary.tsv"
+        "logs/benchmarks/validate/qc_summary.tsv"
     conda:
         "../envs/imaging.yaml"
     container:

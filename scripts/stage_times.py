@@ -2,7 +2,7 @@
 the report is; what ``make demo`` prints at the end.
 
 Example:
-    python scripts/stage_times.py --benchmarks benchmarks --results results \
+    python scripts/stage_times.py --benchmarks logs/benchmarks --results results \
         --report results/report/index.html
 """
 
@@ -14,12 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.performance import batch_items, format_table, read_benchmarks, stage_times
+from oncoflow.performance import (
+    BENCHMARKS,
+    batch_items,
+    format_table,
+    read_benchmarks,
+    stage_times,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmarks", type=Path, default=Path("benchmarks"), help="folder")
+    parser.add_argument(
+        "--benchmarks", type=Path, default=BENCHMARKS, help="per-job benchmark files (folder)"
+    )
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--report", type=Path, default=Path("results/report/index.html"))
     parser.add_argument("--since", type=float, default=0.0, help="ignore older files (epoch s)")

@@ -1,6 +1,6 @@
 """Where the time of a run went: per-stage figures from Snakemake's per-job benchmark files.
 
-Every rule writes ``benchmarks/<stage>/...tsv`` (Snakemake's ``benchmark:`` directive: wall
+Every rule writes ``logs/benchmarks/<stage>/...tsv`` (Snakemake's ``benchmark:`` directive: wall
 seconds ``s`` and CPU seconds ``cpu_time`` of the job, among others); the file is written when the
 job ends, so a job ran from ``mtime - s`` to ``mtime``. Batched per-patient stages also record
 each patient's own wall and CPU seconds in their staging folder (``batch.json``,
@@ -21,6 +21,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+BENCHMARKS = Path("logs/benchmarks")
+"""Where a run's per-job benchmark files are, relative to its working directory (the rules'
+``benchmark:`` directives; beside the logs, apart from the committed suite in ``benchmarks/``)."""
+
 STAGE_ORDER = (
     "demo",
     "validate",
@@ -35,7 +39,7 @@ STAGE_ORDER = (
     "evaluate",
     "report",
 )
-"""Stages in the order a run reaches them (the first folder under ``benchmarks/``)."""
+"""Stages in the order a run reaches them (the first folder under :data:`BENCHMARKS`)."""
 
 PRE_TRAINING = ("demo", "validate", "folds", "convert", "lesions", "features", "harmonize")
 """Stages before any model trains: cohort, validation, conversion, lesions, features, ComBat."""
@@ -81,7 +85,7 @@ def read_benchmarks(root: Path, *, since: float = 0.0) -> list[JobTime]:
     """Read every ``*.tsv`` under ``root`` written at or after ``since`` (epoch seconds).
 
     Args:
-        root: The run's ``benchmarks/`` folder.
+        root: The run's benchmark folder (its :data:`BENCHMARKS`).
         since: Ignore files older than this (jobs of an earlier run).
 
     Returns:

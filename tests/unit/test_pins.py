@@ -74,6 +74,16 @@ def test_every_rule_has_env_container_log_benchmark():
             assert f"    {directive}" in body, f"rule {name} lacks {directive}"
 
 
+def test_per_job_benchmark_files_go_under_logs():
+    # benchmarks/ is the committed performance suite; Snakemake's per-job files sit with the logs
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    paths = re.findall(r'^    benchmark:\n        f?"([^"]+)"', text, flags=re.M)
+    assert paths
+    assert len(paths) == text.count("    benchmark:")
+    for path in paths:
+        assert path.startswith("logs/benchmarks/"), path
+
+
 def test_snakemake_lint_is_clean():
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint", "--cores", "1"],
