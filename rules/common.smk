@@ -20,6 +20,8 @@ except ValueError as exc:
     raise WorkflowError(str(exc)) from None
 
 from oncoflow.demo import plan_cohort  # noqa: E402
+from oncoflow.errors import ConfigError  # noqa: E402
+from oncoflow.studies import recipe_for  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402
 
 # at most one pending re-evaluation timer in Snakemake's scheduling loop (see the module)
@@ -40,6 +42,30 @@ def script_path(name, suffix="py"):
 
 
 STUDIES = {name: study for name, study in config["studies"].items() if study.get("enabled", True)}
+
+
+def _recipes():
+    """The recipe of every enabled study (oncoflow.studies): the DAG helpers ask it, not names."""
+    try:
+        return {name: recipe_for(name, study) for name, study in STUDIES.items()}
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+RECIPES = _recipes()
+
+
+def studies_of(family):
+    """Enabled studies whose recipe trains its models with the given shared stage."""
+    return [s for s, recipe in RECIPES.items() if recipe.family == family]
+
+
+def recipe_spec(study):
+    """The recipe as train_model.py takes it: its name, or the recipe file of the config."""
+    return STUDIES[study].get("recipe") or RECIPES[study].name
+
+
+DEEP_MODEL_NAMES = sorted({m for s in studies_of("deep") for m in RECIPES[s].models})
 DEMO = config["demo"]
 DEMO_OUT = Path(DEMO["out"])
 
@@ -98,16 +124,13 @@ PATIENT_STUDY = _patient_index()
 
 # --- apply to a new cohort (--config apply_cohort=DIR) -------------------------------------------
 
-APPLICABLE_MODELS = ("cox_radiopathomics",)
-"""Model families whose trained models the apply target can run on a new cohort."""
-
 
 def _apply_settings():
     """The new cohort of `apply`: folder, study whose trained models to run, output name."""
     if not config.get("apply_cohort"):
         return None
     root = Path(config["apply_cohort"])
-    candidates = [s for s, st in STUDIES.items() if st["model"] in APPLICABLE_MODELS]
+    candidates = [s for s, recipe in RECIPES.items() if recipe.applicable]
     study = config.get("apply_study") or (candidates[0] if len(candidates) == 1 else None)
     if study not in candidates:
         raise WorkflowError(
@@ -136,8 +159,7 @@ wildcard_constraints:
     fold=r"\d+|final",
     tp=r"\d+",
     label=r"\d+",
-    variant="raw|combat|permuted|nnunet|cnn_lstm|resnet_single|single_temporal|multi_sequence"
-    "|relation_net|mm_dls",
+    variant="|".join(["raw", "combat", "permuted", "nnunet", *DEEP_MODEL_NAMES]),
     subset=r"fold_\d+|test",
     batch=r"\d+",
 
@@ -565,7 +587,7 @@ def all_features():
 
 
 def survival_studies():
-    return [s for s, settings in STUDIES.items() if settings["model"] == "cox_radiopathomics"]
+    return studies_of("survival")
 
 
 def survival_variants(study):
@@ -609,8 +631,7 @@ def train_survival_params(wildcards):
 def all_survival_models():
     return [
         f"results/{study}/train/{variant}/{name}"
-        for study, settings in STUDIES.items()
-        if settings["model"] == "cox_radiopathomics"
+        for study in studies_of("survival")
         for variant in survival_variants(study)
         for name in ("predictions.csv", "metrics.json")
     ]
@@ -620,7 +641,7 @@ def all_survival_models():
 
 
 def ddpm_studies():
-    return [s for s, settings in STUDIES.items() if settings["model"] == "lung_ddpm"]
+    return studies_of("synthesis")
 
 
 def ddpm_model_settings(wildcards):
@@ -693,7 +714,7 @@ NNUNET_DEFAULTS = {
 
 
 def nnunet_studies():
-    return [s for s, settings in STUDIES.items() if settings["model"] == "nnunet_multitask"]
+    return studies_of("segmentation")
 
 
 def nnunet_settings(study):
@@ -773,7 +794,7 @@ def all_nnunet():
 
 def segmentation_tables(wildcards):
     """The per-case Dice table of a segmentation model (evaluate.py --segmentation)."""
-    if STUDIES[wildcards.study]["model"] == "nnunet_multitask":
+    if RECIPES[wildcards.study].family == "segmentation":
         return [f"results/{wildcards.study}/train/{wildcards.variant}/dice.csv"]
     return []
 
@@ -852,23 +873,18 @@ def index_of(stage):
 
 # --- deep models (pancreas_progression, liver_response, nsclc_mmdls) ----------------------------
 
-DEEP_MODELS = ("cnn_lstm", "relation_net", "mm_dls")
-LIVER_RUNGS = ("resnet_single", "single_temporal", "multi_sequence", "relation_net")
 # keys of studies.<s>.train that the workflow reads; the rest are the model's settings
 DEEP_WORKFLOW_KEYS = ("ablation", "inner_fraction")
 
 
 def deep_studies():
-    return [s for s, settings in STUDIES.items() if settings["model"] in DEEP_MODELS]
+    return studies_of("deep")
 
 
 def deep_variants(study):
-    """The study's model (liver_response: every rung of the ablation ladder), + permuted."""
+    """The study's model (after its recipe's ablation ladder, if any), + permuted."""
     settings = STUDIES[study]
-    train = settings.get("train", {})
-    models = [settings["model"]]
-    if settings["model"] == "relation_net":
-        models = list(dict.fromkeys([*train.get("ablation", LIVER_RUNGS), "relation_net"]))
+    models = RECIPES[study].variants(settings)
     if settings.get("negative_control", False):
         models.append("permuted")
     return models
@@ -893,9 +909,14 @@ def deep_fold_predictions(wildcards):
 
 def deep_converted(wildcards):
     """Index of the study's converted images, for models that read whole slices (mm_dls)."""
-    if STUDIES[wildcards.study]["model"] == "mm_dls":
+    if RECIPES[wildcards.study].whole_images:
         return index_of("converted")(wildcards)
     return []
+
+
+def deep_recipe(wildcards):
+    """--recipe of train_model.py: the study's recipe name or file."""
+    return shlex.quote(recipe_spec(wildcards.study))
 
 
 def deep_model(wildcards):
@@ -907,14 +928,9 @@ def deep_model(wildcards):
 
 def deep_settings_json(wildcards):
     """The model's settings: the study's train block + its stems, clinical columns, targets."""
-    study = STUDIES[wildcards.study]
-    settings = {k: v for k, v in study.get("train", {}).items() if k not in DEEP_WORKFLOW_KEYS}
-    settings.setdefault("stems", study["lesions"]["images"])
-    settings.setdefault("clinical", study.get("clinical", []))
-    if study["model"] == "mm_dls":
-        settings.setdefault("horizons", EVALUATE["horizons_days"])
-    else:
-        settings.setdefault("target", study["targets"][0])
+    settings = RECIPES[wildcards.study].training_settings(
+        STUDIES[wildcards.study], EVALUATE["horizons_days"], DEEP_WORKFLOW_KEYS
+    )
     return shlex.quote(json.dumps(settings))
 
 
@@ -998,11 +1014,12 @@ def model_card_params(wildcards):
 
 def model_variants(study):
     """Trained variants (folders under results/<study>/train) of a study with a model rule."""
-    if STUDIES[study]["model"] == "cox_radiopathomics":
+    family = RECIPES[study].family
+    if family == "survival":
         return survival_variants(study)
-    if STUDIES[study]["model"] == "nnunet_multitask":
+    if family == "segmentation":
         return ["nnunet"]
-    if STUDIES[study]["model"] in DEEP_MODELS:
+    if family == "deep":
         return deep_variants(study)
     return []
 

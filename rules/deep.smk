@@ -17,7 +17,7 @@ rule train_model:
         "logs/benchmarks/train/{study}/{variant}/fold_{fold}.tsv"
     wildcard_constraints:
         fold=r"\d+",
-        variant="cnn_lstm|resnet_single|single_temporal|multi_sequence|relation_net|mm_dls|permuted",
+        variant="|".join([*DEEP_MODEL_NAMES, "permuted"]),
     conda:
         "../envs/torch.yaml"
     container:
@@ -30,6 +30,7 @@ rule train_model:
     params:
         cohort=study_cohort,
         model=deep_model,
+        recipe=deep_recipe,
         settings=deep_settings_json,
         options=deep_train_params,
         control=deep_control_params,
@@ -39,7 +40,7 @@ rule train_model:
         "Training {params.model} of {wildcards.study}, fold {wildcards.fold} ({wildcards.variant})"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --model {params.model} --cohort {params.cohort} --folds {input.folds}"
+        " --model {params.model} --recipe {params.recipe} --cohort {params.cohort} --folds {input.folds}"
         " --splits {input.splits} --lesions {params.lesions} --fold {wildcards.fold}"
         " --settings {params.settings} {params.options} {params.control} --threads {threads}"
         " --out-dir $(dirname {output.model}) --resume-dir {params.resume} 2> {log}"

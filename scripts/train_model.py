@@ -30,7 +30,12 @@ from oncoflow.deep.workflow import MODELS, run_fold
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, choices=MODELS, help="model to train")
+    parser.add_argument("--model", required=True, help=f"model to train ({', '.join(MODELS)}, ...)")
+    parser.add_argument(
+        "--recipe",
+        default="",
+        help="the study's recipe: a built-in name or a recipe file (default: the model's recipe)",
+    )
     parser.add_argument("--cohort", type=Path, required=True, help="cohort folder")
     parser.add_argument("--folds", type=Path, required=True, help="folds.json of the study")
     parser.add_argument("--splits", type=Path, required=True, help="splits.csv of the study")
@@ -73,6 +78,7 @@ def _main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     _, summary = run_fold(
         model=args.model,
+        recipe=args.recipe,
         settings=args.settings,
         cohort=args.cohort,
         folds=args.folds,

@@ -29,15 +29,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from oncoflow.deep import liver, mmdls, pancreas, train_liver, train_mmdls, train_pancreas  # noqa: F401 - registers the models
 from oncoflow.deep.common import load_fold
-from oncoflow.errors import ModelError
+from oncoflow.errors import ConfigError, ModelError
+from oncoflow.formats import write_predictions
+from oncoflow.studies import Recipe, load_recipe, model_names, recipe_for
 from oncoflow.train.engine import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("cnn_lstm", *liver.RUNGS, "mm_dls")
-"""Model names a ``train_model`` job can train (the study's ``model`` or a ladder rung)."""
+MODELS: tuple[str, ...] = tuple(model_names("deep"))
+"""Model names a ``train_model`` job can train: the models of the ``deep`` recipes."""
 
 
 def _settings(cls: type, values: Mapping[str, Any]) -> Any:
@@ -51,24 +52,26 @@ def _settings(cls: type, values: Mapping[str, Any]) -> Any:
     return cls(**values)
 
 
-def _model_parts(model: str, settings: Mapping[str, Any]) -> tuple[Any, Any, list[str], str]:
-    """(settings object, train_fold function, stems, stratification target) of a model."""
-    if model == "cnn_lstm":
-        s = _settings(train_pancreas.PancreasSettings, settings)
-        return s, train_pancreas.train_fold, s.stems, s.target
-    if model in liver.RUNGS:
-        s = _settings(train_liver.LiverSettings, {**settings, "rung": model})
-        return s, train_liver.train_fold, s.stems, s.target
-    if model == "mm_dls":
-        s = _settings(train_mmdls.MMDLSSettings, settings)
-        return s, train_mmdls.train_fold, s.stems, "os_event"
-    msg = f"unknown deep model {model!r}; known: {', '.join(MODELS)}"
-    raise ModelError(msg)
+def model_parts(
+    recipe: Recipe, model: str, settings: Mapping[str, Any]
+) -> tuple[Any, Any, list[str], str]:
+    """(settings object, fold trainer, stems, stratification target) of a recipe's model.
+
+    Raises:
+        ModelError: ``model`` is not one of the recipe's, or a setting its trainer does not take.
+    """
+    if recipe.family != "deep" or model not in recipe.models:
+        msg = f"recipe {recipe.name} trains no deep model {model!r} (its models: {recipe.models})"
+        raise ModelError(msg)
+    values = {**settings, recipe.model_key: model} if recipe.model_key else dict(settings)
+    parsed = _settings(recipe.load("settings"), values)
+    return parsed, recipe.load("trainer"), parsed.stems, recipe.strata or parsed.target
 
 
 def run_fold(
     *,
     model: str,
+    recipe: str | Recipe = "",
     settings: Mapping[str, Any],
     cohort: Path,
     folds: Path,
@@ -88,7 +91,9 @@ def run_fold(
     """Train ``model`` on one fold and write its outputs (module docstring).
 
     Args:
-        model: A name of :data:`MODELS`.
+        model: A name of :data:`MODELS`, one of the recipe's models.
+        recipe: The study's recipe, or its name or file (``studies.<s>.recipe``); empty: the one
+            built-in recipe with ``model`` (:func:`oncoflow.studies.recipe_for`).
         settings: The model's settings (config ``studies.<study>.train`` without the
             workflow keys).
         cohort: Cohort folder.
@@ -113,7 +118,12 @@ def run_fold(
         training / inner / validation patients, best epoch) that ``scripts/train_model.py``
         writes as ``provenance.json`` with the job's config hash and package versions.
     """
-    parsed, train, stems, target = _model_parts(model, settings)
+    if not isinstance(recipe, Recipe):
+        try:
+            recipe = load_recipe(recipe) if recipe else recipe_for("", {"model": model})
+        except ConfigError as exc:
+            raise ModelError(str(exc)) from exc
+    parsed, train, stems, target = model_parts(recipe, model, settings)
     fold_seed = int(seed) + 1000 * int(fold)
     seed_everything(fold_seed)
     torch_device = resolve_device(device)
@@ -158,7 +168,7 @@ def run_fold(
     torch.save(payload, out_dir / "model.pt")
     pd.concat(histories, ignore_index=True).to_csv(out_dir / "history.csv", index=False)
     rows = pd.concat(tables, ignore_index=True)
-    rows.to_csv(out_dir / "predictions.csv", index=False)
+    write_predictions(out_dir / "predictions.csv", rows)
     summary = {
         "model": model,
         "fold": str(fold),

@@ -12,6 +12,7 @@ import functools
 import importlib
 import importlib.util
 import pkgutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def load_recipe(spec: str) -> Recipe:
         msg = f"recipe {spec}: cannot be imported"
         raise ConfigError(msg)
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # dataclasses look their module up there
     module_spec.loader.exec_module(module)
     recipe = getattr(module, "RECIPE", None)
     if not isinstance(recipe, Recipe):

@@ -14,4 +14,5 @@ RECIPE = Recipe(
     models=("cox_radiopathomics",),
     stages=("radiomics", "pathomics", "harmonize"),
     evaluation=("survival",),
+    applicable=True,
 )

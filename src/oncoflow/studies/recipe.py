@@ -6,8 +6,9 @@ and the training entry point (:func:`oncoflow.deep.workflow.run_fold`) read the 
 switching on study or model names, so a seventh study is one recipe file plus a config block
 (``docs/design.md``, "Studies").
 
-A recipe names its training code by import path (``"package.module:attribute"``) and is imported
-when Snakemake parses the workflow: it must not import torch or any other heavy package itself.
+A built-in recipe names its training code by import path (``"package.module:attribute"``): recipes
+are imported when Snakemake parses the workflow, and parsing must not import torch. A recipe file
+may hold its code itself (``tests/recipes/toy_study.py``), at that cost.
 
 Resolution of the recipe of a study (:func:`oncoflow.studies.recipe_for`):
 
@@ -20,7 +21,7 @@ Resolution of the recipe of a study (:func:`oncoflow.studies.recipe_for`):
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,9 +61,10 @@ class Recipe:
         ladder: ``deep``: the default ablation ladder, variants trained besides ``model``
             (``studies.<name>.train.ablation`` overrides it); the study's model always ends it.
         trainer: ``deep``: ``"module:function"`` training one fold,
-            ``(FoldInputs, settings, *, device, resume_dir) -> (payload, rows, history)``.
+            ``(FoldInputs, settings, *, device, resume_dir) -> (payload, rows, history)``; a
+            recipe file may give the function itself.
         settings: ``deep``: ``"module:Class"``, the dataclass of the trainer's settings
-            (``studies.<name>.train`` minus the workflow keys).
+            (``studies.<name>.train`` minus the workflow keys), or the class itself.
         model_key: ``deep``: the settings field that receives the model name when one trainer
             serves several models (the liver ladder's ``rung``); empty when it does not.
         inherits: ``deep``: settings filled from the study's config when the train block does not
@@ -77,6 +79,7 @@ class Recipe:
             them up, validation refuses a study that lacks one.
         evaluation: What ``evaluate`` scores (:data:`Evaluation`).
         baselines: Names of the baseline models reported beside the study's model.
+        applicable: Its trained models can score a new cohort (the ``apply`` target).
     """
 
     name: str
@@ -84,8 +87,8 @@ class Recipe:
     family: Family
     models: tuple[str, ...]
     ladder: tuple[str, ...] = ()
-    trainer: str = ""
-    settings: str = ""
+    trainer: str | Callable[..., Any] = ""
+    settings: str | type = ""
     model_key: str = ""
     inherits: tuple[str, ...] = ("stems", "clinical", "target")
     strata: str = ""
@@ -94,6 +97,7 @@ class Recipe:
     stages: tuple[str, ...] = ()
     evaluation: tuple[Evaluation, ...] = ()
     baselines: tuple[str, ...] = field(default_factory=tuple)
+    applicable: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -148,6 +152,8 @@ class Recipe:
     def load(self, attribute: Literal["trainer", "settings"]) -> Any:
         """Import the trainer function or settings class this recipe names (``module:name``)."""
         spec = getattr(self, attribute)
+        if not isinstance(spec, str):
+            return spec
         module, _, name = spec.partition(":")
         try:
             return getattr(importlib.import_module(module), name)
