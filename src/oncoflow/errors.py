@@ -37,3 +37,7 @@ class ModelError(OncoflowError):
 
 class SegmentationError(OncoflowError):
     """An nnU-Net export, plan, training or prediction step cannot run on the given cases."""
+
+
+class FormatError(OncoflowError):
+    """A file the stages exchange (``folds.json``, ``predictions.csv``) breaks its schema."""
