@@ -23,6 +23,7 @@ from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.artefacts import load_artefact, sha256
+from oncoflow.formats import write_predictions
 from oncoflow.survival.protocol import apply_net_survival, load_apply_inputs
 
 
@@ -50,7 +51,7 @@ def _main(args: argparse.Namespace) -> None:
     features, outcomes = load_apply_inputs(args.cohort, blocks)
     predictions, summary = apply_net_survival(models, features, outcomes)
     summary["models_file"] = {"path": str(args.models), "sha256": sha256(args.models)}
-    cli.write_csv(args.out, predictions)
+    write_predictions(args.out, predictions)
     cli.write_json(args.summary, summary, args)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.errors import OncoflowError
 from oncoflow.evaluate.engine import compare_models
-from oncoflow.evaluate.io import read_predictions
+from oncoflow.formats import read_predictions
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """Evaluate one model's predictions.csv: metrics with bootstrap CIs, and its model card.
 
-Reads only the predictions (DESIGN.md contract; survival, binary or multi-class classification,
-detected from the columns) and, for a segmentation model, its per-case Dice table. Writes
+Reads only the predictions (contract: ``docs/formats.md``; survival, binary or multi-class
+classification, detected from the columns) and, for a segmentation model, its per-case Dice
+table. Writes
 ``metrics.json`` (per validation fold, pooled validation, each test split,
 every metric with a patient-level bootstrap CI) and a model card as JSON and Markdown.
 
@@ -22,8 +23,8 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.evaluate.card import card_markdown, model_card
 from oncoflow.evaluate.engine import evaluate_applied, evaluate_predictions
-from oncoflow.evaluate.io import read_predictions
 from oncoflow.evaluate.segmentation import read_dice_table, summarize_dice
+from oncoflow.formats import read_predictions
 
 
 def _names(text: str) -> list[str]:

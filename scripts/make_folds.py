@@ -18,7 +18,8 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.cohort import load_cohort
 from oncoflow.errors import CohortError
-from oncoflow.splits import make_folds, make_splits, write_folds
+from oncoflow.formats import write_folds
+from oncoflow.splits import make_folds, make_splits
 
 
 def build_parser() -> argparse.ArgumentParser:

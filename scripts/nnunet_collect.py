@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
+from oncoflow.formats import write_predictions
 from oncoflow.segmentation.workflow import NnunetSettings, collect
 
 
@@ -37,7 +38,7 @@ def _main(args: argparse.Namespace) -> None:
     predictions, dice = collect(
         settings, raw_root=args.raw, predicted=args.predicted, converted=args.converted
     )
-    cli.write_csv(args.predictions, predictions)
+    write_predictions(args.predictions, predictions)
     cli.write_csv(args.dice, dice)
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 
 from oncoflow import cli
 from oncoflow.cohort import load_cohort
+from oncoflow.formats import read_folds
 from oncoflow.segmentation.workflow import NnunetSettings, export
-from oncoflow.splits import read_folds
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,11 +23,11 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.artefacts import save_artefact
 from oncoflow.errors import OncoflowError
+from oncoflow.formats import read_folds, write_predictions
 from oncoflow.survival.protocol import (
     MODEL_SETS,
     load_fold_features,
     load_inputs,
-    read_folds_file,
     run_net_survival,
     summarize,
 )
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(args: argparse.Namespace) -> None:
     blocks = cli.labelled_dict(args.features, "--features")
     features, outcomes, splits, oracle = load_inputs(args.cohort, blocks, splits=args.splits)
-    folds = read_folds_file(args.folds) if args.folds is not None else None
+    folds = read_folds(args.folds) if args.folds is not None else None
     fold_features = None
     if args.harmonized is not None:
         if folds is None:
@@ -158,7 +158,7 @@ def _main(args: argparse.Namespace) -> None:
     summary = summarize(predictions, oracle, n_boot=args.n_boot, seed=args.seed)
     summary["permuted"] = bool(args.permute)
     summary["harmonized"] = args.harmonized is not None
-    cli.write_csv(args.out, predictions)
+    write_predictions(args.out, predictions)
     cli.write_json(args.summary, summary, args)
     if args.models_out is not None:
         save_artefact(args.models_out, models, kind="net_survival")

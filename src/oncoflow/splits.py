@@ -8,17 +8,13 @@ fits on: ``repeats`` stratified fit/holdout partitions (or ``k`` cross-validatio
 In every fold ``fit`` and ``apply`` are disjoint. Folds are
 always over patients, so all timepoints, lesions and slides of a patient fall on the same side.
 
-``folds.json`` layout (read by the harmonize and training rules)::
-
-    {"target": "os_event", "seed": 42,
-     "folds": {"0": {"fit": [...], "apply": [...]}, ..., "final": {"fit": [...], "apply": [...]}}}
+The folds are written to and read from ``folds.json`` by :func:`oncoflow.formats.write_folds` and
+:func:`oncoflow.formats.read_folds` (layout: ``docs/formats.md``, ``schemas/folds.schema.yaml``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,15 +141,3 @@ def make_folds(
             folds[str(fold)] = {"fit": sorted(set(train) - set(apply)), "apply": apply}
     folds["final"] = {"fit": train, "apply": sorted(set(everyone) - set(train))}
     return folds
-
-
-def write_folds(path: Path, folds: Mapping[str, Any], **meta: Any) -> None:
-    """Write ``folds.json`` (``meta`` keys - target, seed, provenance - go next to ``folds``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**meta, "folds": folds}
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-
-
-def read_folds(path: Path) -> dict[str, dict[str, list[str]]]:
-    """Read the ``folds`` mapping of a ``folds.json``."""
-    return json.loads(Path(path).read_text())["folds"]

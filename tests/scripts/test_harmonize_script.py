@@ -58,7 +58,9 @@ def cohort(tmp_path):
     features.insert(1, "timepoint", 0)
     features["const"] = 2.5
     features.to_csv(tmp_path / "features.csv", index=False)
-    folds = {"folds": {"0": {"fit": ids[:21], "apply": ids[21:]}}}
+    folds = {
+        "folds": {"0": {"fit": ids[:21], "apply": ids[21:]}, "final": {"fit": ids, "apply": []}}
+    }
     (tmp_path / "folds.json").write_text(json.dumps(folds))
     return tmp_path, root, features, clinical, ids
 
@@ -144,7 +146,7 @@ def test_errors_are_one_line(cohort, capsys):
     assert (
         harmonize.main([*args(tmp_path, root)[:-6], "--fold", "7", *args(tmp_path, root)[-4:]]) == 1
     )
-    assert "fold '7' not found" in capsys.readouterr().err
+    assert "no fold '7'" in capsys.readouterr().err
 
     # a site only in the apply patients: unseen at fit
     images.loc[images["patient_id"] == "NET030", "site"] = "site_new"

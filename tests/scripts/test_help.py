@@ -1,4 +1,4 @@
-"""Every script runs by hand with --help, and the DESIGN.md entry points exist."""
+"""Every script runs by hand with --help, and the entry points of ``docs/design.md`` exist."""
 
 from __future__ import annotations
 

@@ -130,11 +130,12 @@ def test_given_folds_file(cohort, tmp_path, capsys):
     root, folder = cohort
     splits = pd.read_csv(folder / "splits.csv")
     train = sorted(splits.loc[splits["split"] == "train", "patient_id"])
+    test = sorted(set(splits["patient_id"]) - set(train))
     folds = {
-        "target": "os_event",
+        "stratify": "os_event",
         "folds": {
             "0": {"fit": train[1:], "apply": train[:1]},
-            "final": {"fit": train, "apply": sorted(splits["patient_id"])},
+            "final": {"fit": train, "apply": test},
         },
     }
     path = tmp_path / "folds.json"

@@ -25,7 +25,8 @@ from oncoflow.deep.mmdls import REFIT_GRID, breslow_survival, refit_linear_head
 from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences, intensity_features
 from oncoflow.deep.workflow import run_fold
 from oncoflow.errors import ModelError
-from oncoflow.splits import make_folds, write_folds
+from oncoflow.formats import write_folds
+from oncoflow.splits import make_folds
 from oncoflow.train.registry import create_model
 
 SIZE = 16

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from oncoflow.errors import CohortError
-from oncoflow.splits import make_folds, make_splits, read_folds, write_folds
+from oncoflow.formats import read_folds, write_folds
+from oncoflow.splits import make_folds, make_splits
 
 
 def _sites(n: int = 40) -> dict[str, str]:
@@ -56,7 +57,7 @@ def test_duplicate_patient_refused_and_round_trip(tmp_path):
         make_folds(splits)
     good = make_splits(_sites(12), seed=0)
     folds = make_folds(good, repeats=2, seed=0)
-    write_folds(tmp_path / "folds.json", folds, target="os_event", seed=0)
+    write_folds(tmp_path / "folds.json", folds, stratify="os_event", seed=0)
     assert read_folds(tmp_path / "folds.json") == folds
 
 

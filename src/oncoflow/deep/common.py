@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 from oncoflow.cohort import read_table
-from oncoflow.deep.data import PatientLesions, fold_patients, load_lesions, read_fold
+from oncoflow.deep.data import PatientLesions, fold_patients, load_lesions
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.classification import auc
+from oncoflow.formats import read_fold
 from oncoflow.train.engine import Checkpoint, History, config_hash
 from oncoflow.train.loop import FitResult, FitSettings, fit
 
@@ -137,8 +138,10 @@ def load_fold(
 
     Raises:
         ModelError: A patient of the fold has no lesion crops or clinical row (named).
+        FormatError: The folds file is unreadable, breaks its schema or lacks ``fold``.
     """
     fit, validation, test = read_fold(folds, fold)
+    validation = validation if fold != "final" else []  # "final" applies to the test patients
     train, inner = fold_patients(fit, strata, inner_fraction=inner_fraction, seed=seed)
     split_table = pd.read_csv(splits, dtype={"patient_id": str})
     clinical = read_table(cohort, "clinical").set_index("patient_id")

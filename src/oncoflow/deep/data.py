@@ -268,27 +268,6 @@ def fold_patients(
     return train, sorted(inner)
 
 
-def read_fold(path: Path, fold: str) -> tuple[list[str], list[str], list[str]]:
-    """(training, validation, test) patients of ``fold`` in ``folds.json``.
-
-    The test patients are the ``apply`` list of the ``final`` fold (internal + external test).
-
-    Raises:
-        ModelError: The fold is not in the file.
-    """
-    from oncoflow.splits import read_folds
-
-    folds = read_folds(path)
-    if fold not in folds:
-        msg = f"{path}: no fold {fold!r} (folds there: {', '.join(sorted(folds))})"
-        raise ModelError(msg)
-    return (
-        list(folds[fold]["fit"]),
-        list(folds[fold]["apply"]) if fold != "final" else [],
-        list(folds["final"]["apply"]),
-    )
-
-
 CORE_STATISTICS: tuple[str, ...] = ("p10", "median", "p90", "iqr", "spread")
 """Columns of :func:`lesion_core_statistics`."""
 

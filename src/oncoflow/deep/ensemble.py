@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from oncoflow.errors import ModelError
+from oncoflow.formats import read_predictions, write_predictions
 from oncoflow.splits import TEST_SPLITS
 
 
@@ -46,8 +47,6 @@ def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 def collect_folds(paths: Sequence[Path], out: Path) -> pd.DataFrame:
     """Join fold ``predictions.csv`` files into the study's (module docstring)."""
-    tables = [pd.read_csv(p, dtype={"patient_id": str, "fold": str}) for p in paths]
-    frame = ensemble_predictions(tables)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    frame = ensemble_predictions([read_predictions(p) for p in paths])
+    write_predictions(out, frame)
     return frame

@@ -1,7 +1,7 @@
 """Multi-class classification metrics per model x target x split, with bootstrap CIs.
 
 Rows: ``patient_id, split, fold, target, y_true`` and one probability column ``y_score_<class>``
-per class (the DESIGN.md contract: one score column per class); ``y_true`` holds the class name
+per class (``docs/formats.md``: one score column per class); ``y_true`` holds the class name
 (matched as text against the column suffixes). Validation rows are scored per fold and pooled,
 ``fold == "final"`` rows per test split and pooled (``test``). Metrics
 (:func:`~oncoflow.evaluate.classification.multiclass_metrics`): macro one-vs-rest AUC, accuracy,

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Hashable, Sequence
@@ -27,6 +26,7 @@ import pandas as pd
 from oncoflow.artefacts import load_artefact, save_artefact, sha256
 from oncoflow.cohort import read_table
 from oncoflow.errors import CohortError, HarmonizationError
+from oncoflow.formats import read_fold
 from oncoflow.harmonize.combat import ComBat
 from oncoflow.harmonize.stats import site_effect
 
@@ -40,43 +40,6 @@ def _some(values: Sequence[Any], limit: int = 5) -> str:
     values = list(values)
     more = f" (+{len(values) - limit} more)" if len(values) > limit else ""
     return ", ".join(str(v) for v in values[:limit]) + more
-
-
-def read_folds(path: Path | str, fold: str | int) -> tuple[list[str], list[str]]:
-    """Read the ``fit`` and ``apply`` patient lists of one fold.
-
-    Args:
-        path: ``FOLDS.json`` = ``{"folds": {"<K>": {"fit": [ids], "apply": [ids]}}}``.
-        fold: The fold key ``K``.
-
-    Returns:
-        ``(fit_patients, apply_patients)`` as strings.
-
-    Raises:
-        HarmonizationError: Unreadable file, unknown fold, empty ``fit`` list, or a patient in
-            both lists.
-    """
-    path = Path(path)
-    try:
-        folds = json.loads(path.read_text())["folds"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        msg = f"{path}: cannot read the folds ({exc}); expected {{'folds': {{'<K>': ...}}}}"
-        raise HarmonizationError(msg) from exc
-    key = str(fold)
-    if key not in folds:
-        msg = f"{path}: fold {key!r} not found (folds: {_some(sorted(folds), 20)})"
-        raise HarmonizationError(msg)
-    entry = folds[key]
-    fit = [str(p) for p in entry.get("fit", [])]
-    apply = [str(p) for p in entry.get("apply", [])]
-    if not fit:
-        msg = f"{path}: fold {key!r} has no 'fit' patients"
-        raise HarmonizationError(msg)
-    both = sorted(set(fit) & set(apply))
-    if both:
-        msg = f"{path}: fold {key!r}: patient(s) {_some(both)} are in both 'fit' and 'apply'"
-        raise HarmonizationError(msg)
-    return fit, apply
 
 
 def patient_batches(images: pd.DataFrame, column: str = "site", *, source: str = "images.csv"):
@@ -370,7 +333,7 @@ def harmonize_fold(
     Args:
         features_csv: The study's feature table (CSV, ``patient_id`` + features).
         cohort_dir: Cohort folder (``images.csv`` for the batch, ``clinical.csv`` for covariates).
-        folds_json: Folds file (see :func:`read_folds`).
+        folds_json: The study's ``folds.json`` (:func:`oncoflow.formats.read_fold`).
         fold: Fold key.
         batch_column: ``images.csv`` column holding the batch.
         covariates: ``clinical.csv`` columns to preserve.
@@ -389,9 +352,10 @@ def harmonize_fold(
     Raises:
         HarmonizationError: Bad inputs (named file and patient) or a ComBat error.
         CohortError: Unreadable cohort tables.
+        FormatError: The folds file is unreadable, breaks its schema or lacks ``fold``.
     """
     table = _read_features(features_csv)
-    fit, apply = read_folds(folds_json, fold)
+    fit, apply, _ = read_fold(folds_json, fold)
     batches, clinical = cohort_batches(cohort_dir, batch_column, covariates)
     try:
         result, stats, frozen = harmonize_table(

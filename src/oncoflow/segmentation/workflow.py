@@ -340,7 +340,7 @@ def collect(
     predicted: Sequence[Path],
     converted: Path,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``predictions.csv`` (DESIGN contract, multi-class) and per-case Dice of every subset.
+    """``predictions.csv`` (multi-class, ``docs/formats.md``) and per-case Dice of every subset.
 
     Validation cases (training patients, predicted by their fold's model) get split
     ``validation``; test cases keep ``internal_test`` / ``external_test``. A case predicted twice

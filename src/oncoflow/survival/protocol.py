@@ -23,7 +23,7 @@ test C-index should be about 0.5; the output rows always carry the patients' tru
 permutation of 60 test patients scatters by about +-0.05 around 0.5, so the control runs
 ``permutations`` independent shuffles (column ``permutation``) and reports their mean.
 
-Output rows (DESIGN.md ``predictions.csv`` contract for survival):
+Output rows (the survival rows of ``predictions.csv``, ``docs/formats.md``):
 ``patient_id, split, fold, target, time, event, risk, model`` (risk: higher = earlier event).
 """
 
@@ -289,7 +289,7 @@ def run_net_survival(
         models: Model sets to run (default: every set whose blocks are all in ``features``).
         grid: Overrides of :data:`DEFAULT_GRID` (``k_grid``, ``penalizer_grid``, ``l1_grid``).
         keep_clinical: Always keep the clinical columns in combined models (seed-002 style).
-        folds: Given folds (``folds.json`` of :func:`oncoflow.splits.write_folds`:
+        folds: Given folds (``folds.json`` of :func:`oncoflow.formats.read_folds`:
             ``{"0": {"fit": [...], "apply": [...]}, ..., "final": {...}}``) used for every target
             instead of drawing ``repeats`` new ones; ``fit`` lists may only hold training
             patients. Keeps training aligned with per-fold steps such as ComBat.
@@ -703,27 +703,6 @@ def load_fold_features(
         }
         for fold in folds
     }
-
-
-def read_folds_file(path: Path) -> dict[str, dict[str, list[str]]]:
-    """Read the ``folds`` of a ``folds.json`` (layout of :mod:`oncoflow.splits`).
-
-    Raises:
-        ModelError: The file is missing, not JSON, or has no ``folds`` mapping.
-    """
-    try:
-        payload = json.loads(Path(path).read_text())
-    except FileNotFoundError as exc:
-        msg = f"{path}: folds file does not exist"
-        raise ModelError(msg) from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"{path}: cannot read folds JSON ({exc})"
-        raise ModelError(msg) from exc
-    folds = payload.get("folds") if isinstance(payload, dict) else None
-    if not isinstance(folds, dict):
-        msg = f"{path}: no 'folds' mapping"
-        raise ModelError(msg)
-    return folds
 
 
 APPLY_SPLIT = "apply"
