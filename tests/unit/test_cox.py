@@ -11,7 +11,8 @@ from lifelines import CoxPHFitter
 from lifelines.datasets import load_rossi
 
 from oncoflow.errors import ModelError
-from oncoflow.survival import CoxModel, concordance_index
+from oncoflow.metrics.survival import concordance_index
+from oncoflow.survival import CoxModel
 
 
 @pytest.fixture(scope="module")

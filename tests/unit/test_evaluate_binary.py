@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import SCALAR_METRICS, evaluate_binary
 from oncoflow.evaluate.engine import compare_models, evaluate_predictions
-from oncoflow.survival.bootstrap import bootstrap_ci, mean_of_runs, run_mean
+from oncoflow.metrics.bootstrap import bootstrap_ci, mean_of_runs, run_mean
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from oncoflow.errors import ModelError
+from oncoflow.metrics.bootstrap import bootstrap_ci
+from oncoflow.metrics.survival import concordance_index
 from oncoflow.survival import (
     CoxPipelineCV,
     SurvivalFeaturePipeline,
-    bootstrap_ci,
-    concordance_index,
     stratified_folds,
 )
 

@@ -24,7 +24,6 @@ import torch
 from oncoflow.cohort import read_table
 from oncoflow.deep.data import PatientLesions, fold_patients, load_lesions
 from oncoflow.errors import ModelError
-from oncoflow.evaluate.classification import auc
 from oncoflow.formats import read_fold
 from oncoflow.train.engine import Checkpoint, History, config_hash
 from oncoflow.train.loop import FitResult, FitSettings, fit
@@ -290,14 +289,6 @@ def index_batches(
 def permuted(labels: np.ndarray, seed: int) -> np.ndarray:
     """``labels`` permuted along the first axis with a seeded generator (negative control)."""
     return labels[np.random.default_rng(seed).permutation(len(labels))]
-
-
-def safe_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """AUC, or 0.5 when only one class is present (an inner split may hold one class)."""
-    y = np.asarray(y)
-    if len(np.unique(y)) < 2:
-        return 0.5
-    return float(auc(y, score))
 
 
 def prediction_rows(

@@ -24,7 +24,6 @@ from oncoflow.deep.common import (
     index_batches,
     permuted,
     prediction_rows,
-    safe_auc,
     warm_start_linear,
 )
 from oncoflow.deep.data import (
@@ -36,6 +35,7 @@ from oncoflow.deep.data import (
 )
 from oncoflow.deep.liver import RUNGS
 from oncoflow.errors import ModelError
+from oncoflow.metrics.classification import safe_auc
 from oncoflow.train.engine import History
 from oncoflow.train.losses import class_weights, focal_loss
 from oncoflow.train.registry import create_model
@@ -214,7 +214,7 @@ def train_fold(
         prob = scores(net, "inner")
         logits = torch.log(torch.from_numpy(np.stack([1 - prob, prob], 1)).clamp(min=1e-7))
         loss = focal_loss(logits, y_inner, gamma=settings.gamma, alpha=alpha.cpu())
-        return {"auc": safe_auc(labels["inner"], prob), "loss": float(loss)}
+        return {"auc": safe_auc(labels["inner"], prob, undefined=0.5), "loss": float(loss)}
 
     history = History(inputs.resume_file(resume_dir, "history.csv"))
     result = fit_stage(

@@ -37,7 +37,6 @@ from oncoflow.deep.common import (
     index_batches,
     permuted,
     prediction_rows,
-    safe_auc,
 )
 from oncoflow.deep.data import (
     TabularEncoder,
@@ -48,7 +47,8 @@ from oncoflow.deep.data import (
 from oncoflow.deep.mmdls import HEADS, breslow_survival, multitask_loss, refit_linear_head
 from oncoflow.deep.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.errors import ModelError
-from oncoflow.survival.metrics import concordance_index
+from oncoflow.metrics.classification import safe_auc
+from oncoflow.metrics.survival import concordance_index
 from oncoflow.train.engine import History
 from oncoflow.train.losses import class_weights
 from oncoflow.train.registry import create_model
@@ -417,8 +417,11 @@ def train_fold(
         return in_chunks(probabilities, net, name)
 
     def scores(pred: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float]:
-        values = {"histology_auc": safe_auc(y["histology"], pred["histology"])}
-        stage_aucs = [safe_auc(y["stage"] == k, pred["stage"][:, k]) for k in range(len(stages))]
+        values = {"histology_auc": safe_auc(y["histology"], pred["histology"], undefined=0.5)}
+        stage_aucs = [
+            safe_auc(y["stage"] == k, pred["stage"][:, k], undefined=0.5)
+            for k in range(len(stages))
+        ]
         values["stage_auc"] = float(np.mean(stage_aucs))
         for name in SURVIVAL:
             t, e = y[f"{name}_time"], y[f"{name}_event"]

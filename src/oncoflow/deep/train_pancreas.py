@@ -25,7 +25,6 @@ from oncoflow.deep.common import (
     index_batches,
     permuted,
     prediction_rows,
-    safe_auc,
 )
 from oncoflow.deep.data import TabularEncoder, downsample
 from oncoflow.deep.pancreas import (
@@ -37,6 +36,7 @@ from oncoflow.deep.pancreas import (
     slice_examples,
 )
 from oncoflow.errors import ModelError
+from oncoflow.metrics.classification import safe_auc
 from oncoflow.train.engine import History
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def train_extractor(
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
         logits = _batched_scores(net, x_va_t, device)
-        return {"auc": safe_auc(y_va, torch.softmax(logits, 1)[:, 1].numpy())}
+        return {"auc": safe_auc(y_va, torch.softmax(logits, 1)[:, 1].numpy(), undefined=0.5)}
 
     fit_stage(
         model,
@@ -291,7 +291,7 @@ def train_fold(
         logits = run(net, inner_set, slice(None))
         prob = torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
         loss = F.cross_entropy(logits, inner_set["y"].to(device), weight)
-        return {"auc": safe_auc(inner_set["y"].numpy(), prob), "loss": float(loss)}
+        return {"auc": safe_auc(inner_set["y"].numpy(), prob, undefined=0.5), "loss": float(loss)}
 
     hist_b = History(inputs.resume_file(resume_dir, "sequence_history.csv"))
     result = fit_stage(

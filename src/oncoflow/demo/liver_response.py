@@ -37,7 +37,7 @@ from oncoflow.demo._common import (
     smooth_noise,
     write_nifti,
 )
-from oncoflow.demo._metrics import auc, oracle_entry
+from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import (
     LESION,
     MR_AU,
@@ -47,6 +47,7 @@ from oncoflow.demo._phantoms import (
     abdomen,
     liver_point,
 )
+from oncoflow.metrics.classification import safe_auc
 
 SEQUENCES: tuple[str, ...] = ("T1", "T2", "T1V")
 GRID_SIZE = (64, 64, 24)
@@ -145,7 +146,7 @@ class LiverResponse(StudyGenerator):
         final, splits = self.assign_splits(patients, strata, np.column_stack([1 - prob, prob]))
         outcomes = pd.DataFrame({"patient_id": [p.patient_id for p in patients], "response": final})
         test = self.test_mask(splits)
-        oracle = {"response": oracle_entry("auc", auc(final[test], prob[test]))}
+        oracle = {"response": oracle_entry("auc", safe_auc(final[test], prob[test]))}
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
     def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:

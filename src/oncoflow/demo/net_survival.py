@@ -37,9 +37,10 @@ from oncoflow.demo._common import (
     weibull_times,
     write_nifti,
 )
-from oncoflow.demo._metrics import c_index, oracle_entry
+from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import LESION, NECROSIS, chest_scene, ct_true_hu, lung_lesion
 from oncoflow.demo._slides import render_slide, write_slide
+from oncoflow.metrics.survival import safe_concordance_index
 
 HISTOLOGY = ("carcinoid", "atypical_carcinoid", "LCNEC", "SCLC")
 _HISTOLOGY_CUTS = (-0.33, 0.50, 1.34)
@@ -146,8 +147,12 @@ class NetSurvival(StudyGenerator):
         outcomes["pfs_time"] = np.minimum(outcomes["pfs_time"], outcomes["os_time"])
         test = self.test_mask(splits)
         oracle = {
-            "os": oracle_entry("c_index", c_index(os_time[test], os_event[test], eta[test])),
-            "pfs": oracle_entry("c_index", c_index(pfs_time[test], pfs_event[test], eta[test])),
+            "os": oracle_entry(
+                "c_index", safe_concordance_index(os_time[test], os_event[test], eta[test])
+            ),
+            "pfs": oracle_entry(
+                "c_index", safe_concordance_index(pfs_time[test], pfs_event[test], eta[test])
+            ),
         }
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 

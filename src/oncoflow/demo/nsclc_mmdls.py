@@ -60,7 +60,7 @@ from oncoflow.demo._common import (
     weibull_times,
     write_nifti,
 )
-from oncoflow.demo._metrics import auc, c_index, macro_f1, oracle_entry
+from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import (
     HEART,
     LESION,
@@ -74,6 +74,8 @@ from oncoflow.demo._phantoms import (
     lung_lesion,
 )
 from oncoflow.demo.net_survival import _force_events
+from oncoflow.metrics.classification import macro_f1, safe_auc
+from oncoflow.metrics.survival import safe_concordance_index
 
 STAGES = ("I", "II", "III", "IV")
 _STAGE_CUTS = np.array([-0.915, 0.0, 1.47])
@@ -295,10 +297,14 @@ class NsclcMmdls(StudyGenerator):
         outcomes["dfs_time"] = np.minimum(outcomes["dfs_time"], outcomes["os_time"])
         test = self.test_mask(splits)
         oracle = {
-            "histology": oracle_entry("auc", auc(lusc[test], p_lusc[test])),
+            "histology": oracle_entry("auc", safe_auc(lusc[test], p_lusc[test])),
             "stage": oracle_entry("macro_f1", macro_f1(stage[test], post[test].argmax(axis=1))),
-            "dfs": oracle_entry("c_index", c_index(dfs_time[test], dfs_event[test], eta[test])),
-            "os": oracle_entry("c_index", c_index(os_time[test], os_event[test], eta[test])),
+            "dfs": oracle_entry(
+                "c_index", safe_concordance_index(dfs_time[test], dfs_event[test], eta[test])
+            ),
+            "os": oracle_entry(
+                "c_index", safe_concordance_index(os_time[test], os_event[test], eta[test])
+            ),
         }
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
@@ -378,7 +384,7 @@ class NsclcMmdls(StudyGenerator):
         test = [p for p in splits.index if splits[p] != "train"]
         y = (outcomes.loc[test, "histology"] == "LUSC").to_numpy(int)
         seen = np.array([(rendered[p] or {})["p_observable"] for p in test])
-        entry = oracle_entry("auc", auc(y, seen))
+        entry = oracle_entry("auc", safe_auc(y, seen))
         entry["value_latent"] = tables.oracle["histology"]["value"]
         return {"histology": entry}
 

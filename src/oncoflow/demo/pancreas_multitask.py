@@ -38,7 +38,7 @@ from oncoflow.demo._common import (
     to_sitk,
     write_nifti,
 )
-from oncoflow.demo._metrics import macro_f1, oracle_entry
+from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import (
     LESION,
     NECROSIS,
@@ -48,6 +48,7 @@ from oncoflow.demo._phantoms import (
     ct_true_hu,
     pancreas_point,
 )
+from oncoflow.metrics.classification import macro_f1
 
 GRID_SIZE = (64, 64, 32)
 INPLANE_MM = 4.4

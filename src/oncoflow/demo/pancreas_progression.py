@@ -50,9 +50,10 @@ from oncoflow.demo._common import (
     random_rotation,
     write_nifti,
 )
-from oncoflow.demo._metrics import auc, oracle_entry
+from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import LESION, NECROSIS, PANCREAS, Lesion, abdomen, ct_true_hu
 from oncoflow.demo._phantoms import pancreas_point as _pancreas_point
+from oncoflow.metrics.classification import safe_auc
 
 PHASES: tuple[str, ...] = ("arterial", "venous", "delayed")
 GRID_SIZE = (64, 64, 32)
@@ -188,8 +189,8 @@ class PancreasProgression(StudyGenerator):
                 for i in test
             ]
         )
-        entry = oracle_entry("auc", auc(y_test, seen))
-        entry["value_latent"] = oracle_entry("auc", auc(y_test, p_test))["value"]
+        entry = oracle_entry("auc", safe_auc(y_test, seen))
+        entry["value_latent"] = oracle_entry("auc", safe_auc(y_test, p_test))["value"]
         oracle = {"progression_next": entry}
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 

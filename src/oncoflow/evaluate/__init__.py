@@ -7,10 +7,9 @@ validation and each test split, every metric with a patient-level bootstrap CI.
 :func:`compare_models` runs paired tests between the models of one study (paired bootstrap of
 C-index differences, DeLong for AUCs).
 
-Binary and multi-class classification metrics live in :mod:`oncoflow.evaluate.classification`;
-survival metrics (Harrell / Uno C, time-dependent AUC, integrated Brier, KM risk groups) in
-:mod:`oncoflow.survival`; bootstrap intervals in :func:`oncoflow.survival.bootstrap_ci` and paired
-model comparisons (C-index differences) in :func:`paired_bootstrap`.
+The metrics themselves live in :mod:`oncoflow.metrics` (classification, survival, segmentation,
+bootstrap intervals); this package calls them. Paired model comparisons (C-index differences) are
+:func:`paired_bootstrap`.
 """
 
 from __future__ import annotations
@@ -19,19 +18,9 @@ import importlib
 from typing import Any
 
 # The names below are loaded on first use (PEP 562): importing one submodule, e.g.
-# ``oncoflow.evaluate.classification`` from a training job, must not import scikit-learn (~2 s)
-# through the binary evaluator.
+# ``oncoflow.evaluate.compare``, must not import scikit-learn (~2 s) through the binary evaluator.
 _EXPORTS = {
     "evaluate_binary": "binary",
-    "DeLong": "classification",
-    "Reliability": "classification",
-    "auc": "classification",
-    "average_precision": "classification",
-    "binary_metrics": "classification",
-    "delong_test": "classification",
-    "multiclass_metrics": "classification",
-    "reliability": "classification",
-    "youden_threshold": "classification",
     "PairedDifference": "compare",
     "paired_bootstrap": "compare",
     "compare_models": "engine",

@@ -5,7 +5,7 @@ several). Validation rows (``split == "validation"``, one fold each) choose the 
 threshold (Youden's J on the pooled validation predictions, or a fixed value); the test rows
 (``fold == "final"``, ``split`` internal_test / external_test) are scored with that threshold
 unchanged, so nothing about the test patients is fitted. Every metric comes with a
-patient-level percentile bootstrap 95 % CI (:func:`oncoflow.survival.bootstrap_ci`).
+patient-level percentile bootstrap 95 % CI (:func:`oncoflow.metrics.bootstrap.bootstrap_ci`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from oncoflow.errors import ModelError
-from oncoflow.evaluate.classification import binary_metrics, reliability, youden_threshold
-from oncoflow.survival.bootstrap import mean_of_runs, named_intervals
+from oncoflow.metrics.bootstrap import mean_of_runs, named_intervals
+from oncoflow.metrics.classification import binary_metrics, reliability, youden_threshold
 
 RUN_COLUMN = "permutation"
 """Run label of a negative-control table (one run per label permutation)."""
@@ -62,7 +62,7 @@ def score_split(
 
     With ``runs`` (negative-control permutations; ``groups`` then required) each run is scored
     at its own threshold (``threshold[run]``) and the metrics are averaged over the runs in
-    every resample (:func:`~oncoflow.survival.bootstrap.named_intervals`); the confusion matrix
+    every resample (:func:`~oncoflow.metrics.bootstrap.named_intervals`); the confusion matrix
     is the runs' mean, the curves are the first run's.
 
     Returns:
@@ -112,7 +112,7 @@ def curves(y_true: np.ndarray, y_score: np.ndarray, *, bins: int = 10) -> dict[s
     """ROC, precision-recall and reliability curves of one split (for the report's figures).
 
     ROC and PR come from scikit-learn (ROC without collinear intermediate points); the
-    reliability curve is :func:`~oncoflow.evaluate.classification.reliability` (left out when
+    reliability curve is :func:`~oncoflow.metrics.classification.reliability` (left out when
     the scores are not probabilities). Values are rounded to 4 decimals.
 
     Returns:

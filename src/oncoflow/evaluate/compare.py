@@ -7,7 +7,7 @@ kept. The interval is the percentile interval of the replicates and the two-side
 
 Example:
     >>> import numpy as np
-    >>> from oncoflow.survival import concordance_index
+    >>> from oncoflow.metrics.survival import concordance_index
     >>> t = np.arange(1.0, 41.0); e = np.ones(40)
     >>> r = paired_bootstrap(concordance_index, (t, e), -t, t, n=200)
     >>> r.estimate, r.p_value
@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from oncoflow.errors import ModelError
-from oncoflow.survival.bootstrap import bootstrap_replicates
+from oncoflow.metrics.bootstrap import bootstrap_replicates
 
 
 class PairedDifference(NamedTuple):

@@ -11,7 +11,7 @@
 
 Negative-control tables (a ``permutation`` column, several runs per patient) are scored run by
 run inside every bootstrap resample and the metrics averaged, by every evaluator alike
-(:func:`~oncoflow.survival.bootstrap.run_mean`): the CI is that of the mean over runs.
+(:func:`~oncoflow.metrics.bootstrap.run_mean`): the CI is that of the mean over runs.
 
 :func:`compare_models` tests models of one study against each other on the same test patients:
 the paired bootstrap of the C-index difference for survival models, DeLong's test for AUCs.
@@ -29,11 +29,11 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import evaluate_binary
-from oncoflow.evaluate.classification import auc, delong_test, multiclass_metrics
 from oncoflow.evaluate.compare import paired_bootstrap
 from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns, evaluate_multiclass
 from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
-from oncoflow.survival.metrics import concordance_index
+from oncoflow.metrics.classification import auc, delong_test, macro_auc
+from oncoflow.metrics.survival import concordance_index
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,6 @@ def _class_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return rows["y_true"].astype(str).map(index).to_numpy(int), rows[columns].to_numpy(float)
 
 
-def _macro_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    return float(multiclass_metrics(y, scores)["auc_macro"])
-
-
 def _validation_score(rows: pd.DataFrame, kind: str) -> float:
     """Mean per-fold validation score (C-index or AUC): chooses the reference model."""
     scores = []
@@ -220,7 +216,7 @@ def _validation_score(rows: pd.DataFrame, kind: str) -> float:
             if kind == "survival":
                 scores.append(concordance_index(part["time"], part["event"], part["risk"]))
             elif kind == "multiclass":
-                scores.append(_macro_auc(*_class_arrays(part)))
+                scores.append(macro_auc(*_class_arrays(part)))
             else:
                 scores.append(auc(part["y_true"], part["y_score"]))
         except ModelError:
@@ -311,7 +307,7 @@ def compare_models(
             elif kind == "multiclass":
                 y, scores_a = _class_arrays(ta)
                 diff = paired_bootstrap(
-                    _macro_auc, (y,), scores_a, _class_arrays(tb)[1], n=n_boot, seed=seed,
+                    macro_auc, (y,), scores_a, _class_arrays(tb)[1], n=n_boot, seed=seed,
                     alpha=alpha,
                 )  # fmt: skip
                 entry |= {

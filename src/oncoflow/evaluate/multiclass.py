@@ -4,7 +4,7 @@ Rows: ``patient_id, split, fold, target, y_true`` and one probability column ``y
 per class (``docs/formats.md``: one score column per class); ``y_true`` holds the class name
 (matched as text against the column suffixes). Validation rows are scored per fold and pooled,
 ``fold == "final"`` rows per test split and pooled (``test``). Metrics
-(:func:`~oncoflow.evaluate.classification.multiclass_metrics`): macro one-vs-rest AUC, accuracy,
+(:func:`~oncoflow.metrics.classification.multiclass_metrics`): macro one-vs-rest AUC, accuracy,
 macro F1 and the multi-class Brier score, each with a patient-level bootstrap CI (all on the same
 resamples), plus the confusion matrix (rows true, columns predicted). No threshold is fit: the
 prediction is the most probable class.
@@ -21,8 +21,8 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import is_control, run_labels, run_parts
-from oncoflow.evaluate.classification import multiclass_metrics
-from oncoflow.survival.bootstrap import mean_of_runs, named_intervals
+from oncoflow.metrics.bootstrap import mean_of_runs, named_intervals
+from oncoflow.metrics.classification import multiclass_metrics
 
 SCORE_PREFIX = "y_score_"
 """Prefix of the per-class probability columns."""

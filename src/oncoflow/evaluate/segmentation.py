@@ -1,8 +1,9 @@
-"""Segmentation metrics: Dice per region and case, summarised with patient-level bootstrap CIs.
+"""Segmentation evaluation: Dice per region and case, summarised with patient-level bootstrap CIs.
 
-A *region* is a set of label values (nnU-Net's region-based training: the whole pancreas is
-``{1, 2}`` = pancreas + lesion, the lesion is ``{2}``). For binary masks ``A`` (prediction) and
-``B`` (reference) of one region,
+The Dice coefficient itself is :func:`oncoflow.metrics.segmentation.dice`. A *region* is a set of
+label values (nnU-Net's region-based training: the whole pancreas is ``{1, 2}`` = pancreas +
+lesion, the lesion is ``{2}``). For binary masks ``A`` (prediction) and ``B`` (reference) of one
+region,
 
     Dice = 2 |A ∩ B| / (|A| + |B|)
 
@@ -22,37 +23,11 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ModelError
-from oncoflow.survival.bootstrap import bootstrap_ci
+from oncoflow.metrics.bootstrap import bootstrap_ci
+from oncoflow.metrics.segmentation import dice
 
 SPACING_TOLERANCE_MM = 1e-3
 """Largest spacing / origin difference (mm) at which two masks count as on the same grid."""
-
-
-def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
-    """Dice of two boolean masks of one shape (both empty: 1, one empty: 0).
-
-    Raises:
-        ModelError: Different shapes.
-    """
-    a = np.asarray(prediction, dtype=bool)
-    b = np.asarray(reference, dtype=bool)
-    if a.shape != b.shape:
-        msg = f"masks of different shapes {a.shape} and {b.shape}"
-        raise ModelError(msg)
-    total = int(a.sum()) + int(b.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
-def region_dice(
-    prediction: np.ndarray, reference: np.ndarray, regions: Mapping[str, Sequence[int]]
-) -> dict[str, float]:
-    """Dice of every region (label set) between two label maps."""
-    return {
-        name: dice(np.isin(prediction, list(labels)), np.isin(reference, list(labels)))
-        for name, labels in regions.items()
-    }
 
 
 def _read_mask(path: Path) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:

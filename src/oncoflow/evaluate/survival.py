@@ -8,14 +8,14 @@ Brier score.
 
 Per model x target, each split gets:
 
-* ``harrell_c`` (:func:`~oncoflow.survival.concordance_index`) and ``uno_c``
-  (:func:`~oncoflow.survival.uno_c`);
+* ``harrell_c`` (:func:`~oncoflow.metrics.survival.concordance_index`) and ``uno_c``
+  (:func:`~oncoflow.metrics.survival.uno_c`);
 * ``td_auc@<t>`` at every horizon and ``mean_td_auc`` (cumulative/dynamic AUC,
-  :func:`~oncoflow.survival.time_dependent_auc`);
-* ``ibs`` (:func:`~oncoflow.survival.integrated_brier_score` over the horizons) when the rows
-  carry ``survival_<t>`` for at least two horizons inside the follow-up;
+  :func:`~oncoflow.metrics.survival.time_dependent_auc`);
+* ``ibs`` (:func:`~oncoflow.metrics.survival.integrated_brier_score` over the horizons) when
+  the rows carry ``survival_<t>`` for at least two horizons inside the follow-up;
 * ``km``: two risk groups split at the median *validation* risk (never a test quantity) with
-  the log-rank p-value (:func:`~oncoflow.survival.km_risk_groups`).
+  the log-rank p-value (:func:`~oncoflow.metrics.survival.km_risk_groups`).
 
 The IPCW metrics need the censoring distribution of the training patients; it is estimated from
 the training patients' own outcomes, which the validation rows carry (every training patient is
@@ -38,12 +38,12 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ModelError
-from oncoflow.survival.bootstrap import bootstrap_ci, run_mean
-from oncoflow.survival.metrics import (
-    _pair_sums,
+from oncoflow.metrics.bootstrap import bootstrap_ci, run_mean
+from oncoflow.metrics.survival import (
     brier_kernel,
     censoring_survival,
     check_survival,
+    concordance_pair_sums,
     integrate_brier,
     km_risk_groups,
     td_auc_kernel,
@@ -116,7 +116,7 @@ class _Scorer:
     def one_run(
         self, t: np.ndarray, e: np.ndarray, r: np.ndarray, surv: np.ndarray | None
     ) -> np.ndarray:
-        harrell = _pair_sums(t, e, r, np.ones_like(t))
+        harrell = concordance_pair_sums(t, e, r, np.ones_like(t))
         values = [harrell[0] / harrell[1] if harrell[1] else np.nan]
         values.append(_nan_on_error(uno_c_kernel, self.g, self.train_max, t, e, r))
         grid = self.horizons[self.keep]
@@ -198,7 +198,7 @@ def score_rows(
 
     With ``resample_runs`` and several runs (negative-control permutations over the same
     patients) the bootstrap also draws the runs
-    (two-stage, :func:`~oncoflow.survival.bootstrap.bootstrap_replicates`).
+    (two-stage, :func:`~oncoflow.metrics.bootstrap.bootstrap_replicates`).
     """
     names = metric_names(horizons, brier=bool(surv_columns))
     arrays = [rows[c].to_numpy(float) for c in ("time", "event", "risk")]
@@ -242,7 +242,7 @@ def evaluate_survival(
         predictions: Rows of the survival contract (:data:`COLUMNS`; optional ``model``,
             ``permutation`` and ``survival_<t>`` columns).
         horizons: Times (days) of the time-dependent AUC and of the Brier score; points outside
-            the follow-up are left out (``None``), as in :mod:`oncoflow.survival.metrics`.
+            the follow-up are left out (``None``), as in :mod:`oncoflow.metrics.survival`.
         n_boot: Bootstrap replicates (all metrics of a split share them).
         seed: Bootstrap seed (the same seed gives the same intervals).
         alpha: 1 - confidence level.

@@ -29,7 +29,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from oncoflow.errors import ModelError
-from oncoflow.survival.metrics import check_survival
+from oncoflow.metrics.survival import check_survival
 
 log = logging.getLogger(__name__)
 

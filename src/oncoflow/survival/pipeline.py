@@ -32,8 +32,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from oncoflow.errors import ModelError
+from oncoflow.metrics.survival import check_survival, concordance_pair_sums
 from oncoflow.survival.cox import CoxModel, fit_coefficients
-from oncoflow.survival.metrics import _pair_sums, check_survival
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def univariate_c(X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> pd.Ser
     out = {}
     ones = np.ones(time.size)
     for col in X.columns:
-        num, den = _pair_sums(time, event, X[col].to_numpy(dtype=float), ones)
+        num, den = concordance_pair_sums(time, event, X[col].to_numpy(dtype=float), ones)
         out[col] = num / den if den > 0 else np.nan
     return pd.Series(out, dtype=float, name="c_index")
 
@@ -143,7 +143,7 @@ class SurvivalFeaturePipeline:
         ones = np.ones(t.size)
         cvals = []
         for i in candidates:
-            num, den = _pair_sums(t, e, filled[:, i], ones)
+            num, den = concordance_pair_sums(t, e, filled[:, i], ones)
             cvals.append(num / den if den > 0 else np.nan)
         self.univariate_c_ = pd.Series(
             cvals, index=[self.columns_[i] for i in candidates], dtype=float, name="c_index"
@@ -368,7 +368,7 @@ class CoxPipelineCV:
                         )
                         risk = z_val[:, :width] @ beta
                         if np.isfinite(risk).all():
-                            num, den = _pair_sums(t[val], e[val], risk, ones)
+                            num, den = concordance_pair_sums(t[val], e[val], risk, ones)
                             score = num / den if den > 0 else np.nan
                     scores.setdefault((k, pen, l1), []).append(score)
         results = []

@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ModelError
+from oncoflow.metrics.bootstrap import bootstrap_ci
+from oncoflow.metrics.survival import check_survival, concordance_pair_sums
 from oncoflow.splits import make_folds
-from oncoflow.survival.bootstrap import bootstrap_ci
-from oncoflow.survival.metrics import _pair_sums, check_survival
 from oncoflow.survival.pipeline import CoxPipelineCV
 
 log = logging.getLogger(__name__)
@@ -500,7 +500,7 @@ def _check_folds(
 
 
 def _c_or_nan(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    num, den = _pair_sums(
+    num, den = concordance_pair_sums(
         np.asarray(time, float), np.asarray(event, int), np.asarray(risk, float), np.ones(len(time))
     )
     return num / den if den > 0 else float("nan")

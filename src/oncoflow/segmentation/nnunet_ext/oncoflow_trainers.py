@@ -27,7 +27,7 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast, nn
 
-from oncoflow.evaluate.classification import multiclass_metrics
+from oncoflow.metrics.classification import multiclass_metrics
 from oncoflow.segmentation.multitask import (
     MultitaskNetwork,
     class_weights,

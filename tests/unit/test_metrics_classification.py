@@ -9,17 +9,17 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from oncoflow.errors import ModelError
-from oncoflow.evaluate import (
+from oncoflow.evaluate.compare import paired_bootstrap
+from oncoflow.metrics.classification import (
     auc,
     average_precision,
     binary_metrics,
     delong_test,
     multiclass_metrics,
-    paired_bootstrap,
     reliability,
     youden_threshold,
 )
-from oncoflow.survival import concordance_index
+from oncoflow.metrics.survival import concordance_index
 
 
 def _binary(seed: int, n: int = 200, signal: float = 1.0, ties: bool = False):

@@ -1,4 +1,17 @@
-"""Patient-level percentile bootstrap confidence intervals."""
+"""Patient-level percentile bootstrap confidence intervals, and means over runs.
+
+Every interval of the evaluation stage is a percentile bootstrap over *patients*: a replicate
+draws ``n_patients`` patients with replacement (``numpy.random.default_rng(seed)``), keeps all
+their rows, recomputes the statistic, and the interval is the ``alpha / 2`` and
+``1 - alpha / 2`` quantiles (numpy's default linear interpolation) of the defined replicates.
+With several runs per patient (negative-control permutations, CV repeats), a replicate also
+draws the runs (a two-stage bootstrap) and the statistic is the mean over runs (:func:`run_mean`).
+
+Why not ``scipy.stats.bootstrap``: it neither resamples groups of rows (a patient's rows stay
+together) nor runs, it cannot skip the replicates where a statistic is undefined (a resample
+without a comparable pair), and one resample here serves a whole vector of metrics. The seeded
+draws are part of the workflow's outputs, so their order must not change.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +43,7 @@ def bootstrap_replicates(
     of ``k`` statistics (one resample serves them all); then the replicates are ``(n, k)``.
 
     Args:
-        fn: Statistic of the arrays, e.g. :func:`~oncoflow.survival.concordance_index`.
+        fn: Statistic of the arrays, e.g. :func:`~oncoflow.metrics.survival.concordance_index`.
         *arrays: Row-aligned arrays (same length), e.g. ``time, event, risk``.
         n: Number of bootstrap replicates.
         seed: Seed of the resampling.
@@ -105,7 +118,7 @@ def bootstrap_ci(
     resample without comparable pairs, are skipped and counted in the log).
 
     Args:
-        fn: Statistic of the arrays, e.g. :func:`~oncoflow.survival.concordance_index`.
+        fn: Statistic of the arrays, e.g. :func:`~oncoflow.metrics.survival.concordance_index`.
         *arrays: Row-aligned arrays (same length), e.g. ``time, event, risk``.
         n: Number of bootstrap replicates.
         seed: Seed of the resampling.

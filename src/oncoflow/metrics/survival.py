@@ -1,4 +1,4 @@
-"""Survival metrics: Harrell's and Uno's C, time-dependent AUC, integrated Brier score, KM groups.
+"""Survival metrics: Harrell's and Uno's C, time-dependent AUC, Brier / integrated Brier, KM groups.
 
 Conventions (all functions):
 
@@ -6,7 +6,8 @@ Conventions (all functions):
   the patient was censored (alive / progression-free) at ``time``. Nothing else is accepted.
 * ``risk`` is a risk score: a *higher* risk means an *earlier* event (e.g. a Cox linear
   predictor). Ties in risk count one half.
-* Times are non-negative, in any unit (days in oncoflow); no NaN anywhere.
+* Times are non-negative, in any unit (days in oncoflow); no NaN anywhere. Every metric is
+  unitless (a C-index, an AUC or a Brier score in [0, 1]).
 
 The IPCW metrics (Uno's C, time-dependent AUC, Brier score) weight test patients by the inverse
 of the censoring survival function ``G(t) = P(C > t)``, a reverse Kaplan-Meier estimate on the
@@ -19,9 +20,16 @@ so these metrics are restricted to the follow-up both sets allow (*clipping rule
 * Uno's C gives weight 0 to test events after the last training time (or where ``G = 0``), in
   addition to the events at or after ``tau``.
 
-Where scikit-survival runs at all, the numbers are identical to its ``concordance_index_ipcw``,
-``cumulative_dynamic_auc`` and ``integrated_brier_score``; where it raises because test times
-exceed the training follow-up, these functions clip instead.
+Why not call lifelines / scikit-survival: the bootstrap evaluates these metrics thousands of
+times against one training set, so each one is split into a validating front end and a *kernel*
+on validated arrays with a precomputed ``G`` (:func:`uno_c_kernel`, :func:`td_auc_kernel`,
+:func:`brier_kernel`, :func:`concordance_pair_sums`); and scikit-survival raises where test times
+exceed the training follow-up, where these functions clip instead. Where scikit-survival runs at
+all, the numbers are identical to its ``concordance_index_censored``, ``concordance_index_ipcw``,
+``cumulative_dynamic_auc``, ``brier_score`` and ``integrated_brier_score``, and Harrell's C to
+``lifelines.utils.concordance_index`` (``tests/unit/test_metrics.py``,
+``tests/unit/test_metrics_survival.py``). The log-rank test of :func:`km_risk_groups` is
+lifelines'.
 """
 
 from __future__ import annotations
@@ -100,15 +108,29 @@ def _check_risk(risk: ArrayLike, n: int, *, what: str = "risk") -> np.ndarray:
     return r
 
 
-def _pair_sums(
+def concordance_pair_sums(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, weight: np.ndarray
 ) -> tuple[float, float]:
-    """Weighted concordant and comparable pair sums, Harrell's definition.
+    """Weighted concordant and comparable pair sums, Harrell's definition (the C-index kernel).
 
     A pair ``(i, j)`` is comparable when ``event_i = 1`` and ``T_j > T_i``, or ``T_j = T_i`` and
     ``event_j = 0`` (a censoring at the event time is assumed to come after it). It is
     concordant when ``risk_i > risk_j`` and counts 1/2 when ``risk_i = risk_j``. Pairs are
-    weighted by ``weight_i``.
+    weighted by ``weight_i``:
+
+    ``num = sum_ij w_i c_ij [1(r_i > r_j) + 1/2 1(r_i = r_j)]``, ``den = sum_ij w_i c_ij``.
+
+    Harrell's C is ``num / den`` with ``w = 1``, Uno's C with ``w_i = G(T_i)^-2``. Own kernel
+    rather than lifelines' or scikit-survival's: one vectorised O(n^2) pass (in blocks of
+    ``2^22`` pairs) on arrays that are already validated, shared by both C-indices, by the
+    univariate screening of the Cox pipeline and by the bootstrap, with no per-call checks.
+
+    Args:
+        time: Follow-up times (float, validated by :func:`check_survival`).
+        event: Event indicators (0/1).
+        risk: Risk scores (higher = earlier event), finite.
+        weight: Weight per patient (only patients with ``event = 1`` and ``weight > 0`` count
+            as the first member of a pair).
 
     Returns:
         ``(sum of w_i * concordance, sum of w_i over comparable pairs)``.
@@ -136,7 +158,8 @@ def concordance_index(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> flo
     ``(i, j)`` is comparable when patient ``i`` had the event and ``j`` was still at risk after
     ``T_i`` (``T_j > T_i``, or ``T_j = T_i`` and ``j`` censored). Tied event times of two events
     are not comparable. Equal to ``lifelines.utils.concordance_index(time, -risk, event)`` and
-    to scikit-survival's ``concordance_index_censored``.
+    to scikit-survival's ``concordance_index_censored`` (same tie handling); computed by
+    :func:`concordance_pair_sums`, the kernel Uno's C and the bootstrap share.
 
     Args:
         time: Follow-up times (>= 0).
@@ -151,11 +174,36 @@ def concordance_index(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> flo
     """
     t, e = check_survival(time, event)
     r = _check_risk(risk, t.size)
-    num, den = _pair_sums(t, e, r, np.ones_like(t))
+    num, den = concordance_pair_sums(t, e, r, np.ones_like(t))
     if den == 0:
         msg = f"no comparable pairs among {t.size} patients ({int(e.sum())} events): C undefined"
         raise ModelError(msg)
     return num / den
+
+
+def safe_concordance_index(
+    time: ArrayLike, event: ArrayLike, risk: ArrayLike, *, undefined: float = float("nan")
+) -> float:
+    """:func:`concordance_index`, or ``undefined`` when no pair is comparable (e.g. no event).
+
+    For reports that must not stop on a degenerate sample; invalid inputs still raise.
+
+    Args:
+        time: Follow-up times (>= 0).
+        event: 1 = event happened, 0 = censored.
+        risk: Risk scores (higher = worse prognosis).
+        undefined: Value returned when C is undefined (NaN by default).
+
+    Returns:
+        Harrell's C in [0, 1], or ``undefined``.
+
+    Raises:
+        ModelError: Invalid inputs.
+    """
+    t, e = check_survival(time, event)
+    r = _check_risk(risk, t.size)
+    num, den = concordance_pair_sums(t, e, r, np.ones_like(t))
+    return num / den if den != 0 else float(undefined)
 
 
 def censoring_survival(
@@ -166,7 +214,9 @@ def censoring_survival(
     At each distinct time ``u``: ``G`` drops by the factor ``1 - c_u / (n_u - d_u)``, with
     ``c_u`` censorings, ``d_u`` events and ``n_u`` patients with time >= u (events at ``u`` are
     taken to happen before the censorings at ``u``). ``G(t)`` is right-continuous, 1 before the
-    first time and held at its last value after the last time.
+    first time and held at its last value after the last time. Equal to scikit-survival's
+    ``CensoringDistributionEstimator``; written out so that the IPCW kernels get a plain
+    function of time (no scikit-survival import, no structured arrays).
 
     Args:
         train_time: Training follow-up times.
@@ -246,6 +296,20 @@ def uno_c_kernel(
 
     For repeated evaluation (bootstrap) against one training set: ``g`` from
     :func:`censoring_survival`, ``train_max`` the last training time.
+
+    Args:
+        g: Censoring survival ``G`` of the training patients (:func:`censoring_survival`).
+        train_max: Last training follow-up time (same unit as ``t``).
+        t: Test times (validated, float).
+        e: Test event indicators (0/1).
+        r: Test risk scores (finite).
+        tau: Truncation time, or ``None``.
+
+    Returns:
+        Uno's C in [0, 1].
+
+    Raises:
+        ModelError: No comparable pair with positive weight.
     """
     g_at = g(t)
     usable = (t <= train_max) & (g_at > 0)
@@ -256,7 +320,7 @@ def uno_c_kernel(
         log.debug("uno_c: %d test events after the training follow-up get weight 0", dropped)
     w = np.zeros_like(t)
     w[usable] = 1.0 / np.square(g_at[usable])
-    num, den = _pair_sums(t, e, r, w)
+    num, den = concordance_pair_sums(t, e, r, w)
     if den == 0:
         msg = "uno_c: no comparable pairs with a test event inside the training follow-up"
         raise ModelError(msg)
@@ -387,7 +451,16 @@ def td_auc_kernel(
 ) -> TimeDependentAUC:
     """:func:`time_dependent_auc` on validated arrays, a clipped ``grid`` and a precomputed ``g``.
 
-    ``r`` is patients x ``grid.size`` (a risk vector repeated per time point for static risks).
+    Args:
+        g: Censoring survival ``G`` of the training patients (:func:`censoring_survival`).
+        t: Test times (validated, float).
+        e: Test event indicators (0/1).
+        r: Risks, patients x ``grid.size`` (a risk vector repeated per time point for static
+            risks).
+        grid: Clipped, ascending evaluation times (:func:`clip_times`).
+
+    Returns:
+        :class:`TimeDependentAUC` on ``grid``.
     """
     auc = np.full(grid.size, np.nan)
     for k, tk in enumerate(grid):
@@ -476,7 +549,15 @@ def brier_kernel(
 ) -> np.ndarray:
     """:func:`brier_scores` on validated arrays, a clipped ``grid`` and a precomputed ``g``.
 
-    ``s`` is patients x ``grid.size`` survival probabilities.
+    Args:
+        g: Censoring survival ``G`` of the training patients (:func:`censoring_survival`).
+        t: Test times (validated, float).
+        e: Test event indicators (0/1).
+        s: Survival probabilities in [0, 1], patients x ``grid.size``.
+        grid: Clipped, ascending evaluation times (:func:`clip_times`).
+
+    Returns:
+        The Brier score ``BS(t_k)`` at each grid time (squared probability, unitless).
     """
     g_grid = g(grid)
     scores = np.empty(grid.size)
@@ -491,7 +572,18 @@ def brier_kernel(
 
 
 def integrate_brier(grid: np.ndarray, scores: np.ndarray) -> float:
-    """Trapezoid integral of Brier scores over ``grid`` divided by its span."""
+    """Trapezoid integral of Brier scores over ``grid`` divided by its span.
+
+    ``IBS = sum_k (t_{k+1} - t_k) (BS_k + BS_{k+1}) / 2 / (t_last - t_first)``; the time unit
+    cancels, the result is unitless.
+
+    Args:
+        grid: Ascending times (at least two).
+        scores: Brier score at each time of ``grid``.
+
+    Returns:
+        The integrated Brier score.
+    """
     area = float(np.sum(np.diff(grid) * (scores[1:] + scores[:-1]) / 2.0))
     return area / float(grid[-1] - grid[0])
 

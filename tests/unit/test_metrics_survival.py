@@ -1,4 +1,4 @@
-"""oncoflow.survival metrics against lifelines and scikit-survival on their bundled datasets."""
+"""oncoflow.metrics.survival against lifelines and scikit-survival on their bundled datasets."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sksurv.metrics import (
 from sksurv.metrics import integrated_brier_score as sksurv_ibs
 
 from oncoflow.errors import ModelError, OncoflowError
-from oncoflow.survival import (
+from oncoflow.metrics.survival import (
     concordance_index,
     integrated_brier_score,
     km_risk_groups,
