@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oncoflow.deep import liver  # noqa: F401 - registers the rungs
 from oncoflow.deep.train_liver import LiverSettings, PatientCropDataset
+from oncoflow.models import liver  # noqa: F401 - registers the rungs
+from oncoflow.models.registry import create_model
 from oncoflow.train.engine import resolve_device
 from oncoflow.train.losses import focal_loss
-from oncoflow.train.registry import create_model
 
 HERE = Path(__file__).resolve().parent
 STEMS = ["MR_T1", "MR_T2", "MR_T1V"]

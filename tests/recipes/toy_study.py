@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from oncoflow.deep.common import FoldInputs, prediction_rows
+from oncoflow.models.registry import create_model, list_models, register_model
 from oncoflow.studies import Recipe
-from oncoflow.train.registry import create_model, list_models, register_model
 
 
 @dataclass

@@ -15,19 +15,20 @@ from oncoflow.deep import train_mmdls, train_pancreas
 from oncoflow.deep.data import (
     TabularEncoder,
     fold_patients,
+    intensity_features,
     lesion_core_statistics,
     load_lesions,
     select_slices,
 )
 from oncoflow.deep.ensemble import collect_folds, ensemble_predictions
-from oncoflow.deep.liver import RUNGS
-from oncoflow.deep.mmdls import REFIT_GRID, breslow_survival, refit_linear_head
-from oncoflow.deep.pancreas import ProgressionLSTM, collate_sequences, intensity_features
 from oncoflow.deep.workflow import run_fold
 from oncoflow.errors import ModelError
 from oncoflow.formats import write_folds
+from oncoflow.models.cnn_lstm import ProgressionLSTM, collate_sequences
+from oncoflow.models.liver import RUNGS
+from oncoflow.models.mm_dls import REFIT_GRID, breslow_survival, refit_linear_head
+from oncoflow.models.registry import create_model
 from oncoflow.splits import make_folds
-from oncoflow.train.registry import create_model
 
 SIZE = 16
 
@@ -827,7 +828,7 @@ def test_resnet_trunk_equals_torchvisions(name):
     and names, same features, and torchvision state_dict files load into it."""
     from torchvision.models.resnet import BasicBlock, ResNet
 
-    from oncoflow.deep.backbones import RESNET_LAYERS, resnet_trunk
+    from oncoflow.models.backbones import RESNET_LAYERS, resnet_trunk
 
     torch.manual_seed(7)
     ours, width = resnet_trunk(name, in_channels=2)

@@ -1,4 +1,4 @@
-"""Lung + lesion segmentor of MM-DLS (oncoflow.deep.segmentor)."""
+"""Lung + lesion segmentor of MM-DLS (oncoflow.models.segmentor)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from oncoflow.deep.segmentor import (
+from oncoflow.models.segmentor import (
     LungLesionSegmentor,
     dice_score,
     segmentation_loss,

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oncoflow.deep import liver
 from oncoflow.deep.workflow import MODELS, model_parts
 from oncoflow.errors import ConfigError, ModelError
+from oncoflow.models import liver
+from oncoflow.models.registry import list_models
 from oncoflow.studies import builtin_recipes, load_recipe, model_names, recipe_for
 from oncoflow.studies.recipe import INHERITED, Recipe
-from oncoflow.train.registry import list_models
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())

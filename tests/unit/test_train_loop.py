@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from oncoflow.errors import ModelError
+from oncoflow.models.registry import create_model, list_models, register_model
 from oncoflow.train import Checkpoint, History, seed_everything
 from oncoflow.train.loop import FitSettings, fit
-from oncoflow.train.registry import create_model, list_models, register_model
 
 X = torch.randn(96, 5, generator=torch.Generator().manual_seed(0))
 Y = (X[:, 0] - X[:, 1] > 0).float()

@@ -1,4 +1,4 @@
-"""Train one fold of one ``liver_response`` ladder rung (:mod:`oncoflow.deep.liver`).
+"""Train one fold of one ``liver_response`` ladder rung (:mod:`oncoflow.models.liver`).
 
 Per patient: ``(Q, 2, k, S, S)`` crops (sequences x pre/post x the ``k`` largest lesion slices,
 resized to ``input_size``) and the tabular vector (configured clinical columns and
@@ -33,12 +33,12 @@ from oncoflow.deep.data import (
     load_lesions,
     select_slices,
 )
-from oncoflow.deep.liver import RUNGS
 from oncoflow.errors import ModelError
 from oncoflow.metrics.classification import safe_auc
+from oncoflow.models.liver import RUNGS
+from oncoflow.models.registry import create_model
 from oncoflow.train.engine import History
 from oncoflow.train.losses import class_weights, focal_loss
-from oncoflow.train.registry import create_model
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class LiverSettings:
     """Settings of a ladder rung (config ``studies.liver_response.train``).
 
     Attributes:
-        rung: One of :data:`~oncoflow.deep.liver.RUNGS`.
+        rung: One of :data:`~oncoflow.models.liver.RUNGS`.
         target: Binary outcome column.
         stems: Image stems, one per MRI sequence (``MR_T1``, ``MR_T2``, ``MR_T1V``).
         primary: Stem of the single-sequence rungs.

@@ -1,4 +1,4 @@
-"""Train one fold of ``nsclc_mmdls`` (:mod:`oncoflow.deep.mmdls`).
+"""Train one fold of ``nsclc_mmdls`` (:mod:`oncoflow.models.mm_dls`).
 
 Per patient: ``k`` lesion slices (CT + PET channels, the largest lesion areas), ``k`` lung
 context patches, and a tabular vector of the feature tables (PET metrics, radiomics when on; the
@@ -10,7 +10,7 @@ the tabular vector also holds the CT intensity percentiles of the lesion core
 the mean of histology AUC, stage macro AUC and the DFS / OS C-indices.
 
 Before it, when the converted CT images are given, the lung + lesion segmentor
-(:mod:`oncoflow.deep.segmentor`: shared encoder, two decoders, lesion-to-lung cross-attention)
+(:mod:`oncoflow.models.segmentor`: shared encoder, two decoders, lesion-to-lung cross-attention)
 trains on the axial slices of the fold's training patients (soft Dice + BCE per branch), is
 selected on the inner patients and scored (Dice) on the fold's validation patients; its weights
 and Dice go into ``model.pt`` (the crops themselves come from the given or nnU-Net masks of the
@@ -44,14 +44,14 @@ from oncoflow.deep.data import (
     lesion_core_statistics,
     select_slices,
 )
-from oncoflow.deep.mmdls import HEADS, breslow_survival, multitask_loss, refit_linear_head
-from oncoflow.deep.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.errors import ModelError
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.metrics.survival import concordance_index
+from oncoflow.models.mm_dls import HEADS, breslow_survival, multitask_loss, refit_linear_head
+from oncoflow.models.registry import create_model
+from oncoflow.models.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
 from oncoflow.train.engine import History
 from oncoflow.train.losses import class_weights
-from oncoflow.train.registry import create_model
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class MMDLSSettings:
             (default false). A refit head reads every input while the network trains, so its
             task still shapes the shared encoder; after training it is replaced by a penalised
             logistic regression on its declared inputs of the frozen network
-            (:func:`~oncoflow.deep.mmdls.refit_linear_head`).
+            (:func:`~oncoflow.models.mm_dls.refit_linear_head`).
         network: Model settings (dim, heads, dropout).
         slices, input_size, epochs, batch_size, lr, weight_decay, patience: Training settings.
         horizons: Days at which ``S(t | x)`` is written.
@@ -607,8 +607,12 @@ def train_segmentor(
     x_tr, lung_tr, lesion_tr = segmentation_slices(inputs.converted, inputs.train, stem, cfg)
     x_in, lung_in, lesion_in = segmentation_slices(inputs.converted, inputs.inner, stem, cfg)
     torch.manual_seed(inputs.seed + 5)
-    model = LungLesionSegmentor(
-        1, width=int(cfg["width"]), depth=int(cfg["depth"]), heads=int(cfg["heads"])
+    model = create_model(
+        "lung_lesion_segmentor",
+        in_channels=1,
+        width=int(cfg["width"]),
+        depth=int(cfg["depth"]),
+        heads=int(cfg["heads"]),
     ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]))
 

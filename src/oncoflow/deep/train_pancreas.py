@@ -1,4 +1,4 @@
-"""Train one fold of ``pancreas_progression`` (:mod:`oncoflow.deep.pancreas`): stage A, then B.
+"""Train one fold of ``pancreas_progression`` (:mod:`oncoflow.models.cnn_lstm`): stage A, then B.
 
 Stage A sees the crops of ``inputs.train`` only (lesion vs non-lesion, selected on
 ``inputs.inner`` by AUC); the frozen extractor then embeds every patient's lesion slices and
@@ -26,17 +26,17 @@ from oncoflow.deep.common import (
     permuted,
     prediction_rows,
 )
-from oncoflow.deep.data import TabularEncoder, downsample
-from oncoflow.deep.pancreas import (
-    LesionSliceClassifier,
-    ProgressionLSTM,
-    collate_sequences,
+from oncoflow.deep.data import (
+    TabularEncoder,
+    downsample,
     intensity_features,
     size_features,
     slice_examples,
 )
 from oncoflow.errors import ModelError
 from oncoflow.metrics.classification import safe_auc
+from oncoflow.models import create_model
+from oncoflow.models.cnn_lstm import LesionSliceClassifier, collate_sequences
 from oncoflow.train.engine import History
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,11 @@ def train_extractor(
     y_tr_t = torch.from_numpy(y_tr)
     log.info("extractor: %d training crops (%d lesion), %d inner", len(y_tr), y_tr.sum(), len(y_va))
     torch.manual_seed(inputs.seed)
-    model = LesionSliceClassifier(
-        cfg["backbone"], int(cfg["embed_dim"]), weights=cfg["weights"]
+    model = create_model(
+        "lesion_slice_classifier",
+        backbone=cfg["backbone"],
+        embed_dim=int(cfg["embed_dim"]),
+        weights=cfg["weights"],
     ).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
@@ -263,9 +266,10 @@ def train_fold(
     train_set, inner_set = dataset(train_samples), dataset(inner_samples)
     cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
     torch.manual_seed(inputs.label_seed + 7)
-    model = ProgressionLSTM(
-        train_set["x"].shape[2],
-        train_set["clinical"].shape[1],
+    model = create_model(
+        "progression_lstm",
+        input_dim=train_set["x"].shape[2],
+        clinical_dim=train_set["clinical"].shape[1],
         hidden=int(cfg["hidden"]),
         layers=int(cfg["layers"]),
         dropout=float(cfg["dropout"]),

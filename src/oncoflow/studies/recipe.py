@@ -56,7 +56,7 @@ class Recipe:
         family: The shared training stage of its models (:data:`Family`).
         models: Model names a study of this recipe may set as ``model``; the first is the
             default. For the ``deep`` family these are the variants its trainer builds (through
-            :func:`oncoflow.train.registry.create_model`); every list of model names in the rules,
+            :func:`oncoflow.models.registry.create_model`); every list of model names in the rules,
             the config validation and the training entry point is derived from them.
         ladder: ``deep``: the default ablation ladder, variants trained besides ``model``
             (``studies.<name>.train.ablation`` overrides it); the study's model always ends it.

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 
 from oncoflow.errors import ModelError
+from oncoflow.models import create_model
+from oncoflow.models.unet3d import UNet3D
 from oncoflow.progress import Progress
 from oncoflow.synthesis.diffusion import CosineSchedule
-from oncoflow.synthesis.unet import UNet3D
 from oncoflow.train import EMA, Checkpoint, History, config_hash, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class DDPMSettings:
 
 def build_model(settings: DDPMSettings, condition_channels: int = 2) -> UNet3D:
     """The noise predictor of ``settings`` (image + condition channels in, noise out)."""
-    return UNet3D(
+    return create_model(
+        "unet3d",
         in_channels=1 + condition_channels,
         base_channels=settings.base_channels,
         channel_mult=settings.channel_mult,

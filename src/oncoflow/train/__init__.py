@@ -2,7 +2,7 @@
 
 Device, seeding, EMA, resumable checkpoints and per-step history (:mod:`oncoflow.train.engine`);
 the epoch loop with validation-only selection and early stopping (:mod:`oncoflow.train.loop`);
-the model registry ``create_model(name, **cfg)`` (:mod:`oncoflow.train.registry`).
+the models are built by ``oncoflow.models.create_model(name, **cfg)``.
 """
 
 from __future__ import annotations

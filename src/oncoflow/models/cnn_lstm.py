@@ -32,14 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from oncoflow.deep.backbones import resnet_trunk
-from oncoflow.deep.data import PatientLesions
-from oncoflow.train.registry import register_model
+from oncoflow.models.backbones import resnet_trunk
+from oncoflow.models.registry import register_model
 
 
 class LesionSliceClassifier(nn.Module):
@@ -127,68 +125,6 @@ def lesion_slice_classifier(**cfg: object) -> nn.Module:
 def progression_lstm(**cfg: object) -> nn.Module:
     """Stage B of ``cnn_lstm`` (:class:`ProgressionLSTM`)."""
     return ProgressionLSTM(**cfg)  # type: ignore[arg-type]
-
-
-def slice_examples(
-    lesions: dict[str, PatientLesions], stems: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stage-A examples of the given patients: crops (n, S, S), labels (n,), patient index (n,).
-
-    Lesion crops get label 1, non-lesion crops label 0; every time point and phase.
-    """
-    images, labels, owners = [], [], []
-    for i, patient in enumerate(sorted(lesions)):
-        for tp in sorted(lesions[patient]):
-            for stem in stems:
-                crops = lesions[patient][tp][stem]
-                for stack, label in ((crops.lesion, 1), (crops.negative, 0)):
-                    images.append(stack)
-                    labels.append(np.full(len(stack), label))
-                    owners.append(np.full(len(stack), i))
-    return (
-        np.concatenate(images).astype(np.float32),
-        np.concatenate(labels).astype(np.int64),
-        np.concatenate(owners).astype(np.int64),
-    )
-
-
-def size_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np.ndarray]:
-    """Per time point ``[log(1+V), log(1+A), log(1+V) - log(1+V_prev)]`` (module docstring)."""
-    out: dict[int, np.ndarray] = {}
-    previous = None
-    for tp in sorted(lesions):
-        volume = float(np.mean([lesions[tp][s].volume_mm3 for s in stems]))
-        area = float(np.mean([lesions[tp][s].max_area_mm2 for s in stems]))
-        log_v = np.log1p(volume)
-        change = 0.0 if previous is None else log_v - previous
-        out[tp] = np.array([log_v, np.log1p(area), change], dtype=np.float32)
-        previous = log_v
-    return out
-
-
-def intensity_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np.ndarray]:
-    """Per time point ``[mean, sd]`` of the lesion voxels of the crops, mean over phases.
-
-    A time point whose masks hold no lesion voxel takes the previous time point's values (the
-    next one's at baseline; zeros when no time point has any).
-    """
-    values: dict[int, np.ndarray | None] = {}
-    for tp in sorted(lesions):
-        per_phase = []
-        for stem in stems:
-            crops = lesions[tp][stem]
-            inside = crops.lesion[crops.mask > 0]
-            if inside.size:
-                per_phase.append((float(inside.mean()), float(inside.std())))
-        values[tp] = np.mean(per_phase, axis=0).astype(np.float32) if per_phase else None
-    known = [v for v in values.values() if v is not None]
-    fallback = known[0] if known else np.zeros(2, dtype=np.float32)
-    out: dict[int, np.ndarray] = {}
-    for tp in sorted(values):
-        value = values[tp]
-        fallback = value if value is not None else fallback
-        out[tp] = fallback
-    return out
 
 
 def collate_sequences(

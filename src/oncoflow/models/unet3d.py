@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from oncoflow.models.registry import register_model
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
     """Sinusoidal embedding ``[cos(t w_k), sin(t w_k)]``, ``w_k = max_period^(-k / (dim/2))``."""
@@ -196,3 +198,9 @@ class UNet3D(nn.Module):
                     F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
                 )
         return self.head(h)
+
+
+@register_model
+def unet3d(**cfg: object) -> nn.Module:
+    """The DDPM's noise predictor (:class:`UNet3D`)."""
+    return UNet3D(**cfg)  # type: ignore[arg-type]

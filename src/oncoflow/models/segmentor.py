@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from oncoflow.models.registry import register_model
+
 _BRANCHES = ("lung", "lesion")
 
 
@@ -171,6 +173,12 @@ class LungLesionSegmentor(nn.Module):
             "lesion": self.decoders["lesion"].decode(lesion, skips),
             "features": bottleneck,
         }
+
+
+@register_model
+def lung_lesion_segmentor(in_channels: int = 1, **cfg: int) -> nn.Module:
+    """The MM-DLS lung + lesion segmentor (:class:`LungLesionSegmentor`)."""
+    return LungLesionSegmentor(in_channels, **cfg)
 
 
 def _flat(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,9 @@
 """A timm-style model registry: ``create_model(name, **cfg)`` builds any registered network.
 
-Model modules register their constructors with :func:`register_model`; one training rule can
-then build every study's model from its config name::
+Model modules (every module of :mod:`oncoflow.models`) register their constructors with
+:func:`register_model`; :func:`create_model` and :func:`list_models` import them all first, so a
+caller never imports a model module to have its models registered. ``create_model`` is the only
+way a training job builds a network::
 
     @register_model
     def lesion_resnet18(in_channels: int = 1, n_classes: int = 2) -> nn.Module: ...
@@ -11,6 +13,9 @@ then build every study's model from its config name::
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,8 +38,19 @@ def register_model(fn: F) -> F:
     return fn
 
 
+@functools.cache
+def _import_model_modules() -> None:
+    """Import every module of :mod:`oncoflow.models` once (each registers its models)."""
+    import oncoflow.models as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name != "registry":
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
 def list_models() -> list[str]:
-    """Names of the registered models, sorted."""
+    """Names of the registered models, sorted (every model module imported first)."""
+    _import_model_modules()
     return sorted(_REGISTRY)
 
 
@@ -44,6 +60,8 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     Raises:
         ModelError: Unknown name, or settings the constructor does not take (both named).
     """
+    if name not in _REGISTRY:
+        _import_model_modules()
     if name not in _REGISTRY:
         known = ", ".join(list_models()) or "none registered"
         msg = f"unknown model {name!r} (known: {known})"

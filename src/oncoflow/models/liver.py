@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from oncoflow.deep.backbones import resnet_trunk
-from oncoflow.train.registry import register_model
+from oncoflow.models.backbones import resnet_trunk
+from oncoflow.models.registry import register_model
 
 RUNGS: tuple[str, ...] = ("resnet_single", "single_temporal", "multi_sequence", "relation_net")
 """The ablation ladder, simplest first."""

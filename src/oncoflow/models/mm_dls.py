@@ -5,7 +5,7 @@ lung-context patches (CT), and a tabular vector (PET metrics SUVmax, SUVmean, SU
 optional radiomics, clinical variables), all of *one* patient (the seed paired shuffled images with
 unshuffled tabular rows).
 
-* slice encoders :class:`~oncoflow.deep.backbones.ConvEncoder` (lesion: 2 channels, context: 1);
+* slice encoders :class:`~oncoflow.models.backbones.ConvEncoder` (lesion: 2 channels, context: 1);
 * :class:`SliceAttentionFusion` across the slices of a patient: multi-head self-attention
   (residual + LayerNorm), then attention pooling ``v = sum_s softmax_s(q^T h_s / sqrt(d)) h_s``
   with a learned query ``q`` -> one vector per stack;
@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from oncoflow.deep.backbones import ConvEncoder
 from oncoflow.errors import ModelError
+from oncoflow.models.backbones import ConvEncoder
+from oncoflow.models.registry import register_model
 from oncoflow.train.losses import cox_partial_likelihood_loss
-from oncoflow.train.registry import register_model
 
 HEADS: tuple[str, ...] = ("histology", "stage", "dfs", "os")
 
