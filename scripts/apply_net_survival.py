@@ -24,7 +24,7 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.artefacts import load_artefact, sha256
 from oncoflow.formats import write_predictions
-from oncoflow.survival.protocol import apply_net_survival, load_apply_inputs
+from oncoflow.survival.apply import apply_net_survival, load_apply_inputs
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,13 +24,9 @@ from oncoflow import cli
 from oncoflow.artefacts import save_artefact
 from oncoflow.errors import OncoflowError
 from oncoflow.formats import read_folds, write_predictions
-from oncoflow.survival.protocol import (
-    MODEL_SETS,
-    load_fold_features,
-    load_inputs,
-    run_net_survival,
-    summarize,
-)
+from oncoflow.survival.inputs import load_fold_features, load_inputs
+from oncoflow.survival.protocol import MODEL_SETS, run_net_survival
+from oncoflow.survival.summary import summarize
 
 
 def _feature_file(text: str) -> tuple[str, Path]:

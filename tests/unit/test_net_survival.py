@@ -9,16 +9,15 @@ from lifelines.utils import concordance_index
 
 from oncoflow.demo.net_survival import NetSurvival
 from oncoflow.errors import ModelError
+from oncoflow.survival.apply import APPLY_SPLIT, apply_net_survival
 from oncoflow.survival.protocol import (
-    APPLY_SPLIT,
     MODEL_SETS,
     PERMUTATION_COLUMN,
     PREDICTION_COLUMNS,
     ClinicalEncoder,
-    apply_net_survival,
     run_net_survival,
-    summarize,
 )
+from oncoflow.survival.summary import summarize
 
 
 def demo_inputs(patients: int = 40, seed: int = 0):
