@@ -10,7 +10,7 @@ use rule validate_cohort as apply_validate with:
         cohort=apply_cohort_inputs,
         script=script_path("validate_cohort"),
     output:
-        f"{APPLY_ROOT}/{{study}}/qc/cohort_report.json",
+        applied(dag.APPLY_QC),
     log:
         f"logs/{APPLY_LOGS}/{{study}}/validate.log",
     benchmark:
@@ -27,7 +27,7 @@ rule apply_convert_patient:
         sources=apply_convert_inputs,
         script=script_path("convert_patient"),
     output:
-        directory(f"{APPLY_ROOT}/converted/{{patient}}"),
+        directory(applied(dag.CONVERTED)),
     log:
         f"logs/{APPLY_LOGS}/convert/{{patient}}.log",
     benchmark:
@@ -50,12 +50,12 @@ rule apply_convert_patient:
 
 rule apply_radiomics:
     input:
-        converted=f"{APPLY_ROOT}/converted/{{patient}}",
+        converted=applied(dag.CONVERTED),
         params=radiomics_params_file,
         script=script_path("extract_radiomics"),
     output:
-        table=f"{APPLY_ROOT}/{{study}}/features/radiomics/{{patient}}/{{tp}}_{{stem}}_label{{label}}.csv",
-        diagnostics=f"{APPLY_ROOT}/{{study}}/features/radiomics/{{patient}}/{{tp}}_{{stem}}_label{{label}}.diagnostics.json",
+        table=applied(dag.RADIOMICS),
+        diagnostics=applied(dag.RADIOMICS_DIAGNOSTICS),
     log:
         f"logs/{APPLY_LOGS}/radiomics/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
     benchmark:
@@ -76,10 +76,10 @@ rule apply_radiomics:
 
 rule apply_pet_metrics:
     input:
-        converted=f"{APPLY_ROOT}/converted/{{patient}}",
+        converted=applied(dag.CONVERTED),
         script=script_path("pet_metrics"),
     output:
-        f"{APPLY_ROOT}/{{study}}/features/pet/{{patient}}/{{tp}}_{{stem}}_label{{label}}.csv",
+        applied(dag.PET),
     log:
         f"logs/{APPLY_LOGS}/pet/{{study}}/{{patient}}/{{tp}}_{{stem}}_label{{label}}.log",
     benchmark:
@@ -106,7 +106,7 @@ rule apply_pathomics:
         slide=apply_slide_path,
         script=script_path("extract_pathomics"),
     output:
-        f"{APPLY_ROOT}/{{study}}/features/pathomics/{{patient}}.csv",
+        applied(dag.PATHOMICS),
     log:
         f"logs/{APPLY_LOGS}/pathomics/{{study}}/{{patient}}.log",
     benchmark:
@@ -135,7 +135,7 @@ use rule merge_features as apply_merge_features with:
         tables=apply_feature_tables,
         script=script_path("merge_features"),
     output:
-        f"{APPLY_ROOT}/{{study}}/features/{{source}}.csv",
+        applied(dag.FEATURES),
     log:
         f"logs/{APPLY_LOGS}/features/{{study}}/{{source}}.log",
     benchmark:
@@ -144,12 +144,12 @@ use rule merge_features as apply_merge_features with:
 
 rule apply_harmonize:
     input:
-        features=f"{APPLY_ROOT}/{{study}}/features/{{source}}.csv",
-        model="results/{study}/harmonize/{source}/final_combat.pkl",
+        features=applied(dag.FEATURES),
+        model=dag.fill(dag.HARMONIZED_MODEL, study="{study}", source="{source}", fold="final"),
         script=script_path("apply_harmonize"),
     output:
-        table=f"{APPLY_ROOT}/{{study}}/harmonize/{{source}}.csv",
-        stats=f"{APPLY_ROOT}/{{study}}/harmonize/{{source}}_stats.json",
+        table=applied(dag.APPLY_HARMONIZED),
+        stats=applied(dag.APPLY_HARMONIZED_STATS),
     log:
         f"logs/{APPLY_LOGS}/harmonize/{{study}}/{{source}}.log",
     benchmark:
@@ -171,12 +171,12 @@ rule apply_harmonize:
 rule apply_predict:
     input:
         unpack(apply_model_features),
-        models="results/{study}/train/{variant}/models.pkl",
+        models=dag.SURVIVAL_MODELS,
         qc=apply_qc,
         script=script_path("apply_net_survival"),
     output:
-        predictions=f"{APPLY_ROOT}/{{study}}/predict/{{variant}}/predictions.csv",
-        summary=f"{APPLY_ROOT}/{{study}}/predict/{{variant}}/apply.json",
+        predictions=applied(dag.APPLY_PREDICTIONS),
+        summary=applied(dag.APPLY_SUMMARY),
     log:
         f"logs/{APPLY_LOGS}/predict/{{study}}/{{variant}}.log",
     benchmark:
@@ -198,13 +198,13 @@ rule apply_predict:
 
 use rule evaluate as apply_evaluate with:
     input:
-        predictions=f"{APPLY_ROOT}/{{study}}/predict/{{variant}}/predictions.csv",
-        training="results/{study}/train/{variant}/predictions.csv",
+        predictions=applied(dag.APPLY_PREDICTIONS),
+        training=dag.PREDICTIONS,
         script=script_path("evaluate"),
     output:
-        metrics=f"{APPLY_ROOT}/{{study}}/evaluate/{{variant}}/metrics.json",
-        card=f"{APPLY_ROOT}/{{study}}/evaluate/{{variant}}/model_card.md",
-        card_json=f"{APPLY_ROOT}/{{study}}/evaluate/{{variant}}/model_card.json",
+        metrics=applied(dag.METRICS),
+        card=applied(dag.MODEL_CARD),
+        card_json=applied(dag.MODEL_CARD_JSON),
     log:
         f"logs/{APPLY_LOGS}/evaluate/{{study}}/{{variant}}.log",
     benchmark:
@@ -221,15 +221,15 @@ use rule report_study as apply_report_study with:
         unpack(apply_report_inputs),
         script=script_path("report_study"),
     output:
-        section=f"{APPLY_ROOT}/report/{{study}}/section.html",
-        figures=directory(f"{APPLY_ROOT}/report/{{study}}/figures"),
+        section=applied(dag.REPORT_SECTION),
+        figures=directory(applied(dag.REPORT_FIGURES)),
     log:
         f"logs/{APPLY_LOGS}/report/{{study}}.log",
     benchmark:
         f"logs/benchmarks/{APPLY_LOGS}/report/{{study}}.tsv"
     params:
         cohort=apply_cohort,
-        converted=f"{APPLY_ROOT}/converted",
+        converted=applied(dag.CONVERTED_ROOT),
         options=apply_report_params,
     message:
         "Report section of the new cohort ({wildcards.study})"
@@ -241,7 +241,7 @@ use rule report as apply_report with:
         qc=apply_qc,
         script=script_path("make_report"),
     output:
-        f"{APPLY_ROOT}/report/index.html",
+        applied(dag.REPORT),
     log:
         f"logs/{APPLY_LOGS}/report/index.log",
     benchmark:

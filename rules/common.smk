@@ -22,6 +22,7 @@ except ValueError as exc:
 from oncoflow.demo import plan_cohort  # noqa: E402
 from oncoflow.errors import ConfigError  # noqa: E402
 from oncoflow.studies import recipe_for  # noqa: E402
+from oncoflow import dag  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402
 
 # at most one pending re-evaluation timer in Snakemake's scheduling loop (see the module)
@@ -138,12 +139,27 @@ def _apply_settings():
             f"({', '.join(candidates) or 'none is enabled'})"
         )
     name = config.get("apply_name") or root.resolve().name
-    return {"cohort": root, "study": study, "name": name, "root": f"results/apply/{name}"}
+    return {"cohort": root, "study": study, "name": name, "root": dag.fill(dag.APPLY, name=name)}
 
 
 APPLY = _apply_settings()
-APPLY_ROOT = APPLY["root"] if APPLY else "results/apply/NO_COHORT"
-APPLY_LOGS = APPLY_ROOT.replace("results/", "", 1)
+APPLY_ROOT = APPLY["root"] if APPLY else dag.fill(dag.APPLY, name="NO_COHORT")
+APPLY_LOGS = dag.relative(APPLY_ROOT)
+
+
+def applied(pattern):
+    """A results pattern of the applied cohort: an APPLY_* pattern, or a training pattern moved
+    under its root (results/apply/<name>/...)."""
+    if pattern.startswith(dag.APPLY):
+        return dag.applied(pattern, APPLY["name"] if APPLY else "NO_COHORT")
+    return dag.under(APPLY_ROOT, pattern)
+
+
+def applied_path(pattern, **values):
+    """applied(pattern) with its wildcards filled in."""
+    return dag.fill(applied(pattern), **values)
+
+
 APPLY_IMAGES = (
     _images_table(APPLY["cohort"], "apply_cohort", "apply_cohort")
     if APPLY
@@ -233,7 +249,7 @@ def _convertible(study, applied=False):
 
 
 def all_converted():
-    return [f"results/converted/{p}" for study in STUDIES for p in _convertible(study)]
+    return [dag.fill(dag.CONVERTED, patient=p) for study in STUDIES for p in _convertible(study)]
 
 
 # --- batches of per-patient work (oncoflow.batch) -----------------------------------------------
@@ -241,7 +257,6 @@ def all_converted():
 BATCH_PATIENTS = config["batch"]["patients"]  # default in the schema
 # threads of a training job (deep models, nnU-Net, DDPM); Snakemake caps it at --cores
 TRAIN_THREADS = config["train_threads"]
-BATCHES = "results/.batches"
 
 
 @cache
@@ -266,7 +281,7 @@ def _batch_number(study, patient):
 
 def _staging(stage, study, patient):
     """The staging folder of the batch that holds ``patient``'s ``stage`` item."""
-    return f"{BATCHES}/{stage}/{study}/{_batch_number(study, patient)}"
+    return dag.fill(dag.BATCH, stage=stage, study=study, batch=_batch_number(study, patient))
 
 
 def _batch_patients(wildcards, patients):
@@ -306,7 +321,7 @@ def publish_input(stage):
 def convert_batch_inputs(wildcards):
     """Validation report and the source files of the batch's patients (demo: the image folder)."""
     study = wildcards.study
-    qc_report = f"results/qc/{study}/cohort_report.json"
+    qc_report = dag.fill(dag.QC_STUDY, study=study)
     if is_demo(study):
         return [qc_report, cohort_dir(study) / "images"]
     sources = _patient_sources(study)
@@ -338,7 +353,10 @@ def converted_staging(study, patients):
 
 
 def _stage_batches(study, patients, stage):
-    return [f"{BATCHES}/{stage}/{study}/{n}" for n in batch_numbers(study, patients)]
+    return [
+        dag.fill(dag.BATCH, stage=stage, study=study, batch=n)
+        for n in batch_numbers(study, patients)
+    ]
 
 
 def _roi_batch_jobs(wildcards, source):
@@ -430,7 +448,7 @@ def pathomics_batch_items(wildcards, output):
 
 def all_convert_batches():
     return [
-        f"{BATCHES}/convert/{study}/{n}"
+        dag.fill(dag.BATCH, stage="convert", study=study, batch=n)
         for study in STUDIES
         for n in batch_numbers(study, [p for p in _convertible(study) if PATIENT_STUDY[p] == study])
     ]
@@ -526,13 +544,14 @@ def _stems(study, applied=False):
 def feature_tables(wildcards):
     """Per-patient feature CSVs of one source, merged by merge_features."""
     study, source = wildcards.study, wildcards.source
-    return _patient_tables(study, source, f"results/{study}/features/{source}", applied=False)
+    root = dag.fill(dag.FEATURE_ROOT, study=study, source=source)
+    return _patient_tables(study, source, root, applied=False)
 
 
 def _patient_tables(study, source, root, applied):
     if source in ("radiomics", "pet"):
         return [
-            f"{root}/{p}/{tp}_{stem}_label{label}.csv"
+            f"{root}/{dag.fill(dag.ROI_ITEM, patient=p, tp=tp, stem=stem, label=label)}.csv"
             for p, tp, stem, label in _roi_jobs(study, source, applied)
         ]
     return [f"{root}/{p}.csv" for p in sorted(_slides(study, applied))]
@@ -566,7 +585,7 @@ def pet_params(wildcards):
 
 def harmonized_tables(study):
     return [
-        f"results/{study}/harmonize/{source}/{fold}.csv"
+        dag.fill(dag.HARMONIZED, study=study, source=source, fold=fold)
         for source in feature_sources(study)
         for fold in fold_names(study)
     ]
@@ -577,7 +596,7 @@ def all_features():
     targets = []
     for study in STUDIES:
         sources = feature_sources(study)
-        targets += [f"results/{study}/features/{source}.csv" for source in sources]
+        targets += [dag.fill(dag.FEATURES, study=study, source=s) for s in sources]
         if sources and STUDIES[study].get("harmonize", False):
             targets += harmonized_tables(study)
     return targets
@@ -602,12 +621,16 @@ def survival_variants(study):
 
 
 def study_feature_tables(wildcards):
-    return [f"results/{wildcards.study}/features/{s}.csv" for s in feature_sources(wildcards.study)]
+    return [
+        dag.fill(dag.FEATURES, study=wildcards.study, source=s)
+        for s in feature_sources(wildcards.study)
+    ]
 
 
 def feature_arguments(wildcards):
     return " ".join(
-        f"{s}=results/{wildcards.study}/features/{s}.csv" for s in feature_sources(wildcards.study)
+        f"{s}={dag.fill(dag.FEATURES, study=wildcards.study, source=s)}"
+        for s in feature_sources(wildcards.study)
     )
 
 
@@ -622,7 +645,7 @@ def train_survival_params(wildcards):
     options = [f"--targets {','.join(targets)}", f"--seed {config['seed']}"]
     options.append(f"--horizons {horizons_option()}")
     if wildcards.variant == "combat":
-        options.append(f"--harmonized results/{wildcards.study}/harmonize")
+        options.append(f"--harmonized {dag.fill(dag.HARMONIZE_ROOT, study=wildcards.study)}")
     if wildcards.variant == "permuted":
         options.append(f"--permute --permutations {study.get('permutations', 5)}")
     return " ".join(options)
@@ -630,10 +653,10 @@ def train_survival_params(wildcards):
 
 def all_survival_models():
     return [
-        f"results/{study}/train/{variant}/{name}"
+        dag.fill(pattern, study=study, variant=variant)
         for study in studies_of("survival")
         for variant in survival_variants(study)
-        for name in ("predictions.csv", "metrics.json")
+        for pattern in (dag.PREDICTIONS, dag.TRAIN_METRICS)
     ]
 
 
@@ -663,13 +686,14 @@ def ddpm_samples(wildcards):
     """A synthetic CT for every patient's masks (scored on the test patients; the training
     patients' samples are there for augmentation)."""
     study = wildcards.study
-    return [f"results/{study}/ddpm/samples/{p}.nii.gz" for p in _convertible(study)]
+    return [dag.fill(dag.DDPM_SAMPLE, study=study, patient=p) for p in _convertible(study)]
 
 
 def ddpm_batch_converted(wildcards):
     """Converted images of the patients of a sampling batch."""
     return [
-        f"results/converted/{p}" for p in _batch_patients(wildcards, _convertible(wildcards.study))
+        dag.fill(dag.CONVERTED, patient=p)
+        for p in _batch_patients(wildcards, _convertible(wildcards.study))
     ]
 
 
@@ -683,7 +707,7 @@ def ddpm_batch_items(wildcards, input, output):
                 "--model",
                 input.model,
                 "--converted",
-                "results/converted",
+                dag.CONVERTED_ROOT,
                 "--patient",
                 p,
                 *options,
@@ -696,7 +720,7 @@ def ddpm_batch_items(wildcards, input, output):
 
 
 def all_ddpm():
-    return [f"results/{study}/ddpm/metrics.json" for study in ddpm_studies()]
+    return [dag.fill(dag.DDPM_METRICS, study=study) for study in ddpm_studies()]
 
 
 # --- nnU-Net segmentation (pancreas_multitask) -------------------------------------------------
@@ -765,7 +789,9 @@ def nnunet_checkpoint(study, fold):
     model = "__".join(
         [settings["trainer"]["name"], settings["plans"]["name"], settings["configuration"]]
     )
-    return f"results/{study}/nnunet/nnUNet_results/{_nnunet_dataset(study)}/{model}/fold_{fold}/checkpoint_final.pth"
+    return dag.fill(
+        dag.NNUNET_CHECKPOINT, study=study, dataset=_nnunet_dataset(study), model=model, fold=fold
+    )
 
 
 def nnunet_predict_checkpoints(wildcards):
@@ -782,20 +808,20 @@ def nnunet_subsets(wildcards):
     """Prediction folders collected into predictions.csv: each trained fold's and the test's."""
     folds = nnunet_settings(wildcards.study)["folds"]
     return [
-        f"results/{wildcards.study}/nnunet/predict/{s}"
+        dag.fill(dag.NNUNET_PREDICTED, study=wildcards.study, subset=s)
         for s in [*(f"fold_{k}" for k in folds), "test"]
     ]
 
 
 def all_nnunet():
     """predictions.csv + Dice of every nnU-Net study (the evaluate rule scores them)."""
-    return [f"results/{s}/train/nnunet/predictions.csv" for s in nnunet_studies()]
+    return [dag.fill(dag.PREDICTIONS, study=s, variant="nnunet") for s in nnunet_studies()]
 
 
 def segmentation_tables(wildcards):
     """The per-case Dice table of a segmentation model (evaluate.py --segmentation)."""
     if RECIPES[wildcards.study].family == "segmentation":
-        return [f"results/{wildcards.study}/train/{wildcards.variant}/dice.csv"]
+        return [dag.fill(dag.DICE, study=wildcards.study, variant=wildcards.variant)]
     return []
 
 
@@ -836,7 +862,11 @@ def _lesion_patients(study):
 
 
 def all_lesions():
-    return [f"results/{s}/lesions/{p}" for s in lesion_studies() for p in _lesion_patients(s)]
+    return [
+        dag.fill(dag.LESIONS, study=s, patient=p)
+        for s in lesion_studies()
+        for p in _lesion_patients(s)
+    ]
 
 
 def lesion_batch_converted(wildcards):
@@ -862,13 +892,16 @@ def lesion_batch_items(wildcards, input, output):
 def index_folders(wildcards):
     """The per-patient folders a study index lists: lesion crops or converted images."""
     if wildcards.stage == "lesions":
-        return [f"results/{wildcards.study}/lesions/{p}" for p in _lesion_patients(wildcards.study)]
-    return [f"results/converted/{p}" for p in _convertible(wildcards.study)]
+        return [
+            dag.fill(dag.LESIONS, study=wildcards.study, patient=p)
+            for p in _lesion_patients(wildcards.study)
+        ]
+    return [dag.fill(dag.CONVERTED, patient=p) for p in _convertible(wildcards.study)]
 
 
 def index_of(stage):
     """Input function: the study's index of its `stage` folders (one input instead of hundreds)."""
-    return lambda wildcards: f"results/{wildcards.study}/{stage}_index.json"
+    return lambda wildcards: dag.fill(dag.STAGE_INDEX, study=wildcards.study, stage=stage)
 
 
 # --- deep models (pancreas_progression, liver_response, nsclc_mmdls) ----------------------------
@@ -902,7 +935,7 @@ def deep_folds(study):
 
 def deep_fold_predictions(wildcards):
     return [
-        f"results/{wildcards.study}/train/{wildcards.variant}/fold_{k}/predictions.csv"
+        dag.fill(dag.FOLD_PREDICTIONS, study=wildcards.study, variant=wildcards.variant, fold=k)
         for k in deep_folds(wildcards.study)
     ]
 
@@ -947,7 +980,7 @@ def deep_train_params(wildcards, input):
         pairs = " ".join(f"{s}={path}" for s, path in zip(sources, input.features))
         options.append(f"--features {pairs}")
     if input.converted:
-        options.append("--converted results/converted")
+        options.append(f"--converted {dag.CONVERTED_ROOT}")
     return " ".join(options)
 
 
@@ -961,7 +994,7 @@ def deep_control_params(wildcards):
 
 def all_deep_models():
     return [
-        f"results/{study}/train/{variant}/predictions.csv"
+        dag.fill(dag.PREDICTIONS, study=study, variant=variant)
         for study in deep_studies()
         for variant in deep_variants(study)
     ]
@@ -1027,7 +1060,7 @@ def model_variants(study):
 def compared_predictions(wildcards):
     """Predictions of the real (not negative-control) variants, compared pairwise."""
     return {
-        v: f"results/{wildcards.study}/train/{v}/predictions.csv"
+        v: dag.fill(dag.PREDICTIONS, study=wildcards.study, variant=v)
         for v in model_variants(wildcards.study)
         if v != "permuted"
     }
@@ -1046,12 +1079,12 @@ def all_evaluations():
     for study in STUDIES:
         variants = model_variants(study)
         targets += [
-            f"results/{study}/evaluate/{v}/{name}"
+            dag.fill(pattern, study=study, variant=v)
             for v in variants
-            for name in ("metrics.json", "model_card.md")
+            for pattern in (dag.METRICS, dag.MODEL_CARD)
         ]
         if variants:
-            targets.append(f"results/{study}/evaluate/comparisons.json")
+            targets.append(dag.fill(dag.COMPARISONS, study=study))
     return targets
 
 
@@ -1078,27 +1111,32 @@ def _report_parts(study, applied):
     variants = model_variants(study)
     sources = feature_sources(study, applied) if STUDIES[study].get("harmonize") else []
     if applied:
-        base = f"{APPLY_ROOT}/{study}"
         return {
-            "qc": f"{base}/qc/cohort_report.json",
-            "converted": [f"{APPLY_ROOT}/converted/{p}" for p in _convertible(study, True)],
+            "qc": applied_path(dag.APPLY_QC, study=study),
+            "converted": [
+                applied_path(dag.CONVERTED, patient=p) for p in _convertible(study, True)
+            ],
             "slides": [APPLY["cohort"] / path for path in _slides(study, True).values()],
-            "metrics": {v: f"{base}/evaluate/{v}/metrics.json" for v in variants},
+            "metrics": {v: applied_path(dag.METRICS, study=study, variant=v) for v in variants},
             "comparisons": None,
-            "harmonize": {s: f"{base}/harmonize/{s}_stats.json" for s in sources},
+            "harmonize": {
+                s: applied_path(dag.APPLY_HARMONIZED_STATS, study=study, source=s) for s in sources
+            },
             "ddpm": [],
         }
     slides = [cohort_dir(study) / path for path in _slides(study).values()]
     return {
-        "qc": f"results/qc/{study}/cohort_report.json",
-        "converted": f"results/{study}/converted_index.json",
+        "qc": dag.fill(dag.QC_STUDY, study=study),
+        "converted": dag.fill(dag.STAGE_INDEX, study=study, stage="converted"),
         "slides": [cohort_dir(study) / "images"] if slides and is_demo(study) else slides,
-        "metrics": {v: f"results/{study}/evaluate/{v}/metrics.json" for v in variants},
-        "comparisons": f"results/{study}/evaluate/comparisons.json" if variants else None,
-        "harmonize": {s: f"results/{study}/harmonize/{s}/final_stats.json" for s in sources},
+        "metrics": {v: dag.fill(dag.METRICS, study=study, variant=v) for v in variants},
+        "comparisons": dag.fill(dag.COMPARISONS, study=study) if variants else None,
+        "harmonize": {
+            s: dag.fill(dag.HARMONIZED_FINAL_STATS, study=study, source=s) for s in sources
+        },
         "ddpm": [
-            f"results/{study}/ddpm/{name}"
-            for name in ("metrics.json", "panel.png", "loss.png")
+            dag.fill(pattern, study=study)
+            for pattern in (dag.DDPM_METRICS, dag.DDPM_PANEL, dag.DDPM_LOSS)
             if study in ddpm_studies()
         ],
     }
@@ -1170,7 +1208,7 @@ def apply_cohort(wildcards):
 
 
 def apply_qc(wildcards):
-    return f"{APPLY_ROOT}/{APPLY['study']}/qc/cohort_report.json"
+    return applied_path(dag.APPLY_QC, study=APPLY["study"])
 
 
 def apply_convert_inputs(wildcards):
@@ -1185,15 +1223,15 @@ def apply_slide_path(wildcards):
 
 def apply_feature_tables(wildcards):
     study, source = wildcards.study, wildcards.source
-    root = f"{APPLY_ROOT}/{study}/features/{source}"
+    root = applied_path(dag.FEATURE_ROOT, study=study, source=source)
     return _patient_tables(study, source, root, applied=True)
 
 
 def apply_model_features(wildcards):
     """The new cohort's feature tables a variant's models take (harmonised for combat)."""
     study = wildcards.study
-    folder = "harmonize" if wildcards.variant == "combat" else "features"
-    return {s: f"{APPLY_ROOT}/{study}/{folder}/{s}.csv" for s in feature_sources(study, True)}
+    pattern = dag.APPLY_HARMONIZED if wildcards.variant == "combat" else dag.FEATURES
+    return {s: applied_path(pattern, study=study, source=s) for s in feature_sources(study, True)}
 
 
 def apply_feature_arguments(wildcards):
@@ -1202,7 +1240,7 @@ def apply_feature_arguments(wildcards):
 
 def apply_evaluate_params(wildcards):
     """evaluate.py options for the new cohort: scored against the training run."""
-    training = f"results/{wildcards.study}/train/{wildcards.variant}/predictions.csv"
+    training = dag.fill(dag.PREDICTIONS, study=wildcards.study, variant=wildcards.variant)
     return f"{evaluate_params(wildcards)} --training {training}"
 
 
@@ -1216,7 +1254,7 @@ def apply_report_params(wildcards):
 
 
 def apply_sections(wildcards):
-    return [f"{APPLY_ROOT}/report/{_need_apply()['study']}/section.html"]
+    return [applied_path(dag.REPORT_SECTION, study=_need_apply()["study"])]
 
 
 def all_applied(wildcards):
@@ -1224,7 +1262,7 @@ def all_applied(wildcards):
     study = _need_apply()["study"]
     feature_sources(study, True)  # refuses a new cohort without the images the models need
     return [
-        f"{APPLY_ROOT}/{study}/{kind}/{v}/{name}"
+        applied_path(pattern, study=study, variant=v)
         for v in model_variants(study)
-        for kind, name in (("predict", "predictions.csv"), ("evaluate", "metrics.json"))
-    ] + [f"{APPLY_ROOT}/report/index.html"]
+        for pattern in (dag.APPLY_PREDICTIONS, dag.METRICS)
+    ] + [applied(dag.REPORT)]

@@ -8,7 +8,7 @@ rule convert_batch:
         script=script_path("run_batch"),
         stage=script_path("convert_patient"),
     output:
-        directory("results/.batches/convert/{study}/{batch}"),
+        directory(dag.batch("convert")),
     log:
         "logs/convert/batches/{study}/{batch}.log",
     benchmark:
@@ -37,7 +37,7 @@ rule convert_patient:
         staging=publish_input("convert"),
         script=script_path("publish", "sh"),
     output:
-        directory("results/converted/{patient}"),
+        directory(dag.CONVERTED),
     log:
         "logs/convert/{patient}.log",
     localrule: True

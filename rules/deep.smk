@@ -3,14 +3,14 @@ rule train_model:
         lesions=index_of("lesions"),
         features=study_feature_tables,
         converted=deep_converted,
-        folds="results/{study}/folds.json",
-        splits="results/{study}/splits.csv",
+        folds=dag.FOLDS,
+        splits=dag.SPLITS,
         script=script_path("train_model"),
     output:
-        model="results/{study}/train/{variant}/fold_{fold}/model.pt",
-        history="results/{study}/train/{variant}/fold_{fold}/history.csv",
-        predictions="results/{study}/train/{variant}/fold_{fold}/predictions.csv",
-        provenance="results/{study}/train/{variant}/fold_{fold}/provenance.json",
+        model=dag.FOLD_MODEL,
+        history=dag.FOLD_HISTORY,
+        predictions=dag.FOLD_PREDICTIONS,
+        provenance=dag.FOLD_PROVENANCE,
     log:
         "logs/train/{study}/{variant}/fold_{fold}.log",
     benchmark:
@@ -34,8 +34,8 @@ rule train_model:
         settings=deep_settings_json,
         options=deep_train_params,
         control=deep_control_params,
-        resume="results/{study}/train/{variant}/resume/fold_{fold}",
-        lesions="results/{study}/lesions",
+        resume=dag.RESUME,
+        lesions=dag.LESIONS_ROOT,
     message:
         "Training {params.model} of {wildcards.study}, fold {wildcards.fold} ({wildcards.variant})"
     shell:
@@ -51,7 +51,7 @@ rule collect_model:
         folds=deep_fold_predictions,
         script=script_path("collect_model"),
     output:
-        "results/{study}/train/{variant}/predictions.csv",
+        dag.PREDICTIONS,
     log:
         "logs/train/{study}/{variant}/collect.log",
     benchmark:

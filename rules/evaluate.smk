@@ -1,12 +1,12 @@
 rule evaluate:
     input:
-        predictions="results/{study}/train/{variant}/predictions.csv",
+        predictions=dag.PREDICTIONS,
         segmentation=segmentation_tables,
         script=script_path("evaluate"),
     output:
-        metrics="results/{study}/evaluate/{variant}/metrics.json",
-        card="results/{study}/evaluate/{variant}/model_card.md",
-        card_json="results/{study}/evaluate/{variant}/model_card.json",
+        metrics=dag.METRICS,
+        card=dag.MODEL_CARD,
+        card_json=dag.MODEL_CARD_JSON,
     log:
         "logs/evaluate/{study}/{variant}.log",
     benchmark:
@@ -32,7 +32,7 @@ rule compare_models:
         predictions=compared_prediction_files,
         script=script_path("compare_models"),
     output:
-        "results/{study}/evaluate/comparisons.json",
+        dag.COMPARISONS,
     log:
         "logs/evaluate/{study}/comparisons.log",
     benchmark:

@@ -1,29 +1,5 @@
-rule make_folds:
-    input:
-        qc="results/qc/{study}/cohort_report.json",
-        script=script_path("make_folds"),
-    output:
-        splits="results/{study}/splits.csv",
-        folds="results/{study}/folds.json",
-    log:
-        "logs/folds/{study}.log",
-    benchmark:
-        "logs/benchmarks/folds/{study}.tsv"
-    # study bookkeeping opens the long training chains (nnU-Net, DDPM): before any training job
-    priority: 10
-    conda:
-        "../envs/imaging.yaml"
-    container:
-        CONTAINERS["imaging"]
-    params:
-        cohort=study_cohort,
-        options=folds_params,
-    message:
-        "Drawing patient splits and folds of {wildcards.study}"
-    shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --cohort {params.cohort} --splits-out {output.splits} --folds-out {output.folds}"
-        " {params.options} 2> {log}"
+# Per-patient features in batches (pyradiomics, PET metrics, pathomics; see oncoflow.batch), each
+# published per patient, then merged into one table per study and source.
 
 
 rule radiomics_batch:
@@ -33,7 +9,7 @@ rule radiomics_batch:
         script=script_path("run_batch"),
         stage=script_path("extract_radiomics"),
     output:
-        directory("results/.batches/radiomics/{study}/{batch}"),
+        directory(dag.batch("radiomics")),
     log:
         "logs/features/radiomics/{study}/batches/{batch}.log",
     benchmark:
@@ -59,8 +35,8 @@ rule radiomics:
         staging=publish_input("radiomics"),
         script=script_path("publish", "sh"),
     output:
-        table="results/{study}/features/radiomics/{patient}/{tp}_{stem}_label{label}.csv",
-        diagnostics="results/{study}/features/radiomics/{patient}/{tp}_{stem}_label{label}.diagnostics.json",
+        table=dag.RADIOMICS,
+        diagnostics=dag.RADIOMICS_DIAGNOSTICS,
     log:
         "logs/features/radiomics/{study}/{patient}/{tp}_{stem}_label{label}.log",
     localrule: True
@@ -85,7 +61,7 @@ rule pet_batch:
         script=script_path("run_batch"),
         stage=script_path("pet_metrics"),
     output:
-        directory("results/.batches/pet/{study}/{batch}"),
+        directory(dag.batch("pet")),
     log:
         "logs/features/pet/{study}/batches/{batch}.log",
     benchmark:
@@ -110,7 +86,7 @@ rule pet_metrics:
         staging=publish_input("pet"),
         script=script_path("publish", "sh"),
     output:
-        "results/{study}/features/pet/{patient}/{tp}_{stem}_label{label}.csv",
+        dag.PET,
     log:
         "logs/features/pet/{study}/{patient}/{tp}_{stem}_label{label}.log",
     localrule: True
@@ -130,12 +106,12 @@ rule pet_metrics:
 
 rule pathomics_batch:
     input:
-        qc="results/qc/{study}/cohort_report.json",
+        qc=dag.QC_STUDY,
         slides=pathomics_batch_inputs,
         script=script_path("run_batch"),
         stage=script_path("extract_pathomics"),
     output:
-        directory("results/.batches/pathomics/{study}/{batch}"),
+        directory(dag.batch("pathomics")),
     log:
         "logs/features/pathomics/{study}/batches/{batch}.log",
     benchmark:
@@ -165,7 +141,7 @@ rule pathomics:
         staging=publish_input("pathomics"),
         script=script_path("publish", "sh"),
     output:
-        "results/{study}/features/pathomics/{patient}.csv",
+        dag.PATHOMICS,
     log:
         "logs/features/pathomics/{study}/{patient}.log",
     localrule: True
@@ -184,11 +160,11 @@ rule pathomics:
 
 rule merge_features:
     input:
-        qc="results/qc/{study}/cohort_report.json",
+        qc=dag.QC_STUDY,
         tables=feature_tables,
         script=script_path("merge_features"),
     output:
-        "results/{study}/features/{source}.csv",
+        dag.FEATURES,
     log:
         "logs/features/{study}/{source}.log",
     benchmark:

@@ -1,12 +1,12 @@
 rule harmonize:
     input:
-        features="results/{study}/features/{source}.csv",
-        folds="results/{study}/folds.json",
+        features=dag.FEATURES,
+        folds=dag.FOLDS,
         script=script_path("harmonize"),
     output:
-        table="results/{study}/harmonize/{source}/{fold}.csv",
-        stats="results/{study}/harmonize/{source}/{fold}_stats.json",
-        model="results/{study}/harmonize/{source}/{fold}_combat.pkl",
+        table=dag.HARMONIZED,
+        stats=dag.HARMONIZED_STATS,
+        model=dag.HARMONIZED_MODEL,
     log:
         "logs/harmonize/{study}/{source}/{fold}.log",
     benchmark:

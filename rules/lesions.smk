@@ -5,7 +5,7 @@ rule lesions_batch:
         script=script_path("run_batch"),
         stage=script_path("extract_lesions"),
     output:
-        directory("results/.batches/lesions/{study}/{batch}"),
+        directory(dag.batch("lesions")),
     log:
         "logs/lesions/{study}/batches/{batch}.log",
     benchmark:
@@ -31,7 +31,7 @@ rule extract_lesions:
         staging=publish_input("lesions"),
         script=script_path("publish", "sh"),
     output:
-        directory("results/{study}/lesions/{patient}"),
+        directory(dag.LESIONS),
     log:
         "logs/lesions/{study}/{patient}.log",
     localrule: True
@@ -53,7 +53,7 @@ rule study_index:
         folders=index_folders,
         script=script_path("index_folders"),
     output:
-        "results/{study}/{stage}_index.json",
+        dag.STAGE_INDEX,
     log:
         "logs/index/{study}/{stage}.log",
     wildcard_constraints:

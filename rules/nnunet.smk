@@ -4,13 +4,13 @@
 
 rule nnunet_export:
     input:
-        splits="results/{study}/splits.csv",
-        folds="results/{study}/folds.json",
+        splits=dag.SPLITS,
+        folds=dag.FOLDS,
         converted=index_of("converted"),
         script=script_path("nnunet_export"),
     output:
-        raw=directory("results/{study}/nnunet/nnUNet_raw"),
-        splits="results/{study}/nnunet/splits_final.json",
+        raw=directory(dag.NNUNET_RAW),
+        splits=dag.NNUNET_SPLITS,
     log:
         "logs/nnunet/{study}/export.log",
     benchmark:
@@ -27,18 +27,18 @@ rule nnunet_export:
         "Exporting {wildcards.study} to nnU-Net raw format with our patient folds"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --settings {params.settings} --converted results/converted --cohort {params.cohort}"
+        f" --settings {{params.settings}} --converted {dag.CONVERTED_ROOT} --cohort {{params.cohort}}"
         " --splits {input.splits} --folds {input.folds} --raw {output.raw}"
         " --splits-out {output.splits} 2> {log}"
 
 
 rule nnunet_plan:
     input:
-        raw="results/{study}/nnunet/nnUNet_raw",
-        splits="results/{study}/nnunet/splits_final.json",
+        raw=dag.NNUNET_RAW,
+        splits=dag.NNUNET_SPLITS,
         script=script_path("nnunet_plan"),
     output:
-        directory("results/{study}/nnunet/nnUNet_preprocessed"),
+        directory(dag.NNUNET_PREPROCESSED),
     log:
         "logs/nnunet/{study}/plan.log",
     benchmark:
@@ -63,10 +63,10 @@ rule nnunet_plan:
 
 rule nnunet_train:
     input:
-        preprocessed="results/{study}/nnunet/nnUNet_preprocessed",
+        preprocessed=dag.NNUNET_PREPROCESSED,
         script=script_path("nnunet_train"),
     output:
-        "results/{study}/nnunet/nnUNet_results/{dataset}/{model}/fold_{fold}/checkpoint_final.pth",
+        dag.NNUNET_CHECKPOINT,
     log:
         "logs/nnunet/{study}/{dataset}/{model}/train_fold_{fold}.log",
     benchmark:
@@ -84,7 +84,7 @@ rule nnunet_train:
         gpu=1,
     params:
         settings=nnunet_settings_json,
-        results="results/{study}/nnunet/nnUNet_results",
+        results=dag.NNUNET_RESULTS,
         device=config["device"],
     message:
         "nnUNetv2_train {wildcards.model} fold {wildcards.fold} of {wildcards.study}"
@@ -98,12 +98,12 @@ rule nnunet_train:
 
 rule nnunet_predict:
     input:
-        raw="results/{study}/nnunet/nnUNet_raw",
-        splits="results/{study}/nnunet/splits_final.json",
+        raw=dag.NNUNET_RAW,
+        splits=dag.NNUNET_SPLITS,
         checkpoints=nnunet_predict_checkpoints,
         script=script_path("nnunet_predict"),
     output:
-        directory("results/{study}/nnunet/predict/{subset}"),
+        directory(dag.NNUNET_PREDICTED),
     log:
         "logs/nnunet/{study}/predict_{subset}.log",
     benchmark:
@@ -116,7 +116,7 @@ rule nnunet_predict:
         gpu=1,
     params:
         settings=nnunet_settings_json,
-        results="results/{study}/nnunet/nnUNet_results",
+        results=dag.NNUNET_RESULTS,
         device=config["device"],
     message:
         "nnU-Net masks and case classes of {wildcards.study} ({wildcards.subset})"
@@ -129,13 +129,13 @@ rule nnunet_predict:
 
 rule nnunet_collect:
     input:
-        raw="results/{study}/nnunet/nnUNet_raw",
+        raw=dag.NNUNET_RAW,
         predicted=nnunet_subsets,
         converted=index_of("converted"),
         script=script_path("nnunet_collect"),
     output:
-        predictions="results/{study}/train/nnunet/predictions.csv",
-        dice="results/{study}/train/nnunet/dice.csv",
+        predictions=dag.fill(dag.PREDICTIONS, study="{study}", variant="nnunet"),
+        dice=dag.fill(dag.DICE, study="{study}", variant="nnunet"),
     log:
         "logs/nnunet/{study}/collect.log",
     benchmark:
@@ -150,6 +150,6 @@ rule nnunet_collect:
         "Predictions and per-case Dice of {wildcards.study} (nnU-Net)"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --settings {params.settings} --raw {input.raw} --converted results/converted"
+        f" --settings {{params.settings}} --raw {{input.raw}} --converted {dag.CONVERTED_ROOT}"
         " --predicted {input.predicted} --predictions {output.predictions}"
         " --dice {output.dice} 2> {log}"

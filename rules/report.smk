@@ -3,9 +3,9 @@ rule report_study:
         unpack(report_study_inputs),
         script=script_path("report_study"),
     output:
-        section="results/report/{study}/section.html",
+        section=dag.REPORT_SECTION,
         figures=report(
-            directory("results/report/{study}/figures"),
+            directory(dag.REPORT_FIGURES),
             patterns=["{name}.png"],
             caption="../report/figure.rst",
             category="{study}",
@@ -20,7 +20,7 @@ rule report_study:
         CONTAINERS["report"]
     params:
         cohort=study_cohort,
-        converted="results/converted",
+        converted=dag.CONVERTED_ROOT,
         options=report_study_params,
     message:
         "Report section of {wildcards.study}"
@@ -33,12 +33,12 @@ rule report_study:
 
 rule report:
     input:
-        sections=expand("results/report/{study}/section.html", study=STUDIES),
-        qc="results/qc/cohort_report.json",
+        sections=expand(dag.REPORT_SECTION, study=STUDIES),
+        qc=dag.QC_ALL,
         script=script_path("make_report"),
     output:
         report(
-            "results/report/index.html",
+            dag.REPORT,
             caption="../report/index.rst",
             category="Report",
         ),

@@ -1,12 +1,12 @@
 rule train_ddpm:
     input:
-        splits="results/{study}/splits.csv",
+        splits=dag.SPLITS,
         converted=index_of("converted"),
         script=script_path("train_ddpm"),
     output:
-        model="results/{study}/ddpm/model.pt",
-        history="results/{study}/ddpm/history.csv",
-        summary="results/{study}/ddpm/train.json",
+        model=dag.DDPM_MODEL,
+        history=dag.DDPM_HISTORY,
+        summary=dag.DDPM_SUMMARY,
     log:
         "logs/ddpm/{study}/train.log",
     benchmark:
@@ -23,24 +23,24 @@ rule train_ddpm:
         settings=ddpm_model_settings,
         seed=config["seed"],
         device=config["device"],
-        resume="results/{study}/ddpm/resume.pt",
+        resume=dag.DDPM_RESUME,
     message:
         "Training the diffusion model of {wildcards.study} (resumes from {params.resume})"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --converted results/converted --splits {input.splits} --settings {params.settings}"
+        f" --converted {dag.CONVERTED_ROOT} --splits {{input.splits}} --settings {{params.settings}}"
         " --seed {params.seed} --device {params.device} --resume {params.resume}"
         " --out {output.model} --history {output.history} --summary {output.summary} 2> {log}"
 
 
 rule sample_ddpm_batch:
     input:
-        model="results/{study}/ddpm/model.pt",
+        model=dag.DDPM_MODEL,
         converted=ddpm_batch_converted,
         script=script_path("run_batch"),
         stage=script_path("sample_ddpm"),
     output:
-        directory("results/.batches/ddpm/{study}/{batch}"),
+        directory(dag.batch("ddpm")),
     log:
         "logs/ddpm/{study}/sample/batches/{batch}.log",
     benchmark:
@@ -70,7 +70,7 @@ rule sample_ddpm:
         staging=publish_input("ddpm"),
         script=script_path("publish", "sh"),
     output:
-        "results/{study}/ddpm/samples/{patient}.nii.gz",
+        dag.DDPM_SAMPLE,
     log:
         "logs/ddpm/{study}/sample/{patient}.log",
     localrule: True
@@ -89,15 +89,15 @@ rule sample_ddpm:
 
 rule evaluate_ddpm:
     input:
-        model="results/{study}/ddpm/model.pt",
-        history="results/{study}/ddpm/history.csv",
-        splits="results/{study}/splits.csv",
+        model=dag.DDPM_MODEL,
+        history=dag.DDPM_HISTORY,
+        splits=dag.SPLITS,
         samples=ddpm_samples,
         script=script_path("evaluate_ddpm"),
     output:
-        metrics="results/{study}/ddpm/metrics.json",
-        panel="results/{study}/ddpm/panel.png",
-        loss="results/{study}/ddpm/loss.png",
+        metrics=dag.DDPM_METRICS,
+        panel=dag.DDPM_PANEL,
+        loss=dag.DDPM_LOSS,
     log:
         "logs/ddpm/{study}/evaluate.log",
     benchmark:
@@ -110,6 +110,6 @@ rule evaluate_ddpm:
         "Fidelity of the synthetic CTs of {wildcards.study} (held-out patients)"
     shell:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --model {input.model} --converted results/converted --samples {input.samples}"
+        f" --model {{input.model}} --converted {dag.CONVERTED_ROOT} --samples {{input.samples}}"
         " --splits {input.splits} --history {input.history} --out {output.metrics}"
         " --panel {output.panel} --loss {output.loss} 2> {log}"

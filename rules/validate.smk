@@ -3,7 +3,7 @@ rule validate_cohort:
         cohort=cohort_inputs,
         script=script_path("validate_cohort"),
     output:
-        "results/qc/{study}/cohort_report.json",
+        dag.QC_STUDY,
     log:
         "logs/validate/{study}.log",
     benchmark:
@@ -24,11 +24,11 @@ rule validate_cohort:
 
 rule qc_summary:
     input:
-        reports=expand("results/qc/{study}/cohort_report.json", study=STUDIES),
+        reports=expand(dag.QC_STUDY, study=STUDIES),
         script=script_path("qc_summary"),
     output:
         report(
-            "results/qc/cohort_report.json",
+            dag.QC_ALL,
             caption="../report/cohort_report.rst",
             category="Cohort QC",
         ),

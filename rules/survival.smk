@@ -2,13 +2,13 @@ rule train_net_survival:
     input:
         features=study_feature_tables,
         harmonized=variant_harmonized_tables,
-        folds="results/{study}/folds.json",
-        splits="results/{study}/splits.csv",
+        folds=dag.FOLDS,
+        splits=dag.SPLITS,
         script=script_path("train_net_survival"),
     output:
-        predictions="results/{study}/train/{variant}/predictions.csv",
-        metrics="results/{study}/train/{variant}/metrics.json",
-        models="results/{study}/train/{variant}/models.pkl",
+        predictions=dag.PREDICTIONS,
+        metrics=dag.TRAIN_METRICS,
+        models=dag.SURVIVAL_MODELS,
     log:
         "logs/train/{study}/{variant}.log",
     benchmark:
