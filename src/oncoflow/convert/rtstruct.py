@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,137 @@ def _frames(ds: Dataset) -> set[str]:
     return uids
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The reference image grid contours are drawn on.
+
+    Attributes:
+        size: ``(nx, ny, nz)`` of the reference image.
+        origin: Its origin (mm).
+        to_index: ``(D diag(spacing))^-1``: patient offset from the origin -> continuous index.
+    """
+
+    size: tuple[int, ...]
+    origin: np.ndarray
+    to_index: np.ndarray
+
+    @classmethod
+    def of(cls, path: Path, reference: sitk.Image) -> _Grid:
+        """Return the grid of ``reference``.
+
+        Raises:
+            ConversionError: The reference image is not 3D.
+        """
+        size = reference.GetSize()
+        if reference.GetDimension() != 3:
+            raise ConversionError(f"{path}: the reference image must be 3D")
+        origin = np.asarray(reference.GetOrigin(), dtype=float)
+        spacing = np.asarray(reference.GetSpacing(), dtype=float)
+        direction = np.asarray(reference.GetDirection(), dtype=float).reshape(3, 3)
+        return cls(size, origin, np.linalg.inv(direction * spacing[None, :]))
+
+
+def _check_frame(path: Path, ds: Dataset, frame_of_reference_uid: str) -> None:
+    """Raise when the structure set names frames of reference and the image's is not one."""
+    frames = _frames(ds)
+    if frames and frame_of_reference_uid not in frames:
+        raise ConversionError(
+            f"{path}: the RTSTRUCT refers to another FrameOfReferenceUID than the image "
+            "series (contours drawn on a different scan or registration)"
+        )
+
+
+def _roi_key(path: Path, name: str, available: dict[str, tuple[int, str]]) -> str:
+    """Return the ROIName matching ``name`` (exact, else unambiguous case-insensitive).
+
+    Raises:
+        ConversionError: No ROI matches; the message lists the available ones.
+    """
+    key = name if name in available else _case_insensitive(name, available)
+    if key is None:
+        raise ConversionError(
+            f"{path}: ROI '{name}' not found; available ROIs: "
+            + (", ".join(f"'{n}'" for n in available) or "none")
+        )
+    return key
+
+
+def _draw_planes(
+    path: Path, key: str, contours: list[Dataset], grid: _Grid
+) -> tuple[dict[float, np.ndarray], int, int, list[float]]:
+    """Fill the closed planar contours of one ROI, combined per plane with the even-odd rule.
+
+    Args:
+        path: The RTSTRUCT file (for messages).
+        key: The ROI name (for messages).
+        contours: Its ContourSequence items.
+        grid: The reference grid.
+
+    Returns:
+        ``(planes, drawn, skipped, z_range)``: a (ny, nx) bool mask per fractional slice index
+        (rounded to 1e-3), the numbers of contours drawn and skipped (not closed planar, too few
+        points, off the grid) and the z extent (mm) of the contours read.
+
+    Raises:
+        ConversionError: A contour is not parallel to the image slices.
+    """
+    size = grid.size
+    planes: dict[float, np.ndarray] = {}
+    drawn = skipped = 0
+    z_range: list[float] = []
+    for contour in contours:
+        kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
+        data = contour.get("ContourData")
+        if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
+            skipped += 1
+            continue
+        points = np.asarray([float(v) for v in data], dtype=float).reshape(-1, 3)
+        index = (points - grid.origin[None, :]) @ grid.to_index.T
+        z_range.extend([float(points[:, 2].min()), float(points[:, 2].max())])
+        if np.ptp(index[:, 2]) > 1.0:
+            raise ConversionError(
+                f"{path}: ROI '{key}': a contour is not parallel to the image slices "
+                f"(it spans {np.ptp(index[:, 2]):.1f} slices); the RTSTRUCT does not "
+                "belong to this image grid"
+            )
+        k_plane = round(float(np.mean(index[:, 2])), 3)
+        if k_plane < -0.5 - 1e-6 or k_plane > size[2] - 0.5 + 1e-6:
+            skipped += 1
+            continue
+        rr, cc = fill_polygon(index[:, 1], index[:, 0], shape=(size[1], size[0]))
+        plane = planes.setdefault(k_plane, np.zeros((size[1], size[0]), dtype=bool))
+        plane[rr, cc] ^= True  # even-odd rule: inner contours are holes
+        drawn += 1
+    return planes, drawn, skipped, z_range
+
+
+def _fill_slices(planes: dict[float, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Give each image slice the nearest contour plane within half a slice; (nz, ny, nx) bool."""
+    mask = np.zeros(shape, dtype=bool)
+    if planes:
+        plane_k = np.asarray(list(planes))
+        plane_masks = list(planes.values())
+        for k in range(shape[0]):
+            dist = np.abs(plane_k - k)
+            nearest = int(np.argmin(dist))
+            if dist[nearest] <= 0.5 + 1e-6:
+                mask[k] = plane_masks[nearest]
+    return mask
+
+
+def _off_grid_message(path: Path, key: str, z_range: list[float], reference: sitk.Image) -> str:
+    """Message for an ROI that has no voxel on the image grid."""
+    where = (
+        f"its contours lie at z = {min(z_range):.1f} to {max(z_range):.1f} mm"
+        if z_range
+        else "it has no closed planar contour"
+    )
+    return (
+        f"{path}: ROI '{key}' has no contour on the image grid ({where}; the image "
+        f"covers {_extent(reference)})"
+    )
+
+
 def rasterize_with_info(
     rtstruct_file: Path,
     reference: sitk.Image,
@@ -107,80 +239,23 @@ def rasterize_with_info(
     if not roi_names:
         raise ConversionError(f"{path}: no ROI name given; available: {', '.join(available)}")
     if frame_of_reference_uid is not None:
-        frames = _frames(ds)
-        if frames and frame_of_reference_uid not in frames:
-            raise ConversionError(
-                f"{path}: the RTSTRUCT refers to another FrameOfReferenceUID than the image "
-                "series (contours drawn on a different scan or registration)"
-            )
+        _check_frame(path, ds, frame_of_reference_uid)
     contours_by_number: dict[int, list[Dataset]] = {}
     for item in ds.get("ROIContourSequence", []):
         contours_by_number[int(item.ReferencedROINumber)] = list(item.get("ContourSequence", []))
 
-    size = reference.GetSize()
-    if reference.GetDimension() != 3:
-        raise ConversionError(f"{path}: the reference image must be 3D")
-    origin = np.asarray(reference.GetOrigin(), dtype=float)
-    spacing = np.asarray(reference.GetSpacing(), dtype=float)
-    direction = np.asarray(reference.GetDirection(), dtype=float).reshape(3, 3)
-    to_index = np.linalg.inv(direction * spacing[None, :])
+    grid = _Grid.of(path, reference)
+    size = grid.size
     labels = np.zeros((size[2], size[1], size[0]), dtype=np.uint8)
     info: dict[str, Any] = {"source": {"format": "RTSTRUCT", "file": path.name}, "rois": []}
-
     for label, name in enumerate(roi_names, start=1):
-        key = name if name in available else _case_insensitive(name, available)
-        if key is None:
-            raise ConversionError(
-                f"{path}: ROI '{name}' not found; available ROIs: "
-                + (", ".join(f"'{n}'" for n in available) or "none")
-            )
-        number = available[key][0]
-        planes: dict[float, np.ndarray] = {}
-        drawn = skipped = 0
-        z_range: list[float] = []
-        for contour in contours_by_number.get(number, []):
-            kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
-            data = contour.get("ContourData")
-            if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
-                skipped += 1
-                continue
-            points = np.asarray([float(v) for v in data], dtype=float).reshape(-1, 3)
-            index = (points - origin[None, :]) @ to_index.T
-            z_range.extend([float(points[:, 2].min()), float(points[:, 2].max())])
-            if np.ptp(index[:, 2]) > 1.0:
-                raise ConversionError(
-                    f"{path}: ROI '{key}': a contour is not parallel to the image slices "
-                    f"(it spans {np.ptp(index[:, 2]):.1f} slices); the RTSTRUCT does not "
-                    "belong to this image grid"
-                )
-            k_plane = round(float(np.mean(index[:, 2])), 3)
-            if k_plane < -0.5 - 1e-6 or k_plane > size[2] - 0.5 + 1e-6:
-                skipped += 1
-                continue
-            rr, cc = fill_polygon(index[:, 1], index[:, 0], shape=(size[1], size[0]))
-            plane = planes.setdefault(k_plane, np.zeros((size[1], size[0]), dtype=bool))
-            plane[rr, cc] ^= True  # even-odd rule: inner contours are holes
-            drawn += 1
-        mask = np.zeros_like(labels, dtype=bool)
-        if planes:
-            plane_k = np.asarray(list(planes))
-            plane_masks = list(planes.values())
-            for k in range(size[2]):
-                dist = np.abs(plane_k - k)
-                nearest = int(np.argmin(dist))
-                if dist[nearest] <= 0.5 + 1e-6:
-                    mask[k] = plane_masks[nearest]
+        key = _roi_key(path, name, available)
+        contours = contours_by_number.get(available[key][0], [])
+        planes, drawn, skipped, z_range = _draw_planes(path, key, contours, grid)
+        mask = _fill_slices(planes, labels.shape)
         voxels = int(mask.sum())
         if voxels == 0:
-            where = (
-                f"its contours lie at z = {min(z_range):.1f} to {max(z_range):.1f} mm"
-                if z_range
-                else "it has no closed planar contour"
-            )
-            raise ConversionError(
-                f"{path}: ROI '{key}' has no contour on the image grid ({where}; the image "
-                f"covers {_extent(reference)})"
-            )
+            raise ConversionError(_off_grid_message(path, key, z_range, reference))
         labels[mask] = label
         info["rois"].append(
             {

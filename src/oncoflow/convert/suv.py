@@ -127,11 +127,8 @@ def _number(ds: Dataset, keyword: str) -> float | None:
         return None
 
 
-def _collect(header: Dataset) -> tuple[dict[str, Any], list[str]]:
-    """Gather the SUV inputs from a PET header; returns (values, problems without location)."""
-    problems: list[str] = []
-    values: dict[str, Any] = {"warnings": []}
-
+def _check_units(header: Dataset, problems: list[str]) -> None:
+    """Append a problem unless the pixel values are activity concentrations (``Units = BQML``)."""
     units = str(header.get("Units", "")).strip().upper()
     if not units:
         problems.append("missing tag Units (0054,1001): cannot tell the unit of the pixel values")
@@ -140,13 +137,148 @@ def _collect(header: Dataset) -> tuple[dict[str, Any], list[str]]:
             f"Units (0054,1001) is {units}, only BQML (Bq/mL) can be converted to SUVbw"
         )
 
-    weight = _number(header, "PatientWeight")
-    if weight is None:
-        problems.append("missing tag PatientWeight (0010,1030), needed for SUVbw")
-    elif weight <= 0:
-        problems.append(f"PatientWeight (0010,1030) is {weight:g} kg, must be > 0")
-    values["weight_kg"] = weight
 
+def _positive(ds: Dataset, keyword: str, tag: str, unit: str, problems: list[str]) -> float | None:
+    """Return a numeric attribute needed for SUVbw, appending a problem when missing or <= 0.
+
+    Args:
+        ds: The header or radiopharmaceutical item holding the attribute.
+        keyword: Its keyword, e.g. ``"PatientWeight"``.
+        tag: Its tag for messages, e.g. ``"(0010,1030)"``.
+        unit: Its unit for messages (``"kg"``, ``"Bq"``, ``"s"``).
+        problems: Where the problem is appended.
+
+    Returns:
+        The value (also when not positive), ``None`` when absent or not a number.
+    """
+    value = _number(ds, keyword)
+    if value is None:
+        problems.append(f"missing tag {keyword} {tag}, needed for SUVbw")
+    elif value <= 0:
+        problems.append(f"{keyword} {tag} is {value:g} {unit}, must be > 0")
+    return value
+
+
+def _decay_correction(header: Dataset, warnings: list[str], problems: list[str]) -> str:
+    """Return DecayCorrection (a missing one is taken as START, with a warning)."""
+    decay = str(header.get("DecayCorrection", "")).strip().upper()
+    if not decay:
+        decay = "START"
+        warnings.append("DecayCorrection (0054,1102) missing: assumed START")
+    elif decay not in {"START", "ADMIN"}:
+        problems.append(
+            f"DecayCorrection (0054,1102) is {decay}; only START and ADMIN are supported"
+        )
+    return decay
+
+
+def _series_start(
+    header: Dataset, warnings: list[str], problems: list[str]
+) -> tuple[str, str, float] | None:
+    """Return the series start ``(TM text, source keyword, seconds after midnight)``.
+
+    SeriesTime, else AcquisitionTime (with a warning); ``None`` (and a problem) when neither is a
+    valid time.
+    """
+    series_tm = str(header.get("SeriesTime", "")).strip()
+    series_source = "SeriesTime"
+    if not series_tm:
+        series_tm = str(header.get("AcquisitionTime", "")).strip()
+        series_source = "AcquisitionTime"
+        if series_tm:
+            warnings.append("SeriesTime (0008,0031) missing: used AcquisitionTime")
+    if not series_tm:
+        problems.append("missing tag SeriesTime (0008,0031), needed for the decay correction")
+        return None
+    try:
+        series_s = parse_tm(series_tm)
+    except ValueError:
+        problems.append(f"{series_source} is not a valid time: {series_tm!r}")
+        return None
+    return series_tm, series_source, series_s
+
+
+def _delta_from_datetime(
+    start_dt_text: str, series_date: str, series_s: float, series_source: str, problems: list[str]
+) -> dict[str, Any] | None:
+    """Injection-to-series time from RadiopharmaceuticalStartDateTime and the series date.
+
+    Returns:
+        ``delta``, ``crossed``, ``injection_time`` and ``time_source`` values; ``None`` (and a
+        problem) when the date-time is invalid.
+    """
+    try:
+        start = parse_dt(start_dt_text)
+        series_start = _dt.datetime.combine(_parse_da(series_date), _dt.time()) + (
+            _dt.timedelta(seconds=series_s)
+        )
+    except ValueError:
+        problems.append(
+            f"RadiopharmaceuticalStartDateTime (0018,1078) is not a valid date-time: "
+            f"{start_dt_text!r}"
+        )
+        return None
+    delta = (series_start - start).total_seconds()
+    if delta < 0:
+        problems.append(
+            "the series starts before the injection "
+            "(RadiopharmaceuticalStartDateTime after SeriesDate/SeriesTime)"
+        )
+    return {
+        "delta": delta,
+        "crossed": series_start.date() != start.date(),
+        "injection_time": start.strftime("%H%M%S.%f"),
+        "time_source": f"RadiopharmaceuticalStartDateTime to SeriesDate/{series_source}",
+    }
+
+
+def _delta_from_time(
+    start_tm: str,
+    series_tm: str,
+    series_s: float,
+    series_source: str,
+    warnings: list[str],
+    problems: list[str],
+) -> dict[str, Any] | None:
+    """Injection-to-series time from times of day only (a negative one means after midnight).
+
+    Returns:
+        ``delta``, ``crossed``, ``injection_time`` and ``time_source`` values; ``None`` (and a
+        problem) when RadiopharmaceuticalStartTime is missing or invalid.
+    """
+    if not start_tm:
+        problems.append(
+            "missing tag RadiopharmaceuticalStartTime (0018,1072), needed for the decay correction"
+        )
+        return None
+    try:
+        start_s = parse_tm(start_tm)
+    except ValueError:
+        problems.append(f"RadiopharmaceuticalStartTime is not a valid time: {start_tm!r}")
+        return None
+    delta = series_s - start_s
+    crossed = delta < 0
+    if crossed:
+        delta += 86400.0
+        warnings.append(
+            f"{series_source} {series_tm} is earlier in the day than RadiopharmaceuticalStartTime "
+            f"{start_tm}: the scan started after midnight, dt = {delta:.0f} s"
+        )
+    return {
+        "delta": delta,
+        "crossed": crossed,
+        "injection_time": start_tm,
+        "time_source": f"RadiopharmaceuticalStartTime to {series_source}",
+    }
+
+
+def _collect(header: Dataset) -> tuple[dict[str, Any], list[str]]:
+    """Gather the SUV inputs from a PET header; returns (values, problems without location)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    values: dict[str, Any] = {"warnings": warnings}
+    _check_units(header, problems)
+    values["weight_kg"] = _positive(header, "PatientWeight", "(0010,1030)", "kg", problems)
     seq = header.get("RadiopharmaceuticalInformationSequence")
     item = seq[0] if seq else None
     if item is None:
@@ -155,101 +287,23 @@ def _collect(header: Dataset) -> tuple[dict[str, Any], list[str]]:
             "half-life or injection time"
         )
         return values, problems
-
-    dose = _number(item, "RadionuclideTotalDose")
-    if dose is None:
-        problems.append("missing tag RadionuclideTotalDose (0018,1074), needed for SUVbw")
-    elif dose <= 0:
-        problems.append(f"RadionuclideTotalDose (0018,1074) is {dose:g} Bq, must be > 0")
-    values["dose"] = dose
-
-    half_life = _number(item, "RadionuclideHalfLife")
-    if half_life is None:
-        problems.append("missing tag RadionuclideHalfLife (0018,1075), needed for SUVbw")
-    elif half_life <= 0:
-        problems.append(f"RadionuclideHalfLife (0018,1075) is {half_life:g} s, must be > 0")
-    values["half_life"] = half_life
-
-    decay = str(header.get("DecayCorrection", "")).strip().upper()
-    if not decay:
-        decay = "START"
-        values["warnings"].append("DecayCorrection (0054,1102) missing: assumed START")
-    elif decay not in {"START", "ADMIN"}:
-        problems.append(
-            f"DecayCorrection (0054,1102) is {decay}; only START and ADMIN are supported"
-        )
-    values["decay"] = decay
-
-    # series start
-    series_tm = str(header.get("SeriesTime", "")).strip()
-    series_source = "SeriesTime"
-    if not series_tm:
-        series_tm = str(header.get("AcquisitionTime", "")).strip()
-        series_source = "AcquisitionTime"
-        if series_tm:
-            values["warnings"].append("SeriesTime (0008,0031) missing: used AcquisitionTime")
-    if not series_tm:
-        problems.append("missing tag SeriesTime (0008,0031), needed for the decay correction")
+    values["dose"] = _positive(item, "RadionuclideTotalDose", "(0018,1074)", "Bq", problems)
+    values["half_life"] = _positive(item, "RadionuclideHalfLife", "(0018,1075)", "s", problems)
+    values["decay"] = _decay_correction(header, warnings, problems)
+    start = _series_start(header, warnings, problems)
+    if start is None:
         return values, problems
-    try:
-        series_s = parse_tm(series_tm)
-    except ValueError:
-        problems.append(f"{series_source} is not a valid time: {series_tm!r}")
-        return values, problems
+    series_tm, series_source, series_s = start
     values["series_time"] = series_tm
-
     start_dt_text = str(item.get("RadiopharmaceuticalStartDateTime", "")).strip()
     start_tm = str(item.get("RadiopharmaceuticalStartTime", "")).strip()
     series_date = str(header.get("SeriesDate", "") or header.get("StudyDate", "")).strip()
     if start_dt_text and series_date:
-        try:
-            start = parse_dt(start_dt_text)
-            series_start = _dt.datetime.combine(_parse_da(series_date), _dt.time()) + (
-                _dt.timedelta(seconds=series_s)
-            )
-        except ValueError:
-            problems.append(
-                f"RadiopharmaceuticalStartDateTime (0018,1078) is not a valid date-time: "
-                f"{start_dt_text!r}"
-            )
-            return values, problems
-        delta = (series_start - start).total_seconds()
-        if delta < 0:
-            problems.append(
-                "the series starts before the injection "
-                "(RadiopharmaceuticalStartDateTime after SeriesDate/SeriesTime)"
-            )
-        values.update(
-            delta=delta,
-            crossed=series_start.date() != start.date(),
-            injection_time=start.strftime("%H%M%S.%f"),
-            time_source=f"RadiopharmaceuticalStartDateTime to SeriesDate/{series_source}",
-        )
-        return values, problems
-    if not start_tm:
-        problems.append(
-            "missing tag RadiopharmaceuticalStartTime (0018,1072), needed for the decay correction"
-        )
-        return values, problems
-    try:
-        start_s = parse_tm(start_tm)
-    except ValueError:
-        problems.append(f"RadiopharmaceuticalStartTime is not a valid time: {start_tm!r}")
-        return values, problems
-    delta = series_s - start_s
-    crossed = delta < 0
-    if crossed:
-        delta += 86400.0
-        values["warnings"].append(
-            f"{series_source} {series_tm} is earlier in the day than RadiopharmaceuticalStartTime "
-            f"{start_tm}: the scan started after midnight, dt = {delta:.0f} s"
-        )
-    values.update(
-        delta=delta,
-        crossed=crossed,
-        injection_time=start_tm,
-        time_source=f"RadiopharmaceuticalStartTime to {series_source}",
-    )
+        timing = _delta_from_datetime(start_dt_text, series_date, series_s, series_source, problems)
+    else:
+        timing = _delta_from_time(start_tm, series_tm, series_s, series_source, warnings, problems)
+    if timing is not None:
+        values.update(timing)
     return values, problems
 
 
