@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,152 @@ def _text(value: Any) -> str | None:
     return None if is_missing(value) else str(value).strip()
 
 
+@dataclass(frozen=True)
+class _RowJob:
+    """What converting one row of ``images.csv`` reads and writes.
+
+    Attributes:
+        modality: The row's modality (``CT``, ``PET``, ``MR``, ...).
+        series: The row's series (``-`` for the modality's single series).
+        timepoint: The row's timepoint.
+        source: The image (DICOM series folder or NIfTI file).
+        mask_src: The mask (NIfTI label map or RTSTRUCT), ``None`` without one.
+        rois: RTSTRUCT ROI names (``mask_roi`` split on ``'+'``).
+        image_out: The converted image.
+        sidecar: Its JSON sidecar.
+        mask_out: The converted mask.
+        extra: Row values copied into the sidecar (and the provenance when given).
+    """
+
+    modality: str
+    series: str
+    timepoint: int
+    source: Path
+    mask_src: Path | None
+    rois: list[str]
+    image_out: Path
+    sidecar: Path
+    mask_out: Path
+    extra: dict[str, Any]
+
+    @property
+    def mask_is_nifti(self) -> bool:
+        """Whether the mask is a NIfTI label map (else an RTSTRUCT, or no mask)."""
+        return self.mask_src is not None and is_nifti(self.mask_src)
+
+
+def _row_job(
+    row: pd.Series,
+    cohort_dir: Path,
+    out_dir: Path,
+    provenance: Mapping[str, Any] | None,
+) -> _RowJob:
+    """Resolve the inputs and outputs of one image row."""
+    modality = str(row["modality"]).strip()
+    series = str(row["series"]).strip()
+    timepoint = int(row["timepoint"])
+    stem = converted_stem(modality, series)
+    tp_dir = out_dir / str(timepoint)
+    mask_text = _text(row.get("mask_path"))
+    roi_text = _text(row.get("mask_roi"))
+    extra = {
+        "patient_id": str(row["patient_id"]),
+        "timepoint": timepoint,
+        "modality": modality,
+        "series": series,
+        "site": _text(row.get("site")),
+    }
+    if provenance is not None:
+        extra["provenance"] = dict(provenance)
+    return _RowJob(
+        modality=modality,
+        series=series,
+        timepoint=timepoint,
+        source=resolve(cohort_dir, str(row["path"])),
+        mask_src=resolve(cohort_dir, mask_text) if mask_text else None,
+        rois=[r.strip() for r in roi_text.split("+")] if roi_text else [],
+        image_out=tp_dir / f"{stem}.nii.gz",
+        sidecar=tp_dir / f"{stem}.json",
+        mask_out=tp_dir / f"{stem}_mask.nii.gz",
+        extra=extra,
+    )
+
+
+def _check_inputs(job: _RowJob) -> None:
+    """Raise when the mask or the image is missing, or an RTSTRUCT mask has no ROI name."""
+    mask_src = job.mask_src
+    if mask_src is not None and not mask_src.exists():
+        raise ConversionError(f"{mask_src}: mask file does not exist")
+    if mask_src is not None and not job.mask_is_nifti and not job.rois:
+        raise ConversionError(
+            f"{mask_src}: mask_path is an RTSTRUCT but mask_roi is empty "
+            "(name the ROI(s) to rasterise, joined by '+')"
+        )
+    if not job.source.exists():
+        raise ConversionError(f"{job.source}: file or folder does not exist")
+
+
+def _convert_dicom_row(
+    job: _RowJob, *, tilt: str, uneven_spacing: str
+) -> tuple[dict[str, Any], list[Path]]:
+    """Convert a DICOM series row (and its RTSTRUCT or NIfTI mask); returns (sidecar, files)."""
+    from oncoflow.convert.series import convert_dicom_series  # pydicom only for DICOM rows
+
+    mask_src = job.mask_src
+    data = convert_dicom_series(
+        job.source,
+        job.image_out,
+        job.sidecar,
+        rtstruct=None if (mask_src is None or job.mask_is_nifti) else mask_src,
+        roi_names=job.rois,
+        mask_out=job.mask_out,
+        suv=job.modality == "PET",
+        tilt=tilt,
+        uneven_spacing=uneven_spacing,
+        extra=job.extra,
+    )
+    written = [job.image_out, job.sidecar]
+    if "mask" in data:
+        written.append(job.mask_out)
+    elif mask_src is not None:  # NIfTI mask for a DICOM image
+        image = sitk.ReadImage(str(job.image_out))
+        data["mask"] = {
+            "file": job.mask_out.name,
+            **standardise_mask(mask_src, job.mask_out, image),
+        }
+        write_json(data, job.sidecar)
+        written.append(job.mask_out)
+    return data, written
+
+
+def _convert_nifti_row(job: _RowJob) -> tuple[dict[str, Any], list[Path]]:
+    """Convert a NIfTI image row (and its NIfTI or RTSTRUCT mask); returns (sidecar, files)."""
+    image, info = standardise_image(job.source, job.image_out)
+    data = {**job.extra, "image": job.image_out.name, **info}
+    if job.modality == "PET":
+        data["values"] = "SUVbw (g/mL), assumed: a PET given as NIfTI must already be SUVbw"
+    else:
+        data["values"] = "as stored in the NIfTI file"
+    written = [job.image_out]
+    if job.mask_src is not None:
+        if job.mask_is_nifti:
+            mask_info = standardise_mask(job.mask_src, job.mask_out, image)
+        else:
+            from oncoflow.convert.rtstruct import rasterize_with_info
+
+            labels, mask_info = rasterize_with_info(job.mask_src, image, job.rois)
+            data["warnings"].append(
+                "RTSTRUCT rasterised onto a NIfTI image: its frame of reference cannot be checked"
+            )
+            write_image(labels, job.mask_out, mask=True)
+        data["mask"] = {"file": job.mask_out.name, **mask_info}
+        written.append(job.mask_out)
+    data["converter"] = f"oncoflow {oncoflow.__version__}"
+    write_json(data, job.sidecar)
+    written.append(job.sidecar)
+    return data, written
+
+
 def _convert_row(
     row: pd.Series,
     cohort_dir: Path,
@@ -73,104 +220,67 @@ def _convert_row(
     provenance: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
     """Convert one image row; returns (manifest entry, written files)."""
-    modality = str(row["modality"]).strip()
-    series = str(row["series"]).strip()
-    timepoint = int(row["timepoint"])
-    stem = converted_stem(modality, series)
-    tp_dir = out_dir / str(timepoint)
-    image_out = tp_dir / f"{stem}.nii.gz"
-    sidecar = tp_dir / f"{stem}.json"
-    mask_out = tp_dir / f"{stem}_mask.nii.gz"
-    source = resolve(cohort_dir, str(row["path"]))
-    mask_text = _text(row.get("mask_path"))
-    mask_src = resolve(cohort_dir, mask_text) if mask_text else None
-    roi_text = _text(row.get("mask_roi"))
-    rois = [r.strip() for r in roi_text.split("+")] if roi_text else []
-    extra = {
-        "patient_id": str(row["patient_id"]),
-        "timepoint": timepoint,
-        "modality": modality,
-        "series": series,
-        "site": _text(row.get("site")),
-    }
-    if provenance is not None:
-        extra["provenance"] = dict(provenance)
-    if mask_src is not None and not mask_src.exists():
-        raise ConversionError(f"{mask_src}: mask file does not exist")
-    mask_is_nifti = mask_src is not None and is_nifti(mask_src)
-    if mask_src is not None and not mask_is_nifti and not rois:
-        raise ConversionError(
-            f"{mask_src}: mask_path is an RTSTRUCT but mask_roi is empty "
-            "(name the ROI(s) to rasterise, joined by '+')"
-        )
-
-    written: list[Path] = []
-    if not source.exists():
-        raise ConversionError(f"{source}: file or folder does not exist")
-    if source.is_dir():
-        from oncoflow.convert.series import convert_dicom_series  # pydicom only for DICOM rows
-
-        data = convert_dicom_series(
-            source,
-            image_out,
-            sidecar,
-            rtstruct=None if (mask_src is None or mask_is_nifti) else mask_src,
-            roi_names=rois,
-            mask_out=mask_out,
-            suv=modality == "PET",
-            tilt=tilt,
-            uneven_spacing=uneven_spacing,
-            extra=extra,
-        )
-        written += [image_out, sidecar]
-        if "mask" in data:
-            written.append(mask_out)
-        elif mask_src is not None:  # NIfTI mask for a DICOM image
-            image = sitk.ReadImage(str(image_out))
-            data["mask"] = {"file": mask_out.name, **standardise_mask(mask_src, mask_out, image)}
-            write_json(data, sidecar)
-            written.append(mask_out)
-    elif is_nifti(source):
-        image, info = standardise_image(source, image_out)
-        data = {**extra, "image": image_out.name, **info}
-        if modality == "PET":
-            data["values"] = "SUVbw (g/mL), assumed: a PET given as NIfTI must already be SUVbw"
-        else:
-            data["values"] = "as stored in the NIfTI file"
-        written.append(image_out)
-        if mask_src is not None:
-            if mask_is_nifti:
-                mask_info = standardise_mask(mask_src, mask_out, image)
-            else:
-                from oncoflow.convert.rtstruct import rasterize_with_info
-
-                labels, mask_info = rasterize_with_info(mask_src, image, rois)
-                data["warnings"].append(
-                    "RTSTRUCT rasterised onto a NIfTI image: its frame of reference cannot be "
-                    "checked"
-                )
-                write_image(labels, mask_out, mask=True)
-            data["mask"] = {"file": mask_out.name, **mask_info}
-            written.append(mask_out)
-        data["converter"] = f"oncoflow {oncoflow.__version__}"
-        write_json(data, sidecar)
-        written.append(sidecar)
+    job = _row_job(row, cohort_dir, out_dir, provenance)
+    _check_inputs(job)
+    if job.source.is_dir():
+        data, written = _convert_dicom_row(job, tilt=tilt, uneven_spacing=uneven_spacing)
+    elif is_nifti(job.source):
+        data, written = _convert_nifti_row(job)
     else:
         raise ConversionError(
-            f"{source}: expected a DICOM series folder or a NIfTI file (.nii / .nii.gz)"
+            f"{job.source}: expected a DICOM series folder or a NIfTI file (.nii / .nii.gz)"
         )
     entry = {
-        "timepoint": timepoint,
-        "modality": modality,
-        "series": series,
-        "site": extra["site"],
+        "timepoint": job.timepoint,
+        "modality": job.modality,
+        "series": job.series,
+        "site": job.extra["site"],
         "source": str(row["path"]),
-        "image": image_out.relative_to(out_dir).as_posix(),
-        "sidecar": sidecar.relative_to(out_dir).as_posix(),
-        "mask": mask_out.relative_to(out_dir).as_posix() if mask_out in written else None,
+        "image": job.image_out.relative_to(out_dir).as_posix(),
+        "sidecar": job.sidecar.relative_to(out_dir).as_posix(),
+        "mask": job.mask_out.relative_to(out_dir).as_posix() if job.mask_out in written else None,
         "warnings": list(data.get("warnings", [])),
     }
     return entry, written
+
+
+def _patient_rows(rows: pd.DataFrame, patient_id: str) -> pd.DataFrame:
+    """Return the patient's rows with integer timepoints, sorted by timepoint, modality, series.
+
+    Raises:
+        ConversionError: No row, a timepoint that is not an integer, or two rows for the same
+            timepoint / modality / series.
+    """
+    mine = rows[rows["patient_id"].astype(str) == str(patient_id)]
+    if mine.empty:
+        raise ConversionError(f"patient {patient_id}: no row in images.csv")
+    try:
+        mine = mine.assign(timepoint=[int(str(t).strip()) for t in mine["timepoint"]])
+    except ValueError as exc:
+        raise ConversionError(
+            f"patient {patient_id}: images.csv: timepoint must be an integer ({exc})"
+        ) from exc
+    mine = mine.sort_values(["timepoint", "modality", "series"], kind="stable")
+    keys = mine[["timepoint", "modality", "series"]].astype(str).agg("/".join, axis=1)
+    duplicated = keys[keys.duplicated()].tolist()
+    if duplicated:
+        raise ConversionError(
+            f"patient {patient_id}: images.csv has several rows for "
+            f"timepoint/modality/series {', '.join(sorted(set(duplicated)))}"
+        )
+    return mine
+
+
+def _skipped_slide(row: pd.Series) -> dict[str, Any]:
+    """The manifest's ``skipped`` entry of a whole-slide image row."""
+    return {
+        "timepoint": int(row["timepoint"]),
+        "modality": str(row["modality"]).strip(),
+        "series": str(row["series"]),
+        "source": str(row["path"]),
+        "reason": "whole-slide images are not converted; the pathomics stage reads "
+        "the slide file directly",
+    }
 
 
 def convert_patient(
@@ -210,39 +320,13 @@ def convert_patient(
     """
     cohort_dir = Path(cohort_dir)
     out_dir = Path(out_dir)
-    mine = rows[rows["patient_id"].astype(str) == str(patient_id)]
-    if mine.empty:
-        raise ConversionError(f"patient {patient_id}: no row in images.csv")
-    try:
-        mine = mine.assign(timepoint=[int(str(t).strip()) for t in mine["timepoint"]])
-    except ValueError as exc:
-        raise ConversionError(
-            f"patient {patient_id}: images.csv: timepoint must be an integer ({exc})"
-        ) from exc
-    mine = mine.sort_values(["timepoint", "modality", "series"], kind="stable")
-    keys = mine[["timepoint", "modality", "series"]].astype(str).agg("/".join, axis=1)
-    duplicated = keys[keys.duplicated()].tolist()
-    if duplicated:
-        raise ConversionError(
-            f"patient {patient_id}: images.csv has several rows for "
-            f"timepoint/modality/series {', '.join(sorted(set(duplicated)))}"
-        )
+    mine = _patient_rows(rows, patient_id)
     outputs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     written: list[Path] = []
     for _, row in mine.iterrows():
-        modality = str(row["modality"]).strip()
-        if modality == "WSI":
-            skipped.append(
-                {
-                    "timepoint": int(row["timepoint"]),
-                    "modality": modality,
-                    "series": str(row["series"]),
-                    "source": str(row["path"]),
-                    "reason": "whole-slide images are not converted; the pathomics stage reads "
-                    "the slide file directly",
-                }
-            )
+        if str(row["modality"]).strip() == "WSI":
+            skipped.append(_skipped_slide(row))
             continue
         try:
             entry, files = _convert_row(
