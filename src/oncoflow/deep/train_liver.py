@@ -4,12 +4,15 @@ Per patient: ``(Q, 2, k, S, S)`` crops (sequences x pre/post x the ``k`` largest
 resized to ``input_size``) and the tabular vector (configured clinical columns and
 ``[log(1 + V_pre), log(1 + V_post)]``, lesion volumes in mm³ averaged over sequences), encoded with
 the training patients' statistics. Focal loss with class weights ``alpha_c = N / (2 n_c)`` from
-the training patients (about 1 responder in 4); the inner-validation AUC selects the epoch.
+the training patients (about 1 responder in 4); the inner-validation ``monitor`` (focal loss or
+AUC) selects the epoch. The fold task is :class:`LiverTask`
+(:class:`~oncoflow.deep.task.FoldTask` hooks).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,6 @@ import torch
 
 from oncoflow.deep.common import (
     FoldInputs,
-    fit_stage,
     index_batches,
     permuted,
     prediction_rows,
@@ -33,11 +35,12 @@ from oncoflow.deep.data import (
     load_lesions,
     select_slices,
 )
+from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.models.liver import RUNGS
 from oncoflow.models.registry import create_model
-from oncoflow.train.engine import History
+from oncoflow.train.loop import FitResult
 from oncoflow.train.losses import class_weights, focal_loss
 
 log = logging.getLogger(__name__)
@@ -115,149 +118,180 @@ def _tensors(
     return downsample(images, settings.input_size), np.stack([v for _, v in pairs])
 
 
-def train_fold(
-    inputs: FoldInputs,
-    settings: LiverSettings,
-    *,
-    device: torch.device,
-    resume_dir: Path,
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Train one rung on one fold.
+class LiverTask(FoldTask[LiverSettings]):
+    """One ladder rung on one fold: crops + tabular vector, focal loss, optional warm start.
 
-    Returns:
-        (``model.pt`` payload, ``predictions.csv`` rows of the fold's validation and test
-        patients, ``history.csv``).
-
-    Raises:
-        ModelError: Unknown rung or a primary stem that is not among the stems.
+    Hooks (:class:`~oncoflow.deep.task.FoldTask`): :meth:`encode` builds the crops and the
+    encoded tabular vectors of every group, :meth:`build` the rung (with the warm start),
+    :meth:`stage` the single labelled stage (named after the rung; no ``stage`` column).
     """
-    if settings.rung not in RUNGS:
-        msg = f"unknown liver_response rung {settings.rung!r}; choose one of {', '.join(RUNGS)}"
-        raise ModelError(msg)
-    if settings.primary not in settings.stems:
-        msg = f"primary sequence {settings.primary} is not among the stems {settings.stems}"
-        raise ModelError(msg)
-    outcomes = inputs.outcomes.set_index("patient_id")[settings.target]
-    groups = {"train": inputs.train, "inner": inputs.inner, "out": inputs.validation + inputs.test}
-    images, volumes = {}, {}
-    for name, patients in groups.items():
-        images[name], volumes[name] = _tensors(inputs, patients, settings)
-    encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
-    fitted_volumes = np.concatenate([volumes["train"], volumes["inner"]])
-    v_mean, v_sd = fitted_volumes.mean(0), fitted_volumes.std(0) + 1e-6
 
-    def tabular(name: str) -> torch.Tensor:
-        clinical = encoder.transform(inputs.clinical.loc[groups[name], settings.clinical])
-        return torch.from_numpy(
-            np.hstack([clinical, (volumes[name] - v_mean) / v_sd]).astype(np.float32)
+    tag_stages = False
+
+    def check(self) -> None:
+        """Refuse an unknown rung or a primary stem that is not among the stems.
+
+        Raises:
+            ModelError: Either of the two.
+        """
+        settings = self.settings
+        if settings.rung not in RUNGS:
+            msg = f"unknown liver_response rung {settings.rung!r}; choose one of {', '.join(RUNGS)}"
+            raise ModelError(msg)
+        if settings.primary not in settings.stems:
+            msg = f"primary sequence {settings.primary} is not among the stems {settings.stems}"
+            raise ModelError(msg)
+
+    def encode(self) -> None:
+        """Crops, tabular vectors (clinical + standardised log volumes) and labels per group.
+
+        The volumes are standardised with the ``train`` + ``inner`` mean and SD (+1e-6); the
+        focal-loss class weights are ``alpha_c = N / (2 n_c)`` of the training labels.
+        """
+        inputs, settings, groups = self.inputs, self.settings, self.groups
+        self.outcomes = inputs.outcomes.set_index("patient_id")[settings.target]
+        self.images, volumes = {}, {}
+        for name, patients in groups.items():
+            self.images[name], volumes[name] = _tensors(inputs, patients, settings)
+        self.encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
+        fitted_volumes = np.concatenate([volumes["train"], volumes["inner"]])
+        self.v_mean, self.v_sd = fitted_volumes.mean(0), fitted_volumes.std(0) + 1e-6
+
+        def tabular(name: str) -> torch.Tensor:
+            clinical = self.encoder.transform(inputs.clinical.loc[groups[name], settings.clinical])
+            return torch.from_numpy(
+                np.hstack([clinical, (volumes[name] - self.v_mean) / self.v_sd]).astype(np.float32)
+            )
+
+        self.tab = {name: tabular(name) for name in groups}
+        labels = {
+            name: self.outcomes.loc[patients].astype(int).to_numpy()
+            for name, patients in groups.items()
+            if name != "out"
+        }
+        if inputs.permute:
+            labels = {
+                name: permuted(y, inputs.label_seed + i)
+                for i, (name, y) in enumerate(labels.items())
+            }
+        self.labels = labels
+        self.y_train = torch.from_numpy(labels["train"]).long()
+        self.alpha = class_weights(labels["train"], 2).to(self.device)
+
+    def build(self) -> torch.nn.Module:
+        """The rung, seeded with the run's label seed; warm-started when it has a tabular input.
+
+        The warm start zeroes the image part's last layer and fits the wide (tabular) layer as
+        the class-weighted ridge logistic model of the training patients
+        (:func:`~oncoflow.deep.common.warm_start_linear`).
+        """
+        settings = self.settings
+        self.network = {
+            "tabular_dim": self.tab["train"].shape[1],
+            "n_sequences": len(settings.stems),
+            "sequence": settings.stems.index(settings.primary),
+            **settings.network,
+        }
+        torch.manual_seed(self.inputs.label_seed)
+        model = create_model(settings.rung, **self.network).to(self.device)
+        if settings.warm_start and hasattr(model, "wide"):
+            # start from the logistic model of the tabular inputs; the image part starts at 0
+            torch.nn.init.zeros_(model.head[-1].weight)
+            torch.nn.init.zeros_(model.head[-1].bias)
+            warm_start_linear(model.wide, self.tab["train"], self.y_train, weight=self.alpha)
+        return model
+
+    def stage(self, model: torch.nn.Module) -> Stage:
+        """AdamW (slice encoders at ``lr``, the rest at ``lr * head_lr_factor``), cosine lr.
+
+        Batches: shuffled training patients (last partial batch dropped), flipped left-right
+        with probability 1/2; loss: focal loss with ``gamma`` and ``alpha``.
+        """
+        settings, device, images, tab = self.settings, self.device, self.images, self.tab
+        y_train, alpha = self.y_train, self.alpha
+        encoder_ids = {
+            id(p)
+            for name, p in model.named_parameters()
+            if name.startswith(("encoder", "encoders"))
+        }
+        param_groups = [
+            {"params": [p for p in model.parameters() if id(p) in encoder_ids], "lr": settings.lr},
+            {
+                "params": [p for p in model.parameters() if id(p) not in encoder_ids],
+                "lr": settings.lr * settings.head_lr_factor,
+            },
+        ]
+        optimizer = torch.optim.AdamW(param_groups, weight_decay=settings.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+
+        def batches(epoch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+            for idx in index_batches(len(y_train), settings.batch_size, generator, drop_last=True):
+                x = images["train"][idx]
+                if bool(torch.randint(0, 2, (1,), generator=generator)):
+                    x = torch.flip(x, dims=(-1,))
+                yield x, tab["train"][idx], y_train[idx]
+
+        def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            x, t, y = (b.to(device) for b in batch)
+            return focal_loss(net(x, t), y, gamma=settings.gamma, alpha=alpha)
+
+        return Stage(
+            settings.rung,
+            optimizer,
+            batches,
+            loss_fn,
+            self.validate,
+            settings=settings,
+            epochs=settings.epochs,
+            patience=settings.patience,
+            monitor=settings.monitor,
+            mode="min" if settings.monitor == "loss" else "max",
+            scheduler=scheduler,
         )
 
-    tab = {name: tabular(name) for name in groups}
-    labels = {
-        name: outcomes.loc[patients].astype(int).to_numpy()
-        for name, patients in groups.items()
-        if name != "out"
-    }
-    if inputs.permute:
-        labels = {
-            name: permuted(y, inputs.label_seed + i) for i, (name, y) in enumerate(labels.items())
-        }
-    y_train = torch.from_numpy(labels["train"]).long()
-    alpha = class_weights(labels["train"], 2).to(device)
-    network = {
-        "tabular_dim": tab["train"].shape[1],
-        "n_sequences": len(settings.stems),
-        "sequence": settings.stems.index(settings.primary),
-        **settings.network,
-    }
-    torch.manual_seed(inputs.label_seed)
-    model = create_model(settings.rung, **network).to(device)
-    if settings.warm_start and hasattr(model, "wide"):
-        # start from the logistic model of the tabular inputs; the image part starts at 0
-        torch.nn.init.zeros_(model.head[-1].weight)
-        torch.nn.init.zeros_(model.head[-1].bias)
-        warm_start_linear(model.wide, tab["train"], y_train, weight=alpha)
-    encoder_ids = {
-        id(p) for name, p in model.named_parameters() if name.startswith(("encoder", "encoders"))
-    }
-    param_groups = [
-        {"params": [p for p in model.parameters() if id(p) in encoder_ids], "lr": settings.lr},
-        {
-            "params": [p for p in model.parameters() if id(p) not in encoder_ids],
-            "lr": settings.lr * settings.head_lr_factor,
-        },
-    ]
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-
-    def batches(epoch: int, generator: torch.Generator):
-        for idx in index_batches(len(y_train), settings.batch_size, generator, drop_last=True):
-            x = images["train"][idx]
-            if bool(torch.randint(0, 2, (1,), generator=generator)):
-                x = torch.flip(x, dims=(-1,))
-            yield x, tab["train"][idx], y_train[idx]
-
-    def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        x, t, y = (b.to(device) for b in batch)
-        return focal_loss(net(x, t), y, gamma=settings.gamma, alpha=alpha)
-
-    def scores(net: torch.nn.Module, name: str) -> np.ndarray:
+    def scores(self, net: torch.nn.Module, name: str) -> np.ndarray:
+        """``P(response)`` of a group's patients (softmax of the logits), 32 patients a batch."""
+        images, tab, device = self.images[name], self.tab[name], self.device
         out = []
-        for i in range(0, len(images[name]), 32):
-            logits = net(images[name][i : i + 32].to(device), tab[name][i : i + 32].to(device))
+        for i in range(0, len(images), 32):
+            logits = net(images[i : i + 32].to(device), tab[i : i + 32].to(device))
             out.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
         return np.concatenate(out)
 
-    y_inner = torch.from_numpy(labels["inner"]).long()
-
-    def validate(net: torch.nn.Module) -> dict[str, float]:
-        prob = scores(net, "inner")
+    def validate(self, net: torch.nn.Module) -> dict[str, float]:
+        """Inner-validation AUC and focal loss (of ``log p``, clamped at 1e-7)."""
+        prob = self.scores(net, "inner")
+        y_inner = torch.from_numpy(self.labels["inner"]).long()
         logits = torch.log(torch.from_numpy(np.stack([1 - prob, prob], 1)).clamp(min=1e-7))
-        loss = focal_loss(logits, y_inner, gamma=settings.gamma, alpha=alpha.cpu())
-        return {"auc": safe_auc(labels["inner"], prob, undefined=0.5), "loss": float(loss)}
+        loss = focal_loss(logits, y_inner, gamma=self.settings.gamma, alpha=self.alpha.cpu())
+        return {"auc": safe_auc(self.labels["inner"], prob, undefined=0.5), "loss": float(loss)}
 
-    history = History(inputs.resume_file(resume_dir, "history.csv"))
-    result = fit_stage(
-        model,
-        optimizer,
-        batches,
-        loss_fn,
-        validate,
-        inputs=inputs,
-        stage=settings.rung,
-        settings=settings,
-        epochs=settings.epochs,
-        patience=settings.patience,
-        monitor=settings.monitor,
-        mode="min" if settings.monitor == "loss" else "max",
-        device=device,
-        resume=inputs.resume_file(resume_dir, "resume.pt"),
-        history=history,
-        scheduler=scheduler,
-    )
-    model.eval()
-    with torch.no_grad():
-        prob = scores(model, "out")
-    patients = groups["out"]
-    rows = prediction_rows(
-        inputs,
-        patients,
-        settings.target,
-        {"y_true": outcomes.loc[patients].astype(int).to_numpy(), "y_score": prob},
-    )
-    payload = {
-        "model": settings.rung,
-        "state_dict": model.state_dict(),
-        "network": network,
-        "clinical_encoder": encoder.state(),
-        "volume_mean": v_mean,
-        "volume_sd": v_sd,
-        "best_epoch": result.best_epoch,
-        "inner_auc": result.best_score,
-        "train_patients": inputs.train,
-        "inner_patients": inputs.inner,
-    }
-    return payload, rows, pd.DataFrame(history.rows)
+    def predict(self, model: torch.nn.Module) -> pd.DataFrame:
+        """``y_true`` (the real label, never permuted) and ``y_score`` of the out patients."""
+        with torch.no_grad():
+            prob = self.scores(model, "out")
+        patients = self.groups["out"]
+        return prediction_rows(
+            self.inputs,
+            patients,
+            self.settings.target,
+            {"y_true": self.outcomes.loc[patients].astype(int).to_numpy(), "y_score": prob},
+        )
+
+    def payload(self, model: torch.nn.Module, result: FitResult) -> dict[str, Any]:
+        """Weights, network settings, encoders and the selected epoch of the rung."""
+        return {
+            "model": self.settings.rung,
+            "state_dict": model.state_dict(),
+            "network": self.network,
+            "clinical_encoder": self.encoder.state(),
+            "volume_mean": self.v_mean,
+            "volume_sd": self.v_sd,
+            "best_epoch": result.best_epoch,
+            "inner_auc": result.best_score,
+            "train_patients": self.inputs.train,
+            "inner_patients": self.inputs.inner,
+        }
 
 
 class PatientCropDataset(torch.utils.data.Dataset):

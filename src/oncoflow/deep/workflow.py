@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from oncoflow.deep.common import load_fold
+from oncoflow.deep.task import fold_trainer
 from oncoflow.errors import ConfigError, ModelError
 from oncoflow.formats import write_predictions
 from oncoflow.studies import Recipe, load_recipe, model_names, recipe_for
@@ -57,6 +58,9 @@ def model_parts(
 ) -> tuple[Any, Any, list[str], str]:
     """(settings object, fold trainer, stems, stratification target) of a recipe's model.
 
+    The fold trainer is the recipe's function, or the run of its
+    :class:`~oncoflow.deep.task.FoldTask` subclass (:func:`~oncoflow.deep.task.fold_trainer`).
+
     Raises:
         ModelError: ``model`` is not one of the recipe's, or a setting its trainer does not take.
     """
@@ -65,7 +69,8 @@ def model_parts(
         raise ModelError(msg)
     values = {**settings, recipe.model_key: model} if recipe.model_key else dict(settings)
     parsed = _settings(recipe.load("settings"), values)
-    return parsed, recipe.load("trainer"), parsed.stems, recipe.strata or parsed.target
+    trainer = fold_trainer(recipe.load("trainer"))
+    return parsed, trainer, parsed.stems, recipe.strata or parsed.target
 
 
 def run_fold(

@@ -2,7 +2,7 @@
 
 Reads the lesion crops of three MRI sequences before and after treatment, AFP/DCP and lesion
 volumes; predicts response (binary). Every rung of the ladder is trained and compared; the
-study's model (``relation_net``) ends it. Trainer: :mod:`oncoflow.deep.train_liver`.
+study's model (``relation_net``) ends it. Trainer: :class:`oncoflow.deep.train_liver.LiverTask`.
 """
 
 from oncoflow.studies.recipe import Recipe
@@ -13,7 +13,7 @@ RECIPE = Recipe(
     family="deep",
     models=("relation_net", "resnet_single", "single_temporal", "multi_sequence"),
     ladder=("resnet_single", "single_temporal", "multi_sequence", "relation_net"),
-    trainer="oncoflow.deep.train_liver:train_fold",
+    trainer="oncoflow.deep.train_liver:LiverTask",
     settings="oncoflow.deep.train_liver:LiverSettings",
     model_key="rung",
     stages=("lesions",),
