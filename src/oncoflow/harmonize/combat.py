@@ -38,302 +38,38 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from oncoflow.errors import HarmonizationError
+from oncoflow.harmonize.eb import (
+    CONVERGENCE,
+    MAX_ITER,
+    batch_eb,
+    inverse_gamma_priors,
+    nonparametric_eb,
+    parametric_eb,
+)
+from oncoflow.harmonize.inputs import (
+    _CovariateEncoder,
+    align,
+    as_batch,
+    as_matrix,
+    design_matrices,
+    names_list,
+    sorted_levels,
+)
 
 log = logging.getLogger(__name__)
 
-CONVERGENCE = 1e-4
-"""Relative change at which the parametric EB iteration stops (as sva / neuroCombat)."""
+# Fitted ComBat artefacts pickle their covariate encoder under this module's name (where it was
+# defined before it moved to harmonize.inputs); the same string object keeps the bytes identical.
+_CovariateEncoder.__module__ = __name__
 
-MAX_ITER = 10_000
-"""Safety cap on the parametric EB iteration (never reached on sane data; logged if it is)."""
-
-_CHUNK_ELEMENTS = 4_000_000
-"""Features x features block size of the non-parametric integration (~32 MB of float64)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# input handling
-# ---------------------------------------------------------------------------------------------
-
-
-def _names_list(values: Sequence[Any], limit: int = 5) -> str:
-    shown = ", ".join(repr(v) if not isinstance(v, str) else v for v in list(values)[:limit])
-    more = len(values) - limit
-    return f"{shown} (+{more} more)" if more > 0 else shown
-
-
-def _as_matrix(X: Any, what: str = "X") -> tuple[np.ndarray, pd.Index | None, pd.Index]:
-    """Return ``(values float64 n x F, column names or None, row labels)``."""
-    if isinstance(X, pd.DataFrame):
-        non_numeric = [
-            c
-            for c, dtype in zip(X.columns, X.dtypes, strict=True)
-            if not pd.api.types.is_numeric_dtype(dtype)
-        ]
-        if non_numeric:
-            msg = f"{what}: non-numeric feature column(s) {_names_list(non_numeric)}"
-            raise HarmonizationError(msg)
-        values = X.to_numpy(dtype=np.float64, na_value=np.nan)
-        columns: pd.Index | None = X.columns
-        rows = X.index
-    else:
-        try:
-            values = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            msg = f"{what}: cannot convert to a numeric samples x features array ({exc})"
-            raise HarmonizationError(msg) from exc
-        columns = None
-        rows = pd.RangeIndex(values.shape[0]) if values.ndim >= 1 else pd.RangeIndex(0)
-    if values.ndim != 2:
-        msg = f"{what}: expected a 2-D samples x features array, got shape {values.shape}"
-        raise HarmonizationError(msg)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        cols = np.flatnonzero(bad.any(axis=0))
-        names = [columns[c] if columns is not None else f"column {c}" for c in cols]
-        first_rows = [rows[r] for r in np.flatnonzero(bad[:, cols[0]])]
-        msg = (
-            f"{what}: NaN or infinite values in feature(s) {_names_list(names)}; "
-            f"first one in row(s) {_names_list(first_rows)}; impute or drop them before ComBat"
-        )
-        raise HarmonizationError(msg)
-    return values, columns, rows
-
-
-def _align(obj: Any, rows: pd.Index, n: int, x_is_frame: bool, what: str) -> Any:
-    """Align a Series / DataFrame to the rows of X (by index when possible, else by position)."""
-    if isinstance(obj, pd.Series | pd.DataFrame):
-        if x_is_frame and obj.index.is_unique and rows.isin(obj.index).all():
-            return obj.loc[rows]
-        if len(obj) != n:
-            msg = f"{what} has {len(obj)} rows but X has {n} samples"
-            raise HarmonizationError(msg)
-        return obj
-    return obj
-
-
-def _as_batch(batch: Any, rows: pd.Index, n: int, x_is_frame: bool) -> np.ndarray:
-    batch = _align(batch, rows, n, x_is_frame, "batch")
-    if isinstance(batch, pd.DataFrame):
-        if batch.shape[1] != 1:
-            msg = f"batch must be one column, got {batch.shape[1]} columns"
-            raise HarmonizationError(msg)
-        batch = batch.iloc[:, 0]
-    values = np.asarray(batch, dtype=object).ravel()
-    if values.shape[0] != n:
-        msg = f"batch has {values.shape[0]} values but X has {n} samples"
-        raise HarmonizationError(msg)
-    missing = [rows[i] for i, v in enumerate(values) if v is None or pd.isna(v)]
-    if missing:
-        msg = f"batch: missing batch label for row(s) {_names_list(missing)}"
-        raise HarmonizationError(msg)
-    return values
-
-
-def _sorted_levels(values: Sequence[Any]) -> list[Any]:
-    unique = list(dict.fromkeys(values))
-    try:
-        return sorted(unique)
-    except TypeError:
-        return sorted(unique, key=str)
-
-
-@dataclass
-class _CovariateEncoder:
-    """Turn a covariate DataFrame into design-matrix columns, with the encoding fixed at fit.
-
-    Object / category / bool / string columns are categorical: one 0/1 column per level except the
-    first (sorted) level, the reference. Numeric columns are continuous and used as they are.
-    """
-
-    kinds: dict[Hashable, str] = field(default_factory=dict)
-    levels: dict[Hashable, list[Any]] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-
-    @staticmethod
-    def _is_categorical(series: pd.Series) -> bool:
-        return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-
-    @staticmethod
-    def _check_missing(frame: pd.DataFrame) -> None:
-        for column in frame.columns:
-            missing = frame.index[frame[column].isna().to_numpy()]
-            if len(missing):
-                msg = (
-                    f"covariate {column!r}: missing value(s) in row(s) {_names_list(list(missing))}"
-                )
-                raise HarmonizationError(msg)
-
-    def fit(self, frame: pd.DataFrame) -> _CovariateEncoder:
-        self._check_missing(frame)
-        self.kinds, self.levels, self.names = {}, {}, []
-        for column in frame.columns:
-            series = frame[column]
-            if self._is_categorical(series):
-                if isinstance(series.dtype, pd.CategoricalDtype):
-                    present = set(series.tolist())
-                    levels = [v for v in series.cat.categories if v in present]
-                else:
-                    levels = _sorted_levels(series.tolist())
-                self.kinds[column] = "categorical"
-                self.levels[column] = levels
-                if len(levels) < 2:
-                    log.warning("covariate %r has one level in the training data; ignored", column)
-                self.names += [f"{column}[{level}]" for level in levels[1:]]
-            else:
-                values = series.to_numpy(dtype=np.float64)
-                if not np.isfinite(values).all():
-                    msg = f"covariate {column!r}: infinite values"
-                    raise HarmonizationError(msg)
-                if np.ptp(values) == 0:
-                    msg = f"covariate {column!r} is constant in the training data; drop it"
-                    raise HarmonizationError(msg)
-                self.kinds[column] = "continuous"
-                self.names.append(str(column))
-        return self
-
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        absent = [c for c in self.kinds if c not in frame.columns]
-        if absent:
-            msg = f"covariates: column(s) {_names_list(absent)} were used at fit but are missing"
-            raise HarmonizationError(msg)
-        frame = frame[list(self.kinds)]
-        self._check_missing(frame)
-        blocks: list[np.ndarray] = []
-        for column, kind in self.kinds.items():
-            series = frame[column]
-            if kind == "continuous":
-                if not pd.api.types.is_numeric_dtype(series):
-                    msg = f"covariate {column!r} was numeric at fit but is not numeric now"
-                    raise HarmonizationError(msg)
-                blocks.append(series.to_numpy(dtype=np.float64)[:, None])
-                continue
-            levels = self.levels[column]
-            values = series.tolist()
-            unseen = [v for v in dict.fromkeys(values) if v not in levels]
-            if unseen:
-                msg = (
-                    f"covariate {column!r}: level(s) {_names_list(unseen)} not seen at fit "
-                    f"(fitted levels: {_names_list(levels, 20)})"
-                )
-                raise HarmonizationError(msg)
-            onehot = np.array([[v == level for level in levels[1:]] for v in values], dtype=float)
-            blocks.append(onehot.reshape(len(values), len(levels) - 1))
-        if not blocks:
-            return np.zeros((len(frame), 0))
-        return np.hstack(blocks)
-
-
-# ---------------------------------------------------------------------------------------------
-# empirical Bayes pieces
-# ---------------------------------------------------------------------------------------------
-
-
-def _inverse_gamma_priors(delta_hat: np.ndarray) -> tuple[float, float]:
-    """Method-of-moments inverse-gamma hyper-parameters ``(a, b)`` from one batch's variances.
-
-    ``a = (2 s^2 + m^2) / s^2`` and ``b = (m s^2 + m^3) / s^2`` with ``m``, ``s^2`` the mean and
-    variance (ddof 1) of ``delta_hat`` over features.
-    """
-    m = float(np.mean(delta_hat))
-    s2 = float(np.var(delta_hat, ddof=1))
-    if not np.isfinite(s2) or s2 <= 0:
-        msg = "the batch variances are identical for all features: the inverse-gamma prior is "
-        msg += "undefined; use eb=False or mean_only=True"
-        raise HarmonizationError(msg)
-    return (2 * s2 + m**2) / s2, (m * s2 + m**3) / s2
-
-
-def _parametric_eb(
-    z: np.ndarray,
-    gamma_hat: np.ndarray,
-    delta_hat: np.ndarray,
-    gamma_bar: float,
-    t2: float,
-    a: float,
-    b: float,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Parametric posterior ``(gamma*, delta*)`` of one batch by fixed-point iteration.
-
-    ``gamma* = (n t2 gamma_hat + delta* gamma_bar) / (n t2 + delta*)`` and
-    ``delta* = (sum_j (z_j - gamma*)^2 / 2 + b) / (n / 2 + a - 1)``, iterated until the largest
-    relative change ``max((g_new - g_old) / g_old, (d_new - d_old) / d_old)`` (signed
-    denominators, as ``sva``'s ``it.sol``) is at most :data:`CONVERGENCE`.
-
-    Args:
-        z: Standardised data of the batch, samples x features.
-        gamma_hat: Raw location estimates (features).
-        delta_hat: Raw scale estimates (features).
-        gamma_bar: Prior mean of gamma.
-        t2: Prior variance of gamma.
-        a: Inverse-gamma shape.
-        b: Inverse-gamma scale.
-
-    Returns:
-        ``(gamma_star, delta_star, iterations)``.
-    """
-    n = z.shape[0]
-    mean = z.mean(axis=0)
-    ss = ((z - mean) ** 2).sum(axis=0)
-    g_old, d_old = gamma_hat.copy(), delta_hat.copy()
-    for iteration in range(1, MAX_ITER + 1):
-        g_new = (t2 * n * gamma_hat + d_old * gamma_bar) / (t2 * n + d_old)
-        sum2 = ss + n * (mean - g_new) ** 2
-        d_new = (0.5 * sum2 + b) / (n / 2.0 + a - 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.concatenate([np.abs(g_new - g_old) / g_old, np.abs(d_new - d_old) / d_old])
-        finite = ratios[~np.isnan(ratios)]
-        change = float(finite.max()) if finite.size else 0.0
-        g_old, d_old = g_new, d_new
-        if not change > CONVERGENCE:
-            return g_new, d_new, iteration
-    log.warning("parametric ComBat did not converge in %d iterations", MAX_ITER)
-    return g_old, d_old, MAX_ITER
-
-
-def _nonparametric_eb(
-    z: np.ndarray, gamma_hat: np.ndarray, delta_hat: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Non-parametric posterior ``(gamma*, delta*)`` of one batch.
-
-    For feature ``g`` the other features' estimates ``(gamma_hat_k, delta_hat_k)``, ``k != g``,
-    are an empirical prior; each is weighted by the likelihood of the feature's standardised data
-    ``L_k = (2 pi delta_k)^(-n/2) exp(-sum_j (z_jg - gamma_k)^2 / (2 delta_k))`` and
-    ``gamma*_g = sum_k L_k gamma_k / sum_k L_k`` (same for ``delta``). Computed in log space, so
-    large batches do not underflow to 0/0.
-    """
-    n, n_features = z.shape
-    mean = z.mean(axis=0)
-    ss = ((z - mean) ** 2).sum(axis=0)
-    log_norm = -0.5 * n * np.log(2 * np.pi * delta_hat)
-    gamma_star = np.empty(n_features)
-    delta_star = np.empty(n_features)
-    chunk = max(1, _CHUNK_ELEMENTS // max(n_features, 1))
-    for start in range(0, n_features, chunk):
-        stop = min(start + chunk, n_features)
-        sum2 = ss[start:stop, None] + n * (mean[start:stop, None] - gamma_hat[None, :]) ** 2
-        log_lh = log_norm[None, :] - sum2 / (2 * delta_hat[None, :])
-        rows = np.arange(stop - start)
-        log_lh[rows, rows + start] = -np.inf
-        log_lh -= log_lh.max(axis=1, keepdims=True)
-        weights = np.exp(log_lh)
-        total = weights.sum(axis=1)
-        gamma_star[start:stop] = weights @ gamma_hat / total
-        delta_star[start:stop] = weights @ delta_hat / total
-    return gamma_star, delta_star
-
-
-# ---------------------------------------------------------------------------------------------
-# the estimator
-# ---------------------------------------------------------------------------------------------
+__all__ = ["CONVERGENCE", "MAX_ITER", "ComBat"]
 
 
 class ComBat:
@@ -404,7 +140,7 @@ class ComBat:
         if not isinstance(covariates, pd.DataFrame):
             msg = "covariates must be a pandas DataFrame (categorical = object/category columns)"
             raise HarmonizationError(msg)
-        frame = _align(covariates, rows, n, x_is_frame, "covariates")
+        frame = align(covariates, rows, n, x_is_frame, "covariates")
         return frame.set_axis(rows, axis=0) if len(frame) == n else frame
 
     def _batch_index(self, batch: np.ndarray, rows: pd.Index) -> np.ndarray:
@@ -412,8 +148,8 @@ class ComBat:
         unseen = [v for v in dict.fromkeys(batch.tolist()) if v not in lookup]
         if unseen:
             msg = (
-                f"batch(es) {_names_list(unseen)} not seen when ComBat was fit "
-                f"(fitted batches: {_names_list(list(self.batches_), 20)}); "
+                f"batch(es) {names_list(unseen)} not seen when ComBat was fit "
+                f"(fitted batches: {names_list(list(self.batches_), 20)}); "
                 "a batch must have training samples to be harmonised"
             )
             raise HarmonizationError(msg)
@@ -435,61 +171,16 @@ class ComBat:
         Raises:
             HarmonizationError: On any of the degenerate inputs listed in the class docstring.
         """
-        values, columns, rows = _as_matrix(X)
+        values, columns, rows = as_matrix(X)
         n, n_features = values.shape
         x_is_frame = isinstance(X, pd.DataFrame)
-        labels = _as_batch(batch, rows, n, x_is_frame)
-        levels = _sorted_levels(labels.tolist())
-        if len(levels) < 2:
-            msg = f"ComBat needs at least 2 batches in the training data, got {_names_list(levels)}"
-            raise HarmonizationError(msg)
-        lookup = {level: i for i, level in enumerate(levels)}
-        codes = np.array([lookup[v] for v in labels.tolist()], dtype=int)
-        counts = np.bincount(codes, minlength=len(levels))
-        ref: int | None = None
-        if self.ref_batch is not None:
-            if self.ref_batch not in lookup:
-                msg = (
-                    f"reference batch {self.ref_batch!r} not in the training data "
-                    f"(batches: {_names_list(levels, 20)})"
-                )
-                raise HarmonizationError(msg)
-            ref = lookup[self.ref_batch]
-            if counts[ref] < 2:
-                msg = f"reference batch {self.ref_batch!r} has {counts[ref]} training sample(s); "
-                msg += "it needs at least 2 to estimate the reference variance"
-                raise HarmonizationError(msg)
-        singletons = [levels[i] for i in np.flatnonzero(counts < 2)]
-        if singletons and not self.mean_only:
-            msg = (
-                f"batch(es) {_names_list(singletons)} have a single training sample: their scale "
-                "cannot be estimated; merge or drop them, or use mean_only=True"
-            )
-            raise HarmonizationError(msg)
-
+        levels, codes, counts, ref = self._fit_batches(as_batch(batch, rows, n, x_is_frame))
         encoder = _CovariateEncoder()
         frame = self._covariate_frame(covariates, rows, n, x_is_frame)
         covariate_matrix = (
             encoder.fit(frame).transform(frame) if frame is not None else np.zeros((n, 0))
         )
-        batch_design = np.zeros((n, len(levels)))
-        batch_design[np.arange(n), codes] = 1.0
-        if ref is not None:
-            batch_design[:, ref] = 1.0
-        design = np.hstack([batch_design, covariate_matrix])
-        if np.linalg.matrix_rank(design) < design.shape[1]:
-            msg = "the design [batch | covariates] is rank-deficient: a covariate is confounded "
-            msg += f"with batch or with another covariate ({_names_list(encoder.names, 20)})"
-            raise HarmonizationError(msg)
-        if n <= design.shape[1]:
-            msg = (
-                f"{n} training samples cannot fit {design.shape[1]} design parameters "
-                f"({len(levels)} batches + {covariate_matrix.shape[1]} covariate column(s)): no "
-                "residual left to estimate the feature variances; use more training samples or "
-                "fewer covariates"
-            )
-            raise HarmonizationError(msg)
-
+        batch_design, design = design_matrices(codes, len(levels), ref, covariate_matrix, encoder)
         B_hat = np.linalg.lstsq(design, values, rcond=None)[0]
         n_batch = len(levels)
         grand_mean = B_hat[ref] if ref is not None else (counts / n) @ B_hat[:n_batch]
@@ -497,72 +188,19 @@ class ComBat:
         residual = values - design @ B_hat
         var_rows = codes == ref if ref is not None else np.ones(n, dtype=bool)
         var_pooled = (residual[var_rows] ** 2).mean(axis=0)
-
-        scale = np.maximum(values.var(axis=0), np.abs(values).max(axis=0) ** 2)
-        passthrough = (np.ptp(values, axis=0) == 0) | (var_pooled <= 1e-24 * scale)
-        keep = ~passthrough
         names = list(columns) if columns is not None else list(range(n_features))
-        if passthrough.any():
-            log.warning(
-                "%d feature(s) constant or fully explained by the design on the training data; "
-                "passed through unchanged: %s",
-                int(passthrough.sum()),
-                _names_list([names[i] for i in np.flatnonzero(passthrough)]),
-            )
-        n_keep = int(keep.sum())
-        if self.eb and n_keep < 2:
-            msg = f"empirical Bayes needs at least 2 non-constant features, got {n_keep}; "
-            msg += "use eb=False"
-            raise HarmonizationError(msg)
+        passthrough = self._passthrough(values, var_pooled, names)
+        keep = ~passthrough
 
         mod = covariate_matrix @ beta
         z = (values[:, keep] - grand_mean[keep] - mod[:, keep]) / np.sqrt(var_pooled[keep])
         gamma_hat = np.linalg.lstsq(batch_design, z, rcond=None)[0]
         if self.mean_only:
-            delta_hat = np.ones((n_batch, n_keep))
+            delta_hat = np.ones((n_batch, int(keep.sum())))
         else:
             delta_hat = np.vstack([z[codes == i].var(axis=0, ddof=1) for i in range(n_batch)])
             delta_hat[delta_hat == 0] = 1.0
-
-        gamma_star = gamma_hat.copy()
-        delta_star = delta_hat.copy()
-        gamma_bar = np.full(n_batch, np.nan)
-        t2 = np.full(n_batch, np.nan)
-        a_prior = np.full(n_batch, np.nan)
-        b_prior = np.full(n_batch, np.nan)
-        n_iter = np.zeros(n_batch, dtype=int)
-        if self.eb:
-            gamma_bar = gamma_hat.mean(axis=1)
-            t2 = gamma_hat.var(axis=1, ddof=1)
-            for i, level in enumerate(levels):
-                if i == ref:
-                    continue
-                rows_i = codes == i
-                if not self.parametric:
-                    gamma_star[i], delta_star[i] = _nonparametric_eb(
-                        z[rows_i], gamma_hat[i], delta_hat[i]
-                    )
-                elif self.mean_only:
-                    gamma_star[i] = (t2[i] * gamma_hat[i] + gamma_bar[i]) / (t2[i] + 1.0)
-                else:
-                    try:
-                        a_prior[i], b_prior[i] = _inverse_gamma_priors(delta_hat[i])
-                    except HarmonizationError as exc:
-                        raise HarmonizationError(f"batch {level!r}: {exc}") from None
-                    gamma_star[i], delta_star[i], n_iter[i] = _parametric_eb(
-                        z[rows_i],
-                        gamma_hat[i],
-                        delta_hat[i],
-                        gamma_bar[i],
-                        t2[i],
-                        a_prior[i],
-                        b_prior[i],
-                    )
-        if self.mean_only:
-            delta_star[:] = 1.0
-        if ref is not None:
-            gamma_star[ref] = 0.0
-            delta_star[ref] = 1.0
+        gamma_star, delta_star, priors = self._shrink(z, gamma_hat, delta_hat, codes, levels, ref)
 
         def full(block: np.ndarray, fill: float) -> np.ndarray:
             out = np.full((n_batch, n_features), fill)
@@ -585,9 +223,7 @@ class ComBat:
         self.delta_hat_ = full(delta_hat, 1.0)
         self.gamma_star_ = full(gamma_star, 0.0)
         self.delta_star_ = full(delta_star, 1.0)
-        self.gamma_bar_, self.t2_ = gamma_bar, t2
-        self.a_prior_, self.b_prior_ = a_prior, b_prior
-        self.n_iter_ = n_iter
+        self.gamma_bar_, self.t2_, self.a_prior_, self.b_prior_, self.n_iter_ = priors
         log.info(
             "ComBat fit: %d samples, %d batches, %d features (%d passed through), %s",
             n,
@@ -597,6 +233,148 @@ class ComBat:
             self._describe(),
         )
         return self
+
+    def _fit_batches(
+        self, labels: np.ndarray
+    ) -> tuple[list[Any], np.ndarray, np.ndarray, int | None]:
+        """Batch levels of the training samples and their checks.
+
+        Args:
+            labels: One batch label per training sample.
+
+        Returns:
+            ``(sorted levels, level index per sample, samples per level, reference index or
+            None)``.
+
+        Raises:
+            HarmonizationError: Fewer than 2 batches, an absent or single-sample reference batch,
+                or a single-sample batch without ``mean_only``.
+        """
+        levels = sorted_levels(labels.tolist())
+        if len(levels) < 2:
+            msg = f"ComBat needs at least 2 batches in the training data, got {names_list(levels)}"
+            raise HarmonizationError(msg)
+        lookup = {level: i for i, level in enumerate(levels)}
+        codes = np.array([lookup[v] for v in labels.tolist()], dtype=int)
+        counts = np.bincount(codes, minlength=len(levels))
+        ref: int | None = None
+        if self.ref_batch is not None:
+            if self.ref_batch not in lookup:
+                msg = (
+                    f"reference batch {self.ref_batch!r} not in the training data "
+                    f"(batches: {names_list(levels, 20)})"
+                )
+                raise HarmonizationError(msg)
+            ref = lookup[self.ref_batch]
+            if counts[ref] < 2:
+                msg = f"reference batch {self.ref_batch!r} has {counts[ref]} training sample(s); "
+                msg += "it needs at least 2 to estimate the reference variance"
+                raise HarmonizationError(msg)
+        singletons = [levels[i] for i in np.flatnonzero(counts < 2)]
+        if singletons and not self.mean_only:
+            msg = (
+                f"batch(es) {names_list(singletons)} have a single training sample: their scale "
+                "cannot be estimated; merge or drop them, or use mean_only=True"
+            )
+            raise HarmonizationError(msg)
+        return levels, codes, counts, ref
+
+    def _passthrough(
+        self, values: np.ndarray, var_pooled: np.ndarray, names: list[Any]
+    ) -> np.ndarray:
+        """Features left unchanged: constant, or with a pooled residual variance of (about) 0.
+
+        A feature is passed through when its range is 0 or ``sigma_g^2 <= 1e-24 * scale_g`` with
+        ``scale_g = max(var(y_g), max|y_g|^2)`` (squared feature units), i.e. the design
+        explains it fully; they are logged and kept out of the empirical-Bayes priors.
+
+        Returns:
+            Boolean mask over features.
+
+        Raises:
+            HarmonizationError: ``eb`` with fewer than 2 features left.
+        """
+        scale = np.maximum(values.var(axis=0), np.abs(values).max(axis=0) ** 2)
+        passthrough = (np.ptp(values, axis=0) == 0) | (var_pooled <= 1e-24 * scale)
+        if passthrough.any():
+            log.warning(
+                "%d feature(s) constant or fully explained by the design on the training data; "
+                "passed through unchanged: %s",
+                int(passthrough.sum()),
+                names_list([names[i] for i in np.flatnonzero(passthrough)]),
+            )
+        n_keep = int((~passthrough).sum())
+        if self.eb and n_keep < 2:
+            msg = f"empirical Bayes needs at least 2 non-constant features, got {n_keep}; "
+            msg += "use eb=False"
+            raise HarmonizationError(msg)
+        return passthrough
+
+    def _shrink(
+        self,
+        z: np.ndarray,
+        gamma_hat: np.ndarray,
+        delta_hat: np.ndarray,
+        codes: np.ndarray,
+        levels: list[Any],
+        ref: int | None,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+        """Batch adjustments ``(gamma*, delta*)`` (batches x kept features) from the raw estimates.
+
+        With ``eb`` each non-reference batch is shrunk towards its priors
+        (``gamma_bar_i = mean_g gamma_hat_ig``, ``t2_i = var_g gamma_hat_ig`` (ddof 1), and the
+        inverse-gamma ``a_i``, ``b_i`` of :func:`~oncoflow.harmonize.eb.inverse_gamma_priors`);
+        without it the raw estimates are used. ``delta* = 1`` with ``mean_only``; the reference
+        batch gets ``gamma* = 0``, ``delta* = 1``.
+
+        Returns:
+            ``(gamma*, delta*, (gamma_bar, t2, a, b, iterations))``, the last per batch (NaN / 0
+            where not estimated).
+
+        Raises:
+            HarmonizationError: A batch whose variances are identical over features (parametric).
+        """
+        n_batch = len(levels)
+        gamma_star = gamma_hat.copy()
+        delta_star = delta_hat.copy()
+        gamma_bar = np.full(n_batch, np.nan)
+        t2 = np.full(n_batch, np.nan)
+        a_prior = np.full(n_batch, np.nan)
+        b_prior = np.full(n_batch, np.nan)
+        n_iter = np.zeros(n_batch, dtype=int)
+        if self.eb:
+            gamma_bar = gamma_hat.mean(axis=1)
+            t2 = gamma_hat.var(axis=1, ddof=1)
+            for i, level in enumerate(levels):
+                if i == ref:
+                    continue
+                rows_i = codes == i
+                if not self.parametric:
+                    gamma_star[i], delta_star[i] = nonparametric_eb(
+                        z[rows_i], gamma_hat[i], delta_hat[i]
+                    )
+                elif self.mean_only:
+                    gamma_star[i] = (t2[i] * gamma_hat[i] + gamma_bar[i]) / (t2[i] + 1.0)
+                else:
+                    try:
+                        a_prior[i], b_prior[i] = inverse_gamma_priors(delta_hat[i])
+                    except HarmonizationError as exc:
+                        raise HarmonizationError(f"batch {level!r}: {exc}") from None
+                    gamma_star[i], delta_star[i], n_iter[i] = parametric_eb(
+                        z[rows_i],
+                        gamma_hat[i],
+                        delta_hat[i],
+                        gamma_bar[i],
+                        t2[i],
+                        a_prior[i],
+                        b_prior[i],
+                    )
+        if self.mean_only:
+            delta_star[:] = 1.0
+        if ref is not None:
+            gamma_star[ref] = 0.0
+            delta_star[ref] = 1.0
+        return gamma_star, delta_star, (gamma_bar, t2, a_prior, b_prior, n_iter)
 
     def _describe(self) -> str:
         kind = "parametric" if self.parametric else "non-parametric"
@@ -639,13 +417,13 @@ class ComBat:
             extra = [c for c in X.columns if c not in fitted]
             if missing or extra:
                 msg = "X: features differ from fit"
-                msg += f"; missing {_names_list(missing)}" if missing else ""
-                msg += f"; unexpected {_names_list(extra)}" if extra else ""
+                msg += f"; missing {names_list(missing)}" if missing else ""
+                msg += f"; unexpected {names_list(extra)}" if extra else ""
                 raise HarmonizationError(msg)
             ordered = X[list(self.feature_names_in_)]
         else:
             ordered = X
-        values, _, rows = _as_matrix(ordered)
+        values, _, rows = as_matrix(ordered)
         n, n_features = values.shape
         if n_features != self.n_features_in_:
             msg = f"X has {n_features} features, ComBat was fit with {self.n_features_in_}"
@@ -654,14 +432,14 @@ class ComBat:
         if unseen not in ("error", "estimate"):
             msg = f"unseen must be 'error' or 'estimate', got {unseen!r}"
             raise HarmonizationError(msg)
-        labels = _as_batch(batch, rows, n, x_is_frame)
+        labels = as_batch(batch, rows, n, x_is_frame)
         new_levels = [v for v in dict.fromkeys(labels.tolist()) if v not in set(self.batches_)]
         if unseen == "error" or not new_levels:
             codes = self._batch_index(labels, rows)
         frame = self._covariate_frame(covariates, rows, n, x_is_frame)
         if self.encoder_.kinds:
             if frame is None:
-                msg = f"covariates {_names_list(list(self.encoder_.kinds))} were used at fit; "
+                msg = f"covariates {names_list(list(self.encoder_.kinds))} were used at fit; "
                 msg += "pass them to transform as well"
                 raise HarmonizationError(msg)
             mod = self.encoder_.transform(frame) @ self.beta_
@@ -687,7 +465,7 @@ class ComBat:
             log.info(
                 "ComBat: batch(es) %s unseen at fit, location/scale estimated from their own %d "
                 "sample(s)",
-                _names_list(new_levels),
+                names_list(new_levels),
                 int(np.isin(labels, new_levels).sum()),
             )
         gamma = gamma_star[codes]
@@ -710,25 +488,7 @@ class ComBat:
             msg = f"batch {level!r} was not seen at fit and has {n_rows} sample(s): its scale "
             msg += "cannot be estimated (use mean_only=True or harmonise it with more samples)"
             raise HarmonizationError(msg)
-        gamma_hat = z.mean(axis=0)
-        delta_hat = np.ones_like(gamma_hat) if self.mean_only else z.var(axis=0, ddof=1)
-        delta_hat[delta_hat == 0] = 1.0
-        if not self.eb:
-            return gamma_hat, delta_hat
-        if not self.parametric:
-            gamma_star, delta_star = _nonparametric_eb(z, gamma_hat, delta_hat)
-        elif self.mean_only:
-            gamma_bar, t2 = gamma_hat.mean(), gamma_hat.var(ddof=1)
-            gamma_star = (t2 * gamma_hat + gamma_bar) / (t2 + 1.0)
-            delta_star = delta_hat
-        else:
-            a_prior, b_prior = _inverse_gamma_priors(delta_hat)
-            gamma_star, delta_star, _ = _parametric_eb(
-                z, gamma_hat, delta_hat, gamma_hat.mean(), gamma_hat.var(ddof=1), a_prior, b_prior
-            )
-        if self.mean_only:
-            delta_star = np.ones_like(gamma_star)
-        return gamma_star, delta_star
+        return batch_eb(z, parametric=self.parametric, eb=self.eb, mean_only=self.mean_only)
 
     def fit_transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
         """``fit`` on ``X`` then ``transform`` the same samples (identical to doing both)."""
