@@ -59,11 +59,27 @@ class _SliceMean(nn.Module):
         return self.project(self.trunk(x.reshape(b * k, 1, h, w)).reshape(b, k, -1).mean(1))
 
 
-class SingleSequenceBaseline(nn.Module):
-    """Rung 1: one sequence at one time point, image only."""
+class _Rung(nn.Module):
+    """Settings every rung takes by keyword (a config ``network`` block serves all four).
+
+    Args:
+        tabular_dim: Width ``p`` of the tabular vector (0 for the image-only rung).
+        n_sequences: ``Q``, the MRI sequences (one encoder each in rungs 3 and 4).
+        sequence: Index of the sequence the single-sequence rungs read.
+        timepoint: Time point of rung 1 (0 = before treatment).
+        backbone: ResNet trunk of the slice encoders (:func:`~.backbones.resnet_trunk`).
+        dim: ``f``, the width of a patient-level slice vector.
+        hidden: Width of the head's hidden layer.
+        dropout: Dropout before the head.
+        weights: Local file of trunk weights, or ``None``.
+        **_: Settings of other rungs, ignored.
+    """
 
     def __init__(
         self,
+        *,
+        tabular_dim: int = 0,
+        n_sequences: int = 3,
         sequence: int = 0,
         timepoint: int = 0,
         backbone: str = "resnet18",
@@ -74,34 +90,41 @@ class SingleSequenceBaseline(nn.Module):
         **_: object,
     ) -> None:
         super().__init__()
+        self.tabular_dim, self.n_sequences = tabular_dim, n_sequences
         self.sequence, self.timepoint = sequence, timepoint
-        self.encoder = _SliceMean(backbone, weights, dim)
-        self.head = _head(self.encoder.width, hidden, dropout)
+        self._encoder_args, self.dim = (backbone, weights, dim), dim
+        self._head_args = (hidden, dropout)
+
+    def slice_encoder(self) -> _SliceMean:
+        """A new slice encoder (:class:`_SliceMean`) of these settings."""
+        return _SliceMean(*self._encoder_args)
+
+    def new_head(self, width: int) -> nn.Sequential:
+        """A new 2-logit head over ``width`` inputs."""
+        return _head(width, *self._head_args)
+
+
+class SingleSequenceBaseline(_Rung):
+    """Rung 1: one sequence at one time point, image only (settings: :class:`_Rung`)."""
+
+    def __init__(self, **cfg: object) -> None:
+        super().__init__(**cfg)  # type: ignore[arg-type]
+        self.encoder = self.slice_encoder()
+        self.head = self.new_head(self.encoder.width)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
         """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
         return self.head(self.encoder(images[:, self.sequence, self.timepoint]))
 
 
-class SingleSequenceTemporal(nn.Module):
+class SingleSequenceTemporal(_Rung):
     """Rung 2: one sequence, both time points (shared encoder) + tabular."""
 
-    def __init__(
-        self,
-        tabular_dim: int,
-        sequence: int = 0,
-        backbone: str = "resnet18",
-        dim: int = 32,
-        hidden: int = 32,
-        dropout: float = 0.5,
-        weights: str | None = None,
-        **_: object,
-    ) -> None:
-        super().__init__()
-        self.sequence = sequence
-        self.encoder = _SliceMean(backbone, weights, dim)
-        self.head = _head(2 * self.encoder.width + tabular_dim, hidden, dropout)
-        self.wide = nn.Linear(tabular_dim, 2)
+    def __init__(self, **cfg: object) -> None:
+        super().__init__(**cfg)  # type: ignore[arg-type]
+        self.encoder = self.slice_encoder()
+        self.head = self.new_head(2 * self.encoder.width + self.tabular_dim)
+        self.wide = nn.Linear(self.tabular_dim, 2)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
         """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
@@ -110,27 +133,15 @@ class SingleSequenceTemporal(nn.Module):
         return self.head(torch.cat([pre, post, tabular], 1)) + self.wide(tabular)
 
 
-class MultiSequenceFusion(nn.Module):
+class MultiSequenceFusion(_Rung):
     """Rung 3: a branch per sequence, both time points, concatenated + tabular."""
 
-    def __init__(
-        self,
-        tabular_dim: int,
-        n_sequences: int = 3,
-        backbone: str = "resnet18",
-        dim: int = 32,
-        hidden: int = 32,
-        dropout: float = 0.5,
-        weights: str | None = None,
-        **_: object,
-    ) -> None:
-        super().__init__()
-        self.encoders = nn.ModuleList(
-            _SliceMean(backbone, weights, dim) for _ in range(n_sequences)
-        )
+    def __init__(self, **cfg: object) -> None:
+        super().__init__(**cfg)  # type: ignore[arg-type]
+        self.encoders = nn.ModuleList(self.slice_encoder() for _ in range(self.n_sequences))
         width = self.encoders[0].width
-        self.head = _head(2 * n_sequences * width + tabular_dim, hidden, dropout)
-        self.wide = nn.Linear(tabular_dim, 2)
+        self.head = self.new_head(2 * self.n_sequences * width + self.tabular_dim)
+        self.wide = nn.Linear(self.tabular_dim, 2)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
         """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
@@ -140,29 +151,18 @@ class MultiSequenceFusion(nn.Module):
         return self.head(torch.cat([*parts, tabular], 1)) + self.wide(tabular)
 
 
-class RelationNet(nn.Module):
+class RelationNet(_Rung):
     """Rung 4: relation (difference, product, cosine) + trajectory, learned sequence weights."""
 
-    def __init__(
-        self,
-        tabular_dim: int,
-        n_sequences: int = 3,
-        backbone: str = "resnet18",
-        dim: int = 32,
-        hidden: int = 32,
-        dropout: float = 0.5,
-        weights: str | None = None,
-        **_: object,
-    ) -> None:
-        super().__init__()
-        self.encoders = nn.ModuleList(
-            _SliceMean(backbone, weights, dim) for _ in range(n_sequences)
-        )
+    def __init__(self, **cfg: object) -> None:
+        super().__init__(**cfg)  # type: ignore[arg-type]
+        dim = self.dim
+        self.encoders = nn.ModuleList(self.slice_encoder() for _ in range(self.n_sequences))
         self.trajectory = nn.Sequential(nn.Linear(3 * dim, dim), nn.ELU())
         relation_width = 2 * dim + 1 + dim
         self.score = nn.Sequential(nn.Linear(relation_width, dim), nn.Tanh(), nn.Linear(dim, 1))
-        self.head = _head(relation_width + tabular_dim, hidden, dropout)
-        self.wide = nn.Linear(tabular_dim, 2)
+        self.head = self.new_head(relation_width + self.tabular_dim)
+        self.wide = nn.Linear(self.tabular_dim, 2)
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
