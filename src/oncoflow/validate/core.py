@@ -106,27 +106,32 @@ def _merge_duplicates(found: list[Problem]) -> list[Problem]:
     return list(unique.values())
 
 
-def _check_image_row(
-    root: Path,
-    row: dict[str, Any],
+def _check_image_file(
+    path: Path,
     *,
-    mask_labels: Sequence[int] | None,
+    label: str,
+    pid: str | None,
+    modality: str,
     tilt: str,
     uneven_spacing: str,
-    mask_cache: dict[Path, list[Problem]],
-) -> list[Problem]:
-    """All file checks for one row of ``images.csv``."""
-    pid = None if is_missing(row.get("patient_id")) else str(row["patient_id"])
-    modality = str(row.get("modality") or "")
-    path_text = row.get("path")
-    found: list[Problem] = []
-    if is_missing(path_text):
-        return found  # reported by the schema check
-    label = str(path_text).strip()
-    path = resolve(root, label)
+) -> tuple[list[Problem], Any]:
+    """Check the image (or slide) of one row: path, then slide, DICOM series or volume header.
+
+    Args:
+        path: The resolved image path.
+        label: The path as written in ``images.csv`` (reported as the file).
+        pid: The row's patient ID.
+        modality: The row's modality (``WSI`` rows are slides).
+        tilt: Gantry tilt policy for DICOM series.
+        uneven_spacing: Uneven slice spacing policy for DICOM series.
+
+    Returns:
+        ``(problems, geometry)``; ``geometry`` is the volume header's geometry for a readable
+        image file, else ``None``.
+    """
     is_slide = modality == "WSI"
     what = "slide" if is_slide else "image"
-    found += files.check_path(path, label=label, patient_id=pid, what=what, folder_ok=not is_slide)
+    found = files.check_path(path, label=label, patient_id=pid, what=what, folder_ok=not is_slide)
     geometry = None
     if not found:
         if is_slide:
@@ -149,6 +154,72 @@ def _check_image_row(
         else:
             geometry, header = files.check_volume_header(path, label=label, patient_id=pid)
             found += header
+    return found, geometry
+
+
+def _check_label_map(
+    mask: Path,
+    *,
+    mask_label: str,
+    label: str,
+    pid: str | None,
+    roi: Any,
+    geometry: Any,
+    mask_labels: Sequence[int] | None,
+    mask_cache: dict[Path, list[Problem]],
+) -> list[Problem]:
+    """Check a label-map mask: header, grid against the image, values (once per mask file)."""
+    mask_geometry, found = files.check_volume_header(
+        mask, label=mask_label, patient_id=pid, what="mask"
+    )
+    if mask_geometry is None:
+        return found
+    if not is_missing(roi):
+        message = f"mask_roi {roi!r} is ignored: the mask is a label map, not an RTSTRUCT"
+        found.append(Problem(pid, mask_label, "masks", message, severity=WARNING))
+    if geometry is not None:
+        found += files.check_geometry(
+            geometry, mask_geometry, label=label, mask_label=mask_label, patient_id=pid
+        )
+    key = mask.resolve()
+    if key not in mask_cache:  # a mask shared by several images is checked (and reported) once
+        mask_cache[key] = _guarded(
+            "masks",
+            pid,
+            mask_label,
+            files.check_mask_values,
+            mask,
+            label=mask_label,
+            patient_id=pid,
+            labels=mask_labels,
+        )
+        found += mask_cache[key]
+    return found
+
+
+def _check_image_row(
+    root: Path,
+    row: dict[str, Any],
+    *,
+    mask_labels: Sequence[int] | None,
+    tilt: str,
+    uneven_spacing: str,
+    mask_cache: dict[Path, list[Problem]],
+) -> list[Problem]:
+    """All file checks for one row of ``images.csv``."""
+    pid = None if is_missing(row.get("patient_id")) else str(row["patient_id"])
+    path_text = row.get("path")
+    if is_missing(path_text):
+        return []  # reported by the schema check
+    label = str(path_text).strip()
+    found, geometry = _check_image_file(
+        resolve(root, label),
+        label=label,
+        pid=pid,
+        modality=str(row.get("modality") or ""),
+        tilt=tilt,
+        uneven_spacing=uneven_spacing,
+    )
     mask_text = row.get("mask_path")
     roi = row.get("mask_roi")
     if is_missing(mask_text):
@@ -162,43 +233,124 @@ def _check_image_row(
     if mask_found:
         return found + mask_found
     if files.is_volume_file(mask):
-        mask_geometry, header = files.check_volume_header(
-            mask, label=mask_label, patient_id=pid, what="mask"
-        )
-        found += header
-        if mask_geometry is None:
-            return found
-        if not is_missing(roi):
-            message = f"mask_roi {roi!r} is ignored: the mask is a label map, not an RTSTRUCT"
-            found.append(Problem(pid, mask_label, "masks", message, severity=WARNING))
-        if geometry is not None:
-            found += files.check_geometry(
-                geometry, mask_geometry, label=label, mask_label=mask_label, patient_id=pid
-            )
-        key = mask.resolve()
-        if key not in mask_cache:  # a mask shared by several images is checked (and reported) once
-            mask_cache[key] = _guarded(
-                "masks",
-                pid,
-                mask_label,
-                files.check_mask_values,
-                mask,
-                label=mask_label,
-                patient_id=pid,
-                labels=mask_labels,
-            )
-            found += mask_cache[key]
-    else:
-        found += _guarded(
-            "rtstruct",
-            pid,
-            mask_label,
-            files.check_rtstruct,
+        return found + _check_label_map(
             mask,
-            roi=None if is_missing(roi) else str(roi),
-            label=mask_label,
-            patient_id=pid,
+            mask_label=mask_label,
+            label=label,
+            pid=pid,
+            roi=roi,
+            geometry=geometry,
+            mask_labels=mask_labels,
+            mask_cache=mask_cache,
         )
+    return found + _guarded(
+        "rtstruct",
+        pid,
+        mask_label,
+        files.check_rtstruct,
+        mask,
+        roi=None if is_missing(roi) else str(roi),
+        label=mask_label,
+        patient_id=pid,
+    )
+
+
+def _check_policies(tilt: str, uneven_spacing: str) -> None:
+    """Raise ``ValueError`` when a policy is not one of :data:`POLICIES`."""
+    for name, value in (("tilt", tilt), ("uneven_spacing", uneven_spacing)):
+        if value not in POLICIES:
+            msg = f"{name} must be one of {', '.join(POLICIES)}, got {value!r}"
+            raise ValueError(msg)
+
+
+def _load_tables(
+    root: Path, cohort_dir: Path | str, *, outcomes_required: bool
+) -> tuple[dict[str, pd.DataFrame | None], list[Problem]]:
+    """Read every table of the cohort (the ``tables`` check).
+
+    Returns:
+        ``(tables, problems)``; a table that is missing or unreadable is ``None``.
+    """
+    found: list[Problem] = []
+    loaded: dict[str, pd.DataFrame | None] = {}
+    if not root.is_dir():
+        found.append(Problem(None, str(cohort_dir), "tables", "cohort folder does not exist"))
+    for name in TABLES:
+        file = f"{name}.csv"
+        if not table_path(root, name).exists():
+            loaded[name] = None
+            required = name in REQUIRED_TABLES and (outcomes_required or name != "outcomes")
+            if required and root.is_dir():
+                message = f"required table {file} does not exist in the cohort folder"
+                found.append(Problem(None, file, "tables", message))
+            continue
+        try:
+            loaded[name] = read_table(root, name)
+        except CohortError as exc:
+            loaded[name] = None
+            message = str(exc).split(": ", 1)[-1]
+            found.append(Problem(None, file, "tables", message))
+    return loaded, found
+
+
+def _check_table_contents(
+    report: CohortReport,
+    loaded: dict[str, pd.DataFrame | None],
+    *,
+    clinical: Sequence[str],
+    targets: Sequence[str],
+) -> list[Problem]:
+    """Run the table checks (schema to clinical), recording each in ``report.checks_run``."""
+    found: list[Problem] = []
+    for name, table in loaded.items():
+        if table is not None:
+            found += tables.check_schema(name, table)
+    report.checks_run.append("schema")
+    images, clin, outcomes, splits = (
+        loaded[n] for n in ("images", "clinical", "outcomes", "splits")
+    )
+    found += tables.check_unique_ids(images, clin, outcomes)
+    report.checks_run.append("unique_ids")
+    found += tables.check_references(images, clin, outcomes)
+    report.checks_run.append("references")
+    found += tables.check_splits(splits, images)
+    report.checks_run.append("splits")
+    found += tables.check_outcomes(outcomes, targets=targets)
+    report.checks_run.append("outcomes")
+    found += tables.check_clinical(clin, required=clinical)
+    report.checks_run.append("clinical")
+    return found
+
+
+def _check_image_files(
+    report: CohortReport,
+    root: Path,
+    images: pd.DataFrame | None,
+    *,
+    mask_labels: Sequence[int] | None,
+    tilt: str,
+    uneven_spacing: str,
+) -> list[Problem]:
+    """Run the file checks of every row of ``images.csv`` (when it has a ``path`` column)."""
+    found: list[Problem] = []
+    if images is None or "path" not in images:
+        return found
+    mask_cache: dict[Path, list[Problem]] = {}
+    for _, series in images.iterrows():
+        row = series.to_dict()
+        found += _guarded(
+            "paths",
+            None if is_missing(row.get("patient_id")) else str(row["patient_id"]),
+            str(row.get("path")),
+            _check_image_row,
+            root,
+            row,
+            mask_labels=mask_labels,
+            tilt=tilt,
+            uneven_spacing=uneven_spacing,
+            mask_cache=mask_cache,
+        )
+    report.checks_run += ["paths", "readable", "geometry", "masks", "rtstruct", "dicom", "slides"]
     return found
 
 
@@ -239,10 +391,7 @@ def validate_cohort(
     Raises:
         ValueError: When ``tilt`` or ``uneven_spacing`` is not one of :data:`POLICIES`.
     """
-    for name, value in (("tilt", tilt), ("uneven_spacing", uneven_spacing)):
-        if value not in POLICIES:
-            msg = f"{name} must be one of {', '.join(POLICIES)}, got {value!r}"
-            raise ValueError(msg)
+    _check_policies(tilt, uneven_spacing)
     start = time.perf_counter()
     root = Path(cohort_dir)
     report = CohortReport(
@@ -255,73 +404,18 @@ def validate_cohort(
             "uneven_spacing": uneven_spacing,
         },
     )
-    found: list[Problem] = []
-
-    loaded: dict[str, pd.DataFrame | None] = {}
-    if not root.is_dir():
-        found.append(Problem(None, str(cohort_dir), "tables", "cohort folder does not exist"))
-    for name in TABLES:
-        file = f"{name}.csv"
-        if not table_path(root, name).exists():
-            loaded[name] = None
-            required = name in REQUIRED_TABLES and (outcomes_required or name != "outcomes")
-            if required and root.is_dir():
-                message = f"required table {file} does not exist in the cohort folder"
-                found.append(Problem(None, file, "tables", message))
-            continue
-        try:
-            loaded[name] = read_table(root, name)
-        except CohortError as exc:
-            loaded[name] = None
-            message = str(exc).split(": ", 1)[-1]
-            found.append(Problem(None, file, "tables", message))
+    loaded, found = _load_tables(root, cohort_dir, outcomes_required=outcomes_required)
     report.checks_run.append("tables")
-
-    for name, table in loaded.items():
-        if table is not None:
-            found += tables.check_schema(name, table)
-    report.checks_run.append("schema")
-
-    images, clin, outcomes, splits = (
-        loaded[n] for n in ("images", "clinical", "outcomes", "splits")
+    found += _check_table_contents(report, loaded, clinical=clinical, targets=targets)
+    images, splits = loaded["images"], loaded["splits"]
+    found += _check_image_files(
+        report,
+        root,
+        images,
+        mask_labels=mask_labels,
+        tilt=tilt,
+        uneven_spacing=uneven_spacing,
     )
-    found += tables.check_unique_ids(images, clin, outcomes)
-    report.checks_run.append("unique_ids")
-    found += tables.check_references(images, clin, outcomes)
-    report.checks_run.append("references")
-    found += tables.check_splits(splits, images)
-    report.checks_run.append("splits")
-    found += tables.check_outcomes(outcomes, targets=targets)
-    report.checks_run.append("outcomes")
-    found += tables.check_clinical(clin, required=clinical)
-    report.checks_run.append("clinical")
-
-    if images is not None and "path" in images:
-        mask_cache: dict[Path, list[Problem]] = {}
-        for _, series in images.iterrows():
-            row = series.to_dict()
-            found += _guarded(
-                "paths",
-                None if is_missing(row.get("patient_id")) else str(row["patient_id"]),
-                str(row.get("path")),
-                _check_image_row,
-                root,
-                row,
-                mask_labels=mask_labels,
-                tilt=tilt,
-                uneven_spacing=uneven_spacing,
-                mask_cache=mask_cache,
-            )
-        report.checks_run += [
-            "paths",
-            "readable",
-            "geometry",
-            "masks",
-            "rtstruct",
-            "dicom",
-            "slides",
-        ]
-
     report.add(_merge_duplicates(found))
     _summarise(report, images, splits)
     report.excluded = sorted({p.patient_id for p in report.problems if p.patient_id is not None})
