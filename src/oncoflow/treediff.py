@@ -4,7 +4,7 @@ Used by ``scripts/compare_results.py`` to check that a redesign leaves the demo'
 were. Each file present in both trees is compared by kind:
 
 * ``.csv`` / ``.tsv`` - same columns and rows; numbers equal within ``rtol`` / ``atol``
-  (``|a - b| <= atol + rtol * |b|``), text equal;
+  (``|a - b| <= atol + rtol * |b|``), text equal; timing columns (:data:`VOLATILE_COLUMNS`) skipped;
 * ``.json`` - same keys and values, numbers within the same tolerance; keys that record when,
   where and how long a job ran (:data:`VOLATILE_KEYS`) are skipped;
 * ``.nii.gz`` / ``.npz`` / ``.npy`` - the arrays, within the tolerance;
@@ -42,9 +42,13 @@ VOLATILE_KEYS: frozenset[str] = frozenset(
         "versions",
         "wall_s",
         "cpu_s",
+        "seconds",
     }
 )
 """JSON keys whose values depend on the run, not on the code (skipped)."""
+
+VOLATILE_COLUMNS: frozenset[str] = frozenset({"seconds", "wall_s", "cpu_s", "elapsed_s"})
+"""Table columns that time a step (skipped)."""
 
 SKIPPED_DIRS: frozenset[str] = frozenset({".snakemake", "resume", "__pycache__"})
 """Folders not compared: Snakemake's metadata and the resume files of training jobs."""
@@ -88,6 +92,7 @@ def _json_diff(a: Any, b: Any, rtol: float, atol: float, where: str = "") -> Ite
 
 
 def _table_diff(a: pd.DataFrame, b: pd.DataFrame, rtol: float, atol: float) -> str | None:
+    a, b = a.drop(columns=VOLATILE_COLUMNS & set(a)), b.drop(columns=VOLATILE_COLUMNS & set(b))
     if list(a.columns) != list(b.columns):
         return f"columns {list(a.columns)} vs {list(b.columns)}"
     if len(a) != len(b):
