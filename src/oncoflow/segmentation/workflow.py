@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.dice import dice_table
 from oncoflow.segmentation.export import collect_cases, export_dataset, nnunet_splits
 from oncoflow.segmentation.nnunet import (
     dataset_folder_name,
@@ -350,8 +351,6 @@ def collect(
         ``(predictions, dice)``; dice has ``case, patient_id, split, region, dice,
         reference_voxels, predicted_voxels`` (Dice of two empty masks = 1, of one empty = 0).
     """
-    from oncoflow.evaluate.segmentation import dice_table
-
     cases = read_cases(Path(raw_root) / settings.dataset).set_index("case_id")
     frames = []
     for folder in predicted:
