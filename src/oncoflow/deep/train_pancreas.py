@@ -3,15 +3,15 @@
 Stage A sees the crops of ``inputs.train`` only (lesion vs non-lesion, selected on
 ``inputs.inner`` by AUC); the frozen extractor then embeds every patient's lesion slices and
 stage B (the LSTM) trains on the sequences of ``inputs.train``, selected on ``inputs.inner`` by
-AUC. Both stages resume from their own file in ``resume_dir``.
+its loss or AUC (``sequence.monitor``). Both stages resume from their own file in ``resume_dir``.
+The fold task is :class:`PancreasTask` (:class:`~oncoflow.deep.task.FoldTask` hooks).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,6 @@ from torch.nn import functional as F  # noqa: N812
 
 from oncoflow.deep.common import (
     FoldInputs,
-    fit_stage,
     index_batches,
     permuted,
     prediction_rows,
@@ -33,11 +32,12 @@ from oncoflow.deep.data import (
     size_features,
     slice_examples,
 )
+from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.models import create_model
 from oncoflow.models.cnn_lstm import LesionSliceClassifier, collate_sequences
-from oncoflow.train.engine import History
+from oncoflow.train.loop import FitResult
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +102,16 @@ def _batched_scores(
     return torch.cat(outs) if outs else torch.zeros(0)
 
 
-def train_extractor(
-    inputs: FoldInputs,
-    settings: PancreasSettings,
-    *,
-    device: torch.device,
-    resume: Path,
-    history: History,
-) -> LesionSliceClassifier:
-    """Stage A on the crops of ``inputs.train``, selected on ``inputs.inner`` (AUC)."""
+def extractor_stage(
+    inputs: FoldInputs, settings: PancreasSettings, device: torch.device
+) -> tuple[LesionSliceClassifier, Stage]:
+    """Stage A: the lesion / non-lesion slice classifier and its label-free :class:`Stage`.
+
+    Trains on the crops of ``inputs.train`` (random flips and 90-degree rotations, last
+    partial batch dropped; Adam, cosine lr, cross-entropy), selected on those of
+    ``inputs.inner`` by AUC. Seeded with the fold's seed: it never reads the outcome, so every
+    negative-control run shares it.
+    """
     cfg = {**EXTRACTOR_DEFAULTS, **settings.extractor}
     stems = settings.stems
     x_tr, y_tr, _ = slice_examples({p: inputs.lesions[p] for p in inputs.train}, stems)
@@ -133,7 +134,9 @@ def train_extractor(
     epochs = int(cfg["epochs"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
 
-    def batches(epoch: int, generator: torch.Generator):
+    def batches(
+        epoch: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for idx in index_batches(len(y_tr_t), int(cfg["batch_size"]), generator, drop_last=True):
             yield _augment(x_tr_t[idx], generator), y_tr_t[idx]
 
@@ -144,25 +147,22 @@ def train_extractor(
         logits = _batched_scores(net, x_va_t, device)
         return {"auc": safe_auc(y_va, torch.softmax(logits, 1)[:, 1].numpy(), undefined=0.5)}
 
-    fit_stage(
-        model,
+    stage = Stage(
+        "extractor",
         optimizer,
         batches,
         loss_fn,
         validate,
-        inputs=inputs,
-        stage="extractor",
         settings=cfg,
         epochs=epochs,
         patience=int(cfg["patience"]),
         monitor="auc",
-        device=device,
-        resume=resume,
-        history=history,
         scheduler=scheduler,
         labelled=False,
+        resume="extractor.pt",
+        history="extractor_history.csv",
     )
-    return model.eval()
+    return model, stage
 
 
 @torch.no_grad()
@@ -211,140 +211,150 @@ def _samples(
     return out
 
 
-def train_fold(
-    inputs: FoldInputs,
-    settings: PancreasSettings,
-    *,
-    device: torch.device,
-    resume_dir: Path,
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Train both stages of one fold.
+class PancreasTask(FoldTask[PancreasSettings]):
+    """Both stages of one fold (module docstring) as :class:`~oncoflow.deep.task.FoldTask` hooks.
 
-    Returns:
-        (``model.pt`` payload, ``predictions.csv`` rows of the fold's validation and test
-        patients, ``history.csv`` of both stages).
+    :meth:`pretrain` trains the extractor (stage A), :meth:`encode` embeds every time point and
+    builds the sequence datasets, :meth:`build` / :meth:`stage` are the LSTM (stage B).
     """
-    hist_a = History(inputs.resume_file(resume_dir, "extractor_history.csv", labelled=False))
-    extractor = train_extractor(
-        inputs,
-        settings,
-        device=device,
-        resume=inputs.resume_file(resume_dir, "extractor.pt", labelled=False),
-        history=hist_a,
-    )
-    vectors = timepoint_vectors(extractor, inputs, settings, device)
-    encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
 
-    def clinical(patients: list[str]) -> torch.Tensor:
-        return torch.from_numpy(encoder.transform(inputs.clinical.loc[patients, settings.clinical]))
+    def pretrain(self) -> None:
+        """Train the label-free lesion extractor (stage A) and keep it frozen, in eval mode."""
+        extractor, stage = extractor_stage(self.inputs, self.settings, self.device)
+        self.fit(extractor, stage)
+        self.extractor = extractor.eval()
 
-    # sequence features standardised with the training patients' time points
-    train_rows = np.stack([v for p in inputs.train for v in vectors[p].values()])
-    mean, sd = train_rows.mean(0), train_rows.std(0) + 1e-6
+    def encode(self) -> None:
+        """Time-point vectors, clinical encoder and the training / inner sequence datasets.
 
-    def dataset(samples: list[tuple[str, int, int | None]]) -> dict[str, Any]:
+        The vectors are standardised with the mean and SD (+1e-6) of the training patients'
+        time points; a negative control permutes the training and inner labels (seeds
+        ``label_seed + 1`` and ``+ 2``).
+        """
+        inputs, settings = self.inputs, self.settings
+        self.vectors = timepoint_vectors(self.extractor, inputs, settings, self.device)
+        self.encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
+        # sequence features standardised with the training patients' time points
+        train_rows = np.stack([v for p in inputs.train for v in self.vectors[p].values()])
+        self.mean, self.sd = train_rows.mean(0), train_rows.std(0) + 1e-6
+        target = settings.target
+        train_samples = _samples(inputs, inputs.train, target)
+        inner_samples = _samples(inputs, inputs.inner, target)
+        if inputs.permute:
+            labels = permuted(np.array([s[2] for s in train_samples]), inputs.label_seed + 1)
+            train_samples = [
+                (p, t, int(y)) for (p, t, _), y in zip(train_samples, labels, strict=True)
+            ]
+            labels = permuted(np.array([s[2] for s in inner_samples]), inputs.label_seed + 2)
+            inner_samples = [
+                (p, t, int(y)) for (p, t, _), y in zip(inner_samples, labels, strict=True)
+            ]
+        self.train_set, self.inner_set = self.dataset(train_samples), self.dataset(inner_samples)
+        self.cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
+
+    def dataset(self, samples: list[tuple[str, int, int | None]]) -> dict[str, Any]:
+        """Padded standardised sequences up to each sample's time point, lengths, clinical, y."""
+        vectors, mean, sd = self.vectors, self.mean, self.sd
         seqs = [
             torch.from_numpy((np.stack([vectors[p][t] for t in range(tp + 1)]) - mean) / sd)
             for p, tp, _ in samples
         ]
         padded, lengths = collate_sequences(seqs)
+        patients = [p for p, _, _ in samples]
+        clinical = self.inputs.clinical.loc[patients, self.settings.clinical]
         return {
             "x": padded.float(),
             "lengths": lengths,
-            "clinical": clinical([p for p, _, _ in samples]),
+            "clinical": torch.from_numpy(self.encoder.transform(clinical)),
             "y": torch.tensor([lab for _, _, lab in samples], dtype=torch.int64),
         }
 
-    target = settings.target
-    train_samples = _samples(inputs, inputs.train, target)
-    inner_samples = _samples(inputs, inputs.inner, target)
-    if inputs.permute:
-        labels = permuted(np.array([s[2] for s in train_samples]), inputs.label_seed + 1)
-        train_samples = [(p, t, int(y)) for (p, t, _), y in zip(train_samples, labels, strict=True)]
-        labels = permuted(np.array([s[2] for s in inner_samples]), inputs.label_seed + 2)
-        inner_samples = [(p, t, int(y)) for (p, t, _), y in zip(inner_samples, labels, strict=True)]
-    train_set, inner_set = dataset(train_samples), dataset(inner_samples)
-    cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
-    torch.manual_seed(inputs.label_seed + 7)
-    model = create_model(
-        "progression_lstm",
-        input_dim=train_set["x"].shape[2],
-        clinical_dim=train_set["clinical"].shape[1],
-        hidden=int(cfg["hidden"]),
-        layers=int(cfg["layers"]),
-        dropout=float(cfg["dropout"]),
-    ).to(device)
-    counts = torch.bincount(train_set["y"], minlength=2).float().clamp(min=1)
-    weight = (counts.sum() / (2 * counts)).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
-    )
+    def build(self) -> torch.nn.Module:
+        """The progression LSTM (stage B), seeded with ``label_seed + 7``."""
+        cfg = self.cfg
+        torch.manual_seed(self.inputs.label_seed + 7)
+        return create_model(
+            "progression_lstm",
+            input_dim=self.train_set["x"].shape[2],
+            clinical_dim=self.train_set["clinical"].shape[1],
+            hidden=int(cfg["hidden"]),
+            layers=int(cfg["layers"]),
+            dropout=float(cfg["dropout"]),
+        ).to(self.device)
 
-    def run(net: torch.nn.Module, data: Mapping[str, torch.Tensor], idx: Any) -> torch.Tensor:
+    def run_on(
+        self, net: torch.nn.Module, data: Mapping[str, torch.Tensor], idx: Any
+    ) -> torch.Tensor:
+        """Logits of the rows ``idx`` of a dataset."""
+        device = self.device
         return net(
             data["x"][idx].to(device), data["lengths"][idx], data["clinical"][idx].to(device)
         )
 
-    def batches(epoch: int, generator: torch.Generator):
-        yield from index_batches(len(train_set["y"]), int(cfg["batch_size"]), generator)
+    def stage(self, model: torch.nn.Module) -> Stage:
+        """Stage B: Adam, class-weighted cross-entropy (``w_c = N / (2 n_c)``), ``monitor``."""
+        cfg, device, train_set, inner_set = self.cfg, self.device, self.train_set, self.inner_set
+        counts = torch.bincount(train_set["y"], minlength=2).float().clamp(min=1)
+        weight = (counts.sum() / (2 * counts)).to(device)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+        )
 
-    def loss_fn(net: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(run(net, train_set, idx), train_set["y"][idx].to(device), weight)
+        def batches(epoch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+            yield from index_batches(len(train_set["y"]), int(cfg["batch_size"]), generator)
 
-    def validate(net: torch.nn.Module) -> dict[str, float]:
-        logits = run(net, inner_set, slice(None))
-        prob = torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
-        loss = F.cross_entropy(logits, inner_set["y"].to(device), weight)
-        return {"auc": safe_auc(inner_set["y"].numpy(), prob, undefined=0.5), "loss": float(loss)}
+        def loss_fn(net: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+            logits = self.run_on(net, train_set, idx)
+            return F.cross_entropy(logits, train_set["y"][idx].to(device), weight)
 
-    hist_b = History(inputs.resume_file(resume_dir, "sequence_history.csv"))
-    result = fit_stage(
-        model,
-        optimizer,
-        batches,
-        loss_fn,
-        validate,
-        inputs=inputs,
-        stage="sequence",
-        settings=cfg,
-        epochs=int(cfg["epochs"]),
-        patience=int(cfg["patience"]),
-        monitor=str(cfg["monitor"]),
-        mode="min" if cfg["monitor"] == "loss" else "max",
-        device=device,
-        resume=inputs.resume_file(resume_dir, "sequence.pt"),
-        history=hist_b,
-    )
-    model.eval()
-    predicted = [*inputs.validation, *inputs.test]
-    samples = _samples(inputs, predicted, target)
-    data = dataset(samples)
-    with torch.no_grad():
-        prob = torch.softmax(run(model, data, slice(None)).float(), 1).cpu().numpy()
-    rows = prediction_rows(
-        inputs,
-        [p for p, _, _ in samples],
-        target,
-        {"y_true": data["y"].numpy(), "y_score": prob[:, 1]},
-        timepoints=[t for _, t, _ in samples],
-    )
-    history = pd.concat(
-        [
-            pd.DataFrame(hist_a.rows).assign(stage="extractor"),
-            pd.DataFrame(hist_b.rows).assign(stage="sequence"),
-        ],
-        ignore_index=True,
-    )
-    payload = {
-        "model": "cnn_lstm",
-        "extractor": extractor.state_dict(),
-        "sequence": model.state_dict(),
-        "clinical_encoder": encoder.state(),
-        "sequence_mean": mean,
-        "sequence_sd": sd,
-        "best_epoch": result.best_epoch,
-        "inner_auc": result.best_score,
-        "train_patients": inputs.train,
-        "inner_patients": inputs.inner,
-    }
-    return payload, rows, history
+        def validate(net: torch.nn.Module) -> dict[str, float]:
+            logits = self.run_on(net, inner_set, slice(None))
+            prob = torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
+            loss = F.cross_entropy(logits, inner_set["y"].to(device), weight)
+            auc = safe_auc(inner_set["y"].numpy(), prob, undefined=0.5)
+            return {"auc": auc, "loss": float(loss)}
+
+        return Stage(
+            "sequence",
+            optimizer,
+            batches,
+            loss_fn,
+            validate,
+            settings=cfg,
+            epochs=int(cfg["epochs"]),
+            patience=int(cfg["patience"]),
+            monitor=str(cfg["monitor"]),
+            mode="min" if cfg["monitor"] == "loss" else "max",
+            resume="sequence.pt",
+            history="sequence_history.csv",
+        )
+
+    def predict(self, model: torch.nn.Module) -> pd.DataFrame:
+        """One row per labelled time point of the validation and test patients."""
+        target = self.settings.target
+        samples = _samples(self.inputs, self.groups["out"], target)
+        data = self.dataset(samples)
+        with torch.no_grad():
+            prob = torch.softmax(self.run_on(model, data, slice(None)).float(), 1).cpu().numpy()
+        return prediction_rows(
+            self.inputs,
+            [p for p, _, _ in samples],
+            target,
+            {"y_true": data["y"].numpy(), "y_score": prob[:, 1]},
+            timepoints=[t for _, t, _ in samples],
+        )
+
+    def payload(self, model: torch.nn.Module, result: FitResult) -> dict[str, Any]:
+        """Both stages' weights, the clinical encoder and the sequence standardisation."""
+        return {
+            "model": "cnn_lstm",
+            "extractor": self.extractor.state_dict(),
+            "sequence": model.state_dict(),
+            "clinical_encoder": self.encoder.state(),
+            "sequence_mean": self.mean,
+            "sequence_sd": self.sd,
+            "best_epoch": result.best_epoch,
+            "inner_auc": result.best_score,
+            "train_patients": self.inputs.train,
+            "inner_patients": self.inputs.inner,
+        }

@@ -1,7 +1,8 @@
 """Recipe ``pancreas_progression``: CNN lesion extractor + LSTM over CT time points (seed 000).
 
 Reads the lesion crops of three CT phases at each time point and the baseline clinical columns;
-predicts progression at the next visit (binary). Trainer: :mod:`oncoflow.deep.train_pancreas`.
+predicts progression at the next visit (binary). Trainer:
+:class:`oncoflow.deep.train_pancreas.PancreasTask`.
 """
 
 from oncoflow.studies.recipe import Recipe
@@ -11,7 +12,7 @@ RECIPE = Recipe(
     summary="CNN lesion extractor + LSTM over CT time points (progression at the next visit)",
     family="deep",
     models=("cnn_lstm",),
-    trainer="oncoflow.deep.train_pancreas:train_fold",
+    trainer="oncoflow.deep.train_pancreas:PancreasTask",
     settings="oncoflow.deep.train_pancreas:PancreasSettings",
     stages=("lesions",),
     evaluation=("binary",),
