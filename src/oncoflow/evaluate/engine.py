@@ -224,6 +224,82 @@ def _validation_score(rows: pd.DataFrame, kind: str) -> float:
     return float(np.mean(scores)) if scores else float("-inf")
 
 
+def _pair_test(
+    ta: pd.DataFrame,
+    tb: pd.DataFrame,
+    kind: str,
+    *,
+    n_boot: int,
+    seed: int,
+    alpha: float,
+    label: tuple[Any, str, str],
+) -> dict[str, Any]:
+    """Paired test of two models on the same test patients (rows of ``ta`` and ``tb`` aligned).
+
+    Survival: paired bootstrap of the Harrell C difference; multi-class: paired bootstrap of the
+    macro AUC difference (both with a percentile CI); binary: DeLong's test of the AUC
+    difference (``z``), ``not_estimable`` when it cannot be computed (logged). The estimate is
+    always ``score(a) - score(b)`` (unitless).
+
+    Args:
+        ta: Final-fold predictions of model ``a``, indexed by patient.
+        tb: Same patients, model ``b``.
+        kind: ``survival``, ``multiclass`` or ``binary``.
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+        alpha: 1 - confidence level.
+        label: ``(target, a, b)`` for the log line.
+
+    Returns:
+        The test fields of a comparison entry (``test``, ``estimate``, ``p_value``...).
+    """
+    fields: dict[str, Any] = {}
+    if kind == "survival":
+        diff = paired_bootstrap(
+            concordance_index,
+            (ta["time"].to_numpy(float), ta["event"].to_numpy(int)),
+            ta["risk"].to_numpy(float),
+            tb["risk"].to_numpy(float),
+            n=n_boot,
+            seed=seed,
+            alpha=alpha,
+        )
+        fields |= {
+            "test": "paired bootstrap of Harrell C difference",
+            "estimate": diff.estimate,
+            "ci_low": diff.low,
+            "ci_high": diff.high,
+            "p_value": diff.p_value,
+        }
+    elif kind == "multiclass":
+        y, scores_a = _class_arrays(ta)
+        diff = paired_bootstrap(
+            macro_auc, (y,), scores_a, _class_arrays(tb)[1], n=n_boot, seed=seed,
+            alpha=alpha,
+        )  # fmt: skip
+        fields |= {
+            "test": "paired bootstrap of macro AUC difference",
+            "estimate": diff.estimate,
+            "ci_low": diff.low,
+            "ci_high": diff.high,
+            "p_value": diff.p_value,
+        }
+    else:
+        fields["test"] = "DeLong AUC difference"
+        try:
+            result = delong_test(ta["y_true"], ta["y_score"], tb["y_score"])
+        except ModelError as exc:  # too few positives or negatives among the test patients
+            log.warning("%s: %s vs %s not compared: %s", *label, exc)
+            fields |= {"estimate": None, "p_value": None, "not_estimable": str(exc)}
+        else:
+            fields |= {
+                "estimate": result.auc_a - result.auc_b,
+                "z": result.z,
+                "p_value": result.p_value,
+            }
+    return fields
+
+
 def compare_models(
     predictions: Mapping[str, pd.DataFrame],
     *,
@@ -287,49 +363,9 @@ def compare_models(
                 continue
             ta, tb = test_a.loc[common], test_b.loc[common]
             entry = {"target": str(target), "a": a, "b": b, "reference": why}
-            if kind == "survival":
-                diff = paired_bootstrap(
-                    concordance_index,
-                    (ta["time"].to_numpy(float), ta["event"].to_numpy(int)),
-                    ta["risk"].to_numpy(float),
-                    tb["risk"].to_numpy(float),
-                    n=n_boot,
-                    seed=seed,
-                    alpha=alpha,
-                )
-                entry |= {
-                    "test": "paired bootstrap of Harrell C difference",
-                    "estimate": diff.estimate,
-                    "ci_low": diff.low,
-                    "ci_high": diff.high,
-                    "p_value": diff.p_value,
-                }
-            elif kind == "multiclass":
-                y, scores_a = _class_arrays(ta)
-                diff = paired_bootstrap(
-                    macro_auc, (y,), scores_a, _class_arrays(tb)[1], n=n_boot, seed=seed,
-                    alpha=alpha,
-                )  # fmt: skip
-                entry |= {
-                    "test": "paired bootstrap of macro AUC difference",
-                    "estimate": diff.estimate,
-                    "ci_low": diff.low,
-                    "ci_high": diff.high,
-                    "p_value": diff.p_value,
-                }
-            else:
-                entry["test"] = "DeLong AUC difference"
-                try:
-                    result = delong_test(ta["y_true"], ta["y_score"], tb["y_score"])
-                except ModelError as exc:  # too few positives or negatives among the test patients
-                    log.warning("%s: %s vs %s not compared: %s", target, a, b, exc)
-                    entry |= {"estimate": None, "p_value": None, "not_estimable": str(exc)}
-                else:
-                    entry |= {
-                        "estimate": result.auc_a - result.auc_b,
-                        "z": result.z,
-                        "p_value": result.p_value,
-                    }
+            entry |= _pair_test(
+                ta, tb, kind, n_boot=n_boot, seed=seed, alpha=alpha, label=(target, a, b)
+            )
             entry["n_patients"] = len(common)
             out.append(entry)
     return {"comparisons": out}
