@@ -454,7 +454,46 @@ def extract_pathomics(
         means = per_tile[embedder.feature_names()].mean(axis=0)
         values.update({f"{name}_mean": float(v) for name, v in means.items()})
     table = pd.DataFrame({"feature": list(values), "value": list(values.values())})
-    table["n_tiles"] = len(per_tile)
+    _add_settings(
+        table,
+        plan,
+        n_tiles=len(per_tile),
+        settings=settings_hash(
+            tile_um=tile_um,
+            target_mpp=target_mpp,
+            max_tiles=max_tiles,
+            seed=seed,
+            min_tissue=MIN_TISSUE,
+            weights=weights,
+            arch=arch,
+        ),
+        max_tiles=max_tiles,
+        seed=seed,
+    )
+    table["slide"] = path.name
+    return table
+
+
+def _add_settings(
+    table: pd.DataFrame,
+    plan: TilePlan,
+    *,
+    n_tiles: int,
+    settings: str,
+    max_tiles: int | None,
+    seed: int,
+) -> None:
+    """Add the provenance columns of :func:`extract_pathomics` (``n_tiles`` to ``settings_hash``).
+
+    Args:
+        table: The ``feature, value`` table, extended in place.
+        plan: The slide's tile plan.
+        n_tiles: Number of tiles aggregated.
+        settings: From :func:`settings_hash`.
+        max_tiles: The tile cap (``None`` is written as -1).
+        seed: Seed of the tile sampling.
+    """
+    table["n_tiles"] = n_tiles
     table["mpp_used"] = plan.mpp_x
     table["level_used"] = plan.level
     table["tile_px"] = plan.tile_px
@@ -464,17 +503,7 @@ def extract_pathomics(
     table["max_tiles"] = -1 if max_tiles is None else int(max_tiles)
     table["seed"] = int(seed)
     table["min_tissue"] = MIN_TISSUE
-    table["settings_hash"] = settings_hash(
-        tile_um=tile_um,
-        target_mpp=target_mpp,
-        max_tiles=max_tiles,
-        seed=seed,
-        min_tissue=MIN_TISSUE,
-        weights=weights,
-        arch=arch,
-    )
-    table["slide"] = path.name
-    return table
+    table["settings_hash"] = settings
 
 
 def write_pathomics(table: pd.DataFrame, out: Path, *, patient_id: str | None = None) -> None:

@@ -48,6 +48,59 @@ def _read(path: Path) -> pd.DataFrame:
     return table
 
 
+def _check_settings_hash(paths: list[Path], tables: list[pd.DataFrame]) -> None:
+    """Raise when the inputs carry more than one ``settings_hash`` (naming the first two)."""
+    hashes: dict[str, Path] = {}
+    for path, table in zip(paths, tables, strict=True):
+        if "settings_hash" in table.columns:
+            for h in table["settings_hash"].dropna().astype(str).unique():
+                hashes.setdefault(h, path)
+    if len(hashes) > 1:
+        first, second = list(hashes.items())[:2]
+        raise FeatureError(
+            f"{second[1]}: settings hash {second[0]} differs from {first[0]} of {first[1]}: "
+            "features computed with different settings cannot be merged"
+        )
+
+
+def _row_keys(paths: list[Path], tables: list[pd.DataFrame]) -> list[str]:
+    """Return the row keys: ``patient_id``, plus ``timepoint`` when every input has one.
+
+    Raises:
+        FeatureError: Only some inputs have a ``timepoint`` column.
+    """
+    with_tp = ["timepoint" in t.columns for t in tables]
+    if any(with_tp) and not all(with_tp):
+        odd = paths[with_tp.index(False)]
+        raise FeatureError(f"{odd}: no timepoint column while other feature tables have one")
+    return [k for k in KEY_COLUMNS if k != "timepoint" or all(with_tp)]
+
+
+def _long_table(paths: list[Path], tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Concatenate the inputs (keys, feature, value, source file), each feature once per row key.
+
+    Raises:
+        FeatureError: A feature is given twice for the same row key.
+    """
+    long = pd.concat(
+        [
+            t.assign(_source=str(p))[[*keys, "feature", "value", "_source"]]
+            for p, t in zip(paths, tables, strict=True)
+        ],
+        ignore_index=True,
+    )
+    dup = long.duplicated([*keys, "feature"], keep=False)
+    if dup.any():
+        row = long[dup].iloc[0]
+        files = sorted(set(long[dup & (long["feature"] == row["feature"])]["_source"]))
+        where = ", ".join(f"{k} {row[k]}" for k in keys)
+        raise FeatureError(
+            f"{files[-1]}: feature {row['feature']} given twice for {where} "
+            f"(also in {files[0]}); merge different ROIs under different prefixes"
+        )
+    return long
+
+
 def merge_features(
     paths: Iterable[Path],
     *,
@@ -79,41 +132,9 @@ def merge_features(
     if not prefix or SEPARATOR in prefix:
         raise FeatureError(f"invalid feature prefix {prefix!r}: non-empty, without {SEPARATOR!r}")
     tables = [_read(p) for p in paths]
-
-    hashes: dict[str, Path] = {}
-    for path, table in zip(paths, tables, strict=True):
-        if "settings_hash" in table.columns:
-            for h in table["settings_hash"].dropna().astype(str).unique():
-                hashes.setdefault(h, path)
-    if len(hashes) > 1:
-        first, second = list(hashes.items())[:2]
-        raise FeatureError(
-            f"{second[1]}: settings hash {second[0]} differs from {first[0]} of {first[1]}: "
-            "features computed with different settings cannot be merged"
-        )
-
-    with_tp = ["timepoint" in t.columns for t in tables]
-    if any(with_tp) and not all(with_tp):
-        odd = paths[with_tp.index(False)]
-        raise FeatureError(f"{odd}: no timepoint column while other feature tables have one")
-    keys = [k for k in KEY_COLUMNS if k != "timepoint" or all(with_tp)]
-
-    long = pd.concat(
-        [
-            t.assign(_source=str(p))[[*keys, "feature", "value", "_source"]]
-            for p, t in zip(paths, tables, strict=True)
-        ],
-        ignore_index=True,
-    )
-    dup = long.duplicated([*keys, "feature"], keep=False)
-    if dup.any():
-        row = long[dup].iloc[0]
-        files = sorted(set(long[dup & (long["feature"] == row["feature"])]["_source"]))
-        where = ", ".join(f"{k} {row[k]}" for k in keys)
-        raise FeatureError(
-            f"{files[-1]}: feature {row['feature']} given twice for {where} "
-            f"(also in {files[0]}); merge different ROIs under different prefixes"
-        )
+    _check_settings_hash(paths, tables)
+    keys = _row_keys(paths, tables)
+    long = _long_table(paths, tables, keys)
     order = list(dict.fromkeys(long["feature"]))
     wide = long.pivot(index=keys, columns="feature", values="value")
     wide = wide.reindex(columns=order).sort_index()
