@@ -8,9 +8,10 @@ import pytest
 from sklearn.metrics import f1_score
 
 from oncoflow.errors import ModelError
-from oncoflow.evaluate.segmentation import dice_table, summarize_dice
+from oncoflow.evaluate.segmentation import summarize_dice
 from oncoflow.metrics.segmentation import dice, region_dice
 from oncoflow.report.html import study_section
+from oncoflow.segmentation.dice import dice_table
 
 REGIONS = {"whole_pancreas": [1, 2], "lesion": [2]}
 

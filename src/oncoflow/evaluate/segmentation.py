@@ -1,9 +1,10 @@
-"""Segmentation evaluation: Dice per region and case, summarised with patient-level bootstrap CIs.
+"""Segmentation evaluation: per-case Dice tables summarised with patient-level bootstrap CIs.
 
-The Dice coefficient itself is :func:`oncoflow.metrics.segmentation.dice`. A *region* is a set of
-label values (nnU-Net's region-based training: the whole pancreas is ``{1, 2}`` = pancreas +
-lesion, the lesion is ``{2}``). For binary masks ``A`` (prediction) and ``B`` (reference) of one
-region,
+The Dice coefficient itself is :func:`oncoflow.metrics.segmentation.dice`; the per-case table
+(``dice.csv``) is written by the segmentation family
+(:func:`oncoflow.segmentation.dice.dice_table`). A *region* is a set of label values (nnU-Net's
+region-based training: the whole pancreas is ``{1, 2}`` = pancreas + lesion, the lesion is
+``{2}``). For binary masks ``A`` (prediction) and ``B`` (reference) of one region,
 
     Dice = 2 |A ∩ B| / (|A| + |B|)
 
@@ -15,7 +16,6 @@ counts those cases so a reader can discount them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,67 +24,6 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.metrics.bootstrap import bootstrap_ci
-from oncoflow.metrics.segmentation import dice
-
-SPACING_TOLERANCE_MM = 1e-3
-"""Largest spacing / origin difference (mm) at which two masks count as on the same grid."""
-
-
-def _read_mask(path: Path) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    import nibabel as nib
-
-    try:
-        image = nib.load(str(path))
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
-        msg = f"{path}: cannot read the mask ({exc})"
-        raise ModelError(msg) from exc
-    affine = image.affine
-    return np.asarray(image.dataobj).astype(np.int32), (affine[:3, :3], affine[:3, 3])
-
-
-def dice_table(
-    cases: Iterable[tuple[str, Path | str, Path | str]],
-    regions: Mapping[str, Sequence[int]],
-) -> pd.DataFrame:
-    """Per-case Dice of every region from predicted and reference label maps (NIfTI).
-
-    Args:
-        cases: ``(case_id, predicted mask, reference mask)``; a case id is a patient (or
-            ``<patient>_<timepoint>``; :func:`summarize_dice` resamples by the ``patient_id``
-            column, which is the part before the first ``_`` of ``case`` unless given).
-        regions: Region name -> label values.
-
-    Returns:
-        ``case, patient_id, region, dice, reference_voxels, predicted_voxels``, one row per case
-        x region.
-
-    Raises:
-        ModelError: An unreadable mask, or two masks not on one grid (the case is named).
-    """
-    rows = []
-    for case, predicted_path, reference_path in cases:
-        predicted, grid_a = _read_mask(Path(predicted_path))
-        reference, grid_b = _read_mask(Path(reference_path))
-        same = predicted.shape == reference.shape and all(
-            np.allclose(x, y, atol=SPACING_TOLERANCE_MM)
-            for x, y in zip(grid_a, grid_b, strict=True)
-        )
-        if not same:
-            msg = f"case {case}: {predicted_path} and {reference_path} are not on one voxel grid"
-            raise ModelError(msg)
-        for name, labels in regions.items():
-            a, b = np.isin(predicted, list(labels)), np.isin(reference, list(labels))
-            rows.append(
-                {
-                    "case": str(case),
-                    "patient_id": str(case).split("_", 1)[0],
-                    "region": name,
-                    "dice": dice(a, b),
-                    "reference_voxels": int(b.sum()),
-                    "predicted_voxels": int(a.sum()),
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def summarize_dice(
@@ -93,8 +32,8 @@ def summarize_dice(
     """Mean Dice per region (and split, if the table has a ``split`` column) with CIs.
 
     Args:
-        table: :func:`dice_table` rows (``patient_id``, ``region``, ``dice``, optional
-            ``split``, ``reference_voxels``).
+        table: :func:`oncoflow.segmentation.dice.dice_table` rows (``patient_id``,
+            ``region``, ``dice``, optional ``split``, ``reference_voxels``).
         n_boot: Bootstrap replicates (whole patients resampled).
         seed: Bootstrap seed.
         alpha: 1 - confidence level.
@@ -134,7 +73,7 @@ def summarize_dice(
 
 
 def read_dice_table(path: Path) -> pd.DataFrame:
-    """A per-case Dice CSV (:func:`dice_table` columns, optional ``split``), ids as text.
+    """A per-case Dice CSV (``dice_table`` columns, optional ``split``), ids as text.
 
     Raises:
         ModelError: Missing or unreadable file, or missing columns (the file is named).

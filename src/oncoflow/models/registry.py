@@ -17,6 +17,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from torch import nn
@@ -41,11 +42,10 @@ def register_model(fn: F) -> F:
 @functools.cache
 def _import_model_modules() -> None:
     """Import every module of :mod:`oncoflow.models` once (each registers its models)."""
-    import oncoflow.models as package
-
-    for info in pkgutil.iter_modules(package.__path__):
+    package = __name__.rsplit(".", 1)[0]  # oncoflow.models, found by path: no import cycle
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name != "registry":
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{package}.{info.name}")
 
 
 def list_models() -> list[str]:
