@@ -67,8 +67,6 @@ def write_rtstruct(
     Returns:
         ``out_file``.
     """
-    from skimage.measure import find_contours  # local: heavy import, only needed here
-
     series = _read_series_headers(Path(series_dir))
     first = series[0]
     frame_uid = str(first.FrameOfReferenceUID)
@@ -78,10 +76,51 @@ def write_rtstruct(
     slice_pos = np.asarray(
         [np.dot([float(v) for v in ds.ImagePositionPatient], normal) for ds in series]
     )
-
-    origin, spacing, direction = _geometry(labels)
     arr = sitk.GetArrayFromImage(labels)
 
+    ds = _structure_set(first, phi=phi, seed=seed)
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(series)])
+    roi_seq = DicomSequence()
+    contour_seq = DicomSequence()
+    obs_seq = DicomSequence()
+    for number, (value, name) in enumerate(roi_names.items(), start=1):
+        roi = Dataset()
+        roi.ROINumber = number
+        roi.ReferencedFrameOfReferenceUID = frame_uid
+        roi.ROIName = name
+        roi.ROIGenerationAlgorithm = "MANUAL"
+        roi_seq.append(roi)
+
+        roi_contour = Dataset()
+        roi_contour.ROIDisplayColor = list(_ROI_COLOURS[(number - 1) % len(_ROI_COLOURS)])
+        roi_contour.ReferencedROINumber = number
+        roi_contour.ContourSequence = _trace(arr == value, labels, series, normal, slice_pos)
+        contour_seq.append(roi_contour)
+
+        obs = Dataset()
+        obs.ObservationNumber = number
+        obs.ReferencedROINumber = number
+        obs.RTROIInterpretedType = _interpreted_type(name)
+        obs.ROIInterpreter = ""
+        obs_seq.append(obs)
+    ds.StructureSetROISequence = roi_seq
+    ds.ROIContourSequence = contour_seq
+    ds.RTROIObservationsSequence = obs_seq
+    ds.ApprovalStatus = "UNAPPROVED"
+
+    out_file = Path(out_file)
+    _save(ds, out_file)
+    return out_file
+
+
+def _structure_set(first: Dataset, *, phi: FakePHI, seed: int) -> Dataset:
+    """Return the structure set's dataset with its study, series and structure set attributes.
+
+    Args:
+        first: Header of the first image of the referenced series (study UID, date and time).
+        phi: Fake identifying values.
+        seed: Makes the UIDs deterministic.
+    """
     sop_uid = _uid("rtstruct", seed, phi.patient_id, str(first.SeriesInstanceUID))
     ds = _base_dataset(
         sop_class=RTStructureSetStorage,
@@ -102,77 +141,74 @@ def write_rtstruct(
     ds.StructureSetDate = ds.StudyDate
     ds.StructureSetTime = "120000.000"
     ds.SeriesTime = "120000.000"
+    return ds
 
-    contour_images = DicomSequence()
-    for img in series:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = str(img.SOPClassUID)
-        ref.ReferencedSOPInstanceUID = str(img.SOPInstanceUID)
-        contour_images.append(ref)
+
+def _image_reference(image: Dataset) -> Dataset:
+    """Return a reference (SOP class and instance UIDs) to one image of the series."""
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = str(image.SOPClassUID)
+    ref.ReferencedSOPInstanceUID = str(image.SOPInstanceUID)
+    return ref
+
+
+def _referenced_frame(series: list[Dataset]) -> Dataset:
+    """Return the ReferencedFrameOfReferenceSequence item: frame -> study -> series -> images."""
+    first = series[0]
     rt_series = Dataset()
     rt_series.SeriesInstanceUID = str(first.SeriesInstanceUID)
-    rt_series.ContourImageSequence = contour_images
+    rt_series.ContourImageSequence = DicomSequence([_image_reference(img) for img in series])
     rt_study = Dataset()
     rt_study.ReferencedSOPClassUID = _DETACHED_STUDY_MANAGEMENT
     rt_study.ReferencedSOPInstanceUID = str(first.StudyInstanceUID)
     rt_study.RTReferencedSeriesSequence = DicomSequence([rt_series])
     frame = Dataset()
-    frame.FrameOfReferenceUID = frame_uid
+    frame.FrameOfReferenceUID = str(first.FrameOfReferenceUID)
     frame.RTReferencedStudySequence = DicomSequence([rt_study])
-    ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame])
+    return frame
 
-    roi_seq = DicomSequence()
-    contour_seq = DicomSequence()
-    obs_seq = DicomSequence()
-    for number, (value, name) in enumerate(roi_names.items(), start=1):
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = frame_uid
-        roi.ROIName = name
-        roi.ROIGenerationAlgorithm = "MANUAL"
-        roi_seq.append(roi)
 
-        contours = DicomSequence()
-        for k in range(arr.shape[0]):
-            mask = arr[k] == value
-            if not mask.any():
-                continue
-            padded = np.pad(mask.astype(np.float64), 1)
-            z_pos = float(np.dot(origin + direction @ (spacing * np.array([0, 0, k])), normal))
-            nearest = int(np.argmin(np.abs(slice_pos - z_pos)))
-            for poly in find_contours(padded, 0.5):
-                poly = poly[:-1] - 1.0  # closed: drop the repeated vertex; undo the padding
-                index = np.column_stack([poly[:, 1], poly[:, 0], np.full(len(poly), k)])
-                points = origin[None, :] + (index * spacing[None, :]) @ direction.T
-                item = Dataset()
-                img_ref = Dataset()
-                img_ref.ReferencedSOPClassUID = str(series[nearest].SOPClassUID)
-                img_ref.ReferencedSOPInstanceUID = str(series[nearest].SOPInstanceUID)
-                item.ContourImageSequence = DicomSequence([img_ref])
-                item.ContourGeometricType = "CLOSED_PLANAR"
-                item.NumberOfContourPoints = len(points)
-                item.ContourData = [f"{v:.4f}" for v in points.ravel()]
-                contours.append(item)
-        roi_contour = Dataset()
-        roi_contour.ROIDisplayColor = list(_ROI_COLOURS[(number - 1) % len(_ROI_COLOURS)])
-        roi_contour.ReferencedROINumber = number
-        roi_contour.ContourSequence = contours
-        contour_seq.append(roi_contour)
+def _trace(
+    mask: np.ndarray,
+    labels: sitk.Image,
+    series: list[Dataset],
+    normal: np.ndarray,
+    slice_pos: np.ndarray,
+) -> DicomSequence:
+    """Trace one ROI's mask into CLOSED_PLANAR contours, slice by slice.
 
-        obs = Dataset()
-        obs.ObservationNumber = number
-        obs.ReferencedROINumber = number
-        obs.RTROIInterpretedType = _interpreted_type(name)
-        obs.ROIInterpreter = ""
-        obs_seq.append(obs)
-    ds.StructureSetROISequence = roi_seq
-    ds.ROIContourSequence = contour_seq
-    ds.RTROIObservationsSequence = obs_seq
-    ds.ApprovalStatus = "UNAPPROVED"
+    Args:
+        mask: ``(z, y, x)`` bool mask of the ROI on the grid of ``labels``.
+        labels: The label map (its geometry maps voxel indices to patient coordinates).
+        series: The referenced image headers, sorted along the slice normal.
+        normal: The slice normal of the series.
+        slice_pos: Position of each image of ``series`` along ``normal`` (mm).
 
-    out_file = Path(out_file)
-    _save(ds, out_file)
-    return out_file
+    Returns:
+        The ContourSequence: one item per island and per hole of each slice, each referencing
+        the image nearest to its slice.
+    """
+    from skimage.measure import find_contours  # local: heavy import, only needed here
+
+    origin, spacing, direction = _geometry(labels)
+    contours = DicomSequence()
+    for k in range(mask.shape[0]):
+        if not mask[k].any():
+            continue
+        padded = np.pad(mask[k].astype(np.float64), 1)
+        z_pos = float(np.dot(origin + direction @ (spacing * np.array([0, 0, k])), normal))
+        nearest = int(np.argmin(np.abs(slice_pos - z_pos)))
+        for poly in find_contours(padded, 0.5):
+            poly = poly[:-1] - 1.0  # closed: drop the repeated vertex; undo the padding
+            index = np.column_stack([poly[:, 1], poly[:, 0], np.full(len(poly), k)])
+            points = origin[None, :] + (index * spacing[None, :]) @ direction.T
+            item = Dataset()
+            item.ContourImageSequence = DicomSequence([_image_reference(series[nearest])])
+            item.ContourGeometricType = "CLOSED_PLANAR"
+            item.NumberOfContourPoints = len(points)
+            item.ContourData = [f"{v:.4f}" for v in points.ravel()]
+            contours.append(item)
+    return contours
 
 
 def _read_series_headers(series_dir: Path) -> list[Dataset]:

@@ -111,6 +111,18 @@ def _resample_at(
     return out
 
 
+def _add_series(
+    ds: Dataset, *, series_uid: str, series_number: int, instance: int, frame_uid: str
+) -> None:
+    """Fill the series, instance and frame of reference attributes of one slice."""
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = instance
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = ""
+
+
 # --------------------------------------------------------------------------------------------------
 # CT
 
@@ -156,10 +168,7 @@ def write_ct_series(
     positions = _slice_positions(origin, spacing, direction, n_slices, slice_positions_mm)
     hu = sitk.GetArrayFromImage(image).astype(np.float64)
     if gantry_tilt_deg:
-        normal = direction[:, 2]
-        along = (positions - positions[0]) @ normal
-        shift = along * np.tan(np.deg2rad(gantry_tilt_deg))
-        positions = positions + shift[:, None] * direction[:, 1][None, :]
+        positions = _tilt_positions(positions, direction, gantry_tilt_deg)
         hu = _resample_at(image, positions, direction, _CT_INTERCEPT)
 
     stored = np.clip(np.rint(hu - _CT_INTERCEPT), -32768, 32767).astype(np.int16)
@@ -169,40 +178,30 @@ def write_ct_series(
     names = _file_names(rng, n_slices)
     paths = [out_dir / names[k] for k in range(n_slices)]
     series_number = 2 + int(rng.integers(0, 7))
+    thickness = spacing[2] if slice_positions_mm is None else _median_step(positions)
 
     for k in rng.permutation(n_slices):
-        sop_uid = _uid("sop", series_uid, int(k))
         ds = _base_dataset(
             sop_class=CTImageStorage,
-            sop_instance=sop_uid,
+            sop_instance=_uid("sop", series_uid, int(k)),
             modality="CT",
             phi=phi,
             seed=seed,
             study_time="101500.000",
         )
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SeriesTime = "102000.000"
-        ds.AcquisitionTime = "102000.000"
-        ds.ContentTime = "102000.000"
-        ds.SeriesDescription = series_description
-        ds.BodyPartExamined = "CHEST"
-        ds.ScanOptions = "HELICAL MODE"
-        ds.KVP = "120"
-        ds.DataCollectionDiameter = "500"
-        ds.ReconstructionDiameter = _ds(max(n_cols * spacing[0], n_rows * spacing[1]))
-        ds.GantryDetectorTilt = _ds(gantry_tilt_deg)
-        ds.TableHeight = "160"
-        ds.RotationDirection = "CW"
-        ds.ExposureTime = "500"
-        ds.XRayTubeCurrent = "200"
-        ds.ConvolutionKernel = "STANDARD"
-        ds.PatientPosition = "HFS"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.AcquisitionNumber = 1
-        ds.InstanceNumber = int(k) + 1
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
+        _add_ct_acquisition(
+            ds,
+            series_description=series_description,
+            gantry_tilt_deg=gantry_tilt_deg,
+            field_of_view_mm=max(n_cols * spacing[0], n_rows * spacing[1]),
+        )
+        _add_series(
+            ds,
+            series_uid=series_uid,
+            series_number=series_number,
+            instance=int(k) + 1,
+            frame_uid=frame_uid,
+        )
         _add_image_plane(
             ds,
             position=positions[k],
@@ -210,7 +209,7 @@ def write_ct_series(
             spacing=spacing,
             rows=n_rows,
             columns=n_cols,
-            thickness=spacing[2] if slice_positions_mm is None else _median_step(positions),
+            thickness=thickness,
         )
         ds.RescaleIntercept = _ds(_CT_INTERCEPT)
         ds.RescaleSlope = "1"
@@ -220,6 +219,37 @@ def write_ct_series(
         ds.PixelData = stored[k].tobytes()
         _save(ds, paths[k])
     return paths
+
+
+def _tilt_positions(positions: np.ndarray, direction: np.ndarray, tilt_deg: float) -> np.ndarray:
+    """Shear slice positions like a tilted gantry: shift along y by ``(z_k - z_0) tan(tilt)``."""
+    normal = direction[:, 2]
+    along = (positions - positions[0]) @ normal
+    shift = along * np.tan(np.deg2rad(tilt_deg))
+    return positions + shift[:, None] * direction[:, 1][None, :]
+
+
+def _add_ct_acquisition(
+    ds: Dataset, *, series_description: str, gantry_tilt_deg: float, field_of_view_mm: float
+) -> None:
+    """Fill the CT series and acquisition attributes of one slice (times, scanner settings)."""
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SeriesTime = "102000.000"
+    ds.AcquisitionTime = "102000.000"
+    ds.ContentTime = "102000.000"
+    ds.SeriesDescription = series_description
+    ds.BodyPartExamined = "CHEST"
+    ds.ScanOptions = "HELICAL MODE"
+    ds.KVP = "120"
+    ds.DataCollectionDiameter = "500"
+    ds.ReconstructionDiameter = _ds(field_of_view_mm)
+    ds.GantryDetectorTilt = _ds(gantry_tilt_deg)
+    ds.TableHeight = "160"
+    ds.RotationDirection = "CW"
+    ds.ExposureTime = "500"
+    ds.XRayTubeCurrent = "200"
+    ds.ConvolutionKernel = "STANDARD"
+    ds.PatientPosition = "HFS"
 
 
 def _median_step(positions: np.ndarray) -> float:
@@ -288,11 +318,7 @@ def write_pet_series(
     origin, spacing, direction = _geometry(suv)
     n_cols, n_rows, n_slices = suv.GetSize()
     positions = _slice_positions(origin, spacing, direction, n_slices, None)
-
-    dt = _seconds(series_time) - _seconds(injection_time)
-    after_midnight = dt < 0
-    if after_midnight:
-        dt += 86400.0
+    dt, after_midnight = _uptake_time(injection_time, series_time)
     decayed_dose = injected_dose_bq * 2.0 ** (-dt / half_life_s)
     activity = sitk.GetArrayFromImage(suv).astype(np.float64) * decayed_dose / (weight_kg * 1000.0)
 
@@ -302,14 +328,11 @@ def write_pet_series(
     names = _file_names(rng, n_slices)
     paths = [out_dir / names[k] for k in range(n_slices)]
     series_date = _study_date(seed)
+    injection_date = _injection_date(series_date, after_midnight) if start_datetime else None
     omit = set(omit_tags)
 
     for k in rng.permutation(n_slices):
-        peak = float(np.max(np.abs(activity[k])))
-        slope_text = _ds(peak / _PET_MAX_STORED if peak > 0 else 1.0)
-        slope = float(slope_text)
-        stored = np.clip(np.rint(activity[k] / slope), -32768, 32767).astype(np.int16)
-
+        stored, slope_text = _stored_pet_slice(activity[k])
         ds = _base_dataset(
             sop_class=PositronEmissionTomographyImageStorage,
             sop_instance=_uid("sop", series_uid, int(k)),
@@ -318,21 +341,10 @@ def write_pet_series(
             seed=seed,
             study_time="101500.000",
         )
-        ds.ImageType = ["ORIGINAL", "PRIMARY"]
-        ds.SeriesTime = series_time
-        ds.AcquisitionTime = series_time
-        ds.ContentTime = series_time
-        ds.SeriesDescription = "PET WB AC"
-        ds.BodyPartExamined = "WHOLEBODY"
-        ds.PatientWeight = _ds(weight_kg)
-        ds.PatientSize = "1.68"
-        ds.PatientPosition = "FFS"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = 600
-        ds.AcquisitionNumber = 1
-        ds.InstanceNumber = int(k) + 1
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
+        _add_pet_acquisition(ds, series_time=series_time, weight_kg=weight_kg)
+        _add_series(
+            ds, series_uid=series_uid, series_number=600, instance=int(k) + 1, frame_uid=frame_uid
+        )
         _add_image_plane(
             ds,
             position=positions[k],
@@ -342,40 +354,13 @@ def write_pet_series(
             columns=n_cols,
             thickness=spacing[2],
         )
-        ds.RescaleIntercept = "0"
-        ds.RescaleSlope = slope_text
-        ds.RescaleType = "BQML"
-        # PET series / isotope / image modules
-        ds.SeriesType = ["WHOLE BODY", "IMAGE"]
-        ds.Units = "BQML"
-        ds.CountsSource = "EMISSION"
-        ds.CorrectedImage = ["DECY", "ATTN", "SCAT", "DTIM", "RAN", "NORM"]
-        ds.DecayCorrection = "START"
-        ds.RandomsCorrectionMethod = "DLYD"
-        ds.AttenuationCorrectionMethod = "CT"
-        ds.ReconstructionMethod = "OSEM"
-        ds.NumberOfSlices = n_slices
-        ds.ImageIndex = int(k) + 1
-        ds.FrameReferenceTime = "0"
-        ds.ActualFrameDuration = 180000
-        ds.DecayFactor = "1"
-        ds.DoseCalibrationFactor = "1"
-        item = Dataset()
-        item.Radiopharmaceutical = "Fluorodeoxyglucose"
-        item.RadiopharmaceuticalStartTime = injection_time
-        if start_datetime:
-            day = _dt.datetime.strptime(series_date, "%Y%m%d").date()
-            if after_midnight:
-                day -= _dt.timedelta(days=1)
-            item.RadiopharmaceuticalStartDateTime = day.strftime("%Y%m%d") + injection_time
-        item.RadionuclideTotalDose = _ds(injected_dose_bq)
-        item.RadionuclideHalfLife = _ds(half_life_s)
-        item.RadionuclidePositronFraction = "0.9673"
-        code = Dataset()
-        code.CodeValue = "C-111A1"
-        code.CodingSchemeDesignator = "SRT"
-        code.CodeMeaning = "^18^Fluorine"
-        item.RadionuclideCodeSequence = DicomSequence([code])
+        _add_pet_image(ds, slope_text=slope_text, n_slices=n_slices, index=int(k) + 1)
+        item = _radiopharmaceutical(
+            injection_time=injection_time,
+            injection_date=injection_date,
+            injected_dose_bq=injected_dose_bq,
+            half_life_s=half_life_s,
+        )
         ds.RadiopharmaceuticalInformationSequence = DicomSequence([item])
         ds.AcquisitionDate = series_date
         for keyword in omit:
@@ -386,3 +371,97 @@ def write_pet_series(
         ds.PixelData = stored.tobytes()
         _save(ds, paths[k])
     return paths
+
+
+def _uptake_time(injection_time: str, series_time: str) -> tuple[float, bool]:
+    """Return ``(dt, after_midnight)``, the seconds from injection to series start.
+
+    A series time earlier in the day than the injection is taken to be on the next day.
+    """
+    dt = _seconds(series_time) - _seconds(injection_time)
+    after_midnight = dt < 0
+    if after_midnight:
+        dt += 86400.0
+    return dt, after_midnight
+
+
+def _injection_date(series_date: str, after_midnight: bool) -> str:
+    """Return the injection date ``YYYYMMDD``: the series date, or the day before it."""
+    day = _dt.datetime.strptime(series_date, "%Y%m%d").date()
+    if after_midnight:
+        day -= _dt.timedelta(days=1)
+    return day.strftime("%Y%m%d")
+
+
+def _stored_pet_slice(activity: np.ndarray) -> tuple[np.ndarray, str]:
+    """Return one slice as int16 and its RescaleSlope text (slice maximum / 32000)."""
+    peak = float(np.max(np.abs(activity)))
+    slope_text = _ds(peak / _PET_MAX_STORED if peak > 0 else 1.0)
+    slope = float(slope_text)
+    stored = np.clip(np.rint(activity / slope), -32768, 32767).astype(np.int16)
+    return stored, slope_text
+
+
+def _add_pet_acquisition(ds: Dataset, *, series_time: str, weight_kg: float) -> None:
+    """Fill the PET series, acquisition and patient study attributes of one slice."""
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SeriesTime = series_time
+    ds.AcquisitionTime = series_time
+    ds.ContentTime = series_time
+    ds.SeriesDescription = "PET WB AC"
+    ds.BodyPartExamined = "WHOLEBODY"
+    ds.PatientWeight = _ds(weight_kg)
+    ds.PatientSize = "1.68"
+    ds.PatientPosition = "FFS"
+
+
+def _add_pet_image(ds: Dataset, *, slope_text: str, n_slices: int, index: int) -> None:
+    """Fill the rescale and the PET series / image module attributes (BQML, decay to START)."""
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = slope_text
+    ds.RescaleType = "BQML"
+    ds.SeriesType = ["WHOLE BODY", "IMAGE"]
+    ds.Units = "BQML"
+    ds.CountsSource = "EMISSION"
+    ds.CorrectedImage = ["DECY", "ATTN", "SCAT", "DTIM", "RAN", "NORM"]
+    ds.DecayCorrection = "START"
+    ds.RandomsCorrectionMethod = "DLYD"
+    ds.AttenuationCorrectionMethod = "CT"
+    ds.ReconstructionMethod = "OSEM"
+    ds.NumberOfSlices = n_slices
+    ds.ImageIndex = index
+    ds.FrameReferenceTime = "0"
+    ds.ActualFrameDuration = 180000
+    ds.DecayFactor = "1"
+    ds.DoseCalibrationFactor = "1"
+
+
+def _radiopharmaceutical(
+    *,
+    injection_time: str,
+    injection_date: str | None,
+    injected_dose_bq: float,
+    half_life_s: float,
+) -> Dataset:
+    """Return the RadiopharmaceuticalInformationSequence item (F-18 FDG).
+
+    Args:
+        injection_time: RadiopharmaceuticalStartTime (TM).
+        injection_date: With it, RadiopharmaceuticalStartDateTime is also written.
+        injected_dose_bq: RadionuclideTotalDose (Bq).
+        half_life_s: RadionuclideHalfLife (s).
+    """
+    item = Dataset()
+    item.Radiopharmaceutical = "Fluorodeoxyglucose"
+    item.RadiopharmaceuticalStartTime = injection_time
+    if injection_date is not None:
+        item.RadiopharmaceuticalStartDateTime = injection_date + injection_time
+    item.RadionuclideTotalDose = _ds(injected_dose_bq)
+    item.RadionuclideHalfLife = _ds(half_life_s)
+    item.RadionuclidePositronFraction = "0.9673"
+    code = Dataset()
+    code.CodeValue = "C-111A1"
+    code.CodingSchemeDesignator = "SRT"
+    code.CodeMeaning = "^18^Fluorine"
+    item.RadionuclideCodeSequence = DicomSequence([code])
+    return item
