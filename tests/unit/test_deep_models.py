@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from oncoflow.deep import train_mmdls, train_pancreas
+from oncoflow.deep import mmdls_heads, mmdls_tabular, train_pancreas
 from oncoflow.deep.data import (
     TabularEncoder,
     fold_patients,
@@ -709,18 +709,18 @@ def test_heads_read_their_declared_columns_only() -> None:
 
 def test_head_layout_names_columns_and_refuses_unknown_ones() -> None:
     encoded = ["age", "sex=M", "smoking=former", "smoking=never", "pet:pet__SUVmax"]
-    columns, image = train_mmdls.head_layout(
+    columns, image = mmdls_heads.head_layout(
         {"stage": {"columns": ["pet:pet__SUVmax", "smoking"], "image": False, "refit": True}},
         encoded,
     )
     assert columns == {"stage": [2, 3, 4]}  # a text column stands for its one-hot columns
     assert image == {"stage": False}
     with pytest.raises(ModelError, match=r"pet:SUVmax not in the tabular vector.*age"):
-        train_mmdls.head_layout({"stage": {"columns": ["pet:SUVmax"]}}, encoded)
+        mmdls_heads.head_layout({"stage": {"columns": ["pet:SUVmax"]}}, encoded)
     with pytest.raises(ModelError, match="refit is for histology and stage only"):
-        train_mmdls.head_layout({"os": {"refit": True}}, encoded)
+        mmdls_heads.head_layout({"os": {"refit": True}}, encoded)
     with pytest.raises(ModelError, match="unknown head 'grade'"):
-        train_mmdls.head_layout({"grade": {}}, encoded)
+        mmdls_heads.head_layout({"grade": {}}, encoded)
 
 
 def test_refit_head_equals_logistic_regression_with_inner_chosen_penalty() -> None:
@@ -800,7 +800,7 @@ def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() ->
     }
     sites = {p: p[1] for f in frames.values() for p in f.index}
     inputs = type("Inputs", (), {"sites": sites})()
-    out = train_mmdls._harmonized(inputs, frames, IMAGE_COLUMNS)
+    out = mmdls_tabular.harmonized(inputs, frames, IMAGE_COLUMNS)
     pd.testing.assert_series_equal(out["out"]["age"], frames["out"]["age"])
     for column in ("radiomics:x", "core:y"):
         means = {
@@ -815,11 +815,11 @@ def test_mm_dls_combat_fits_on_training_sites_and_estimates_the_unseen_site() ->
         assert abs(means["b"] - means["a"]) < 0.8 < abs(raw["b"] - raw["a"])
     # the fit sees train + inner only: other held-out values do not move the training rows
     moved = {**frames, "out": frames["out"] + 100.0}
-    again = train_mmdls._harmonized(inputs, moved, IMAGE_COLUMNS)
+    again = mmdls_tabular.harmonized(inputs, moved, IMAGE_COLUMNS)
     pd.testing.assert_frame_equal(again["train"], out["train"])
     # one training site: nothing to harmonise
     single = {k: f[[p[1] != "b" for p in f.index]] for k, f in frames.items()}
-    assert train_mmdls._harmonized(inputs, single, IMAGE_COLUMNS)["train"].equals(single["train"])
+    assert mmdls_tabular.harmonized(inputs, single, IMAGE_COLUMNS)["train"].equals(single["train"])
 
 
 @pytest.mark.parametrize("name", ["resnet10", "resnet18", "resnet34"])

@@ -3,7 +3,7 @@
 Reads CT and PET lesion crops, the converted CT (its lung/lesion segmentor), the radiomics and
 PET feature tables and the clinical columns; predicts histology (binary), stage (multi-class),
 DFS and OS (survival at ``evaluate.horizons_days``). The inner split is stratified by
-``os_event``. Trainer: :mod:`oncoflow.deep.train_mmdls`.
+``os_event``. Trainer: :class:`oncoflow.deep.train_mmdls.MMDLSTask`.
 """
 
 from oncoflow.studies.recipe import Recipe
@@ -13,7 +13,7 @@ RECIPE = Recipe(
     summary="MM-DLS: multi-task CT + PET network (histology, stage, DFS, OS)",
     family="deep",
     models=("mm_dls",),
-    trainer="oncoflow.deep.train_mmdls:train_fold",
+    trainer="oncoflow.deep.train_mmdls:MMDLSTask",
     settings="oncoflow.deep.train_mmdls:MMDLSSettings",
     inherits=("stems", "clinical", "horizons"),
     strata="os_event",

@@ -1,0 +1,119 @@
+"""MM-DLS heads: which tabular columns each head reads, and the refit of a head after training.
+
+A head (``histology``, ``stage``, ``dfs``, ``os``) reads the fused image vector and/or a subset
+of the tabular vector (:func:`head_layout`). A ``refit`` head (histology, stage) reads every input
+while the network trains, so its task shapes the shared encoder; after training
+(:func:`refit_heads`) it is replaced by a penalised logistic regression on its declared inputs of
+the frozen network, its penalty ``C`` chosen by the inner patients' log-loss
+(:func:`~oncoflow.models.mm_dls.refit_linear_head`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from oncoflow.errors import ModelError
+from oncoflow.models.mm_dls import HEADS, MMDLS, refit_linear_head
+
+log = logging.getLogger(__name__)
+
+REFITTABLE: tuple[str, ...] = ("histology", "stage")
+"""The heads a logistic refit can replace (the classification heads)."""
+
+
+def head_layout(
+    heads: Mapping[str, Mapping[str, Any]], encoded: Sequence[str]
+) -> tuple[dict[str, list[int]], dict[str, bool]]:
+    """Column indices and image flag of each head from the ``heads`` settings.
+
+    Args:
+        heads: :attr:`~oncoflow.deep.train_mmdls.MMDLSSettings.heads`.
+        encoded: The encoded column names (:attr:`TabularEncoder.columns_`; a one-hot column
+            is ``<column>=<category>``).
+
+    Returns:
+        (``{head: indices into the tabular vector}`` for heads with ``columns``,
+        ``{head: reads the image vector}``).
+
+    Raises:
+        ModelError: An unknown head or key, ``refit`` on a survival head, or a column that is
+            not in the tabular vector (the known names are listed).
+    """
+    columns: dict[str, list[int]] = {}
+    image: dict[str, bool] = {}
+    for head, spec in heads.items():
+        if head not in HEADS:
+            msg = f"mm_dls heads: unknown head {head!r} (heads: {', '.join(HEADS)})"
+            raise ModelError(msg)
+        extra = sorted(set(spec) - {"columns", "image", "refit"})
+        if extra:
+            msg = f"mm_dls heads.{head}: unknown key(s) {', '.join(extra)}"
+            raise ModelError(msg)
+        if spec.get("refit") and head not in REFITTABLE:
+            msg = f"mm_dls heads.{head}: refit is for {' and '.join(REFITTABLE)} only"
+            raise ModelError(msg)
+        image[head] = bool(spec.get("image", True))
+        if spec.get("columns") is None:
+            continue
+        base = [c.split("=", 1)[0] if c not in spec["columns"] else c for c in encoded]
+        missing = [c for c in spec["columns"] if c not in base]
+        if missing:
+            known = ", ".join(sorted({b for b in base if "=" not in b})[:40])
+            msg = (
+                f"mm_dls heads.{head}.columns: {', '.join(missing)} not in the tabular vector "
+                f"(known: {known}, ...)"
+            )
+            raise ModelError(msg)
+        columns[head] = [i for i, c in enumerate(base) if c in spec["columns"]]
+    return columns, image
+
+
+def refit_heads(
+    model: MMDLS,
+    heads: Sequence[str],
+    layout: tuple[Mapping[str, list[int]], Mapping[str, bool]],
+    head_inputs: Callable[[str], dict[str, np.ndarray]],
+    labels: Mapping[str, Mapping[str, np.ndarray]],
+    stage_weight: np.ndarray,
+) -> dict[str, dict[str, Any]]:
+    """Replace each ``refit`` head of the trained (eval-mode) network by its logistic model.
+
+    Per head, in order: the head gets its declared inputs (:meth:`MMDLS.declare_head`, a fresh
+    layer), the frozen network's inputs to it are computed for the ``train`` and ``inner``
+    patients, and :func:`~oncoflow.models.mm_dls.refit_linear_head` fits it on ``train``
+    (``stage``: class weights ``stage_weight``), choosing ``C`` on ``inner``.
+
+    Args:
+        model: The trained MM-DLS network.
+        heads: The heads to refit (of :data:`REFITTABLE`).
+        layout: :func:`head_layout` of the settings (columns, image flag per head).
+        head_inputs: ``group -> {head: inputs of that head}`` for ``train`` and ``inner``.
+        labels: ``group -> targets`` (``histology``, ``stage``) of ``train`` and ``inner``.
+        stage_weight: Stage class weights ``N / (K n_c)`` of the training patients.
+
+    Returns:
+        ``{head: refit summary}`` (chosen ``C``, inner log-loss, rows used).
+    """
+    columns, image = layout
+    refits = {}
+    for head in heads:
+        model.declare_head(head, columns.get(head), image.get(head, True))
+        x = {g: head_inputs(g)[head] for g in ("train", "inner")}
+        refits[head] = refit_linear_head(
+            getattr(model, head),
+            x["train"],
+            labels["train"][head],
+            x["inner"],
+            labels["inner"][head],
+            sample_weight=stage_weight if head == "stage" else None,
+        )
+        log.info(
+            "%s head refit: C %g, inner log-loss %.3f",
+            head,
+            *map(refits[head].get, ("C", "inner_log_loss")),
+        )
+    return refits
