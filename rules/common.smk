@@ -23,6 +23,7 @@ from oncoflow.demo import plan_cohort  # noqa: E402
 from oncoflow.errors import ConfigError  # noqa: E402
 from oncoflow.studies import recipe_for  # noqa: E402
 from oncoflow import dag  # noqa: E402
+from oncoflow.batch import items_argument, plan_batches  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402
 
 # at most one pending re-evaluation timer in Snakemake's scheduling loop (see the module)
@@ -261,13 +262,8 @@ TRAIN_THREADS = config["train_threads"]
 
 @cache
 def _batches(study):
-    """The study's patients in sorted order, cut into ceil(n / batch.patients) chunks of equal
-    size (+-1): the same chunks for every per-patient stage, so lesion batch n reads conversion
-    batch n's staging folder."""
-    patients = sorted(IMAGES[study]["patient_id"].unique())
-    n = -(-len(patients) // BATCH_PATIENTS)
-    bounds = [i * len(patients) // n for i in range(n + 1)]
-    return [patients[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    """The study's patients in batch.patients chunks (oncoflow.batch.plan_batches)."""
+    return plan_batches(IMAGES[study]["patient_id"].unique(), BATCH_PATIENTS)
 
 
 @cache
@@ -290,7 +286,7 @@ def _batch_patients(wildcards, patients):
 
 
 def _items_json(items):
-    return shlex.quote(json.dumps([{"key": k, "argv": list(map(str, a))} for k, a in items]))
+    return shlex.quote(items_argument(items))
 
 
 def batch_numbers(study, patients):
@@ -377,7 +373,7 @@ def roi_batch_converted(source):
 
 def roi_key(patient, tp, stem, label):
     """Item key of one ROI: its path stem under the batch (and under features/<source>/)."""
-    return f"{patient}/{tp}_{stem}_label{label}"
+    return dag.fill(dag.ROI_ITEM, patient=patient, tp=tp, stem=stem, label=label)
 
 
 def radiomics_batch_items(wildcards, input, output):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import logging
 import sys
@@ -73,6 +74,36 @@ class BatchItem:
             msg = f"batch item key {key!r} must be a relative path inside the batch folder"
             raise OncoflowError(msg)
         return cls(key=key, argv=[str(a) for a in argv])
+
+
+def plan_batches(patients: Sequence[str], size: int) -> list[list[str]]:
+    """Cut sorted ``patients`` into ``n = ceil(len / size)`` chunks of equal size (+-1).
+
+    Chunk ``i`` holds ``patients[i * N // n : (i + 1) * N // n]`` (``N`` patients). Every
+    per-patient stage of a study uses the same chunks, so lesion batch ``i`` reads conversion
+    batch ``i``'s staging folder.
+
+    Raises:
+        ValueError: ``size`` below 1.
+    """
+    if size < 1:
+        msg = f"batch size must be >= 1, not {size}"
+        raise ValueError(msg)
+    ordered = sorted(patients)
+    if not ordered:
+        return []
+    n = -(-len(ordered) // size)
+    bounds = [i * len(ordered) // n for i in range(n + 1)]
+    return [ordered[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def items_argument(items: Iterator[tuple[str, Sequence[Any]]] | Sequence[Any]) -> str:
+    """The ``--items`` JSON of ``scripts/run_batch.py``: ``[{"key": ..., "argv": [...]}, ...]``.
+
+    Args:
+        items: ``(key, argv)`` pairs; argument values are written as text.
+    """
+    return json.dumps([{"key": key, "argv": [str(a) for a in argv]} for key, argv in items])
 
 
 @contextlib.contextmanager

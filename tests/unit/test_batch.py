@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from oncoflow import batch
 from oncoflow.batch import BatchItem, folder_index, run_batch, script_main
 from oncoflow.errors import OncoflowError
 
@@ -120,3 +121,18 @@ def test_publish_links_outputs_or_fails_with_the_items_error(tmp_path):
     missing = _publish(tmp_path, staging, "A", tmp_path / "l.log", "A/none", tmp_path / "o")
     assert missing.returncode == 1
     assert "left no output for A" in missing.stderr
+
+
+def test_plan_batches_cuts_sorted_patients_into_equal_chunks():
+    patients = [f"P{i:02d}" for i in range(10)][::-1]
+    chunks = batch.plan_batches(patients, 4)
+    assert chunks == [["P00", "P01", "P02"], ["P03", "P04", "P05"], ["P06", "P07", "P08", "P09"]]
+    assert batch.plan_batches(patients, 50) == [sorted(patients)]
+    assert batch.plan_batches([], 3) == []
+    with pytest.raises(ValueError, match="batch size must be >= 1"):
+        batch.plan_batches(patients, 0)
+
+
+def test_items_argument_is_the_json_run_batch_reads():
+    text = batch.items_argument([("P1", ["--out", Path("x/P1"), "--seed", 3])])
+    assert json.loads(text) == [{"key": "P1", "argv": ["--out", "x/P1", "--seed", "3"]}]
