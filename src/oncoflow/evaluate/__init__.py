@@ -14,8 +14,7 @@ bootstrap intervals); this package calls them. Paired model comparisons (C-index
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from oncoflow._lazy import lazy_exports
 
 # The names below are loaded on first use (PEP 562): importing one submodule, e.g.
 # ``oncoflow.evaluate.compare``, must not import scikit-learn (~2 s) through the binary evaluator.
@@ -31,15 +30,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS, key=str.lower)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,10 +10,11 @@
 * :mod:`oncoflow.metrics.bootstrap`: patient-level (and two-stage patient x run) percentile
   bootstrap intervals and means over runs.
 
-This package imports numpy, scipy, lifelines (lazily, for the log-rank test) and
-:mod:`oncoflow.errors`, nothing else from oncoflow; every other package computes its metrics by
-calling it. Where a metric is not a call into scikit-learn, scikit-survival or lifelines, its
-docstring says why, and ``tests/unit/test_metrics.py`` checks it equal to them on shared cases.
+This package imports numpy, scipy, lifelines (lazily, for the log-rank test),
+:mod:`oncoflow.errors` and :mod:`oncoflow._lazy` (its lazy exports), nothing else from oncoflow;
+every other package computes its metrics by calling it. Where a metric is not a call into
+scikit-learn, scikit-survival or lifelines, its docstring says why, and
+``tests/unit/test_metrics.py`` checks it equal to them on shared cases.
 
 Example:
     >>> import numpy as np
@@ -26,8 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from oncoflow._lazy import lazy_exports
 
 # The names below are loaded on first use (PEP 562): a training job that imports one submodule
 # (e.g. ``oncoflow.metrics.classification`` for its epoch AUC) imports nothing else.
@@ -73,15 +73,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS, key=str.lower)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
