@@ -134,53 +134,21 @@ def fit(
     """
     use_amp = settings.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    start, best, best_epoch, best_state, waited = 1, None, 0, None, 0
+    run = _Run()
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])  # noqa: NPY002 - restore the global stream
-        start, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
-        best_state, waited = state["best_state"], state["waited"]
-        if history is not None:
-            history.rows = list(state["history"])
-        log.info("resuming after epoch %d (best %s at epoch %d)", state["epoch"], best, best_epoch)
+        run = _resume(state, model, optimizer, scheduler, scaler, history)
     stopped = False
-    epoch = start - 1
+    epoch = run.start - 1
     # one line per epoch at most every 10 s (history.csv has every epoch), with time left
-    progress = Progress(settings.epochs, "epoch", logger=log, every_s=10.0, first=start - 1)
-    for epoch in range(start, settings.epochs + 1):
-        if waited >= settings.patience > 0:
+    progress = Progress(settings.epochs, "epoch", logger=log, every_s=10.0, first=run.start - 1)
+    for epoch in range(run.start, settings.epochs + 1):
+        if run.waited >= settings.patience > 0:
             stopped = True
             epoch -= 1
             break
-        model.train()
-        losses = []
-        for batch in train_batches(epoch, epoch_generator(settings.seed, epoch)):
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                msg = f"epoch {epoch}: the training loss is {loss.item()}"
-                raise ModelError(msg)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            losses.append(float(loss.detach()))
+        batches = train_batches(epoch, epoch_generator(settings.seed, epoch))
+        losses = _train_epoch(model, optimizer, batches, loss_fn, settings, device, scaler, epoch)
         if scheduler is not None:
             scheduler.step()
         model.eval()
@@ -190,15 +158,15 @@ def fit(
             msg = f"validation returned {sorted(values)}, not the monitored {monitor!r}"
             raise ModelError(msg)
         score = float(values[monitor])
-        if _improved(score, best, settings):
-            best, best_epoch, waited = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+        if _improved(score, run.best, settings):
+            run.best, run.best_epoch, run.waited = score, epoch, 0
+            run.best_state = copy.deepcopy(model.state_dict())
         else:
-            waited += 1
+            run.waited += 1
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan}
         row.update({f"val_{k}": float(v) for k, v in values.items()})
         row["lr"] = float(optimizer.param_groups[0]["lr"])
-        row["best"] = epoch == best_epoch
+        row["best"] = epoch == run.best_epoch
         if history is not None:
             history.log(**row)
             history.write()
@@ -208,27 +176,122 @@ def fit(
             + (" (best)" if row["best"] else ""),
         )
         if checkpoint is not None:
-            checkpoint.save(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": np.random.get_state(),  # noqa: NPY002 - global stream
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "waited": waited,
-                    "history": list(history.rows) if history is not None else [],
-                    "settings": asdict(settings),
-                }
-            )
+            parts = (model, optimizer, scheduler, scaler, history)
+            checkpoint.save(_resume_state(epoch, run, parts, settings))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
-    if best_state is None:
+    if run.best_state is None:
         msg = f"no epoch gave a finite validation {monitor}"
         raise ModelError(msg)
-    model.load_state_dict(best_state)
-    return FitResult(best_epoch, float(best), epoch, stopped)
+    model.load_state_dict(run.best_state)
+    return FitResult(run.best_epoch, float(run.best), epoch, stopped)
+
+
+@dataclass
+class _Run:
+    """Selection state of a run: first epoch to train, best score / epoch / weights, waited."""
+
+    start: int = 1
+    best: float | None = None
+    best_epoch: int = 0
+    best_state: dict[str, Any] | None = None
+    waited: int = 0
+
+
+def _resume(
+    state: Mapping[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    history: History | None,
+) -> _Run:
+    """Load a resume file's weights, optimiser, scheduler, scaler, RNG and history in place."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])  # noqa: NPY002 - restore the global stream
+    if history is not None:
+        history.rows = list(state["history"])
+    log.info(
+        "resuming after epoch %d (best %s at epoch %d)",
+        state["epoch"],
+        state["best"],
+        state["best_epoch"],
+    )
+    return _Run(
+        state["epoch"] + 1, state["best"], state["best_epoch"], state["best_state"], state["waited"]
+    )
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Any],
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    settings: FitSettings,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None,
+    epoch: int,
+) -> list[float]:
+    """One pass over the training batches (AMP when ``scaler``); the batches' losses.
+
+    Raises:
+        ModelError: A batch's loss is not finite.
+    """
+    model.train()
+    losses = []
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=scaler is not None):
+            loss = loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            msg = f"epoch {epoch}: the training loss is {loss.item()}"
+            raise ModelError(msg)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _resume_state(
+    epoch: int, run: _Run, parts: tuple[Any, ...], settings: FitSettings
+) -> dict[str, Any]:
+    """The resume file's content after ``epoch``: weights, optimiser, RNG, selection, history.
+
+    Args:
+        epoch: The finished epoch.
+        run: The selection state.
+        parts: ``(model, optimizer, scheduler or None, scaler or None, history or None)``.
+        settings: The loop's settings.
+    """
+    model, optimizer, scheduler, scaler, history = parts
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),  # noqa: NPY002 - global stream
+        "best": run.best,
+        "best_epoch": run.best_epoch,
+        "best_state": run.best_state,
+        "waited": run.waited,
+        "history": list(history.rows) if history is not None else [],
+        "settings": asdict(settings),
+    }
