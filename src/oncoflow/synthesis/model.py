@@ -130,6 +130,18 @@ def train_ddpm(
 ) -> tuple[UNet3D, list[dict[str, Any]]]:
     """Train on the given cases (training patients only) and return the EMA model.
 
+    This is a step loop of its own, not :func:`oncoflow.train.loop.fit` (the epoch loop the
+    deep fold tasks share), because the two differ in what defines them: ``fit`` keeps the
+    epoch with the best validation score, stops early and reloads that epoch's weights, while
+    the DDPM has no validation score (fidelity is measured on samples, after training) and keeps
+    the EMA of the last step's weights; ``fit`` draws each epoch's batches from a fresh
+    generator seeded ``seed * 1_000_003 + epoch``, while every draw here (cases, ``t``,
+    ``eps``) comes from one generator carried across steps and checkpointed, so running it
+    through ``fit`` (one step per "epoch") would change every draw and no trained model would be
+    reproduced; and ``fit`` writes its resume file and a deep copy of the best weights every
+    epoch, where the DDPM checkpoints every ``checkpoint_every`` of its 100k production steps
+    and accumulates ``grad_accum`` micro-batches per optimiser step.
+
     Args:
         images: ``(n, 1, *size)`` CT in [-1, 1].
         conditions: ``(n, 2, *size)`` lung / nodule channels.
@@ -174,16 +186,7 @@ def train_ddpm(
     steps = Progress(settings.train_steps, "ddpm step", logger=log, first=start)
     model.train()
     for step in range(start + 1, settings.train_steps + 1):
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(settings.grad_accum):
-            index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
-            index = index.to(target)
-            value = diffusion_loss(
-                model, schedule, images[index], conditions[index], generator, settings.loss
-            )
-            (value / settings.grad_accum).backward()
-            total += float(value.detach()) / settings.grad_accum
+        total = _ddpm_step(model, optimizer, schedule, (images, conditions), generator, settings)
         if not math.isfinite(total):
             msg = f"diffusion loss is {total} at step {step}; lower lr"
             raise ModelError(msg)
@@ -214,6 +217,36 @@ def train_ddpm(
     if history is not None:
         History(history, rows).write()
     return ema.model.cpu().eval(), rows
+
+
+def _ddpm_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: CosineSchedule,
+    data: tuple[torch.Tensor, torch.Tensor],
+    generator: torch.Generator,
+    settings: DDPMSettings,
+) -> float:
+    """Gradients of one optimiser step: ``grad_accum`` micro-batches of ``batch_size`` cases.
+
+    Each micro-batch draws its cases (with replacement), ``t`` and ``eps`` from ``generator``
+    and back-propagates ``loss / grad_accum``; the caller steps the optimiser.
+
+    Returns:
+        The step's loss, ``sum_k loss_k / grad_accum``.
+    """
+    images, conditions = data
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for _ in range(settings.grad_accum):
+        index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
+        index = index.to(images.device)
+        value = diffusion_loss(
+            model, schedule, images[index], conditions[index], generator, settings.loss
+        )
+        (value / settings.grad_accum).backward()
+        total += float(value.detach()) / settings.grad_accum
+    return total
 
 
 def save_model(path: Path | str, model: UNet3D, settings: DDPMSettings, **info: Any) -> None:
