@@ -32,7 +32,7 @@ Slide features are named ``<tile feature>_<stat>`` with stat in ``mean, sd, q10,
 (sd with ``ddof = 0``). Optionally (``weights=``) the mean deep embedding of the tiles from a
 torchvision ResNet with local weights is added (:mod:`oncoflow.features._embed`).
 
-Why one file (about 500 lines): the per-tile feature definitions, their constants and
+Length: one file (about 500 lines) because the per-tile feature definitions, their constants and
 :func:`settings_hash`, which must cover every one of those constants, are kept together so that a
 new or changed constant cannot be left out of the hash; slide reading and tissue detection live in
 :mod:`oncoflow.features._tiles`.
