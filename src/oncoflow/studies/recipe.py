@@ -60,9 +60,11 @@ class Recipe:
             the config validation and the training entry point is derived from them.
         ladder: ``deep``: the default ablation ladder, variants trained besides ``model``
             (``studies.<name>.train.ablation`` overrides it); the study's model always ends it.
-        trainer: ``deep``: ``"module:function"`` training one fold,
-            ``(FoldInputs, settings, *, device, resume_dir) -> (payload, rows, history)``; a
-            recipe file may give the function itself.
+        trainer: ``deep``: ``"module:Class"``, the study's fold task (a subclass of
+            :class:`oncoflow.deep.task.FoldTask`: the shared load / encode / build / fit /
+            predict sequence with the study's hooks), or ``"module:function"`` training one
+            fold, ``(FoldInputs, settings, *, device, resume_dir) -> (payload, rows, history)``;
+            a recipe file may give the class or function itself.
         settings: ``deep``: ``"module:Class"``, the dataclass of the trainer's settings
             (``studies.<name>.train`` minus the workflow keys), or the class itself.
         model_key: ``deep``: the settings field that receives the model name when one trainer
@@ -150,7 +152,7 @@ class Recipe:
         return settings
 
     def load(self, attribute: Literal["trainer", "settings"]) -> Any:
-        """Import the trainer function or settings class this recipe names (``module:name``)."""
+        """Import the trainer (task class or function) or settings class named ``module:name``."""
         spec = getattr(self, attribute)
         if not isinstance(spec, str):
             return spec
