@@ -1,0 +1,161 @@
+"""The parts of a study section other than its models: cohort, segmentation, synthesis, methods.
+
+:func:`cohort_html` tabulates the validation report, :func:`segmentation_html` the Dice summary
+(with its box plot), :func:`synthesis_html` the diffusion model's fidelity (with the real vs
+synthetic panel and the loss curve), and :func:`methods_text` writes the methods paragraph from
+the study's configuration and what ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from oncoflow.report import figures
+from oncoflow.report.markup import cell_text, esc, figure_html, table_html
+
+SYNTHESIS_METRICS = {
+    "mae_hu": "MAE (HU)",
+    "psnr_db": "PSNR (dB)",
+    "ssim": "SSIM",
+    "hu_wasserstein": "HU histogram W1 (HU)",
+}
+
+
+def cohort_html(report: Mapping[str, Any]) -> str:
+    """Patients per site and split, and exclusions with reasons (validation report)."""
+    parts = []
+    per_split = report.get("per_split", {})
+    parts.append(
+        table_html(
+            ["split", "patients", "images"],
+            [(s, v["patients"], v["images"]) for s, v in sorted(per_split.items())],
+        )
+    )
+    per_site = report.get("per_site", {})
+    parts.append(
+        table_html(
+            ["site", "patients", "images"],
+            [(s, v["patients"], v["images"]) for s, v in sorted(per_site.items())],
+        )
+    )
+    excluded = report.get("excluded", [])
+    problems = report.get("problems", [])
+    if excluded or problems:
+        rows = [
+            (e.get("patient_id", ""), e.get("reason", e)) for e in excluded if isinstance(e, dict)
+        ]
+        rows += [(p.get("patient_id", ""), p.get("message", p)) for p in problems]
+        parts.append("<p>Exclusions and problems found by validation:</p>")
+        parts.append(table_html(["patient", "reason"], rows))
+    else:
+        parts.append("<p>Validation excluded no patient and found no problem.</p>")
+    return "".join(parts)
+
+
+def segmentation_html(study: str, summary: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """Dice table with CIs per region and split, and the box plot of per-case Dice."""
+    rows, boxes = [], {}
+    for region, splits in summary.get("regions", {}).items():
+        for split, part in splits.items():
+            rows.append(
+                [region, split, part["n_cases"], part["empty_reference"], cell_text(part["dice"]),
+                 f"{part['median']:.3f}"]
+            )  # fmt: skip
+            boxes[f"{region} ({split})"] = part["per_case"]
+    if not rows:
+        return "", {}
+    table = table_html(
+        ["region", "split", "cases", "empty reference", "mean Dice [95 % CI]", "median"], rows
+    )
+    name = f"{study}_dice"
+    png = figures.dice_boxplot(boxes, f"{study}: Dice per case")
+    caption = (
+        f"{study}: Dice of every case per region and split (box: quartiles; points: cases). Two "
+        "empty masks count as Dice 1, one empty mask as 0 (see the 'empty reference' column)."
+    )
+    body = "<h3>Segmentation</h3>" + table + figure_html(png, caption, f"Dice {study}")
+    return body, {name: png}
+
+
+def synthesis_html(study: str, synthesis: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """Fidelity table of the diffusion model, the real-vs-synthetic panel and the loss curve."""
+    metrics = synthesis["metrics"]
+    training = metrics.get("training", {})
+    rows = [
+        [label, f"{cell['mean']:.3f}", f"{cell['sd']:.3f}" if cell.get("sd") is not None else ""]
+        for key, label in SYNTHESIS_METRICS.items()
+        if (cell := metrics.get("metrics", {}).get(key))
+    ]
+    smd = metrics.get("radiomics_smd")
+    if smd is not None:
+        rows.append(["nodule radiomics SMD (mean over features)", f"{smd:.3f}", ""])
+    body = (
+        f"<p>Mask-conditioned 3D diffusion model trained for {esc(training.get('steps'))} steps "
+        f"on {esc(len(training.get('patients', [])))} training patients; scored inside the lung on "
+        f"{esc(metrics.get('n_patients'))} held-out patients (their own masks, anatomy-preserving "
+        "sampling).</p>" + table_html(["metric", "mean over patients", "sd"], rows)
+    )
+    pngs = {f"{study}_ddpm_panel": synthesis["panel"], f"{study}_ddpm_loss": synthesis["loss"]}
+    body += figure_html(
+        synthesis["panel"],
+        f"{study}: real CT (upper row of each pair) and the synthetic CT generated for the same "
+        "lung and nodule masks (lower row), three orthogonal slices through the nodule, held-out "
+        "patients.",
+        f"synthetic vs real CT {study}",
+    )
+    body += figure_html(
+        synthesis["loss"],
+        f"{study}: noise-prediction training loss of the diffusion model (log scale).",
+        f"diffusion loss {study}",
+    )
+    return body, pngs
+
+
+def methods_text(study: str, settings: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
+    """A generated methods paragraph from the study's configuration and what ran."""
+    modalities = ", ".join(settings.get("modalities", []))
+    targets = ", ".join(settings.get("targets", []))
+    sentences = [
+        f"The {study} cohort ({facts.get('n_patients', '?')} patients, "
+        f"{facts.get('n_images', '?')} images; modalities {modalities})"
+        " was validated against the oncoflow table schemas and converted to NIfTI."
+    ]
+    if settings.get("radiomics"):
+        sentences.append(
+            "Radiomic features were extracted with pyradiomics from "
+            f"{', '.join(settings['radiomics'].get('images', []))} within mask label(s) "
+            f"{', '.join(map(str, settings['radiomics'].get('labels', [])))} using the versioned "
+            f"parameter file {settings['radiomics'].get('params')}."
+        )
+    if settings.get("pathomics"):
+        sentences.append(
+            "Pathomic features were computed per whole-slide image from tissue tiles (Otsu tissue "
+            "mask) at a fixed physical tile size."
+        )
+    if settings.get("pet"):
+        sentences.append("PET metrics (SUVmax, SUVmean, SUVpeak, MTV, TLG) were computed on SUVbw.")
+    if settings.get("harmonize"):
+        sentences.append(
+            "Features were harmonized across sites with ComBat fit on the training patients of "
+            "each fold only and applied to the held-out patients."
+        )
+    if facts.get("trained"):
+        folds = settings.get("folds", {})
+        sentences.append(
+            f"Model {settings.get('model')} was trained for {targets} with "
+            f"{folds.get('repeats', 5)} patient-level fit/holdout repeats of the training split"
+            " for validation and a final model applied to the internal and external test splits;"
+            " every fitted step (encoding, feature selection, hyper-parameters) saw training "
+            "patients of the fold only."
+        )
+        if settings.get("negative_control"):
+            sentences.append(
+                f"A negative control repeated the whole pipeline {settings.get('permutations', 5)}"
+                " times with outcomes permuted among training patients."
+            )
+        sentences.append(
+            f"Metrics carry patient-level percentile bootstrap 95 % CIs ({facts.get('n_boot')} "
+            "resamples, seeded)."
+        )
+    return " ".join(sentences)
