@@ -1,5 +1,6 @@
 """Design matrices of the net_survival protocol and its frozen final model.
 
+:data:`BLOCKS` are the feature blocks and :data:`MODEL_SETS` the model sets built from them;
 :class:`ClinicalEncoder` turns the clinical table into numeric columns (fit on training
 patients), :func:`design` builds the ``<block>:<column>`` feature matrices a Cox pipeline is fit
 and applied on, and :class:`FittedCox` is a final model kept for new cohorts
@@ -26,6 +27,19 @@ PUBLISHED_IN = "oncoflow.survival.protocol"
 """Module the classes are pickled under (where they were defined before the split)."""
 
 log = logging.getLogger(PUBLISHED_IN)
+
+BLOCKS: tuple[str, ...] = ("radiomics", "pathomics", "clinical")
+"""Feature blocks, the keys of ``features``."""
+
+MODEL_SETS: dict[str, tuple[str, ...]] = {
+    "radiomics": ("radiomics",),
+    "pathomics": ("pathomics",),
+    "clinical": ("clinical",),
+    "clinical+radiomics": ("clinical", "radiomics"),
+    "clinical+pathomics": ("clinical", "pathomics"),
+    "all": ("clinical", "radiomics", "pathomics"),
+}
+"""Model name -> feature blocks it uses."""
 
 
 class ClinicalEncoder:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from oncoflow.errors import ModelError
-from oncoflow.survival.protocol import BLOCKS
+from oncoflow.survival.design import BLOCKS
 
 
 def read_table(path: Path, what: str) -> pd.DataFrame:
