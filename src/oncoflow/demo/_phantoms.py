@@ -233,6 +233,44 @@ def pancreas_point(frac: float, body_scale: float, shift: tuple[float, float, fl
     return (float(p[0]), float(p[1]), float(p[2]))
 
 
+def pancreas_scene(
+    grid: Grid,
+    rng: np.random.Generator,
+    latent: dict[str, Any],
+    radius_mm: float,
+    lobulation: float,
+) -> tuple[Scene, np.ndarray]:
+    """An abdomen with one pancreatic lesion, and its label map (1 pancreas, 2 lesion).
+
+    Args:
+        grid: Voxel grid of the image.
+        rng: The patient's generator (drawn from by :func:`abdomen`).
+        latent: The patient's latents: ``lesion_frac`` (0 = head, 1 = tail), ``body_scale``,
+            ``pancreas_shift`` (mm), ``elongation``, ``rotation``.
+        radius_mm: Lesion radius (mm).
+        lobulation: Relative amplitude of the lesion's surface lobes.
+    """
+    centre = pancreas_point(latent["lesion_frac"], latent["body_scale"], latent["pancreas_shift"])
+    lesion = Lesion(
+        centre=centre,
+        radius_mm=radius_mm,
+        elongation=latent["elongation"],
+        rotation=latent["rotation"],
+        lobulation=lobulation,
+    )
+    scene = abdomen(
+        grid,
+        rng,
+        body_scale=latent["body_scale"],
+        pancreas_shift=latent["pancreas_shift"],
+        lesion=lesion,
+    )
+    mask = np.zeros(grid.shape, dtype=np.uint8)
+    mask[scene.tissue == PANCREAS] = 1
+    mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+    return scene, mask
+
+
 def liver_point(u: np.ndarray, body_scale: float) -> tuple[float, float, float]:
     """Map ``u`` in the unit ball to a point inside the liver ellipsoid (mm)."""
     s = body_scale

@@ -40,13 +40,8 @@ from oncoflow.demo._common import (
 )
 from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import (
-    LESION,
-    NECROSIS,
-    PANCREAS,
-    Lesion,
-    abdomen,
     ct_true_hu,
-    pancreas_point,
+    pancreas_scene,
 )
 from oncoflow.metrics.classification import macro_f1
 
@@ -147,23 +142,7 @@ class PancreasMultitask(StudyGenerator):
             inplane_mm=INPLANE_MM * scanner.inplane_scale,
             slice_mm=scanner.slice_mm,
         )
-        lesion = Lesion(
-            centre=pancreas_point(lat["lesion_frac"], lat["body_scale"], lat["pancreas_shift"]),
-            radius_mm=lat["radius"],
-            elongation=lat["elongation"],
-            rotation=lat["rotation"],
-            lobulation=0.1,
-        )
-        scene = abdomen(
-            grid,
-            rng,
-            body_scale=lat["body_scale"],
-            pancreas_shift=lat["pancreas_shift"],
-            lesion=lesion,
-        )
-        mask = np.zeros(grid.shape, dtype=np.uint8)
-        mask[scene.tissue == PANCREAS] = 1
-        mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+        scene, mask = pancreas_scene(grid, rng, lat, lat["radius"], lobulation=0.1)
         hu = ct_true_hu(
             scene, "venous", lesion_shift_hu=lat["hu_shift"], texture_hu=6.0 + 28.0 * lat["texture"]
         )

@@ -51,8 +51,10 @@ from oncoflow.demo._common import (
     write_nifti,
 )
 from oncoflow.demo._oracle import oracle_entry
-from oncoflow.demo._phantoms import LESION, NECROSIS, PANCREAS, Lesion, abdomen, ct_true_hu
-from oncoflow.demo._phantoms import pancreas_point as _pancreas_point
+from oncoflow.demo._phantoms import (
+    ct_true_hu,
+    pancreas_scene,
+)
 from oncoflow.metrics.classification import safe_auc
 
 PHASES: tuple[str, ...] = ("arterial", "venous", "delayed")
@@ -208,24 +210,7 @@ class PancreasProgression(StudyGenerator):
                 inplane_mm=INPLANE_MM * scanner.inplane_scale,
                 slice_mm=scanner.slice_mm,
             )
-            centre = _pancreas_point(lat["lesion_frac"], lat["body_scale"], lat["pancreas_shift"])
-            lesion = Lesion(
-                centre=centre,
-                radius_mm=float(radii[tp]),
-                elongation=lat["elongation"],
-                rotation=lat["rotation"],
-                lobulation=0.12,
-            )
-            scene = abdomen(
-                grid,
-                rng,
-                body_scale=lat["body_scale"],
-                pancreas_shift=lat["pancreas_shift"],
-                lesion=lesion,
-            )
-            mask = np.zeros(grid.shape, dtype=np.uint8)
-            mask[scene.tissue == PANCREAS] = 1
-            mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+            scene, mask = pancreas_scene(grid, rng, lat, float(radii[tp]), lobulation=0.12)
             for spec in specs:
                 if spec.timepoint != tp:
                     continue

@@ -362,17 +362,9 @@ def extract_tile_table(
     """
     path = Path(slide)
     rows = []
+    grid = {"tile_um": tile_um, "target_mpp": target_mpp, "mpp": mpp, "max_tiles": max_tiles}
     with open_slide(path) as osr:
-        plan = plan_tiles(
-            osr,
-            path,
-            tile_um=tile_um,
-            target_mpp=target_mpp,
-            mpp=mpp,
-            max_tiles=max_tiles,
-            seed=seed,
-            min_tissue=min_tissue,
-        )
+        plan = plan_tiles(osr, path, **grid, seed=seed, min_tissue=min_tissue)
         pending: list[np.ndarray] = []
         embeddings: list[np.ndarray] = []
         tiles = Progress(len(plan.coords), f"{Path(path).name}: tile", logger=log)
