@@ -31,7 +31,7 @@ def head_layout(
     """Column indices and image flag of each head from the ``heads`` settings.
 
     Args:
-        heads: :attr:`~oncoflow.deep.train_mmdls.MMDLSSettings.heads`.
+        heads: :attr:`~oncoflow.deep.mmdls_settings.MMDLSSettings.heads`.
         encoded: The encoded column names (:attr:`TabularEncoder.columns_`; a one-hot column
             is ``<column>=<category>``).
 

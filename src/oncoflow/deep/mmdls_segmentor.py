@@ -13,19 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from oncoflow.deep.common import FoldInputs, index_batches
+from oncoflow.deep.mmdls_settings import MMDLSSettings
 from oncoflow.deep.task import Stage
 from oncoflow.errors import ModelError
 from oncoflow.models.registry import create_model
 from oncoflow.models.segmentor import LungLesionSegmentor, dice_score, segmentation_loss
-
-if TYPE_CHECKING:
-    from oncoflow.deep.train_mmdls import MMDLSSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +23,8 @@ import torch
 from oncoflow.deep.common import FoldInputs, permuted
 from oncoflow.deep.data import downsample, lesion_core_statistics, select_slices
 from oncoflow.deep.mmdls_segmentor import SEGMENTOR_DEFAULTS, converted_baseline
+from oncoflow.deep.mmdls_settings import MMDLSSettings
 from oncoflow.errors import ModelError
-
-if TYPE_CHECKING:
-    from oncoflow.deep.train_mmdls import MMDLSSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,14 @@ import dataclasses
 import json
 import logging
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from oncoflow.deep.common import load_fold
+from oncoflow.deep.common import FoldInputs, load_fold
 from oncoflow.deep.task import fold_trainer
 from oncoflow.errors import ConfigError, ModelError
 from oncoflow.formats import write_predictions
@@ -155,17 +155,9 @@ def run_fold(
     if permute and int(permutations) < 1:
         msg = f"permutations must be >= 1, got {permutations}"
         raise ModelError(msg)
-    payloads, tables, histories = [], [], []
-    for k in runs:
-        inputs.permutation = k
-        what = f" (permutation {k + 1}/{len(runs)})" if permute else ""
-        log.info("training %s, fold %s on %s%s", model, fold, torch_device, what)
-        payload, rows, history = train(inputs, parsed, device=torch_device, resume_dir=resume_dir)
-        if permute:
-            rows, history = rows.assign(permutation=k), history.assign(permutation=k)
-        payloads.append(payload)
-        tables.append(rows)
-        histories.append(history)
+    payloads, tables, histories = _train_runs(
+        train, inputs, parsed, model=model, runs=runs, device=torch_device, resume_dir=resume_dir
+    )
     payload = payloads[0] if not permute else {"model": model, "permutations": payloads}
     out_dir.mkdir(parents=True, exist_ok=True)
     payload["settings"] = dataclasses.asdict(parsed)
@@ -174,24 +166,65 @@ def run_fold(
     pd.concat(histories, ignore_index=True).to_csv(out_dir / "history.csv", index=False)
     rows = pd.concat(tables, ignore_index=True)
     write_predictions(out_dir / "predictions.csv", rows)
-    summary = {
+    best = [p.get("best_epoch") for p in payloads] if permute else payload.get("best_epoch")
+    summary = _summary(model, fold_seed, torch_device, inputs, parsed, len(runs), best)
+    return rows, summary
+
+
+def _train_runs(
+    train: Callable[..., tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]],
+    inputs: FoldInputs,
+    parsed: Any,
+    *,
+    model: str,
+    runs: range,
+    device: torch.device,
+    resume_dir: Path,
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame]]:
+    """Train the fold once, or once per negative-control run (``permutation`` column added).
+
+    Returns:
+        The runs' payloads, prediction rows and history rows.
+    """
+    payloads, tables, histories = [], [], []
+    for k in runs:
+        inputs.permutation = k
+        what = f" (permutation {k + 1}/{len(runs)})" if inputs.permute else ""
+        log.info("training %s, fold %s on %s%s", model, inputs.fold, device, what)
+        payload, rows, history = train(inputs, parsed, device=device, resume_dir=resume_dir)
+        if inputs.permute:
+            rows, history = rows.assign(permutation=k), history.assign(permutation=k)
+        payloads.append(payload)
+        tables.append(rows)
+        histories.append(history)
+    return payloads, tables, histories
+
+
+def _summary(
+    model: str,
+    seed: int,
+    device: torch.device,
+    inputs: FoldInputs,
+    parsed: Any,
+    runs: int,
+    best_epoch: Any,
+) -> dict[str, Any]:
+    """The JSON-ready summary of :func:`run_fold` (``provenance.json`` of the fold)."""
+    return {
         "model": model,
-        "fold": str(fold),
-        "seed": fold_seed,
-        "device": str(torch_device),
+        "fold": inputs.fold,
+        "seed": seed,
+        "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(torch_device)
-            if torch_device.type == "cuda"
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
             else platform.processor() or platform.machine()
         ),
-        "permuted": permute,
-        "permutations": len(runs) if permute else 0,
+        "permuted": inputs.permute,
+        "permutations": runs if inputs.permute else 0,
         "settings": json.loads(json.dumps(dataclasses.asdict(parsed), default=str)),
         "train_patients": inputs.train,
         "inner_patients": inputs.inner,
         "validation_patients": inputs.validation,
-        "best_epoch": [p.get("best_epoch") for p in payloads]
-        if permute
-        else payload.get("best_epoch"),
+        "best_epoch": best_epoch,
     }
-    return rows, summary
