@@ -151,6 +151,32 @@ def _paint_lesion(
     return np.clip(1.0 - rho, 0.0, 1.0).astype(np.float32)
 
 
+def _torso(
+    x: np.ndarray,
+    y: np.ndarray,
+    shape: tuple[int, ...],
+    s: float,
+    ellipse: tuple[float, float, float],
+    wall: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue map of a body cross-section: subcutaneous fat around soft tissue, air outside.
+
+    The body is the ellipse ``(x / (a s))^2 + ((y - y0) / (b s))^2 <= 1`` (``ellipse = (a, b,
+    y0)`` in mm, ``s`` the patient's size factor); the soft tissue inside it has half-axes
+    shortened by the fat wall ``wall = (dx, dy)`` mm.
+
+    Returns:
+        The tissue labels and the mask inside the fat wall.
+    """
+    a, b, y0 = ellipse
+    t = np.full(shape, AIR, dtype=np.uint8)
+    body = ((x / (a * s)) ** 2 + ((y - y0) / (b * s)) ** 2) <= 1
+    inner = ((x / (a * s - wall[0])) ** 2 + ((y - y0) / (b * s - wall[1])) ** 2) <= 1
+    t[body] = FAT
+    t[inner] = SOFT
+    return t, inner
+
+
 def abdomen(
     grid: Grid,
     rng: np.random.Generator,
@@ -177,11 +203,7 @@ def abdomen(
     """
     x, y, z = grid.coords()
     s = body_scale
-    t = np.full(grid.shape, AIR, dtype=np.uint8)
-    body = ((x / (140 * s)) ** 2 + ((y - 10) / (105 * s)) ** 2) <= 1
-    inner = ((x / (140 * s - 18)) ** 2 + ((y - 10) / (105 * s - 15)) ** 2) <= 1
-    t[body] = FAT
-    t[inner] = SOFT
+    t, inner = _torso(x, y, grid.shape, s, (140, 105, 10), (18, 15))
     visceral = smooth_noise(rng, grid.shape, 1.6)
     t[inner & (visceral > 0.9)] = FAT
     t[inner & (visceral < -2.3) & (y < 0)] = GAS
@@ -315,11 +337,7 @@ def chest(
     """
     x, y, z = grid.coords()
     s = body_scale
-    t = np.full(grid.shape, AIR, dtype=np.uint8)
-    ex = ((x / (155 * s)) ** 2 + ((y - 5) / (110 * s)) ** 2) <= 1
-    inner = ((x / (155 * s - 15)) ** 2 + ((y - 5) / (110 * s - 14)) ** 2) <= 1
-    t[ex] = FAT
-    t[inner] = SOFT
+    t, _ = _torso(x, y, grid.shape, s, (155, 110, 5), (15, 14))
     for sx in (-1, 1):
         t[ellipsoid(x, y, z, (sx * 70 * s, -80 * s, 0), (55 * s, 14 * s, 1e4)) <= 1] = MUSCLE
     ring = (((x / (150 * s - 20)) ** 2 + ((y - 5) / (105 * s - 18)) ** 2) <= 1) & ~(

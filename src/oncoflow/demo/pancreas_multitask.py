@@ -39,10 +39,7 @@ from oncoflow.demo._common import (
     write_nifti,
 )
 from oncoflow.demo._oracle import oracle_entry
-from oncoflow.demo._phantoms import (
-    ct_true_hu,
-    pancreas_scene,
-)
+from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
 from oncoflow.metrics.classification import macro_f1
 
 GRID_SIZE = (64, 64, 32)

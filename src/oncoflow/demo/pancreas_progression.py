@@ -51,10 +51,7 @@ from oncoflow.demo._common import (
     write_nifti,
 )
 from oncoflow.demo._oracle import oracle_entry
-from oncoflow.demo._phantoms import (
-    ct_true_hu,
-    pancreas_scene,
-)
+from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
 from oncoflow.metrics.classification import safe_auc
 
 PHASES: tuple[str, ...] = ("arterial", "venous", "delayed")
