@@ -16,10 +16,10 @@ from pydicom.dataset import Dataset
 
 from oncoflow.convert._dicom_headers import (
     _describe_series,
-    _float,
     _Scan,
     _scan,
     _unreadable_message,
+    header_float,
 )
 from oncoflow.errors import ConversionError
 
@@ -87,7 +87,7 @@ class SeriesGeometry:
             return float(np.median(self.steps))
         first = self.headers[0]
         for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-            value = _float(first, keyword)
+            value = header_float(first, keyword)
             if value and value > 0:
                 return value
         return 1.0
@@ -289,7 +289,7 @@ def _geometry(folder: Path, scan: _Scan) -> SeriesGeometry:
         positions=positions,
         along=along,
         offsets=offsets,
-        tag_tilt_deg=_float(first, "GantryDetectorTilt") or 0.0,
+        tag_tilt_deg=header_float(first, "GantryDetectorTilt") or 0.0,
         n_files=len(scan.files),
         ignored=list(scan.others),
     )

@@ -20,7 +20,7 @@ _NON_IMAGE_MODALITIES = frozenset(
 )
 
 
-def _float(ds: Dataset, keyword: str) -> float | None:
+def header_float(ds: Dataset, keyword: str) -> float | None:
     """Return a numeric attribute as float, ``None`` when absent or empty."""
     value = ds.get(keyword)
     if value is None or value == "":

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from oncoflow.convert._dicom_geometry import SeriesGeometry
-from oncoflow.convert._dicom_headers import _float
+from oncoflow.convert._dicom_headers import header_float
 from oncoflow.errors import ConversionError
 
 
@@ -37,8 +37,8 @@ def _slice_values(path: Path, header: Dataset) -> np.ndarray:
             f"{path.parent}: {path.name}: expected one grayscale slice, got pixel array "
             f"of shape {stored.shape}"
         )
-    slope = _float(header, "RescaleSlope")
-    intercept = _float(header, "RescaleIntercept")
+    slope = header_float(header, "RescaleSlope")
+    intercept = header_float(header, "RescaleIntercept")
     return stored * (1.0 if slope is None else slope) + (intercept or 0.0)
 
 

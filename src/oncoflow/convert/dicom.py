@@ -42,7 +42,7 @@ from oncoflow.convert._dicom_geometry import (
     spacing_message,
     tilt_message,
 )
-from oncoflow.convert._dicom_headers import _float, _scan, _unreadable_message
+from oncoflow.convert._dicom_headers import _scan, _unreadable_message, header_float
 from oncoflow.convert._dicom_pixels import _resample, _slice_values
 from oncoflow.convert.policy import POLICIES
 from oncoflow.convert.suv import suv_problems
@@ -306,7 +306,7 @@ def _source_info(geom: SeriesGeometry) -> dict[str, Any]:
         "series_description": str(first.get("SeriesDescription", "")),
         "manufacturer": str(first.get("Manufacturer", "")),
         "manufacturer_model": str(first.get("ManufacturerModelName", "")),
-        "slice_thickness_mm": _float(first, "SliceThickness"),
+        "slice_thickness_mm": header_float(first, "SliceThickness"),
         "slice_spacing_mm": {
             "median": dz,
             "min": float(steps.min()) if steps.size else dz,

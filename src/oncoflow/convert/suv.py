@@ -22,6 +22,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from oncoflow.convert._dicom_headers import header_float
 from oncoflow.errors import ConversionError
 
 __all__ = ["SuvParameters", "parse_dt", "parse_tm", "suv_parameters", "suv_problems"]
@@ -117,16 +118,6 @@ class SuvParameters:
         return data
 
 
-def _number(ds: Dataset, keyword: str) -> float | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _check_units(header: Dataset, problems: list[str]) -> None:
     """Append a problem unless the pixel values are activity concentrations (``Units = BQML``)."""
     units = str(header.get("Units", "")).strip().upper()
@@ -151,7 +142,7 @@ def _positive(ds: Dataset, keyword: str, tag: str, unit: str, problems: list[str
     Returns:
         The value (also when not positive), ``None`` when absent or not a number.
     """
-    value = _number(ds, keyword)
+    value = header_float(ds, keyword)
     if value is None:
         problems.append(f"missing tag {keyword} {tag}, needed for SUVbw")
     elif value <= 0:
