@@ -26,6 +26,16 @@ from oncoflow.errors import OncoflowError
 FORMAT = 1
 """Layout version of the artefact envelope."""
 
+MOVED: dict[str, str] = {"oncoflow.studies.net_survival": "oncoflow.survival.protocol"}
+"""Modules whose pickled classes moved (old -> new): artefacts written before still load."""
+
+
+class _Unpickler(pickle.Unpickler):
+    """Finds a class that moved modules (:data:`MOVED`) in its new module."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED.get(module, module), name)
+
 
 def save_artefact(path: Path | str, obj: Any, *, kind: str) -> None:
     """Pickle ``obj`` with its ``kind`` and the oncoflow version, atomically.
@@ -53,7 +63,7 @@ def load_artefact(path: Path | str, *, kind: str) -> Any:
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            envelope = pickle.load(handle)
+            envelope = _Unpickler(handle).load()
     except FileNotFoundError as exc:
         msg = f"{path}: fitted artefact does not exist (run the training part of the workflow)"
         raise OncoflowError(msg) from exc
