@@ -36,8 +36,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
+# scipy.stats (~1 s to import) is imported inside the functions that rank: the demo cohort plan,
+# which Snakemake runs when it parses the workflow, imports this module.
 from oncoflow.errors import ModelError
 
 
@@ -79,6 +80,10 @@ def auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
         ModelError: Not two vectors of one length, non-finite scores, labels other than 0/1,
             or only one class present.
     """
+    from scipy import (
+        stats,
+    )  # here, not at import: scipy.stats costs ~1 s and the demo plan imports this module
+
     y, p = _binary_inputs(y_true, y_score)
     ranks = stats.rankdata(p)
     n_pos = int(y.sum())
@@ -398,6 +403,10 @@ class DeLong(NamedTuple):
 
 def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """AUC and the structural components V10 (per positive) and V01 (per negative)."""
+    from scipy import (
+        stats,
+    )  # here, not at import: scipy.stats costs ~1 s and the demo plan imports this module
+
     m, n = len(pos), len(neg)
     ranks_all = stats.rankdata(np.r_[pos, neg])
     v10 = (ranks_all[:m] - stats.rankdata(pos)) / n
@@ -426,6 +435,10 @@ def delong_test(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike) -> De
     Raises:
         ModelError: As :func:`auc`, or fewer than 2 positives or 2 negatives.
     """
+    from scipy import (
+        stats,
+    )  # here, not at import: scipy.stats costs ~1 s and the demo plan imports this module
+
     y, a = _binary_inputs(y_true, score_a)
     _, b = _binary_inputs(y_true, score_b)
     positive = y == 1
