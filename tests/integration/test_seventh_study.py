@@ -42,7 +42,7 @@ def _config(enable_toy: bool) -> dict:
             "lesions": source["lesions"],
             "stratify": source["stratify"],
             "folds": {"k": 2},
-            "train": {"steps": 30},
+            "train": {"epochs": 30},
         }
     return config
 
@@ -70,5 +70,5 @@ def test_a_toy_recipe_file_runs_through_the_shared_stages(tmp_path):
         (tmp_path / "results/toy_study/train/toy_logistic/fold_0/provenance.json").read_text()
     )
     assert provenance["model"] == "toy_logistic"
-    assert provenance["settings"]["steps"] == 30
+    assert provenance["settings"]["epochs"] == 30
     assert json.loads((tmp_path / target).read_text())["kind"] == "binary"

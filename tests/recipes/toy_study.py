@@ -25,12 +25,16 @@ from oncoflow.studies import Recipe
 
 @dataclass
 class ToySettings:
-    """Settings of the toy trainer: target column, lesion stems, clinical columns, steps."""
+    """Settings of the toy trainer: target column, lesion stems, clinical columns, gradient steps.
+
+    Its keys are keys of the config schema's ``train`` block (``epochs`` counts full-batch steps
+    here), so the study's config validates without a schema edit.
+    """
 
     target: str = "progression_next"
     stems: list[str] = field(default_factory=lambda: ["CT_venous"])
     clinical: list[str] = field(default_factory=list)
-    steps: int = 50
+    epochs: int = 50
     lr: float = 0.1
 
 
@@ -63,7 +67,7 @@ def train_fold(
     model = create_model("toy_logistic", n_features=1).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr)
     history = []
-    for step in range(settings.steps):
+    for step in range(settings.epochs):
         optimizer.zero_grad()
         loss = nn.functional.binary_cross_entropy_with_logits(
             model((x - mean) / sd)[:, 0], y.float()
