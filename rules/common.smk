@@ -49,7 +49,10 @@ STUDIES = {name: study for name, study in config["studies"].items() if study.get
 def _recipes():
     """The recipe of every enabled study (oncoflow.studies): the DAG helpers ask it, not names."""
     try:
-        return {name: recipe_for(name, study) for name, study in STUDIES.items()}
+        recipes = {name: recipe_for(name, study) for name, study in STUDIES.items()}
+        for name, recipe in recipes.items():
+            recipe.check_study(name, STUDIES[name])
+        return recipes
     except ConfigError as exc:
         raise WorkflowError(str(exc)) from None
 

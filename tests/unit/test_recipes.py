@@ -56,6 +56,11 @@ def test_a_study_of_another_name_resolves_by_model_or_recipe():
         recipe_for("nsclc_mmdls", {"model": "cnn_lstm"})
     with pytest.raises(ConfigError, match="not a built-in recipe"):
         load_recipe("no_such_recipe")
+    without_crops = {k: v for k, v in CONFIG["studies"]["liver_response"].items() if k != "lesions"}
+    recipe = recipe_for("my_liver", {**without_crops, "recipe": "liver_response"})
+    with pytest.raises(ConfigError, match=r"study my_liver: recipe liver_response trains on"):
+        recipe.check_study("my_liver", without_crops)
+    recipe.check_study("liver_response", CONFIG["studies"]["liver_response"])
 
 
 def test_the_ladder_and_the_settings_come_from_the_recipe():

@@ -76,9 +76,11 @@ class Recipe:
         whole_images: ``deep``: the trainer reads the converted images too, not only the lesion
             crops (the MM-DLS segmentor).
         reads: Cohort tables the models read (``images``, ``clinical``, ``outcomes``).
-        stages: Shared per-patient stages its models need (``lesions`` and the feature sources
-            ``radiomics``, ``pet``, ``pathomics``, ``harmonize``); the study's config blocks set
-            them up, validation refuses a study that lacks one.
+        stages: Shared per-patient stages its models read (``lesions`` and the feature sources
+            ``radiomics``, ``pet``, ``pathomics``, ``harmonize``), set up by the study's config
+            blocks. A study whose recipe reads ``lesions`` and that has no ``lesions`` block is
+            refused when the workflow starts (:meth:`check_study`); the feature sources are
+            inputs the config turns on (a source that matches no image is refused there).
         evaluation: What ``evaluate`` scores (:data:`Evaluation`).
         baselines: Names of the baseline models reported beside the study's model.
         applicable: Its trained models can score a new cohort (the ``apply`` target).
@@ -114,6 +116,19 @@ class Recipe:
         unknown = sorted(set(self.inherits) - set(INHERITED))
         if unknown:
             msg = f"recipe {self.name}: cannot inherit {', '.join(unknown)} (known: {INHERITED})"
+            raise ConfigError(msg)
+
+    def check_study(self, name: str, study: Mapping[str, Any]) -> None:
+        """Refuse a study whose config lacks a block this recipe cannot run without.
+
+        Raises:
+            ConfigError: The recipe reads lesion crops and ``studies.<name>.lesions`` is unset.
+        """
+        if "lesions" in self.stages and not study.get("lesions"):
+            msg = (
+                f"study {name}: recipe {self.name} trains on lesion crops; set "
+                f"studies.{name}.lesions (images, lesion_labels, size, ...; see config.yaml)"
+            )
             raise ConfigError(msg)
 
     def variants(self, study: Mapping[str, Any]) -> list[str]:
