@@ -147,21 +147,17 @@ def _apply_settings():
 
 
 APPLY = _apply_settings()
-APPLY_ROOT = APPLY["root"] if APPLY else dag.fill(dag.APPLY, name="NO_COHORT")
-APPLY_LOGS = dag.relative(APPLY_ROOT)
+
+# The results trees (oncoflow.dag.Run): the rules both share are declared once per run. Without
+# a new cohort the apply run keeps a placeholder name, so its rules are declared (and linted).
+TRAINING = dag.Run()
+APPLIED = dag.Run(APPLY["name"] if APPLY else "NO_COHORT")
+RUNS = (TRAINING, APPLIED)
 
 
-def applied(pattern):
-    """A results pattern of the applied cohort: an APPLY_* pattern, or a training pattern moved
-    under its root (results/apply/<name>/...)."""
-    if pattern.startswith(dag.APPLY):
-        return dag.applied(pattern, APPLY["name"] if APPLY else "NO_COHORT")
-    return dag.under(APPLY_ROOT, pattern)
-
-
-def applied_path(pattern, **values):
-    """applied(pattern) with its wildcards filled in."""
-    return dag.fill(applied(pattern), **values)
+def run_path(run, pattern, **values):
+    """``pattern`` in the tree of ``run``, its wildcards filled in."""
+    return dag.fill(run.path(pattern), **values)
 
 
 APPLY_IMAGES = (
@@ -184,7 +180,12 @@ wildcard_constraints:
     batch=r"\d+",
 
 
-def cohort_inputs(wildcards):
+def cohort_inputs(run):
+    """Input function: the tables of the run's cohort (see _study_tables, apply_cohort_inputs)."""
+    return apply_cohort_inputs if run.applied else _study_tables
+
+
+def _study_tables(wildcards):
     """The tables of a study's cohort (the demo rule's outputs, or the user's tables).
 
     The image files are not inputs of validation (the script opens each one): every file is an
@@ -203,10 +204,6 @@ def cohort_inputs(wildcards):
     return tables
 
 
-def _source_files(study, rows):
-    return _files_of(cohort_dir(study), rows)
-
-
 def _files_of(root, rows):
     """The image and mask files of some images.csv rows, relative to the cohort folder root."""
     paths = []
@@ -216,8 +213,12 @@ def _files_of(root, rows):
     return sorted(set(paths))
 
 
-def validate_params(wildcards):
-    """Command-line options of validate_cohort.py for one study."""
+def validate_params(run):
+    """Params function: options of validate_cohort.py (see apply_validate_params)."""
+    return apply_validate_params if run.applied else _study_validate_params
+
+
+def _study_validate_params(wildcards):
     return _option_string(_validate_options(wildcards.study))
 
 
@@ -240,15 +241,30 @@ def study_cohort(wildcards):
     return cohort_dir(wildcards.study)
 
 
+def cohort_folder(run):
+    """Params function: the folder of the run's cohort."""
+    return apply_cohort if run.applied else study_cohort
+
+
+def _cohort_of(study, run):
+    return _need_apply()["cohort"] if run.applied else cohort_dir(study)
+
+
+def _owner(patient, run):
+    """The study whose batches convert ``patient`` (a new cohort belongs to its one study)."""
+    return APPLY["study"] if run.applied else PATIENT_STUDY[patient]
+
+
 @cache
-def _patient_sources(study):
+def _patient_sources(study, run):
     """patient -> the files of its images.csv rows (grouped once, not filtered per job)."""
-    rows = IMAGES[study]
-    return {p: _source_files(study, group) for p, group in rows.groupby("patient_id", sort=False)}
+    root = _cohort_of(study, run)
+    rows = _images(study, run)
+    return {p: _files_of(root, group) for p, group in rows.groupby("patient_id", sort=False)}
 
 
-def _convertible(study, applied=False):
-    rows = _images(study, applied)
+def _convertible(study, run=TRAINING):
+    rows = _images(study, run)
     return sorted(rows.loc[rows["modality"] != "WSI", "patient_id"].unique())
 
 
@@ -264,27 +280,29 @@ TRAIN_THREADS = config["train_threads"]
 
 
 @cache
-def _batches(study):
+def _batches(study, run=TRAINING):
     """The study's patients in batch.patients chunks (oncoflow.batch.plan_batches)."""
-    return plan_batches(IMAGES[study]["patient_id"].unique(), BATCH_PATIENTS)
+    return plan_batches(_images(study, run)["patient_id"].unique(), BATCH_PATIENTS)
 
 
 @cache
-def _batch_of(study):
-    return {p: n for n, chunk in enumerate(_batches(study)) for p in chunk}
+def _batch_of(study, run):
+    return {p: n for n, chunk in enumerate(_batches(study, run)) for p in chunk}
 
 
-def _batch_number(study, patient):
-    return _batch_of(study)[patient]
-
-
-def _staging(stage, study, patient):
+def _staging(stage, study, patient, run=TRAINING):
     """The staging folder of the batch that holds ``patient``'s ``stage`` item."""
-    return dag.fill(dag.BATCH, stage=stage, study=study, batch=_batch_number(study, patient))
+    batch = _batch_of(study, run)[patient]
+    return run_path(run, dag.BATCH, stage=stage, study=study, batch=batch)
 
 
-def _batch_patients(wildcards, patients):
-    chunk = set(_batches(wildcards.study)[int(wildcards.batch)])
+def _converted_staging(patient, run=TRAINING):
+    """The conversion staging folder of ``patient`` (converted under the study that owns it)."""
+    return _staging("convert", _owner(patient, run), patient, run)
+
+
+def _batch_patients(wildcards, patients, run=TRAINING):
+    chunk = set(_batches(wildcards.study, run)[int(wildcards.batch)])
     return [p for p in patients if p in chunk]
 
 
@@ -292,9 +310,9 @@ def _items_json(items):
     return shlex.quote(items_argument(items))
 
 
-def batch_numbers(study, patients):
+def batch_numbers(study, patients, run=TRAINING):
     """Batch numbers that hold at least one of ``patients``."""
-    return sorted({_batch_number(study, p) for p in patients})
+    return sorted({_batch_of(study, run)[p] for p in patients})
 
 
 def convert_priority(wildcards):
@@ -307,48 +325,57 @@ def convert_priority(wildcards):
     return 1 if STUDIES[wildcards.study].get("radiomics") else 0
 
 
-def publish_input(stage):
+def publish_input(stage, run):
     """Input function: the staging folder of the batch that ran this job's patient."""
 
     def staging(wildcards):
-        study = getattr(wildcards, "study", None) or PATIENT_STUDY[wildcards.patient]
-        return _staging(stage, study, wildcards.patient)
+        study = getattr(wildcards, "study", None) or _owner(wildcards.patient, run)
+        return _staging(stage, study, wildcards.patient, run)
 
     return staging
 
 
-def convert_batch_inputs(wildcards):
-    """Validation report and the source files of the batch's patients (demo: the image folder)."""
+def convert_batch_inputs(run):
+    """Input function: validation report and the source files of the batch's patients (the
+    demo: its image folder)."""
+
+    def inputs(wildcards):
+        study = wildcards.study
+        qc_report = run_path(run, dag.QC_STUDY, study=study)
+        if is_demo(study) and not run.applied:
+            return [qc_report, cohort_dir(study) / "images"]
+        sources = _patient_sources(study, run)
+        return [qc_report] + [
+            f for p in _convert_batch_patients(wildcards, run) for f in sources[p]
+        ]
+
+    return inputs
+
+
+def _convert_batch_patients(wildcards, run):
     study = wildcards.study
-    qc_report = dag.fill(dag.QC_STUDY, study=study)
-    if is_demo(study):
-        return [qc_report, cohort_dir(study) / "images"]
-    sources = _patient_sources(study)
-    return [qc_report] + [f for p in _convert_batch_patients(wildcards) for f in sources[p]]
+    owned = [p for p in _convertible(study, run) if _owner(p, run) == study]
+    return _batch_patients(wildcards, owned, run)
 
 
-def _convert_batch_patients(wildcards):
-    owned = [p for p in _convertible(wildcards.study) if PATIENT_STUDY[p] == wildcards.study]
-    return _batch_patients(wildcards, owned)
+def convert_batch_items(run):
+    """Params function: one convert_patient.py item per patient of the batch."""
+
+    def items(wildcards, output):
+        options = ["--tilt", config["convert"]["tilt"]]
+        options += ["--uneven-spacing", config["convert"]["uneven_spacing"]]
+        cohort = _cohort_of(wildcards.study, run)
+        return _items_json(
+            (p, ["--cohort", cohort, "--patient", p, "--out", f"{output}/{p}", *options])
+            for p in _convert_batch_patients(wildcards, run)
+        )
+
+    return items
 
 
-def convert_batch_items(wildcards, output):
-    options = [
-        "--tilt",
-        config["convert"]["tilt"],
-        "--uneven-spacing",
-        config["convert"]["uneven_spacing"],
-    ]
-    cohort = cohort_dir(wildcards.study)
-    return _items_json(
-        (p, ["--cohort", cohort, "--patient", p, "--out", f"{output}/{p}", *options])
-        for p in _convert_batch_patients(wildcards)
-    )
-
-
-def converted_staging(study, patients):
+def converted_staging(patients, run=TRAINING):
     """Conversion staging folders of ``patients`` (each converted under the study that owns it)."""
-    return sorted({_staging("convert", PATIENT_STUDY[p], p) for p in patients})
+    return sorted({_converted_staging(p, run) for p in patients})
 
 
 def _stage_batches(study, patients, stage):
@@ -358,18 +385,17 @@ def _stage_batches(study, patients, stage):
     ]
 
 
-def _roi_batch_jobs(wildcards, source):
-    chunk = set(_batches(wildcards.study)[int(wildcards.batch)])
-    return [job for job in _roi_jobs(wildcards.study, source) if job[0] in chunk]
+def _roi_batch_jobs(wildcards, source, run):
+    chunk = set(_batches(wildcards.study, run)[int(wildcards.batch)])
+    return [job for job in _roi_jobs(wildcards.study, source, run) if job[0] in chunk]
 
 
-def roi_batch_converted(source):
+def roi_batch_converted(source, run):
     """Input function: conversion staging folders of the patients of a radiomics / PET batch."""
 
     def converted(wildcards):
-        return converted_staging(
-            wildcards.study, {j[0] for j in _roi_batch_jobs(wildcards, source)}
-        )
+        patients = {j[0] for j in _roi_batch_jobs(wildcards, source, run)}
+        return converted_staging(patients, run)
 
     return converted
 
@@ -379,77 +405,83 @@ def roi_key(patient, tp, stem, label):
     return dag.fill(dag.ROI_ITEM, patient=patient, tp=tp, stem=stem, label=label)
 
 
-def radiomics_batch_items(wildcards, input, output):
+def _roi_items(wildcards, source, run, output, options):
+    """One item per ROI of the batch: image and mask of the converted staging folder, the
+    source's script options and the key-named output CSV."""
+    flag = "--image" if source == "radiomics" else "--pet"
     items = []
-    for p, tp, stem, label in _roi_batch_jobs(wildcards, "radiomics"):
-        key, image = (
-            roi_key(p, tp, stem, label),
-            f"{_staging('convert', PATIENT_STUDY[p], p)}/{p}/{tp}/{stem}",
-        )
-        argv = ["--image", f"{image}.nii.gz", "--mask", f"{image}_mask.nii.gz", "--label", label]
-        argv += [
-            "--params",
-            input.params,
-            "--out",
-            f"{output}/{key}.csv",
-            "--patient",
-            p,
-            "--timepoint",
-            tp,
-        ]
+    for p, tp, stem, label in _roi_batch_jobs(wildcards, source, run):
+        key = roi_key(p, tp, stem, label)
+        image = f"{_converted_staging(p, run)}/{p}/{tp}/{stem}"
+        argv = [flag, f"{image}.nii.gz", "--mask", f"{image}_mask.nii.gz", "--label", label]
+        argv += [*options, "--out", f"{output}/{key}.csv", "--patient", p, "--timepoint", tp]
         items.append((key, argv))
     return _items_json(items)
 
 
-def pet_batch_items(wildcards, output):
-    threshold = shlex.split(pet_params(wildcards))
-    items = []
-    for p, tp, stem, label in _roi_batch_jobs(wildcards, "pet"):
-        key, image = (
-            roi_key(p, tp, stem, label),
-            f"{_staging('convert', PATIENT_STUDY[p], p)}/{p}/{tp}/{stem}",
-        )
-        argv = ["--pet", f"{image}.nii.gz", "--mask", f"{image}_mask.nii.gz", "--label", label]
-        argv += [*threshold, "--out", f"{output}/{key}.csv", "--patient", p, "--timepoint", tp]
-        items.append((key, argv))
-    return _items_json(items)
-
-
-def pathomics_batch_inputs(wildcards):
-    """The slides of the batch's patients (demo: the image folder that will contain them)."""
-    if is_demo(wildcards.study):
-        return [cohort_dir(wildcards.study) / "images"]
-    slides = _slides(wildcards.study)
-    return [cohort_dir(wildcards.study) / slides[p] for p in _batch_patients(wildcards, slides)]
-
-
-def pathomics_batch_items(wildcards, output):
-    settings = config["pathomics"]
-    options = ["--tile-um", settings["tile_um"], "--target-mpp", settings["target_mpp"]]
-    options += ["--max-tiles", settings["max_tiles"], "--seed", config["seed"]]
-    slides = _slides(wildcards.study)
-    return _items_json(
-        (
-            p,
-            [
-                "--slide",
-                cohort_dir(wildcards.study) / slides[p],
-                "--out",
-                f"{output}/{p}.csv",
-                *options,
-                "--patient",
-                p,
-            ],
-        )
-        for p in _batch_patients(wildcards, sorted(slides))
+def radiomics_batch_items(run):
+    """Params function: one extract_radiomics.py item per ROI of the batch."""
+    return lambda wildcards, input, output: _roi_items(
+        wildcards, "radiomics", run, output, ["--params", input.params]
     )
+
+
+def pet_batch_items(run):
+    """Params function: one pet_metrics.py item per ROI of the batch."""
+    return lambda wildcards, output: _roi_items(
+        wildcards, "pet", run, output, shlex.split(pet_params(wildcards))
+    )
+
+
+def pathomics_batch_inputs(run):
+    """Input function: the slides of the batch's patients (the demo: the image folder that will
+    contain them)."""
+
+    def slides_of(wildcards):
+        if is_demo(wildcards.study) and not run.applied:
+            return [cohort_dir(wildcards.study) / "images"]
+        slides = _slides(wildcards.study, run)
+        root = _cohort_of(wildcards.study, run)
+        return [root / slides[p] for p in _batch_patients(wildcards, slides, run)]
+
+    return slides_of
+
+
+def pathomics_batch_items(run):
+    """Params function: one extract_pathomics.py item per slide of the batch."""
+
+    def items(wildcards, output):
+        settings = config["pathomics"]
+        options = ["--tile-um", settings["tile_um"], "--target-mpp", settings["target_mpp"]]
+        options += ["--max-tiles", settings["max_tiles"], "--seed", config["seed"]]
+        slides = _slides(wildcards.study, run)
+        root = _cohort_of(wildcards.study, run)
+        return _items_json(
+            (
+                p,
+                [
+                    "--slide",
+                    root / slides[p],
+                    "--out",
+                    f"{output}/{p}.csv",
+                    *options,
+                    "--patient",
+                    p,
+                ],
+            )
+            for p in _batch_patients(wildcards, sorted(slides), run)
+        )
+
+    return items
 
 
 def all_convert_batches():
     return [
         dag.fill(dag.BATCH, stage="convert", study=study, batch=n)
         for study in STUDIES
-        for n in batch_numbers(study, [p for p in _convertible(study) if PATIENT_STUDY[p] == study])
+        for n in batch_numbers(
+            study, [p for p in _convertible(study) if _owner(p, TRAINING) == study]
+        )
     ]
 
 
@@ -487,19 +519,19 @@ def radiomics_params_file(wildcards):
     return path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path
 
 
-def _images(study, applied):
+def _images(study, run):
     """images.csv rows of the study's cohort, or of the new cohort of `apply`."""
-    return APPLY_IMAGES if applied else IMAGES[study]
+    return APPLY_IMAGES if run.applied else IMAGES[study]
 
 
 @cache
-def _roi_jobs(study, source, applied=False):
+def _roi_jobs(study, source, run=TRAINING):
     """(patient, tp, stem, label) of every masked image the study extracts `source` from.
 
     source is radiomics or pet; its config block names the image stems and mask labels.
     """
     settings = STUDIES[study][source]
-    rows = _images(study, applied)
+    rows = _images(study, run)
     jobs = []
     for row in rows.itertuples():
         stem = row.modality if row.series == "-" else f"{row.modality}_{row.series}"
@@ -511,49 +543,49 @@ def _roi_jobs(study, source, applied=False):
 
 
 @cache
-def _slides(study, applied=False):
-    rows = _images(study, applied)
+def _slides(study, run=TRAINING):
+    rows = _images(study, run)
     return dict(zip(*rows.loc[rows["modality"] == "WSI", ["patient_id", "path"]].values.T))
 
 
-def feature_sources(study, applied=False):
+def feature_sources(study, run=TRAINING):
     """Feature sources the study turns on; one that matches nothing in images.csv is an error."""
     sources = [s for s in ("radiomics", "pathomics", "pet") if STUDIES[study].get(s)]
-    table = (APPLY["cohort"] if applied else cohort_dir(study)) / "images.csv"
+    table = _cohort_of(study, run) / "images.csv"
     for source in sources:
-        if source == "pathomics" and not _slides(study, applied):
+        if source == "pathomics" and not _slides(study, run):
             raise WorkflowError(
                 f"study {study}: pathomics is on but images.csv has no WSI row ({table})"
             )
-        if source != "pathomics" and not _roi_jobs(study, source, applied):
+        if source != "pathomics" and not _roi_jobs(study, source, run):
             raise WorkflowError(
                 f"study {study}: {source}.images {STUDIES[study][source]['images']} matches no "
                 f"image with a mask in {table} (image stems there: "
-                f"{', '.join(_stems(study, applied)) or 'none'}; a stem is <modality>_<series>, "
+                f"{', '.join(_stems(study, run)) or 'none'}; a stem is <modality>_<series>, "
                 "or <modality> when series is '-')"
             )
     return sources
 
 
-def _stems(study, applied=False):
-    rows = _images(study, applied)
+def _stems(study, run):
+    rows = _images(study, run)
     return sorted({m if s == "-" else f"{m}_{s}" for m, s in zip(rows["modality"], rows["series"])})
 
 
-def feature_tables(wildcards):
-    """Per-patient feature CSVs of one source, merged by merge_features."""
-    study, source = wildcards.study, wildcards.source
-    root = dag.fill(dag.FEATURE_ROOT, study=study, source=source)
-    return _patient_tables(study, source, root, applied=False)
+def feature_tables(run):
+    """Input function: the per-patient feature CSVs of one source, merged by merge_features."""
 
+    def tables(wildcards):
+        study, source = wildcards.study, wildcards.source
+        root = run_path(run, dag.FEATURE_ROOT, study=study, source=source)
+        if source in ("radiomics", "pet"):
+            return [
+                f"{root}/{roi_key(p, tp, stem, label)}.csv"
+                for p, tp, stem, label in _roi_jobs(study, source, run)
+            ]
+        return [f"{root}/{p}.csv" for p in sorted(_slides(study, run))]
 
-def _patient_tables(study, source, root, applied):
-    if source in ("radiomics", "pet"):
-        return [
-            f"{root}/{dag.fill(dag.ROI_ITEM, patient=p, tp=tp, stem=stem, label=label)}.csv"
-            for p, tp, stem, label in _roi_jobs(study, source, applied)
-        ]
-    return [f"{root}/{p}.csv" for p in sorted(_slides(study, applied))]
+    return tables
 
 
 def harmonize_params(wildcards):
@@ -870,9 +902,7 @@ def all_lesions():
 
 def lesion_batch_converted(wildcards):
     """Conversion staging folders of the patients of a lesion batch."""
-    return converted_staging(
-        wildcards.study, _batch_patients(wildcards, _lesion_patients(wildcards.study))
-    )
+    return converted_staging(_batch_patients(wildcards, _lesion_patients(wildcards.study)))
 
 
 def lesion_batch_items(wildcards, input, output):
@@ -882,7 +912,7 @@ def lesion_batch_items(wildcards, input, output):
         options += ["--predicted-masks", *input.predicted]
     items = []
     for p in _batch_patients(wildcards, _lesion_patients(study)):
-        converted = _staging("convert", PATIENT_STUDY[p], p)
+        converted = _converted_staging(p)
         argv = ["--converted", converted, "--patient", p, *options, "--out", f"{output}/{p}"]
         items.append((p, argv))
     return _items_json(items)
@@ -1020,12 +1050,24 @@ def bootstrap_params(wildcards):
     return f"--n-boot {EVALUATE['n_boot']} --alpha {EVALUATE['alpha']} --seed {config['seed']}"
 
 
-def evaluate_params(wildcards):
-    """Options of evaluate.py: horizons, threshold, bootstrap."""
-    return (
-        f"--horizons {horizons_option()} --threshold {EVALUATE['threshold']} "
-        + bootstrap_params(wildcards)
-    )
+def evaluate_params(run):
+    """Params function: options of evaluate.py (horizons, threshold, bootstrap; a new cohort is
+    also scored against the training run's predictions)."""
+
+    def options(wildcards):
+        text = f"--horizons {horizons_option()} --threshold {EVALUATE['threshold']} "
+        text += bootstrap_params(wildcards)
+        if run.applied:
+            training = dag.fill(dag.PREDICTIONS, study=wildcards.study, variant=wildcards.variant)
+            text += f" --training {training}"
+        return text
+
+    return options
+
+
+def run_predictions(run):
+    """The predictions pattern a run evaluates: trained models' or the new cohort's."""
+    return run.path(dag.APPLY_PREDICTIONS) if run.applied else dag.PREDICTIONS
 
 
 def model_card_params(wildcards):
@@ -1095,31 +1137,39 @@ def report_scale(wildcards):
     return f"--scale {DEMO.get('scale', 'full')}" if DEMO["enabled"] else ""
 
 
-def report_study_inputs(wildcards):
-    """Everything a study's report section shows: QC, converted images, slides, ComBat, metrics."""
-    return _report_inputs(_report_parts(wildcards.study, applied=False))
+def report_study_inputs(run):
+    """Input function: everything a study's report section shows (QC, converted images, slides,
+    ComBat, metrics) in the run's tree."""
+    return lambda wildcards: _report_inputs(_report_parts(wildcards.study, run))
 
 
-def report_study_params(wildcards):
-    """Options of report_study.py: settings JSON, QC size, labelled statistics and metrics."""
-    return _report_options(wildcards.study, _report_parts(wildcards.study, applied=False))
+def report_study_params(run):
+    """Params function: options of report_study.py (settings JSON, QC size, labelled statistics
+    and metrics; a new cohort's section gets its own title)."""
+
+    def options(wildcards):
+        study = wildcards.study
+        title = f"{study} applied to {_need_apply()['name']}" if run.applied else None
+        return _report_options(study, _report_parts(study, run), title)
+
+    return options
 
 
-def _report_parts(study, applied):
+def _report_parts(study, run):
     """The files a report section shows: of the study's run, or of the new cohort of `apply`."""
     variants = model_variants(study)
-    sources = feature_sources(study, applied) if STUDIES[study].get("harmonize") else []
-    if applied:
+    sources = feature_sources(study, run) if STUDIES[study].get("harmonize") else []
+    if run.applied:
         return {
-            "qc": applied_path(dag.APPLY_QC, study=study),
+            "qc": run_path(run, dag.QC_STUDY, study=study),
             "converted": [
-                applied_path(dag.CONVERTED, patient=p) for p in _convertible(study, True)
+                run_path(run, dag.CONVERTED, patient=p) for p in _convertible(study, run)
             ],
-            "slides": [APPLY["cohort"] / path for path in _slides(study, True).values()],
-            "metrics": {v: applied_path(dag.METRICS, study=study, variant=v) for v in variants},
+            "slides": [APPLY["cohort"] / path for path in _slides(study, run).values()],
+            "metrics": {v: run_path(run, dag.METRICS, study=study, variant=v) for v in variants},
             "comparisons": None,
             "harmonize": {
-                s: applied_path(dag.APPLY_HARMONIZED_STATS, study=study, source=s) for s in sources
+                s: run_path(run, dag.APPLY_HARMONIZED_STATS, study=study, source=s) for s in sources
             },
             "ddpm": [],
         }
@@ -1139,6 +1189,21 @@ def _report_parts(study, applied):
             if study in ddpm_studies()
         ],
     }
+
+
+def report_sections(run):
+    """Input function: the report's sections, one per study (a new cohort: its study's)."""
+
+    def sections(wildcards):
+        studies = [_need_apply()["study"]] if run.applied else STUDIES
+        return [run_path(run, dag.REPORT_SECTION, study=s) for s in studies]
+
+    return sections
+
+
+def report_qc(run):
+    """Input function: the cohort report the run's report opens with."""
+    return apply_qc if run.applied else lambda wildcards: dag.QC_ALL
 
 
 def _report_inputs(parts):
@@ -1207,61 +1272,27 @@ def apply_cohort(wildcards):
 
 
 def apply_qc(wildcards):
-    return applied_path(dag.APPLY_QC, study=APPLY["study"])
-
-
-def apply_convert_inputs(wildcards):
-    """The new cohort's validation report and the patient's source files."""
-    rows = APPLY_IMAGES[APPLY_IMAGES["patient_id"] == wildcards.patient]
-    return [apply_qc(wildcards)] + _files_of(_need_apply()["cohort"], rows)
-
-
-def apply_slide_path(wildcards):
-    return _need_apply()["cohort"] / _slides(wildcards.study, True)[wildcards.patient]
-
-
-def apply_feature_tables(wildcards):
-    study, source = wildcards.study, wildcards.source
-    root = applied_path(dag.FEATURE_ROOT, study=study, source=source)
-    return _patient_tables(study, source, root, applied=True)
+    return run_path(APPLIED, dag.QC_STUDY, study=_need_apply()["study"])
 
 
 def apply_model_features(wildcards):
     """The new cohort's feature tables a variant's models take (harmonised for combat)."""
     study = wildcards.study
     pattern = dag.APPLY_HARMONIZED if wildcards.variant == "combat" else dag.FEATURES
-    return {s: applied_path(pattern, study=study, source=s) for s in feature_sources(study, True)}
+    sources = feature_sources(study, APPLIED)
+    return {s: run_path(APPLIED, pattern, study=study, source=s) for s in sources}
 
 
 def apply_feature_arguments(wildcards):
     return _labelled(apply_model_features(wildcards))
 
 
-def apply_evaluate_params(wildcards):
-    """evaluate.py options for the new cohort: scored against the training run."""
-    training = dag.fill(dag.PREDICTIONS, study=wildcards.study, variant=wildcards.variant)
-    return f"{evaluate_params(wildcards)} --training {training}"
-
-
-def apply_report_inputs(wildcards):
-    return _report_inputs(_report_parts(wildcards.study, applied=True))
-
-
-def apply_report_params(wildcards):
-    title = f"{wildcards.study} applied to {_need_apply()['name']}"
-    return _report_options(wildcards.study, _report_parts(wildcards.study, True), title)
-
-
-def apply_sections(wildcards):
-    return [applied_path(dag.REPORT_SECTION, study=_need_apply()["study"])]
-
-
 def all_applied(wildcards):
     """Predictions, metrics and the report of the new cohort (needs apply_cohort)."""
     study = _need_apply()["study"]
-    feature_sources(study, True)  # refuses a new cohort without the images the models need
+    feature_sources(study, APPLIED)  # refuses a new cohort without the images the models need
     return [
-        applied_path(pattern, study=study, variant=v)
+        run_path(APPLIED, pattern, study=study, variant=v)
         for v in model_variants(study)
         for pattern in (dag.APPLY_PREDICTIONS, dag.METRICS)
-    ] + [applied(dag.REPORT)]
+    ] + [APPLIED.path(dag.REPORT)]

@@ -1,30 +1,39 @@
-rule evaluate:
-    input:
-        predictions=dag.PREDICTIONS,
-        segmentation=segmentation_tables,
-        script=script_path("evaluate"),
-    output:
-        metrics=dag.METRICS,
-        card=dag.MODEL_CARD,
-        card_json=dag.MODEL_CARD_JSON,
-    log:
-        "logs/evaluate/{study}/{variant}.log",
-    benchmark:
-        "logs/benchmarks/evaluate/{study}/{variant}.tsv"
-    conda:
-        "../envs/survival.yaml"
-    container:
-        CONTAINERS["survival"]
-    params:
-        options=evaluate_params,
-        card=model_card_params,
-        segmentation=segmentation_option,
-    message:
-        "Metrics with bootstrap CIs of {wildcards.study} ({wildcards.variant})"
-    shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --predictions {input.predictions} --out {output.metrics} --card {output.card}"
-        " {params.options} {params.card} {params.segmentation} 2> {log}"
+# Metrics with bootstrap CIs, declared once per results tree (RUNS: a new cohort of `apply` is
+# scored against the training run's predictions), and the paired comparisons of the training run.
+
+
+for run in RUNS:
+
+    rule:
+        name:
+            run.rule("evaluate")
+        input:
+            predictions=run_predictions(run),
+            training=dag.PREDICTIONS if run.applied else [],
+            segmentation=[] if run.applied else segmentation_tables,
+            script=script_path("evaluate"),
+        output:
+            metrics=run.path(dag.METRICS),
+            card=run.path(dag.MODEL_CARD),
+            card_json=run.path(dag.MODEL_CARD_JSON),
+        log:
+            run.log("evaluate/{study}/{variant}.log"),
+        benchmark:
+            run.benchmark("evaluate/{study}/{variant}.tsv")
+        conda:
+            "../envs/survival.yaml"
+        container:
+            CONTAINERS["survival"]
+        params:
+            options=evaluate_params(run),
+            card=model_card_params,
+            segmentation=segmentation_option,
+        message:
+            "Metrics with bootstrap CIs of {wildcards.study} ({wildcards.variant})"
+        shell:
+            "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+            " --predictions {input.predictions} --out {output.metrics} --card {output.card}"
+            " {params.options} {params.card} {params.segmentation} 2> {log}"
 
 
 rule compare_models:

@@ -28,7 +28,7 @@ rule lesions_batch:
 
 rule extract_lesions:
     input:
-        staging=publish_input("lesions"),
+        staging=publish_input("lesions", TRAINING),
         script=script_path("publish", "sh"),
     output:
         directory(dag.LESIONS),

@@ -67,7 +67,7 @@ rule sample_ddpm_batch:
 
 rule sample_ddpm:
     input:
-        staging=publish_input("ddpm"),
+        staging=publish_input("ddpm", TRAINING),
         script=script_path("publish", "sh"),
     output:
         dag.DDPM_SAMPLE,

@@ -1,25 +1,29 @@
-rule validate_cohort:
-    input:
-        cohort=cohort_inputs,
-        script=script_path("validate_cohort"),
-    output:
-        dag.QC_STUDY,
-    log:
-        "logs/validate/{study}.log",
-    benchmark:
-        "logs/benchmarks/validate/{study}.tsv"
-    conda:
-        "../envs/imaging.yaml"
-    container:
-        CONTAINERS["imaging"]
-    params:
-        cohort=study_cohort,
-        options=validate_params,
-    message:
-        "Validating the cohort of {wildcards.study}"
-    shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --cohort {params.cohort} --out {output} {params.options} 2> {log}"
+for run in RUNS:
+
+    rule:
+        name:
+            run.rule("validate_cohort")
+        input:
+            cohort=cohort_inputs(run),
+            script=script_path("validate_cohort"),
+        output:
+            run.path(dag.QC_STUDY),
+        log:
+            run.log("validate/{study}.log"),
+        benchmark:
+            run.benchmark("validate/{study}.tsv")
+        conda:
+            "../envs/imaging.yaml"
+        container:
+            CONTAINERS["imaging"]
+        params:
+            cohort=cohort_folder(run),
+            options=validate_params(run),
+        message:
+            "Validating the cohort {params.cohort} for {wildcards.study}"
+        shell:
+            "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+            " --cohort {params.cohort} --out {output} {params.options} 2> {log}"
 
 
 rule qc_summary:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 
 RESULTS = "results"
 
@@ -88,7 +89,6 @@ REPORT = "results/report/index.html"
 
 # apply to a new cohort
 APPLY = "results/apply/{name}"
-APPLY_QC = APPLY + "/{study}/qc/cohort_report.json"
 APPLY_HARMONIZED = APPLY + "/{study}/harmonize/{source}.csv"
 APPLY_HARMONIZED_STATS = APPLY + "/{study}/harmonize/{source}_stats.json"
 APPLY_PREDICTIONS = APPLY + "/{study}/predict/{variant}/predictions.csv"
@@ -139,3 +139,54 @@ def under(root: str, pattern: str) -> str:
         msg = f"{pattern}: not under {RESULTS}/"
         raise ValueError(msg)
     return root.rstrip("/") + pattern[len(RESULTS) :]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One results tree and the rules that write it: training, or a new cohort of ``apply``.
+
+    The rules shared by both (validation, conversion, per-patient features, merging, evaluation,
+    report) are declared once, in a loop over the runs (``rules/common.smk``, ``RUNS``). The
+    training run keeps the plain rule names, ``results/`` and ``logs/``; the run of the applied
+    cohort ``name`` prefixes its rules with ``apply_`` and writes under
+    ``results/apply/<name>/`` and ``logs/apply/<name>/``.
+
+    Example:
+        >>> Run("second").path(CONVERTED)
+        'results/apply/second/converted/{patient}'
+        >>> Run().rule("convert_batch"), Run("second").rule("convert_batch")
+        ('convert_batch', 'apply_convert_batch')
+
+    Attributes:
+        name: The applied cohort's name (``apply_name``); empty for the training run.
+    """
+
+    name: str = ""
+
+    @property
+    def applied(self) -> bool:
+        """Whether this is the run of a new cohort through frozen models."""
+        return bool(self.name)
+
+    @property
+    def root(self) -> str:
+        """The run's results folder."""
+        return fill(APPLY, name=self.name) if self.applied else RESULTS
+
+    def rule(self, name: str) -> str:
+        """The name of the run's copy of rule ``name``."""
+        return f"apply_{name}" if self.applied else name
+
+    def path(self, pattern: str) -> str:
+        """``pattern`` in this run's tree: ``APPLY*`` patterns get the name, the rest move."""
+        if pattern.startswith(APPLY):
+            return applied(pattern, self.name)
+        return under(self.root, pattern) if self.applied else pattern
+
+    def log(self, path: str) -> str:
+        """The log file ``path`` (relative to ``logs/``) of this run."""
+        return f"logs/{relative(self.root)}/{path}" if self.applied else f"logs/{path}"
+
+    def benchmark(self, path: str) -> str:
+        """The benchmark file ``path`` (relative to ``logs/benchmarks/``) of this run."""
+        return "logs/benchmarks/" + self.log(path)[len("logs/") :]

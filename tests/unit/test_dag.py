@@ -39,11 +39,39 @@ def test_patterns_live_under_results_and_use_the_workflow_wildcards():
 
 def test_apply_paths_move_training_patterns_under_the_cohort_root():
     assert dag.under("results/apply/x", dag.CONVERTED) == "results/apply/x/converted/{patient}"
-    assert dag.applied(dag.APPLY_QC, "x") == "results/apply/x/{study}/qc/cohort_report.json"
+    assert (
+        dag.applied(dag.APPLY_SUMMARY, "x")
+        == "results/apply/x/{study}/predict/{variant}/apply.json"
+    )
     assert dag.batch("convert") == "results/.batches/convert/{study}/{batch}"
     assert dag.relative("results/apply/x") == "apply/x"
     with pytest.raises(ValueError, match="not under results/"):
         dag.under("results/apply/x", "logs/x")
+
+
+def test_a_run_names_its_rules_paths_and_logs():
+    training, applied = dag.Run(), dag.Run("second")
+    assert not training.applied
+    assert applied.applied
+    assert training.root == "results"
+    assert applied.root == "results/apply/second"
+    assert training.rule("convert_batch") == "convert_batch"
+    assert applied.rule("convert_batch") == "apply_convert_batch"
+    assert training.path(dag.QC_STUDY) == dag.QC_STUDY
+    assert applied.path(dag.QC_STUDY) == "results/apply/second/qc/{study}/cohort_report.json"
+    assert applied.path(dag.batch("convert")) == (
+        "results/apply/second/.batches/convert/{study}/{batch}"
+    )
+    # an APPLY_* pattern gets the run's name instead of moving
+    assert applied.path(dag.APPLY_PREDICTIONS) == (
+        "results/apply/second/{study}/predict/{variant}/predictions.csv"
+    )
+    assert training.log("convert/{patient}.log") == "logs/convert/{patient}.log"
+    assert applied.log("convert/{patient}.log") == "logs/apply/second/convert/{patient}.log"
+    assert training.benchmark("report/index.tsv") == "logs/benchmarks/report/index.tsv"
+    assert applied.benchmark("report/index.tsv") == (
+        "logs/benchmarks/apply/second/report/index.tsv"
+    )
 
 
 def test_the_rules_write_no_results_path_by_hand():
