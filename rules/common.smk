@@ -25,6 +25,8 @@ from oncoflow.studies import recipe_for  # noqa: E402
 from oncoflow import dag  # noqa: E402
 from oncoflow.batch import items_argument, plan_batches  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402
+from oncoflow.errors import OncoflowError  # noqa: E402
+from oncoflow.workflow import options as opts, tables  # noqa: E402
 
 # at most one pending re-evaluation timer in Snakemake's scheduling loop (see the module)
 scheduler_fix.apply()
@@ -89,42 +91,26 @@ def cohort_dir(study):
     return Path(STUDIES[study]["cohort"])
 
 
+def _checked(function, *args, **kwargs):
+    """``function(*args, **kwargs)``, its oncoflow errors raised as Snakemake's WorkflowError
+    (one line, no traceback)."""
+    try:
+        return function(*args, **kwargs)
+    except OncoflowError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
 def _read_images(study):
     if is_demo(study):
         return plan_cohort(study, seed=DEMO["seed"], patients=demo_patients(study)).images
-    return _images_table(cohort_dir(study), f"study {study}", f"studies.{study}.cohort")
-
-
-def _images_table(root, what, key):
-    """images.csv of a cohort folder, with the columns the DAG needs (what/key name it in errors)."""
-    path = Path(root) / "images.csv"
-    if not path.exists():
-        raise WorkflowError(f"{what}: {path} not found ({key} in the config)")
-    table = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False)
-    missing = {"patient_id", "modality", "path"} - set(table.columns)
-    if missing:
-        raise WorkflowError(f"{what}: {path}: missing column(s) {', '.join(sorted(missing))}")
-    return table
+    return _checked(
+        tables.read_images, cohort_dir(study), f"study {study}", f"studies.{study}.cohort"
+    )
 
 
 IMAGES = {study: _read_images(study) for study in STUDIES}
-
-
-def _patient_index():
-    """Map patient_id -> study; the same id in two different cohorts is an error."""
-    owner = {}
-    for study, table in IMAGES.items():
-        for patient in table["patient_id"].unique():
-            first = owner.setdefault(patient, study)
-            if first != study and cohort_dir(first) != cohort_dir(study):
-                raise WorkflowError(
-                    f"patient {patient} appears in two cohorts ({cohort_dir(first)} and "
-                    f"{cohort_dir(study)}); patient ids must be unique across cohorts"
-                )
-    return owner
-
-
-PATIENT_STUDY = _patient_index()
+# patient -> the study that converts it; one id in two different cohorts is an error
+PATIENT_STUDY = _checked(tables.patient_owners, {s: (cohort_dir(s), IMAGES[s]) for s in STUDIES})
 
 
 # --- apply to a new cohort (--config apply_cohort=DIR) -------------------------------------------
@@ -161,7 +147,7 @@ def run_path(run, pattern, **values):
 
 
 APPLY_IMAGES = (
-    _images_table(APPLY["cohort"], "apply_cohort", "apply_cohort")
+    _checked(tables.read_images, APPLY["cohort"], "apply_cohort", "apply_cohort")
     if APPLY
     else pd.DataFrame(columns=["patient_id", "modality", "series", "path", "mask_path"])
 )
@@ -198,19 +184,10 @@ def _study_tables(wildcards):
     if is_demo(study):
         tables = ["images.csv", "clinical.csv", "outcomes.csv", "splits.csv", "oracle.json"]
         return [root / name for name in tables] + [root / "images"]
-    tables = [root / name for name in ("images.csv", "clinical.csv", "outcomes.csv")]
+    names = [root / name for name in ("images.csv", "clinical.csv", "outcomes.csv")]
     if (root / "splits.csv").exists():
-        tables.append(root / "splits.csv")
-    return tables
-
-
-def _files_of(root, rows):
-    """The image and mask files of some images.csv rows, relative to the cohort folder root."""
-    paths = []
-    for column in ("path", "mask_path"):
-        if column in rows:
-            paths += [root / p for p in rows[column] if isinstance(p, str) and p]
-    return sorted(set(paths))
+        names.append(root / "splits.csv")
+    return names
 
 
 def validate_params(run):
@@ -219,22 +196,11 @@ def validate_params(run):
 
 
 def _study_validate_params(wildcards):
-    return _option_string(_validate_options(wildcards.study))
+    return opts.quoted_options(_validate_options(wildcards.study))
 
 
 def _validate_options(study):
-    settings = STUDIES[study]
-    return {
-        "--clinical": ",".join(settings.get("clinical", [])),
-        "--targets": ",".join(settings.get("targets", [])),
-        "--mask-labels": ",".join(map(str, settings.get("mask_labels", []))),
-        "--tilt": config["convert"]["tilt"],
-        "--uneven-spacing": config["convert"]["uneven_spacing"],
-    }
-
-
-def _option_string(options):
-    return " ".join(f"{flag} '{value}'" for flag, value in options.items() if value)
+    return opts.validate_options(STUDIES[study], config["convert"])
 
 
 def study_cohort(wildcards):
@@ -260,12 +226,11 @@ def _patient_sources(study, run):
     """patient -> the files of its images.csv rows (grouped once, not filtered per job)."""
     root = _cohort_of(study, run)
     rows = _images(study, run)
-    return {p: _files_of(root, group) for p, group in rows.groupby("patient_id", sort=False)}
+    return {p: tables.files_of(root, g) for p, g in rows.groupby("patient_id", sort=False)}
 
 
 def _convertible(study, run=TRAINING):
-    rows = _images(study, run)
-    return sorted(rows.loc[rows["modality"] != "WSI", "patient_id"].unique())
+    return tables.convertible(_images(study, run))
 
 
 def all_converted():
@@ -490,27 +455,12 @@ def all_convert_batches():
 
 def folds_params(wildcards):
     """Command-line options of make_folds.py for one study."""
-    study = STUDIES[wildcards.study]
-    folds = study.get("folds", {})
-    options = [
-        f"--seed {config['seed']}",
-        f"--repeats {folds.get('repeats', 5)}",
-        f"--holdout {folds.get('holdout', 0.3)}",
-    ]
-    if folds.get("k"):
-        options.append(f"--k {folds['k']}")
-    if study.get("stratify"):
-        options.append(f"--stratify {study['stratify']}")
-    if study.get("external_sites"):
-        options.append(f"--external-sites {','.join(study['external_sites'])}")
-    return " ".join(options)
+    return opts.folds_options(STUDIES[wildcards.study], config["seed"])
 
 
 def fold_names(study):
     """Fold keys of folds.json: 0..n-1 and final."""
-    folds = STUDIES[study].get("folds", {})
-    n = folds.get("k") or folds.get("repeats", 5)
-    return [str(i) for i in range(n)] + ["final"]
+    return opts.fold_names(STUDIES[study])
 
 
 def radiomics_params_file(wildcards):
@@ -526,50 +476,20 @@ def _images(study, run):
 
 @cache
 def _roi_jobs(study, source, run=TRAINING):
-    """(patient, tp, stem, label) of every masked image the study extracts `source` from.
-
-    source is radiomics or pet; its config block names the image stems and mask labels.
-    """
+    """(patient, tp, stem, label) of every masked image the study extracts `source` from."""
     settings = STUDIES[study][source]
-    rows = _images(study, run)
-    jobs = []
-    for row in rows.itertuples():
-        stem = row.modality if row.series == "-" else f"{row.modality}_{row.series}"
-        has_mask = isinstance(row.mask_path, str) and bool(row.mask_path)
-        if has_mask and stem in settings["images"]:
-            for label in settings["labels"]:
-                jobs.append((row.patient_id, row.timepoint, stem, label))
-    return sorted(set(jobs))
+    return tables.roi_jobs(_images(study, run), settings["images"], settings["labels"])
 
 
 @cache
 def _slides(study, run=TRAINING):
-    rows = _images(study, run)
-    return dict(zip(*rows.loc[rows["modality"] == "WSI", ["patient_id", "path"]].values.T))
+    return tables.slides(_images(study, run))
 
 
 def feature_sources(study, run=TRAINING):
     """Feature sources the study turns on; one that matches nothing in images.csv is an error."""
-    sources = [s for s in ("radiomics", "pathomics", "pet") if STUDIES[study].get(s)]
     table = _cohort_of(study, run) / "images.csv"
-    for source in sources:
-        if source == "pathomics" and not _slides(study, run):
-            raise WorkflowError(
-                f"study {study}: pathomics is on but images.csv has no WSI row ({table})"
-            )
-        if source != "pathomics" and not _roi_jobs(study, source, run):
-            raise WorkflowError(
-                f"study {study}: {source}.images {STUDIES[study][source]['images']} matches no "
-                f"image with a mask in {table} (image stems there: "
-                f"{', '.join(_stems(study, run)) or 'none'}; a stem is <modality>_<series>, "
-                "or <modality> when series is '-')"
-            )
-    return sources
-
-
-def _stems(study, run):
-    rows = _images(study, run)
-    return sorted({m if s == "-" else f"{m}_{s}" for m, s in zip(rows["modality"], rows["series"])})
+    return _checked(tables.feature_sources, study, STUDIES[study], _images(study, run), table)
 
 
 def feature_tables(run):
@@ -590,28 +510,12 @@ def feature_tables(run):
 
 def harmonize_params(wildcards):
     """Command-line options of harmonize.py (config `harmonize`)."""
-    settings = config["harmonize"]
-    options = [f"--batch {settings['batch']}"]
-    if settings.get("covariates"):
-        options.append(f"--covariates {','.join(settings['covariates'])}")
-    if not settings.get("parametric", True):
-        options.append("--non-parametric")
-    if not settings.get("eb", True):
-        options.append("--no-eb")
-    if settings.get("mean_only", False):
-        options.append("--mean-only")
-    options.append(f"--unseen-batches {settings.get('unseen_sites', 'estimate')}")
-    return " ".join(options)
+    return opts.harmonize_options(config["harmonize"])
 
 
 def pet_params(wildcards):
     """Threshold option of pet_metrics.py (config studies.<study>.pet)."""
-    settings = STUDIES[wildcards.study]["pet"]
-    if settings.get("threshold_rel") is not None:
-        return f"--threshold-rel {settings['threshold_rel']}"
-    if settings.get("threshold") is not None:
-        return f"--threshold {settings['threshold']}"
-    return ""
+    return opts.pet_options(STUDIES[wildcards.study]["pet"])
 
 
 def harmonized_tables(study):
@@ -642,13 +546,7 @@ def survival_studies():
 
 def survival_variants(study):
     """raw, + combat when harmonize is on, + permuted (negative control) when asked."""
-    settings = STUDIES[study]
-    variants = ["raw"]
-    if settings.get("harmonize", False):
-        variants.append("combat")
-    if settings.get("negative_control", False):
-        variants.append("permuted")
-    return variants
+    return opts.survival_variants(STUDIES[study])
 
 
 def study_feature_tables(wildcards):
@@ -671,15 +569,14 @@ def variant_harmonized_tables(wildcards):
 
 def train_survival_params(wildcards):
     """Options of train_net_survival.py: targets, seed, harmonized tables, permutation."""
-    study = STUDIES[wildcards.study]
-    targets = sorted({t.rsplit("_", 1)[0] for t in study["targets"] if t.endswith("_event")})
-    options = [f"--targets {','.join(targets)}", f"--seed {config['seed']}"]
-    options.append(f"--horizons {horizons_option()}")
-    if wildcards.variant == "combat":
-        options.append(f"--harmonized {dag.fill(dag.HARMONIZE_ROOT, study=wildcards.study)}")
-    if wildcards.variant == "permuted":
-        options.append(f"--permute --permutations {study.get('permutations', 5)}")
-    return " ".join(options)
+    study = wildcards.study
+    return opts.survival_options(
+        STUDIES[study],
+        wildcards.variant,
+        config["seed"],
+        horizons_option(),
+        dag.fill(dag.HARMONIZE_ROOT, study=study),
+    )
 
 
 def all_survival_models():
@@ -704,13 +601,7 @@ def ddpm_model_settings(wildcards):
 
 
 def ddpm_sampling_params(wildcards):
-    sampling = STUDIES[wildcards.study].get("ddpm", {}).get("sampling", {})
-    options = []
-    if not sampling.get("anatomy_preserving", True):
-        options.append("--no-anatomy-preserving")
-    if sampling.get("ddim_steps"):
-        options.append(f"--ddim-steps {sampling['ddim_steps']}")
-    return " ".join(options)
+    return opts.ddpm_sampling_options(STUDIES[wildcards.study])
 
 
 def ddpm_samples(wildcards):
@@ -756,17 +647,6 @@ def all_ddpm():
 
 # --- nnU-Net segmentation (pancreas_multitask) -------------------------------------------------
 
-NNUNET_DEFAULTS = {
-    "planner": "nnUNetPlannerResEncM",
-    "configuration": "3d_fullres",
-    "folds": [0, 1, 2, 3, 4],
-    "plans": {"name": "oncoflowResEncMPlans"},
-    "trainer": {"name": "oncoflowMultitaskTrainer"},
-    "head": {},
-    "checkpoint": "checkpoint_best.pth",
-    "processes": 2,
-}
-
 
 def nnunet_studies():
     return studies_of("segmentation")
@@ -774,16 +654,7 @@ def nnunet_studies():
 
 def nnunet_settings(study):
     """The study's nnunet block with defaults filled in."""
-    if "nnunet" not in STUDIES[study]:
-        raise WorkflowError(
-            f"study {study}: model nnunet_multitask needs a studies.{study}.nnunet block "
-            "(dataset_id, dataset_name, channels, label, regions, classify; see config.yaml)"
-        )
-    return {**NNUNET_DEFAULTS, **STUDIES[study]["nnunet"]}
-
-
-NNUNET_DATASET_KEYS = ("dataset_id", "dataset_name", "channels", "label", "regions", "classify")
-NNUNET_PLAN_KEYS = (*NNUNET_DATASET_KEYS, "planner", "configuration", "plans", "head", "processes")
+    return _checked(opts.nnunet_settings, study, STUDIES[study])
 
 
 def _nnunet_json(study, keys=None, **overrides):
@@ -800,29 +671,20 @@ def nnunet_settings_json(wildcards):
 
 def nnunet_dataset_json(wildcards):
     """The keys the export and the collection use: a new schedule does not re-export."""
-    return _nnunet_json(wildcards.study, NNUNET_DATASET_KEYS)
+    return _nnunet_json(wildcards.study, opts.NNUNET_DATASET_KEYS)
 
 
 def nnunet_plan_json(wildcards, threads):
     """The keys planning uses (a new training schedule does not re-plan), with as many
     preprocessing processes as the job has threads."""
-    return _nnunet_json(wildcards.study, NNUNET_PLAN_KEYS, processes=threads)
-
-
-def _nnunet_dataset(study):
-    settings = nnunet_settings(study)
-    return f"Dataset{int(settings['dataset_id']):03d}_{settings['dataset_name']}"
+    return _nnunet_json(wildcards.study, opts.NNUNET_PLAN_KEYS, processes=threads)
 
 
 def nnunet_checkpoint(study, fold):
     """checkpoint_final.pth of one fold (nnU-Net's results layout)."""
     settings = nnunet_settings(study)
-    model = "__".join(
-        [settings["trainer"]["name"], settings["plans"]["name"], settings["configuration"]]
-    )
-    return dag.fill(
-        dag.NNUNET_CHECKPOINT, study=study, dataset=_nnunet_dataset(study), model=model, fold=fold
-    )
+    dataset, model = opts.nnunet_dataset(settings), opts.nnunet_model(settings)
+    return dag.fill(dag.NNUNET_CHECKPOINT, study=study, dataset=dataset, model=model, fold=fold)
 
 
 def nnunet_predict_checkpoints(wildcards):
@@ -886,10 +748,7 @@ def lesion_predicted_masks(wildcards):
 
 def _lesion_patients(study):
     """Patients with at least one of the stems the study crops."""
-    stems = set(STUDIES[study]["lesions"]["images"])
-    rows = IMAGES[study]
-    row_stems = [m if s == "-" else f"{m}_{s}" for m, s in zip(rows["modality"], rows["series"])]
-    return sorted({p for p, stem in zip(rows["patient_id"], row_stems) if stem in stems})
+    return tables.patients_with(IMAGES[study], STUDIES[study]["lesions"]["images"])
 
 
 def all_lesions():
@@ -1042,7 +901,7 @@ EVALUATE = {
 
 
 def horizons_option():
-    return ",".join(f"{h:g}" for h in EVALUATE["horizons_days"])
+    return opts.horizons_option(EVALUATE["horizons_days"])
 
 
 def bootstrap_params(wildcards):
@@ -1072,18 +931,10 @@ def run_predictions(run):
 
 def model_card_params(wildcards):
     """Model card fields of evaluate.py (study settings from the config)."""
-    study = STUDIES[wildcards.study]
-    inputs = list(study.get("modalities", [])) + feature_sources(wildcards.study)
-    inputs += ["clinical"] if study.get("clinical") else []
-    options = {
-        "--study": wildcards.study,
-        "--variant": wildcards.variant,
-        "--model": study["model"],
-        "--cohort": str(cohort_dir(wildcards.study)),
-        "--inputs": ",".join(inputs),
-        "--targets": ",".join(study.get("targets", [])),
-    }
-    return " ".join(f"{flag} {shlex.quote(value)}" for flag, value in options.items() if value)
+    study = wildcards.study
+    return opts.model_card_options(
+        study, wildcards.variant, STUDIES[study], feature_sources(study), cohort_dir(study)
+    )
 
 
 def model_variants(study):
@@ -1218,25 +1069,12 @@ def _report_inputs(parts):
 
 
 def _labelled(paths):
-    return " ".join(f"{label}={path}" for label, path in paths.items())
+    return opts.labelled(paths)
 
 
 def _report_options(study, parts, title=None):
-    options = [
-        f"--settings {shlex.quote(json.dumps(STUDIES[study]))}",
-        f"--qc-patients {EVALUATE['qc_patients']}",
-    ]
-    if parts["metrics"]:
-        options.append(f"--metrics {_labelled(parts['metrics'])}")
-    if parts["comparisons"]:
-        options.append(f"--comparisons {parts['comparisons']}")
-    if parts["harmonize"]:
-        options.append(f"--harmonize {_labelled(parts['harmonize'])}")
-    if parts["ddpm"]:
-        options.append(f"--ddpm {' '.join(parts['ddpm'])}")
-    if title:
-        options.append(f"--title {shlex.quote(title)}")
-    return " ".join(options)
+    settings = json.dumps(STUDIES[study])
+    return opts.report_options(settings, parts, EVALUATE["qc_patients"], title)
 
 
 # --- apply -----------------------------------------------------------------------------------
@@ -1262,9 +1100,9 @@ def apply_validate_params(wildcards):
     """validate_cohort.py options for the new cohort: the study's; outcomes only if it has them."""
     options = _validate_options(wildcards.study)
     if (_need_apply()["cohort"] / "outcomes.csv").exists():
-        return _option_string(options)
+        return opts.quoted_options(options)
     options.pop("--targets")
-    return f"{_option_string(options)} --optional-outcomes"
+    return f"{opts.quoted_options(options)} --optional-outcomes"
 
 
 def apply_cohort(wildcards):

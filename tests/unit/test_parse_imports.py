@@ -20,6 +20,8 @@ PARSE_TIME_MODULES = (
     "oncoflow.scheduler_fix",
     "oncoflow.demo",
     "oncoflow.demo.cohort",
+    "oncoflow.workflow.options",
+    "oncoflow.workflow.tables",
 )
 HEAVY = ("torch", "sklearn", "scipy.stats", "lifelines", "SimpleITK", "pydicom")
 
