@@ -13,7 +13,6 @@ from scipy import ndimage
 
 from oncoflow.deep import mmdls_heads, mmdls_tabular, train_pancreas
 from oncoflow.deep.data import (
-    TabularEncoder,
     fold_patients,
     intensity_features,
     lesion_core_statistics,
@@ -23,6 +22,7 @@ from oncoflow.deep.data import (
 from oncoflow.deep.ensemble import collect_folds, ensemble_predictions
 from oncoflow.deep.workflow import run_fold
 from oncoflow.errors import ModelError
+from oncoflow.features.tabular import TabularEncoder
 from oncoflow.formats import write_folds
 from oncoflow.models.cnn_lstm import ProgressionLSTM, collate_sequences
 from oncoflow.models.liver import RUNGS

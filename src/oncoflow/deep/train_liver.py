@@ -30,13 +30,13 @@ from oncoflow.deep.common import (
 )
 from oncoflow.deep.data import (
     PatientLesions,
-    TabularEncoder,
     downsample,
     load_lesions,
     select_slices,
 )
 from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
+from oncoflow.features.tabular import TabularEncoder
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.models.liver import RUNGS
 from oncoflow.models.registry import create_model

@@ -3,8 +3,8 @@
 Per patient: ``k`` lesion slices (CT + PET channels, the largest lesion areas), ``k`` lung
 context patches, and a tabular vector of the feature tables (PET metrics, radiomics when on; the
 baseline time point) and the clinical columns, encoded with the training patients' statistics
-(:class:`~oncoflow.deep.data.TabularEncoder`). With ``core_statistics`` and the converted images,
-the tabular vector also holds the CT intensity percentiles of the lesion core
+(:class:`~oncoflow.features.tabular.TabularEncoder`). With ``core_statistics`` and the
+converted images, the tabular vector also holds the CT intensity percentiles of the lesion core
 (:func:`~oncoflow.deep.data.lesion_core_statistics`, mask eroded by one voxel): the texture the
 32-pixel resampled crops lose (:mod:`oncoflow.deep.mmdls_tabular`). The inner-validation patients
 select the epoch on the mean of histology AUC, stage macro AUC and the DFS / OS C-indices.
@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 
 from oncoflow.deep.common import index_batches, prediction_rows
-from oncoflow.deep.data import TabularEncoder
 from oncoflow.deep.mmdls_heads import REFITTABLE, head_layout, refit_heads
 from oncoflow.deep.mmdls_segmentor import segmentor_stage, validation_dice
 from oncoflow.deep.mmdls_settings import MMDLSSettings
@@ -45,6 +44,7 @@ from oncoflow.deep.mmdls_tabular import (
 )
 from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
+from oncoflow.features.tabular import TabularEncoder
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.metrics.survival import concordance_index
 from oncoflow.models.mm_dls import breslow_survival, multitask_loss

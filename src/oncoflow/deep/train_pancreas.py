@@ -26,7 +26,6 @@ from oncoflow.deep.common import (
     prediction_rows,
 )
 from oncoflow.deep.data import (
-    TabularEncoder,
     downsample,
     intensity_features,
     size_features,
@@ -34,6 +33,7 @@ from oncoflow.deep.data import (
 )
 from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
+from oncoflow.features.tabular import TabularEncoder
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.models import create_model
 from oncoflow.models.cnn_lstm import LesionSliceClassifier, collate_sequences
