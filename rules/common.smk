@@ -22,6 +22,7 @@ except ValueError as exc:
 from oncoflow.demo import plan_cohort  # noqa: E402
 from oncoflow.errors import ConfigError  # noqa: E402
 from oncoflow.studies import recipe_for  # noqa: E402
+from oncoflow.baselines.design import BASELINE_NAMES, baseline_inputs, study_baselines  # noqa: E402
 from oncoflow import dag  # noqa: E402
 from oncoflow.batch import items_argument, plan_batches  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402
@@ -161,7 +162,7 @@ wildcard_constraints:
     fold=r"\d+|final",
     tp=r"\d+",
     label=r"\d+",
-    variant="|".join(["raw", "combat", "permuted", "nnunet", *DEEP_MODEL_NAMES]),
+    variant="|".join(["raw", "combat", "permuted", "nnunet", *DEEP_MODEL_NAMES, *BASELINE_NAMES]),
     subset=r"fold_\d+|test",
     batch=r"\d+",
 
@@ -713,7 +714,8 @@ def all_nnunet():
 
 def segmentation_tables(wildcards):
     """The per-case Dice table of a segmentation model (evaluate.py --segmentation)."""
-    if RECIPES[wildcards.study].family == "segmentation":
+    study, variant = wildcards.study, wildcards.variant
+    if RECIPES[study].family == "segmentation" and variant in model_variants(study):
         return [dag.fill(dag.DICE, study=wildcards.study, variant=wildcards.variant)]
     return []
 
@@ -931,10 +933,15 @@ def run_predictions(run):
 
 def model_card_params(wildcards):
     """Model card fields of evaluate.py (study settings from the config)."""
-    study = wildcards.study
-    return opts.model_card_options(
-        study, wildcards.variant, STUDIES[study], feature_sources(study), cohort_dir(study)
-    )
+    study, variant = wildcards.study, wildcards.variant
+    settings, sources = STUDIES[study], feature_sources(study)
+    if variant in BASELINE_NAMES:
+        inputs = baseline_inputs(variant)
+        model = "tabular baseline (penalised logistic / multinomial / Cox)"
+        clinical = settings.get("clinical", []) if "clinical" in inputs else []
+        settings = {**settings, "model": model, "modalities": [], "clinical": clinical}
+        sources = ["mask_sizes"] if "size" in inputs else []
+    return opts.model_card_options(study, variant, settings, sources, cohort_dir(study))
 
 
 def model_variants(study):
@@ -949,11 +956,42 @@ def model_variants(study):
     return []
 
 
+def baseline_variants(study):
+    """The tabular baselines of a study with a prediction target (oncoflow.baselines)."""
+    settings = STUDIES[study]
+    if RECIPES[study].family == "synthesis" or not settings.get("targets"):
+        return []
+    has_masks = bool(IMAGES[study]["mask_path"].astype(str).str.len().gt(0).any())
+    return study_baselines(settings.get("clinical", []), has_masks)
+
+
+def evaluated_variants(study):
+    """Everything the evaluation scores: the trained variants, then the baselines."""
+    return model_variants(study) + baseline_variants(study)
+
+
+def baseline_settings_json(wildcards):
+    """What a baseline reads of the study's config, as shell-quoted JSON."""
+    settings = STUDIES[wildcards.study]
+    keys = ("clinical", "targets", "mask_labels")
+    return shlex.quote(json.dumps({k: settings.get(k, []) for k in keys}))
+
+
+def baseline_params(wildcards):
+    """Options of train_baseline.py: inputs, test-row protocol (as the study's models), seed."""
+    protocol = "final" if RECIPES[wildcards.study].family == "survival" else "ensemble"
+    inputs = ",".join(baseline_inputs(wildcards.variant))
+    return (
+        f"--inputs {inputs} --protocol {protocol} --horizons {horizons_option()}"
+        f" --seed {config['seed']}"
+    )
+
+
 def compared_predictions(wildcards):
-    """Predictions of the real (not negative-control) variants, compared pairwise."""
+    """Predictions of the real (not negative-control) variants and baselines, compared."""
     return {
         v: dag.fill(dag.PREDICTIONS, study=wildcards.study, variant=v)
-        for v in model_variants(wildcards.study)
+        for v in evaluated_variants(wildcards.study)
         if v != "permuted"
     }
 
@@ -969,7 +1007,7 @@ def labelled_predictions(wildcards):
 def all_evaluations():
     targets = []
     for study in STUDIES:
-        variants = model_variants(study)
+        variants = evaluated_variants(study)
         targets += [
             dag.fill(pattern, study=study, variant=v)
             for v in variants
@@ -1008,7 +1046,7 @@ def report_study_params(run):
 
 def _report_parts(study, run):
     """The files a report section shows: of the study's run, or of the new cohort of `apply`."""
-    variants = model_variants(study)
+    variants = model_variants(study) if run.applied else evaluated_variants(study)
     sources = feature_sources(study, run) if STUDIES[study].get("harmonize") else []
     if run.applied:
         return {

@@ -58,6 +58,7 @@ rule collect_model:
         "logs/benchmarks/train/{study}/{variant}/collect.tsv"
     wildcard_constraints:
         study="|".join(deep_studies()) or "NO_STUDY",
+        variant="|".join([*DEEP_MODEL_NAMES, "permuted"]),
     conda:
         "../envs/torch.yaml"
     container:

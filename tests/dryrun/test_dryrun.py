@@ -107,7 +107,14 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     assert variants["liver_response"] >= 4
     assert counts["train_model"] == sum(studies[s]["folds"]["k"] * n for s, n in variants.items())
     assert counts["collect_model"] == sum(variants.values())
-    assert counts["evaluate"] >= sum(variants.values()) + 3
+    # tabular baselines: clinical and clinical + mask sizes in every study with a target and
+    # clinical columns; mask sizes alone where there are none (pancreas_multitask)
+    with_targets = [s for s, st in studies.items() if st.get("targets")]
+    assert len(with_targets) == 5
+    baselines = sum(2 if studies[s].get("clinical") else 1 for s in with_targets)
+    assert counts["train_baseline"] == baselines == 9
+    # every trained variant, the nnU-Net model and the three Cox variants, and every baseline
+    assert counts["evaluate"] == sum(variants.values()) + 1 + 3 + baselines
 
 
 def test_study_patients_override(tmp_path, default_config):

@@ -213,3 +213,44 @@ def test_compare_models_with_one_test_positive_is_not_estimable_instead_of_faili
     assert entry["p_value"] is None
     assert "got 1 and" in entry["not_estimable"]
     assert entry["n_patients"] == 70
+
+
+def test_every_model_is_paired_with_every_baseline_with_a_confidence_interval():
+    model, clinical = _predictions(seed=3), _predictions(seed=3)
+    rng = np.random.default_rng(1)
+    clinical["y_score"] = rng.uniform(size=len(clinical))  # a baseline that carries nothing
+    size = clinical.assign(y_score=rng.uniform(size=len(clinical)))
+    tables = {"relation_net": model, "baseline_clinical": clinical, "baseline_clinical_size": size}
+    entries = compare_models(tables, n_boot=50, alpha=0.05)["comparisons"]
+    pairs = {(e["a"], e["b"]): e for e in entries}
+    assert set(pairs) == {
+        ("relation_net/model", "baseline_clinical/model"),
+        ("relation_net/model", "baseline_clinical_size/model"),
+        ("baseline_clinical_size/model", "baseline_clinical/model"),
+    }
+    entry = pairs["relation_net/model", "baseline_clinical/model"]
+    assert entry["reference"] == "baseline"
+    test = model[model["fold"] == "final"]
+    expected = skm.roc_auc_score(test["y_true"], test["y_score"]) - skm.roc_auc_score(
+        test["y_true"], clinical.loc[test.index, "y_score"]
+    )
+    assert entry["estimate"] == pytest.approx(expected)
+    # the Wald interval of DeLong's difference: symmetric, z = estimate / se
+    half = entry["estimate"] - entry["ci_low"]
+    assert entry["ci_high"] - entry["estimate"] == pytest.approx(half)
+    assert half == pytest.approx(1.959964 * entry["estimate"] / entry["z"], rel=1e-5)
+    assert entry["p_value"] < 0.05
+    assert pairs["baseline_clinical_size/model", "baseline_clinical/model"]["reference"] == (
+        "other baseline"
+    )
+
+
+def test_per_timepoint_predictions_are_paired_on_patient_and_timepoint():
+    model = _predictions(seed=4)
+    model = pd.concat([model.assign(timepoint=0), model.assign(timepoint=1)], ignore_index=True)
+    baseline = model.assign(y_score=model["y_score"][::-1].to_numpy())
+    (entry,) = compare_models({"cnn_lstm": model, "baseline_clinical": baseline}, n_boot=20)[
+        "comparisons"
+    ]
+    assert entry["n_patients"] == 70
+    assert entry["n_rows"] == 140

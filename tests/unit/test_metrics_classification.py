@@ -113,8 +113,10 @@ def test_delong_equals_its_definition(ties):
         b = np.round(b, 1)
     result = delong_test(y, a, b)
     expected = _delong_by_definition(y, a, b)
-    np.testing.assert_allclose(tuple(result), expected, rtol=1e-10)
+    np.testing.assert_allclose(tuple(result)[:4], expected, rtol=1e-10)
     assert result.auc_a == pytest.approx(auc(y, a))
+    # the standard error of the difference: z = (auc_a - auc_b) / se
+    assert result.se == pytest.approx((result.auc_a - result.auc_b) / result.z, rel=1e-10)
 
 
 def test_delong_detects_a_better_model_and_not_an_equal_one():

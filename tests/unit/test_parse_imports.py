@@ -22,6 +22,7 @@ PARSE_TIME_MODULES = (
     "oncoflow.demo.cohort",
     "oncoflow.workflow.options",
     "oncoflow.workflow.tables",
+    "oncoflow.baselines.design",
 )
 HEAVY = ("torch", "sklearn", "scipy.stats", "lifelines", "SimpleITK", "pydicom")
 

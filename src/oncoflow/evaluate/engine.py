@@ -238,8 +238,9 @@ def _pair_test(
 
     Survival: paired bootstrap of the Harrell C difference; multi-class: paired bootstrap of the
     macro AUC difference (both with a percentile CI); binary: DeLong's test of the AUC
-    difference (``z``), ``not_estimable`` when it cannot be computed (logged). The estimate is
-    always ``score(a) - score(b)`` (unitless).
+    difference (``z``, and the Wald interval ``estimate +- Phi^-1(1 - alpha/2) * se``),
+    ``not_estimable`` when it cannot be computed (logged). The estimate is always
+    ``score(a) - score(b)`` (unitless).
 
     Args:
         ta: Final-fold predictions of model ``a``, indexed by patient.
@@ -287,17 +288,55 @@ def _pair_test(
     else:
         fields["test"] = "DeLong AUC difference"
         try:
-            result = delong_test(ta["y_true"], ta["y_score"], tb["y_score"])
+            # y_true may share a column with the class names of another task (read as text)
+            labels = pd.to_numeric(ta["y_true"], errors="raise").astype(int)
+            result = delong_test(labels, ta["y_score"], tb["y_score"])
         except ModelError as exc:  # too few positives or negatives among the test patients
             log.warning("%s: %s vs %s not compared: %s", *label, exc)
             fields |= {"estimate": None, "p_value": None, "not_estimable": str(exc)}
         else:
+            from scipy import stats  # here: scipy.stats costs ~1 s at import
+
+            half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * result.se
+            estimate = result.auc_a - result.auc_b
             fields |= {
-                "estimate": result.auc_a - result.auc_b,
+                "estimate": estimate,
+                "ci_low": estimate - half,
+                "ci_high": estimate + half,
                 "z": result.z,
                 "p_value": result.p_value,
             }
     return fields
+
+
+BASELINE_PREFIX = "baseline_"
+"""Labels of the tabular baselines (``oncoflow.baselines``) start with this."""
+
+
+def _is_baseline(model: str) -> bool:
+    return model.startswith(BASELINE_PREFIX)
+
+
+def _baseline_pairs(by_model: Mapping[str, pd.DataFrame]) -> list[tuple[str, str, str]]:
+    """Every model against every baseline (``a`` = the model); baselines against each other.
+
+    Baseline names sort by their input blocks, so of two baselines the later one has the larger
+    input set (``baseline_clinical_size`` after ``baseline_clinical``) and is ``a``.
+    """
+    baselines = sorted(m for m in by_model if _is_baseline(m))
+    models = sorted(m for m in by_model if not _is_baseline(m))
+    out = [(m, b, "baseline") for m in models for b in baselines]
+    out += [(b2, b1, "other baseline") for b1, b2 in itertools.combinations(baselines, 2)]
+    return out
+
+
+def _test_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """A model's test rows, indexed by patient (and time point for per-time-point targets)."""
+    test = rows[rows["fold"] == "final"]
+    if "timepoint" in test.columns and test["timepoint"].notna().any():
+        keys = test["patient_id"] + "@" + test["timepoint"].astype("Int64").astype(str)
+        return test.set_index(keys.rename("key"))
+    return test.set_index("patient_id")
 
 
 def compare_models(
@@ -313,7 +352,10 @@ def compare_models(
     variant raw / combat; ``model`` = the ``model`` column). Pairs: within a label, every model
     against the one with the best mean validation score (chosen without test data); across
     labels, the same model (``reference`` "same model, other features"; "other variant" when
-    neither table has a ``model`` column, e.g. the rungs of an ablation ladder).
+    neither table has a ``model`` column, e.g. the rungs of an ablation ladder); and every model
+    against every tabular baseline (labels ``baseline_*``; ``reference`` "baseline", ``a`` =
+    the model), the baselines against each other ("other baseline"). Per-time-point targets
+    are paired on (patient, time point).
     Negative-control tables (with a ``permutation`` column, several runs per patient) are left
     out: the report shows them next to the real models instead.
 
@@ -351,13 +393,15 @@ def compare_models(
             members = [m for m in by_model if m.startswith(f"{label}/")]
             best = max(members, key=lambda m: _validation_score(by_model[m], kind))
             pairs += [(m, best, "best validation model") for m in members if m != best]
+        pairs += _baseline_pairs(by_model)
         for a, b in itertools.combinations(sorted(by_model), 2):
+            if _is_baseline(a) or _is_baseline(b):
+                continue
             if a.split("/", 1)[1] == b.split("/", 1)[1]:
                 both = {a.split("/", 1)[0], b.split("/", 1)[0]} <= single
                 pairs.append((a, b, "other variant" if both else "same model, other features"))
         for a, b, why in pairs:
-            test_a = by_model[a][by_model[a]["fold"] == "final"].set_index("patient_id")
-            test_b = by_model[b][by_model[b]["fold"] == "final"].set_index("patient_id")
+            test_a, test_b = _test_rows(by_model[a]), _test_rows(by_model[b])
             common = sorted(set(test_a.index) & set(test_b.index))
             if len(common) < 3:
                 continue
@@ -366,6 +410,7 @@ def compare_models(
             entry |= _pair_test(
                 ta, tb, kind, n_boot=n_boot, seed=seed, alpha=alpha, label=(target, a, b)
             )
-            entry["n_patients"] = len(common)
+            entry["n_patients"] = len({str(key).split("@")[0] for key in common})
+            entry["n_rows"] = len(common)
             out.append(entry)
     return {"comparisons": out}

@@ -393,12 +393,17 @@ def multiclass_metrics(y_true: ArrayLike, scores: ArrayLike) -> dict[str, Any]:
 
 
 class DeLong(NamedTuple):
-    """DeLong's comparison of two correlated AUCs."""
+    """DeLong's comparison of two correlated AUCs.
+
+    ``se`` is the standard error of ``auc_a - auc_b`` (0 for identical scores), so a
+    ``1 - alpha`` interval of the difference is ``diff +- Phi^-1(1 - alpha / 2) * se``.
+    """
 
     auc_a: float
     auc_b: float
     z: float
     p_value: float
+    se: float = 0.0
 
 
 def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -455,5 +460,6 @@ def delong_test(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike) -> De
     diff = auc_a - auc_b
     if variance <= 1e-15:
         return DeLong(auc_a, auc_b, 0.0, 1.0)
-    z = diff / np.sqrt(variance)
-    return DeLong(auc_a, auc_b, float(z), float(2.0 * stats.norm.sf(abs(z))))
+    se = float(np.sqrt(variance))
+    z = diff / se
+    return DeLong(auc_a, auc_b, float(z), float(2.0 * stats.norm.sf(abs(z))), se)
