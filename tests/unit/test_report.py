@@ -11,6 +11,7 @@ import pandas as pd
 from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.report import figures
 from oncoflow.report.html import report_page, study_section
+from oncoflow.report.models import headline_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -174,3 +175,23 @@ def test_classification_sections_have_roc_calibration_confusion_with_axis_labels
             assert "Youden" in html
     assert labelled
     assert all(labelled)
+
+
+def test_the_headline_model_is_the_best_validation_model_across_variants():
+    """The first variant is the worst on validation (and the best on test): never shown."""
+    worst_first = {
+        "resnet_single": _metrics(0.5),
+        "relation_net": _metrics(0.7),
+        "baseline_clinical": _metrics(0.6),
+        "permuted": _metrics(0.9),  # the control never heads the report
+    }
+    worst_first["resnet_single"]["models"]["all"]["os"]["test"] = _metrics(0.95)["models"]["all"][
+        "os"
+    ]["test"]
+    assert headline_model(worst_first, "os", "survival") == ("relation_net", "all", 0.7)
+    html, _ = study_section(
+        "net_survival", {"model": "cox"}, cohort_report=COHORT, metrics=worst_first
+    )
+    km = html[html.index("Kaplan-Meier curves") :]
+    assert "median validation risk of relation_net/all" in km
+    assert "best pooled validation harrell_c (0.700) across every variant" in km

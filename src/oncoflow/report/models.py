@@ -41,6 +41,41 @@ def _best_model(metrics: Mapping[str, Any], target: str, kind: str) -> str | Non
     return best
 
 
+def headline_model(
+    metrics: Mapping[str, Mapping[str, Any]], target: str, kind: str
+) -> tuple[str, str, float] | None:
+    """The headline model of a target, chosen on validation patients only.
+
+    Across every variant and model (the baselines included, the permuted-label control never),
+    the best pooled validation score of ``MAIN_METRIC``; test data never enter the choice. Ties
+    keep the first in variant order.
+
+    Returns:
+        ``(variant, model, validation score)``, or ``None`` when no model has a validation score.
+    """
+    key = MAIN_METRIC[kind]
+    choice = None
+    for variant, result in metrics.items():
+        if variant == "permuted":
+            continue
+        model = _best_model(result, target, kind)
+        if model is None:
+            continue
+        pooled = result["models"][model][target]["validation"]["pooled"]
+        score = pooled[key]["value"]
+        if choice is None or score > choice[2]:
+            choice = (variant, model, float(score))
+    return choice
+
+
+def _chosen(choice: tuple[str, str, float], kind: str) -> str:
+    """Why the headline model is shown (the caption's words)."""
+    return (
+        f"the model with the best pooled validation {MAIN_METRIC[kind]} ({choice[2]:.3f}) "
+        "across every variant and model, chosen without test data"
+    )
+
+
 def models_html(
     study: str,
     metrics: Mapping[str, Mapping[str, Any]],
@@ -150,22 +185,20 @@ def _survival_figures(
     study: str, target: str, metrics: Mapping[str, Mapping[str, Any]], pngs: dict[str, bytes]
 ) -> list[str]:
     parts = []
-    real = {v: m for v, m in metrics.items() if v != "permuted"}
-    for variant, result in list(real.items())[:1]:
-        best = _best_model(result, target, "survival")
-        if best is None:
-            continue
-        test = result["models"][best][target].get("test")
-        if test is None or not test.get("km", {}).get("curves"):
-            continue
-        name = f"{study}_{target}_km"
-        pngs[name] = figures.km_figure(test["km"], f"{variant}/{best}, {target}, test")
-        caption = (
-            f"Kaplan-Meier curves of the test patients of {study} split into low and high risk at "
-            f"the median validation risk of {variant}/{best} (the model with the best pooled "
-            "validation C; cut-off and model chosen without test data), with the log-rank p."
-        )
-        parts.append(figure_html(pngs[name], caption, f"Kaplan-Meier {target}"))
+    choice = headline_model(metrics, target, "survival")
+    if choice is not None:
+        variant, best, _ = choice
+        test = metrics[variant]["models"][best][target].get("test")
+        if test is not None and test.get("km", {}).get("curves"):
+            name = f"{study}_{target}_km"
+            pngs[name] = figures.km_figure(test["km"], f"{variant}/{best}, {target}, test")
+            caption = (
+                f"Kaplan-Meier curves of the test patients of {study} split into low and high "
+                f"risk at the median validation risk of {variant}/{best} "
+                f"({_chosen(choice, 'survival')}); the cut-off too comes from validation "
+                "patients. Log-rank p."
+            )
+            parts.append(figure_html(pngs[name], caption, f"Kaplan-Meier {target}"))
     series = {}
     for variant, result in metrics.items():
         best = _best_model(result, target, "survival")
@@ -195,16 +228,16 @@ def _classification_figures(
     kind: str,
     pngs: dict[str, bytes],
 ) -> list[str]:
-    """ROC / PR, calibration and confusion matrix of the best validation model on the tests."""
-    real = {v: m for v, m in metrics.items() if v != "permuted"}
-    for variant, result in list(real.items())[:1]:
-        best = _best_model(result, target, kind)
-        entry = result["models"][best][target] if best else {}
+    """ROC / PR, calibration and confusion matrix of the headline model on the tests."""
+    choice = headline_model(metrics, target, kind)
+    if choice is not None:
+        variant, best, _ = choice
+        entry = metrics[variant]["models"][best][target]
         test = entry.get("test")
         if test is None:
             return []
         label = f"{variant}/{best}"
-        chosen = "the model with the best pooled validation score, chosen without test data"
+        chosen = _chosen(choice, kind)
         parts = []
         if kind == "binary" and test.get("curves"):
             name = f"{study}_{target}_roc_pr"
