@@ -11,7 +11,7 @@ import pandas as pd
 from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.report import figures
 from oncoflow.report.html import report_page, study_section
-from oncoflow.report.models import headline_model
+from oncoflow.report.models import headline_model, oracle_on_axis
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -195,3 +195,10 @@ def test_the_headline_model_is_the_best_validation_model_across_variants():
     km = html[html.index("Kaplan-Meier curves") :]
     assert "median validation risk of relation_net/all" in km
     assert "best pooled validation harrell_c (0.700) across every variant" in km
+
+
+def test_an_oracle_is_drawn_only_on_the_axis_of_its_own_metric():
+    assert oracle_on_axis({"os": {"metric": "c_index", "value": 0.75}}, "os", "harrell_c") == 0.75
+    stage = {"stage": {"metric": "macro_f1", "value": 0.69}}
+    assert oracle_on_axis(stage, "stage", "auc_macro") is None
+    assert oracle_on_axis({"stage": {"metric": "macro_auc", "value": 0.8}}, "stage", "auc_macro")

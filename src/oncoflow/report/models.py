@@ -22,6 +22,15 @@ MULTICLASS_COLUMNS = ("auc_macro", "accuracy", "f1_macro", "brier")
 MAIN_METRIC = {"survival": "harrell_c", "binary": "auc", "multiclass": "auc_macro"}
 """The metric that ranks models (on validation) and fills the interval figure (on test)."""
 
+ORACLE_METRICS = {"c_index": "harrell_c", "auc": "auc", "macro_auc": "auc_macro"}
+"""``oracle.json`` metric names -> the evaluation metric of the same quantity."""
+
+
+def oracle_on_axis(oracle: Mapping[str, Any], target: str, main: str) -> float | None:
+    """The target's oracle value when it measures ``main`` (else it belongs on another axis)."""
+    entry = oracle.get(target) or {}
+    return entry.get("value") if ORACLE_METRICS.get(entry.get("metric", "")) == main else None
+
 
 def _headline(kind: str) -> tuple[str, ...]:
     return {"survival": SURVIVAL_COLUMNS, "multiclass": MULTICLASS_COLUMNS}.get(
@@ -98,14 +107,21 @@ def models_html(
                 ["variant/model", "split", "patients", "events/positives", *columns], rows, css
             )
         )
-        oracle_value = (oracle.get(target) or {}).get("value")
+        oracle_value = oracle_on_axis(oracle, target, main)
         name = f"{study}_{target}_{main}"
         pngs[name] = figures.c_index_figure(interval_rows, oracle_value, target, main)
+        entry = oracle.get(target) or {}
+        other = (
+            f" The oracle of this target is a {entry['metric']} ({entry['value']:.3f}), not "
+            f"drawn on this {main} axis."
+            if entry.get("value") is not None and oracle_value is None
+            else ""
+        )
         caption = (
             f"{study}, {target}: {main} of every model on the pooled test splits with its 95 % "
             "patient-bootstrap CI. Blue: real models; grey: the same pipeline trained on "
             "permuted labels (negative control, expected near 0.5). Dotted: chance; dashed "
-            "green: the oracle score the demo generator allows (demo cohorts only)."
+            "green: the oracle score the demo generator allows (demo cohorts only)." + other
         )
         parts.append(figure_html(pngs[name], caption, f"{main} per model, {target}"))
         if kind == "survival":
