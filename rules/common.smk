@@ -1080,12 +1080,13 @@ def _report_parts(study, run):
     }
 
 
-def report_sections(run):
-    """Input function: the report's sections, one per study (a new cohort: its study's)."""
+def report_sections(run, pattern=dag.REPORT_SECTION):
+    """Input function: one file per study of the report (a new cohort: its study's); the
+    sections, or with ``pattern`` their summaries."""
 
     def sections(wildcards):
         studies = [_need_apply()["study"]] if run.applied else STUDIES
-        return [run_path(run, dag.REPORT_SECTION, study=s) for s in studies]
+        return [run_path(run, pattern, study=s) for s in studies]
 
     return sections
 

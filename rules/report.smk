@@ -12,6 +12,7 @@ for run in RUNS:
             script=script_path("report_study"),
         output:
             section=run.path(dag.REPORT_SECTION),
+            summary=run.path(dag.REPORT_SUMMARY),
             figures=report(
                 directory(run.path(dag.REPORT_FIGURES)),
                 patterns=["{name}.png"],
@@ -36,6 +37,7 @@ for run in RUNS:
             "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
             " --study {wildcards.study} --cohort {params.cohort} --converted {params.converted}"
             " --cohort-report {input.qc} --out {output.section} --figures {output.figures}"
+            " --summary {output.summary}"
             " {params.options} 2> {log}"
 
     rule:
@@ -43,6 +45,7 @@ for run in RUNS:
             run.rule("report")
         input:
             sections=report_sections(run),
+            summaries=report_sections(run, dag.REPORT_SUMMARY),
             qc=report_qc(run),
             script=script_path("make_report"),
         output:
@@ -66,5 +69,6 @@ for run in RUNS:
             f"Run report {run.path(dag.REPORT)}"
         shell:
             "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-            " --sections {input.sections} --cohort-report {input.qc} --seed {params.seed} {params.scale}"
+            " --sections {input.sections} --summaries {input.summaries}"
+            " --cohort-report {input.qc} --seed {params.seed} {params.scale}"
             " --out {output} 2> {log}"

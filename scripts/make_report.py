@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sections", type=Path, nargs="+", required=True,
         help="study sections, results/report/<study>/section.html",
     )  # fmt: skip
+    parser.add_argument(
+        "--summaries", type=Path, nargs="*", default=[],
+        help="the studies' summary.json (the first-screen table)",
+    )  # fmt: skip
     parser.add_argument("--cohort-report", type=Path, required=True, help="all-study QC report")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed")
     parser.add_argument("--out", type=Path, required=True, help="report HTML to write")
@@ -44,6 +48,7 @@ def _main(args: argparse.Namespace) -> None:
         config_hash=provenance.get("config_hash", ""),
         n_patients=int(qc.get("n_patients", 0)),
         scale=args.scale,
+        summary=[row for path in args.summaries for row in json.loads(path.read_text())["rows"]],
     )
     cli.write_text(args.out, page)
 

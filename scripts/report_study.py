@@ -24,6 +24,7 @@ from oncoflow import cli
 from oncoflow.errors import OncoflowError
 from oncoflow.report.html import study_section
 from oncoflow.report.qc import mask_panels, slide_panels
+from oncoflow.report.summary import summary_rows
 
 
 def _read_json(path: Path) -> dict:
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="HTML fragment to write")
     parser.add_argument("--figures", type=Path, required=True, help="folder for the PNGs")
+    parser.add_argument(
+        "--summary", type=Path, help="summary.json to write: the study's first-screen rows"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -76,6 +80,8 @@ def _main(args: argparse.Namespace) -> None:
     metrics = {v: _read_json(p) for v, p in args.metrics}
     # a segmentation model's metrics.json carries its Dice summary (evaluate.py --segmentation)
     segmentation = next((m["segmentation"] for m in metrics.values() if "segmentation" in m), None)
+    oracle = _read_json(oracle_path) if oracle_path.is_file() else {}
+    comparisons = _read_json(args.comparisons)["comparisons"] if args.comparisons else []
     section, pngs = study_section(
         args.study,
         args.settings,
@@ -85,8 +91,8 @@ def _main(args: argparse.Namespace) -> None:
         harmonize={s: _read_json(p) for s, p in args.harmonize},
         metrics=metrics,
         segmentation=segmentation,
-        comparisons=_read_json(args.comparisons)["comparisons"] if args.comparisons else [],
-        oracle=_read_json(oracle_path) if oracle_path.is_file() else {},
+        comparisons=comparisons,
+        oracle=oracle,
         title=args.title,
         synthesis=(
             {
@@ -102,6 +108,9 @@ def _main(args: argparse.Namespace) -> None:
     for name, png in pngs.items():
         (args.figures / f"{name}.png").write_bytes(png)
     cli.write_text(args.out, section)
+    if args.summary:
+        rows = summary_rows(args.study, metrics, comparisons, oracle)
+        cli.write_json(args.summary, {"study": args.study, "rows": rows}, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

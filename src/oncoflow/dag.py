@@ -86,6 +86,7 @@ MODEL_CARD_JSON = EVALUATION + "/model_card.json"
 COMPARISONS = "results/{study}/evaluate/comparisons.json"
 REPORT_SECTION = "results/report/{study}/section.html"
 REPORT_FIGURES = "results/report/{study}/figures"
+REPORT_SUMMARY = "results/report/{study}/summary.json"
 REPORT = "results/report/index.html"
 
 # apply to a new cohort

@@ -12,6 +12,7 @@ from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.report import figures
 from oncoflow.report.html import report_page, study_section
 from oncoflow.report.models import headline_model, oracle_on_axis
+from oncoflow.report.summary import summary_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -202,3 +203,33 @@ def test_an_oracle_is_drawn_only_on_the_axis_of_its_own_metric():
     stage = {"stage": {"metric": "macro_f1", "value": 0.69}}
     assert oracle_on_axis(stage, "stage", "auc_macro") is None
     assert oracle_on_axis({"stage": {"metric": "macro_auc", "value": 0.8}}, "stage", "auc_macro")
+
+
+def test_the_first_screen_summarises_model_baseline_oracle_and_control():
+    metrics = {
+        "raw": _metrics(0.72),
+        "baseline_clinical": _metrics(0.61),
+        "baseline_clinical_size": _metrics(0.65),
+        "permuted": _metrics(0.5),
+    }
+    comparisons = [
+        {"target": "os", "a": "raw/all", "b": "baseline_clinical_size/all",
+         "reference": "baseline", "estimate": 0.07, "ci_low": 0.01, "ci_high": 0.13,
+         "p_value": 0.02},
+    ]  # fmt: skip
+    oracle = {"os": {"metric": "c_index", "value": 0.75}}
+    (row,) = summary_rows("net_survival", metrics, comparisons, oracle)
+    assert row["headline"]["label"] == "raw/all"
+    assert row["baseline"]["label"] == "baseline_clinical_size/all"  # the better on validation
+    assert row["paired"] == {"estimate": 0.07, "ci_low": 0.01, "ci_high": 0.13, "p_value": 0.02}
+    assert row["control"]["test"]["value"] == 0.5
+    assert row["oracle"] == {"metric": "c_index", "value": 0.75}
+    page = report_page(
+        {"net_survival": "<section id='net_survival'></section>"},
+        versions={}, seed=1, config_hash="x", n_patients=10, summary=[row],
+    )  # fmt: skip
+    first = page[page.index('<section id="summary">') :]
+    assert first.index("Summary") < first.index("net_survival'></section>")
+    assert "raw/all: 0.720 [0.620, 0.820]" in first
+    assert "0.070 [0.010, 0.130] (p 0.02)" in first
+    assert "0.750 (c_index)" in first

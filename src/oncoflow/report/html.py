@@ -33,6 +33,7 @@ from oncoflow.report.sections import (
     segmentation_html,
     synthesis_html,
 )
+from oncoflow.report.summary import summary_html
 
 __all__ = [
     "BINARY_COLUMNS",
@@ -236,11 +237,13 @@ def report_page(
     config_hash: str,
     n_patients: int,
     scale: str | None = None,
+    summary: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The whole report: title, run summary, navigation, study sections, software versions.
 
     ``scale`` ``"smoke"`` (the smoke-scale demo of ``make demo``) puts a notice on the first
-    screen saying which figures are not meaningful at that scale.
+    screen saying which figures are not meaningful at that scale. ``summary`` (the rows of
+    :func:`~oncoflow.report.summary.summary_rows` of every study) is the first screen's table.
     """
     nav = "".join(f'<a href="#{esc(s)}">{esc(s)}</a>' for s in sections)
     notice = (
@@ -264,6 +267,7 @@ def report_page(
         + f"<p>{len(sections)} studies, {n_patients} patients. Seed {seed}; "
         f"validation config hash <code>{esc(config_hash)}</code>.</p>"
         f"<nav>{nav}</nav>"
+        + summary_html(summary)
         + "".join(sections.values())
         + '<section id="software"><h2>Software versions</h2>'
         + table_html(["package", "version"], version_rows)

@@ -38,7 +38,7 @@ def _headline(kind: str) -> tuple[str, ...]:
     )
 
 
-def _best_model(metrics: Mapping[str, Any], target: str, kind: str) -> str | None:
+def best_model(metrics: Mapping[str, Any], target: str, kind: str) -> str | None:
     """Model with the best pooled validation score (never chosen on test data)."""
     key = MAIN_METRIC[kind]
     best, score = None, float("-inf")
@@ -67,7 +67,7 @@ def headline_model(
     for variant, result in metrics.items():
         if variant == "permuted":
             continue
-        model = _best_model(result, target, kind)
+        model = best_model(result, target, kind)
         if model is None:
             continue
         pooled = result["models"][model][target]["validation"]["pooled"]
@@ -217,7 +217,7 @@ def _survival_figures(
             parts.append(figure_html(pngs[name], caption, f"Kaplan-Meier {target}"))
     series = {}
     for variant, result in metrics.items():
-        best = _best_model(result, target, "survival")
+        best = best_model(result, target, "survival")
         test = result["models"].get(best, {}).get(target, {}).get("test") if best else None
         if test is None:
             continue
