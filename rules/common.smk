@@ -965,6 +965,22 @@ def baseline_variants(study):
     return study_baselines(settings.get("clinical", []), has_masks)
 
 
+def baseline_metrics(wildcards):
+    """The baselines' metrics.json a model's card lists (none for a baseline or the control)."""
+    study, variant = wildcards.study, wildcards.variant
+    if variant in BASELINE_NAMES or variant == "permuted":
+        return []
+    return [dag.fill(dag.METRICS, study=study, variant=b) for b in baseline_variants(study)]
+
+
+def baselines_option(wildcards, input):
+    """--baselines of evaluate.py: label=path of each baseline's metrics (input.baselines)."""
+    paths = list(getattr(input, "baselines", []))
+    if not paths:
+        return ""
+    return "--baselines " + " ".join(f"{Path(p).parent.name}={p}" for p in paths)
+
+
 def evaluated_variants(study):
     """Everything the evaluation scores: the trained variants, then the baselines."""
     return model_variants(study) + baseline_variants(study)

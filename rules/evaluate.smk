@@ -11,6 +11,7 @@ for run in RUNS:
             predictions=run_predictions(run),
             training=dag.PREDICTIONS if run.applied else [],
             segmentation=[] if run.applied else segmentation_tables,
+            baselines=[] if run.applied else baseline_metrics,
             script=script_path("evaluate"),
         output:
             metrics=run.path(dag.METRICS),
@@ -28,12 +29,13 @@ for run in RUNS:
             options=evaluate_params(run),
             card=model_card_params,
             segmentation=segmentation_option,
+            baselines=baselines_option,
         message:
             "Metrics with bootstrap CIs of {wildcards.study} ({wildcards.variant})"
         shell:
             "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
             " --predictions {input.predictions} --out {output.metrics} --card {output.card}"
-            " {params.options} {params.card} {params.segmentation} 2> {log}"
+            " {params.options} {params.card} {params.segmentation} {params.baselines} 2> {log}"
 
 
 rule compare_models:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cohort", default="", help="cohort folder (model card)")
     parser.add_argument("--inputs", type=_names, default=[], help="model inputs (model card)")
     parser.add_argument("--targets", type=_names, default=[], help="targets (model card)")
+    parser.add_argument(
+        "--baselines", type=cli.labelled_path, nargs="*", default=[], metavar="LABEL=JSON",
+        help="metrics.json of the study's tabular baselines, listed in the model card",
+    )  # fmt: skip
     parser.add_argument(
         "--horizons",
         type=lambda text: [float(v) for v in _names(text)],
@@ -102,7 +107,8 @@ def _main(args: argparse.Namespace) -> None:
             "targets": args.targets,
             "seed": args.seed,
         }
-        card = model_card(metrics, info)
+        baselines = {label: json.loads(path.read_text()) for label, path in args.baselines}
+        card = model_card(metrics, info, baselines)
         cli.write_json(args.card.with_suffix(".json"), card, args)
         cli.write_text(args.card, card_markdown(card))
 

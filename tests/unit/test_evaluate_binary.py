@@ -254,3 +254,20 @@ def test_per_timepoint_predictions_are_paired_on_patient_and_timepoint():
     ]
     assert entry["n_patients"] == 70
     assert entry["n_rows"] == 140
+
+
+def test_the_model_card_lists_the_baselines_test_scores():
+    from oncoflow.evaluate.card import card_markdown, model_card
+
+    model = evaluate_predictions(_predictions(seed=5), n_boot=20)
+    baseline = evaluate_predictions(_predictions(seed=6), n_boot=20)
+    info = {"study": "liver_response", "variant": "relation_net", "model": "m", "targets": []}
+    card = model_card(model, info, {"baseline_clinical": baseline})
+    entry = card["baselines"]["baseline_clinical/model"]["response"]
+    assert entry["auc"] == baseline["models"]["model"]["response"]["test"]["auc"]
+    assert entry["n_patients"] == 70
+    text = card_markdown(card)
+    assert "## Tabular baselines (pooled test patients)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| baseline_clinical/model"))
+    assert f"{entry['auc']['value']:.3f}" in row
+    assert "baselines" not in model_card(model, info) or not model_card(model, info)["baselines"]

@@ -67,13 +67,19 @@ def task_results(metrics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {metrics.get("kind", "binary"): metrics}
 
 
-def model_card(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+def model_card(
+    metrics: Mapping[str, Any],
+    info: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The card of every model in one ``metrics.json``.
 
     Args:
         metrics: Output of :func:`~oncoflow.evaluate.evaluate_predictions`.
         info: ``study``, ``variant``, ``model`` (the study's model family), ``cohort``,
             ``inputs`` (list), ``targets`` (list), ``seed`` and optional ``notes``.
+        baselines: The study's tabular baselines: variant -> their ``metrics.json``; the card
+            lists their pooled test scores beside the model's (``oncoflow.baselines``).
 
     Returns:
         JSON-ready card: ``info`` fields, ``intended_use``, ``limits`` and per model x target
@@ -102,6 +108,17 @@ def model_card(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str,
                     }
                 card["models"].setdefault(model, {})[target] = splits
                 card["kinds"][target] = task
+    card["baselines"] = {}
+    for label, result in (baselines or {}).items():
+        for task, part in task_results(result).items():
+            for model, targets in part.get("models", {}).items():
+                for target, entry in targets.items():
+                    test = entry.get("test") or {}
+                    scores = {name: test.get(name) for name in HEADLINE.get(task, ())}
+                    card["baselines"].setdefault(f"{label}/{model}", {})[target] = {
+                        "n_patients": test.get("n_patients"),
+                        **scores,
+                    }
     return card
 
 
@@ -140,5 +157,30 @@ def card_markdown(card: Mapping[str, Any]) -> str:
                         f"| {model} | {target} | {split} | {part['n_patients']} | "
                         f"{part['n_events']} | " + " | ".join(cells) + " |"
                     )
+    lines += _baselines_markdown(card, kinds)
     lines += ["", "## Known limits", ""] + [f"- {text}" for text in card["limits"]]
     return "\n".join(lines) + "\n"
+
+
+def _baselines_markdown(card: Mapping[str, Any], kinds: Mapping[str, str]) -> list[str]:
+    """The baselines' pooled test scores, one table per task kind (none without baselines)."""
+    baselines = card.get("baselines") or {}
+    if not baselines:
+        return []
+    lines = [
+        "",
+        "## Tabular baselines (pooled test patients)",
+        "",
+        "What the model must beat: penalised models of the clinical variables (and mask sizes), "
+        "fit in the same folds. Paired differences are in `comparisons.json` and the report.",
+    ]
+    for kind in sorted({kinds.get(t, card["kind"]) for b in baselines.values() for t in b}):
+        names = HEADLINE[kind]
+        lines += ["", "| baseline | target | patients | " + " | ".join(names) + " |"]
+        lines.append("|---|---|---|" + "---|" * len(names))
+        for label, targets in baselines.items():
+            for target, part in targets.items():
+                if kinds.get(target, card["kind"]) == kind:
+                    cells = " | ".join(_cell(part.get(name)) for name in names)
+                    lines.append(f"| {label} | {target} | {part['n_patients']} | {cells} |")
+    return lines
