@@ -1050,12 +1050,16 @@ def report_study_inputs(run):
 
 def report_study_params(run):
     """Params function: options of report_study.py (settings JSON, QC size, labelled statistics
-    and metrics; a new cohort's section gets its own title)."""
+    and metrics, the ablation ladder; a new cohort's section gets its own title)."""
 
     def options(wildcards):
         study = wildcards.study
         title = f"{study} applied to {_need_apply()['name']}" if run.applied else None
-        return _report_options(study, _report_parts(study, run), title)
+        text = _report_options(study, _report_parts(study, run), title)
+        ladder = [v for v in deep_variants(study) if v != "permuted"]
+        if RECIPES[study].ladder and not run.applied and len(ladder) > 1:
+            text += f" --ladder {','.join(ladder)}"
+        return text
 
     return options
 

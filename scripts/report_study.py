@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--summary", type=Path, help="summary.json to write: the study's first-screen rows"
     )
+    parser.add_argument(
+        "--ladder", default="", help="ablation ladder, simplest variant first (comma-separated)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -94,6 +97,7 @@ def _main(args: argparse.Namespace) -> None:
         comparisons=comparisons,
         oracle=oracle,
         title=args.title,
+        ladder=[v for v in args.ladder.split(",") if v],
         synthesis=(
             {
                 "metrics": _read_json(args.ddpm[0]),

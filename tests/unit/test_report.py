@@ -11,7 +11,7 @@ import pandas as pd
 from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.report import figures
 from oncoflow.report.html import report_page, study_section
-from oncoflow.report.models import headline_model, oracle_on_axis
+from oncoflow.report.models import headline_model, ladder_html, ladder_rows, oracle_on_axis
 from oncoflow.report.summary import summary_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -233,3 +233,31 @@ def test_the_first_screen_summarises_model_baseline_oracle_and_control():
     assert "raw/all: 0.720 [0.620, 0.820]" in first
     assert "0.070 [0.010, 0.130] (p 0.02)" in first
     assert "0.750 (c_index)" in first
+
+
+def test_the_ladder_shows_each_rung_against_the_rung_below():
+    comparisons = [
+        # stored the other way round: turned over
+        {"target": "response", "a": "resnet_single/model", "b": "pre_post/model",
+         "estimate": -0.1, "ci_low": -0.2, "ci_high": 0.05, "p_value": 0.2, "test": "DeLong"},
+        {"target": "response", "a": "single_temporal/model", "b": "pre_post/model",
+         "estimate": 0.05, "ci_low": -0.01, "ci_high": 0.11, "p_value": 0.1, "test": "DeLong"},
+        {"target": "response", "a": "single_temporal/model", "b": "resnet_single/model",
+         "estimate": 0.15, "ci_low": 0.0, "ci_high": 0.3, "p_value": 0.05, "test": "DeLong"},
+    ]  # fmt: skip
+    ladder = ["resnet_single", "pre_post", "single_temporal", "relation_net"]
+    rows = ladder_rows(comparisons, ladder, "response")
+    assert [r["label"] for r in rows] == [
+        "pre_post - resnet_single",
+        "single_temporal - pre_post",
+        "relation_net - single_temporal",
+    ]
+    assert rows[0]["estimate"] == 0.1
+    assert (rows[0]["ci_low"], rows[0]["ci_high"]) == (-0.05, 0.2)
+    assert rows[1]["estimate"] == 0.05
+    assert rows[2]["estimate"] is None  # not compared
+    pngs: dict[str, bytes] = {}
+    html = ladder_html("liver_response", comparisons, ladder, pngs)
+    assert "0.100 [-0.050, 0.200]" in html
+    assert set(pngs) == {"liver_response_response_ladder"}
+    assert ladder_html("liver_response", comparisons, ["relation_net"], {}) == ""

@@ -1,4 +1,4 @@
-"""liver_response: the four rungs of the relation-network ablation ladder (seed 003, rebuilt).
+"""liver_response: the five rungs of the relation-network ablation ladder (seed 003, rebuilt).
 
 Every rung reads per patient a tensor ``(Q, 2, k, H, W)``: ``Q`` MRI sequences x (pre, post) x
 ``k`` lesion slices (largest areas first) and a tabular vector (blood markers AFP / DCP before and
@@ -7,13 +7,18 @@ after, lesion volume before and after, encoded with training-fold statistics). A
 into one patient-level vector per sequence and time point (slice aggregation, which the seed never
 did) and projected to ``f`` (``dim``).
 
-1. :class:`SingleSequenceBaseline` (``resnet_single``): one sequence, one time point, image only.
-2. :class:`SingleSequenceTemporal` (``single_temporal``): one sequence, ``[f_pre, f_post]`` from a
-   shared encoder + the tabular vector.
-3. :class:`MultiSequenceFusion` (``multi_sequence``): one encoder *per sequence* (each branch gets
-   its own sequence; the seed fed the same image to both branches), ``[f_pre, f_post]`` of every
-   sequence concatenated + tabular.
-4. :class:`RelationNet` (``relation_net``): per sequence ``q`` with features
+Each rung adds one factor to the rung below it, so that a paired difference between two
+neighbours measures that factor alone:
+
+1. :class:`SingleSequenceBaseline` (``resnet_single``): one sequence, pre-treatment, image only.
+2. :class:`SingleSequencePrePost` (``pre_post``): + the post-treatment image of the same sequence
+   (``[f_pre, f_post]`` from a shared encoder), still image only.
+3. :class:`SingleSequenceTemporal` (``single_temporal``): + the tabular vector (AFP / DCP and
+   lesion volumes).
+4. :class:`MultiSequenceFusion` (``multi_sequence``): + the other sequences: one encoder *per
+   sequence* (each branch gets its own sequence; the seed fed the same image to both branches),
+   ``[f_pre, f_post]`` of every sequence concatenated + tabular.
+5. :class:`RelationNet` (``relation_net``): + the relation module; per sequence ``q`` with features
    ``a = f_pre``, ``b = f_post`` (``dim``): relation ``r_q = [b - a, a * b, cos(a, b)]``
    (difference, product and cosine similarity), temporal trajectory embedding
    ``u_q = MLP([a, b, b - a])``; sequence weights ``w = softmax_q(v^T tanh(W [r_q, u_q]))``;
@@ -32,8 +37,14 @@ from torch.nn import functional as F  # noqa: N812
 from oncoflow.models.backbones import resnet_trunk
 from oncoflow.models.registry import register_model
 
-RUNGS: tuple[str, ...] = ("resnet_single", "single_temporal", "multi_sequence", "relation_net")
-"""The ablation ladder, simplest first."""
+RUNGS: tuple[str, ...] = (
+    "resnet_single",
+    "pre_post",
+    "single_temporal",
+    "multi_sequence",
+    "relation_net",
+)
+"""The ablation ladder, simplest first; each rung adds one factor."""
 
 
 def _head(width: int, hidden: int, dropout: float) -> nn.Sequential:
@@ -117,8 +128,23 @@ class SingleSequenceBaseline(_Rung):
         return self.head(self.encoder(images[:, self.sequence, self.timepoint]))
 
 
+class SingleSequencePrePost(_Rung):
+    """Rung 2: one sequence, both time points (shared encoder), image only."""
+
+    def __init__(self, **cfg: object) -> None:
+        super().__init__(**cfg)  # type: ignore[arg-type]
+        self.encoder = self.slice_encoder()
+        self.head = self.new_head(2 * self.encoder.width)
+
+    def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        pre = self.encoder(images[:, self.sequence, 0])
+        post = self.encoder(images[:, self.sequence, 1])
+        return self.head(torch.cat([pre, post], 1))
+
+
 class SingleSequenceTemporal(_Rung):
-    """Rung 2: one sequence, both time points (shared encoder) + tabular."""
+    """Rung 3: one sequence, both time points (shared encoder) + tabular."""
 
     def __init__(self, **cfg: object) -> None:
         super().__init__(**cfg)  # type: ignore[arg-type]
@@ -134,7 +160,7 @@ class SingleSequenceTemporal(_Rung):
 
 
 class MultiSequenceFusion(_Rung):
-    """Rung 3: a branch per sequence, both time points, concatenated + tabular."""
+    """Rung 4: a branch per sequence, both time points, concatenated + tabular."""
 
     def __init__(self, **cfg: object) -> None:
         super().__init__(**cfg)  # type: ignore[arg-type]
@@ -152,7 +178,7 @@ class MultiSequenceFusion(_Rung):
 
 
 class RelationNet(_Rung):
-    """Rung 4: relation (difference, product, cosine) + trajectory, learned sequence weights."""
+    """Rung 5: relation (difference, product, cosine) + trajectory, learned sequence weights."""
 
     def __init__(self, **cfg: object) -> None:
         super().__init__(**cfg)  # type: ignore[arg-type]
@@ -189,18 +215,24 @@ def resnet_single(**cfg: object) -> nn.Module:
 
 
 @register_model
+def pre_post(**cfg: object) -> nn.Module:
+    """Ladder rung 2 (:class:`SingleSequencePrePost`)."""
+    return SingleSequencePrePost(**cfg)  # type: ignore[arg-type]
+
+
+@register_model
 def single_temporal(**cfg: object) -> nn.Module:
-    """Ladder rung 2 (:class:`SingleSequenceTemporal`)."""
+    """Ladder rung 3 (:class:`SingleSequenceTemporal`)."""
     return SingleSequenceTemporal(**cfg)  # type: ignore[arg-type]
 
 
 @register_model
 def multi_sequence(**cfg: object) -> nn.Module:
-    """Ladder rung 3 (:class:`MultiSequenceFusion`)."""
+    """Ladder rung 4 (:class:`MultiSequenceFusion`)."""
     return MultiSequenceFusion(**cfg)  # type: ignore[arg-type]
 
 
 @register_model
 def relation_net(**cfg: object) -> nn.Module:
-    """Ladder rung 4 (:class:`RelationNet`)."""
+    """Ladder rung 5 (:class:`RelationNet`)."""
     return RelationNet(**cfg)  # type: ignore[arg-type]

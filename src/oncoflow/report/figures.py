@@ -137,6 +137,29 @@ def c_index_figure(
     return _png(fig)
 
 
+def forest_figure(rows: Sequence[Mapping[str, Any]], target: str, metric: str) -> bytes:
+    """Forest plot of paired differences, zero dashed.
+
+    One row per ``{"label", "estimate", "ci_low", "ci_high"}`` (an estimate of ``None`` is left
+    out).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.32 * len(rows)))
+    for i, row in enumerate(rows):
+        value = row.get("estimate")
+        if value is None:
+            continue
+        low = row["ci_low"] if row.get("ci_low") is not None else value
+        high = row["ci_high"] if row.get("ci_high") is not None else value
+        ax.errorbar(value, i, xerr=[[value - low], [high - value]], fmt="s", color="#0a84ff")
+    ax.set_yticks(range(len(rows)), [row["label"] for row in rows], fontsize=7)
+    ax.axvline(0.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel(f"paired difference in {metric} on the test patients ({target}), 95 % CI")
+    ax.set_ylabel("rung vs the rung below")
+    ax.invert_yaxis()
+    return _png(fig)
+
+
 def km_figure(km: Mapping[str, Any], title: str) -> bytes:
     """Kaplan-Meier step curves of the low and high risk groups (days) with the log-rank p."""
     plt = _pyplot()

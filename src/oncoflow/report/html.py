@@ -24,6 +24,7 @@ from oncoflow.report.models import (
     MAIN_METRIC,
     MULTICLASS_COLUMNS,
     SURVIVAL_COLUMNS,
+    ladder_html,
     models_html,
 )
 from oncoflow.report.sections import (
@@ -92,6 +93,7 @@ def study_section(
     title: str | None = None,
     segmentation: Mapping[str, Any] | None = None,
     synthesis: Mapping[str, Any] | None = None,
+    ladder: Sequence[str] = (),
 ) -> tuple[str, dict[str, bytes]]:
     """One study's HTML section and its figures (name -> PNG bytes).
 
@@ -108,6 +110,8 @@ def study_section(
         title: Heading (default: the study name), e.g. "net_survival applied to site_d".
         segmentation: Dice summary (:func:`~oncoflow.evaluate.segmentation.summarize_dice`).
         synthesis: Diffusion model: ``{"metrics": metrics.json, "panel": PNG, "loss": PNG}``.
+        ladder: The variants of an ablation ladder, simplest first (each rung is shown against
+            the rung below it, :func:`~oncoflow.report.models.ladder_html`).
     """
     pngs: dict[str, bytes] = {}
     parts = [
@@ -124,7 +128,7 @@ def study_section(
         parts.append(body)
         pngs.update(figs)
     models = _models_part(study, settings, metrics, comparisons, oracle, synthesis, pngs)
-    parts.append("<h3>Models</h3>" + models)
+    parts.append("<h3>Models</h3>" + models + ladder_html(study, comparisons, ladder, pngs))
     parts.append(_methods_html(study, settings, cohort_report, metrics, synthesis))
     parts.append("</section>")
     return "".join(parts), pngs

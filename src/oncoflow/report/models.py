@@ -9,6 +9,7 @@ and last the paired model comparisons.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -292,3 +293,76 @@ def _classification_figures(
             parts.append(figure_html(pngs[name], caption, f"confusion matrix {target}"))
         return parts
     return []
+
+
+def ladder_rows(
+    comparisons: Sequence[Mapping[str, Any]], ladder: Sequence[str], target: str
+) -> list[dict[str, Any]]:
+    """Each rung of an ablation ladder against the rung below it, from ``comparisons.json``.
+
+    A comparison stored the other way round (``a`` = the lower rung) is turned over: estimate
+    and interval negated and swapped. A pair that was not compared has no estimate.
+    """
+    rows = []
+    for lower, upper in itertools.pairwise(ladder):
+        a, b = f"{upper}/model", f"{lower}/model"
+        row: dict[str, Any] = {"label": f"{upper} - {lower}", "estimate": None}
+        for entry in comparisons:
+            if entry.get("target") != target or {entry.get("a"), entry.get("b")} != {a, b}:
+                continue
+            flip = entry["a"] == b
+            fields = {k: entry.get(k) for k in ("estimate", "ci_low", "ci_high")}
+            if flip and fields["estimate"] is not None:
+                fields = {
+                    "estimate": -fields["estimate"],
+                    "ci_low": None if fields["ci_high"] is None else -fields["ci_high"],
+                    "ci_high": None if fields["ci_low"] is None else -fields["ci_low"],
+                }
+            row |= fields | {"p_value": entry.get("p_value"), "test": entry.get("test")}
+            row["not_estimable"] = entry.get("not_estimable")
+        rows.append(row)
+    return rows
+
+
+def ladder_html(
+    study: str,
+    comparisons: Sequence[Mapping[str, Any]],
+    ladder: Sequence[str],
+    pngs: dict[str, bytes],
+) -> str:
+    """The ablation ladder's table and forest plot per target (empty without a ladder).
+
+    Each row is a rung's paired difference over the rung below (:func:`ladder_rows`).
+    """
+    if len(ladder) < 2:
+        return ""
+    parts = ["<h4>Ablation ladder (each rung against the rung below, test patients)</h4>"]
+    for target in sorted({str(e.get("target")) for e in comparisons}):
+        rows = ladder_rows(comparisons, ladder, target)
+        if not any("test" in r for r in rows):
+            continue
+        table = [[r["label"], _difference_text(r), _p_text(r)] for r in rows]
+        parts.append(
+            table_html([f"{target}: rung - rung below", "difference, 95 % CI", "p"], table)
+        )
+        if not any(r["estimate"] is not None for r in rows):
+            continue
+        name = f"{study}_{target}_ladder"
+        pngs[name] = figures.forest_figure(rows, target, rows[0].get("test") or "score")
+        caption = (
+            f"{study}, {target}: the paired difference of each rung of the ablation ladder over "
+            "the rung below it on the same test patients, with its 95 % CI; each rung adds one "
+            "factor, so each difference measures that factor. Dashed: no difference."
+        )
+        parts.append(figure_html(pngs[name], caption, f"ablation ladder {target}"))
+    return "".join(parts) if len(parts) > 1 else ""
+
+
+def _difference_text(row: Mapping[str, Any]) -> str:
+    if row.get("estimate") is None:
+        return f"not estimable: {row['not_estimable']}" if row.get("not_estimable") else ""
+    return cell_text({k: row.get(k) for k in ("ci_low", "ci_high")} | {"value": row["estimate"]})
+
+
+def _p_text(row: Mapping[str, Any]) -> str:
+    return "" if row.get("p_value") is None else f"{row['p_value']:.3g}"
