@@ -142,13 +142,24 @@ def methods_text(study: str, settings: Mapping[str, Any], facts: Mapping[str, An
         )
     if facts.get("trained"):
         folds = settings.get("folds", {})
-        sentences.append(
-            f"Model {settings.get('model')} was trained for {targets} with "
-            f"{folds.get('repeats', 5)} patient-level fit/holdout repeats of the training split"
-            " for validation and a final model applied to the internal and external test splits;"
-            " every fitted step (encoding, feature selection, hyper-parameters) saw training "
-            "patients of the fold only."
+        scheme = (
+            f"{folds['k']}-fold patient-level cross-validation of the training split, the mean "
+            "of the fold models applied to the internal and external test splits"
+            if folds.get("k")
+            else f"{folds.get('repeats', 5)} patient-level fit/holdout repeats of the training "
+            "split for validation and a final model applied to the internal and external test "
+            "splits"
         )
+        sentences.append(
+            f"Model {settings.get('model')} was trained for {targets} with {scheme}; every "
+            "fitted step (encoding, feature selection, hyper-parameters) saw training patients "
+            "of the fold only."
+        )
+        if settings.get("targets"):
+            sentences.append(
+                "Tabular baselines of the clinical variables (and mask sizes) were fit in the "
+                "same folds and compared with the model on the same test patients."
+            )
         if settings.get("negative_control"):
             sentences.append(
                 f"A negative control repeated the whole pipeline {settings.get('permutations', 5)}"
