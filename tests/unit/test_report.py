@@ -12,7 +12,7 @@ from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.report import figures
 from oncoflow.report.html import report_page, study_section
 from oncoflow.report.models import headline_model, ladder_html, ladder_rows, oracle_on_axis
-from oncoflow.report.summary import summary_rows
+from oncoflow.report.summary import summary_markdown, summary_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -233,6 +233,10 @@ def test_the_first_screen_summarises_model_baseline_oracle_and_control():
     assert "raw/all: 0.720 [0.620, 0.820]" in first
     assert "0.070 [0.010, 0.130] (p 0.02)" in first
     assert "0.750 (c_index)" in first
+    table = summary_markdown([row | {"oracle": row["oracle"] | {"value_tabular": 0.6}}])
+    line = table.splitlines()[2]
+    assert line.startswith("| net_survival | os | harrell_c | raw/all: 0.720 [0.620, 0.820] |")
+    assert "| 0.070 [0.010, 0.130] (p 0.02) | 0.750 (c_index) | 0.600 |" in line
 
 
 def test_the_ladder_shows_each_rung_against_the_rung_below():

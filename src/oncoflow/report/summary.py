@@ -94,7 +94,7 @@ def summary_rows(
             )  # fmt: skip
             entry = oracle.get(target) or {}
             row["oracle"] = (
-                {"metric": entry.get("metric"), "value": entry["value"]}
+                {k: entry.get(k) for k in ("metric", "value", "value_tabular") if k in entry}
                 if entry.get("value") is not None
                 else None
             )
@@ -124,21 +124,23 @@ def _score(entry: Mapping[str, Any] | None) -> str:
     return f"{entry['label']}: {cell_text(entry['test']) if entry['test'] else 'no test'}"
 
 
+def _difference(row: Mapping[str, Any]) -> str:
+    """The paired difference headline - baseline with its CI and p, or empty."""
+    paired = row.get("paired") or {}
+    if paired.get("estimate") is None:
+        return ""
+    interval = {k: paired.get(k) for k in ("ci_low", "ci_high")} | {"value": paired["estimate"]}
+    text = cell_text(interval)
+    return text + (f" (p {paired['p_value']:.3g})" if paired.get("p_value") is not None else "")
+
+
 def summary_html(rows: Sequence[Mapping[str, Any]]) -> str:
     """The first-screen table of every study's rows (empty string without rows)."""
     if not rows:
         return ""
     body = []
     for row in rows:
-        paired = row.get("paired") or {}
-        difference = ""
-        if paired.get("estimate") is not None:
-            difference = cell_text(
-                {"value": paired["estimate"], "ci_low": paired.get("ci_low"),
-                 "ci_high": paired.get("ci_high")}
-            )  # fmt: skip
-            if paired.get("p_value") is not None:
-                difference += f" (p {paired['p_value']:.3g})"
+        difference = _difference(row)
         oracle = row.get("oracle")
         body.append([
             row["study"],
@@ -163,3 +165,24 @@ def summary_html(rows: Sequence[Mapping[str, Any]]) -> str:
     return (
         '<section id="summary"><h2>Summary</h2>' + table_html(header, body) + caption + "</section>"
     )
+
+
+def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The summary rows as a Markdown table (``benchmarks/confirm.py``, the README)."""
+    header = (
+        "| study | target | metric | headline model (test, 95 % CI) | best baseline (test) | "
+        "headline - baseline (p) | oracle | tabular oracle | permuted control |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for row in rows:
+        difference = _difference(row)
+        oracle = row.get("oracle") or {}
+        value = f"{oracle['value']:.3f} ({oracle.get('metric')})" if oracle else ""
+        tabular = oracle.get("value_tabular")
+        cells = [
+            row["study"], row["target"], row["metric"], _score(row.get("headline")),
+            _score(row.get("baseline")), difference, value,
+            "" if tabular is None else f"{tabular:.3f}", _score(row.get("control")),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
