@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--keep-clinical",
-        action="store_true",
-        help="always keep the clinical columns in combined models (seed-002 style)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep every clinical column in the combined models (clinical+radiomics, ...), "
+        "unfiltered and outside k (default); --no-keep-clinical lets the in-fold selection drop "
+        "them like any feature",
     )
     parser.add_argument(
         "--horizons",

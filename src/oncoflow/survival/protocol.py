@@ -14,10 +14,12 @@ clinical+pathomics and all. Protocol of :func:`run_net_survival`, per target:
 Given ``folds`` (a ``folds.json``, e.g. the ones the per-fold ComBat rule used) replace step 1's
 draws, and ``fold_features`` supplies per-fold (harmonized) feature tables.
 
-All features, clinical included, go through the in-fold pipeline of
-:class:`~oncoflow.survival.SurvivalFeaturePipeline` (on the 40-patient demo this is more stable
-than forcing the clinical columns in); ``keep_clinical=True`` always keeps the clinical columns
-(not filtered, not counted in ``k``), as seed 002 did. ``permute=True`` shuffles the
+The image features go through the in-fold pipeline of
+:class:`~oncoflow.survival.SurvivalFeaturePipeline`; the clinical columns of a combined model
+(``clinical+radiomics``, ``all``, ...) are always kept (not filtered, not counted in ``k``), as
+seed 002 did, so a combined model really contains the clinical model it is compared with.
+``keep_clinical=False`` lets the selection drop them like any feature (then ``clinical+radiomics``
+can end up as ``radiomics`` alone). ``permute=True`` shuffles the
 (time, event) pairs among the training patients before anything is fit - a negative control whose
 test C-index should be about 0.5; the output rows always carry the patients' true outcomes. One
 permutation of 60 test patients scatters by about +-0.05 around 0.5, so the control runs
@@ -93,7 +95,7 @@ def run_net_survival(
     permutations: int = 5,
     models: Sequence[str] | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
-    keep_clinical: bool = False,
+    keep_clinical: bool = True,
     folds: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     fold_features: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
     n_jobs: int = 1,
@@ -120,7 +122,8 @@ def run_net_survival(
             :data:`PERMUTATION_COLUMN`).
         models: Model sets to run (default: every set whose blocks are all in ``features``).
         grid: Overrides of :data:`DEFAULT_GRID` (``k_grid``, ``penalizer_grid``, ``l1_grid``).
-        keep_clinical: Always keep the clinical columns in combined models (seed-002 style).
+        keep_clinical: Keep every clinical column in the combined models (unfiltered, outside
+            ``k``), so that ``clinical+radiomics`` contains the clinical model (default).
         folds: Given folds (``folds.json`` of :func:`oncoflow.formats.read_folds`:
             ``{"0": {"fit": [...], "apply": [...]}, ..., "final": {...}}``) used for every target
             instead of drawing ``repeats`` new ones; ``fit`` lists may only hold training
