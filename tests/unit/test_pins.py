@@ -77,11 +77,19 @@ def test_every_rule_has_env_container_log_benchmark():
 def test_per_job_benchmark_files_go_under_logs():
     # benchmarks/ is the committed performance suite; Snakemake's per-job files sit with the logs
     text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
-    paths = re.findall(r'^    benchmark:\n        f?"([^"]+)"', text, flags=re.M)
-    assert paths
-    assert len(paths) == text.count("    benchmark:")
-    for path in paths:
+    # a literal path, or a results tree's own (oncoflow.dag.Run.benchmark: logs/benchmarks/...)
+    literal = re.findall(r'^( *)benchmark:\n\1    f?"([^"]+)"', text, flags=re.M)
+    per_run = re.findall(r'^( *)benchmark:\n\1    \w+\.benchmark\("([^"]+)"\)', text, flags=re.M)
+    assert literal
+    assert per_run
+    assert len(literal) + len(per_run) == len(re.findall(r"^ *benchmark:$", text, flags=re.M))
+    for _, path in literal:
         assert path.startswith("logs/benchmarks/"), path
+    from oncoflow.dag import Run
+
+    for _, path in per_run:
+        assert Run().benchmark(path).startswith("logs/benchmarks/"), path
+        assert Run("x").benchmark(path).startswith("logs/benchmarks/apply/x/"), path
 
 
 def test_snakemake_lint_is_clean():
