@@ -48,6 +48,20 @@ def test_oracle_keeps_the_latent_auc_and_is_below_it() -> None:
     oracle = generator.tables(generator.patients()).oracle["progression_next"]
     assert oracle["metric"] == "auc"
     assert 0.5 < oracle["value"] < oracle["value_latent"]
+    # a tabular model (CA19-9, volumes) cannot see the texture: its ceiling is lower
+    assert 0.5 < oracle["value_tabular"] < oracle["value"]
+
+
+def test_tabular_score_integrates_the_texture_out() -> None:
+    latent = _latent(0.2)
+    rough, smooth = dict(latent, texture=0.95), dict(latent, texture=0.05)
+    assert observable_probability(rough, 1) > observable_probability(smooth, 1) + 0.2
+    blind = [observable_probability(x, 1, texture_known=False) for x in (rough, smooth)]
+    assert blind[0] == pytest.approx(blind[1])
+    # the mean over the uniform texture prior, by Monte Carlo over h
+    draws = [dict(latent, texture=h) for h in np.random.default_rng(1).uniform(size=4000)]
+    expected = np.mean([observable_probability(x, 1) for x in draws])
+    assert blind[0] == pytest.approx(expected, abs=0.01)
 
 
 def _lesion_ct(h: float, site: str, radius_vox: float, seed: int) -> tuple:

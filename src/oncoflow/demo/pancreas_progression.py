@@ -30,7 +30,9 @@ the Gaussian prior ``z_g ~ N(0, 1)`` the posterior of ``z_g`` given ``(log CA19-
 z_g + N(0, 1.8^2)`` and ``(S_t / t - 0.05) / 0.30 = z_g + N(0, 0.08^2 / (0.30^2 t))`` is normal
 ``N(m, v)``, and the score is ``E[p] = E[sigmoid(-0.5 + 2 z_g + z_h + 0.7 z_c)]`` under it
 (Gauss-Hermite). The AUC of the true ``p`` itself, which no model can reach at baseline, is kept in
-``oracle.json`` as ``value_latent``.
+``oracle.json`` as ``value_latent``; ``value_tabular`` is the same score without the texture
+(integrated over its uniform prior): the ceiling of a tabular baseline of CA19-9 and the mask
+volumes, which the image model must pass by reading the texture.
 """
 
 from __future__ import annotations
@@ -67,15 +69,23 @@ def progression_probability(latent: dict[str, Any]) -> float:
     return float(logit_inv(-0.5 + 2.0 * z_g + 1.0 * z_h + 0.7 * z_c))
 
 
-def observable_probability(latent: dict[str, Any], timepoint: int) -> float:
+def observable_probability(
+    latent: dict[str, Any], timepoint: int, *, texture_known: bool = True
+) -> float:
     """Return E[P(progression at the next follow-up) | what time point ``t`` shows] (module doc).
 
     Args:
         latent: The patient's latents.
         timepoint: ``t``; the volume trend of time points ``0..t`` is known, not the future.
+        texture_known: Whether the lesion texture is seen (an image model); ``False`` is what a
+            tabular model of CA19-9 and the mask volumes knows: ``h ~ U(0, 1)`` is then
+            integrated out (``value_tabular`` of ``oracle.json``).
     """
     z_c = np.log(latent["ca19_9"]) - 3.5
-    z_h = (latent["texture"] - 0.5) / 0.289
+    if texture_known:
+        z_h = np.array([(latent["texture"] - 0.5) / 0.289])
+    else:  # the midpoints of 64 equal bins of U(0, 1)
+        z_h = ((np.arange(64) + 0.5) / 64 - 0.5) / 0.289
     # Gaussian posterior of z_g: prior N(0, 1), CA19-9 and (t >= 1) the observed volume trend
     precision, weighted = 1.0, 0.0
     ca_var = (0.9 / 0.5) ** 2
@@ -88,8 +98,8 @@ def observable_probability(latent: dict[str, Any], timepoint: int) -> float:
         weighted += ((change / timepoint - 0.05) / 0.30) / trend_var
     mean, sd = weighted / precision, np.sqrt(1.0 / precision)
     nodes, weights = np.polynomial.hermite_e.hermegauss(40)
-    logit = -0.5 + 2.0 * (mean + sd * nodes) + z_h + 0.7 * z_c
-    return float(np.sum(weights * logit_inv(logit)) / np.sum(weights))
+    logit = -0.5 + 2.0 * (mean + sd * nodes)[:, None] + z_h[None, :] + 0.7 * z_c
+    return float(np.sum(weights[:, None] * logit_inv(logit)) / (np.sum(weights) * z_h.size))
 
 
 def lesion_radii(latent: dict[str, Any]) -> np.ndarray:
@@ -188,7 +198,17 @@ class PancreasProgression(StudyGenerator):
                 for i in test
             ]
         )
+        tabular = np.concatenate(
+            [
+                [
+                    observable_probability(patients[i].latent, t, texture_known=False)
+                    for t in range(len(labels[i]))
+                ]
+                for i in test
+            ]
+        )
         entry = oracle_entry("auc", safe_auc(y_test, seen))
+        entry["value_tabular"] = oracle_entry("auc", safe_auc(y_test, tabular))["value"]
         entry["value_latent"] = oracle_entry("auc", safe_auc(y_test, p_test))["value"]
         oracle = {"progression_next": entry}
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
