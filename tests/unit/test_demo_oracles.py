@@ -120,3 +120,17 @@ def test_observable_histology_knows_less_at_the_noisy_site() -> None:
             moves.append(observable_lusc_probability(ct, core, latent, site, (5.0, 5.2, 5.2)))
         shift[site] = np.mean(moves) - prior
     assert shift["site_a"] > shift["site_c"] > 0
+
+
+def test_liver_tabular_oracle_integrates_the_necrosis_change_out() -> None:
+    from oncoflow.demo.liver_response import LiverResponse, response_probability
+
+    latent = {"delta": -0.5, "dn": 0.4, "afp_drop": -1.0, "dcp_drop": -0.5}
+    blind = response_probability(latent, necrosis_known=False)
+    assert blind == pytest.approx(response_probability(dict(latent, dn=0.0), necrosis_known=False))
+    draws = np.random.default_rng(2).normal(0.12, 0.15, 20_000)
+    expected = np.mean([response_probability(dict(latent, dn=d)) for d in draws])
+    assert blind == pytest.approx(expected, abs=0.005)
+    generator = LiverResponse(7, 120)
+    oracle = generator.tables(generator.patients()).oracle["response"]
+    assert 0.5 < oracle["value_tabular"] < oracle["value"]
