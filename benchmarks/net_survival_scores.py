@@ -1,7 +1,8 @@
 """Test C-indices of the net_survival models on the demo cohort against the generator's oracle.
 
-Runs the workflow with only ``net_survival`` enabled (default config otherwise: demo seed,
-``demo.study_patients.net_survival`` patients, radiomics + pathomics + ComBat + negative control)
+Runs the workflow with only ``net_survival`` enabled (the science-scale config otherwise, as
+``make demo-full``: demo seed, ``demo.study_patients.net_survival`` patients, radiomics +
+pathomics + ComBat + negative control)
 in a scratch folder - or reads an existing run with ``--workdir`` - and writes, per feature
 variant (raw, combat, permuted), model and target, the C-index on the pooled test splits with
 its bootstrap 95 % CI, next to the oracle C of the true linear predictor (``oracle.json``), to
@@ -30,8 +31,11 @@ STUDY = "net_survival"
 
 
 def run_workflow(workdir: Path, cores: int) -> None:
-    """Run the default config with only net_survival enabled in ``workdir``."""
+    """Run net_survival alone at science scale (config.yaml + config/demo-full.yaml)."""
+    from snakemake.utils import update_config
+
     config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "demo-full.yaml").read_text()))
     for name, study in config["studies"].items():
         study["enabled"] = name == STUDY
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
