@@ -38,11 +38,11 @@ PRIMARY_TARGET = {
 }
 ORACLE_KEYS = {
     "pancreas_progression": {"progression_next": "auc"},
-    "pancreas_multitask": {"subtype": "macro_f1"},
+    "pancreas_multitask": {"subtype": "macro_auc"},
     "net_survival": {"os": "c_index", "pfs": "c_index"},
     "lung_synthesis": {},
     "liver_response": {"response": "auc"},
-    "nsclc_mmdls": {"histology": "auc", "stage": "macro_f1", "dfs": "c_index", "os": "c_index"},
+    "nsclc_mmdls": {"histology": "auc", "stage": "macro_auc", "dfs": "c_index", "os": "c_index"},
 }
 
 

@@ -20,7 +20,8 @@ Planted mechanism. Latents: lesion radius ``r ~ U(6, 28)`` mm, texture ``h ~ U(0
   Weibull death (shape 1.1, median 1000 d) and recurrence (median 700 d) times, censoring
   ``U(200, 2500)`` d; ``os = min(T, C)``, ``dfs = min(R, T, C)``.
 
-Oracle on internal_test + external_test: stage macro-F1 of the Bayes rule, Harrell's C of ``eta``
+Oracle on internal_test + external_test: stage macro AUC of the Bayes posterior (the macro-F1
+of its argmax as ``value_macro_f1``), Harrell's C of ``eta``
 for DFS and OS, and for histology the AUC of what the CT shows of ``h``
 (:func:`observable_lusc_probability`): ``E[p | lesion-core voxels, smoking]``. The texture
 has a correlation length of about one 5 mm voxel and sits under 10-20 HU of scanner noise, so a
@@ -74,7 +75,7 @@ from oncoflow.demo._phantoms import (
     lung_lesion,
 )
 from oncoflow.demo.net_survival import _force_events
-from oncoflow.metrics.classification import macro_f1, safe_auc
+from oncoflow.metrics.classification import macro_auc, macro_f1, safe_auc
 from oncoflow.metrics.survival import safe_concordance_index
 
 STAGES = ("I", "II", "III", "IV")
@@ -298,7 +299,12 @@ class NsclcMmdls(StudyGenerator):
         test = self.test_mask(splits)
         oracle = {
             "histology": oracle_entry("auc", safe_auc(lusc[test], p_lusc[test])),
-            "stage": oracle_entry("macro_f1", macro_f1(stage[test], post[test].argmax(axis=1))),
+            "stage": oracle_entry("macro_auc", macro_auc(stage[test], post[test]))
+            | {
+                "value_macro_f1": oracle_entry(
+                    "macro_f1", macro_f1(stage[test], post[test].argmax(axis=1))
+                )["value"]
+            },
             "dfs": oracle_entry(
                 "c_index", safe_concordance_index(dfs_time[test], dfs_event[test], eta[test])
             ),

@@ -17,7 +17,9 @@ elongation (axis ratio)      1.05    1.45    1.85    0.30
 
 (texture: lesion HU sd = 6 + 28 h; elongation keeps the volume; lesion radius ``U(7, 18)`` mm
 does not depend on the subtype). The Bayes rule ``argmax_k prior_k prod_j N(x_j; m_kj, sd_j)``
-is the best possible classifier; oracle: its macro-F1 on internal_test + external_test. No
+is the best possible classifier; oracle: the macro one-vs-rest AUC of its posterior on
+internal_test + external_test (the report's multi-class metric; the macro-F1 of its argmax, which
+is not the macro-F1-optimal rule, is kept as ``value_macro_f1``). No
 segmentation oracle is written (the given masks are exact, so Dice 1.0 says nothing).
 """
 
@@ -40,7 +42,7 @@ from oncoflow.demo._common import (
 )
 from oncoflow.demo._oracle import oracle_entry
 from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
-from oncoflow.metrics.classification import macro_f1
+from oncoflow.metrics.classification import macro_auc, macro_f1
 
 GRID_SIZE = (64, 64, 32)
 INPLANE_MM = 4.4
@@ -109,7 +111,7 @@ class PancreasMultitask(StudyGenerator):
         return [spec]
 
     def tables(self, patients: list[Patient]) -> StudyTables:
-        """Age/sex, subtype, splits and the Bayes-rule macro-F1 oracle."""
+        """Age/sex, subtype, splits and the oracle (macro AUC of the Bayes posterior)."""
         clinical = pd.DataFrame(
             {
                 "patient_id": [p.patient_id for p in patients],
@@ -124,8 +126,9 @@ class PancreasMultitask(StudyGenerator):
             {"patient_id": [p.patient_id for p in patients], "subtype": final.astype(int)}
         )
         test = self.test_mask(splits)
-        value = macro_f1(final[test], post[test].argmax(axis=1))
-        oracle = {"subtype": oracle_entry("macro_f1", value)}
+        oracle = {"subtype": oracle_entry("macro_auc", macro_auc(final[test], post[test]))}
+        argmax_f1 = macro_f1(final[test], post[test].argmax(axis=1))
+        oracle["subtype"]["value_macro_f1"] = oracle_entry("macro_f1", argmax_f1)["value"]
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
     def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
