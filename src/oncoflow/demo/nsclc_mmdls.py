@@ -91,10 +91,20 @@ def _z_u(suv: float) -> float:
     return (np.log(suv) - np.log(7.0)) / 0.55
 
 
-def lusc_probability(latent: dict[str, Any]) -> float:
-    """Return the true P(histology = LUSC)."""
-    z_h = (latent["texture"] - 0.5) / 0.289
-    return float(logit_inv(-0.2 + 2.2 * z_h + 0.6 * (latent["smoking"] == "current")))
+def lusc_probability(latent: dict[str, Any], *, texture_known: bool = True) -> float:
+    """Return P(histology = LUSC).
+
+    Args:
+        latent: The patient's latents.
+        texture_known: The true probability; ``False`` is what the tables know (the smoking
+            status), the texture ``h ~ U(0, 1)`` integrated out (``value_tabular``).
+    """
+    smoker = 0.6 * (latent["smoking"] == "current")
+    if texture_known:
+        z_h = (latent["texture"] - 0.5) / 0.289
+        return float(logit_inv(-0.2 + 2.2 * z_h + smoker))
+    z_h = ((np.arange(64) + 0.5) / 64 - 0.5) / 0.289  # the midpoints of 64 bins of U(0, 1)
+    return float(np.mean(logit_inv(-0.2 + 2.2 * z_h + smoker)))
 
 
 def stage_posterior(latent: dict[str, Any]) -> np.ndarray:
@@ -241,6 +251,7 @@ class NsclcMmdls(StudyGenerator):
         """Clinical, histology / stage / DFS / OS, splits and four oracles."""
         lat = [p.latent for p in patients]
         p_lusc = np.array([lusc_probability(v) for v in lat])
+        p_blind = np.array([lusc_probability(v, texture_known=False) for v in lat])
         u = np.array([self.rng(p.index, "outcome").random(4) for p in patients])
         strata = (u[:, 0] < p_lusc).astype(int)
         lusc, splits = self.assign_splits(patients, strata, np.column_stack([1 - p_lusc, p_lusc]))
@@ -298,7 +309,8 @@ class NsclcMmdls(StudyGenerator):
         outcomes["dfs_time"] = np.minimum(outcomes["dfs_time"], outcomes["os_time"])
         test = self.test_mask(splits)
         oracle = {
-            "histology": oracle_entry("auc", safe_auc(lusc[test], p_lusc[test])),
+            "histology": oracle_entry("auc", safe_auc(lusc[test], p_lusc[test]))
+            | {"value_tabular": oracle_entry("auc", safe_auc(lusc[test], p_blind[test]))["value"]},
             "stage": oracle_entry("macro_auc", macro_auc(stage[test], post[test]))
             | {
                 "value_macro_f1": oracle_entry(
@@ -391,6 +403,7 @@ class NsclcMmdls(StudyGenerator):
         y = (outcomes.loc[test, "histology"] == "LUSC").to_numpy(int)
         seen = np.array([(rendered[p] or {})["p_observable"] for p in test])
         entry = oracle_entry("auc", safe_auc(y, seen))
+        entry["value_tabular"] = tables.oracle["histology"]["value_tabular"]
         entry["value_latent"] = tables.oracle["histology"]["value"]
         return {"histology": entry}
 
