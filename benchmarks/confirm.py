@@ -74,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         wall = run_workflow(workdir, args.seed, args.scale, args.cores)
         rows = collect(workdir)
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     result = {
         "seed": args.seed,
+        "commit": commit,
         "scale": args.scale,
         "cores": args.cores,
         "wall_s": round(wall, 1),
