@@ -152,6 +152,7 @@ def test_paired_bootstrap_of_c_index_difference():
     )
     assert 0.0 < better.low < better.estimate < better.high
     assert better.p_value < 0.01
+    assert better.p_value == pytest.approx(2 / (better.n_valid + 1))  # no replicate crosses 0
     assert better == paired_bootstrap(
         concordance_index, (time, event), risk_true, noise, n=300, seed=1
     )  # reproducible for a seed

@@ -61,7 +61,9 @@ def paired_bootstrap(
         groups: Patient id per row when a patient has several rows.
 
     Returns:
-        :class:`PairedDifference`; ``n_valid`` replicates where both metrics were defined.
+        :class:`PairedDifference`; ``n_valid`` replicates where both metrics were defined. The
+        two-sided p-value is ``min(1, 2 (m + 1) / (n_valid + 1))`` with ``m`` the replicates on
+        the smaller side of 0, so a difference no replicate crosses reads ``p < 2 / n``, not 0.
 
     Raises:
         ModelError: Arrays of different lengths, bad ``n`` or ``alpha``, or no defined replicate.
@@ -83,7 +85,8 @@ def paired_bootstrap(
         msg = "paired_bootstrap: the metric is undefined on every resample"
         raise ModelError(msg)
     low, high = np.quantile(valid, [alpha / 2.0, 1.0 - alpha / 2.0])
-    tail = min(float(np.mean(valid <= 0.0)), float(np.mean(valid >= 0.0)))
-    return PairedDifference(
-        float(estimate), float(low), float(high), min(1.0, 2.0 * tail), valid.size
-    )
+    # two-sided, with the observed sample counted among the replicates (Davison & Hinkley 1997,
+    # eq. 4.11): never 0, at least 2 / (n_valid + 1)
+    tail = min(int(np.sum(valid <= 0.0)), int(np.sum(valid >= 0.0)))
+    p_value = min(1.0, 2.0 * (tail + 1) / (valid.size + 1))
+    return PairedDifference(float(estimate), float(low), float(high), p_value, valid.size)
