@@ -27,6 +27,7 @@ from oncoflow.baselines.design import Target, design_table, per_timepoint, study
 from oncoflow.baselines.fit import Fitted, fit_classifier, fit_cox
 from oncoflow.baselines.sizes import mask_sizes
 from oncoflow.cohort import read_table
+from oncoflow.deep.ensemble import ensemble_predictions
 from oncoflow.errors import ModelError
 from oncoflow.features.tabular import TabularEncoder
 from oncoflow.formats import read_folds
@@ -182,41 +183,28 @@ def train_baseline(
     test = fold_map["final"]["apply"]
     parts = []
     for target in data.targets:
-        test_parts = []
         for fold in numbered:
             members = fold_map[fold]
             parts.append(_fold_rows(data, spec, target, fold, members["fit"], members["apply"])
                          .assign(split="validation", fold=fold))  # fmt: skip
             if spec.protocol == "ensemble" and test:
-                test_parts.append(_fold_rows(data, spec, target, fold, members["fit"], test))
+                parts.append(_fold_rows(data, spec, target, fold, members["fit"], test)
+                             .assign(fold=fold))  # fmt: skip
         if test and spec.protocol == "final":
-            test_parts.append(
-                _fold_rows(data, spec, target, "final", fold_map["final"]["fit"], test)
-            )
-        if test_parts:
-            parts.append(_mean_rows(test_parts).assign(fold="final"))
+            final = fold_map["final"]["fit"]
+            parts.append(_fold_rows(data, spec, target, "final", final, test).assign(fold="final"))
     predictions = pd.concat(parts, ignore_index=True)
-    test_split = predictions["patient_id"].astype(str).map(data.split)
-    predictions["split"] = predictions["split"].fillna(test_split)
     predictions["patient_id"] = predictions["patient_id"].astype(str)
+    test_split = predictions["patient_id"].map(data.split)
+    predictions["split"] = predictions["split"].fillna(test_split)
+    if spec.protocol == "ensemble":
+        predictions = ensemble_predictions([predictions])
     return _ordered(predictions), {
         "inputs": list(spec.inputs),
         "protocol": spec.protocol,
         "targets": {t.name: t.kind for t in data.targets},
         "fits": data.fits,
     }
-
-
-def _mean_rows(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Mean of the score columns over the folds' predictions of the same rows."""
-    keys = [c for c in parts[0].columns if not _is_score(c)]
-    stacked = pd.concat(parts, ignore_index=True)
-    scores = [c for c in stacked.columns if _is_score(c)]
-    return stacked.groupby(keys, sort=True, dropna=False)[scores].mean().reset_index()
-
-
-def _is_score(column: str) -> bool:
-    return column in ("y_score", "risk") or column.startswith(("y_score_", "survival_"))
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
