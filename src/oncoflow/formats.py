@@ -36,6 +36,15 @@ from oncoflow.schemas import load_schema
 FINAL = "final"
 """Name of the fold that fits on every training patient and applies to the test splits."""
 
+BASELINE_PREFIX = "baseline_"
+"""Variant names of the tabular baselines (:mod:`oncoflow.baselines`) start with this."""
+
+
+def is_baseline(name: str) -> bool:
+    """Whether a variant (or ``<variant>/<model>`` label) is a tabular baseline."""
+    return name.startswith(BASELINE_PREFIX)
+
+
 PREDICTION_DTYPES: dict[str, type] = {"patient_id": str, "fold": str}
 """Columns of ``predictions.csv`` read as text whatever they look like (ids, ``0`` / ``final``)."""
 

@@ -23,9 +23,7 @@ from typing import Literal
 import pandas as pd
 
 from oncoflow.errors import ConfigError, ModelError
-
-BASELINE_PREFIX = "baseline_"
-"""Variant names of the baselines start with this (``baseline_clinical``, ...)."""
+from oncoflow.formats import BASELINE_PREFIX
 
 INPUTS = ("clinical", "size")
 """The input blocks a baseline may use, in name order."""

@@ -32,6 +32,7 @@ from oncoflow.evaluate.binary import evaluate_binary
 from oncoflow.evaluate.compare import paired_bootstrap
 from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns, evaluate_multiclass
 from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
+from oncoflow.formats import is_baseline
 from oncoflow.metrics.classification import auc, delong_test, macro_auc
 from oncoflow.metrics.survival import concordance_index
 
@@ -309,22 +310,14 @@ def _pair_test(
     return fields
 
 
-BASELINE_PREFIX = "baseline_"
-"""Labels of the tabular baselines (``oncoflow.baselines``) start with this."""
-
-
-def _is_baseline(model: str) -> bool:
-    return model.startswith(BASELINE_PREFIX)
-
-
 def _baseline_pairs(by_model: Mapping[str, pd.DataFrame]) -> list[tuple[str, str, str]]:
     """Every model against every baseline (``a`` = the model); baselines against each other.
 
     Baseline names sort by their input blocks, so of two baselines the later one has the larger
     input set (``baseline_clinical_size`` after ``baseline_clinical``) and is ``a``.
     """
-    baselines = sorted(m for m in by_model if _is_baseline(m))
-    models = sorted(m for m in by_model if not _is_baseline(m))
+    baselines = sorted(m for m in by_model if is_baseline(m))
+    models = sorted(m for m in by_model if not is_baseline(m))
     out = [(m, b, "baseline") for m in models for b in baselines]
     out += [(b2, b1, "other baseline") for b1, b2 in itertools.combinations(baselines, 2)]
     return out
@@ -395,7 +388,7 @@ def compare_models(
             pairs += [(m, best, "best validation model") for m in members if m != best]
         pairs += _baseline_pairs(by_model)
         for a, b in itertools.combinations(sorted(by_model), 2):
-            if _is_baseline(a) or _is_baseline(b):
+            if is_baseline(a) or is_baseline(b):
                 continue
             if a.split("/", 1)[1] == b.split("/", 1)[1]:
                 both = {a.split("/", 1)[0], b.split("/", 1)[0]} <= single

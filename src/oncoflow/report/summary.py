@@ -21,10 +21,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oncoflow.evaluate.card import task_results
+from oncoflow.formats import is_baseline
 from oncoflow.report.markup import cell_text, table_html
 from oncoflow.report.models import MAIN_METRIC, best_model, headline_model
-
-BASELINE_PREFIX = "baseline_"
 
 
 def _test_cell(result: Mapping[str, Any], model: str, target: str, key: str) -> dict | None:
@@ -75,13 +74,13 @@ def summary_rows(
         key = MAIN_METRIC[kind]
         for target in _targets(group):
             choice = headline_model(group, target, kind)
-            baselines = {v: m for v, m in group.items() if v.startswith(BASELINE_PREFIX)}
+            baselines = {v: m for v, m in group.items() if is_baseline(v)}
             base = headline_model(baselines, target, kind) if baselines else None
             row: dict[str, Any] = {"study": study, "target": target, "metric": key}
             row["headline"] = _entry(group, choice, target, key)
             row["baseline"] = _entry(group, base, target, key)
             row["paired"] = None
-            if choice and base and not choice[0].startswith(BASELINE_PREFIX):
+            if choice and base and not is_baseline(choice[0]):
                 row["paired"] = _paired(
                     comparisons, target, f"{choice[0]}/{choice[1]}", f"{base[0]}/{base[1]}"
                 )
