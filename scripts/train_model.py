@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--inner-fraction", type=float, default=0.2, help="selection share (default: 0.2)"
     )
     parser.add_argument(
-        "--converted", type=Path, default=None, help="converted images root (mm_dls segmentor)"
+        "--converted", type=Path, default=None, help="converted images root (mm_dls lesion core)"
     )
     parser.add_argument("--permute", action="store_true", help="negative control: permute labels")
     parser.add_argument(

@@ -56,7 +56,6 @@ def run(tmp_path_factory) -> Path:
             "slices": 2,
             "input_size": 16,
             "network": {"dim": 16, "heads": 2, "dropout": 0.3},
-            "segmentor": {"epochs": 1, "width": 4, "slices": 2},
         }
     )
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

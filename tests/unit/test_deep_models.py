@@ -26,7 +26,7 @@ from oncoflow.features.tabular import TabularEncoder
 from oncoflow.formats import write_folds
 from oncoflow.models.cnn_lstm import ProgressionLSTM, collate_sequences
 from oncoflow.models.liver import RUNGS
-from oncoflow.models.mm_dls import REFIT_GRID, breslow_survival, refit_linear_head
+from oncoflow.models.mm_dls import HEADS, REFIT_GRID, breslow_survival, refit_linear_head
 from oncoflow.models.registry import create_model
 from oncoflow.splits import make_folds
 
@@ -180,7 +180,6 @@ MMDLS = {
     "batch_size": 8,
     "patience": 0,
     "horizons": [365.0, 730.0],
-    "segmentor": {"epochs": 15, "width": 4, "depth": 2, "heads": 2, "slices": 2, "lr": 0.01},
 }
 LIVER = {
     "stems": ["MR_T1", "MR_T2"],
@@ -599,11 +598,9 @@ def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: 
     net = create_model("mm_dls", **model["network"])
     net.load_state_dict(model["state_dict"])  # the payload rebuilds the refit model
     assert net.stage.in_features == 128 + 2
-    dice = model["segmentor"]["validation"]
-    assert 0.0 <= dice["lesion_dice"] <= 1.0
-    assert dice["lung_dice"] > 0.5  # the lung is learnt on the training patients
+    assert "segmentor" not in model  # crops come from the lesions stage's masks
     history = pd.read_csv(tmp_path / "0" / "history.csv")
-    assert set(history["stage"]) == {"segmentor", "multitask"}
+    assert set(history["stage"]) == {"multitask"}
     frame = ensemble_predictions(tables)
     assert set(frame["target"]) == {"histology", "stage", "dfs", "os"}
     os_rows = frame[frame["target"] == "os"]
@@ -618,6 +615,20 @@ def test_mm_dls_fold_predicts_four_targets_and_evaluates_as_multitask(tmp_path: 
     assert set(metrics["models"]["model"]) == {"histology", "stage", "dfs", "os"}
     text = card_markdown(model_card(metrics, {"study": "s", "variant": "mm_dls"}))
     assert text.count("| model | target |") == 3
+    run_fold(
+        model="mm_dls_tabular",  # the input ablation: no head reads the image vector
+        settings=MMDLS,
+        fold="0",
+        out_dir=tmp_path / "tabular",
+        resume_dir=tmp_path / "resume_tabular",
+        features={"pet": tmp_path / "pet.csv"},
+        converted=tmp_path / "converted",
+        seed=1,
+        **paths,
+    )
+    tabular = torch.load(tmp_path / "tabular" / "model.pt", weights_only=False)
+    assert tabular["network"]["head_image"] == dict.fromkeys(HEADS, False)
+    assert tabular["network"]["head_columns"] == {}  # every head reads every tabular column
 
 
 def test_streamed_crops_equal_the_preloaded_tensors(tmp_path: Path) -> None:
@@ -705,6 +716,25 @@ def test_heads_read_their_declared_columns_only() -> None:
     net.declare_head("stage", None, image=True)
     assert net.stage.in_features == net.image_width + 5
     assert "stage" not in net.head_columns
+
+
+def test_variant_heads_turn_one_input_off_in_every_head() -> None:
+    declared = {"stage": {"columns": ["age"], "image": False, "refit": True}}
+    assert mmdls_heads.variant_heads(declared, "mm_dls") == declared
+    tabular = mmdls_heads.variant_heads(declared, "mm_dls_tabular")
+    assert {h: s["image"] for h, s in tabular.items()} == dict.fromkeys(HEADS, False)
+    assert tabular["stage"] == {"columns": ["age"], "image": False, "refit": True}
+    assert "columns" not in tabular["os"]  # every tabular column, as declared by default
+    image = mmdls_heads.variant_heads(declared, "mm_dls_image")
+    assert all(s["image"] and s["columns"] == [] for s in image.values())
+    assert image["stage"]["refit"]  # refit on the image vector alone
+    encoded = ["age", "pet:pet__SUVmax"]
+    assert mmdls_heads.head_layout(image, encoded)[0] == {head: [] for head in HEADS}
+    net = create_model("mm_dls", tabular_dim=2, dim=16, heads=2, head_columns={"os": []})
+    assert net.os.in_features == net.image_width
+    assert float(net.tabular_l1({"os": 1.0})) == 0.0  # no tabular weight: nothing to penalise
+    with pytest.raises(ModelError, match="unknown variant 'mm_dls_pet'"):
+        mmdls_heads.variant_heads(declared, "mm_dls_pet")
 
 
 def test_head_layout_names_columns_and_refuses_unknown_ones() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from oncoflow.deep.mmdls_heads import VARIANTS
 from oncoflow.deep.workflow import MODELS, model_parts
 from oncoflow.errors import ConfigError, ModelError
 from oncoflow.models import liver
@@ -41,10 +42,11 @@ def test_deep_recipes_name_importable_code_and_settings_that_take_what_they_inhe
 
 def test_model_lists_derive_from_the_recipes_and_the_liver_ladder_is_registered():
     assert tuple(model_names("deep")) == MODELS
-    assert set(MODELS) == {"cnn_lstm", "mm_dls", *liver.RUNGS}
+    assert set(MODELS) == {"cnn_lstm", *VARIANTS, *liver.RUNGS}  # mm_dls + its input ablation
     ladder = builtin_recipes()["liver_response"]
     assert set(ladder.models) == set(liver.RUNGS) <= set(list_models())
     assert "mm_dls" in list_models()
+    assert builtin_recipes()["nsclc_mmdls"].ladder == VARIANTS  # one network, three input sets
 
 
 def test_a_study_of_another_name_resolves_by_model_or_recipe():

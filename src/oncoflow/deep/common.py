@@ -50,7 +50,7 @@ class FoldInputs:
         permutation: Index of the negative-control run (each run draws its own permutation).
         seed: Seed of the fold (inner split, permutation, initialisation).
         converted: ``results/converted`` (models that read whole images, e.g. the MM-DLS
-            segmentor), or ``None``.
+            lesion-core statistics), or ``None``.
         sites: Patient -> acquisition site (``images.csv`` column ``site``; empty without it).
     """
 
@@ -85,7 +85,7 @@ class FoldInputs:
         """Resume / history file ``name`` of a training stage.
 
         A stage that reads the outcome labels (``labelled``) of a negative-control run gets its
-        own ``permutation_<k>/`` folder; label-free stages (the lesion extractor, the segmentor)
+        own ``permutation_<k>/`` folder; label-free stages (the cnn_lstm lesion extractor)
         are shared by every permutation of the fold, so they train once.
         """
         folder = Path(resume_dir)

@@ -24,6 +24,37 @@ log = logging.getLogger(__name__)
 REFITTABLE: tuple[str, ...] = ("histology", "stage")
 """The heads a logistic refit can replace (the classification heads)."""
 
+VARIANTS: tuple[str, ...] = ("mm_dls_tabular", "mm_dls_image", "mm_dls")
+"""The input ablation of MM-DLS, simplest first: tabular inputs only, image vector only, both."""
+
+
+def variant_heads(
+    heads: Mapping[str, Mapping[str, Any]], variant: str
+) -> dict[str, dict[str, Any]]:
+    """The ``heads`` settings of one input ablation (:data:`VARIANTS`).
+
+    ``mm_dls`` keeps ``heads`` as declared. ``mm_dls_tabular`` turns the image vector off in
+    every head (each keeps its declared columns, all when none are declared);
+    ``mm_dls_image`` gives every head the image vector and no tabular column. ``refit`` flags
+    are kept, so a refit head is refit on what its variant lets it read.
+
+    Raises:
+        ModelError: ``variant`` is not one of :data:`VARIANTS`.
+    """
+    if variant not in VARIANTS:
+        msg = f"mm_dls: unknown variant {variant!r} (variants: {', '.join(VARIANTS)})"
+        raise ModelError(msg)
+    out = {head: dict(spec) for head, spec in heads.items()}
+    if variant == "mm_dls":
+        return out
+    for head in HEADS:
+        spec = out.setdefault(head, {})
+        if variant == "mm_dls_tabular":
+            spec["image"] = False
+        else:
+            spec["image"], spec["columns"] = True, []
+    return out
+
 
 def head_layout(
     heads: Mapping[str, Mapping[str, Any]], encoded: Sequence[str]

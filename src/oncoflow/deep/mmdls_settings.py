@@ -35,9 +35,10 @@ class MMDLSSettings:
         network: Model settings (dim, heads, dropout).
         slices, input_size, epochs, batch_size, lr, weight_decay, patience: Training settings.
         horizons: Days at which ``S(t | x)`` is written.
-        segmentor: Lung + lesion segmentor settings (epochs, width, depth, heads, lr,
-            batch_size, slices per patient, CT window, lung / lesion labels); trained when the
-            job has the converted images (``FoldInputs.converted``).
+        variant: The input ablation trained (:data:`~oncoflow.deep.mmdls_heads.VARIANTS`):
+            ``mm_dls`` (every input), ``mm_dls_tabular`` (no head reads the image vector) or
+            ``mm_dls_image`` (no head reads a tabular column); set by the workflow from the
+            study's ladder.
     """
 
     histology: str = "histology"
@@ -55,7 +56,7 @@ class MMDLSSettings:
     weight_decay: float = 1e-4
     patience: int = 12
     horizons: list[float] = field(default_factory=lambda: [365.0, 730.0, 1095.0])
-    segmentor: dict[str, Any] = field(default_factory=dict)
+    variant: str = "mm_dls"
     core_statistics: bool = True
     tabular_l1: float | dict[str, float] = 0.0
     combat: bool = True

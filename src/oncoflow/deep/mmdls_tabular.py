@@ -22,7 +22,6 @@ import torch
 
 from oncoflow.deep.common import FoldInputs, permuted
 from oncoflow.deep.data import downsample, lesion_core_statistics, select_slices
-from oncoflow.deep.mmdls_segmentor import SEGMENTOR_DEFAULTS, converted_baseline
 from oncoflow.deep.mmdls_settings import MMDLSSettings
 from oncoflow.errors import ModelError
 
@@ -30,6 +29,26 @@ log = logging.getLogger(__name__)
 
 SURVIVAL: tuple[str, ...] = ("dfs", "os")
 """The survival tasks (columns ``<task>_time`` in days and ``<task>_event``)."""
+
+LESION_LABELS: tuple[int, ...] = (2,)
+"""Lesion labels of the converted CT masks (the cohort's convention: lung 1, lesion 2)."""
+
+
+def converted_baseline(converted: Path, patient: str, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline ``<stem>.nii.gz`` and ``<stem>_mask.nii.gz`` of a patient (z, y, x), from convert.
+
+    Raises:
+        ModelError: The image or its mask is missing (patient and folder named).
+    """
+    import SimpleITK as sitk
+
+    folder = Path(converted) / patient / "0"
+    image_path, mask_path = folder / f"{stem}.nii.gz", folder / f"{stem}_mask.nii.gz"
+    if not image_path.is_file() or not mask_path.is_file():
+        msg = f"patient {patient}: no converted {stem} image + mask in {folder}"
+        raise ModelError(msg)
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+    return image, sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
 
 
 def lesion_images(
@@ -133,14 +152,13 @@ _CORE_CACHE: dict[tuple[str, str, str], dict[str, float]] = {}
 
 def core_table(inputs: FoldInputs, s: MMDLSSettings) -> pd.DataFrame:
     """:func:`lesion_core_statistics` of every patient's baseline CT (read once per process)."""
-    cfg = {**SEGMENTOR_DEFAULTS, **s.segmentor}
     stem = s.stems[0]
     rows = {}
     for patient in inputs.lesions:
         key = (str(inputs.converted), patient, stem)
         if key not in _CORE_CACHE:
             image, mask = converted_baseline(Path(str(inputs.converted)), patient, stem)
-            lesion = np.isin(mask, cfg["lesion_labels"])
+            lesion = np.isin(mask, LESION_LABELS)
             _CORE_CACHE[key] = lesion_core_statistics(image, lesion)
         rows[patient] = _CORE_CACHE[key]
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -5,8 +5,8 @@ the function :func:`oncoflow.deep.workflow.run_fold` calls). :meth:`FoldTask.run
 (one negative-control run of it when ``inputs.permute``) in a fixed order:
 
 1. :meth:`~FoldTask.check` - refuse settings the study cannot train;
-2. :meth:`~FoldTask.pretrain` - the label-free stages (the cnn_lstm lesion extractor, the MM-DLS
-   segmentor): they never read the outcome, so every negative-control run shares them;
+2. :meth:`~FoldTask.pretrain` - the label-free stages (the cnn_lstm lesion extractor): they never
+   read the outcome, so every negative-control run shares them;
 3. :meth:`~FoldTask.encode` - the fold's inputs as tensors: encoders fit on ``train`` +
    ``inner`` (never on validation or test patients) and labels, permuted in a negative control;
 4. :meth:`~FoldTask.build` - the network, from a seeded ``torch.manual_seed`` through

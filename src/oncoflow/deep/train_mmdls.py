@@ -9,14 +9,11 @@ converted images, the tabular vector also holds the CT intensity percentiles of 
 32-pixel resampled crops lose (:mod:`oncoflow.deep.mmdls_tabular`). The inner-validation patients
 select the epoch on the mean of histology AUC, stage macro AUC and the DFS / OS C-indices.
 
-Before it, when the converted CT images are given, the lung + lesion segmentor
-(:mod:`oncoflow.deep.mmdls_segmentor`) trains on the axial slices of the fold's training
-patients, is selected on the inner patients and scored (Dice) on the fold's validation patients;
-its weights and Dice go into ``model.pt`` (the crops themselves come from the given or nnU-Net
-masks of the lesions stage). After it, ``refit`` heads are refit on the frozen network
-(:mod:`oncoflow.deep.mmdls_heads`). Prediction rows: histology (``y_true, y_score``), stage
-(``y_true, y_score_<class>``), DFS and OS (``time, event, risk`` and ``survival_<t>`` from the
-Breslow baseline of the training patients).
+The crops come from the lesion masks of the lesions stage (the cohort's masks, or the nnU-Net
+stage's predicted masks where a study segments). After training, ``refit`` heads are refit on
+the frozen network (:mod:`oncoflow.deep.mmdls_heads`). Prediction rows: histology
+(``y_true, y_score``), stage (``y_true, y_score_<class>``), DFS and OS (``time, event, risk``
+and ``survival_<t>`` from the Breslow baseline of the training patients).
 """
 
 from __future__ import annotations
@@ -30,8 +27,7 @@ import pandas as pd
 import torch
 
 from oncoflow.deep.common import index_batches, prediction_rows
-from oncoflow.deep.mmdls_heads import REFITTABLE, head_layout, refit_heads
-from oncoflow.deep.mmdls_segmentor import segmentor_stage, validation_dice
+from oncoflow.deep.mmdls_heads import REFITTABLE, head_layout, refit_heads, variant_heads
 from oncoflow.deep.mmdls_settings import MMDLSSettings
 from oncoflow.deep.mmdls_tabular import (
     SURVIVAL,
@@ -61,21 +57,19 @@ Arrays = dict[str, np.ndarray]
 class MMDLSTask(FoldTask[MMDLSSettings]):
     """MM-DLS on one fold (module docstring) as :class:`~oncoflow.deep.task.FoldTask` hooks.
 
-    :meth:`pretrain` trains the segmentor (with the converted images), :meth:`encode` builds the
-    crops, the tabular vectors and the targets of each group, :meth:`build` / :meth:`stage` the
-    multi-task network and :meth:`refine` refits the ``refit`` heads.
+    :meth:`encode` builds the crops, the tabular vectors and the targets of each group,
+    :meth:`build` / :meth:`stage` the multi-task network and :meth:`refine` refits the
+    ``refit`` heads.
     """
 
-    def pretrain(self) -> None:
-        """Train the label-free segmentor when the job has the converted images; Dice it."""
-        self.segmentation: dict[str, Any] = {}
-        if self.inputs.converted is None:
-            return
-        segmentor, stage = segmentor_stage(self.inputs, self.settings, self.device)
-        self.fit(segmentor, stage)
-        segmentor.eval()
-        dice = validation_dice(segmentor, self.inputs, self.settings, self.device)
-        self.segmentation = {"state_dict": segmentor.state_dict(), "validation": dice}
+    def check(self) -> None:
+        """Refuse an unknown input variant before any crop is read.
+
+        Raises:
+            ModelError: ``settings.variant`` is not one of
+                :data:`~oncoflow.deep.mmdls_heads.VARIANTS`.
+        """
+        variant_heads(self.settings.heads, self.settings.variant)
 
     def encode(self) -> None:
         """Crops, encoded tabular vectors (ComBat first when on) and targets of every group.
@@ -109,8 +103,9 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
         self.y_train["histology"] = self.y_train["histology"].float()
         known = data["train"]["y"]["stage"][data["train"]["y"]["stage"] >= 0]
         self.stage_weight = class_weights(known, len(self.stages)).to(self.device)
-        self.layout = head_layout(settings.heads, self.encoder.columns_)
-        self.refit = [h for h in REFITTABLE if settings.heads.get(h, {}).get("refit")]
+        heads = variant_heads(settings.heads, settings.variant)
+        self.layout = head_layout(heads, self.encoder.columns_)
+        self.refit = [h for h in REFITTABLE if heads.get(h, {}).get("refit")]
 
     def build(self) -> torch.nn.Module:
         """The multi-task network, seeded with the run's label seed.
@@ -283,7 +278,7 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
         return frame[np.isfinite(frame["time"].astype(float))]
 
     def payload(self, model: torch.nn.Module, result: FitResult) -> dict[str, Any]:
-        """Weights, network settings (the heads as refit), encoder, refits and the segmentor."""
+        """Weights, network settings (the heads as refit), tabular encoder and refits."""
         network = self.network
         network["head_columns"], network["head_image"] = model.head_columns, model.head_image
         return {
@@ -297,5 +292,4 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
             "refit": self.refits,
             "train_patients": self.inputs.train,
             "inner_patients": self.inputs.inner,
-            "segmentor": self.segmentation,
         }

@@ -13,7 +13,7 @@ The negative control (``permute``) trains ``permutations`` runs per fold, each o
 permutation of the training labels; their rows carry a ``permutation`` column, and the evaluators
 score each run and report the mean (one run of a network trained on shuffled labels is a random
 function of predictive inputs, so its test AUC scatters widely around 0.5). Stages that do not read
-the outcome labels (the lesion extractor, the segmentor) train once and serve every run.
+the outcome labels (the cnn_lstm lesion extractor) train once and serve every run.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def run_fold(
             ``permute``.
         seed: Base seed; the fold's seed is ``seed + 1000 * fold``.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
-        converted: ``results/converted`` for models that read whole images (mm_dls segmentor).
+        converted: ``results/converted`` for models that read whole images (the mm_dls
+            lesion-core statistics).
 
     Returns:
         The fold's prediction rows and a JSON-ready summary (device, seed, settings, the fold's

@@ -4,7 +4,6 @@
 * :mod:`.cnn_lstm` - pancreas_progression: lesion-slice CNN extractor + LSTM over time points;
 * :mod:`.liver` - liver_response: the four rungs of the relation-network ladder;
 * :mod:`.mm_dls` - nsclc_mmdls: the MM-DLS multitask fusion network;
-* :mod:`.segmentor` - the MM-DLS lung + lesion segmentor;
 * :mod:`.unet3d` - the DDPM's 3D U-Net noise predictor (lung_synthesis).
 
 Build a network with ``create_model(name, **settings)``; the trainers in :mod:`oncoflow.deep` and

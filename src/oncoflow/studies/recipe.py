@@ -74,7 +74,7 @@ class Recipe:
         strata: ``deep``: outcome column that stratifies the inner split; empty = the settings'
             ``target``.
         whole_images: ``deep``: the trainer reads the converted images too, not only the lesion
-            crops (the MM-DLS segmentor).
+            crops (the MM-DLS lesion-core statistics).
         reads: Cohort tables the models read (``images``, ``clinical``, ``outcomes``).
         stages: Shared per-patient stages its models read (``lesions`` and the feature sources
             ``radiomics``, ``pet``, ``pathomics``, ``harmonize``), set up by the study's config
