@@ -79,7 +79,7 @@ for run in RUNS:
             CONTAINERS["imaging"]
         params:
             batch_items=pet_batch_items(run),
-            threshold=pet_params,
+            options=pet_params,
         message:
             "PET metrics: batch {wildcards.batch} of {wildcards.study}"
         shell:

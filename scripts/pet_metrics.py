@@ -42,10 +42,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="threshold as a fraction of SUVmax, e.g. 0.41",
     )
+    parser.add_argument(
+        "--foci-labels",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="LABEL",
+        help="also count avid foci outside the ROI, apart inside these mask labels (e.g. 1 = lung)",
+    )
+    parser.add_argument(
+        "--foci-threshold",
+        type=float,
+        default=None,
+        metavar="SUV",
+        help="SUV a focus reaches (default 2.5)",
+    )
     parser.add_argument("--patient", default=None, help="patient ID written as patient_id")
     parser.add_argument("--timepoint", type=int, default=None, help="timepoint written as column")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def _foci(args: argparse.Namespace) -> dict | None:
+    if args.foci_labels is None:
+        return None
+    foci: dict = {"labels": list(args.foci_labels)}
+    if args.foci_threshold is not None:
+        foci["threshold"] = args.foci_threshold
+    return foci
 
 
 def _main(args: argparse.Namespace) -> int | None:
@@ -56,6 +80,7 @@ def _main(args: argparse.Namespace) -> int | None:
             label=args.label,
             threshold=args.threshold,
             relative_threshold=args.threshold_rel,
+            foci=_foci(args),
         )
     except FeatureError as exc:
         if args.patient is None:

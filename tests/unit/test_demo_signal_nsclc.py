@@ -1,4 +1,4 @@
-"""nsclc_mmdls: visible site batch effect; survival learnable from lesion volume and SUVmax."""
+"""nsclc_mmdls: visible site batch effect; survival learnable from volume and SUVmax; TNM stage."""
 
 from __future__ import annotations
 
@@ -81,3 +81,31 @@ def test_survival_is_learnable_from_volume_and_uptake(demo: Path) -> None:
     risk = cox.predict_partial_hazard(data[~train])
     c = concordance_index(data["os_time"][~train], -risk, data["os_event"][~train])
     assert c > 0.65, c
+
+
+def test_stage_follows_tnm_and_pet_shows_n_and_m(demo: Path) -> None:
+    """Stage = TNM group of the reported diameter and the avid foci that the PET metrics count."""
+    from oncoflow.demo.nsclc_mmdls import STAGES, stage_group
+    from oncoflow.features.pet import pet_metrics_table
+
+    root = demo / "nsclc_mmdls"
+    images = read_table(root, "images")
+    clinical = read_table(root, "clinical").set_index("patient_id")
+    stage = read_table(root, "outcomes").set_index("patient_id")["stage"]
+    hits, counts = [], []
+    for pid, group in images.groupby("patient_id"):
+        if group["mask_roi"].notna().any():
+            continue  # DICOM patients: the workflow converts them first
+        pet = group[group["modality"] == "PET"].iloc[0]
+        table = pet_metrics_table(
+            root / pet["path"], root / pet["mask_path"], label=2, foci={"labels": [1]}
+        ).set_index("feature")["value"]
+        nodes, nodules = table["FociOutside"], table["FociLabel1"]
+        n = 0 if nodes == 0 else (1 if nodes == 1 else 2)
+        rule = stage_group(clinical.loc[pid, "tumour_diameter_mm"], n, int(nodules > 0))
+        hits.append(STAGES[int(rule)] == stage[pid])
+        counts.append((nodes, nodules))
+    assert len(hits) >= 25
+    assert np.mean(hits) >= 0.85, np.mean(hits)  # misses: diameters within 2 mm of a T cut
+    assert {c[0] for c in counts} >= {0.0, 1.0}
+    assert {c[1] for c in counts} == {0.0, 1.0}

@@ -192,3 +192,33 @@ def test_table_from_files(tmp_path: Path):
     sitk.WriteImage(other, str(tmp_path / "bad_mask.nii.gz"))
     with pytest.raises(FeatureError, match=r"PET\.nii\.gz: mask .*bad_mask\.nii\.gz.*spacing"):
         pet_metrics_table(tmp_path / "PET.nii.gz", tmp_path / "bad_mask.nii.gz")
+
+
+def test_foci_outside_the_roi_are_counted_by_the_label_at_their_peak():
+    """A primary, a node outside every label, a nodule inside label 1, noise and a large organ."""
+    shape = SHAPE
+    suv = np.full(shape, 0.8)
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[:, :, 24:] = 1  # a "lung" half of the image
+    primary = _grid_mm(centre_vox=(20, 22, 34)) <= 8.0**2
+    labels[primary] = 2
+    suv[primary] = 12.0
+    spill = (_grid_mm(centre_vox=(20, 22, 34)) <= 12.0**2) & ~primary  # within the margin
+    suv[spill] = 4.0
+    node = _grid_mm(centre_vox=(20, 22, 8)) <= 6.0**2
+    suv[node] = 5.0
+    nodule = _grid_mm(centre_vox=(8, 10, 40)) <= 5.0**2
+    suv[nodule] = 3.5
+    suv[30, 35, 5] = 9.0  # one hot voxel: below 0.3 mL, noise
+    suv[28:, 30:, :20] = 3.0  # 12 x 14 x 20 voxels of 11 uL, 37 mL: an organ, too large
+    img, msk = _images(suv, labels)
+    m = pet_metrics(img, msk, label=2, foci={"labels": [1]})
+    assert (m["FociOutside"], m["FociLabel1"]) == (1.0, 1.0)
+    assert m["SUVmax"] == 12.0  # the ROI metrics do not change
+    m = pet_metrics(img, msk, label=2, foci={"labels": [1], "threshold": 4.0})
+    assert (m["FociOutside"], m["FociLabel1"]) == (1.0, 0.0)  # the 3.5 SUV nodule drops out
+    m = pet_metrics(img, msk, label=2, foci={"labels": [1], "margin_mm": 0.0})
+    assert m["FociLabel1"] == 2.0  # the spill-out of the primary is a focus without the margin
+    assert "FociOutside" not in pet_metrics(img, msk, label=2)
+    with_foci = pet_settings_hash(label=2, foci={"labels": [1]})
+    assert with_foci != pet_settings_hash(label=2)

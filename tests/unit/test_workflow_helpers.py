@@ -122,6 +122,8 @@ def test_options_of_the_scripts():
     assert options.pet_options({"threshold_rel": 0.41, "threshold": 2.5}) == "--threshold-rel 0.41"
     assert options.pet_options({"threshold": 2.5}) == "--threshold 2.5"
     assert options.pet_options({}) == ""
+    foci = {"threshold": 2.5, "foci": {"labels": [1, 3], "threshold": 3.0}}
+    assert options.pet_options(foci) == "--threshold 2.5 --foci-labels 1 3 --foci-threshold 3.0"
     sampling = {"ddpm": {"sampling": {"anatomy_preserving": False, "ddim_steps": 20}}}
     assert options.ddpm_sampling_options(sampling) == "--no-anatomy-preserving --ddim-steps 20"
     card = options.model_card_options("s", "raw", settings, ["radiomics"], Path("c d"))

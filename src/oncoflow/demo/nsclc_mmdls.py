@@ -13,15 +13,22 @@ Planted mechanism. Latents: lesion radius ``r ~ U(6, 28)`` mm, texture ``h ~ U(0
 
 * ``histology``: LUSC with ``logit p = -0.2 + 2.2 z_h + 0.6 [current smoker]``, else LUAD;
   ``z_h = (h - 0.5) / 0.289``.
-* ``stage``: ``s = w + N(0, 0.6)``, ``w = 1.3 z_r + 1.0 z_u`` with ``z_r = (log r - 2.752) / 0.40``,
-  ``z_u = (log u - log 7) / 0.55``; cut at -0.915, 0, 1.47 into I-IV (about 30/20/30/20 %).
-  Bayes rule: ``argmax_k Phi((c_k - w) / 0.6) - Phi((c_{k-1} - w) / 0.6)``.
+* ``stage``: the TNM group (:func:`stage_group`) of T, the primary's largest diameter ``d``
+  (T1 <= 30 mm < T2 <= 50 mm < T3), N and M. With ``z_d = (log d - log 30) / 0.35`` and
+  ``z_u = (log u - log 7) / 0.55``: ``P(N >= 1) = expit(-0.5 + z_d + 0.8 z_u)``,
+  ``P(N2 | N >= 1) = expit(-0.3 + 0.5 z_d + 0.6 z_u)``, ``P(M1) = expit(-2.3 + 0.6 z_d + 0.9 z_u)``.
+  N1 is one ipsilateral hilar node, N2 that node and one or two mediastinal ones (nodes of
+  radius 8-11 mm, SUV 6-12, soft tissue on CT); M1 a nodule of radius 7-10 mm in the other lung
+  (SUV ``max(4, 0.7 u)``, inside the lung label). About 35/22/28/15 % in I-IV.
 * survival: ``eta = 0.6 z_u + 0.5 z_r + 0.45 (stage - 1.5) + 0.02 (age - 65)`` (stage 0..3);
   Weibull death (shape 1.1, median 1000 d) and recurrence (median 700 d) times, censoring
   ``U(200, 2500)`` d; ``os = min(T, C)``, ``dfs = min(R, T, C)``.
 
-Oracle on internal_test + external_test: stage macro AUC of the Bayes posterior (the macro-F1
-of its argmax as ``value_macro_f1``), Harrell's C of ``eta``
+Oracle on internal_test + external_test: stage macro AUC of ``P(stage | reported diameter, N,
+M)`` (N and M show on PET as avid foci outside the primary; the reported diameter carries a 2 mm
+error; the macro-F1 of its argmax as ``value_macro_f1``) and, as ``value_tabular``, of
+``P(stage | reported diameter)`` (:func:`stage_posteriors`), Harrell's C of ``eta`` (and of
+``E[eta | reported diameter, age]`` as ``value_tabular``)
 for DFS and OS, and for histology the AUC of what the CT shows of ``h``
 (:func:`observable_lusc_probability`): ``E[p | lesion-core voxels, smoking]``. The texture
 has a correlation length of about one 5 mm voxel and sits under 10-20 HU of scanner noise, so a
@@ -54,6 +61,7 @@ import pandas as pd
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
     SCANNERS,
+    Grid,
     apply_ct_scanner,
     logit_inv,
     scanner_blur,
@@ -68,19 +76,19 @@ from oncoflow.demo._phantoms import (
     LUNG,
     NECROSIS,
     PET_SUV,
+    SOFT,
     VESSEL,
     Scene,
     chest_scene,
     ct_true_hu,
     lung_lesion,
+    lung_point,
 )
 from oncoflow.demo.net_survival import _force_events
 from oncoflow.metrics.classification import macro_auc, macro_f1, safe_auc
 from oncoflow.metrics.survival import safe_concordance_index
 
 STAGES = ("I", "II", "III", "IV")
-_STAGE_CUTS = np.array([-0.915, 0.0, 1.47])
-_STAGE_NOISE = 0.6
 
 
 def _z_r(radius: float) -> float:
@@ -107,14 +115,104 @@ def lusc_probability(latent: dict[str, Any], *, texture_known: bool = True) -> f
     return float(np.mean(logit_inv(-0.2 + 2.2 * z_h + smoker)))
 
 
-def stage_posterior(latent: dict[str, Any]) -> np.ndarray:
-    """Return P(stage = I..IV | size, uptake) (4,)."""
-    w = 1.3 * _z_r(latent["radius"]) + 1.0 * _z_u(latent["suv_max"])
-    cuts = np.concatenate([[-np.inf], _STAGE_CUTS, [np.inf]])
-    from scipy import special
+def major_diameter(latent: dict[str, Any]) -> float:
+    """True largest diameter of the primary (mm): ``d = 2 r e^(2/3)``.
 
-    cdf = special.ndtr((cuts - w) / _STAGE_NOISE)
-    return np.diff(cdf)
+    ``r`` is the volume-equivalent radius and ``e`` the elongation of the major axis.
+    """
+    return float(2.0 * latent["radius"] * latent["elongation"] ** (2.0 / 3.0))
+
+
+def _z_d(diameter: np.ndarray | float) -> np.ndarray:
+    return (np.log(diameter) - np.log(30.0)) / 0.35
+
+
+def tnm_probabilities(
+    diameter: np.ndarray | float, z_u: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``P(N >= 1)``, ``P(N = 2 | N >= 1)`` and ``P(M = 1)`` given the diameter and uptake.
+
+    Larger and more FDG-avid primaries spread more often (module docstring for the weights).
+    """
+    z_d = _z_d(diameter)
+    p_node = logit_inv(-0.5 + 1.0 * z_d + 0.8 * z_u)
+    p_n2 = logit_inv(-0.3 + 0.5 * z_d + 0.6 * z_u)
+    p_m = logit_inv(-2.3 + 0.6 * z_d + 0.9 * z_u)
+    return p_node, p_n2, p_m
+
+
+def stage_group(
+    diameter: np.ndarray | float, n: np.ndarray | int, m: np.ndarray | int
+) -> np.ndarray:
+    """Stage group index (0..3 = I..IV) from T (the diameter, mm), N (0..2) and M (0, 1).
+
+    ``M1 -> IV``; ``N2 -> III``; ``N1 -> II`` (T1-T2, d <= 50 mm) or ``III`` (T3);
+    ``N0 -> I`` (d <= 40 mm: T1, T2a) or ``II`` (T2b, T3). The 8th-edition groups, collapsed
+    to I-IV, without T4 (invasion) and N3, which the demo does not draw.
+    """
+    d, n, m = np.asarray(diameter, dtype=float), np.asarray(n), np.asarray(m)
+    n0 = np.where(d <= 40.0, 0, 1)
+    n1 = np.where(d <= 50.0, 1, 2)
+    return np.where(m > 0, 3, np.where(n >= 2, 2, np.where(n == 1, n1, n0))).astype(int)
+
+
+def tnm(latent: dict[str, Any]) -> tuple[int, int]:
+    """The patient's N (0..2) and M (0, 1) categories, from its latent draws."""
+    if "n_category" in latent:  # set by the tables after a rebalance
+        return int(latent["n_category"]), int(latent["m_category"])
+    p_node, p_n2, p_m = tnm_probabilities(major_diameter(latent), _z_u(latent["suv_max"]))
+    n = 0 if latent["node_draw"] >= p_node else (2 if latent["n2_draw"] < p_n2 else 1)
+    return n, int(latent["m_draw"] < p_m)
+
+
+_PRIOR_DRAWS = 20000
+
+
+def _prior_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draws of (d, z_r, z_u) from the generating prior (seeded: the oracle is deterministic)."""
+    rng = np.random.default_rng(20261204)
+    radius = rng.uniform(6, 28, _PRIOR_DRAWS)
+    elongation = rng.uniform(1.0, 1.4, _PRIOR_DRAWS)
+    suv = np.clip(np.exp(rng.normal(np.log(7.0), 0.55, _PRIOR_DRAWS)), 2.0, 20.0)
+    diameter = 2.0 * radius * elongation ** (2.0 / 3.0)
+    return diameter, _z_r(radius), _z_u(suv)
+
+
+def stage_posteriors(
+    reported_mm: np.ndarray, n: np.ndarray | None = None, m: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``P(stage | reported diameter [, N, M])`` (n, 4) and ``E[z_r | reported diameter]`` (n,).
+
+    Monte Carlo over the prior (:data:`_PRIOR_DRAWS` draws of radius, elongation and uptake),
+    each draw weighted by the likelihood of the reported diameter (``N(d, 2^2)`` mm, the
+    measurement error of ``tumour_diameter_mm``) and, when ``n`` and ``m`` are given, by
+    ``P(N, M | d, z_u)``. Without them, N and M are summed out: what the tabular baseline
+    (clinical table + mask size) knows.
+    """
+    d, z_r, z_u = _prior_sample()
+    p_node, p_n2, p_m = tnm_probabilities(d, z_u)
+    p_n = np.stack([1.0 - p_node, p_node * (1.0 - p_n2), p_node * p_n2], axis=1)
+    p_mm = np.stack([1.0 - p_m, p_m], axis=1)
+    stages = np.stack(
+        [[stage_group(d, nn, mm) for mm in (0, 1)] for nn in (0, 1, 2)]
+    )  # (3, 2, draws)
+    post = np.zeros((len(reported_mm), 4))
+    mean_z_r = np.zeros(len(reported_mm))
+    for i, rep in enumerate(np.asarray(reported_mm, dtype=float)):
+        w = np.exp(-0.5 * ((rep - d) / 2.0) ** 2)
+        mean_z_r[i] = float(w @ z_r / w.sum())
+        if n is not None and m is not None:
+            w = w * p_n[:, int(n[i])] * p_mm[:, int(m[i])]
+            for k in range(4):
+                post[i, k] = w[stages[int(n[i]), int(m[i])] == k].sum()
+        else:
+            for nn in range(3):
+                for mm in range(2):
+                    joint = w * p_n[:, nn] * p_mm[:, mm]
+                    for k in range(4):
+                        post[i, k] += joint[stages[nn, mm] == k].sum()
+        post[i] /= post[i].sum()
+    return post, mean_z_r
 
 
 _TEXTURE_SIGMA_VOX = 0.9  # smooth_noise width of the scene texture (chest_scene)
@@ -186,19 +284,97 @@ def lesion_core(tissue: np.ndarray) -> np.ndarray:
 
 
 def pet_suv(
-    scene: Scene, latent: dict[str, Any], site: str, rng: np.random.Generator
+    scene: Scene,
+    latent: dict[str, Any],
+    site: str,
+    rng: np.random.Generator,
+    foci: list[tuple[np.ndarray, float]] = (),  # type: ignore[assignment]
 ) -> np.ndarray:
-    """Return the PET SUV image (float32) of ``scene`` as ``site``'s scanner reconstructs it."""
+    """Return the PET SUV image (float32) of ``scene`` as ``site``'s scanner reconstructs it.
+
+    ``foci``: (boolean voxel mask, SUV) of the involved nodes and metastases, painted before
+    the scanner's PSF.
+    """
     sc = SCANNERS[site]
     suv = scene.lookup(PET_SUV)
     suv[scene.tissue == HEART] *= latent["heart_uptake"]
     les = (scene.tissue == LESION) | (scene.tissue == NECROSIS)
     profile = 0.55 + 0.45 * np.sqrt(scene.lesion_core[les])
     suv[les] = latent["suv_max"] * profile * (1.0 + 0.1 * scene.texture[les])
+    for where, value in foci:
+        suv[where] = value
     suv = scanner_blur(sc.pet_gain * suv, scene.grid, sc.pet_fwhm_mm / 2.355)
     noise = rng.standard_normal(suv.shape).astype(np.float32)
     suv = suv * (1.0 + 0.12 * noise) + 0.03 * np.abs(noise)
     return np.clip(suv, 0.0, 32.0).astype(np.float32)
+
+
+MEDIASTINAL_STATIONS: tuple[tuple[float, float, float], ...] = (
+    (-20.0, 15.0, 50.0),  # right paratracheal
+    (0.0, 28.0, 15.0),  # subcarinal
+    (20.0, 5.0, 60.0),  # aortopulmonary window
+)
+"""Mediastinal node centres (x, y scaled by the body size; z in mm) of the chest phantom."""
+
+_HILAR_CANDIDATES = [(32.0, y, z) for y in (-10.0, 10.0, 30.0) for z in (-25.0, 0.0, 20.0)]
+"""Ipsilateral hilar node centres (x mirrored to the primary's side), at least 30 mm from the
+mediastinal stations so that two nodes never merge into one focus."""
+
+
+def metastatic_foci(
+    grid: Grid, scene: Scene, latent: dict[str, Any], rng: np.random.Generator
+) -> tuple[list[tuple[np.ndarray, float]], np.ndarray]:
+    """Paint the involved nodes (N) and the contralateral lung metastasis (M) into ``scene``.
+
+    N1: one ipsilateral hilar node, at the candidate hilar position farthest from the primary;
+    N2: that node and one or two mediastinal ones (:data:`MEDIASTINAL_STATIONS`). Nodes are
+    spheres of radius ``U(8, 11)`` mm and SUV ``U(6, 12)``, soft tissue on CT. M1: a nodule of
+    radius ``U(7, 10)`` mm in the other lung, SUV ``max(4, 0.7 u)``, soft tissue on CT and part
+    of the lung label (the filled lung contour).
+
+    Returns:
+        The foci for :func:`pet_suv` and the voxels of the lung metastasis (for the mask).
+    """
+    from scipy import ndimage
+
+    n, m = tnm(latent)
+    x, y, z = grid.coords()
+    s = latent["body_scale"]
+    side = 1 if latent["lesion_centre"][0] > 0 else -1
+    primary = (scene.tissue == LESION) | (scene.tissue == NECROSIS)
+    spacing_zyx = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
+    away = ndimage.distance_transform_edt(~primary, sampling=spacing_zyx)
+    centres: list[tuple[float, float, float]] = []
+    if n >= 1:
+        hilar = [(side * cx * s, cy * s, cz) for cx, cy, cz in _HILAR_CANDIDATES]
+        idx = [grid_index(grid, c) for c in hilar]
+        centres.append(hilar[int(np.argmax([away[i] for i in idx]))])
+    if n >= 2:
+        k = int(latent["mediastinal_nodes"])
+        for cx, cy, cz in MEDIASTINAL_STATIONS[:k]:
+            centres.append((cx * s, cy * s, cz))
+    foci = []
+    for c in centres:
+        ball = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= rng.uniform(8, 11) ** 2
+        scene.tissue[ball & ~primary] = SOFT
+        foci.append((ball & ~primary, float(rng.uniform(6, 12))))
+    nodule = np.zeros(grid.shape, dtype=bool)
+    if m:
+        c = lung_point(-side, latent["metastasis_direction"], s)
+        nodule = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= rng.uniform(7, 10) ** 2
+        scene.tissue[nodule] = SOFT
+        foci.append((nodule, max(4.0, 0.7 * latent["suv_max"])))
+    return foci, nodule
+
+
+def grid_index(grid: Grid, point: tuple[float, float, float]) -> tuple[int, int, int]:
+    """Nearest (z, y, x) voxel of a phantom point (mm), clipped to the grid."""
+    out = []
+    for a in (2, 1, 0):
+        first = grid.origin[a] - grid.centre[a]
+        i = round((point[a] - first) / grid.spacing[a])
+        out.append(int(np.clip(i, 0, grid.size[a] - 1)))
+    return out[0], out[1], out[2]
 
 
 class NsclcMmdls(StudyGenerator):
@@ -215,8 +391,11 @@ class NsclcMmdls(StudyGenerator):
         latent: dict[str, Any] = {
             "texture": float(rng.uniform(0, 1)),
             "suv_max": float(np.clip(np.exp(rng.normal(np.log(7.0), 0.55)), 2.0, 20.0)),
-            "heart_uptake": float(rng.uniform(0.6, 1.8)),
-            "stage_noise": float(rng.normal(0, _STAGE_NOISE)),
+            "heart_uptake": float(rng.uniform(0.3, 0.55)),
+            "node_draw": float(rng.random()),
+            "n2_draw": float(rng.random()),
+            "m_draw": float(rng.random()),
+            "mediastinal_nodes": int(rng.integers(1, 3)),
             "age": float(np.clip(rng.normal(65, 9), 35, 88)),
             "sex": "M" if rng.random() < 0.6 else "F",
             "smoking": smoking,
@@ -230,6 +409,10 @@ class NsclcMmdls(StudyGenerator):
             "elongation": float(rng.uniform(1.0, 1.4)),
         }
         latent.update(lung_lesion(rng, rng.uniform(6, 28), body_scale))
+        direction = rng.normal(size=3)
+        latent["metastasis_direction"] = tuple(
+            float(v) for v in direction / np.linalg.norm(direction) * 0.5 * rng.random() ** (1 / 3)
+        )
         return latent
 
     def image_specs(self, patient: Patient) -> list[ImageSpec]:
@@ -255,14 +438,28 @@ class NsclcMmdls(StudyGenerator):
         u = np.array([self.rng(p.index, "outcome").random(4) for p in patients])
         strata = (u[:, 0] < p_lusc).astype(int)
         lusc, splits = self.assign_splits(patients, strata, np.column_stack([1 - p_lusc, p_lusc]))
-        post = np.array([stage_posterior(v) for v in lat])
-        w = np.array([1.3 * _z_r(v["radius"]) + 1.0 * _z_u(v["suv_max"]) for v in lat])
-        stage = np.searchsorted(_STAGE_CUTS, w + np.array([v["stage_noise"] for v in lat]))
-        stage = self.rebalance_secondary(patients, stage, post, splits)
+        reported = np.array([round(self._diameter(v), 1) for v in lat])
+        diameter = np.array([major_diameter(v) for v in lat])
+        n_cat, m_cat = (np.array(c) for c in zip(*(tnm(v) for v in lat), strict=True))
+        tabular_post, mean_z_r = stage_posteriors(reported)
+        stage = stage_group(diameter, n_cat, m_cat)
+        final = self.rebalance_secondary(patients, stage, tabular_post, splits)
+        for i in np.flatnonzero(final != stage):
+            n_cat[i], m_cat[i] = _categories_for(int(final[i]), diameter[i], n_cat[i], m_cat[i])
+            lat[i]["n_category"], lat[i]["m_category"] = int(n_cat[i]), int(m_cat[i])
+        stage = stage_group(diameter, n_cat, m_cat)
+        post, _ = stage_posteriors(reported, n_cat, m_cat)
         eta = (
             0.6 * np.array([_z_u(v["suv_max"]) for v in lat])
             + 0.5 * np.array([_z_r(v["radius"]) for v in lat])
             + 0.45 * (stage - 1.5)
+            + 0.02 * (np.array([v["age"] for v in lat]) - 65.0)
+        )
+        # what the clinical table and the mask size know of eta (uptake unknown: E[z_u] is
+        # the same for every patient and drops out of the ranking)
+        eta_tabular = (
+            0.5 * mean_z_r
+            + 0.45 * (tabular_post @ np.arange(4.0) - 1.5)
             + 0.02 * (np.array([v["age"] for v in lat]) - 65.0)
         )
         death = weibull_times(u[:, 1], eta, median_days=1000.0, shape=1.1)
@@ -287,7 +484,7 @@ class NsclcMmdls(StudyGenerator):
                 "sex": [v["sex"] for v in lat],
                 "smoking": [v["smoking"] for v in lat],
                 "smoking_years": [round(v["smoking_years"]) for v in lat],
-                "tumour_diameter_mm": [round(self._diameter(v), 1) for v in lat],
+                "tumour_diameter_mm": reported,
                 "suv_max_report": [
                     round(v["suv_max"] * SCANNERS[p.site].pet_gain * (1 + v["report_noise"]), 1)
                     for p, v in zip(patients, lat, strict=True)
@@ -313,16 +510,25 @@ class NsclcMmdls(StudyGenerator):
             | {"value_tabular": oracle_entry("auc", safe_auc(lusc[test], p_blind[test]))["value"]},
             "stage": oracle_entry("macro_auc", macro_auc(stage[test], post[test]))
             | {
-                "value_macro_f1": oracle_entry(
-                    "macro_f1", macro_f1(stage[test], post[test].argmax(axis=1))
-                )["value"]
+                "value_tabular": round(macro_auc(stage[test], tabular_post[test]), 4),
+                "value_macro_f1": round(macro_f1(stage[test], post[test].argmax(axis=1)), 4),
             },
             "dfs": oracle_entry(
                 "c_index", safe_concordance_index(dfs_time[test], dfs_event[test], eta[test])
-            ),
+            )
+            | {
+                "value_tabular": round(
+                    safe_concordance_index(dfs_time[test], dfs_event[test], eta_tabular[test]), 4
+                )
+            },
             "os": oracle_entry(
                 "c_index", safe_concordance_index(os_time[test], os_event[test], eta[test])
-            ),
+            )
+            | {
+                "value_tabular": round(
+                    safe_concordance_index(os_time[test], os_event[test], eta_tabular[test]), 4
+                )
+            },
         }
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
@@ -341,13 +547,14 @@ class NsclcMmdls(StudyGenerator):
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
         grid, scene = chest_scene(rng, lat, patient.site, lobulation=0.15)
+        foci, nodule = metastatic_foci(grid, scene, lat, rng)
         ct = apply_ct_scanner(
             ct_true_hu(scene, "venous", texture_hu=8.0 + 50.0 * lat["texture"]),
             grid,
             patient.site,
             rng,
         )
-        suv = pet_suv(scene, lat, patient.site, rng)
+        suv = pet_suv(scene, lat, patient.site, rng, foci)
         spacing = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
         seen = {
             "p_observable": observable_lusc_probability(
@@ -355,7 +562,7 @@ class NsclcMmdls(StudyGenerator):
             )
         }
         mask = np.zeros(grid.shape, dtype=np.uint8)
-        mask[(scene.tissue == LUNG) | (scene.tissue == VESSEL)] = 1
+        mask[(scene.tissue == LUNG) | (scene.tissue == VESSEL) | nodule] = 1
         mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
         ct_spec, pet_spec = specs
         if not patient.dicom:
@@ -406,6 +613,23 @@ class NsclcMmdls(StudyGenerator):
         entry["value_tabular"] = tables.oracle["histology"]["value_tabular"]
         entry["value_latent"] = tables.oracle["histology"]["value"]
         return {"histology": entry}
+
+
+def _categories_for(stage: int, diameter: float, n: int, m: int) -> tuple[int, int]:
+    """N and M closest to ``(n, m)`` that give ``stage`` at this diameter (after a rebalance).
+
+    Stage I needs ``d <= 40`` mm; a larger primary moved to stage I keeps N0 M0 and the
+    :func:`stage_group` of the tables then stays II (logged by the caller's recount).
+    """
+    if stage == 3:
+        return n, 1
+    if stage == 2:
+        return (n, 0) if (n == 1 and diameter > 50.0) else (2, 0)
+    if stage == 1:
+        if diameter <= 40.0:
+            return 1, 0
+        return (n, 0) if (n == 1 and diameter <= 50.0) else (0, 0)
+    return 0, 0
 
 
 def _treatment(stage: int) -> str:

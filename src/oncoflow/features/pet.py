@@ -28,6 +28,16 @@ product of the spacing):
 
 If a threshold leaves no voxel (``t > SUVmax``) the metabolic volume is empty: ``MTV = 0``,
 ``TLG = 0`` and ``SUVmean`` is NaN (a warning is logged).
+
+Avid foci outside the ROI (optional, ``foci``; what TNM's N and M read on PET): the connected
+components (faces shared) of ``{x : S(x) >= t_f, dist(x, R) > margin}`` with a volume between
+``min_ml`` and ``max_ml`` mL (smaller: noise; larger: physiological uptake of a whole organ).
+Each focus is assigned to the mask label at its hottest voxel. ``FociOutside`` counts the foci
+outside every label (in a chest mask of lung + tumour: nodes and other extrapulmonary foci);
+``FociLabel<k>`` those inside label ``k`` (e.g. ``FociLabel1``: nodules inside the lung
+contour). Defaults: ``t_f`` = 2.5 SUV, margin 10 mm (the ROI's own spill-out through the PET
+PSF), 0.3-30 mL. Myocardial uptake above ``t_f`` counts as a focus when it is smaller than
+``max_ml``; a cohort without suppressed myocardium needs a heart label in the mask.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +76,14 @@ METRIC_UNITS: dict[str, str] = {
     "TLG": "g",
 }
 """The metrics returned by :func:`pet_metrics`, in order, with their units (SUVbw in g/mL)."""
+
+FOCI_DEFAULTS: dict[str, float] = {
+    "threshold": 2.5,
+    "margin_mm": 10.0,
+    "min_ml": 0.3,
+    "max_ml": 30.0,
+}
+"""Settings of :func:`avid_foci` (SUV, mm, mL, mL)."""
 
 METHOD_VERSION = "oncoflow-pet-v1"
 """Changes whenever a definition above changes; part of the settings hash."""
@@ -119,6 +138,61 @@ def _suv_peak(suv: np.ndarray, roi: np.ndarray, suv_max: float, spacing_zyx: tup
     return float(np.max(num[local] / den[local]))
 
 
+def avid_foci(
+    suv: np.ndarray,
+    mask: np.ndarray,
+    roi: np.ndarray,
+    spacing_zyx: tuple[float, ...],
+    *,
+    threshold: float = FOCI_DEFAULTS["threshold"],
+    margin_mm: float = FOCI_DEFAULTS["margin_mm"],
+    min_ml: float = FOCI_DEFAULTS["min_ml"],
+    max_ml: float = FOCI_DEFAULTS["max_ml"],
+) -> list[dict[str, float]]:
+    """Avid foci outside the ROI (module docstring), hottest first.
+
+    Args:
+        suv: SUV array (z, y, x), g/mL.
+        mask: Label map on the same grid.
+        roi: Boolean ROI (the primary tumour).
+        spacing_zyx: Voxel spacing along the array axes, mm.
+        threshold: SUV a focus voxel reaches.
+        margin_mm: Voxels within this distance of the ROI are left out.
+        min_ml: Smallest focus kept, mL.
+        max_ml: Largest focus kept, mL.
+
+    Returns:
+        Per focus: ``label`` (mask label at its hottest voxel, 0 = none), ``suv_max`` (g/mL)
+        and ``volume_ml``.
+    """
+    away = ndimage.distance_transform_edt(~roi, sampling=spacing_zyx) > margin_mm
+    components, count = ndimage.label((suv >= threshold) & away)
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    foci = []
+    for index in range(1, count + 1):
+        where = np.flatnonzero(components.ravel() == index)
+        volume = len(where) * voxel_ml
+        if not min_ml <= volume <= max_ml:
+            continue
+        hottest = where[np.argmax(suv.ravel()[where])]
+        foci.append(
+            {
+                "label": float(mask.ravel()[hottest]),
+                "suv_max": float(suv.ravel()[hottest]),
+                "volume_ml": volume,
+            }
+        )
+    return sorted(foci, key=lambda focus: -focus["suv_max"])
+
+
+def foci_counts(foci: list[dict[str, float]], labels: list[int]) -> dict[str, float]:
+    """``FociOutside`` (label 0) and ``FociLabel<k>`` for each of ``labels``: numbers of foci."""
+    out = {"FociOutside": float(sum(f["label"] == 0 for f in foci))}
+    for label in labels:
+        out[f"FociLabel{label}"] = float(sum(f["label"] == label for f in foci))
+    return out
+
+
 def pet_metrics(
     suv: sitk.Image,
     mask: sitk.Image,
@@ -126,6 +200,7 @@ def pet_metrics(
     label: int | None = None,
     threshold: float | None = None,
     relative_threshold: float | None = None,
+    foci: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """SUVmax, SUVmean, SUVpeak, MTV and TLG of one ROI (definitions in the module docstring).
 
@@ -135,10 +210,13 @@ def pet_metrics(
         label: ROI label; ``None`` = every non-zero mask voxel.
         threshold: Absolute SUV threshold for the metabolic volume (voxels ``>= threshold``).
         relative_threshold: Threshold as a fraction of SUVmax in (0, 1], e.g. 0.41.
+        foci: Also count the avid foci outside the ROI (:func:`avid_foci`): ``labels`` (the
+            mask labels counted apart, e.g. ``[1]`` the lung) and any of
+            :data:`FOCI_DEFAULTS`.
 
     Returns:
         ``{"SUVmax", "SUVmean", "SUVpeak", "MTV", "TLG"}`` as floats: SUV values in g/mL, MTV
-        in mL, TLG in g (SUV·mL).
+        in mL, TLG in g (SUV·mL); with ``foci``, :func:`foci_counts` too.
 
     Raises:
         FeatureError: Both thresholds given, a relative threshold outside (0, 1], a grid
@@ -173,13 +251,18 @@ def pet_metrics(
     else:
         suv_mean = float(s[metabolic].mean())
         tlg = suv_mean * mtv
-    return {
+    metrics = {
         "SUVmax": suv_max,
         "SUVmean": suv_mean,
         "SUVpeak": _suv_peak(s, roi, suv_max, spacing_zyx),
         "MTV": mtv,
         "TLG": tlg,
     }
+    if foci is not None:
+        settings = {k: float(v) for k, v in foci.items() if k != "labels"}
+        found = avid_foci(s, sitk.GetArrayViewFromImage(mask), roi, spacing_zyx, **settings)
+        metrics |= foci_counts(found, [int(v) for v in foci.get("labels", [])])
+    return metrics
 
 
 def pet_settings_hash(
@@ -187,9 +270,10 @@ def pet_settings_hash(
     label: int | None = None,
     threshold: float | None = None,
     relative_threshold: float | None = None,
+    foci: dict[str, Any] | None = None,
 ) -> str:
     """Settings hash of a PET-metrics run: sha256 of the canonical JSON settings, 16 hex digits."""
-    settings = {
+    settings: dict[str, Any] = {
         "method": METHOD_VERSION,
         "label": label,
         "threshold": threshold,
@@ -197,6 +281,8 @@ def pet_settings_hash(
         "peak_radius_mm": PEAK_RADIUS_MM,
         "peak_subsamples": PEAK_SUBSAMPLES,
     }
+    if foci is not None:  # runs without foci keep the hash they always had
+        settings["foci"] = {**FOCI_DEFAULTS, **foci}
     blob = json.dumps(settings, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -208,6 +294,7 @@ def pet_metrics_table(
     label: int | None = None,
     threshold: float | None = None,
     relative_threshold: float | None = None,
+    foci: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """PET metrics of one ROI read from files, as a tidy table like the radiomics one.
 
@@ -217,9 +304,10 @@ def pet_metrics_table(
         label: ROI label; ``None`` = every non-zero mask voxel.
         threshold: Absolute SUV threshold for MTV / SUVmean / TLG.
         relative_threshold: Threshold as a fraction of SUVmax.
+        foci: Count the avid foci outside the ROI too (:func:`pet_metrics`).
 
     Returns:
-        One row per metric: ``feature`` (SUVmax, SUVmean, SUVpeak, MTV, TLG), ``value``,
+        One row per metric: ``feature`` (SUVmax, SUVmean, SUVpeak, MTV, TLG[, foci]), ``value``,
         ``unit``, ``label``, ``threshold``, ``relative_threshold``, ``settings_hash``.
 
     Raises:
@@ -231,7 +319,12 @@ def pet_metrics_table(
     check_geometry(suv, msk, image_path=pet, mask_path=mask)
     try:
         metrics = pet_metrics(
-            suv, msk, label=label, threshold=threshold, relative_threshold=relative_threshold
+            suv,
+            msk,
+            label=label,
+            threshold=threshold,
+            relative_threshold=relative_threshold,
+            foci=foci,
         )
     except FeatureError as exc:
         raise FeatureError(f"{pet}: mask {mask}: {exc}") from exc
@@ -239,12 +332,12 @@ def pet_metrics_table(
         {
             "feature": list(metrics),
             "value": np.array(list(metrics.values()), dtype=np.float64),
-            "unit": [METRIC_UNITS[k] for k in metrics],
+            "unit": [METRIC_UNITS.get(k, "count") for k in metrics],
             "label": pd.array([label] * len(metrics), dtype="Int64"),
             "threshold": threshold,
             "relative_threshold": relative_threshold,
             "settings_hash": pet_settings_hash(
-                label=label, threshold=threshold, relative_threshold=relative_threshold
+                label=label, threshold=threshold, relative_threshold=relative_threshold, foci=foci
             ),
         }
     )

@@ -100,12 +100,22 @@ def harmonize_options(settings: Mapping) -> str:
 
 
 def pet_options(settings: Mapping) -> str:
-    """The threshold of pet_metrics.py: relative to SUVmax, absolute SUV, or none."""
+    """Options of pet_metrics.py from the study's ``pet`` block.
+
+    The threshold (relative to SUVmax, absolute SUV, or none) and the avid foci outside the
+    ROI (``foci``: the labels counted apart, the focus threshold).
+    """
+    options = []
     if settings.get("threshold_rel") is not None:
-        return f"--threshold-rel {settings['threshold_rel']}"
-    if settings.get("threshold") is not None:
-        return f"--threshold {settings['threshold']}"
-    return ""
+        options.append(f"--threshold-rel {settings['threshold_rel']}")
+    elif settings.get("threshold") is not None:
+        options.append(f"--threshold {settings['threshold']}")
+    foci = settings.get("foci")
+    if foci is not None:
+        options.append("--foci-labels " + " ".join(str(v) for v in foci.get("labels", [])))
+        if foci.get("threshold") is not None:
+            options.append(f"--foci-threshold {foci['threshold']}")
+    return " ".join(options)
 
 
 def survival_variants(settings: Mapping) -> list[str]:
