@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from oncoflow.demo.pancreas_progression import (
+    GROWTH_WEIGHT,
+    TEXTURE_WEIGHT,
     PancreasProgression,
     observable_probability,
     progression_probability,
@@ -38,7 +40,7 @@ def test_baseline_score_is_the_posterior_mean_by_monte_carlo() -> None:
     z_g = rng.normal(size=400_000)
     weight = np.exp(-0.5 * ((np.log(latent["ca19_9"]) - 3.5 - 0.5 * z_g) / 0.9) ** 2)
     z_h = (latent["texture"] - 0.5) / 0.289
-    p = 1 / (1 + np.exp(-(-0.5 + 2 * z_g + z_h + 0.7 * z_c)))
+    p = 1 / (1 + np.exp(-(-0.5 + GROWTH_WEIGHT * z_g + TEXTURE_WEIGHT * z_h + 0.7 * z_c)))
     expected = float(np.sum(weight * p) / np.sum(weight))
     assert observable_probability(latent, 0) == pytest.approx(expected, abs=0.005)
 
@@ -125,12 +127,20 @@ def test_observable_histology_knows_less_at_the_noisy_site() -> None:
 def test_liver_tabular_oracle_integrates_the_necrosis_change_out() -> None:
     from oncoflow.demo.liver_response import LiverResponse, response_probability
 
-    latent = {"delta": -0.5, "dn": 0.4, "afp_drop": -1.0, "dcp_drop": -0.5}
+    latent = {"delta": -0.5, "n0": 0.1, "n1": 0.5, "afp_drop": -1.0, "dcp_drop": -0.5}
     blind = response_probability(latent, necrosis_known=False)
-    assert blind == pytest.approx(response_probability(dict(latent, dn=0.0), necrosis_known=False))
-    draws = np.random.default_rng(2).normal(0.12, 0.15, 20_000)
-    expected = np.mean([response_probability(dict(latent, dn=d)) for d in draws])
+    assert blind == pytest.approx(response_probability(dict(latent, n1=0.1), necrosis_known=False))
+    rng = np.random.default_rng(2)  # an independent draw of the visible change's prior
+    n0 = rng.uniform(0, 0.25, 20_000)
+    n1 = np.clip(n0 + rng.normal(0.12, 0.15, 20_000), 0.0, 0.85)
+    expected = np.mean(
+        [response_probability(dict(latent, n0=a, n1=b)) for a, b in zip(n0, n1, strict=True)]
+    )
     assert blind == pytest.approx(expected, abs=0.005)
+    # the necrosis the images show: a drop below -n0 leaves n1 = 0, whatever dn was
+    assert response_probability(dict(latent, n1=0.0, dn=-0.5)) == pytest.approx(
+        response_probability(dict(latent, n1=0.0, dn=-0.2))
+    )
     generator = LiverResponse(7, 120)
     oracle = generator.tables(generator.patients()).oracle["response"]
     assert 0.5 < oracle["value_tabular"] < oracle["value"]

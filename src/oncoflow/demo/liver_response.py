@@ -12,13 +12,17 @@ Planted mechanism. Latents: pre-treatment radius ``r0 ~ U(12, 26)`` mm; log volu
 ``log(AFP_post / AFP_pre) ~ N(-0.4, 0.8)``, ``log(DCP_post / DCP_pre) ~ N(-0.4, 0.8)`` (pre values
 log-normal). ``response ~ Bernoulli(p)``,
 
-``logit p = -2.6 - 2.4 (delta + 0.25) / 0.45 + 1.2 (dn - 0.12) / 0.15
-- 0.6 (afp_drop + 0.4) / 0.8 - 0.4 (dcp_drop + 0.4) / 0.8``
+``logit p = -2.4 - 1.6 (delta + 0.25) / 0.45 + 2.0 (n1 - n0 - 0.12) / 0.15
+- 0.5 (afp_drop + 0.4) / 0.8 - 0.3 (dcp_drop + 0.4) / 0.8``
 
-(about 25 % responders). Oracle: AUC of ``p`` on internal_test + external_test. The volume
-change shows in the masks and AFP / DCP in the clinical table; the necrosis change only in the
-MRI signal: ``value_tabular`` is the AUC of ``E[p | delta, AFP, DCP]`` (``dn`` integrated out),
-the ceiling of the tabular baseline ``baseline_clinical_size``.
+(about 22 % responders). The necrosis term reads the change the images show, ``n1 - n0`` (a
+drop below ``-n0`` leaves no necrosis to see). Oracle: AUC of ``p`` on internal_test +
+external_test. The volume change shows in the masks and AFP / DCP in the clinical table; the
+necrosis change only in the MRI signal (the mask holds the necrotic core too):
+``value_tabular`` is the AUC of ``E[p | delta, AFP, DCP]`` (the necrosis change averaged over its
+prior), the ceiling of the tabular baseline ``baseline_clinical_size``. The necrosis term carries
+about a third of the signal (``value`` about 0.91 against ``value_tabular`` 0.76 over many
+patients), so an image model has something to add.
 """
 
 from __future__ import annotations
@@ -58,26 +62,35 @@ INPLANE_MM = 4.6
 SLICE_MM = 6.0
 
 
+NECROSIS_WEIGHT = 2.0
+"""Weight of the standardised necrosis change in the response logit (module docstring)."""
+
+
+def _necrosis_prior() -> np.ndarray:
+    """Seeded prior draws of the visible necrosis change ``clip(n0 + dn, 0, 0.85) - n0``."""
+    rng = np.random.default_rng(20261204)
+    n0 = rng.uniform(0, 0.25, 8000)
+    return np.clip(n0 + rng.normal(0.12, 0.15, 8000), 0.0, 0.85) - n0
+
+
 def response_probability(latent: dict[str, Any], *, necrosis_known: bool = True) -> float:
     """Return the patient's P(response) (module docstring).
 
     Args:
         latent: The patient's latents.
-        necrosis_known: Whether the change of necrotic fraction ``dn`` is seen (the true
+        necrosis_known: Whether the change of necrotic fraction ``n1 - n0`` is seen (the true
             probability, read from the MRI signal); ``False`` is what a tabular model of AFP /
-            DCP and the mask volumes (which give ``delta``) knows: ``(dn - 0.12) / 0.15 ~ N(0, 1)``
-            is integrated out by Gauss-Hermite quadrature (``value_tabular`` of ``oracle.json``).
+            DCP and the mask volumes (which give ``delta``) knows: the change is averaged over
+            its prior (Monte Carlo, 8,000 seeded draws; ``value_tabular`` of ``oracle.json``).
     """
     tabular = (
-        -2.6
-        - 2.4 * (latent["delta"] + 0.25) / 0.45
-        - 0.6 * (latent["afp_drop"] + 0.4) / 0.8
-        - 0.4 * (latent["dcp_drop"] + 0.4) / 0.8
+        -2.4
+        - 1.6 * (latent["delta"] + 0.25) / 0.45
+        - 0.5 * (latent["afp_drop"] + 0.4) / 0.8
+        - 0.3 * (latent["dcp_drop"] + 0.4) / 0.8
     )
-    if necrosis_known:
-        return float(logit_inv(tabular + 1.2 * (latent["dn"] - 0.12) / 0.15))
-    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
-    return float(np.sum(weights * logit_inv(tabular + 1.2 * nodes)) / np.sum(weights))
+    change = np.asarray(latent["n1"] - latent["n0"]) if necrosis_known else _necrosis_prior()
+    return float(np.mean(logit_inv(tabular + NECROSIS_WEIGHT * (change - 0.12) / 0.15)))
 
 
 def mr_image(

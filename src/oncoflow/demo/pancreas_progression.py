@@ -17,7 +17,7 @@ Planted mechanism (patient latents):
 
 ``progression_next`` at time point ``t < T - 1`` is Bernoulli(p) with
 
-``logit p = -0.5 + 2.0 z_g + 1.0 (h - 0.5) / 0.289 + 0.7 (log CA19-9 - 3.5)``
+``logit p = -0.5 + 1.5 z_g + 2.0 (h - 0.5) / 0.289 + 0.7 (log CA19-9 - 3.5)``
 
 (empty at the last time point). The growth rate is visible as the lesion-volume trend across
 time points, the texture as the lesion HU standard deviation.
@@ -28,7 +28,7 @@ is a future quantity at baseline: at ``t = 0`` only CA19-9 (which carries part o
 texture are known, at ``t >= 1`` also the observed log-volume change ``S_t = t g + sum e_s``. With
 the Gaussian prior ``z_g ~ N(0, 1)`` the posterior of ``z_g`` given ``(log CA19-9 - 3.5) / 0.5 =
 z_g + N(0, 1.8^2)`` and ``(S_t / t - 0.05) / 0.30 = z_g + N(0, 0.08^2 / (0.30^2 t))`` is normal
-``N(m, v)``, and the score is ``E[p] = E[sigmoid(-0.5 + 2 z_g + z_h + 0.7 z_c)]`` under it
+``N(m, v)``, and the score is ``E[p] = E[sigmoid(-0.5 + 1.5 z_g + 2 z_h + 0.7 z_c)]`` under it
 (Gauss-Hermite). The AUC of the true ``p`` itself, which no model can reach at baseline, is kept in
 ``oracle.json`` as ``value_latent``; ``value_tabular`` is the same score without the texture
 (integrated over its uniform prior): the ceiling of a tabular baseline of CA19-9 and the mask
@@ -57,6 +57,10 @@ from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
 from oncoflow.metrics.classification import safe_auc
 
 PHASES: tuple[str, ...] = ("arterial", "venous", "delayed")
+GROWTH_WEIGHT = 1.5
+"""Weight of the standardised growth rate ``z_g`` in the progression logit."""
+TEXTURE_WEIGHT = 2.0
+"""Weight of the standardised texture ``z_h`` (the term only the pixels carry)."""
 GRID_SIZE = (64, 64, 32)
 INPLANE_MM = 4.4
 
@@ -66,7 +70,7 @@ def progression_probability(latent: dict[str, Any]) -> float:
     z_g = (latent["growth"] - 0.05) / 0.30
     z_h = (latent["texture"] - 0.5) / 0.289
     z_c = np.log(latent["ca19_9"]) - 3.5
-    return float(logit_inv(-0.5 + 2.0 * z_g + 1.0 * z_h + 0.7 * z_c))
+    return float(logit_inv(-0.5 + GROWTH_WEIGHT * z_g + TEXTURE_WEIGHT * z_h + 0.7 * z_c))
 
 
 def observable_probability(
@@ -98,7 +102,12 @@ def observable_probability(
         weighted += ((change / timepoint - 0.05) / 0.30) / trend_var
     mean, sd = weighted / precision, np.sqrt(1.0 / precision)
     nodes, weights = np.polynomial.hermite_e.hermegauss(40)
-    logit = -0.5 + 2.0 * (mean + sd * nodes)[:, None] + z_h[None, :] + 0.7 * z_c
+    logit = (
+        -0.5
+        + GROWTH_WEIGHT * (mean + sd * nodes)[:, None]
+        + TEXTURE_WEIGHT * z_h[None, :]
+        + 0.7 * z_c
+    )
     return float(np.sum(weights[:, None] * logit_inv(logit)) / (np.sum(weights) * z_h.size))
 
 
