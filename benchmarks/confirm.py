@@ -8,11 +8,18 @@ baseline, their paired difference with CI and p, and the permuted-label control.
 
 Usage:
     python benchmarks/confirm.py --seed 7 [--cores 2] [--scale full] [--keep DIR]
+        [--studies liver_response nsclc_mmdls ...]
+
+``--studies`` runs only what those studies' report summaries need (the demo cohorts, features,
+models and evaluation of those studies); without it, the whole workflow.
 
 Writes ``benchmarks/confirm_<seed>.json`` (rows + scale, seed, wall time) and
-``benchmarks/confirm_<seed>.md`` (the same as a Markdown table). ``--scale full`` is the
-science-scale profile of ``make demo-full`` (about 45 minutes on 2 cores); ``smoke`` the default
-config.yaml (minutes; the figures are not meaningful at that size, it checks the machinery).
+``benchmarks/confirm_<seed>.md`` (the same as a Markdown table), and renders that table into the
+README between ``<!-- confirm_<seed>:begin -->`` and ``<!-- confirm_<seed>:end -->`` when the
+README has those markers (``--render-only`` re-renders from the committed JSON).
+``--scale full`` is the science-scale profile of ``make demo-full`` (about 45 minutes on 2
+cores); ``smoke`` the default config.yaml (minutes; the figures are not meaningful at that size,
+it checks the machinery).
 """
 
 from __future__ import annotations
@@ -35,13 +42,20 @@ from oncoflow.report.summary import summary_markdown  # noqa: E402
 SCALES = {"smoke": [], "full": [str(REPO / "config" / "demo-full.yaml")]}
 
 
-def run_workflow(workdir: Path, seed: int, scale: str, cores: int) -> float:
-    """The whole workflow on demo seed ``seed`` in ``workdir``; returns the wall seconds."""
+def run_workflow(
+    workdir: Path, seed: int, scale: str, cores: int, studies: list[str] | None = None
+) -> float:
+    """Run the workflow on demo seed ``seed`` in ``workdir``; return the wall seconds.
+
+    All of it, or only what the report summaries of ``studies`` need.
+    """
     (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
     (workdir / "seed.yaml").write_text(yaml.safe_dump({"demo": {"seed": seed}}))
     configs = [*SCALES[scale], str(workdir / "seed.yaml")]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
     command += ["--directory", str(workdir), "--cores", str(cores), "--configfile", *configs]
+    if studies:
+        command += ["--", *(f"results/report/{study}/summary.json" for study in studies)]
     start = time.perf_counter()
     with (workdir / "snakemake.log").open("w") as log:
         proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -60,6 +74,24 @@ def collect(workdir: Path) -> list[dict]:
     return rows
 
 
+def render_readme(seed: int, table: str, readme: Path = REPO / "README.md") -> bool:
+    """Replace the README's ``confirm_<seed>`` block by ``table``; False when it has none."""
+    begin, end = f"<!-- confirm_{seed}:begin -->", f"<!-- confirm_{seed}:end -->"
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        return False
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{table.strip()}\n{end}{tail}")
+    return True
+
+
+def markdown(result: dict) -> str:
+    """The confirmation table of a ``confirm_<seed>.json`` with its title line."""
+    title = f"Demo seed {result['seed']}, {result['scale']} scale ({result['command']})\n\n"
+    return title + summary_markdown(result["rows"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the workflow on the seed, write confirm_<seed>.json and .md; 0 on success."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -68,28 +100,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full", help="demo profile")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks", help="output folder")
+    parser.add_argument("--studies", nargs="+", default=None, help="only these studies")
+    parser.add_argument(
+        "--render-only", action="store_true", help="re-render the README from confirm_<seed>.json"
+    )
     args = parser.parse_args(argv)
+    stem = args.out_dir / f"confirm_{args.seed}"
+    if args.render_only:
+        text = markdown(json.loads(stem.with_suffix(".json").read_text()))
+        return 0 if render_readme(args.seed, text) else 1
     with tempfile.TemporaryDirectory(prefix=f"confirm_{args.seed}_") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        wall = run_workflow(workdir, args.seed, args.scale, args.cores)
+        wall = run_workflow(workdir, args.seed, args.scale, args.cores, args.studies)
         rows = collect(workdir)
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    command = f"python benchmarks/confirm.py --seed {args.seed} --scale {args.scale}"
+    if args.studies:
+        command += " --studies " + " ".join(args.studies)
     result = {
         "seed": args.seed,
         "commit": commit,
         "scale": args.scale,
         "cores": args.cores,
         "wall_s": round(wall, 1),
-        "command": f"python benchmarks/confirm.py --seed {args.seed} --scale {args.scale}",
+        "command": command,
+        "studies": args.studies or "all",
         "rows": rows,
     }
-    stem = args.out_dir / f"confirm_{args.seed}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    title = f"Demo seed {args.seed}, {args.scale} scale ({result['command']})\n\n"
-    stem.with_suffix(".md").write_text(title + summary_markdown(rows))
+    stem.with_suffix(".md").write_text(markdown(result))
+    render_readme(args.seed, markdown(result))
     print(stem.with_suffix(".md").read_text())
     return 0
 
