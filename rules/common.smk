@@ -1017,7 +1017,7 @@ def compared_prediction_files(wildcards):
 
 
 def labelled_predictions(wildcards):
-    return _labelled(compared_predictions(wildcards))
+    return opts.labelled(compared_predictions(wildcards))
 
 
 def all_evaluations():
@@ -1055,7 +1055,12 @@ def report_study_params(run):
     def options(wildcards):
         study = wildcards.study
         title = f"{study} applied to {_need_apply()['name']}" if run.applied else None
-        text = _report_options(study, _report_parts(study, run), title)
+        text = opts.report_options(
+            json.dumps(STUDIES[study]),
+            _report_parts(study, run),
+            EVALUATE["qc_patients"],
+            title,
+        )
         ladder = [v for v in deep_variants(study) if v != "permuted"]
         if RECIPES[study].ladder and not run.applied and len(ladder) > 1:
             text += f" --ladder {','.join(ladder)}"
@@ -1127,15 +1132,6 @@ def _report_inputs(parts):
     return inputs
 
 
-def _labelled(paths):
-    return opts.labelled(paths)
-
-
-def _report_options(study, parts, title=None):
-    settings = json.dumps(STUDIES[study])
-    return opts.report_options(settings, parts, EVALUATE["qc_patients"], title)
-
-
 # --- apply -----------------------------------------------------------------------------------
 
 
@@ -1181,7 +1177,7 @@ def apply_model_features(wildcards):
 
 
 def apply_feature_arguments(wildcards):
-    return _labelled(apply_model_features(wildcards))
+    return opts.labelled(apply_model_features(wildcards))
 
 
 def all_applied(wildcards):
