@@ -74,6 +74,50 @@ def collect(workdir: Path) -> list[dict]:
     return rows
 
 
+def models_vs_baseline(workdir: Path, rows: list[dict]) -> list[dict]:
+    """Every model of every summary row against that row's best baseline, paired on test.
+
+    From ``results/<study>/evaluate/comparisons.json``: the entries ``reference: baseline`` whose
+    baseline is the row's (chosen on validation), one per model (ablation rungs and variants
+    included), in the order of the file.
+    """
+    out = []
+    for row in rows:
+        baseline = (row.get("baseline") or {}).get("label")
+        path = workdir / "results" / row["study"] / "evaluate" / "comparisons.json"
+        if baseline is None or not path.is_file():
+            continue
+        for entry in json.loads(path.read_text())["comparisons"]:
+            if (entry["reference"], entry["target"], entry["b"]) != (
+                "baseline",
+                row["target"],
+                baseline,
+            ):
+                continue
+            keys = ("estimate", "ci_low", "ci_high", "p_value", "n_patients")
+            out.append(
+                {"study": row["study"], "target": row["target"], "model": entry["a"]}
+                | {"baseline": baseline}
+                | {k: entry.get(k) for k in keys}
+            )
+    return out
+
+
+def models_markdown(entries: list[dict]) -> str:
+    """The models-vs-baseline entries as a Markdown table."""
+    lines = [
+        "| study | target | model | best baseline | model - baseline [95 % CI] | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        low, high = e.get("ci_low"), e.get("ci_high")
+        interval = "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
+        cells = [e["study"], e["target"], e["model"], e["baseline"]]
+        cells += [f"{e['estimate']:+.3f}{interval}", f"{e['p_value']:.3g}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render_readme(seed: int, table: str, readme: Path = REPO / "README.md") -> bool:
     """Replace the README's ``confirm_<seed>`` block by ``table``; False when it has none."""
     begin, end = f"<!-- confirm_{seed}:begin -->", f"<!-- confirm_{seed}:end -->"
@@ -87,9 +131,13 @@ def render_readme(seed: int, table: str, readme: Path = REPO / "README.md") -> b
 
 
 def markdown(result: dict) -> str:
-    """The confirmation table of a ``confirm_<seed>.json`` with its title line."""
+    """The confirmation tables of a ``confirm_<seed>.json`` with their title lines."""
     title = f"Demo seed {result['seed']}, {result['scale']} scale ({result['command']})\n\n"
-    return title + summary_markdown(result["rows"])
+    text = title + summary_markdown(result["rows"])
+    if result.get("models_vs_baseline"):
+        text += "\nEvery model against the best baseline (paired, test patients):\n\n"
+        text += models_markdown(result["models_vs_baseline"])
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,19 +152,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render-only", action="store_true", help="re-render the README from confirm_<seed>.json"
     )
+    parser.add_argument(
+        "--collect",
+        type=Path,
+        metavar="DIR",
+        help="no run: re-collect the kept workdir of this seed's run (--keep DIR) into the JSON",
+    )
     args = parser.parse_args(argv)
     stem = args.out_dir / f"confirm_{args.seed}"
     if args.render_only:
         text = markdown(json.loads(stem.with_suffix(".json").read_text()))
         return 0 if render_readme(args.seed, text) else 1
+    commit = subprocess.run(  # the code the run starts from
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    if args.collect:
+        previous = json.loads(stem.with_suffix(".json").read_text())
+        rows = collect(args.collect)
+        result = previous | {
+            "rows": rows,
+            "models_vs_baseline": models_vs_baseline(args.collect, rows),
+        }
+        return write(stem, result)
     with tempfile.TemporaryDirectory(prefix=f"confirm_{args.seed}_") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         wall = run_workflow(workdir, args.seed, args.scale, args.cores, args.studies)
         rows = collect(workdir)
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+        versus = models_vs_baseline(workdir, rows)
     command = f"python benchmarks/confirm.py --seed {args.seed} --scale {args.scale}"
     if args.studies:
         command += " --studies " + " ".join(args.studies)
@@ -129,10 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "studies": args.studies or "all",
         "rows": rows,
+        "models_vs_baseline": versus,
     }
+    return write(stem, result)
+
+
+def write(stem: Path, result: dict) -> int:
+    """Write ``<stem>.json`` and ``.md``, render the README block; 0."""
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(result))
-    render_readme(args.seed, markdown(result))
+    render_readme(result["seed"], markdown(result))
     print(stem.with_suffix(".md").read_text())
     return 0
 
