@@ -733,6 +733,14 @@ def test_variant_heads_turn_one_input_off_in_every_head() -> None:
     net = create_model("mm_dls", tabular_dim=2, dim=16, heads=2, head_columns={"os": []})
     assert net.os.in_features == net.image_width
     assert float(net.tabular_l1({"os": 1.0})) == 0.0  # no tabular weight: nothing to penalise
+    off = create_model(
+        "mm_dls", tabular_dim=2, dim=16, heads=2, head_image=dict.fromkeys(HEADS, False)
+    )
+    off.eval()
+    tab = torch.randn(3, 2)
+    first = off(torch.randn(3, 2, 2, 8, 8), torch.randn(3, 2, 1, 8, 8), tab)
+    other = off(torch.zeros(3, 2, 2, 8, 8), torch.zeros(3, 2, 1, 8, 8), tab)
+    assert all(torch.equal(first[k], other[k]) for k in HEADS)  # crops never read
     with pytest.raises(ModelError, match="unknown variant 'mm_dls_pet'"):
         mmdls_heads.variant_heads(declared, "mm_dls_pet")
 

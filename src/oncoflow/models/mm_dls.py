@@ -158,20 +158,28 @@ class MMDLS(nn.Module):
     def head_inputs(
         self, lesion: torch.Tensor, context: torch.Tensor, tabular: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """What each head reads: ``[fused image vector (128), its tabular columns]`` (B, width)."""
-        image = torch.cat(
-            [
-                self._stack(self.lesion_encoder, self.lesion_fusion, lesion),
-                self._stack(self.context_encoder, self.context_fusion, context),
-            ],
-            1,
-        )
-        fused = self.fusion(image)
+        """What each head reads: ``[fused image vector (128), its tabular columns]`` (B, width).
+
+        When no head reads the image vector (the ``mm_dls_tabular`` ablation) the slice
+        encoders are not run at all.
+        """
+        fused = None
+        if any(self.head_image.values()):
+            image = torch.cat(
+                [
+                    self._stack(self.lesion_encoder, self.lesion_fusion, lesion),
+                    self._stack(self.context_encoder, self.context_fusion, context),
+                ],
+                1,
+            )
+            fused = self.fusion(image)
         out = {}
         for head in HEADS:
             columns = self.head_columns.get(head)
             part = tabular if columns is None else tabular[:, columns]
-            out[head] = torch.cat([fused, part], 1) if self.head_image[head] else part
+            out[head] = (
+                torch.cat([fused, part], 1) if fused is not None and self.head_image[head] else part
+            )
         return out
 
     def forward(
