@@ -144,3 +144,19 @@ def test_liver_tabular_oracle_integrates_the_necrosis_change_out() -> None:
     generator = LiverResponse(7, 120)
     oracle = generator.tables(generator.patients()).oracle["response"]
     assert 0.5 < oracle["value_tabular"] < oracle["value"]
+
+
+def test_net_survival_tabular_oracle_averages_the_hidden_latents_out() -> None:
+    from oncoflow.demo.net_survival import NetSurvival, linear_predictor, tabular_predictor
+
+    latent = {"radius": 12.0, "age": 71.0, "texture": 0.9, "density": 0.2, "disorder": 0.6}
+    rng = np.random.default_rng(3)
+    hidden = rng.uniform(size=(20_000, 3))
+    average = np.mean(
+        [linear_predictor(dict(latent, texture=a, density=b, disorder=c)) for a, b, c in hidden]
+    )
+    assert tabular_predictor(latent) == pytest.approx(average, abs=0.02)
+    generator = NetSurvival(7, 120)
+    oracle = generator.tables(generator.patients()).oracle
+    for target in ("os", "pfs"):
+        assert 0.5 < oracle[target]["value_tabular"] < oracle[target]["value"]
