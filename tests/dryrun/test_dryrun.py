@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import run_snakemake
 
+from oncoflow.studies import builtin_recipes
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -97,14 +99,16 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     lesion_studies = [s for s, st in studies.items() if st.get("lesions")]
     assert sorted(lesion_studies) == ["liver_response", "nsclc_mmdls", "pancreas_progression"]
     assert counts["extract_lesions"] == sum(size[s] for s in lesion_studies)
-    # deep models: one job per fold and variant (liver_response: every rung of the ladder,
-    # + permuted when the negative control is on), one fold ensemble and evaluation per variant
+    # deep models: one job per fold and variant (every rung of a recipe's ladder: liver_response,
+    # the nsclc_mmdls input ablation; + permuted when the negative control is on), one fold
+    # ensemble and evaluation per variant
     variants = {
-        s: len(studies[s]["train"].get("ablation", [studies[s]["model"]]))
+        s: len(builtin_recipes()[s].variants(studies[s]))
         + int(studies[s].get("negative_control", False))
         for s in lesion_studies
     }
     assert variants["liver_response"] >= 4
+    assert variants["nsclc_mmdls"] == 3
     assert counts["train_model"] == sum(studies[s]["folds"]["k"] * n for s, n in variants.items())
     assert counts["collect_model"] == sum(variants.values())
     # tabular baselines: clinical and clinical + mask sizes in every study with a target and

@@ -47,11 +47,13 @@ def run(tmp_path_factory) -> Path:
     config["pathomics"]["max_tiles"] = 16
     config["studies"]["net_survival"]["folds"]["repeats"] = REPEATS
     config["studies"]["net_survival"]["permutations"] = 2
-    # the MM-DLS deep model through train_model / collect_model, CPU-tiny: 2 folds, 2 epochs
+    # the MM-DLS deep model through train_model / collect_model, CPU-tiny: 2 folds, 2 epochs,
+    # without its input ablation (the dry-run and unit tests cover the variants)
     nsclc = config["studies"]["nsclc_mmdls"]
     nsclc["folds"] = {"k": 2}
     nsclc["train"].update(
         {
+            "ablation": [],
             "epochs": 2,
             "slices": 2,
             "input_size": 16,
