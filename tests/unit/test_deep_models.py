@@ -24,8 +24,9 @@ from oncoflow.deep.workflow import run_fold
 from oncoflow.errors import ModelError
 from oncoflow.features.tabular import TabularEncoder
 from oncoflow.formats import write_folds
+from oncoflow.models.backbones import LesionPool
 from oncoflow.models.cnn_lstm import ProgressionLSTM, collate_sequences
-from oncoflow.models.liver import RUNGS
+from oncoflow.models.liver import ENCODERS, RUNGS
 from oncoflow.models.mm_dls import HEADS, REFIT_GRID, breslow_survival, refit_linear_head
 from oncoflow.models.registry import create_model
 from oncoflow.splits import make_folds
@@ -375,12 +376,22 @@ def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
     assert history["epoch"].tolist() == [1, 2, 3, 4]
 
 
-def test_every_rung_builds_and_reads_its_own_inputs() -> None:
-    images = torch.randn(3, 2, 2, 2, SIZE, SIZE)
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_rung_builds_and_reads_its_own_inputs(encoder: str) -> None:
+    # (B, Q sequences, pre/post, k slices, image/mask, H, W); the mask covers the centre
+    images = torch.randn(3, 2, 2, 2, 2, SIZE, SIZE)
+    images[..., 1, :, :] = 0.0
+    images[..., 1, 4:-4, 4:-4] = 1.0
     tab = torch.randn(3, 4)
     for rung in RUNGS:
         model = create_model(
-            rung, tabular_dim=4, n_sequences=2, backbone="resnet10", dim=8, hidden=8
+            rung,
+            tabular_dim=4,
+            n_sequences=2,
+            encoder=encoder,
+            backbone="resnet10",
+            dim=8,
+            hidden=8,
         ).eval()
         with torch.no_grad():
             base = model(images, tab)
@@ -392,12 +403,34 @@ def test_every_rung_builds_and_reads_its_own_inputs() -> None:
         assert moved == (rung in ("multi_sequence", "relation_net"))
 
 
+def test_lesion_pool_reads_the_lesion_only_wherever_it_lies() -> None:
+    torch.manual_seed(0)
+    pool = LesionPool(width=4, dim=6).eval()
+    lesion = torch.rand(1, 2, 6, 6)
+    x = torch.zeros(1, 2, SIZE, SIZE)
+    mask = torch.zeros_like(x)
+    x[..., 2:8, 2:8], mask[..., 2:8, 2:8] = lesion, 1.0
+    with torch.no_grad():
+        base = pool(x, mask)
+        # the same lesion elsewhere in the crop: the same vector
+        moved, moved_mask = torch.zeros_like(x), torch.zeros_like(x)
+        moved[..., 9:15, 8:14], moved_mask[..., 9:15, 8:14] = lesion, 1.0
+        assert torch.allclose(pool(moved, moved_mask), base, atol=1e-5)
+        noisy = x.clone()
+        noisy[..., 12:, 12:] = torch.rand(1, 2, SIZE - 12, SIZE - 12)
+        assert torch.allclose(pool(noisy, mask), base, atol=1e-6)
+        # a darker lesion core changes it
+        darker = x.clone()
+        darker[..., 4:6, 4:6] = 0.0
+        assert not torch.allclose(pool(darker, mask), base)
+
+
 def test_multi_sequence_branches_get_their_own_sequence() -> None:
     model = create_model("multi_sequence", tabular_dim=0, n_sequences=2, backbone="resnet10").eval()
     seen = []
     for encoder in model.encoders:
         encoder.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
-    images = torch.randn(1, 2, 2, 1, SIZE, SIZE)
+    images = torch.randn(1, 2, 2, 1, 2, SIZE, SIZE)
     with torch.no_grad():
         model(images, torch.zeros(1, 0))
     assert torch.equal(seen[0], images[:, 0, 0])
@@ -646,7 +679,14 @@ def test_streamed_crops_equal_the_preloaded_tensors(tmp_path: Path) -> None:
         x, v = dataset[i]
         assert torch.equal(x, images[i])
         assert np.allclose(v.numpy(), volumes[i])
-    assert images.shape[1:] == (2, 2, 2, SIZE, SIZE)  # sequences x pre/post x slices
+    assert images.shape[1:] == (
+        2,
+        2,
+        2,
+        2,
+        SIZE,
+        SIZE,
+    )  # sequences x pre/post x slices x image/mask
 
 
 def test_tabular_l1_penalises_only_the_heads_tabular_weights() -> None:

@@ -116,7 +116,10 @@ def load_lesions(folder: Path, stems: Sequence[str]) -> PatientLesions:
 
 
 def select_slices(crops: StemCrops, k: int, *, what: str = "lesion") -> np.ndarray:
-    """``k`` slices (k, S, S) of the lesion (or its context), the largest lesion areas first.
+    """``k`` slices (k, S, S) of the lesion (its mask, or its context), the largest areas first.
+
+    ``what`` is ``lesion`` (the image crops), ``mask`` (their lesion masks, float32) or
+    ``context``.
 
     Slices are returned in their original z order; a lesion with fewer than ``k`` slices has its
     slices repeated (cyclically), so mean pooling over the ``k`` is the area-ranked mean.
@@ -124,7 +127,8 @@ def select_slices(crops: StemCrops, k: int, *, what: str = "lesion") -> np.ndarr
     Raises:
         ModelError: The stem has no lesion slice.
     """
-    stack = crops.lesion if what == "lesion" else crops.context
+    stacks = {"lesion": crops.lesion, "mask": crops.mask, "context": crops.context}
+    stack = stacks[what].astype(np.float32, copy=False)
     if len(stack) == 0:
         msg = f"no {what} slice to select"
         raise ModelError(msg)

@@ -1,12 +1,12 @@
 """Train one fold of one ``liver_response`` ladder rung (:mod:`oncoflow.models.liver`).
 
-Per patient: ``(Q, 2, k, S, S)`` crops (sequences x pre/post x the ``k`` largest lesion slices,
-resized to ``input_size``) and the tabular vector (configured clinical columns and
-``[log(1 + V_pre), log(1 + V_post)]``, lesion volumes in mm³ averaged over sequences), encoded with
-the training patients' statistics. Focal loss with class weights ``alpha_c = N / (2 n_c)`` from
-the training patients (about 1 responder in 4); the inner-validation ``monitor`` (focal loss or
-AUC) selects the epoch. The fold task is :class:`LiverTask`
-(:class:`~oncoflow.deep.task.FoldTask` hooks).
+Per patient: ``(Q, 2, k, 2, S, S)`` crops (sequences x pre/post x the ``k`` largest lesion slices
+x (image, lesion mask), resized to ``input_size``) and the tabular vector (configured clinical
+columns and ``[log(1 + V_pre), log(1 + V_post)]``, lesion volumes in mm³ averaged over sequences),
+encoded with the training patients' statistics. Focal loss with class weights
+``alpha_c = N / (2 n_c)`` from the training patients (about 1 responder in 4); the
+inner-validation ``monitor`` (focal loss or AUC) selects the epoch. The fold task is
+:class:`LiverTask` (:class:`~oncoflow.deep.task.FoldTask` hooks).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ from oncoflow.train.loop import FitResult
 from oncoflow.train.losses import class_weights, focal_loss
 
 log = logging.getLogger(__name__)
+
+PARTS: tuple[str, str] = ("lesion", "mask")
+"""The two channels of a slice: the crop and its lesion mask (read by ``lesion_pool``)."""
 
 
 @dataclass
@@ -90,7 +93,10 @@ class LiverSettings:
 def patient_tensor(
     lesions: PatientLesions, patient: str, settings: LiverSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(Q, 2, k, S, S)`` crops and ``[log(1 + V_pre), log(1 + V_post)]`` of one patient.
+    """``(Q, 2, k, 2, S, S)`` crops + masks and ``[log(1 + V_pre), log(1 + V_post)]`` of a patient.
+
+    Axes: sequence (``stems``), time point (pre, post), the ``k`` largest lesion slices, (image,
+    lesion mask).
 
     Raises:
         ModelError: The patient lacks the pre (0) or post (1) time point.
@@ -100,7 +106,18 @@ def patient_tensor(
         raise ModelError(msg)
     images = np.stack(
         [
-            np.stack([select_slices(lesions[tp][s], settings.slices) for tp in (0, 1)])
+            np.stack(
+                [
+                    np.stack(
+                        [
+                            select_slices(lesions[tp][s], settings.slices, what=part)
+                            for part in PARTS
+                        ],
+                        axis=1,
+                    )
+                    for tp in (0, 1)
+                ]
+            )
             for s in settings.stems
         ]
     )
@@ -297,7 +314,7 @@ class LiverTask(FoldTask[LiverSettings]):
 class PatientCropDataset(torch.utils.data.Dataset):
     """Streaming alternative to preloading: one patient's tensors read from its npz files.
 
-    ``dataset[i]`` reads ``<lesions>/<patient>/*.npz`` and returns the ``(Q, 2, k, S, S)`` crops
+    ``dataset[i]`` reads ``<lesions>/<patient>/*.npz`` and returns the ``(Q, 2, k, 2, S, S)`` crops
     (resized to ``input_size``) and the two log volumes, as :func:`patient_tensor` builds them.
     For cohorts whose crops do not fit in memory; ``benchmarks/training_step.py`` compares its
     steps/s (``DataLoader`` with workers) with preloaded tensors.

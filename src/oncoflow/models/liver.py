@@ -1,11 +1,16 @@
 """liver_response: the five rungs of the relation-network ablation ladder (seed 003, rebuilt).
 
-Every rung reads per patient a tensor ``(Q, 2, k, H, W)``: ``Q`` MRI sequences x (pre, post) x
-``k`` lesion slices (largest areas first) and a tabular vector (blood markers AFP / DCP before and
-after, lesion volume before and after, encoded with training-fold statistics). A slice encoder
-(torchvision ResNet, 1 channel) maps each slice to 512 features; the ``k`` slices are averaged
-into one patient-level vector per sequence and time point (slice aggregation, which the seed never
-did) and projected to ``f`` (``dim``).
+Every rung reads per patient a tensor ``(Q, 2, k, 2, H, W)``: ``Q`` MRI sequences x (pre, post) x
+``k`` lesion slices (largest areas first) x (image, lesion mask) and a tabular vector (blood
+markers AFP / DCP before and after, lesion volume before and after, encoded with training-fold
+statistics). The slice encoder (``encoder``) maps the ``k`` slices of one sequence and time point
+to one patient-level vector of width ``f`` (``dim``):
+
+* ``resnet`` (the seed's): a ResNet trunk (1 channel, the image) maps each slice to 512
+  features, averaged over the ``k`` slices (slice aggregation, which the seed never did) and
+  projected to ``f``; the mask is not read;
+* ``lesion_pool``: :class:`~oncoflow.models.backbones.LesionPool`, the mask-weighted mean and SD
+  of full-resolution convolution features over the lesion pixels of the ``k`` slices.
 
 Each rung adds one factor to the rung below it, so that a paired difference between two
 neighbours measures that factor alone:
@@ -34,7 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from oncoflow.models.backbones import resnet_trunk
+from oncoflow.errors import ModelError
+from oncoflow.models.backbones import LesionPool, resnet_trunk
 from oncoflow.models.registry import register_model
 
 RUNGS: tuple[str, ...] = (
@@ -56,18 +62,33 @@ def _head(width: int, hidden: int, dropout: float) -> nn.Sequential:
     )
 
 
-class _SliceMean(nn.Module):
-    """Encode (B, k, H, W) slices with a ResNet trunk, average over the k slices, project."""
+ENCODERS: tuple[str, ...] = ("resnet", "lesion_pool")
+"""Slice encoders of the rungs (module docstring)."""
 
-    def __init__(self, backbone: str, weights: str | None, dim: int) -> None:
+
+class _SliceMean(nn.Module):
+    """Encode (B, k, 2, H, W) slices + masks into (B, dim) (``encoder``: module docstring)."""
+
+    def __init__(
+        self, backbone: str, weights: str | None, dim: int, encoder: str, width: int
+    ) -> None:
         super().__init__()
-        self.trunk, width = resnet_trunk(backbone, 1, weights)
-        self.project = nn.Linear(width, dim)
+        if encoder not in ENCODERS:
+            msg = f"unknown liver slice encoder {encoder!r}; choose one of {', '.join(ENCODERS)}"
+            raise ModelError(msg)
+        self.pool = LesionPool(width, dim) if encoder == "lesion_pool" else None
+        if self.pool is None:
+            self.trunk, features = resnet_trunk(backbone, 1, weights)
+            self.project = nn.Linear(features, dim)
         self.width = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, k, h, w = x.shape
-        return self.project(self.trunk(x.reshape(b * k, 1, h, w)).reshape(b, k, -1).mean(1))
+        images, masks = x[:, :, 0], x[:, :, 1]
+        if self.pool is not None:
+            return self.pool(images, masks)
+        b, k, h, w = images.shape
+        features = self.trunk(images.reshape(b * k, 1, h, w)).reshape(b, k, -1)
+        return self.project(features.mean(1))
 
 
 class _Rung(nn.Module):
@@ -78,7 +99,9 @@ class _Rung(nn.Module):
         n_sequences: ``Q``, the MRI sequences (one encoder each in rungs 3 and 4).
         sequence: Index of the sequence the single-sequence rungs read.
         timepoint: Time point of rung 1 (0 = before treatment).
-        backbone: ResNet trunk of the slice encoders (:func:`~.backbones.resnet_trunk`).
+        encoder: Slice encoder, one of :data:`ENCODERS` (module docstring).
+        backbone: ResNet trunk of the ``resnet`` encoder (:func:`~.backbones.resnet_trunk`).
+        width: Convolution channels of the ``lesion_pool`` encoder.
         dim: ``f``, the width of a patient-level slice vector.
         hidden: Width of the head's hidden layer.
         dropout: Dropout before the head.
@@ -93,7 +116,9 @@ class _Rung(nn.Module):
         n_sequences: int = 3,
         sequence: int = 0,
         timepoint: int = 0,
+        encoder: str = "resnet",
         backbone: str = "resnet18",
+        width: int = 16,
         dim: int = 32,
         hidden: int = 32,
         dropout: float = 0.5,
@@ -103,7 +128,7 @@ class _Rung(nn.Module):
         super().__init__()
         self.tabular_dim, self.n_sequences = tabular_dim, n_sequences
         self.sequence, self.timepoint = sequence, timepoint
-        self._encoder_args, self.dim = (backbone, weights, dim), dim
+        self._encoder_args, self.dim = (backbone, weights, dim, encoder, width), dim
         self._head_args = (hidden, dropout)
 
     def slice_encoder(self) -> _SliceMean:
@@ -124,7 +149,7 @@ class SingleSequenceBaseline(_Rung):
         self.head = self.new_head(self.encoder.width)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
-        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        """Images (B, Q, 2, k, 2, H, W), tabular (B, p) -> logits (B, 2)."""
         return self.head(self.encoder(images[:, self.sequence, self.timepoint]))
 
 
@@ -137,7 +162,7 @@ class SingleSequencePrePost(_Rung):
         self.head = self.new_head(2 * self.encoder.width)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
-        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        """Images (B, Q, 2, k, 2, H, W), tabular (B, p) -> logits (B, 2)."""
         pre = self.encoder(images[:, self.sequence, 0])
         post = self.encoder(images[:, self.sequence, 1])
         return self.head(torch.cat([pre, post], 1))
@@ -153,7 +178,7 @@ class SingleSequenceTemporal(_Rung):
         self.wide = nn.Linear(self.tabular_dim, 2)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
-        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        """Images (B, Q, 2, k, 2, H, W), tabular (B, p) -> logits (B, 2)."""
         pre = self.encoder(images[:, self.sequence, 0])
         post = self.encoder(images[:, self.sequence, 1])
         return self.head(torch.cat([pre, post, tabular], 1)) + self.wide(tabular)
@@ -170,7 +195,7 @@ class MultiSequenceFusion(_Rung):
         self.wide = nn.Linear(self.tabular_dim, 2)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
-        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        """Images (B, Q, 2, k, 2, H, W), tabular (B, p) -> logits (B, 2)."""
         parts = []
         for q, encoder in enumerate(self.encoders):
             parts += [encoder(images[:, q, 0]), encoder(images[:, q, 1])]
@@ -192,7 +217,7 @@ class RelationNet(_Rung):
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
-        """Images (B, Q, 2, k, H, W), tabular (B, p) -> logits (B, 2)."""
+        """Images (B, Q, 2, k, 2, H, W), tabular (B, p) -> logits (B, 2)."""
         per_sequence = []
         for q, encoder in enumerate(self.encoders):
             a = encoder(images[:, q, 0])
