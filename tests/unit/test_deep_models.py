@@ -321,6 +321,55 @@ def test_same_seed_same_predictions_and_other_seed_differs(tmp_path: Path, rung:
     assert tables[0]["y_score"].between(0, 1).all()
 
 
+@pytest.mark.parametrize(
+    ("model", "settings"),
+    [
+        ("relation_net", {**LIVER, "network": {**LIVER["network"], "encoder": "lesion_pool"}}),
+        ("cnn_lstm", {**PANCREAS, "sequence": {**PANCREAS["sequence"], "pool_dim": 4}}),
+    ],
+    ids=["liver_lesion_pool", "pancreas_pooled"],
+)
+def test_lesion_pooled_models_train_reproducibly(
+    tmp_path: Path, model: str, settings: dict
+) -> None:
+    paths = _cohort(tmp_path, "liver" if model == "relation_net" else "pancreas")
+    tables = [
+        run_fold(
+            model=model,
+            settings=settings,
+            fold="0",
+            out_dir=tmp_path / run,
+            resume_dir=tmp_path / f"resume_{run}",
+            seed=4,
+            **paths,
+        )[0]
+        for run in ("a", "b")
+    ]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[0]["y_score"].between(0, 1).all()
+    state = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
+    weights = state["state_dict"] if model == "relation_net" else state["sequence"]
+    assert any(".pool." in name or name.startswith("pool.") for name in weights)
+
+
+def test_pooled_lstm_reads_the_crops_of_its_own_steps_only() -> None:
+    torch.manual_seed(0)
+    net = create_model("progression_lstm_pooled", input_dim=3, pool_dim=4, pool_width=4).eval()
+    seqs, lengths = collate_sequences([torch.randn(2, 3), torch.randn(3, 3)])
+    crops = torch.rand(6, 2, 2, 2, SIZE, SIZE)  # items x phases x slices x (image, mask)
+    crops[:, :, :, 1] = (crops[:, :, :, 1] > 0.5).float()
+    slots = torch.tensor([[0, 1, -1], [2, 3, 4]])
+    with torch.no_grad():
+        base = net(seqs, lengths, torch.zeros(2, 0), crops, slots)
+        other = crops.clone()
+        other[5] = torch.rand_like(other[5])  # an item no step uses
+        assert torch.equal(net(seqs, lengths, torch.zeros(2, 0), other, slots), base)
+        other[1, :, :, 0] += 0.5  # the second step of the first sequence
+        moved = net(seqs, lengths, torch.zeros(2, 0), other, slots)
+    assert not torch.allclose(moved[0], base[0])
+    assert torch.equal(moved[1], base[1])
+
+
 def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
     paths = _cohort(tmp_path, "liver")
     whole, _ = run_fold(

@@ -15,7 +15,8 @@ summed over its input channels.
 :class:`ConvEncoder` is the MM-DLS slice encoder (two 3x3 convolutions, 32 and 64 channels, global
 pooling, linear to ``dim``) with batch norm and a stride-2 second convolution added.
 
-:class:`LesionPool` reads what lies *inside* a lesion mask: two full-resolution 3x3 convolutions,
+:class:`LesionPool` reads what lies *inside* a lesion mask: two full-resolution 3x3 convolutions
+(of the slice and its mask),
 then the mask-weighted mean and standard deviation of each feature channel (and of the input
 itself) over the lesion pixels of all a patient's slices, projected to ``dim``.
 """
@@ -172,8 +173,9 @@ class LesionPool(nn.Module):
     """Lesion-pooled slice-stack encoder: what the lesion holds, wherever it lies in the crop.
 
     With feature maps ``f_c`` (the input and ``width`` channels of two stride-1 3x3
-    conv-BN-ReLU layers) and the lesion mask ``m`` (fractional after resizing, 0..1) over the
-    ``k`` slices of one patient:
+    conv-BN-ReLU layers that read the slice and its mask, so that they can tell the lesion's rim
+    from its inside) and the lesion mask ``m`` (fractional after resizing, 0..1) over the ``k``
+    slices of one patient:
 
     ``mu_c = sum(m f_c) / sum(m)``, ``sd_c = sqrt(sum(m (f_c - mu_c)^2) / sum(m) + 1e-6)``,
 
@@ -190,7 +192,7 @@ class LesionPool(nn.Module):
     def __init__(self, width: int = 16, dim: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1, bias=False),
+            nn.Conv2d(2, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, padding=1, bias=False),
@@ -203,7 +205,8 @@ class LesionPool(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Slices (B, k, H, W) and their lesion masks (B, k, H, W) -> (B, dim)."""
         b, k, h, w = x.shape
-        maps = self.features(x.reshape(b * k, 1, h, w)).reshape(b, k, -1, h, w)
+        pair = torch.stack([x, mask.to(x.dtype)], 2).reshape(b * k, 2, h, w)
+        maps = self.features(pair).reshape(b, k, -1, h, w)
         maps = torch.cat([x.unsqueeze(2), maps], 2)
         weight = mask.unsqueeze(2).to(maps.dtype)
         area = weight.sum((1, 3, 4)).clamp(min=1e-6)
