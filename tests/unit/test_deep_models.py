@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from oncoflow.deep import mmdls_heads, mmdls_tabular, train_pancreas
 from oncoflow.deep.data import (
+    StemCrops,
     fold_patients,
     intensity_features,
     lesion_core_statistics,
@@ -321,21 +322,12 @@ def test_same_seed_same_predictions_and_other_seed_differs(tmp_path: Path, rung:
     assert tables[0]["y_score"].between(0, 1).all()
 
 
-@pytest.mark.parametrize(
-    ("model", "settings"),
-    [
-        ("relation_net", {**LIVER, "network": {**LIVER["network"], "encoder": "lesion_pool"}}),
-        ("cnn_lstm", {**PANCREAS, "sequence": {**PANCREAS["sequence"], "pool_dim": 4}}),
-    ],
-    ids=["liver_lesion_pool", "pancreas_pooled"],
-)
-def test_lesion_pooled_models_train_reproducibly(
-    tmp_path: Path, model: str, settings: dict
-) -> None:
-    paths = _cohort(tmp_path, "liver" if model == "relation_net" else "pancreas")
+def test_lesion_pool_rung_trains_reproducibly(tmp_path: Path) -> None:
+    settings = {**LIVER, "network": {**LIVER["network"], "encoder": "lesion_pool"}}
+    paths = _cohort(tmp_path, "liver")
     tables = [
         run_fold(
-            model=model,
+            model="relation_net",
             settings=settings,
             fold="0",
             out_dir=tmp_path / run,
@@ -347,27 +339,9 @@ def test_lesion_pooled_models_train_reproducibly(
     ]
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert tables[0]["y_score"].between(0, 1).all()
-    state = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
-    weights = state["state_dict"] if model == "relation_net" else state["sequence"]
-    assert any(".pool." in name or name.startswith("pool.") for name in weights)
-
-
-def test_pooled_lstm_reads_the_crops_of_its_own_steps_only() -> None:
-    torch.manual_seed(0)
-    net = create_model("progression_lstm_pooled", input_dim=3, pool_dim=4, pool_width=4).eval()
-    seqs, lengths = collate_sequences([torch.randn(2, 3), torch.randn(3, 3)])
-    crops = torch.rand(6, 2, 2, 2, SIZE, SIZE)  # items x phases x slices x (image, mask)
-    crops[:, :, :, 1] = (crops[:, :, :, 1] > 0.5).float()
-    slots = torch.tensor([[0, 1, -1], [2, 3, 4]])
-    with torch.no_grad():
-        base = net(seqs, lengths, torch.zeros(2, 0), crops, slots)
-        other = crops.clone()
-        other[5] = torch.rand_like(other[5])  # an item no step uses
-        assert torch.equal(net(seqs, lengths, torch.zeros(2, 0), other, slots), base)
-        other[1, :, :, 0] += 0.5  # the second step of the first sequence
-        moved = net(seqs, lengths, torch.zeros(2, 0), other, slots)
-    assert not torch.allclose(moved[0], base[0])
-    assert torch.equal(moved[1], base[1])
+    weights = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
+    assert any(".pool." in name for name in weights)
+    assert not any(".trunk." in name for name in weights)
 
 
 def test_killed_fold_resumes_to_the_same_predictions(tmp_path: Path) -> None:
@@ -600,6 +574,34 @@ def test_intensity_features_mean_sd_inside_the_mask_carried_over_empty_time_poin
         assert out[tp][1] == pytest.approx(np.mean([v.std() for v in inside]), rel=1e-5)
     assert out[1][0] > out[0][0] + 0.3  # brighter lesion
     np.testing.assert_array_equal(out[2], out[1])  # carried forward
+
+
+def test_intensity_features_of_the_eroded_core_read_the_texture_not_the_rim() -> None:
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    disc = np.broadcast_to(yy**2 + xx**2 <= 9.0**2, (3, 32, 32))
+    core = ndimage.binary_erosion(disc, structure=np.ones((1, 3, 3), bool), iterations=2)
+    sds = {}
+    for texture in (0.01, 0.08):
+        image = np.zeros((3, 32, 32), np.float32)
+        image[disc] = 0.5 + texture * rng.standard_normal(int(disc.sum()))
+        image[disc & ~core] = 0.2  # the rim: partial volume with darker surroundings
+        crops = StemCrops(
+            image, disc.astype(np.uint8), np.full(3, 250.0), 2.0, image[:0], image[:0]
+        )
+        whole = intensity_features({0: {"A": crops}}, ["A"])[0]
+        inner = intensity_features({0: {"A": crops}}, ["A"], erode=2)[0]
+        assert whole[1] == pytest.approx(image[disc].std(), rel=1e-5)
+        assert inner[1] == pytest.approx(image[core].std(), rel=1e-5)
+        sds[texture] = (whole[1], inner[1])
+    assert sds[0.08][1] > 5 * sds[0.01][1]  # the core's SD follows the texture
+    assert sds[0.08][0] < 1.5 * sds[0.01][0]  # the whole mask's SD is mostly the rim
+    tiny = np.zeros((3, 32, 32), np.uint8)
+    tiny[:, 10:13, 10:13] = 1  # no core left: the whole mask
+    small = StemCrops(image, tiny, np.full(3, 9.0), 2.0, image[:0], image[:0])
+    assert intensity_features({0: {"A": small}}, ["A"], erode=2)[0][0] == pytest.approx(
+        image[tiny > 0].mean(), rel=1e-5
+    )
 
 
 def test_lesion_core_statistics_ignore_the_partial_volume_rim() -> None:

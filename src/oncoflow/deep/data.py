@@ -272,18 +272,32 @@ def size_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np
     return out
 
 
-def intensity_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np.ndarray]:
+def intensity_features(
+    lesions: PatientLesions, stems: Sequence[str], *, erode: int = 0, min_pixels: int = 20
+) -> dict[int, np.ndarray]:
     """Per time point ``[mean, sd]`` of the lesion voxels of the crops, mean over phases.
 
-    A time point whose masks hold no lesion voxel takes the previous time point's values (the
-    next one's at baseline; zeros when no time point has any).
+    With ``erode > 0`` the statistics read the lesion's core: each slice's mask eroded in plane
+    by ``erode`` crop pixels (3x3 structuring element), so that the partial volume of the rim
+    with the surrounding tissue does not swamp the texture in the SD (the whole mask when fewer
+    than ``min_pixels`` core pixels remain). A time point whose masks hold no lesion voxel takes
+    the previous time point's values (the next one's at baseline; zeros when no time point has
+    any).
     """
+    from scipy import ndimage
+
     values: dict[int, np.ndarray | None] = {}
     for tp in sorted(lesions):
         per_phase = []
         for stem in stems:
             crops = lesions[tp][stem]
-            inside = crops.lesion[crops.mask > 0]
+            inside = crops.mask > 0
+            if erode > 0 and inside.any():
+                core = ndimage.binary_erosion(
+                    inside, structure=np.ones((1, 3, 3), bool), iterations=erode
+                )
+                inside = core if core.sum() >= min_pixels else inside
+            inside = crops.lesion[inside]
             if inside.size:
                 per_phase.append((float(inside.mean()), float(inside.std())))
         values[tp] = np.mean(per_phase, axis=0).astype(np.float32) if per_phase else None

@@ -3,11 +3,7 @@
 Stage A sees the crops of ``inputs.train`` only (lesion vs non-lesion, selected on
 ``inputs.inner`` by AUC); the frozen extractor then embeds every patient's lesion slices and
 stage B (the LSTM) trains on the sequences of ``inputs.train``, selected on ``inputs.inner`` by
-its loss or AUC (``sequence.monitor``). With ``sequence.pool_dim > 0`` stage B is
-:class:`~oncoflow.models.cnn_lstm.PooledProgressionLSTM`: it also reads, per time point, the
-``pool_slices`` largest lesion slices of every phase with their masks (:func:`crop_items`) and
-learns a lesion-pooled vector end to end. Both stages resume from their own file in
-``resume_dir``.
+its loss or AUC (``sequence.monitor``). Both stages resume from their own file in ``resume_dir``.
 The fold task is :class:`PancreasTask` (:class:`~oncoflow.deep.task.FoldTask` hooks).
 """
 
@@ -30,10 +26,8 @@ from oncoflow.deep.common import (
     prediction_rows,
 )
 from oncoflow.deep.data import (
-    PatientLesions,
     downsample,
     intensity_features,
-    select_slices,
     size_features,
     slice_examples,
 )
@@ -60,7 +54,8 @@ class PancreasSettings:
             weight_decay, patience, weights (local file or null).
         sequence: Stage-B settings: hidden, layers, dropout, epochs, batch_size, lr,
             weight_decay, patience, monitor (``loss``: lowest inner-validation loss, or
-            ``auc``), pool_dim (0: no lesion-pooled vector), pool_width, pool_slices.
+            ``auc``), intensity_erode (crop pixels the lesion mask is eroded by before its
+            intensity ``[mean, sd]``; 0 = the whole mask).
     """
 
     target: str = "progression_next"
@@ -91,9 +86,7 @@ SEQUENCE_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-2,
     "patience": 30,
     "monitor": "loss",
-    "pool_dim": 0,
-    "pool_width": 16,
-    "pool_slices": 4,
+    "intensity_erode": 0,
 }
 
 
@@ -188,7 +181,8 @@ def timepoint_vectors(
     out: dict[str, dict[int, np.ndarray]] = {}
     for patient, lesions in inputs.lesions.items():
         sizes = size_features(lesions, settings.stems)
-        intensity = intensity_features(lesions, settings.stems)
+        erode = int({**SEQUENCE_DEFAULTS, **settings.sequence}["intensity_erode"])
+        intensity = intensity_features(lesions, settings.stems, erode=erode)
         out[patient] = {}
         for tp, stems in lesions.items():
             phases = []
@@ -201,32 +195,6 @@ def timepoint_vectors(
             vector = [np.mean(phases, axis=0), sizes[tp], intensity[tp]]
             out[patient][tp] = np.concatenate(vector).astype(np.float32)
     return out
-
-
-def crop_items(
-    lesions: Mapping[str, PatientLesions], stems: list[str], k: int, size: int
-) -> tuple[torch.Tensor, dict[tuple[str, int], int]]:
-    """Crops + masks of every patient's time points for the lesion pool, and their row index.
-
-    Returns:
-        ``(N, P, k, 2, size, size)`` float32 (time point x phase x the ``k`` largest lesion
-        slices x (image, mask)); a phase without lesion slices at a time point is all zeros
-        (an empty mask: the pool reads nothing there), and ``(patient, tp) -> row``.
-    """
-    rows, index = [], {}
-    for patient, by_tp in lesions.items():
-        for tp, by_stem in by_tp.items():
-            phases = []
-            for stem in stems:
-                crops = by_stem[stem]
-                if len(crops.lesion) == 0:
-                    phases.append(np.zeros((k, 2, *crops.lesion.shape[1:]), np.float32))
-                    continue
-                parts = [select_slices(crops, k, what=part) for part in ("lesion", "mask")]
-                phases.append(np.stack(parts, 1))
-            index[(patient, tp)] = len(rows)
-            rows.append(downsample(torch.from_numpy(np.stack(phases)), size))
-    return torch.stack(rows), index
 
 
 def _samples(
@@ -285,12 +253,8 @@ class PancreasTask(FoldTask[PancreasSettings]):
             inner_samples = [
                 (p, t, int(y)) for (p, t, _), y in zip(inner_samples, labels, strict=True)
             ]
-        self.cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
-        if int(self.cfg["pool_dim"]) > 0:
-            size = int({**EXTRACTOR_DEFAULTS, **settings.extractor}["input_size"])
-            k = int(self.cfg["pool_slices"])
-            self.crops, self.rows = crop_items(inputs.lesions, settings.stems, k, size)
         self.train_set, self.inner_set = self.dataset(train_samples), self.dataset(inner_samples)
+        self.cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
 
     def dataset(self, samples: list[tuple[str, int, int | None]]) -> dict[str, Any]:
         """Padded standardised sequences up to each sample's time point, lengths, clinical, y."""
@@ -302,48 +266,34 @@ class PancreasTask(FoldTask[PancreasSettings]):
         padded, lengths = collate_sequences(seqs)
         patients = [p for p, _, _ in samples]
         clinical = self.inputs.clinical.loc[patients, self.settings.clinical]
-        data = {
+        return {
             "x": padded.float(),
             "lengths": lengths,
             "clinical": torch.from_numpy(self.encoder.transform(clinical)),
             "y": torch.tensor([lab for _, _, lab in samples], dtype=torch.int64),
         }
-        if int(self.cfg["pool_dim"]) > 0:
-            slots = torch.full(padded.shape[:2], -1, dtype=torch.int64)
-            for i, (p, tp, _) in enumerate(samples):
-                slots[i, : tp + 1] = torch.tensor([self.rows[(p, t)] for t in range(tp + 1)])
-            data["slots"] = slots
-        return data
 
     def build(self) -> torch.nn.Module:
-        """Stage B's LSTM (pooled when ``pool_dim > 0``), seeded with ``label_seed + 7``."""
+        """The progression LSTM (stage B), seeded with ``label_seed + 7``."""
         cfg = self.cfg
         torch.manual_seed(self.inputs.label_seed + 7)
-        pool = int(cfg["pool_dim"])
-        extra = {"pool_dim": pool, "pool_width": int(cfg["pool_width"])} if pool > 0 else {}
         return create_model(
-            "progression_lstm_pooled" if pool > 0 else "progression_lstm",
+            "progression_lstm",
             input_dim=self.train_set["x"].shape[2],
             clinical_dim=self.train_set["clinical"].shape[1],
             hidden=int(cfg["hidden"]),
             layers=int(cfg["layers"]),
             dropout=float(cfg["dropout"]),
-            **extra,
         ).to(self.device)
 
     def run_on(
         self, net: torch.nn.Module, data: Mapping[str, torch.Tensor], idx: Any
     ) -> torch.Tensor:
-        """Logits of the rows ``idx`` of a dataset (with the crops of their steps when pooled)."""
+        """Logits of the rows ``idx`` of a dataset."""
         device = self.device
-        args = (data["x"][idx].to(device), data["lengths"][idx], data["clinical"][idx].to(device))
-        if "slots" not in data:
-            return net(*args)
-        slots = data["slots"][idx]
-        used, local = torch.unique(slots[slots >= 0], return_inverse=True)
-        steps = torch.full_like(slots, -1)
-        steps[slots >= 0] = local
-        return net(*args, self.crops[used].to(device), steps.to(device))
+        return net(
+            data["x"][idx].to(device), data["lengths"][idx], data["clinical"][idx].to(device)
+        )
 
     def stage(self, model: torch.nn.Module) -> Stage:
         """Stage B: Adam, class-weighted cross-entropy (``w_c = N / (2 n_c)``), ``monitor``."""

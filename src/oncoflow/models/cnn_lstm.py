@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from oncoflow.models.backbones import LesionPool, resnet_trunk
+from oncoflow.models.backbones import resnet_trunk
 from oncoflow.models.registry import register_model
 
 
@@ -115,62 +115,6 @@ class ProgressionLSTM(nn.Module):
         return deep + self.wide(torch.cat([last, clinical], dim=1))
 
 
-class PooledProgressionLSTM(nn.Module):
-    """:class:`ProgressionLSTM` whose time-point vectors gain a lesion-pooled image vector.
-
-    Per time point ``t`` the crops of each phase (``k`` lesion slices and their masks) go through
-    one shared :class:`~oncoflow.models.backbones.LesionPool`; the mean over the phases,
-    ``p_t`` (``pool_dim``), is appended to ``x_t`` and trained end to end with the LSTM on the
-    outcome: what the lesion holds (enhancement, heterogeneity), which the frozen lesion-detector
-    embedding ``e_t`` was never trained to keep.
-
-    Args:
-        input_dim: Width of ``x_t`` without ``p_t``.
-        clinical_dim, hidden, layers, dropout: As :class:`ProgressionLSTM`.
-        pool_dim: Width of ``p_t``.
-        pool_width: Convolution channels of the pool.
-    """
-
-    def __init__(
-        self,
-        input_dim: int,
-        clinical_dim: int = 0,
-        hidden: int = 32,
-        layers: int = 2,
-        dropout: float = 0.2,
-        pool_dim: int = 8,
-        pool_width: int = 16,
-    ) -> None:
-        super().__init__()
-        self.pool = LesionPool(pool_width, pool_dim)
-        self.sequence = ProgressionLSTM(input_dim + pool_dim, clinical_dim, hidden, layers, dropout)
-        self.pool_dim = pool_dim
-
-    def pooled(self, crops: torch.Tensor) -> torch.Tensor:
-        """Crops (N, P, k, 2, S, S) (phase x slice x (image, mask)) -> ``p`` (N, pool_dim)."""
-        n, phases, k, _, h, w = crops.shape
-        flat = crops.reshape(n * phases, k, 2, h, w)
-        return self.pool(flat[:, :, 0], flat[:, :, 1]).reshape(n, phases, -1).mean(1)
-
-    def forward(
-        self,
-        sequences: torch.Tensor,
-        lengths: torch.Tensor,
-        clinical: torch.Tensor,
-        crops: torch.Tensor,
-        slots: torch.Tensor,
-    ) -> torch.Tensor:
-        """Sequences (B, T, D), lengths, clinical (B, C), crops (N, P, k, 2, S, S) -> logits.
-
-        ``slots`` (B, T) gives the row of ``crops`` of each step (-1 at padded steps).
-        """
-        pooled = self.pooled(crops)
-        steps = torch.zeros(*slots.shape, self.pool_dim, dtype=pooled.dtype, device=pooled.device)
-        filled = slots >= 0
-        steps[filled] = pooled[slots[filled]]
-        return self.sequence(torch.cat([sequences, steps], 2), lengths, clinical)
-
-
 @register_model
 def lesion_slice_classifier(**cfg: object) -> nn.Module:
     """Stage A of ``cnn_lstm`` (:class:`LesionSliceClassifier`)."""
@@ -181,12 +125,6 @@ def lesion_slice_classifier(**cfg: object) -> nn.Module:
 def progression_lstm(**cfg: object) -> nn.Module:
     """Stage B of ``cnn_lstm`` (:class:`ProgressionLSTM`)."""
     return ProgressionLSTM(**cfg)  # type: ignore[arg-type]
-
-
-@register_model
-def progression_lstm_pooled(**cfg: object) -> nn.Module:
-    """Stage B of ``cnn_lstm`` with the lesion-pooled vector (:class:`PooledProgressionLSTM`)."""
-    return PooledProgressionLSTM(**cfg)  # type: ignore[arg-type]
 
 
 def collate_sequences(
