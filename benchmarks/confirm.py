@@ -37,7 +37,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from oncoflow.report.summary import summary_markdown  # noqa: E402
+from oncoflow.report.summary import summary_markdown, test_cell  # noqa: E402
 
 SCALES = {"smoke": [], "full": [str(REPO / "config" / "demo-full.yaml")]}
 
@@ -95,9 +95,16 @@ def models_vs_baseline(workdir: Path, rows: list[dict]) -> list[dict]:
             ):
                 continue
             keys = ("estimate", "ci_low", "ci_high", "p_value", "n_patients")
+            variant, model = entry["a"].split("/", 1)
+            metrics = path.parent / variant / "metrics.json"
+            own = (
+                test_cell(json.loads(metrics.read_text()), model, row["target"], row["metric"])
+                if metrics.is_file()
+                else None
+            )
             out.append(
                 {"study": row["study"], "target": row["target"], "model": entry["a"]}
-                | {"baseline": baseline}
+                | {"test": own, "baseline": baseline}
                 | {k: entry.get(k) for k in keys}
             )
     return out
@@ -106,13 +113,18 @@ def models_vs_baseline(workdir: Path, rows: list[dict]) -> list[dict]:
 def models_markdown(entries: list[dict]) -> str:
     """The models-vs-baseline entries as a Markdown table."""
     lines = [
-        "| study | target | model | best baseline | model - baseline [95 % CI] | p |",
-        "|---|---|---|---|---|---|",
+        "| study | target | model | test [95 % CI] | best baseline"
+        " | model - baseline [95 % CI] | p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         low, high = e.get("ci_low"), e.get("ci_high")
         interval = "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
-        cells = [e["study"], e["target"], e["model"], e["baseline"]]
+        own = e.get("test") or {}
+        score = "" if own.get("value") is None else f"{own['value']:.3f}"
+        if score and own.get("ci_low") is not None and own.get("ci_high") is not None:
+            score += f" [{own['ci_low']:.3f}, {own['ci_high']:.3f}]"
+        cells = [e["study"], e["target"], e["model"], score, e["baseline"]]
         cells += [f"{e['estimate']:+.3f}{interval}", f"{e['p_value']:.3g}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -23,18 +23,13 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from oncoflow.demo._phantoms import LESION, LUNG, NECROSIS, VESSEL, chest_scene  # noqa: E402
 from oncoflow.demo.nsclc_mmdls import (  # noqa: E402
     STAGES,
     NsclcMmdls,
     major_diameter,
-    metastatic_foci,
-    pet_suv,
     stage_group,
     tnm,
 )
@@ -49,15 +44,9 @@ def measure(seed: int, patients: int) -> dict:
     for patient in generator.patients():
         latent = patient.latent
         rng = generator.rng(patient.index, "pixels")  # the same stream as the rendered cohort
-        grid, scene = chest_scene(rng, latent, patient.site, lobulation=0.15)
-        foci, nodule = metastatic_foci(grid, scene, latent, rng)
-        suv = pet_suv(scene, latent, patient.site, rng, foci)
-        primary = (scene.tissue == LESION) | (scene.tissue == NECROSIS)
-        mask = np.zeros(grid.shape, dtype=np.uint8)
-        mask[(scene.tissue == LUNG) | (scene.tissue == VESSEL) | nodule] = 1
-        mask[primary] = 2
+        grid, _, _, suv, mask = generator.arrays(patient, rng)
         spacing = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
-        counts = foci_counts(avid_foci(suv, mask, primary, spacing), [1])
+        counts = foci_counts(avid_foci(suv, mask, mask == 2, spacing), [1])
         n, m = tnm(latent)
         planted = 0 if n == 0 else 1 + (int(latent["mediastinal_nodes"]) if n == 2 else 0)
         seen = (int(counts["FociOutside"]), int(counts["FociLabel1"]))

@@ -52,6 +52,7 @@ posterior of ``h`` on a grid of 101 points under its ``U(0, 1)`` prior gives
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ import pandas as pd
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
     SCANNERS,
+    Grid,
     apply_ct_scanner,
     logit_inv,
     scanner_blur,
@@ -187,7 +189,7 @@ def pet_suv(
     latent: dict[str, Any],
     site: str,
     rng: np.random.Generator,
-    foci: list[tuple[np.ndarray, float]] = (),  # type: ignore[assignment]
+    foci: Sequence[tuple[np.ndarray, float]] = (),
 ) -> np.ndarray:
     """Return the PET SUV image (float32) of ``scene`` as ``site``'s scanner reconstructs it.
 
@@ -368,14 +370,16 @@ class NsclcMmdls(StudyGenerator):
         major = 2.0 * latent["radius"] * latent["elongation"] ** (2.0 / 3.0)
         return max(major + latent["diameter_noise"], 3.0)
 
-    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> dict[str, float]:
-        """Render CT, PET and the lung/lesion labels (NIfTI, or DICOM + RTSTRUCT).
+    def arrays(
+        self, patient: Patient, rng: np.random.Generator
+    ) -> tuple[Grid, Scene, np.ndarray, np.ndarray, np.ndarray]:
+        """The patient's grid, scene, CT (HU), PET (SUV) and label map (1 lung, 2 lesion).
 
-        Returns:
-            ``p_observable``: :func:`observable_lusc_probability` of the rendered CT.
+        Draws from ``rng`` (the patient's ``pixels`` stream) in the order :meth:`render` does,
+        so ``benchmarks/nsclc_foci_detection.py`` sees the images of the rendered cohort; the
+        lung label holds the contralateral metastasis (M1) too.
         """
         lat = patient.latent
-        rng = self.rng(patient.index, "pixels")
         grid, scene = chest_scene(rng, lat, patient.site, lobulation=0.15)
         foci, nodule = metastatic_foci(grid, scene, lat, rng)
         ct = apply_ct_scanner(
@@ -385,15 +389,26 @@ class NsclcMmdls(StudyGenerator):
             rng,
         )
         suv = pet_suv(scene, lat, patient.site, rng, foci)
+        mask = np.zeros(grid.shape, dtype=np.uint8)
+        mask[(scene.tissue == LUNG) | (scene.tissue == VESSEL) | nodule] = 1
+        mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
+        return grid, scene, ct, suv, mask
+
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> dict[str, float]:
+        """Render CT, PET and the lung/lesion labels (NIfTI, or DICOM + RTSTRUCT).
+
+        Returns:
+            ``p_observable``: :func:`observable_lusc_probability` of the rendered CT.
+        """
+        lat = patient.latent
+        rng = self.rng(patient.index, "pixels")
+        grid, scene, ct, suv, mask = self.arrays(patient, rng)
         spacing = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
         seen = {
             "p_observable": observable_lusc_probability(
                 ct, lesion_core(scene.tissue), lat, patient.site, spacing
             )
         }
-        mask = np.zeros(grid.shape, dtype=np.uint8)
-        mask[(scene.tissue == LUNG) | (scene.tissue == VESSEL) | nodule] = 1
-        mask[(scene.tissue == LESION) | (scene.tissue == NECROSIS)] = 2
         ct_spec, pet_spec = specs
         if not patient.dicom:
             write_nifti(study_dir / ct_spec.path, ct, grid)

@@ -26,7 +26,8 @@ from oncoflow.report.markup import cell_text, table_html
 from oncoflow.report.models import MAIN_METRIC, best_model, headline_model
 
 
-def _test_cell(result: Mapping[str, Any], model: str, target: str, key: str) -> dict | None:
+def test_cell(result: Mapping[str, Any], model: str, target: str, key: str) -> dict | None:
+    """The pooled-test ``key`` cell (``value``, CI) of one model and target of a metrics.json."""
     test = result["models"].get(model, {}).get(target, {}).get("test") or {}
     cell = test.get(key)
     return dict(cell) if isinstance(cell, Mapping) and cell.get("value") is not None else None
@@ -88,7 +89,7 @@ def summary_rows(
             model = best_model(control, target, kind) if control else None
             row["control"] = (
                 {"label": f"permuted/{model}", "validation": None,
-                 "test": _test_cell(control, model, target, key)}
+                 "test": test_cell(control, model, target, key)}
                 if model else None
             )  # fmt: skip
             entry = oracle.get(target) or {}
@@ -113,7 +114,7 @@ def _entry(
     return {
         "label": f"{variant}/{model}",
         "validation": validation,
-        "test": _test_cell(group[variant], model, target, key),
+        "test": test_cell(group[variant], model, target, key),
     }
 
 
