@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         result = previous | {
             "rows": rows,
             "models_vs_baseline": models_vs_baseline(args.collect, rows),
+            "collected_at": commit,  # jobs rerun in the kept folder ran this code
         }
         return write(stem, result)
     with tempfile.TemporaryDirectory(prefix=f"confirm_{args.seed}_") as tmp:

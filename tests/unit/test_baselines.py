@@ -86,7 +86,18 @@ def test_mask_sizes_in_millilitres_per_time_point(tmp_path):
     long = design_table(
         pd.DataFrame({"patient_id": ["P1"]}), [], sizes, by_timepoint=True, keys=keys
     )
-    assert long["size_label1_ml_change"].tolist() == pytest.approx([0.0, 0.5 - 2.0])
+    # relative change, ln((V_t + 0.1) / (V_prev + 0.1)), since the previous and the first scan
+    assert long["size_label1_ml_change"].tolist() == pytest.approx([0.0, np.log(0.6 / 2.1)])
+    assert long["size_label1_ml_change_first"].tolist() == pytest.approx([0.0, np.log(0.6 / 2.1)])
+    three = pd.concat(
+        [sizes, sizes.iloc[[1]].assign(timepoint=2, size_label1_ml=1.0)], ignore_index=True
+    )
+    keys3 = pd.DataFrame({"patient_id": ["P1"] * 3, "timepoint": [0, 1, 2]})
+    long3 = design_table(
+        pd.DataFrame({"patient_id": ["P1"]}), [], three, by_timepoint=True, keys=keys3
+    )
+    assert long3["size_label1_ml_change"].iloc[2] == pytest.approx(np.log(1.1 / 0.6))
+    assert long3["size_label1_ml_change_first"].iloc[2] == pytest.approx(np.log(1.1 / 2.1))
 
 
 def test_inner_folds_keep_a_patient_together_and_stratify():

@@ -10,8 +10,11 @@ longitudinal label such as ``progression_next``):
   :class:`~oncoflow.features.tabular.TabularEncoder` inside each fold);
 - size inputs (:mod:`~oncoflow.baselines.sizes`): per-patient rows get each label's volume at
   every time point (``size_label<l>_ml_tp<t>``); per-time-point rows get the volume at that time
-  point and its change since the patient's previous one (``size_label<l>_ml_change``, 0 at the
-  first), what a radiologist reads off two scans.
+  point and its relative change, as a radiologist reads it off the scans (RECIST compares with
+  the previous scan and with baseline): ``size_label<l>_ml_change = ln((V_t + c) / (V_prev + c))``
+  since the patient's previous time point and ``size_label<l>_ml_change_first`` since the first,
+  both 0 at the first time point, with ``c`` = :data:`CHANGE_OFFSET_ML` so that a vanished lesion
+  stays finite.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ConfigError, ModelError
@@ -32,6 +36,9 @@ BASELINE_NAMES = ("baseline_clinical", "baseline_clinical_size", "baseline_size"
 """Every baseline variant name (:func:`study_baselines` picks a study's)."""
 
 Kind = Literal["binary", "multiclass", "survival"]
+
+CHANGE_OFFSET_ML = 0.1
+"""Offset (mL) of the relative volume changes ``ln((V_t + c) / (V_ref + c))``."""
 
 
 def baseline_name(inputs: Sequence[str]) -> str:
@@ -154,9 +161,13 @@ def _size_inputs(sizes: pd.DataFrame, by_timepoint: bool) -> pd.DataFrame:
     sizes = sizes.assign(patient_id=sizes["patient_id"].astype(str))
     if by_timepoint:
         ordered = sizes.sort_values(["patient_id", "timepoint"])
-        change = ordered.groupby("patient_id")[value_columns].diff().fillna(0.0)
+        logs = np.log(ordered[value_columns] + CHANGE_OFFSET_ML)
+        groups = logs.groupby(ordered["patient_id"])
+        change = (logs - groups.shift(1)).fillna(0.0)
         change.columns = [f"{c}_change" for c in value_columns]
-        return pd.concat([ordered, change], axis=1).astype({"timepoint": int})
+        first = logs - groups.transform("first")
+        first.columns = [f"{c}_change_first" for c in value_columns]
+        return pd.concat([ordered, change, first], axis=1).astype({"timepoint": int})
     wide = sizes.pivot(index="patient_id", columns="timepoint", values=value_columns)
     wide.columns = [f"{column}_tp{tp}" for column, tp in wide.columns]
     return wide.reset_index()
