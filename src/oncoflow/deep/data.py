@@ -189,6 +189,25 @@ def fold_patients(
     return train, sorted(inner)
 
 
+def core_mask(
+    lesion: np.ndarray, erode: int, min_voxels: int, *, in_plane: bool = False
+) -> np.ndarray:
+    """The lesion mask eroded by ``erode`` voxels, or the whole mask when too little remains.
+
+    Erosion is 3D with face connectivity, or per slice with a 3x3 square (``in_plane``, for a
+    stack of 2D crops); when fewer than ``min_voxels`` voxels survive the mask is returned as it
+    is (a small lesion has no core to read).
+    """
+    from scipy import ndimage
+
+    lesion = np.asarray(lesion, dtype=bool)
+    if erode <= 0 or not lesion.any():
+        return lesion
+    structure = np.ones((1, 3, 3), bool) if in_plane else None
+    core = ndimage.binary_erosion(lesion, structure=structure, iterations=erode)
+    return core if core.sum() >= min_voxels else lesion
+
+
 CORE_STATISTICS: tuple[str, ...] = ("p10", "median", "p90", "iqr", "spread")
 """Columns of :func:`lesion_core_statistics`."""
 
@@ -214,11 +233,7 @@ def lesion_core_statistics(
         ``p10``, ``median``, ``p90`` (image units), ``iqr = p75 - p25`` and
         ``spread = p90 - p10``; NaN when the mask is empty.
     """
-    from scipy import ndimage
-
-    lesion = np.asarray(lesion, dtype=bool)
-    core = ndimage.binary_erosion(lesion, iterations=erode) if erode > 0 else lesion
-    values = np.asarray(image)[core if core.sum() >= min_voxels else lesion]
+    values = np.asarray(image)[core_mask(lesion, erode, min_voxels)]
     if values.size == 0:
         return dict.fromkeys(CORE_STATISTICS, float("nan"))
     p10, p25, p50, p75, p90 = np.percentile(values.astype(np.float64), [10, 25, 50, 75, 90])
@@ -284,20 +299,12 @@ def intensity_features(
     the previous time point's values (the next one's at baseline; zeros when no time point has
     any).
     """
-    from scipy import ndimage
-
     values: dict[int, np.ndarray | None] = {}
     for tp in sorted(lesions):
         per_phase = []
         for stem in stems:
             crops = lesions[tp][stem]
-            inside = crops.mask > 0
-            if erode > 0 and inside.any():
-                core = ndimage.binary_erosion(
-                    inside, structure=np.ones((1, 3, 3), bool), iterations=erode
-                )
-                inside = core if core.sum() >= min_pixels else inside
-            inside = crops.lesion[inside]
+            inside = crops.lesion[core_mask(crops.mask > 0, erode, min_pixels, in_plane=True)]
             if inside.size:
                 per_phase.append((float(inside.mean()), float(inside.std())))
         values[tp] = np.mean(per_phase, axis=0).astype(np.float32) if per_phase else None

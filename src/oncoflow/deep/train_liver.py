@@ -104,20 +104,13 @@ def patient_tensor(
     if 0 not in lesions or 1 not in lesions:
         msg = f"patient {patient}: needs time points 0 and 1, has {sorted(lesions)}"
         raise ModelError(msg)
-    images = np.stack(
+    k = settings.slices
+    images = np.array(
         [
-            np.stack(
-                [
-                    np.stack(
-                        [
-                            select_slices(lesions[tp][s], settings.slices, what=part)
-                            for part in PARTS
-                        ],
-                        axis=1,
-                    )
-                    for tp in (0, 1)
-                ]
-            )
+            [
+                np.stack([select_slices(lesions[tp][s], k, what=p) for p in PARTS], 1)
+                for tp in (0, 1)
+            ]
             for s in settings.stems
         ]
     )

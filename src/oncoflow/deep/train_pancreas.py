@@ -178,10 +178,10 @@ def timepoint_vectors(
     """``[e_t, size_t, intensity_t]`` of every patient and time point (``pancreas`` docstring)."""
     size = int({**EXTRACTOR_DEFAULTS, **settings.extractor}["input_size"])
     extractor.eval()
+    erode = int({**SEQUENCE_DEFAULTS, **settings.sequence}["intensity_erode"])
     out: dict[str, dict[int, np.ndarray]] = {}
     for patient, lesions in inputs.lesions.items():
         sizes = size_features(lesions, settings.stems)
-        erode = int({**SEQUENCE_DEFAULTS, **settings.sequence}["intensity_erode"])
         intensity = intensity_features(lesions, settings.stems, erode=erode)
         out[patient] = {}
         for tp, stems in lesions.items():
