@@ -26,15 +26,25 @@ from oncoflow.errors import OncoflowError
 FORMAT = 1
 """Layout version of the artefact envelope."""
 
-MOVED: dict[str, str] = {"oncoflow.studies.net_survival": "oncoflow.survival.protocol"}
-"""Modules whose pickled classes moved (old -> new): artefacts written before still load."""
+MOVED: dict[tuple[str, str], str] = {
+    ("oncoflow.studies.net_survival", "ClinicalEncoder"): "oncoflow.survival.design",
+    ("oncoflow.studies.net_survival", "FittedCox"): "oncoflow.survival.design",
+    ("oncoflow.survival.protocol", "ClinicalEncoder"): "oncoflow.survival.design",
+    ("oncoflow.survival.protocol", "FittedCox"): "oncoflow.survival.design",
+    ("oncoflow.harmonize.combat", "_CovariateEncoder"): "oncoflow.harmonize.inputs",
+}
+"""Pickled classes that moved: ``(old module, class name) -> new module``.
+
+The one place that keeps artefacts written by older versions loadable: a class is pickled under
+the module it is defined in, and when it moves its old name is added here.
+"""
 
 
 class _Unpickler(pickle.Unpickler):
     """Finds a class that moved modules (:data:`MOVED`) in its new module."""
 
     def find_class(self, module: str, name: str) -> Any:
-        return super().find_class(MOVED.get(module, module), name)
+        return super().find_class(MOVED.get((module, name), module), name)
 
 
 def save_artefact(path: Path | str, obj: Any, *, kind: str) -> None:

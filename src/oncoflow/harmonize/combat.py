@@ -65,10 +65,6 @@ from oncoflow.harmonize.inputs import (
 
 log = logging.getLogger(__name__)
 
-# Fitted ComBat artefacts pickle their covariate encoder under this module's name (where it was
-# defined before it moved to harmonize.inputs); the same string object keeps the bytes identical.
-_CovariateEncoder.__module__ = __name__
-
 __all__ = ["CONVERGENCE", "MAX_ITER", "ComBat"]
 
 

@@ -1,9 +1,8 @@
 """Input handling of :class:`~oncoflow.harmonize.ComBat`: features, batches, covariates, design.
 
 Every check names the offending column, row or level (:class:`~oncoflow.errors.HarmonizationError`).
-:class:`_CovariateEncoder` is published as ``oncoflow.harmonize.combat._CovariateEncoder`` (its
-``__module__`` is set there): fitted ComBat artefacts hold one and refer to it by that name, before
-and after it moved here; its log lines keep the ComBat logger.
+ComBat artefacts pickled when :class:`_CovariateEncoder` lived in ``oncoflow.harmonize.combat``
+still load (:data:`oncoflow.artefacts.MOVED`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import pandas as pd
 
 from oncoflow.errors import HarmonizationError
 
-log = logging.getLogger("oncoflow.harmonize.combat")  # ComBat's log lines, unchanged by the split
+log = logging.getLogger(__name__)
 
 
 def names_list(values: Sequence[Any], limit: int = 5) -> str:

@@ -6,9 +6,8 @@ patients), :func:`design` builds the ``<block>:<column>`` feature matrices a Cox
 and applied on, and :class:`FittedCox` is a final model kept for new cohorts
 (:mod:`oncoflow.survival.apply`).
 
-Both classes are published as ``oncoflow.survival.protocol.ClinicalEncoder`` /
-``...FittedCox`` (their ``__module__``): the ``models.pkl`` written by training refer to them by
-that name, before and after they moved here, and their log lines keep the protocol's logger.
+Artefacts pickled when both classes lived in ``oncoflow.survival.protocol`` (or, before, in
+``oncoflow.studies.net_survival``) still load: :data:`oncoflow.artefacts.MOVED` maps them here.
 """
 
 from __future__ import annotations
@@ -23,10 +22,7 @@ import pandas as pd
 from oncoflow.errors import ModelError
 from oncoflow.survival.pipeline import CoxPipelineCV
 
-PUBLISHED_IN = "oncoflow.survival.protocol"
-"""Module the classes are pickled under (where they were defined before the split)."""
-
-log = logging.getLogger(PUBLISHED_IN)
+log = logging.getLogger(__name__)
 
 BLOCKS: tuple[str, ...] = ("radiomics", "pathomics", "clinical")
 """Feature blocks, the keys of ``features``."""
@@ -80,9 +76,6 @@ class ClinicalEncoder:
             for cat in cats[1:]:
                 out[f"clinical:{col}={cat}"] = (values.astype(str) == cat).astype(float).to_numpy()
         return pd.DataFrame(out, index=clinical.index)
-
-
-ClinicalEncoder.__module__ = PUBLISHED_IN
 
 
 def indexed(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -201,6 +194,3 @@ class FittedCox:
                 out[f"survival_{h:g}"] = survival[:, k]
         out.index.name = "patient_id"
         return out
-
-
-FittedCox.__module__ = PUBLISHED_IN
