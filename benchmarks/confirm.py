@@ -144,7 +144,8 @@ def render_readme(seed: int, table: str, readme: Path = REPO / "README.md") -> b
 
 def markdown(result: dict) -> str:
     """The confirmation tables of a ``confirm_<seed>.json`` with their title lines."""
-    title = f"Demo seed {result['seed']}, {result['scale']} scale ({result['command']})\n\n"
+    commands = "; ".join(run["command"] for run in runs_of(result))
+    title = f"Demo seed {result['seed']}, {result['scale']} scale ({commands})\n\n"
     text = title + summary_markdown(result["rows"])
     if result.get("models_vs_baseline"):
         text += "\nEvery model against the best baseline (paired, test patients):\n\n"
@@ -181,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect:
         previous = json.loads(stem.with_suffix(".json").read_text())
         rows = collect(args.collect)
-        result = previous | {
-            "rows": rows,
-            "models_vs_baseline": models_vs_baseline(args.collect, rows),
-            "collected_at": commit,  # jobs rerun in the kept folder ran this code
-        }
+        result = {k: v for k, v in previous.items() if k not in PROVENANCE}
+        # jobs rerun in the kept folder ran this code
+        result["runs"] = [run | {"collected_at": commit} for run in runs_of(previous)]
+        result["rows"] = rows
+        result["models_vs_baseline"] = models_vs_baseline(args.collect, rows)
         return write(stem, result)
     with tempfile.TemporaryDirectory(prefix=f"confirm_{args.seed}_") as tmp:
         workdir = args.keep or Path(tmp)
@@ -196,18 +197,47 @@ def main(argv: list[str] | None = None) -> int:
     command = f"python benchmarks/confirm.py --seed {args.seed} --scale {args.scale}"
     if args.studies:
         command += " --studies " + " ".join(args.studies)
-    result = {
-        "seed": args.seed,
-        "commit": commit,
-        "scale": args.scale,
-        "cores": args.cores,
-        "wall_s": round(wall, 1),
-        "command": command,
-        "studies": args.studies or "all",
-        "rows": rows,
-        "models_vs_baseline": versus,
-    }
+    run = {"commit": commit, "cores": args.cores, "wall_s": round(wall, 1), "command": command}
+    run["studies"] = args.studies or "all"
+    result = {"seed": args.seed, "scale": args.scale, "runs": [run], "rows": rows}
+    result["models_vs_baseline"] = versus
+    previous = stem.with_suffix(".json")
+    if args.studies and previous.is_file():
+        result = merged(json.loads(previous.read_text()), result, args.studies)
     return write(stem, result)
+
+
+PROVENANCE = ("commit", "cores", "wall_s", "command", "studies", "collected_at")
+
+
+def runs_of(result: dict) -> list[dict]:
+    """The runs a confirmation JSON was written from (older files hold one, at the top level)."""
+    if "runs" in result:
+        return list(result["runs"])
+    return [{k: result[k] for k in PROVENANCE if k in result}]
+
+
+def merged(previous: dict, new: dict, studies: list[str]) -> dict:
+    """``new`` (a run of ``studies``) over ``previous``: the other studies' rows are kept.
+
+    Each row keeps the run it came from in ``runs``; a previous run whose studies are all
+    rerun is dropped. Refused when the scales differ.
+    """
+    if previous.get("scale") != new["scale"]:
+        scales = f"{previous.get('scale')}, this run {new['scale']}"
+        msg = f"confirm_{new['seed']}.json is of scale {scales}: run all its studies again"
+        raise SystemExit(msg)
+    kept_runs = [
+        run
+        for run in runs_of(previous)
+        if run.get("studies") == "all" or set(run.get("studies", [])) - set(studies)
+    ]
+    out = {k: v for k, v in previous.items() if k not in PROVENANCE}
+    out["runs"] = kept_runs + new["runs"]
+    for key in ("rows", "models_vs_baseline"):
+        old = [row for row in previous.get(key, []) if row["study"] not in studies]
+        out[key] = old + new[key]
+    return out
 
 
 def write(stem: Path, result: dict) -> int:
