@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +243,8 @@ def index_tree(root: Path, *, cache: Path | None = None, workers: int = 1) -> li
     for record in fresh:
         records[record.path] = record
     log.info("indexed %d files (%d from the cache)", len(records), len(records) - len(fresh))
-    if cache is not None:
-        payload = {"format": CACHE_FORMAT, "records": [asdict(r) for r in records.values()]}
+    if cache is not None and (fresh or set(cached) != set(records)):
+        payload = {"format": CACHE_FORMAT, "records": [vars(r) for r in records.values()]}
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         Path(cache).write_text(json.dumps(payload))
     return [records[k] for k in sorted(records)]
