@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             timings[name] = round(time.perf_counter() - start, 2)
             assert len(records) == files
     result = {
-        "command": "python benchmarks/dicom_index.py " + " ".join(argv or []),
+        "command": " ".join(["python benchmarks/dicom_index.py", *(argv or [])]),
         "files": files,
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
