@@ -18,10 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from oncoflow.errors import OncoflowError
 from oncoflow.importer.index import Record, index_tree
 from oncoflow.importer.plan import ImportPlan, Slot, dicom_date, plan_import
 from oncoflow.importer.rules import DEFAULT_RULES, Rules, load_rules
-from oncoflow.importer.write import load_key, pseudonym, write_cohort
+from oncoflow.importer.write import cohort_images, load_key, pseudonym, write_cohort
 
 __all__ = [
     "DEFAULT_RULES",
@@ -29,11 +30,14 @@ __all__ = [
     "Record",
     "Rules",
     "Slot",
+    "cohort_images",
     "import_dicom",
     "index_tree",
     "load_key",
     "load_rules",
     "plan_import",
+    "plan_tree",
+    "planned_images",
     "pseudonym",
     "read_id_table",
     "write_cohort",
@@ -58,11 +62,57 @@ def _anchors(
         return {}
     if clinical is None or column not in clinical.columns:
         msg = f"anchor column {column!r} needs a clinical table that has it"
-        raise ValueError(msg)
+        raise OncoflowError(msg)
     rows = clinical[[id_column, column]].dropna()
-    return {
-        str(p).strip(): dicom_date(d) for p, d in zip(rows[id_column], rows[column], strict=True)
-    }
+    rows = rows[rows[column].astype(str).str.strip() != ""]
+    pairs = zip(rows[id_column], rows[column], strict=True)
+    return {str(p).strip(): dicom_date(d) for p, d in pairs}
+
+
+def plan_tree(
+    tree: Path,
+    *,
+    rules: Path | None = None,
+    clinical: pd.DataFrame | None = None,
+    id_column: str = "patient_id",
+    anchor_column: str | None = None,
+    cache: Path | None = None,
+    workers: int = 1,
+) -> tuple[ImportPlan, Rules]:
+    """Index ``tree`` (through the cache) and plan its import; nothing is written but the cache."""
+    loaded = load_rules(rules)
+    records = index_tree(Path(tree), cache=cache, workers=workers)
+    anchors = _anchors(clinical, id_column, anchor_column)
+    return plan_import(records, loaded, anchors=anchors), loaded
+
+
+def planned_images(settings: Mapping[str, Any], cohort: Path) -> pd.DataFrame:
+    """The ``images.csv`` rows an import will write, from a study's ``import`` settings.
+
+    What the workflow plans its jobs from before the import rule has run: the tree is indexed
+    (through the cohort folder's index cache, created here on the first run) and planned, the
+    pseudonyms come from the key file (created when missing). Nothing else is written.
+
+    Raises:
+        OncoflowError: The tree does not exist or holds no image series to import.
+    """
+    tree = Path(settings["dicom"])
+    if not tree.is_dir():
+        raise OncoflowError(f"{tree}: the DICOM tree of the import does not exist")
+    clinical = settings.get("clinical")
+    cohort = Path(cohort)
+    cohort.mkdir(parents=True, exist_ok=True)
+    plan, _ = plan_tree(
+        tree,
+        rules=settings.get("rules"),
+        clinical=read_id_table(Path(clinical)) if clinical else None,
+        id_column=settings.get("id_column", "patient_id"),
+        anchor_column=settings.get("anchor_column"),
+        cache=cohort / ".dicom_index.json",
+    )
+    if not plan.slots:
+        raise OncoflowError(f"{tree}: no image series to import (run scripts/import_dicom.py)")
+    return cohort_images(plan, load_key(Path(settings["key_file"])))
 
 
 def import_dicom(
@@ -93,11 +143,17 @@ def import_dicom(
         cache: Index cache file (default ``out/.dicom_index.json``).
         workers: Processes reading headers.
     """
-    loaded = load_rules(rules)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    records = index_tree(Path(tree), cache=cache or out / ".dicom_index.json", workers=workers)
-    plan = plan_import(records, loaded, anchors=_anchors(clinical, id_column, anchor_column))
+    plan, loaded = plan_tree(
+        tree,
+        rules=rules,
+        clinical=clinical,
+        id_column=id_column,
+        anchor_column=anchor_column,
+        cache=cache or out / ".dicom_index.json",
+        workers=workers,
+    )
     return write_cohort(
         plan,
         Path(tree),

@@ -39,11 +39,11 @@ import pandas as pd
 
 from oncoflow.convert.patient import converted_stem
 from oncoflow.errors import OncoflowError
-from oncoflow.importer.plan import ImportPlan
+from oncoflow.importer.plan import ImportPlan, Slot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_key", "pseudonym", "write_cohort"]
+__all__ = ["cohort_images", "load_key", "pseudonym", "write_cohort"]
 
 
 def load_key(path: Path) -> bytes:
@@ -99,6 +99,40 @@ def _rekey(
     return out, {"rows": int(known.sum()), "without_images": dropped, "without_row": missing}
 
 
+def _stem_folder(key: bytes, slot: Slot) -> tuple[str, Path, str]:
+    """(pseudonym, ``dicom/<pseudonym>/tp<t>``, converted stem) of a slot."""
+    patient = pseudonym(key, slot.patient)
+    return (
+        patient,
+        Path("dicom") / patient / f"tp{slot.timepoint}",
+        converted_stem(slot.modality, slot.series),
+    )
+
+
+def cohort_images(plan: ImportPlan, key: bytes) -> pd.DataFrame:
+    """The ``images.csv`` rows of a plan (what :func:`write_cohort` writes; nothing is read).
+
+    The workflow plans its jobs from these rows before the import rule has written anything.
+    """
+    rows = []
+    for slot in plan.slots:
+        patient, folder, stem = _stem_folder(key, slot)
+        rows.append(
+            {
+                "patient_id": patient,
+                "timepoint": slot.timepoint,
+                "modality": slot.modality,
+                "series": slot.series,
+                "path": (folder / stem).as_posix(),
+                "mask_path": (folder / f"{stem}_mask.dcm").as_posix() if slot.mask else "",
+                "mask_roi": slot.mask_roi or "",
+                "site": pseudonym(key, f"site:{slot.institution}", prefix="site_", digits=6),
+            }
+        )
+    columns = ["patient_id", "timepoint", "modality", "series"]
+    return pd.DataFrame(rows).sort_values(columns).reset_index(drop=True)
+
+
 def write_cohort(
     plan: ImportPlan,
     tree: Path,
@@ -122,30 +156,13 @@ def write_cohort(
         raise OncoflowError(f"{key_file}: keep the key file outside the cohort folder {out}")
     key = load_key(key_file)
     ids = {s.patient: pseudonym(key, s.patient) for s in plan.slots}
-    rows = []
     for slot in plan.slots:
-        folder = Path("dicom") / ids[slot.patient] / f"tp{slot.timepoint}"
-        stem = converted_stem(slot.modality, slot.series)
+        _, folder, stem = _stem_folder(key, slot)
         for i, name in enumerate(slot.files, start=1):
             _link(tree / name, out / folder / stem / f"{i:04d}.dcm")
-        mask = None
         if slot.mask:
-            mask = folder / f"{stem}_mask.dcm"
-            _link(tree / slot.mask, out / mask)
-        site = pseudonym(key, f"site:{slot.institution}", prefix="site_", digits=6)
-        rows.append(
-            {
-                "patient_id": ids[slot.patient],
-                "timepoint": slot.timepoint,
-                "modality": slot.modality,
-                "series": slot.series,
-                "path": (folder / stem).as_posix(),
-                "mask_path": mask.as_posix() if mask else "",
-                "mask_roi": slot.mask_roi or "",
-                "site": site,
-            }
-        )
-    images = pd.DataFrame(rows).sort_values(["patient_id", "timepoint", "modality", "series"])
+            _link(tree / slot.mask, out / folder / f"{stem}_mask.dcm")
+    images = cohort_images(plan, key)
     images.to_csv(out / "images.csv", index=False)
     clinical_out, clinical_info = _rekey(clinical, ids, "clinical", key, id_column)
     if clinical_out is None:
