@@ -27,6 +27,8 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
+from oncoflow.progress import Progress
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_FORMAT", "Record", "index_tree", "read_record"]
@@ -234,12 +236,17 @@ def index_tree(root: Path, *, cache: Path | None = None, workers: int = 1) -> li
         else:
             todo.append(path)
     chunks = [todo[i : i + 64] for i in range(0, len(todo), 64)]
+    progress = Progress(len(todo), "reading DICOM headers: file", logger=log)
+    fresh: list[Record] = []
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_read_many, [root] * len(chunks), chunks)
-            fresh = [r for chunk in results for r in chunk]
+            for chunk in pool.map(_read_many, [root] * len(chunks), chunks):
+                fresh += chunk
+                progress.update(len(fresh))
     else:
-        fresh = [r for chunk in chunks for r in _read_many(root, chunk)]
+        for chunk in chunks:
+            fresh += _read_many(root, chunk)
+            progress.update(len(fresh))
     for record in fresh:
         records[record.path] = record
     log.info("indexed %d files (%d from the cache)", len(records), len(records) - len(fresh))
