@@ -21,6 +21,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/demo.smk"
+include: "rules/import_dicom.smk"
 include: "rules/validate.smk"
 include: "rules/convert.smk"
 include: "rules/splits.smk"

@@ -20,6 +20,7 @@ except ValueError as exc:
     raise WorkflowError(str(exc)) from None
 
 from oncoflow.demo import plan_cohort  # noqa: E402
+from oncoflow.importer import planned_images  # noqa: E402
 from oncoflow.errors import ConfigError  # noqa: E402
 from oncoflow.studies import recipe_for  # noqa: E402
 from oncoflow.baselines.design import BASELINE_NAMES, baseline_inputs, study_baselines  # noqa: E402
@@ -83,6 +84,21 @@ def is_demo(study):
     return DEMO["enabled"] and Path(STUDIES[study]["cohort"]) == DEMO_OUT / study
 
 
+def is_imported(study):
+    """True when the study's cohort is built from a DICOM tree (studies.<study>.import)."""
+    return bool(STUDIES[study].get("import"))
+
+
+def generated_folder(study):
+    """The folder a rule of this workflow fills with the study's image files (the demo's images,
+    an import's DICOM links), None for a cohort the user gave."""
+    if is_demo(study):
+        return cohort_dir(study) / "images"
+    if is_imported(study):
+        return cohort_dir(study) / "dicom"
+    return None
+
+
 def demo_patients(study):
     """Number of demo patients of a study: demo.study_patients.<study>, else demo.patients."""
     return DEMO.get("study_patients", {}).get(study, DEMO["patients"])
@@ -104,6 +120,8 @@ def _checked(function, *args, **kwargs):
 def _read_images(study):
     if is_demo(study):
         return plan_cohort(study, seed=DEMO["seed"], patients=demo_patients(study)).images
+    if is_imported(study):  # planned from the DICOM tree; the import rule writes the folder
+        return _checked(planned_images, STUDIES[study]["import"], cohort_dir(study))
     return _checked(
         tables.read_images, cohort_dir(study), f"study {study}", f"studies.{study}.cohort"
     )
@@ -185,6 +203,12 @@ def _study_tables(wildcards):
     if is_demo(study):
         tables = ["images.csv", "clinical.csv", "outcomes.csv", "splits.csv", "oracle.json"]
         return [root / name for name in tables] + [root / "images"]
+    if is_imported(study):
+        settings = STUDIES[study]["import"]
+        names = ["images.csv", "clinical.csv"] + (
+            ["outcomes.csv"] if settings.get("outcomes") else []
+        )
+        return [root / name for name in names] + [root / "dicom"]
     names = [root / name for name in ("images.csv", "clinical.csv", "outcomes.csv")]
     if (root / "splits.csv").exists():
         names.append(root / "splits.csv")
@@ -308,8 +332,8 @@ def convert_batch_inputs(run):
     def inputs(wildcards):
         study = wildcards.study
         qc_report = run_path(run, dag.QC_STUDY, study=study)
-        if is_demo(study) and not run.applied:
-            return [qc_report, cohort_dir(study) / "images"]
+        if generated_folder(study) and not run.applied:
+            return [qc_report, generated_folder(study)]
         sources = _patient_sources(study, run)
         return [qc_report] + [
             f for p in _convert_batch_patients(wildcards, run) for f in sources[p]

@@ -165,6 +165,27 @@ def test_user_cohort_without_demo(tmp_path, default_config):
     assert counts["convert_patient"] == 3
 
 
+def test_a_study_imported_from_a_dicom_tree(tmp_path, default_config):
+    """studies.<s>.import: the tree is planned when the workflow starts, one rule imports it."""
+    from oncoflow.demo.dicomtree import write_dicom_tree
+
+    manifest = write_dicom_tree(tmp_path / "tree", seed=1)
+    default_config["demo"]["enabled"] = False
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name == "liver_response"
+    study = default_config["studies"]["liver_response"]
+    study["cohort"] = str(tmp_path / "cohort")
+    study["import"] = {"dicom": str(tmp_path / "tree"), "key_file": str(tmp_path / "keys/k")}
+    write_config(tmp_path / "run", default_config)
+    counts = dry_run(tmp_path / "run")
+    assert counts["import_cohort_liver_response"] == 1
+    assert counts["validate_cohort"] == 1
+    assert counts["convert_patient"] == len(manifest["patients"])
+    assert (tmp_path / "keys" / "k").is_file()  # pseudonyms need the key from the start
+    assert (tmp_path / "cohort" / ".dicom_index.json").is_file()
+    assert not (tmp_path / "cohort" / "images.csv").exists()  # the rule writes it
+
+
 def test_missing_user_cohort_is_a_clear_error(tmp_path, default_config):
     default_config["demo"]["enabled"] = False
     write_config(tmp_path, default_config)

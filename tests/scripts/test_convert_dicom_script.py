@@ -107,4 +107,4 @@ def test_mask_arguments_together(tmp_path, script, capsys):
         ["--series", str(tmp_path), "--out", "x.nii.gz", "--sidecar", "x.json", "--roi", "GTV"]
     )
     assert code == 1
-    assert "must be given together" in capsys.readouterr().err
+    assert "--mask and --mask-out go together, and --roi needs them" in capsys.readouterr().err

@@ -17,6 +17,7 @@ ENTRY_POINTS = {
         "--series",
         "--out",
         "--sidecar",
+        "--mask",
         "--rtstruct",
         "--roi",
         "--mask-out",

@@ -154,7 +154,7 @@ def dicom_ct(tmp_path_factory) -> Path:
     ],
 )
 def test_check_rtstruct(dicom_ct, roi, expected):
-    found = files.check_rtstruct(
+    found = files.check_dicom_mask(
         dicom_ct / "rtstruct.dcm", roi=roi, label="rtstruct.dcm", patient_id="P002"
     )
     assert len(found) == len(expected)
@@ -165,11 +165,11 @@ def test_check_rtstruct(dicom_ct, roi, expected):
 
 def test_check_rtstruct_not_an_rtstruct(dicom_ct, tmp_path):
     ct_slice = next((dicom_ct / "ct_dicom").iterdir())
-    found = files.check_rtstruct(ct_slice, roi="GTV", label="x.dcm", patient_id="P")
-    assert found[0].message == "mask is a DICOM file of modality CT, not RTSTRUCT"
+    found = files.check_dicom_mask(ct_slice, roi="GTV", label="x.dcm", patient_id="P")
+    assert found[0].message == "mask is a DICOM file of modality CT, not RTSTRUCT or SEG"
     text = tmp_path / "mask.txt"
     text.write_text("not dicom")
-    found = files.check_rtstruct(text, roi="GTV", label="mask.txt", patient_id="P")
+    found = files.check_dicom_mask(text, roi="GTV", label="mask.txt", patient_id="P")
     assert found[0].message.startswith("mask is neither a NIfTI file")
 
 

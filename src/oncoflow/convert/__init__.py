@@ -1,12 +1,14 @@
-"""Conversion stage: DICOM / NIfTI / RTSTRUCT inputs to NIfTI images, masks and JSON sidecars.
+"""Conversion stage: DICOM / NIfTI / RTSTRUCT / SEG inputs to NIfTI images, masks and JSON sidecars.
 
 Modules:
     dicom: read one DICOM series with checked geometry (:func:`read_series`), header-only
         checks (:func:`inspect_series`), gantry tilt and uneven spacing handling.
     suv: SUVbw factors from PET headers.
     rtstruct: rasterise RTSTRUCT ROIs onto an image grid.
+    seg: rasterise DICOM SEG segments onto an image grid (read with highdicom).
+    masks: either of the two, told apart by the file's headers.
     nifti: NIfTI standardisation and metadata-free writers.
-    series: one DICOM series (+ RTSTRUCT) to NIfTI + sidecar (``scripts/convert_dicom.py``).
+    series: one DICOM series (+ RTSTRUCT or SEG) to NIfTI + sidecar (``scripts/convert_dicom.py``).
     patient: every image of one patient (``scripts/convert_patient.py``, one Snakemake job).
 """
 
@@ -27,6 +29,8 @@ _EXPORTS = {
     "convert_patient": "oncoflow.convert.patient",
     "converted_stem": "oncoflow.convert.patient",
     "rasterize": "oncoflow.convert.rtstruct",
+    "rasterize_dicom_mask": "oncoflow.convert.masks",
+    "rasterize_seg_with_info": "oncoflow.convert.seg",
     "roi_names": "oncoflow.convert.rtstruct",
     "convert_dicom_series": "oncoflow.convert.series",
     "SuvParameters": "oncoflow.convert.suv",
@@ -52,6 +56,8 @@ __all__ = [
     "converted_stem",
     "inspect_series",
     "rasterize",
+    "rasterize_dicom_mask",
+    "rasterize_seg_with_info",
     "read_series",
     "roi_names",
     "standardise_image",

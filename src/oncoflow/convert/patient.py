@@ -73,8 +73,8 @@ class _RowJob:
         series: The row's series (``-`` for the modality's single series).
         timepoint: The row's timepoint.
         source: The image (DICOM series folder or NIfTI file).
-        mask_src: The mask (NIfTI label map or RTSTRUCT), ``None`` without one.
-        rois: RTSTRUCT ROI names (``mask_roi`` split on ``'+'``).
+        mask_src: The mask (NIfTI label map, RTSTRUCT or DICOM SEG), ``None`` without one.
+        rois: RTSTRUCT ROI names or SEG segments (``mask_roi`` split on ``'+'``).
         image_out: The converted image.
         sidecar: Its JSON sidecar.
         mask_out: The converted mask.
@@ -94,7 +94,7 @@ class _RowJob:
 
     @property
     def mask_is_nifti(self) -> bool:
-        """Whether the mask is a NIfTI label map (else an RTSTRUCT, or no mask)."""
+        """Whether the mask is a NIfTI label map (else an RTSTRUCT or a SEG, or no mask)."""
         return self.mask_src is not None and is_nifti(self.mask_src)
 
 
@@ -141,10 +141,13 @@ def _check_inputs(job: _RowJob) -> None:
     if mask_src is not None and not mask_src.exists():
         raise ConversionError(f"{mask_src}: mask file does not exist")
     if mask_src is not None and not job.mask_is_nifti and not job.rois:
-        raise ConversionError(
-            f"{mask_src}: mask_path is an RTSTRUCT but mask_roi is empty "
-            "(name the ROI(s) to rasterise, joined by '+')"
-        )
+        from oncoflow.convert.masks import dicom_mask_format  # pydicom only for DICOM masks
+
+        if dicom_mask_format(mask_src) == "RTSTRUCT":
+            raise ConversionError(
+                f"{mask_src}: mask_path is an RTSTRUCT but mask_roi is empty "
+                "(name the ROI(s) to rasterise, joined by '+')"
+            )
     if not job.source.exists():
         raise ConversionError(f"{job.source}: file or folder does not exist")
 
@@ -152,7 +155,7 @@ def _check_inputs(job: _RowJob) -> None:
 def _convert_dicom_row(
     job: _RowJob, *, tilt: str, uneven_spacing: str
 ) -> tuple[dict[str, Any], list[Path]]:
-    """Convert a DICOM series row (and its RTSTRUCT or NIfTI mask); returns (sidecar, files)."""
+    """Convert a DICOM series row (and its RTSTRUCT, SEG or NIfTI mask); (sidecar, files)."""
     from oncoflow.convert.series import convert_dicom_series  # pydicom only for DICOM rows
 
     mask_src = job.mask_src
@@ -160,7 +163,7 @@ def _convert_dicom_row(
         job.source,
         job.image_out,
         job.sidecar,
-        rtstruct=None if (mask_src is None or job.mask_is_nifti) else mask_src,
+        dicom_mask=None if (mask_src is None or job.mask_is_nifti) else mask_src,
         roi_names=job.rois,
         mask_out=job.mask_out,
         suv=job.modality == "PET",
@@ -183,7 +186,7 @@ def _convert_dicom_row(
 
 
 def _convert_nifti_row(job: _RowJob) -> tuple[dict[str, Any], list[Path]]:
-    """Convert a NIfTI image row (and its NIfTI or RTSTRUCT mask); returns (sidecar, files)."""
+    """Convert a NIfTI image row (and its NIfTI, RTSTRUCT or SEG mask); returns (sidecar, files)."""
     image, info = standardise_image(job.source, job.image_out)
     data = {**job.extra, "image": job.image_out.name, **info}
     if job.modality == "PET":
@@ -195,11 +198,12 @@ def _convert_nifti_row(job: _RowJob) -> tuple[dict[str, Any], list[Path]]:
         if job.mask_is_nifti:
             mask_info = standardise_mask(job.mask_src, job.mask_out, image)
         else:
-            from oncoflow.convert.rtstruct import rasterize_with_info
+            from oncoflow.convert.masks import rasterize_dicom_mask
 
-            labels, mask_info = rasterize_with_info(job.mask_src, image, job.rois)
+            labels, mask_info = rasterize_dicom_mask(job.mask_src, image, job.rois)
             data["warnings"].append(
-                "RTSTRUCT rasterised onto a NIfTI image: its frame of reference cannot be checked"
+                f"{mask_info['source']['format']} rasterised onto a NIfTI image: its frame of "
+                "reference cannot be checked"
             )
             write_image(labels, job.mask_out, mask=True)
         data["mask"] = {"file": job.mask_out.name, **mask_info}

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from skimage.draw import polygon as fill_polygon
 
+from oncoflow.convert._messages import first_line, z_extent
 from oncoflow.errors import ConversionError
 
 __all__ = ["rasterize", "rasterize_with_info", "read_rtstruct", "roi_names"]
@@ -46,14 +47,12 @@ def read_rtstruct(path: Path) -> Dataset:
     except pydicom.errors.InvalidDicomError:
         ds = None  # maybe a dataset without the 128-byte preamble: retry below
     except Exception as exc:
-        raise ConversionError(f"{path}: not a readable DICOM file ({_first_line(exc)})") from exc
+        raise ConversionError(f"{path}: not a readable DICOM file ({first_line(exc)})") from exc
     if ds is None:
         try:
             ds = pydicom.dcmread(path, force=True)
         except Exception as exc:
-            raise ConversionError(
-                f"{path}: not a readable DICOM file ({_first_line(exc)})"
-            ) from exc
+            raise ConversionError(f"{path}: not a readable DICOM file ({first_line(exc)})") from exc
         if "SOPClassUID" not in ds and "StructureSetROISequence" not in ds:
             raise ConversionError(f"{path}: not a readable DICOM file")
     if str(ds.get("SOPClassUID", "")) != _RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
@@ -216,7 +215,7 @@ def _off_grid_message(path: Path, key: str, z_range: list[float], reference: sit
     )
     return (
         f"{path}: ROI '{key}' has no contour on the image grid ({where}; the image "
-        f"covers {_extent(reference)})"
+        f"covers {z_extent(reference)})"
     )
 
 
@@ -304,19 +303,6 @@ def rasterize(
     return labels
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _case_insensitive(name: str, available: dict[str, tuple[int, str]]) -> str | None:
     matches = [n for n in available if n.casefold() == name.strip().casefold()]
     return matches[0] if len(matches) == 1 else None
-
-
-def _extent(image: sitk.Image) -> str:
-    """Describe the physical extent of an image along its third axis (mm)."""
-    size = image.GetSize()
-    first = image.TransformIndexToPhysicalPoint((0, 0, 0))
-    last = image.TransformIndexToPhysicalPoint((0, 0, size[2] - 1))
-    return f"z = {min(first[2], last[2]):.1f} to {max(first[2], last[2]):.1f} mm"

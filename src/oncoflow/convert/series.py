@@ -1,4 +1,4 @@
-"""Convert one DICOM series (plus optional RTSTRUCT mask) to NIfTI with a JSON sidecar."""
+"""Convert one DICOM series (plus an optional RTSTRUCT or SEG mask) to NIfTI with a JSON sidecar."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 import oncoflow
 from oncoflow.convert.dicom import read_series_with_headers
+from oncoflow.convert.masks import rasterize_dicom_mask
 from oncoflow.convert.nifti import write_image, write_json
-from oncoflow.convert.rtstruct import rasterize_with_info
 from oncoflow.convert.suv import suv_parameters
 from oncoflow.errors import ConversionError
 
@@ -78,7 +78,7 @@ def convert_dicom_series(
     out_image: Path,
     sidecar: Path,
     *,
-    rtstruct: Path | None = None,
+    dicom_mask: Path | None = None,
     roi_names: Sequence[str] = (),
     mask_out: Path | None = None,
     suv: bool = False,
@@ -93,10 +93,11 @@ def convert_dicom_series(
         out_image: ``.nii.gz`` to write.
         sidecar: JSON sidecar to write (geometry, source, warnings, corrections, SUV factors,
             mask description; never PHI).
-        rtstruct: Optional RTSTRUCT file whose ROIs ``roi_names`` are rasterised onto the
-            converted image grid (labels 1..n in order) and written to ``mask_out``.
-        roi_names: ROI names (with ``rtstruct``).
-        mask_out: Mask ``.nii.gz`` (uint8) to write (with ``rtstruct``).
+        dicom_mask: Optional RTSTRUCT or DICOM SEG file whose ROIs / segments ``roi_names`` are
+            rasterised onto the converted image grid (labels 1..n in order) and written to
+            ``mask_out`` (:func:`~oncoflow.convert.masks.rasterize_dicom_mask`).
+        roi_names: ROI names, or segment labels / numbers (a SEG may be given none).
+        mask_out: Mask ``.nii.gz`` (uint8) to write (with ``dicom_mask``).
         suv: Convert PET to SUVbw.
         tilt: Tilt policy.
         uneven_spacing: Uneven spacing policy.
@@ -106,18 +107,18 @@ def convert_dicom_series(
         The sidecar content.
 
     Raises:
-        ConversionError: On any problem, naming the series folder or the RTSTRUCT file.
+        ConversionError: On any problem, naming the series folder or the mask file.
     """
-    if rtstruct is not None and (not roi_names or mask_out is None):
-        raise ConversionError(f"{rtstruct}: an RTSTRUCT needs ROI name(s) and a mask output")
+    if dicom_mask is not None and mask_out is None:
+        raise ConversionError(f"{dicom_mask}: a DICOM mask needs a mask output")
     image, info, frame = dicom_to_image(
         series_dir, suv=suv, tilt=tilt, uneven_spacing=uneven_spacing
     )
     mask_info = None
     mask_image = None
-    if rtstruct is not None:
-        mask_image, mask_info = rasterize_with_info(
-            Path(rtstruct), image, list(roi_names), frame_of_reference_uid=frame
+    if dicom_mask is not None:
+        mask_image, mask_info = rasterize_dicom_mask(
+            Path(dicom_mask), image, list(roi_names), frame_of_reference_uid=frame
         )
     write_image(image, out_image)
     sidecar_data: dict[str, Any] = {**(extra or {})}

@@ -33,6 +33,7 @@ CHECKS: tuple[str, ...] = (
     "geometry",
     "masks",
     "rtstruct",
+    "seg",
     "dicom",
     "slides",
 )
@@ -175,7 +176,7 @@ def _check_label_map(
     if mask_geometry is None:
         return found
     if not is_missing(roi):
-        message = f"mask_roi {roi!r} is ignored: the mask is a label map, not an RTSTRUCT"
+        message = f"mask_roi {roi!r} is ignored: the mask is a label map, not an RTSTRUCT or SEG"
         found.append(Problem(pid, mask_label, "masks", message, severity=WARNING))
     if geometry is not None:
         found += files.check_geometry(
@@ -247,7 +248,7 @@ def _check_image_row(
         "rtstruct",
         pid,
         mask_label,
-        files.check_rtstruct,
+        files.check_dicom_mask,
         mask,
         roi=None if is_missing(roi) else str(roi),
         label=mask_label,
@@ -350,7 +351,8 @@ def _check_image_files(
             uneven_spacing=uneven_spacing,
             mask_cache=mask_cache,
         )
-    report.checks_run += ["paths", "readable", "geometry", "masks", "rtstruct", "dicom", "slides"]
+    checks = ["paths", "readable", "geometry", "masks", "rtstruct", "seg", "dicom", "slides"]
+    report.checks_run += checks
     return found
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,36 +279,45 @@ def rtstruct_roi_names(ds: object) -> dict[int, str]:
     return names
 
 
-def check_rtstruct(
+def check_dicom_mask(
     path: Path, *, roi: str | None, label: str, patient_id: str | None
 ) -> list[Problem]:
-    """Check an RTSTRUCT mask: a DICOM RTSTRUCT holding every ROI ``roi`` names, with contours.
+    """Check a DICOM mask: an RTSTRUCT or a SEG holding every ROI / segment ``roi`` names.
+
+    Reads headers only. An RTSTRUCT needs ``roi`` and each named ROI must have contours; a SEG
+    may be given none (every segment is rasterised), else each named segment (label or number)
+    must exist (:func:`oncoflow.convert.seg.segment_number` matches them).
 
     Args:
-        path: The RTSTRUCT file.
-        roi: ``mask_roi`` of the row: one ROI name or several joined by ``+``.
-        label: RTSTRUCT path as written in the table.
+        path: The RTSTRUCT or SEG file.
+        roi: ``mask_roi`` of the row: one name or several joined by ``+``.
+        label: Mask path as written in the table.
         patient_id: Patient the row belongs to.
 
     Returns:
-        Problems with ``check="rtstruct"``.
+        Problems with ``check="rtstruct"`` (an RTSTRUCT, or a file that is neither) or
+        ``check="seg"``.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    def problem(message: str) -> list[Problem]:
-        return [Problem(patient_id, label, "rtstruct", message)]
+    def problem(message: str, check: str = "rtstruct") -> list[Problem]:
+        return [Problem(patient_id, label, check, message)]
 
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         return problem(
-            "mask is neither a NIfTI file (.nii/.nii.gz) nor a readable DICOM RTSTRUCT "
+            "mask is neither a NIfTI file (.nii/.nii.gz) nor a readable DICOM RTSTRUCT or SEG "
             f"({_first_line(exc)})"
         )
     modality = str(getattr(ds, "Modality", ""))
+    if modality == "SEG":
+        return _seg_problems(path, ds, roi, lambda message: problem(message, "seg"))
     if modality != "RTSTRUCT":
-        return problem(f"mask is a DICOM file of modality {modality or 'unknown'}, not RTSTRUCT")
+        return problem(
+            f"mask is a DICOM file of modality {modality or 'unknown'}, not RTSTRUCT or SEG"
+        )
     if roi is None or not str(roi).strip():
         return problem("mask_roi is empty: an RTSTRUCT mask needs the ROI name(s) to rasterise")
     names = rtstruct_roi_names(ds)
@@ -327,6 +336,27 @@ def check_rtstruct(
             found += problem(f"RTSTRUCT has no ROI named '{wanted}' (ROIs: {available})")
         elif not any(n in with_contours for n in numbers):
             found += problem(f"RTSTRUCT ROI '{wanted}' has no contours (empty mask)")
+    return found
+
+
+def _seg_problems(
+    path: Path, ds: object, roi: str | None, problem: Callable[[str], list[Problem]]
+) -> list[Problem]:
+    """The named segments a SEG lacks (none named: a SEG without any segment)."""
+    from oncoflow.convert.seg import segment_labels, segment_number
+    from oncoflow.errors import ConversionError
+
+    available = segment_labels(ds)
+    if not available:
+        return problem("the SEG has no segment")
+    found: list[Problem] = []
+    for wanted in (roi or "").split("+"):
+        if not wanted.strip():
+            continue
+        try:
+            segment_number(path, wanted, available)
+        except ConversionError as exc:
+            found += problem(str(exc).split(": ", 1)[-1])
     return found
 
 

@@ -60,6 +60,21 @@ def validate_options(settings: Mapping, convert: Mapping) -> dict[str, object]:
     }
 
 
+def import_options(settings: Mapping) -> str:
+    """Options of import_dicom.py from a study's ``import`` block (quoted; unset ones left out)."""
+    return quoted_options(
+        {
+            "--dicom": settings["dicom"],
+            "--key-file": settings["key_file"],
+            "--rules": settings.get("rules"),
+            "--clinical": settings.get("clinical"),
+            "--outcomes": settings.get("outcomes"),
+            "--id-column": settings.get("id_column", "patient_id"),
+            "--anchor-column": settings.get("anchor_column"),
+        }
+    )
+
+
 def folds_options(settings: Mapping, seed: int) -> str:
     """Options of make_folds.py: seed, repeats / k, holdout fraction, strata, external sites."""
     folds = settings.get("folds", {})

@@ -98,8 +98,13 @@ def _base_dataset(
     phi: FakePHI,
     seed: int,
     study_time: str,
+    study_date: str | None = None,
 ) -> Dataset:
-    """Return a dataset with file meta, SOP common, patient, study and equipment modules filled."""
+    """Return a dataset with file meta, SOP common, patient, study and equipment modules filled.
+
+    Study, series and content dates are ``study_date`` (``YYYYMMDD``), by default the date derived
+    from ``seed``.
+    """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_instance
@@ -113,7 +118,7 @@ def _base_dataset(
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_instance
     study_uid, _ = _study_uids(phi, seed)
-    date = _study_date(seed)
+    date = _study_date(seed) if study_date is None else study_date
     ds.StudyDate = date
     ds.SeriesDate = date
     ds.ContentDate = date

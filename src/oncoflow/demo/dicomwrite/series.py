@@ -136,6 +136,10 @@ def write_ct_series(
     series_description: str = "CT",
     gantry_tilt_deg: float = 0.0,
     slice_positions_mm: Sequence[float] | None = None,
+    study_date: str | None = None,
+    series_number: int | None = None,
+    image_type: Sequence[str] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+    contrast_agent: str | None = None,
 ) -> list[Path]:
     """Write a 3D CT image (HU) as a CT Image Storage series, one file per slice.
 
@@ -157,6 +161,12 @@ def write_ct_series(
         slice_positions_mm: Overrides the slice positions along the slice normal (for axial
             images: the z coordinate, mm), one per slice, e.g. to build non-uniform spacing.
             The pixel data of slice ``k`` are ``image``'s slice ``k`` unchanged.
+        study_date: StudyDate / SeriesDate / ContentDate (``YYYYMMDD``); by default derived from
+            ``seed``. The StudyInstanceUID stays that of ``seed``: give a second study another seed.
+        series_number: SeriesNumber; by default drawn from ``seed`` (2 to 8).
+        image_type: ImageType, e.g. ``("ORIGINAL", "PRIMARY", "LOCALIZER")`` for a scout.
+        contrast_agent: When given, ContrastBolusAgent (and ContrastBolusRoute ``IV``) of an
+            enhanced acquisition.
 
     Returns:
         The written files, in slice order (the files themselves are written in shuffled order under
@@ -177,7 +187,8 @@ def write_ct_series(
     rng = np.random.default_rng([int(seed), 0xC7])
     names = _file_names(rng, n_slices)
     paths = [out_dir / names[k] for k in range(n_slices)]
-    series_number = 2 + int(rng.integers(0, 7))
+    drawn_number = 2 + int(rng.integers(0, 7))
+    series_number = drawn_number if series_number is None else int(series_number)
     thickness = spacing[2] if slice_positions_mm is None else _median_step(positions)
 
     for k in rng.permutation(n_slices):
@@ -188,13 +199,18 @@ def write_ct_series(
             phi=phi,
             seed=seed,
             study_time="101500.000",
+            study_date=study_date,
         )
         _add_ct_acquisition(
             ds,
             series_description=series_description,
             gantry_tilt_deg=gantry_tilt_deg,
             field_of_view_mm=max(n_cols * spacing[0], n_rows * spacing[1]),
+            image_type=image_type,
         )
+        if contrast_agent is not None:
+            ds.ContrastBolusAgent = contrast_agent
+            ds.ContrastBolusRoute = "IV"
         _add_series(
             ds,
             series_uid=series_uid,
@@ -230,10 +246,15 @@ def _tilt_positions(positions: np.ndarray, direction: np.ndarray, tilt_deg: floa
 
 
 def _add_ct_acquisition(
-    ds: Dataset, *, series_description: str, gantry_tilt_deg: float, field_of_view_mm: float
+    ds: Dataset,
+    *,
+    series_description: str,
+    gantry_tilt_deg: float,
+    field_of_view_mm: float,
+    image_type: Sequence[str] = ("ORIGINAL", "PRIMARY", "AXIAL"),
 ) -> None:
     """Fill the CT series and acquisition attributes of one slice (times, scanner settings)."""
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImageType = list(image_type)
     ds.SeriesTime = "102000.000"
     ds.AcquisitionTime = "102000.000"
     ds.ContentTime = "102000.000"
@@ -282,6 +303,7 @@ def write_pet_series(
     series_time: str = "103000.00",
     omit_tags: Sequence[str] = (),
     start_datetime: bool = False,
+    study_date: str | None = None,
 ) -> list[Path]:
     """Write an SUVbw image as a PET Image Storage series storing activity concentration (Bq/mL).
 
@@ -310,6 +332,8 @@ def write_pet_series(
             broken fixtures.
         start_datetime: Also write RadiopharmaceuticalStartDateTime (DT, with the injection date,
             the day before the series date when the injection was before midnight).
+        study_date: StudyDate / SeriesDate / AcquisitionDate (``YYYYMMDD``); by default derived
+            from ``seed`` (the StudyInstanceUID stays that of ``seed``).
 
     Returns:
         The written files, in slice order.
@@ -327,7 +351,7 @@ def write_pet_series(
     rng = np.random.default_rng([int(seed), 0x9E7])
     names = _file_names(rng, n_slices)
     paths = [out_dir / names[k] for k in range(n_slices)]
-    series_date = _study_date(seed)
+    series_date = _study_date(seed) if study_date is None else study_date
     injection_date = _injection_date(series_date, after_midnight) if start_datetime else None
     omit = set(omit_tags)
 
@@ -340,6 +364,7 @@ def write_pet_series(
             phi=phi,
             seed=seed,
             study_time="101500.000",
+            study_date=study_date,
         )
         _add_pet_acquisition(ds, series_time=series_time, weight_kg=weight_kg)
         _add_series(
