@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -198,3 +199,26 @@ def test_saved_model_harmonises_a_new_cohort_without_refitting(cohort):
     new.drop(columns="original_firstorder_F3").to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(HarmonizationError, match="original_firstorder_F3"):
         apply_frozen_combat(tmp_path / "new.csv", root, model)
+
+
+def test_one_patient_at_a_new_site_keeps_the_pooled_estimates(cohort, caplog):
+    """A batch of one row cannot have its scale estimated: it is left at the pooled training
+    estimates (its features unchanged) and the statistics and the log say so."""
+    tmp_path, root, features, _, _ids = cohort
+    model = tmp_path / "out" / "combat.pkl"
+    assert harmonize.main(args(tmp_path, root, "--model", str(model))) == 0
+    new = features.iloc[21:24].copy()
+    new.to_csv(tmp_path / "new.csv", index=False)
+    images = pd.read_csv(root / "images.csv", dtype={"patient_id": str})
+    lonely = str(new["patient_id"].iloc[0])
+    images.loc[images["patient_id"] == lonely, "site"] = "site_new"
+    images.to_csv(root / "images.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        out, stats = apply_frozen_combat(tmp_path / "new.csv", root, model)
+    cols = [c for c in features.columns if c.startswith("original")]
+    row = out["patient_id"].astype(str) == lonely
+    np.testing.assert_allclose(out.loc[row, cols].to_numpy(), new.loc[row.to_numpy(), cols])
+    assert not np.allclose(out.loc[~row, cols].to_numpy(), new.loc[~row.to_numpy(), cols])
+    assert stats["pooled_batches"] == {"site_new": 1}
+    assert stats["estimated_batches"] == []
+    assert "site_new has 1 row(s), too few to estimate" in caplog.text

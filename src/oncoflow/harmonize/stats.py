@@ -51,11 +51,18 @@ def group_tests(values: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore")
         kruskal = stats.kruskal(*groups, axis=0)
         anova = stats.f_oneway(*groups, axis=0)
+    n_features = values.shape[1]
+
+    def per_feature(value: Any) -> np.ndarray:
+        # scipy returns one NaN, not one per column, when no group has two samples
+        flat = np.asarray(value, dtype=float).reshape(-1)
+        return np.broadcast_to(flat, (n_features,)).copy()
+
     result = {
-        "kruskal_h": np.asarray(kruskal.statistic, dtype=float).reshape(-1),
-        "kruskal_p": np.asarray(kruskal.pvalue, dtype=float).reshape(-1),
-        "anova_f": np.asarray(anova.statistic, dtype=float).reshape(-1),
-        "anova_p": np.asarray(anova.pvalue, dtype=float).reshape(-1),
+        "kruskal_h": per_feature(kruskal.statistic),
+        "kruskal_p": per_feature(kruskal.pvalue),
+        "anova_f": per_feature(anova.statistic),
+        "anova_p": per_feature(anova.pvalue),
     }
     constant = np.ptp(values, axis=0) == 0 if len(values) else np.ones(values.shape[1], bool)
     for key in result:

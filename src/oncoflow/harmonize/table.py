@@ -146,7 +146,10 @@ class FrozenComBat:
         """Harmonise ``table`` with the frozen estimates (nothing is refit).
 
         Seen batches use their training location/scale; a batch without training patients is
-        estimated from its own rows, or refused, as :attr:`unseen` says.
+        estimated from its own rows, or refused, as :attr:`unseen` says. A new batch with too
+        few rows to estimate its scale (one patient of a new site; two are needed, one with
+        ``mean_only``) keeps the pooled training estimates: its rows are left as they are, as
+        rows of the reference batch would be, and ``statistics["pooled_batches"]`` names it.
 
         Returns:
             ``(harmonised table, statistics)``: before/after :func:`site_effect` summaries of the
@@ -168,10 +171,28 @@ class FrozenComBat:
             raise HarmonizationError(msg)
         cov = covariates[self.covariates] if self.covariates and covariates is not None else None
         _, X, batch, cov = _prepare(table, list(self.features), batches, cov, source)
-        harmonised = self.combat.transform(X, batch, cov, unseen=self.unseen)
+        seen = set(self.combat.batches_)
+        fewest = 1 if self.combat.mean_only else 2
+        counts = batch[~batch.isin(seen)].value_counts()
+        small = [b for b, n in counts.items() if n < fewest] if self.unseen == "estimate" else []
+        pooled = {str(b): int(counts[b]) for b in small}
+        rows = ~batch.isin(small).to_numpy()
+        harmonised = X.copy()
+        if rows.any():
+            part = self.combat.transform(
+                X[rows], batch[rows], cov[rows] if cov is not None else None, unseen=self.unseen
+            )
+            harmonised.loc[rows, :] = part.to_numpy()
+        for name, n in pooled.items():
+            log.warning(
+                "%s: batch %s has %d row(s), too few to estimate its location and scale: left "
+                "at the pooled training estimates (not adjusted)",
+                source,
+                name,
+                n,
+            )
         result = table.copy()
         result[self.features] = harmonised[self.features].to_numpy()
-        seen = set(self.combat.batches_)
         stats: dict[str, Any] = {
             "fold": self.fold,
             "batch_column": self.batch_column,
@@ -179,7 +200,8 @@ class FrozenComBat:
             "n_rows": len(table),
             "n_features": len(self.features),
             "batches": {str(k): int(v) for k, v in batch.value_counts().items()},
-            "estimated_batches": sorted(str(b) for b in set(batch) - seen),
+            "estimated_batches": sorted(str(b) for b in set(batch) - seen - set(small)),
+            "pooled_batches": pooled,
             "before": {"all": _stats(X, batch)[1]},
             "after": {"all": _stats(harmonised, batch)[1]},
         }
