@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from oncoflow.cohort import read_table
 from oncoflow.convert import convert_patient
 from oncoflow.demo.dicomtree import write_dicom_tree
+from oncoflow.features.radiomics import run_extraction
 from oncoflow.importer import index_tree, pseudonym
 from oncoflow.validate import validate_cohort
 
@@ -152,6 +153,18 @@ def test_the_cohort_validates_and_converts_as_a_hand_written_one(imported, tmp_p
         a, b = sitk.ReadImage(tmp_path / "a" / rel), sitk.ReadImage(tmp_path / "b" / rel)
         np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
         assert a.GetOrigin() == b.GetOrigin()
+    # and the features: real pyradiomics on every masked CT of both conversions
+    params = REPO / "params" / "radiomics" / "ct_default_v1.yaml"
+    masked_ct = [m for m in a_files if m.name.startswith("CT") and m.name.endswith("_mask.nii.gz")]
+    assert masked_ct
+    for mask in masked_ct:
+        image = mask.with_name(mask.name.replace("_mask", ""))
+        a, b = (
+            run_extraction(root / image, root / mask, params=params).features
+            for root in (tmp_path / "a", tmp_path / "b")
+        )
+        assert len(a) > 100
+        pd.testing.assert_frame_equal(a, b)
     assert set(ids) == set(images["patient_id"])
 
 
