@@ -24,6 +24,8 @@ for study in [s for s in STUDIES if is_imported(s)]:
         params:
             out=cohort_dir(study),
             options=opts.import_options(STUDIES[study]["import"]),
+            # the rows planned from the tree: a tree that gains or loses series imports again
+            plan=tables.rows_digest(IMAGES[study]),
         message:
             f"Importing the DICOM tree of {study} into {cohort_dir(study)}"
         shell:

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -120,6 +121,15 @@ def patients_with(rows: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
     wanted = set(wanted)
     row_stems = [stem(m, s) for m, s in zip(rows["modality"], rows["series"], strict=True)]
     return sorted({p for p, s in zip(rows["patient_id"], row_stems, strict=True) if s in wanted})
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """The first 16 hex digits of the SHA-256 of ``rows`` written as CSV.
+
+    A rule parameter that changes whenever a planned table does, so that Snakemake reruns the
+    rule that writes the table.
+    """
+    return hashlib.sha256(rows.to_csv(index=False).encode("utf-8")).hexdigest()[:16]
 
 
 def files_of(root: Path, rows: pd.DataFrame) -> list[Path]:
