@@ -26,6 +26,8 @@ SPLITS: tuple[str, ...] = ("train", "internal_test", "external_test")
 """The three splits of a cohort (schemas/splits.schema.yaml)."""
 TEST_SPLITS: tuple[str, ...] = SPLITS[1:]
 """The held-out splits: scored by the fold ensemble, never used to choose anything."""
+APPLY_SPLIT = "apply"
+"""``split`` of the predictions of a new cohort scored by frozen models (the ``apply`` target)."""
 
 
 def _strata(patients: Sequence[str], strata: Mapping[str, Any] | None) -> np.ndarray:

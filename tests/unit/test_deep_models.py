@@ -532,6 +532,18 @@ def test_tabular_encoder_names_each_output_column() -> None:
     assert np.array_equal(never, (train["smoking"] == "never").to_numpy())
 
 
+def test_tabular_encoder_from_its_state_encodes_new_rows_identically() -> None:
+    # the state saved in model.pt, through JSON, restores an encoder that fits nothing
+    train = pd.DataFrame(
+        {"age": [50.0, 61, 70, np.nan], "ca19_9": [3.0, 30, 300, 3000], "sex": list("FMMF")}
+    )
+    new = pd.DataFrame({"age": [np.nan, 80], "ca19_9": [-1.0, 12], "sex": ["X", "M"]})
+    enc = TabularEncoder().fit(train)
+    restored = TabularEncoder.from_state(json.loads(json.dumps(enc.state())))
+    assert restored.columns_ == enc.columns_
+    assert np.array_equal(restored.transform(new), enc.transform(new))
+
+
 def test_fold_patients_is_a_stratified_partition() -> None:
     fit = [f"P{i}" for i in range(20)]
     labels = {p: int(i < 5) for i, p in enumerate(fit)}

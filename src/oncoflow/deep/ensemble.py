@@ -12,14 +12,15 @@ import pandas as pd
 
 from oncoflow.errors import ModelError
 from oncoflow.formats import read_predictions, write_predictions
-from oncoflow.splits import TEST_SPLITS
+from oncoflow.splits import APPLY_SPLIT, TEST_SPLITS
 
 
 def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Join the folds' ``predictions.csv``: validation rows as they are, test rows averaged.
 
-    Each fold model predicts every test patient; the ``final`` row of a test patient holds the
-    mean over the folds of every score column (``y_score*``, ``risk``, ``survival_*``).
+    Each fold model predicts every test patient (and every patient of a new cohort, split
+    ``apply``); the ``final`` row of such a patient holds the mean over the folds of every score
+    column (``y_score*``, ``risk``, ``survival_*``).
 
     Raises:
         ModelError: A patient appears as validation in two folds, or folds disagree on a label.
@@ -32,7 +33,7 @@ def ensemble_predictions(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if len(twice):
         msg = f"patients validated in two folds: {', '.join(sorted(set(twice['patient_id'])))}"
         raise ModelError(msg)
-    test = frame[frame["split"].isin(TEST_SPLITS)]
+    test = frame[frame["split"].isin((*TEST_SPLITS, APPLY_SPLIT))]
     scores = [c for c in frame.columns if c.startswith(("y_score", "risk", "survival_"))]
     labels = [c for c in frame.columns if c not in {*scores, *keys, "fold"}]
     grouped = test.groupby(keys, sort=True, dropna=False)

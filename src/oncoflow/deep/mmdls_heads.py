@@ -6,6 +6,10 @@ while the network trains, so its task shapes the shared encoder; after training
 (:func:`refit_heads`) it is replaced by a penalised logistic regression on its declared inputs of
 the frozen network, its penalty ``C`` chosen by the inner patients' log-loss
 (:func:`~oncoflow.models.mm_dls.refit_linear_head`).
+
+The survival heads (``dfs``, ``os``) output a Cox risk ``r``; :func:`breslow_baseline` keeps
+the Breslow baseline of the training patients (``model.pt``) and :func:`baseline_survival`
+turns a risk into ``S(t | x)`` with it, in training and when a new cohort is scored.
 """
 
 from __future__ import annotations
@@ -148,3 +152,53 @@ def refit_heads(
             *map(refits[head].get, ("C", "inner_log_loss")),
         )
     return refits
+
+
+def breslow_baseline(
+    fitted: np.ndarray, time: np.ndarray, event: np.ndarray, horizons: Sequence[float]
+) -> dict[str, Any]:
+    """The Breslow baseline of a survival head at ``horizons`` (days), as plain numbers.
+
+    Over the patients with a known time (``time`` finite; the ``train`` + ``inner`` patients):
+    ``c = mean_i r_i`` (the centre), and the cumulative baseline hazard
+
+    ``H_0(t) = sum_{t_i <= t, event_i} 1 / sum_{j: t_j >= t_i} exp(r_j - c)``
+
+    at each horizon, as :func:`~oncoflow.models.mm_dls.breslow_survival` computes it.
+
+    Args:
+        fitted: Risks ``r`` of the patients (the network's output).
+        time: Their times (days; NaN when unknown).
+        event: Their events (1 = event; NaN when unknown).
+        horizons: Days at which ``H_0`` is kept.
+
+    Returns:
+        ``{"centre": c, "horizons": [t, ...], "cumulative_hazard": [H_0(t), ...]}``.
+    """
+    ok = np.isfinite(np.asarray(time, float))
+    risk = np.asarray(fitted)[ok]
+    centre = float(np.mean(risk))
+    scale = np.exp(np.asarray(risk, float) - centre)
+    times = np.asarray(time, float)[ok]
+    events = np.asarray(event, float)[ok] > 0
+    jumps = np.array([1.0 / scale[times >= t].sum() for t in times[events]], dtype=float)
+    cumulative = [float(jumps[times[events] <= h].sum()) for h in horizons]
+    return {
+        "centre": centre,
+        "horizons": [float(h) for h in horizons],
+        "cumulative_hazard": cumulative,
+    }
+
+
+def baseline_survival(baseline: Mapping[str, Any], risk: np.ndarray) -> np.ndarray:
+    """``S(t | x) = exp(-H_0(t) exp(r - c))`` at each horizon of a :func:`breslow_baseline`.
+
+    Args:
+        baseline: :func:`breslow_baseline` of the head (centre ``c``, ``H_0`` per horizon).
+        risk: Risks ``r`` of the patients to score.
+
+    Returns:
+        Survival probabilities, ``(n patients, n horizons)``.
+    """
+    scale = np.exp(np.asarray(risk, float) - float(baseline["centre"]))
+    return np.exp(-np.outer(scale, np.asarray(baseline["cumulative_hazard"], float)))

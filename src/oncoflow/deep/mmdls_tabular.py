@@ -5,8 +5,10 @@ context patches of the baseline time point (:func:`lesion_images`), and a tabula
 clinical columns, the feature tables (PET metrics, radiomics; baseline time point) and, with the
 converted images, the CT intensity percentiles of the lesion core (:func:`core_table`, mask
 eroded by one voxel: the texture the resampled crops lose), harmonised across sites by ComBat
-(:func:`harmonized`). Targets (:func:`targets`): histology (1 = the positive class, -1 unknown),
-stage index (-1 unknown), DFS and OS times (days) and events.
+(:func:`fit_combat` on the training patients, kept as plain lists in ``model.pt`` by
+:func:`combat_state`, applied frozen by :func:`combat_frames`). Targets (:func:`targets`):
+histology (1 = the positive class, -1 unknown), stage index (-1 unknown), DFS and OS times
+(days) and events.
 """
 
 from __future__ import annotations
@@ -102,18 +104,36 @@ def feature_frame(
 def harmonized(
     inputs: FoldInputs, frames: dict[str, pd.DataFrame], image_columns: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
-    """ComBat of the image-derived columns (feature tables, lesion core) across sites.
+    """ComBat of the image-derived columns across sites, fit on ``train`` + ``inner``.
+
+    :func:`fit_combat`, then :func:`combat_frames` of every frame (the frames as they are when
+    no ComBat is fit).
+    """
+    return combat_frames(fit_combat(inputs, frames, image_columns), inputs, frames)
+
+
+def fit_combat(
+    inputs: FoldInputs, frames: dict[str, pd.DataFrame], image_columns: Sequence[str]
+) -> dict[str, Any] | None:
+    """Fit ComBat of the image-derived columns (feature tables, lesion core) across sites.
 
     ``image_columns`` names them (every column of :func:`feature_frame` but the clinical ones);
-    of these, the numeric, finite, non-constant ones are harmonised.
+    of these, the numeric, finite, non-constant ones (over every frame) are harmonised.
 
     Fit on the fold's ``train`` + ``inner`` patients (:class:`~oncoflow.harmonize.combat.ComBat`,
-    parametric EB); the other patients get the fitted adjustments, and a site without training
-    patients (the site-held-out external test) has its location and scale estimated from its
-    own patients' features, never from outcomes (``unseen="estimate"``, as the harmonize stage
-    does). Clinical columns, text columns and columns with a missing value stay as they are.
-    Nothing happens with fewer than two training sites, without sites, or when a training
-    site has fewer than two patients.
+    parametric EB, no covariates) and returned as :func:`combat_state`: the other patients get
+    the fitted adjustments (:func:`combat_frames`). Clinical columns, text columns and columns
+    with a missing value stay as they are. Nothing is fit (``None``) with fewer than two
+    training sites, without a site for every patient, or when a training site has fewer than
+    two patients.
+
+    Args:
+        inputs: The fold (``sites``: patient -> site).
+        frames: Group -> tabular frame (:func:`feature_frame`), with ``train`` and ``inner``.
+        image_columns: The image-derived columns.
+
+    Returns:
+        The fitted ComBat as plain lists (:func:`combat_state`), or ``None``.
     """
     from oncoflow.harmonize.combat import ComBat
 
@@ -128,22 +148,113 @@ def harmonized(
     ]
     site_of = inputs.sites
     if not columns or any(p not in site_of for p in everyone.index):
-        return frames
+        return None
     sites = pd.Series([site_of[p] for p in fitted.index], index=fitted.index)
     counts = sites.value_counts()
     if len(counts) < 2 or counts.min() < 2:
         log.info("no ComBat: training sites %s", counts.to_dict())
-        return frames
+        return None
     model = ComBat().fit(fitted[columns], sites.to_numpy())
-    out = {}
-    for name, frame in frames.items():
-        frame = frame.copy()
-        batch = [site_of[p] for p in frame.index]
-        frame[columns] = model.transform(frame[columns], batch, unseen="estimate")
-        out[name] = frame
     log.info(
         "ComBat over %d image-derived columns, training sites %s", len(columns), counts.to_dict()
     )
+    return combat_state(model)
+
+
+_COMBAT_ARRAYS: tuple[str, ...] = (
+    "batch_counts_",
+    "keep_",
+    "grand_mean_",
+    "var_pooled_",
+    "gamma_hat_",
+    "delta_hat_",
+    "gamma_star_",
+    "delta_star_",
+    "gamma_bar_",
+    "t2_",
+    "a_prior_",
+    "b_prior_",
+    "n_iter_",
+)
+"""The fitted :class:`~oncoflow.harmonize.combat.ComBat` arrays :func:`combat_state` keeps."""
+
+
+def combat_state(model: Any) -> dict[str, Any]:
+    """A ComBat fitted without covariates as plain lists and numbers (``model.pt``).
+
+    Keeps the options, the batches (sites), the feature columns and every fitted array of
+    :data:`_COMBAT_ARRAYS` (``alpha_g``, ``sigma_g^2``, ``gamma*``, ``delta*`` ... in feature
+    units), as Python floats: :func:`frozen_combat` rebuilds the same numbers bit for bit.
+    """
+    return {
+        "options": {k: getattr(model, k) for k in ("parametric", "eb", "mean_only", "ref_batch")},
+        "columns": [str(c) for c in model.feature_names_in_],
+        "batches": [str(b) for b in model.batches_],
+        "ref_index": model.ref_index_,
+        "constant": [str(c) for c in model.constant_features_],
+        **{name.rstrip("_"): np.asarray(getattr(model, name)).tolist() for name in _COMBAT_ARRAYS},
+    }
+
+
+def frozen_combat(state: dict[str, Any]) -> Any:
+    """The :class:`~oncoflow.harmonize.table.FrozenComBat` of a :func:`combat_state`.
+
+    Sites unseen at fit are estimated from their own patients (``unseen="estimate"``); a new
+    site with one patient keeps the pooled training estimates (left as it is). Nothing is fit.
+    """
+    from oncoflow.harmonize.combat import ComBat
+    from oncoflow.harmonize.inputs import _CovariateEncoder
+    from oncoflow.harmonize.table import FrozenComBat
+
+    model = ComBat(**state["options"])
+    for name in _COMBAT_ARRAYS:
+        kind = {"keep_": bool, "batch_counts_": int, "n_iter_": int}.get(name, float)
+        setattr(model, name, np.asarray(state[name.rstrip("_")], dtype=kind))
+    columns = list(state["columns"])
+    model.batches_ = np.array(state["batches"], dtype=object)
+    model.ref_index_ = state["ref_index"]
+    model.n_features_in_ = len(columns)
+    model.feature_names_in_ = pd.Index(columns)
+    model.constant_features_ = list(state["constant"])
+    model.encoder_, model.covariate_names_ = _CovariateEncoder(), []
+    model.beta_ = np.zeros((0, len(columns)))
+    return FrozenComBat(combat=model, features=columns, covariates=[], unseen="estimate")
+
+
+def combat_frames(
+    state: dict[str, Any] | None, inputs: FoldInputs, frames: dict[str, pd.DataFrame]
+) -> dict[str, pd.DataFrame]:
+    """Each frame's ComBat columns harmonised with the frozen estimates of ``state``.
+
+    A patient of a site seen at fit gets that site's adjustment,
+    ``y* = (z - gamma*_s) / sqrt(delta*_s) * sigma_g + alpha_g`` with
+    ``z = (y - alpha_g) / sigma_g``; a site without training patients (the site-held-out
+    external test, a new cohort's site) has ``gamma*``, ``delta*`` estimated from the frame's
+    own patients of that site, never from outcomes. ``state`` ``None``: frames as they are.
+
+    Raises:
+        ModelError: A patient has no site (``images.csv`` column ``site``) though the model
+            harmonises its features.
+    """
+    if state is None:
+        return frames
+    frozen, out = frozen_combat(state), {}
+    for name, frame in frames.items():
+        missing = [str(p) for p in frame.index if p not in inputs.sites]
+        if missing:
+            msg = (
+                f"patient(s) {', '.join(missing[:10])}: no site in images.csv; the model "
+                "harmonises its image features across sites (ComBat) and needs each one"
+            )
+            raise ModelError(msg)
+        columns = frozen.features
+        table = frame[columns].reset_index(drop=True)
+        table.insert(0, "patient_id", [str(p) for p in frame.index])
+        batches = pd.Series({str(p): inputs.sites[p] for p in frame.index}, dtype=object)
+        result, _ = frozen.transform(table, batches, source=f"mm_dls {name} tabular frame")
+        frame = frame.copy()
+        frame[columns] = result[columns].to_numpy()
+        out[name] = frame
     return out
 
 
@@ -162,6 +273,11 @@ def core_table(inputs: FoldInputs, s: MMDLSSettings) -> pd.DataFrame:
             _CORE_CACHE[key] = lesion_core_statistics(image, lesion)
         rows[patient] = _CORE_CACHE[key]
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def outcome_columns(s: MMDLSSettings) -> list[str]:
+    """The outcome columns :func:`targets` reads: histology, stage, ``<task>_time`` / ``_event``."""
+    return [s.histology, s.stage, *(f"{n}_{k}" for n in SURVIVAL for k in ("time", "event"))]
 
 
 def targets(

@@ -27,6 +27,11 @@ Each hook may keep what later hooks need on ``self``. A subclass implements ``en
 overridden. The order of the hooks is the order of the random draws (seeded ``create_model``
 calls, dropout in each stage), so a subclass reproduces a fold bit for bit when its hooks draw
 in the same order.
+
+:meth:`FoldTask.apply` scores a new cohort with a trained fold, fitting nothing: ``check``, then
+:meth:`~FoldTask.restore` (the ``out`` group's inputs encoded with the payload's frozen encoders,
+the network rebuilt with the payload's weights), then ``predict``
+(:mod:`oncoflow.deep.apply` runs it for every fold model and averages them).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import pandas as pd
 import torch
 
 from oncoflow.deep.common import FoldInputs, fit_stage
+from oncoflow.errors import ModelError
 from oncoflow.train.engine import History
 from oncoflow.train.loop import FitResult
 
@@ -144,6 +150,39 @@ class FoldTask(abc.ABC, Generic[SettingsT]):
         self.refine(model)
         rows = self.predict(model)
         return self.payload(model, result), rows, self.history()
+
+    def apply(self, payload: Mapping[str, Any]) -> pd.DataFrame:
+        """Predict the patients of ``inputs.test`` with a trained fold's frozen ``model.pt``.
+
+        Nothing is fit: :meth:`restore` takes the encoders, standardisation and weights from
+        ``payload`` (one run's payload: a negative control's runs are applied one by one), then
+        :meth:`predict` writes the rows as in training. The apply inputs hold no training
+        patients (:func:`oncoflow.deep.apply.apply_inputs`).
+
+        Args:
+            payload: What :meth:`payload` returned when the fold was trained.
+
+        Returns:
+            ``predictions.csv`` rows of the new patients (labels where the cohort has outcomes,
+            empty where it does not).
+        """
+        self.check()
+        model = self.restore(payload)
+        model.eval()
+        return self.predict(model)
+
+    def restore(self, payload: Mapping[str, Any]) -> torch.nn.Module:
+        """Rebuild the trained network and the ``out`` group's inputs from a saved payload.
+
+        A subclass that supports :meth:`apply` encodes the ``out`` patients with the payload's
+        frozen encoders (never fitting one) and returns the network with the payload's weights
+        on :attr:`device`.
+
+        Raises:
+            ModelError: The study's task cannot be applied to a new cohort.
+        """
+        msg = f"{type(self).__name__} models cannot be applied to a new cohort"
+        raise ModelError(msg)
 
     def fit(self, model: torch.nn.Module, stage: Stage) -> FitResult:
         """Train ``model`` through ``stage``, resumable from the stage's file; log its history.

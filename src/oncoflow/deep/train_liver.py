@@ -12,7 +12,7 @@ inner-validation ``monitor`` (focal loss or AUC) selects the epoch. The fold tas
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,25 +155,20 @@ class LiverTask(FoldTask[LiverSettings]):
     def encode(self) -> None:
         """Crops, tabular vectors (clinical + standardised log volumes) and labels per group.
 
-        The volumes are standardised with the ``train`` + ``inner`` mean and SD (+1e-6); the
-        focal-loss class weights are ``alpha_c = N / (2 n_c)`` of the training labels.
+        The clinical encoder and the volume mean and SD (+1e-6) are fit on the ``train`` +
+        ``inner`` patients, then every group is encoded with them (:meth:`encode_out` for the
+        ``out`` group); the focal-loss class weights are ``alpha_c = N / (2 n_c)`` of the
+        training labels.
         """
         inputs, settings, groups = self.inputs, self.settings, self.groups
         self.outcomes = inputs.outcomes.set_index("patient_id")[settings.target]
-        self.images, volumes = {}, {}
-        for name, patients in groups.items():
-            self.images[name], volumes[name] = _tensors(inputs, patients, settings)
+        fitted = {name: _tensors(inputs, groups[name], settings) for name in ("train", "inner")}
         self.encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
-        fitted_volumes = np.concatenate([volumes["train"], volumes["inner"]])
+        fitted_volumes = np.concatenate([fitted["train"][1], fitted["inner"][1]])
         self.v_mean, self.v_sd = fitted_volumes.mean(0), fitted_volumes.std(0) + 1e-6
-
-        def tabular(name: str) -> torch.Tensor:
-            clinical = self.encoder.transform(inputs.clinical.loc[groups[name], settings.clinical])
-            return torch.from_numpy(
-                np.hstack([clinical, (volumes[name] - self.v_mean) / self.v_sd]).astype(np.float32)
-            )
-
-        self.tab = {name: tabular(name) for name in groups}
+        self.images = {name: images for name, (images, _) in fitted.items()}
+        self.tab = {name: self.tabular(name, volumes) for name, (_, volumes) in fitted.items()}
+        self.encode_out()
         labels = {
             name: self.outcomes.loc[patients].astype(int).to_numpy()
             for name, patients in groups.items()
@@ -187,6 +182,60 @@ class LiverTask(FoldTask[LiverSettings]):
         self.labels = labels
         self.y_train = torch.from_numpy(labels["train"]).long()
         self.alpha = class_weights(labels["train"], 2).to(self.device)
+
+    def tabular(self, name: str, volumes: np.ndarray) -> torch.Tensor:
+        """A group's tabular vectors with the fitted (or restored) encoder: never fit here.
+
+        ``[encoder(clinical), (log(1 + V) - v_mean) / v_sd]`` per patient, ``V`` the pre and post
+        lesion volumes (mm³) of :func:`patient_tensor`.
+
+        Args:
+            name: Group (``train``, ``inner`` or ``out``).
+            volumes: ``(n, 2)`` log volumes of the group's patients, in group order.
+        """
+        settings = self.settings
+        clinical = self.encoder.transform(
+            self.inputs.clinical.loc[self.groups[name], settings.clinical]
+        )
+        standard = (volumes - self.v_mean) / self.v_sd
+        return torch.from_numpy(np.hstack([clinical, standard]).astype(np.float32))
+
+    def encode_out(self) -> None:
+        """Crops and tabular vectors of the ``out`` group (validation + test, or a new cohort).
+
+        Reads the encoder and volume statistics already on ``self`` (fit by :meth:`encode`,
+        or taken from ``model.pt`` by :meth:`restore`) and fits nothing.
+        """
+        self.images["out"], volumes = _tensors(self.inputs, self.groups["out"], self.settings)
+        self.tab["out"] = self.tabular("out", volumes)
+
+    def restore(self, payload: Mapping[str, Any]) -> torch.nn.Module:
+        """The trained rung and the ``out`` group's inputs, from a fold's ``model.pt`` payload.
+
+        The ``out`` patients are encoded with the payload's clinical encoder and volume mean
+        and SD (:meth:`encode_out`; nothing is fit). Their labels are read from the cohort's
+        outcomes when it has the target column; patients without one get an empty ``y_true``.
+
+        Args:
+            payload: One run's payload (:meth:`payload`).
+
+        Returns:
+            The rung with the payload's weights, on :attr:`device`.
+        """
+        target, outcomes = self.settings.target, self.inputs.outcomes
+        if target in outcomes.columns:
+            self.outcomes = outcomes.set_index("patient_id")[target]
+        else:
+            self.outcomes = pd.Series(dtype=float, name=target)
+        self.encoder = TabularEncoder.from_state(payload["clinical_encoder"])
+        self.v_mean = np.asarray(payload["volume_mean"], dtype=np.float32)
+        self.v_sd = np.asarray(payload["volume_sd"], dtype=np.float32)
+        self.images, self.tab = {}, {}
+        self.encode_out()
+        self.network = dict(payload["network"])
+        model = create_model(payload["model"], **self.network)
+        model.load_state_dict(payload["state_dict"])
+        return model.to(self.device)
 
     def build(self) -> torch.nn.Module:
         """The rung, seeded with the run's label seed; warm-started when it has a tabular input.
@@ -277,16 +326,21 @@ class LiverTask(FoldTask[LiverSettings]):
         return {"auc": safe_auc(self.labels["inner"], prob, undefined=0.5), "loss": float(loss)}
 
     def predict(self, model: torch.nn.Module) -> pd.DataFrame:
-        """``y_true`` (the real label, never permuted) and ``y_score`` of the out patients."""
+        """``y_true`` (the real label, never permuted) and ``y_score`` of the out patients.
+
+        ``y_true`` is empty (``<NA>``, nullable integers) for a patient of a new cohort without
+        a known label (:meth:`restore`).
+        """
         with torch.no_grad():
             prob = self.scores(model, "out")
         patients = self.groups["out"]
-        return prediction_rows(
-            self.inputs,
-            patients,
-            self.settings.target,
-            {"y_true": self.outcomes.loc[patients].astype(int).to_numpy(), "y_score": prob},
+        labels = self.outcomes.reindex(patients)
+        known = bool(labels.notna().all())
+        y_true = labels.astype(int).to_numpy() if known else labels
+        rows = prediction_rows(
+            self.inputs, patients, self.settings.target, {"y_true": y_true, "y_score": prob}
         )
+        return rows if known else rows.assign(y_true=labels.astype("Int64").array)
 
     def payload(self, model: torch.nn.Module, result: FitResult) -> dict[str, Any]:
         """Weights, network settings, encoders and the selected epoch of the rung."""

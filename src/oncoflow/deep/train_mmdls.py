@@ -14,12 +14,16 @@ stage's predicted masks where a study segments). After training, ``refit`` heads
 the frozen network (:mod:`oncoflow.deep.mmdls_heads`). Prediction rows: histology
 (``y_true, y_score``), stage (``y_true, y_score_<class>``), DFS and OS (``time, event, risk``
 and ``survival_<t>`` from the Breslow baseline of the training patients).
+
+:meth:`MMDLSTask.restore` scores a new cohort (:meth:`~oncoflow.deep.task.FoldTask.apply`) with
+what ``model.pt`` keeps, fitting nothing: the stage classes, the tabular encoder, the ComBat
+estimates (``combat``), the Breslow baselines (``breslow``) and the network.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,14 +31,23 @@ import pandas as pd
 import torch
 
 from oncoflow.deep.common import index_batches, prediction_rows
-from oncoflow.deep.mmdls_heads import REFITTABLE, head_layout, refit_heads, variant_heads
+from oncoflow.deep.mmdls_heads import (
+    REFITTABLE,
+    baseline_survival,
+    breslow_baseline,
+    head_layout,
+    refit_heads,
+    variant_heads,
+)
 from oncoflow.deep.mmdls_settings import MMDLSSettings
 from oncoflow.deep.mmdls_tabular import (
     SURVIVAL,
+    combat_frames,
     core_table,
     feature_frame,
-    harmonized,
+    fit_combat,
     lesion_images,
+    outcome_columns,
     permute_targets,
     targets,
 )
@@ -43,7 +56,7 @@ from oncoflow.errors import ModelError
 from oncoflow.features.tabular import TabularEncoder
 from oncoflow.metrics.classification import safe_auc
 from oncoflow.metrics.survival import concordance_index
-from oncoflow.models.mm_dls import breslow_survival, multitask_loss
+from oncoflow.models.mm_dls import multitask_loss
 from oncoflow.models.registry import create_model
 from oncoflow.train.loop import FitResult
 from oncoflow.train.losses import class_weights
@@ -53,14 +66,21 @@ log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 
+APPLY_KEYS: tuple[str, ...] = ("stages", "tabular_encoder", "combat", "breslow", "network")
+"""The ``model.pt`` keys :meth:`MMDLSTask.restore` reads besides the weights."""
+
 
 class MMDLSTask(FoldTask[MMDLSSettings]):
     """MM-DLS on one fold (module docstring) as :class:`~oncoflow.deep.task.FoldTask` hooks.
 
     :meth:`encode` builds the crops, the tabular vectors and the targets of each group,
     :meth:`build` / :meth:`stage` the multi-task network and :meth:`refine` refits the
-    ``refit`` heads.
+    ``refit`` heads and keeps the Breslow baselines; :meth:`restore` rebuilds the ``out`` group
+    and the network from ``model.pt`` to score a new cohort.
     """
+
+    unlabelled_rows: bool = False
+    """Keep the rows of unknown labels (a new cohort without outcomes; :meth:`restore`)."""
 
     def check(self) -> None:
         """Refuse an unknown input variant before any crop is read.
@@ -75,26 +95,21 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
         """Crops, encoded tabular vectors (ComBat first when on) and targets of every group.
 
         The stage classes are the outcome table's (every fold's model scores the same classes;
-        a class without training patients in a fold keeps its prior-free logit). A negative
-        control permutes the training and inner targets (seeds ``label_seed + 1`` and ``+ 11``).
+        a class without training patients in a fold keeps its prior-free logit). ComBat and the
+        tabular encoder are fit on the ``train`` + ``inner`` patients. A negative control
+        permutes the training and inner targets (seeds ``label_seed + 1`` and ``+ 11``).
         """
         inputs, settings, groups = self.inputs, self.settings, self.groups
         self.outcomes = inputs.outcomes.set_index("patient_id")
         self.stages = sorted({str(v) for v in self.outcomes[settings.stage].dropna()})
-        core = None
-        if settings.core_statistics and inputs.converted is not None:
-            core = core_table(inputs, settings)  # every patient of the fold, built once
-        frames = {name: feature_frame(inputs, p, settings, core) for name, p in groups.items()}
+        frames = self.frames(groups)
+        self.combat = None
         if settings.combat:
             image_columns = [c for c in frames["train"].columns if c not in settings.clinical]
-            frames = harmonized(inputs, frames, image_columns)
+            self.combat = fit_combat(inputs, frames, image_columns)
+        frames = combat_frames(self.combat, inputs, frames)
         self.encoder = TabularEncoder().fit(pd.concat([frames["train"], frames["inner"]]))
-        data: dict[str, dict[str, Any]] = {}
-        for name, patients in groups.items():
-            lesion, context = lesion_images(inputs, patients, settings)
-            tab = torch.from_numpy(self.encoder.transform(frames[name]))
-            data[name] = {"lesion": lesion, "context": context, "tabular": tab}
-            data[name]["y"] = targets(self.outcomes, patients, settings, self.stages)
+        data = {name: self.tensors(patients, frames[name]) for name, patients in groups.items()}
         if inputs.permute:
             data["train"]["y"] = permute_targets(data["train"]["y"], inputs.label_seed + 1)
             data["inner"]["y"] = permute_targets(data["inner"]["y"], inputs.label_seed + 11)
@@ -106,6 +121,83 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
         heads = variant_heads(settings.heads, settings.variant)
         self.layout = head_layout(heads, self.encoder.columns_)
         self.refit = [h for h in REFITTABLE if heads.get(h, {}).get("refit")]
+
+    def frames(self, groups: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
+        """Each group's tabular frame before ComBat (:func:`feature_frame`).
+
+        With ``core_statistics`` and the converted images, the lesion-core statistics of every
+        patient of the inputs are computed once (:func:`core_table`).
+        """
+        inputs, settings = self.inputs, self.settings
+        core = None
+        if settings.core_statistics and inputs.converted is not None:
+            core = core_table(inputs, settings)
+        return {name: feature_frame(inputs, p, settings, core) for name, p in groups.items()}
+
+    def tensors(self, patients: list[str], frame: pd.DataFrame) -> dict[str, Any]:
+        """Lesion and context crops, tabular rows (:attr:`encoder`, fitted) and targets.
+
+        Args:
+            patients: The group's patients, in row order.
+            frame: Their tabular frame, harmonised when the model harmonises.
+
+        Returns:
+            ``{"lesion", "context", "tabular", "y"}`` (:func:`targets` of :attr:`outcomes`).
+        """
+        lesion, context = lesion_images(self.inputs, patients, self.settings)
+        return {
+            "lesion": lesion,
+            "context": context,
+            "tabular": torch.from_numpy(self.encoder.transform(frame)),
+            "y": targets(self.outcomes, patients, self.settings, self.stages),
+        }
+
+    def restore(self, payload: Mapping[str, Any]) -> torch.nn.Module:
+        """The trained network and the ``out`` patients' inputs, from a ``model.pt`` payload.
+
+        Nothing is fit: the stage classes, the ComBat estimates (:func:`combat_frames`), the
+        tabular encoder and the Breslow baselines are the payload's. The ``out`` patients'
+        crops, tabular rows and targets are built as in :meth:`encode`; without outcomes
+        (a new cohort without ``outcomes.csv``) every row is kept with empty labels.
+
+        Args:
+            payload: One run's ``model.pt`` payload (:meth:`payload`).
+
+        Returns:
+            The network with the payload's weights (refit heads included) on :attr:`device`.
+
+        Raises:
+            ModelError: The payload predates ``apply`` (no ``combat`` / ``breslow``: retrain
+                the fold), or the new cohort lacks a tabular column the model reads.
+        """
+        missing = [k for k in (*APPLY_KEYS, "state_dict") if k not in payload]
+        if missing:
+            msg = (
+                f"mm_dls model of fold {self.inputs.fold}: model.pt has no {', '.join(missing)} "
+                "(trained before models could be applied to a new cohort); retrain the study"
+            )
+            raise ModelError(msg)
+        inputs, settings, patients = self.inputs, self.settings, self.groups["out"]
+        self.stages = [str(c) for c in payload["stages"]]
+        self.encoder = TabularEncoder.from_state(payload["tabular_encoder"])
+        self.combat, self.breslow = payload["combat"], payload["breslow"]
+        outcomes = inputs.outcomes.drop_duplicates("patient_id").set_index("patient_id")
+        self.unlabelled_rows = outcomes.empty
+        self.outcomes = outcomes.reindex(index=patients, columns=outcome_columns(settings))
+        frame = self.frames({"out": patients})["out"]
+        absent = [c for c in [*self.encoder.numeric_, *self.encoder.categories_] if c not in frame]
+        if absent:
+            msg = (
+                f"mm_dls apply: the new cohort has no tabular column(s) {', '.join(absent[:10])} "
+                "the model reads (clinical.csv, the feature tables; core:* needs the converted "
+                "images)"
+            )
+            raise ModelError(msg)
+        frames = combat_frames(self.combat, inputs, {"out": frame})
+        self.data = {"out": self.tensors(patients, frames["out"])}
+        model = create_model("mm_dls", **payload["network"])
+        model.load_state_dict(payload["state_dict"])
+        return model.to(self.device)
 
     def build(self) -> torch.nn.Module:
         """The multi-task network, seeded with the run's label seed.
@@ -216,7 +308,11 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
         return values
 
     def refine(self, model: torch.nn.Module) -> None:
-        """Refit the ``refit`` heads on the frozen network (:func:`refit_heads`)."""
+        """Refit the ``refit`` heads on the frozen network (:func:`refit_heads`).
+
+        Then keep the Breslow baselines of the survival heads (:meth:`baselines`), which
+        :meth:`predict` and :meth:`restore` use.
+        """
 
         def head_inputs(group: str) -> Arrays:
             with torch.no_grad():
@@ -225,60 +321,77 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
         labels = {g: self.data[g]["y"] for g in ("train", "inner")}
         weight = self.stage_weight.cpu().numpy()
         self.refits = refit_heads(model, self.refit, self.layout, head_inputs, labels, weight)
+        self.breslow = self.baselines(model)
 
-    def predict(self, model: torch.nn.Module) -> pd.DataFrame:
-        """Rows of the four targets for the validation and test patients (module docstring).
+    def baselines(self, model: torch.nn.Module) -> dict[str, dict[str, Any]]:
+        """The Breslow baseline of each survival head (:func:`breslow_baseline`).
 
-        A row whose target is unknown (histology -1, no stage, no time) is left out.
+        Fit on the ``train`` + ``inner`` patients' risks of the trained network and their
+        (negative control: permuted) times and events, at ``settings.horizons`` (days).
         """
         with torch.no_grad():
             seen = [self.probabilities(model, g) for g in ("train", "inner")]
-            fitted = {k: np.concatenate([part[k] for part in seen]) for k in SURVIVAL}
+        y = [self.data[g]["y"] for g in ("train", "inner")]
+        out = {}
+        for name in SURVIVAL:
+            risk = np.concatenate([part[name] for part in seen])
+            time, event = (np.concatenate([v[f"{name}_{k}"] for v in y]) for k in ("time", "event"))
+            out[name] = breslow_baseline(risk, time, event, self.settings.horizons)
+        return out
+
+    def predict(self, model: torch.nn.Module) -> pd.DataFrame:
+        """Rows of the four targets for the ``out`` patients (module docstring).
+
+        A row whose target is unknown (no histology, no stage, no time) is left out, unless
+        :attr:`unlabelled_rows` (a new cohort without outcomes: one row per patient and target,
+        labels empty).
+        """
+        with torch.no_grad():
             out = self.probabilities(model, "out")
         inputs, settings, patients = self.inputs, self.settings, self.groups["out"]
-        y = targets(self.outcomes, patients, settings, self.stages)
-        values = {"y_true": y["histology"], "y_score": out["histology"]}
+        y = self.data["out"]["y"]
+        hist = np.where(y["histology"] >= 0, y["histology"], np.nan)
+        values = {"y_true": hist, "y_score": out["histology"]}
         frames = [prediction_rows(inputs, patients, settings.histology, values)]
-        frames[0] = frames[0][frames[0]["y_true"] >= 0]
-        stage_rows = prediction_rows(
-            inputs,
-            patients,
-            settings.stage,
-            {
-                "y_true": [self.stages[k] if k >= 0 else None for k in y["stage"]],
-                **{f"y_score_{c}": out["stage"][:, k] for k, c in enumerate(self.stages)},
-            },
+        frames.append(
+            prediction_rows(
+                inputs,
+                patients,
+                settings.stage,
+                {
+                    "y_true": [self.stages[k] if k >= 0 else None for k in y["stage"]],
+                    **{f"y_score_{c}": out["stage"][:, k] for k, c in enumerate(self.stages)},
+                },
+            )
         )
-        frames.append(stage_rows[stage_rows["y_true"].notna()])
-        frames += [self.survival_rows(name, fitted[name], out[name], y) for name in SURVIVAL]
+        frames += [self.survival_rows(name, out[name], y) for name in SURVIVAL]
+        if not self.unlabelled_rows:
+            frames[:2] = [f[f["y_true"].notna()] for f in frames[:2]]
+            frames[2:] = [f[np.isfinite(f["time"].astype(float))] for f in frames[2:]]
         return pd.concat(frames, ignore_index=True)
 
-    def survival_rows(self, name: str, fitted: np.ndarray, risk: np.ndarray, y: Arrays) -> Any:
-        """``time, event, risk, survival_<t>`` rows of a survival task (known times only).
+    def survival_rows(self, name: str, risk: np.ndarray, y: Arrays) -> pd.DataFrame:
+        """``time, event, risk, survival_<t>`` rows of a survival task for the ``out`` patients.
 
-        ``S(t | x) = S_0(t) ** exp(risk)`` with the Breslow baseline ``S_0`` of the ``train`` +
-        ``inner`` patients' risks ``fitted`` (:func:`~oncoflow.models.mm_dls.breslow_survival`).
+        ``S(t | x) = exp(-H_0(t) exp(risk - c))`` with the Breslow baseline of the ``train`` +
+        ``inner`` patients kept in :attr:`breslow` (:func:`baseline_survival`; ``t`` in days).
         """
-        known = {
-            k: np.concatenate([self.data["train"]["y"][k], self.data["inner"]["y"][k]])
-            for k in (f"{name}_time", f"{name}_event")
-        }
-        ok = np.isfinite(known[f"{name}_time"])
-        horizons = self.settings.horizons
-        surv = breslow_survival(
-            fitted[ok], known[f"{name}_time"][ok], known[f"{name}_event"][ok], risk, horizons
-        )
+        baseline = self.breslow[name]
+        surv = baseline_survival(baseline, risk)
         values: dict[str, Any] = {
             "time": y[f"{name}_time"],
             "event": y[f"{name}_event"],
             "risk": risk,
         }
-        values.update({f"survival_{h:g}": surv[:, i] for i, h in enumerate(horizons)})
-        frame = prediction_rows(self.inputs, self.groups["out"], name, values)
-        return frame[np.isfinite(frame["time"].astype(float))]
+        values.update({f"survival_{h:g}": surv[:, i] for i, h in enumerate(baseline["horizons"])})
+        return prediction_rows(self.inputs, self.groups["out"], name, values)
 
     def payload(self, model: torch.nn.Module, result: FitResult) -> dict[str, Any]:
-        """Weights, network settings (the heads as refit), tabular encoder and refits."""
+        """Weights, network settings (the heads as refit), encoder, ComBat, baselines, refits.
+
+        ``combat``: :func:`~oncoflow.deep.mmdls_tabular.combat_state` (``None`` when the model
+        does not harmonise); ``breslow``: :meth:`baselines`; both fit on ``train`` + ``inner``.
+        """
         network = self.network
         network["head_columns"], network["head_image"] = model.head_columns, model.head_image
         return {
@@ -287,6 +400,8 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
             "network": network,
             "stages": self.stages,
             "tabular_encoder": self.encoder.state(),
+            "combat": self.combat,
+            "breslow": self.breslow,
             "best_epoch": result.best_epoch,
             "inner_score": result.best_score,
             "refit": self.refits,

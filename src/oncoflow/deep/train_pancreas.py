@@ -4,7 +4,10 @@ Stage A sees the crops of ``inputs.train`` only (lesion vs non-lesion, selected 
 ``inputs.inner`` by AUC); the frozen extractor then embeds every patient's lesion slices and
 stage B (the LSTM) trains on the sequences of ``inputs.train``, selected on ``inputs.inner`` by
 its loss or AUC (``sequence.monitor``). Both stages resume from their own file in ``resume_dir``.
-The fold task is :class:`PancreasTask` (:class:`~oncoflow.deep.task.FoldTask` hooks).
+The fold task is :class:`PancreasTask` (:class:`~oncoflow.deep.task.FoldTask` hooks); its
+:meth:`~PancreasTask.restore` rebuilds both frozen stages from ``model.pt`` to score a new cohort
+(:mod:`oncoflow.deep.apply`): every labelled time point when the cohort has outcomes, every time
+point with lesion crops (empty ``y_true``) when it has none.
 """
 
 from __future__ import annotations
@@ -105,6 +108,57 @@ def _batched_scores(
     return torch.cat(outs) if outs else torch.zeros(0)
 
 
+def extractor_network(cfg: Mapping[str, Any], weights: str | None) -> LesionSliceClassifier:
+    """The stage-A network of the extractor settings ``cfg`` (``backbone``, ``embed_dim``).
+
+    Args:
+        cfg: ``settings.extractor`` merged with :data:`EXTRACTOR_DEFAULTS`.
+        weights: Pretrained backbone file read into the trunk, or ``None`` (random init, or
+            weights loaded afterwards from ``model.pt``).
+    """
+    return create_model(
+        "lesion_slice_classifier",
+        backbone=cfg["backbone"],
+        embed_dim=int(cfg["embed_dim"]),
+        weights=weights,
+    )
+
+
+def sequence_network(cfg: Mapping[str, Any], input_dim: int, clinical_dim: int) -> torch.nn.Module:
+    """The stage-B progression LSTM of the sequence settings ``cfg`` (``hidden``, ``layers``, ...).
+
+    Args:
+        cfg: ``settings.sequence`` merged with :data:`SEQUENCE_DEFAULTS`.
+        input_dim: Width of a time-point vector ``[e_t, size_t, intensity_t]``
+            (``embed_dim + 3 + 2``).
+        clinical_dim: Width of the encoded clinical vector (``TabularEncoder.width``).
+    """
+    return create_model(
+        "progression_lstm",
+        input_dim=input_dim,
+        clinical_dim=clinical_dim,
+        hidden=int(cfg["hidden"]),
+        layers=int(cfg["layers"]),
+        dropout=float(cfg["dropout"]),
+    )
+
+
+def _load_weights(
+    net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str
+) -> torch.nn.Module:
+    """``net`` with the saved ``state`` (strict: every key and shape must match the settings).
+
+    Raises:
+        ModelError: The saved weights do not fit the network the settings build.
+    """
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        msg = f"model.pt: the saved {what} weights do not fit the network of its settings ({exc})"
+        raise ModelError(msg) from exc
+    return net
+
+
 def extractor_stage(
     inputs: FoldInputs, settings: PancreasSettings, device: torch.device
 ) -> tuple[LesionSliceClassifier, Stage]:
@@ -125,12 +179,7 @@ def extractor_stage(
     y_tr_t = torch.from_numpy(y_tr)
     log.info("extractor: %d training crops (%d lesion), %d inner", len(y_tr), y_tr.sum(), len(y_va))
     torch.manual_seed(inputs.seed)
-    model = create_model(
-        "lesion_slice_classifier",
-        backbone=cfg["backbone"],
-        embed_dim=int(cfg["embed_dim"]),
-        weights=cfg["weights"],
-    ).to(device)
+    model = extractor_network(cfg, cfg["weights"]).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
     )
@@ -200,8 +249,18 @@ def timepoint_vectors(
 def _samples(
     inputs: FoldInputs, patients: list[str], target: str
 ) -> list[tuple[str, int, int | None]]:
-    """(patient, time point, label or None) for every labelled time point of the patients."""
+    """(patient, time point, label or None) of the time points of the patients to score.
+
+    With outcomes (``target`` is a column of ``inputs.outcomes``): every labelled time point.
+    Without (a new cohort with no ``outcomes.csv``, :mod:`oncoflow.deep.apply`): every time
+    point with lesion crops, label ``None`` (:func:`_unlabelled_samples`).
+
+    Raises:
+        ModelError: A labelled time point without lesion crops.
+    """
     rows = inputs.outcomes
+    if target not in rows.columns:
+        return _unlabelled_samples(inputs, patients)
     out = []
     for patient in patients:
         mine = rows[rows["patient_id"] == patient].sort_values("timepoint")
@@ -215,11 +274,32 @@ def _samples(
     return out
 
 
+def _unlabelled_samples(inputs: FoldInputs, patients: list[str]) -> list[tuple[str, int, None]]:
+    """(patient, time point, None) for every time point with lesion crops of the patients.
+
+    Raises:
+        ModelError: A patient whose time points are not ``0 .. T-1`` (the sequence of time
+            point ``t`` is ``x_0 .. x_t``).
+    """
+    out: list[tuple[str, int, None]] = []
+    for patient in patients:
+        points = sorted(inputs.lesions[patient])
+        if points != list(range(len(points))):
+            msg = (
+                f"patient {patient}: lesion crops at time points {points}; the sequence of "
+                "time point t needs every time point 0 .. t"
+            )
+            raise ModelError(msg)
+        out += [(patient, tp, None) for tp in points]
+    return out
+
+
 class PancreasTask(FoldTask[PancreasSettings]):
     """Both stages of one fold (module docstring) as :class:`~oncoflow.deep.task.FoldTask` hooks.
 
     :meth:`pretrain` trains the extractor (stage A), :meth:`encode` embeds every time point and
     builds the sequence datasets, :meth:`build` / :meth:`stage` are the LSTM (stage B).
+    :meth:`restore` rebuilds both stages from a ``model.pt`` payload, fitting nothing.
     """
 
     def pretrain(self) -> None:
@@ -236,7 +316,7 @@ class PancreasTask(FoldTask[PancreasSettings]):
         ``label_seed + 1`` and ``+ 2``).
         """
         inputs, settings = self.inputs, self.settings
-        self.vectors = timepoint_vectors(self.extractor, inputs, settings, self.device)
+        self.embed(self.extractor)
         self.encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
         # sequence features standardised with the training patients' time points
         train_rows = np.stack([v for p in inputs.train for v in self.vectors[p].values()])
@@ -254,10 +334,58 @@ class PancreasTask(FoldTask[PancreasSettings]):
                 (p, t, int(y)) for (p, t, _), y in zip(inner_samples, labels, strict=True)
             ]
         self.train_set, self.inner_set = self.dataset(train_samples), self.dataset(inner_samples)
-        self.cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
+
+    def embed(self, extractor: LesionSliceClassifier) -> None:
+        """Keep the frozen ``extractor`` (eval mode) and every patient's time-point vectors.
+
+        Shared by :meth:`encode` (the trained extractor) and :meth:`restore` (the saved one);
+        also sets :attr:`cfg`, the sequence settings merged with :data:`SEQUENCE_DEFAULTS`.
+        """
+        self.extractor = extractor.eval()
+        self.vectors = timepoint_vectors(extractor, self.inputs, self.settings, self.device)
+        self.cfg = {**SEQUENCE_DEFAULTS, **self.settings.sequence}
+
+    def restore(self, payload: Mapping[str, Any]) -> torch.nn.Module:
+        """Both frozen stages of a trained fold and the ``out`` patients' vectors; nothing is fit.
+
+        The extractor is rebuilt from the settings (no pretrained file read: the payload holds
+        its weights) and embeds every patient's time points; the clinical encoder and the
+        sequence standardisation ``(x - mean) / sd`` are the payload's (the training patients'
+        statistics). The LSTM's ``input_dim`` is ``len(mean)`` and ``clinical_dim`` the
+        encoder's width.
+
+        Args:
+            payload: The ``cnn_lstm`` payload of :meth:`payload` (one run's).
+
+        Returns:
+            The progression LSTM with the payload's weights, on :attr:`device`.
+
+        Raises:
+            ModelError: Not a ``cnn_lstm`` payload, the new cohort lacks a clinical column, or
+                the saved weights do not fit the networks of the settings.
+        """
+        if payload.get("model") != "cnn_lstm":
+            msg = f"model.pt holds a {payload.get('model')!r} model, not cnn_lstm"
+            raise ModelError(msg)
+        missing = [c for c in self.settings.clinical if c not in self.inputs.clinical.columns]
+        if missing:
+            msg = f"the new cohort's clinical.csv lacks column(s) {', '.join(missing)}"
+            raise ModelError(msg)
+        cfg = {**EXTRACTOR_DEFAULTS, **self.settings.extractor}
+        extractor = _load_weights(extractor_network(cfg, None), payload["extractor"], "extractor")
+        self.embed(extractor.to(self.device))
+        self.encoder = TabularEncoder.from_state(payload["clinical_encoder"])
+        self.mean = np.asarray(payload["sequence_mean"])
+        self.sd = np.asarray(payload["sequence_sd"])
+        model = sequence_network(self.cfg, len(self.mean), self.encoder.width)
+        return _load_weights(model, payload["sequence"], "sequence").to(self.device)
 
     def dataset(self, samples: list[tuple[str, int, int | None]]) -> dict[str, Any]:
-        """Padded standardised sequences up to each sample's time point, lengths, clinical, y."""
+        """Padded standardised sequences up to each sample's time point, lengths, clinical, y.
+
+        ``x`` (B, T_max, D) holds ``(x_t - mean) / sd`` for ``t = 0 .. tp``; ``y`` (B,) is there
+        only when every sample has a label (none for an unlabelled new cohort).
+        """
         vectors, mean, sd = self.vectors, self.mean, self.sd
         seqs = [
             torch.from_numpy((np.stack([vectors[p][t] for t in range(tp + 1)]) - mean) / sd)
@@ -266,24 +394,22 @@ class PancreasTask(FoldTask[PancreasSettings]):
         padded, lengths = collate_sequences(seqs)
         patients = [p for p, _, _ in samples]
         clinical = self.inputs.clinical.loc[patients, self.settings.clinical]
-        return {
+        data = {
             "x": padded.float(),
             "lengths": lengths,
             "clinical": torch.from_numpy(self.encoder.transform(clinical)),
-            "y": torch.tensor([lab for _, _, lab in samples], dtype=torch.int64),
         }
+        labels = [lab for _, _, lab in samples]
+        if None not in labels:
+            data["y"] = torch.tensor(labels, dtype=torch.int64)
+        return data
 
     def build(self) -> torch.nn.Module:
         """The progression LSTM (stage B), seeded with ``label_seed + 7``."""
-        cfg = self.cfg
         torch.manual_seed(self.inputs.label_seed + 7)
-        return create_model(
-            "progression_lstm",
-            input_dim=self.train_set["x"].shape[2],
-            clinical_dim=self.train_set["clinical"].shape[1],
-            hidden=int(cfg["hidden"]),
-            layers=int(cfg["layers"]),
-            dropout=float(cfg["dropout"]),
+        train_set = self.train_set
+        return sequence_network(
+            self.cfg, train_set["x"].shape[2], train_set["clinical"].shape[1]
         ).to(self.device)
 
     def run_on(
@@ -334,17 +460,22 @@ class PancreasTask(FoldTask[PancreasSettings]):
         )
 
     def predict(self, model: torch.nn.Module) -> pd.DataFrame:
-        """One row per labelled time point of the validation and test patients."""
+        """One row per scored time point of the validation and test patients (:func:`_samples`).
+
+        ``y_score = softmax(logits)[:, 1]``; ``y_true`` is the label, NaN for a new cohort
+        without outcomes.
+        """
         target = self.settings.target
         samples = _samples(self.inputs, self.groups["out"], target)
         data = self.dataset(samples)
         with torch.no_grad():
             prob = torch.softmax(self.run_on(model, data, slice(None)).float(), 1).cpu().numpy()
+        y_true = data["y"].numpy() if "y" in data else np.full(len(samples), np.nan)
         return prediction_rows(
             self.inputs,
             [p for p, _, _ in samples],
             target,
-            {"y_true": data["y"].numpy(), "y_score": prob[:, 1]},
+            {"y_true": y_true, "y_score": prob[:, 1]},
             timepoints=[t for _, t, _ in samples],
         )
 

@@ -89,6 +89,22 @@ class TabularEncoder:
         """Number of encoded columns."""
         return len(self.columns_)
 
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TabularEncoder:
+        """The encoder :meth:`state` saved (in ``model.pt``), ready to transform; nothing is fit.
+
+        Raises:
+            KeyError: ``state`` lacks a key :meth:`state` writes.
+        """
+        encoder = cls(skew_limit=float(state["skew_limit"]))
+        encoder.numeric_ = {
+            k: (bool(v[0]), float(v[1]), float(v[2]), float(v[3]))
+            for k, v in state["numeric"].items()
+        }
+        encoder.categories_ = {k: list(v) for k, v in state["categories"].items()}
+        encoder.columns_ = list(state["columns"])
+        return encoder
+
     def state(self) -> dict[str, Any]:
         """JSON-ready fitted state (stored in ``model.pt``)."""
         return {

@@ -16,14 +16,12 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import ModelError
+from oncoflow.splits import APPLY_SPLIT
 from oncoflow.survival.design import FittedCox, indexed
 from oncoflow.survival.inputs import read_table
 from oncoflow.survival.protocol import PERMUTATION_COLUMN
 
 log = logging.getLogger("oncoflow.survival.protocol")  # the protocol's log lines, unchanged
-
-APPLY_SPLIT = "apply"
-"""``split`` of the predictions of a new cohort (patients never seen in training)."""
 
 
 def apply_net_survival(
