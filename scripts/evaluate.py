@@ -2,7 +2,8 @@
 
 Reads only the predictions (contract: ``docs/formats.md``; survival, binary or multi-class
 classification, detected from the columns) and, for a segmentation model, its per-case Dice
-table. Writes
+table; for a new cohort (``--training``: its rows are split ``apply``) also the training run's
+predictions, whose validation rows give what the ``apply`` split borrows from training. Writes
 ``metrics.json`` (per validation fold, pooled validation, each test split,
 every metric with a patient-level bootstrap CI) and a model card as JSON and Markdown.
 
@@ -22,10 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
+from oncoflow.evaluate.applied import evaluate_applied
 from oncoflow.evaluate.card import card_markdown, model_card
-from oncoflow.evaluate.engine import evaluate_applied, evaluate_predictions
+from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.evaluate.segmentation import read_dice_table, summarize_dice
 from oncoflow.formats import read_predictions
+from oncoflow.workflow.missing import missing_record
 
 
 def _names(text: str) -> list[str]:
@@ -36,6 +39,14 @@ def _threshold(text: str) -> float | str:
     return text if text == "youden" else float(text)
 
 
+def _decision(text: str) -> dict:
+    try:
+        return missing_record(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        msg = f"not a missing-input decision ({exc})"
+        raise argparse.ArgumentTypeError(msg) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=Path, required=True, help="predictions.csv")
@@ -44,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--training",
         type=Path,
         default=None,
-        help="score a new cohort (split apply): the training run's predictions.csv, whose "
-        "validation rows give the censoring distribution and the risk-group cut-off",
+        help="score a new cohort (split apply, any kind): the training run's predictions.csv, "
+        "whose validation rows give the decision threshold, the censoring distribution and "
+        "the risk-group cut-off",
     )
     parser.add_argument("--card", type=Path, help="model card Markdown to write (+ .json beside)")
     parser.add_argument("--study", default="", help="study name (model card)")
@@ -58,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines", type=cli.labelled_path, nargs="*", default=[], metavar="LABEL=JSON",
         help="metrics.json of the study's tabular baselines, listed in the model card",
     )  # fmt: skip
+    parser.add_argument(
+        "--card-missing",
+        type=_decision,
+        default=None,
+        metavar="JSON",
+        help="the study's missing-input decision (policy, dropped patients, imputed clinical "
+        "columns, patients kept with fewer time points), shown in the model card",
+    )
     parser.add_argument(
         "--horizons",
         type=lambda text: [float(v) for v in _names(text)],
@@ -89,7 +109,9 @@ def _main(args: argparse.Namespace) -> None:
     boot = {"n_boot": args.n_boot, "seed": args.seed, "alpha": args.alpha}
     if args.training is not None:
         training = read_predictions(args.training)
-        metrics = evaluate_applied(predictions, training, horizons=args.horizons, **boot)
+        metrics = evaluate_applied(
+            predictions, training, horizons=args.horizons, threshold=args.threshold, **boot
+        )
     else:
         metrics = evaluate_predictions(
             predictions, horizons=args.horizons, threshold=args.threshold, **boot
@@ -108,7 +130,7 @@ def _main(args: argparse.Namespace) -> None:
             "seed": args.seed,
         }
         baselines = {label: json.loads(path.read_text()) for label, path in args.baselines}
-        card = model_card(metrics, info, baselines)
+        card = model_card(metrics, info, baselines, missing=args.card_missing)
         cli.write_json(args.card.with_suffix(".json"), card, args)
         cli.write_text(args.card, card_markdown(card))
 

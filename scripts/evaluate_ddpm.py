@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--converted", type=Path, required=True, help="converted images root")
     parser.add_argument("--samples", type=Path, nargs="+", required=True, help="<patient>.nii.gz")
     parser.add_argument(
-        "--splits", type=Path, required=True, help="splits.csv: only test patients are scored"
+        "--splits",
+        type=Path,
+        help="splits.csv: only test patients are scored (without it, every sample: a new cohort)",
     )
     parser.add_argument("--history", type=Path, required=True, help="history.csv of training")
     parser.add_argument("--stem", default="CT", help="image stem (default: %(default)s)")
@@ -51,13 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> None:
     _, settings, info = load_model(args.model)
-    held_out = set(split_patients(args.splits, TEST_SPLITS))
-    trained_on = set(info.get("patients", []))
-    leaked = sorted(held_out & trained_on)
-    if leaked:
-        msg = f"test patient(s) {', '.join(leaked)} were in the diffusion model's training set"
-        raise OncoflowError(msg)
     samples = {path.name.removesuffix(".nii.gz"): path for path in args.samples}
+    if args.splits is None:  # a new cohort (apply): nobody in it was trained on
+        held_out = set(samples)
+    else:
+        held_out = set(split_patients(args.splits, TEST_SPLITS))
+        leaked = sorted(held_out & set(info.get("patients", [])))
+        if leaked:
+            msg = f"test patient(s) {', '.join(leaked)} were in the diffusion model's training set"
+            raise OncoflowError(msg)
     scored = {p: path for p, path in samples.items() if p in held_out}
     summary, panels = evaluate_samples(scored, args.converted, settings, args.stem)
     summary["n_samples_not_scored"] = len(samples) - len(scored)

@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="folders of predicted masks <patient>_tp<tp>.nii.gz used instead of the given ones",
     )
+    parser.add_argument(
+        "--fallback-masks",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="folders of predicted masks <patient>_tp<tp>.nii.gz for time points without a mask",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder of the npz files")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -46,6 +53,7 @@ def _main(args: argparse.Namespace) -> None:
         args.out,
         seed=args.seed,
         predicted_masks=args.predicted_masks,
+        fallback_masks=args.fallback_masks,
     )
 
 

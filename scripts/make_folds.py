@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout", type=float, default=0.3, help="held-out fraction per draw")
     parser.add_argument("--k", type=int, help="k-fold cross-validation instead of repeated holdout")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument(
+        "--exclude",
+        default="",
+        help="comma-separated patients left out (dropped by the study's missing-input policy)",
+    )
     return parser
 
 
@@ -61,6 +66,8 @@ def _main(args: argparse.Namespace) -> int:
             strata=strata,
             seed=args.seed,
         )
+    excluded = {p for p in args.exclude.split(",") if p}
+    splits = splits[~splits["patient_id"].astype(str).isin(excluded)]
     folds = make_folds(
         splits, strata=strata, repeats=args.repeats, holdout=args.holdout, k=args.k, seed=args.seed
     )

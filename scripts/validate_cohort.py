@@ -7,17 +7,24 @@ Example:
     python scripts/validate_cohort.py --cohort demo/net_survival \
         --out results/qc/net_survival/cohort_report.json \
         --clinical age,sex --targets os_time,os_event --mask-labels 1,2
+
+With ``--missing`` (the study's missing-input decision, as the workflow computes it from
+``studies.<name>.missing``), an empty required clinical value is a warning when the policy is
+``clinical: impute`` or its patient is dropped, and the report records the decision (policy,
+dropped patients with what they lack, imputed columns, patients kept with fewer time points).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.validate import validate_cohort
+from oncoflow.workflow.missing import missing_record
 
 
 def _names(text: str) -> list[str]:
@@ -29,6 +36,14 @@ def _labels(text: str) -> list[int]:
         return [int(part) for part in _names(text)]
     except ValueError as exc:
         msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+
+
+def _decision(text: str) -> dict:
+    try:
+        return missing_record(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        msg = f"not a missing-input decision ({exc})"
         raise argparse.ArgumentTypeError(msg) from exc
 
 
@@ -62,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="outcomes.csv may be absent (a new cohort that is only predicted)",
     )
+    parser.add_argument(
+        "--missing",
+        type=_decision,
+        default=None,
+        metavar="JSON",
+        help='the study\'s missing-input decision: {"policy": {...}, "dropped": {patient: '
+        '[reasons]}, "imputed": {column: [patients]}, "partial": {patient: [time points]}} '
+        "(default: none, every empty required clinical value is an error)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -75,6 +99,7 @@ def _main(args: argparse.Namespace) -> int:
         tilt=args.tilt,
         uneven_spacing=args.uneven_spacing,
         outcomes_required=not args.optional_outcomes,
+        missing=args.missing,
     )
     cli.write_json(args.out, report.to_dict(), args)
     for problem in report.warnings:

@@ -95,6 +95,13 @@ APPLY_HARMONIZED = APPLY + "/{study}/harmonize/{source}.csv"
 APPLY_HARMONIZED_STATS = APPLY + "/{study}/harmonize/{source}_stats.json"
 APPLY_PREDICTIONS = APPLY + "/{study}/predict/{variant}/predictions.csv"
 APPLY_SUMMARY = APPLY + "/{study}/predict/{variant}/apply.json"
+APPLY_DICE = APPLY + "/{study}/predict/{variant}/dice.csv"
+APPLY_NNUNET = APPLY + "/{study}/nnunet"
+APPLY_SEGMENTED = APPLY + "/{study}/segmented"
+APPLY_DDPM_SAMPLES = APPLY + "/{study}/ddpm/samples"
+APPLY_DDPM_METRICS = APPLY + "/{study}/ddpm/metrics.json"
+APPLY_DDPM_PANEL = APPLY + "/{study}/ddpm/panel.png"
+APPLY_DDPM_LOSS = APPLY + "/{study}/ddpm/loss.png"
 HARMONIZED_FINAL_STATS = "results/{study}/harmonize/{source}/final_stats.json"
 
 

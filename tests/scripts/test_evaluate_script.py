@@ -79,6 +79,28 @@ def test_survival_metrics_and_model_card(tmp_path):
     assert json.loads(card.with_suffix(".json").read_text())["study"] == "net_survival"
 
 
+def test_the_missing_input_decision_is_shown_in_the_model_card(tmp_path):
+    _survival(1, 0.5).to_csv(tmp_path / "predictions.csv", index=False)
+    out, card = tmp_path / "ev" / "metrics.json", tmp_path / "ev" / "model_card.md"
+    decision = {
+        "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": "impute"},
+        "dropped": {"P900": ["CT at time point 0"]},
+        "imputed": {"age": ["P001", "P002"]},
+    }
+    argv = [
+        "--predictions", str(tmp_path / "predictions.csv"), "--out", str(out),
+        "--card", str(card), "--study", "net_survival", "--n-boot", "10",
+    ]  # fmt: skip
+    assert evaluate.main([*argv, "--card-missing", json.dumps(decision)]) == 0
+    text = card.read_text()
+    assert "- **Dropped patients** (1, left out of every step for missing inputs): P900" in text
+    assert "`age`: 2 patient(s) imputed with the median of each fold's training patients" in text
+    saved = json.loads(card.with_suffix(".json").read_text())["missing"]
+    assert saved["dropped"]["reasons"] == {"P900": ["CT at time point 0"]}
+    with pytest.raises(SystemExit):
+        evaluate.main([*argv, "--card-missing", '{"dropped": ["P900"]}'])
+
+
 def test_binary_predictions_are_detected(tmp_path):
     preds = _binary(1, 0.8)
     preds.to_csv(tmp_path / "p.csv", index=False)

@@ -133,3 +133,28 @@ def test_main_missing_cohort_still_writes_report(tmp_path, capsys):
     assert code == 1
     assert "cohort folder does not exist" in capsys.readouterr().err
     assert json.loads(out.read_text())["ok"] is False
+
+
+def test_main_with_a_missing_decision_warns_of_imputation_and_records_it(tmp_path, capsys):
+    cohort = build_valid_cohort(tmp_path / "c")
+    BROKEN["nan_clinical"].mutate(cohort)
+    out = tmp_path / "report.json"
+    decision = {
+        "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": "impute"},
+        "dropped": {"P002": ["MR_T2 at time point 1"]},
+        "imputed": {"age": ["P004"]},
+        "partial": {},
+    }
+    argv = ["--cohort", str(cohort), "--out", str(out), *VALID_ARGS]
+    script = load_script("validate_cohort")
+    assert script.main(argv) == 1  # without the decision: the empty age is an error
+    assert script.main([*argv, "--missing", json.dumps(decision)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: patient P004: clinical.csv: line 5: required clinical field 'age'" in err
+    assert "imputed with the median of each fold's training patients" in err
+    report = json.loads(out.read_text())
+    assert report["ok"] is True
+    assert report["missing"] == decision
+    with pytest.raises(SystemExit) as info:
+        script.main([*argv, "--missing", "{not json"])
+    assert info.value.code == 2

@@ -271,3 +271,30 @@ def test_the_model_card_lists_the_baselines_test_scores():
     row = next(line for line in text.splitlines() if line.startswith("| baseline_clinical/model"))
     assert f"{entry['auc']['value']:.3f}" in row
     assert "baselines" not in model_card(model, info) or not model_card(model, info)["baselines"]
+
+
+def test_the_model_card_says_which_patients_were_dropped_and_what_was_imputed():
+    from oncoflow.evaluate.card import card_markdown, model_card
+
+    model = evaluate_predictions(_predictions(seed=5), n_boot=20)
+    info = {"study": "pancreas", "variant": "raw", "model": "m", "targets": []}
+    decision = {
+        "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": "impute"},
+        "dropped": {"P9": ["MR_T2 at time point 1"], "P3": ["a WSI image"]},
+        "imputed": {"ca19_9": ["P1", "P4", "P5"]},
+        "partial": {},
+    }
+    card = model_card(model, info, missing=decision)
+    assert card["missing"]["dropped"]["n_patients"] == 2
+    assert card["missing"]["dropped"]["patients"] == ["P3", "P9"]
+    assert card["missing"]["imputed"]["ca19_9"]["n_patients"] == 3
+    text = card_markdown(card)
+    assert "## Missing inputs" in text
+    assert "- **Policy**: modalities drop_patient, timepoints refuse, clinical impute" in text
+    assert "- **Dropped patients** (2, left out of every step for missing inputs): P3, P9" in text
+    assert (
+        "- **Imputed clinical value** `ca19_9`: 3 patient(s) imputed with the median of each "
+        "fold's training patients (never of validation or test patients)"
+    ) in text
+    assert text.index("## Missing inputs") < text.index("## Metrics")
+    assert "## Missing inputs" not in card_markdown(model_card(model, info))

@@ -265,3 +265,27 @@ def test_the_ladder_shows_each_rung_against_the_rung_below():
     assert "0.100 [-0.050, 0.200]" in html
     assert set(pngs) == {"liver_response_response_ladder"}
     assert ladder_html("liver_response", comparisons, ["relation_net"], {}) == ""
+
+
+def test_the_cohort_part_lists_dropped_patients_and_imputed_columns():
+    cohort = {
+        **COHORT,
+        "missing": {
+            "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": "impute"},
+            "dropped": {"P007": ["MR_T2 at time point 1", "MR_DWI at time point 1"]},
+            "imputed": {"ca19_9": ["P002", "P005"]},
+            "partial": {},
+        },
+    }
+    html, _ = study_section("pancreas", {"model": "cox"}, cohort_report=cohort)
+    assert (
+        "<tr><th>patient</th><th>missing inputs</th><th>policy</th></tr>"
+        "<tr><td>P007</td><td>MR_T2 at time point 1, MR_DWI at time point 1</td>"
+        "<td>modalities: drop_patient</td></tr>"
+    ) in html
+    assert "1 patient(s) left out of every step for missing inputs" in html
+    assert "<tr><td>ca19_9</td><td>2</td></tr>" in html
+    assert "median of each fold&#x27;s training patients" in html
+    assert "Empty clinical values of ca19_9 (2 patient(s)) were imputed" in html  # methods
+    plain, _ = study_section("pancreas", {"model": "cox"}, cohort_report=COHORT)
+    assert "Missing-input policy" not in plain

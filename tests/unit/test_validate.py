@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from broken_cohorts import (
 
 from oncoflow.validate import CHECKS, validate_cohort
 from oncoflow.validate import core as validate_core
+from oncoflow.validate.summary import merge_reports
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +138,58 @@ def test_outcomes_are_optional_for_a_cohort_that_is_only_predicted(valid, tmp_pa
         "outcomes.csv: required table outcomes.csv does not exist in the cohort folder"
     ]
     assert validate_cohort(cohort, **options, outcomes_required=False).ok
+
+
+def _decision(clinical: str, dropped: dict | None = None) -> dict:
+    return {
+        "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": clinical},
+        "dropped": dropped or {},
+        "imputed": {"age": ["P004"]} if clinical == "impute" else {},
+        "partial": {},
+    }
+
+
+def test_an_imputed_clinical_value_is_a_warning_and_the_decision_is_recorded(valid, tmp_path):
+    cohort, _ = build_broken_cohort("nan_clinical", tmp_path / "nan", valid=valid)
+    refused = validate_cohort(cohort, **VALID_OPTIONS, missing=_decision("refuse"))
+    assert [p.check for p in refused.problems] == ["clinical"]  # refuse: an error, as without
+    report = validate_cohort(cohort, **VALID_OPTIONS, missing=_decision("impute"))
+    assert report.ok, [p.line() for p in report.problems]
+    assert report.excluded == []
+    assert [p.line() for p in report.warnings] == [
+        "patient P004: clinical.csv: line 5: required clinical field 'age' is missing (empty or "
+        "NaN); it will be imputed with the median of each fold's training patients "
+        "(missing.clinical: impute)"
+    ]
+    data = report.to_dict()
+    assert data["missing"] == _decision("impute")
+    assert data["options"]["missing"] == _decision("impute")["policy"]
+    assert data["warnings"][0]["patient_id"] == "P004"
+    assert "missing" not in validate_cohort(valid, **VALID_OPTIONS).to_dict()  # as before
+
+
+def test_a_dropped_patient_is_recorded_not_an_error(valid, tmp_path):
+    cohort, _ = build_broken_cohort("nan_clinical", tmp_path / "nan", valid=valid)
+    decision = _decision("refuse", {"P004": ["MR_T2 at time point 0"]})
+    report = validate_cohort(cohort, **VALID_OPTIONS, missing=decision)
+    assert report.ok, [p.line() for p in report.problems]
+    assert report.excluded == []
+    assert [p.patient_id for p in report.warnings] == ["P004"]
+    assert "left out for missing inputs" in report.warnings[0].message
+    assert report.to_dict()["missing"]["dropped"] == {"P004": ["MR_T2 at time point 0"]}
+    with pytest.raises(ValueError, match=r"missing\.dropped: expected an object of lists"):
+        validate_cohort(valid, missing={"dropped": {"P004": "MR_T2"}})
+
+
+def test_the_merged_report_keeps_each_studys_decision(valid, tmp_path):
+    decision = _decision("refuse", {"P004": ["time point 1"]})
+    paths = []
+    for study, missing in (("a", decision), ("b", None)):
+        path = tmp_path / study / "cohort_report.json"
+        path.parent.mkdir()
+        report = validate_cohort(valid, **VALID_OPTIONS, missing=missing)
+        path.write_text(json.dumps(report.to_dict()))
+        paths.append(path)
+    merged = merge_reports(paths)
+    assert merged["studies"]["a"]["missing"]["dropped"] == {"P004": ["time point 1"]}
+    assert "missing" not in merged["studies"]["b"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -145,3 +147,24 @@ def test_nnunet_settings_names_and_report_options():
     assert options.report_options('{"a": 1}', parts, 24, "s applied to b") == (
         """--settings '{"a": 1}' --qc-patients 24 --metrics raw=m.json --title 's applied to b'"""
     )
+
+
+def test_the_missing_input_decision_reaches_validation_and_the_model_card_as_one_argument():
+    decision = {
+        "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": "impute"},
+        "dropped": {"O'Neil": ["MR_T2 at time point 1"]},
+        "imputed": {"age": ["P2"]},
+        "partial": {},
+    }
+    settings = {"clinical": ["age"], "model": "cox", "targets": ["os_time", "os_event"]}
+    convert = {"tilt": "resample", "uneven_spacing": "resample"}
+    validate = options.quoted_options(options.validate_options(settings, convert, decision))
+    argv = shlex.split(validate)
+    assert argv[-2] == "--missing"
+    assert json.loads(argv[-1]) == decision
+    assert "--missing" not in options.quoted_options(options.validate_options(settings, convert))
+    card = options.model_card_options("s", "raw", settings, [], Path("c"), missing=decision)
+    argv = shlex.split(card)
+    assert argv[-2] == "--card-missing"
+    assert json.loads(argv[-1]) == decision
+    assert "--card-missing" not in options.model_card_options("s", "raw", settings, [], Path("c"))

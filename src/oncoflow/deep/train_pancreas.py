@@ -7,7 +7,10 @@ its loss or AUC (``sequence.monitor``). Both stages resume from their own file i
 The fold task is :class:`PancreasTask` (:class:`~oncoflow.deep.task.FoldTask` hooks); its
 :meth:`~PancreasTask.restore` rebuilds both frozen stages from ``model.pt`` to score a new cohort
 (:mod:`oncoflow.deep.apply`): every labelled time point when the cohort has outcomes, every time
-point with lesion crops (empty ``y_true``) when it has none.
+point with lesion crops (empty ``y_true``) when it has none. The sequence of a time point reads
+the patient's time points with crops up to it (:mod:`oncoflow.deep.pancreas_data`): a patient
+missing some time points is scored with those it has; a labelled time point without crops is
+skipped.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from oncoflow.deep.data import (
     size_features,
     slice_examples,
 )
+from oncoflow.deep.pancreas_data import Sample, fold_samples, sequences
 from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
 from oncoflow.features.tabular import TabularEncoder
@@ -246,54 +250,6 @@ def timepoint_vectors(
     return out
 
 
-def _samples(
-    inputs: FoldInputs, patients: list[str], target: str
-) -> list[tuple[str, int, int | None]]:
-    """(patient, time point, label or None) of the time points of the patients to score.
-
-    With outcomes (``target`` is a column of ``inputs.outcomes``): every labelled time point.
-    Without (a new cohort with no ``outcomes.csv``, :mod:`oncoflow.deep.apply`): every time
-    point with lesion crops, label ``None`` (:func:`_unlabelled_samples`).
-
-    Raises:
-        ModelError: A labelled time point without lesion crops.
-    """
-    rows = inputs.outcomes
-    if target not in rows.columns:
-        return _unlabelled_samples(inputs, patients)
-    out = []
-    for patient in patients:
-        mine = rows[rows["patient_id"] == patient].sort_values("timepoint")
-        for tp, label in zip(mine["timepoint"], mine[target], strict=True):
-            if pd.isna(label):
-                continue
-            if int(tp) not in inputs.lesions[patient]:
-                msg = f"patient {patient}: outcome at time point {tp} but no lesion crops there"
-                raise ModelError(msg)
-            out.append((patient, int(tp), int(label)))
-    return out
-
-
-def _unlabelled_samples(inputs: FoldInputs, patients: list[str]) -> list[tuple[str, int, None]]:
-    """(patient, time point, None) for every time point with lesion crops of the patients.
-
-    Raises:
-        ModelError: A patient whose time points are not ``0 .. T-1`` (the sequence of time
-            point ``t`` is ``x_0 .. x_t``).
-    """
-    out: list[tuple[str, int, None]] = []
-    for patient in patients:
-        points = sorted(inputs.lesions[patient])
-        if points != list(range(len(points))):
-            msg = (
-                f"patient {patient}: lesion crops at time points {points}; the sequence of "
-                "time point t needs every time point 0 .. t"
-            )
-            raise ModelError(msg)
-        out += [(patient, tp, None) for tp in points]
-    return out
-
-
 class PancreasTask(FoldTask[PancreasSettings]):
     """Both stages of one fold (module docstring) as :class:`~oncoflow.deep.task.FoldTask` hooks.
 
@@ -322,8 +278,8 @@ class PancreasTask(FoldTask[PancreasSettings]):
         train_rows = np.stack([v for p in inputs.train for v in self.vectors[p].values()])
         self.mean, self.sd = train_rows.mean(0), train_rows.std(0) + 1e-6
         target = settings.target
-        train_samples = _samples(inputs, inputs.train, target)
-        inner_samples = _samples(inputs, inputs.inner, target)
+        train_samples = fold_samples(inputs, inputs.train, target)
+        inner_samples = fold_samples(inputs, inputs.inner, target)
         if inputs.permute:
             labels = permuted(np.array([s[2] for s in train_samples]), inputs.label_seed + 1)
             train_samples = [
@@ -380,17 +336,15 @@ class PancreasTask(FoldTask[PancreasSettings]):
         model = sequence_network(self.cfg, len(self.mean), self.encoder.width)
         return _load_weights(model, payload["sequence"], "sequence").to(self.device)
 
-    def dataset(self, samples: list[tuple[str, int, int | None]]) -> dict[str, Any]:
+    def dataset(self, samples: list[Sample]) -> dict[str, Any]:
         """Padded standardised sequences up to each sample's time point, lengths, clinical, y.
 
-        ``x`` (B, T_max, D) holds ``(x_t - mean) / sd`` for ``t = 0 .. tp``; ``y`` (B,) is there
-        only when every sample has a label (none for an unlabelled new cohort).
+        ``x`` (B, T_max, D) holds ``(x_t - mean) / sd`` for the patient's time points with crops
+        ``t <= tp`` in time order (``0 .. tp`` without gaps;
+        :func:`~oncoflow.deep.pancreas_data.sequence_points`); ``y`` (B,) is there only when
+        every sample has a label (none for an unlabelled new cohort).
         """
-        vectors, mean, sd = self.vectors, self.mean, self.sd
-        seqs = [
-            torch.from_numpy((np.stack([vectors[p][t] for t in range(tp + 1)]) - mean) / sd)
-            for p, tp, _ in samples
-        ]
+        seqs = sequences(self.vectors, samples, self.mean, self.sd)
         padded, lengths = collate_sequences(seqs)
         patients = [p for p, _, _ in samples]
         clinical = self.inputs.clinical.loc[patients, self.settings.clinical]
@@ -460,13 +414,15 @@ class PancreasTask(FoldTask[PancreasSettings]):
         )
 
     def predict(self, model: torch.nn.Module) -> pd.DataFrame:
-        """One row per scored time point of the validation and test patients (:func:`_samples`).
+        """One row per scored time point of the validation and test patients.
+
+        The scored time points are those of :func:`~oncoflow.deep.pancreas_data.fold_samples`.
 
         ``y_score = softmax(logits)[:, 1]``; ``y_true`` is the label, NaN for a new cohort
         without outcomes.
         """
         target = self.settings.target
-        samples = _samples(self.inputs, self.groups["out"], target)
+        samples = fold_samples(self.inputs, self.groups["out"], target)
         data = self.dataset(samples)
         with torch.no_grad():
             prob = torch.softmax(self.run_on(model, data, slice(None)).float(), 1).cpu().numpy()

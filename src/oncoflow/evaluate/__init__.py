@@ -23,6 +23,7 @@ _EXPORTS = {
     "PairedDifference": "compare",
     "paired_bootstrap": "compare",
     "compare_models": "engine",
+    "evaluate_applied": "applied",
     "evaluate_predictions": "engine",
     "prediction_kind": "engine",
     "evaluate_survival": "survival",

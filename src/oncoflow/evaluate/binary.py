@@ -11,7 +11,7 @@ patient-level percentile bootstrap 95 % CI (:func:`oncoflow.metrics.bootstrap.bo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -156,6 +156,7 @@ def evaluate_binary(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    test_splits: Sequence[str] = TEST_SPLITS,
 ) -> dict[str, Any]:
     """Metrics per model x target: per validation fold, pooled validation, and each test split.
 
@@ -165,6 +166,9 @@ def evaluate_binary(
         n_boot: Bootstrap replicates per metric.
         seed: Bootstrap seed (the same seed gives the same intervals).
         alpha: 1 - confidence level.
+        test_splits: The ``fold == "final"`` splits to score, each alone and pooled as ``test``
+            (``("apply",)`` for a new cohort, :func:`~oncoflow.evaluate.applied.evaluate_applied`:
+            the threshold still comes from the validation rows, the training patients').
 
     Returns:
         JSON-ready ``{"n_boot", "alpha", "models": {model: {target: {"threshold",
@@ -187,7 +191,7 @@ def evaluate_binary(
     result: dict[str, Any] = {"n_boot": n_boot, "alpha": alpha, "models": {}}
     for (model, target), rows in frame.groupby(["model", "target"], sort=True):
         validation = rows[rows["split"] == "validation"]
-        final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
+        final = rows[(rows["fold"] == "final") & rows["split"].isin(test_splits)]
         if isinstance(threshold, str):
             if threshold != "youden":
                 msg = f"threshold must be 'youden' or a number, got {threshold!r}"
@@ -229,7 +233,7 @@ def evaluate_binary(
                 **options,
             )
             entry["validation"] = {"per_fold": per_fold, "pooled": pooled}
-        splits = {name: final[final["split"] == name] for name in TEST_SPLITS}
+        splits = {name: final[final["split"] == name] for name in test_splits}
         splits["test"] = final
         for name, part in splits.items():
             if part.empty:

@@ -9,6 +9,9 @@
   result is ``{"kind": "multitask", "tasks": {kind: result}, "models": {...}}`` with ``models``
   merged over the tasks.
 
+A new cohort (``split = "apply"``) is scored by the same function with ``test_splits =
+("apply",)``: :func:`oncoflow.evaluate.applied.evaluate_applied`.
+
 Negative-control tables (a ``permutation`` column, several runs per patient) are scored run by
 run inside every bootstrap resample and the metrics averaged, by every evaluator alike
 (:func:`~oncoflow.metrics.bootstrap.run_mean`): the CI is that of the mean over runs.
@@ -31,7 +34,7 @@ from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import evaluate_binary
 from oncoflow.evaluate.compare import paired_bootstrap
 from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns, evaluate_multiclass
-from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
+from oncoflow.evaluate.survival import DEFAULT_HORIZONS, TEST_SPLITS, evaluate_survival
 from oncoflow.formats import is_baseline
 from oncoflow.metrics.classification import auc, delong_test, macro_auc
 from oncoflow.metrics.survival import concordance_index
@@ -93,6 +96,7 @@ def evaluate_predictions(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    test_splits: Sequence[str] = TEST_SPLITS,
 ) -> dict[str, Any]:
     """Metrics of a predictions table of any kind (module docstring), with bootstrap CIs.
 
@@ -103,103 +107,44 @@ def evaluate_predictions(
         n_boot: Bootstrap replicates.
         seed: Bootstrap seed.
         alpha: 1 - confidence level.
+        test_splits: The ``fold == "final"`` splits scored as test splits, each alone and
+            pooled as ``test`` (``("apply",)`` for a new cohort: :mod:`oncoflow.evaluate.applied`).
 
     Returns:
         The JSON-ready result of the kind's evaluator, with ``"kind"`` set.
     """
     tasks = task_tables(predictions)
+    options = {"horizons": horizons, "threshold": threshold, "n_boot": n_boot, "seed": seed}
     if len(tasks) > 1:
-        options = {"horizons": horizons, "threshold": threshold, "n_boot": n_boot, "seed": seed}
         results = {
-            k: evaluate_predictions(rows, alpha=alpha, **options) for k, rows in tasks.items()
+            k: evaluate_predictions(rows, alpha=alpha, test_splits=test_splits, **options)
+            for k, rows in tasks.items()
         }
-        models: dict[str, dict[str, Any]] = {}
-        for result in results.values():
-            for model, targets in result.get("models", {}).items():
-                models.setdefault(model, {}).update(targets)
-        return {
-            "kind": "multitask",
-            "n_boot": int(n_boot),
-            "alpha": float(alpha),
-            "tasks": results,
-            "models": models,
-        }
+        return multitask_result(results, n_boot=n_boot, alpha=alpha)
     kind = next(iter(tasks))
+    boot = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "test_splits": tuple(test_splits)}
     if kind == "survival":
-        return evaluate_survival(
-            predictions, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha
-        )
+        return evaluate_survival(predictions, horizons=horizons, **boot)
     if kind == "multiclass":
-        return evaluate_multiclass(predictions, n_boot=n_boot, seed=seed, alpha=alpha)
-    result = evaluate_binary(
-        predictions, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
-    )
-    return {"kind": kind, **result}
+        return evaluate_multiclass(predictions, **boot)
+    return {"kind": kind, **evaluate_binary(predictions, threshold=threshold, **boot)}
 
 
-def evaluate_applied(
-    applied: pd.DataFrame,
-    training: pd.DataFrame,
-    *,
-    horizons: Sequence[float] = DEFAULT_HORIZONS,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
+def multitask_result(
+    results: Mapping[str, dict[str, Any]], *, n_boot: int, alpha: float
 ) -> dict[str, Any]:
-    """Metrics of frozen models on a new cohort (the ``apply`` target), with bootstrap CIs.
-
-    The new cohort's rows (``split = "apply"``) are scored as the test split; the training run's
-    validation rows supply what a test split may borrow from training only: the censoring
-    distribution of the IPCW metrics (Uno C, td-AUC, Brier) and the median validation risk that
-    splits the Kaplan-Meier risk groups. Patient ids of the two cohorts may coincide; the
-    training rows are renamed ``training:<id>`` so nobody is mistaken for somebody else.
-
-    Args:
-        applied: Predictions of the new cohort (survival contract, ``split = "apply"``).
-        training: The training run's predictions (its ``validation`` rows are used).
-        horizons: Survival horizons (days).
-        n_boot: Bootstrap replicates.
-        seed: Bootstrap seed.
-        alpha: 1 - confidence level.
-
-    Returns:
-        The :func:`~oncoflow.evaluate.survival.evaluate_survival` result with an ``apply`` (and a
-        pooled ``test``) entry per model x target, ``"outcomes_known": True``; when the new
-        cohort has no outcomes, ``{"kind": "survival", "outcomes_known": False, "models": {},
-        "n_patients"}`` (predictions only).
-
-    Raises:
-        ModelError: Not survival predictions, rows of other splits, or no training rows.
-    """
-    if prediction_kind(applied.columns) != "survival":
-        msg = "apply evaluation: only survival predictions are supported so far"
-        raise ModelError(msg)
-    other = sorted(set(applied["split"].astype(str)) - {"apply"})
-    if other:
-        msg = f"apply evaluation: rows of split(s) {', '.join(other)} among the new cohort's"
-        raise ModelError(msg)
-    if applied["time"].isna().all():
-        return {
-            "kind": "survival",
-            "outcomes_known": False,
-            "n_patients": int(applied["patient_id"].nunique()),
-            "models": {},
-        }
-    unknown = applied.loc[applied["time"].isna() | applied["event"].isna(), "patient_id"]
-    if len(unknown):
-        msg = f"apply evaluation: patient(s) without outcome: {', '.join(map(str, unknown[:5]))}"
-        raise ModelError(msg)
-    reference = training[training["split"] == "validation"].copy()
-    if reference.empty:
-        msg = "apply evaluation: the training predictions have no validation rows"
-        raise ModelError(msg)
-    reference["patient_id"] = "training:" + reference["patient_id"].astype(str)
-    columns = [c for c in applied.columns if c in reference.columns]
-    frame = pd.concat([reference[columns], applied[columns]], ignore_index=True)
-    result = evaluate_survival(
-        frame, horizons=horizons, n_boot=n_boot, seed=seed, alpha=alpha, test_splits=("apply",)
-    )
-    return {**result, "outcomes_known": True}
+    """One result of several kinds' results: ``tasks`` per kind, ``models`` merged over them."""
+    models: dict[str, dict[str, Any]] = {}
+    for result in results.values():
+        for model, targets in result.get("models", {}).items():
+            models.setdefault(model, {}).update(targets)
+    return {
+        "kind": "multitask",
+        "n_boot": int(n_boot),
+        "alpha": float(alpha),
+        "tasks": dict(results),
+        "models": models,
+    }
 
 
 def _class_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -63,7 +63,12 @@ def _score(
 
 
 def evaluate_multiclass(
-    predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    predictions: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    test_splits: Sequence[str] = TEST_SPLITS,
 ) -> dict[str, Any]:
     """Metrics per model x target: per validation fold, pooled validation, each test split.
 
@@ -72,6 +77,8 @@ def evaluate_multiclass(
         n_boot: Bootstrap replicates.
         seed: Bootstrap seed.
         alpha: 1 - confidence level.
+        test_splits: The ``fold == "final"`` splits to score, each alone and pooled as ``test``
+            (``("apply",)`` for a new cohort, :func:`~oncoflow.evaluate.applied.evaluate_applied`).
 
     Returns:
         JSON-ready ``{"kind": "multiclass", "n_boot", "alpha", "models": {model: {target:
@@ -134,8 +141,8 @@ def evaluate_multiclass(
                 "per_fold": per_fold,
                 "pooled": _score(*arrays(validation), **options),
             }
-        final = rows[(rows["fold"] == "final") & rows["split"].isin(TEST_SPLITS)]
-        splits = {name: final[final["split"] == name] for name in TEST_SPLITS}
+        final = rows[(rows["fold"] == "final") & rows["split"].isin(test_splits)]
+        splits = {name: final[final["split"] == name] for name in test_splits}
         splits["test"] = final
         for name, part in splits.items():
             if not part.empty:

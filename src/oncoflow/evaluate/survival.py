@@ -247,7 +247,7 @@ def evaluate_survival(
         seed: Bootstrap seed (the same seed gives the same intervals).
         alpha: 1 - confidence level.
         test_splits: The ``fold == "final"`` splits to score, each alone and pooled as ``test``
-            (``("apply",)`` for a new cohort, :func:`evaluate_applied`).
+            (``("apply",)`` for a new cohort, :func:`~oncoflow.evaluate.applied.evaluate_applied`).
 
     Returns:
         JSON-ready ``{"kind": "survival", "n_boot", "alpha", "horizons", "models": {model:

@@ -113,11 +113,13 @@ def _load(
     patient: str,
     tp: int,
     predicted: Path | None = None,
+    fallback: Path | None = None,
 ) -> _Volume | None:
     """The stem's image and mask at one time point (None when the image is not there).
 
     ``predicted`` (a segmentation model's mask of this time point, on the grid of its input
-    image) replaces the converted masks; stems on another grid need ``resample_onto``.
+    image) replaces the converted masks; ``fallback`` (the same) stands in only where the
+    converted mask is missing. Stems on another grid need ``resample_onto``.
     """
     import SimpleITK as sitk
 
@@ -126,6 +128,15 @@ def _load(
         return None
     reference = settings.resample_onto.get(stem, stem)
     mask_path = predicted if predicted is not None else folder / f"{reference}_mask.nii.gz"
+    if predicted is None and fallback is not None and not mask_path.exists():
+        log.info(
+            "patient %s, time point %s: %s crops from the predicted mask %s",
+            patient,
+            tp,
+            stem,
+            fallback,
+        )
+        mask_path = fallback
     if not mask_path.exists():
         msg = f"patient {patient}, time point {tp}: no mask {mask_path} for the {stem} crops"
         raise FeatureError(msg)
@@ -227,12 +238,20 @@ def _stem_arrays(
     return out
 
 
-def _predicted_mask(folders: Sequence[Path], patient: str, tp: int) -> Path | None:
+def _predicted_mask(
+    folders: Sequence[Path], patient: str, tp: int, *, required: bool = True
+) -> Path | None:
     """The predicted mask of a patient's time point among ``folders`` (None: use given masks).
 
+    Args:
+        folders: Folders of predicted masks ``<patient>_tp<tp>.nii.gz``.
+        patient: Patient id.
+        tp: Time point.
+        required: A time point without a predicted mask is an error (else: None).
+
     Raises:
-        FeatureError: Folders are given but none holds this time point (the case was not
-            predicted: e.g. a training patient whose fold was not trained).
+        FeatureError: ``required`` folders are given but none holds this time point (the case
+            was not predicted: e.g. a training patient whose fold was not trained).
     """
     if not folders:
         return None
@@ -240,6 +259,8 @@ def _predicted_mask(folders: Sequence[Path], patient: str, tp: int) -> Path | No
     for folder in folders:
         if (Path(folder) / name).exists():
             return Path(folder) / name
+    if not required:
+        return None
     msg = (
         f"patient {patient}, time point {tp}: no predicted mask {name} in "
         f"{', '.join(map(str, folders))} (train every fold so each case has a prediction)"
@@ -274,6 +295,7 @@ def extract_patient(
     *,
     seed: int = 0,
     predicted_masks: Sequence[Path] = (),
+    fallback_masks: Sequence[Path] = (),
 ) -> list[Path]:
     """Write ``out_dir/<tp>.npz`` for every time point of ``patient`` that has a configured stem.
 
@@ -288,6 +310,9 @@ def extract_patient(
         seed: Seed of the negative boxes.
         predicted_masks: Folders of predicted masks ``<patient>_tp<tp>.nii.gz`` (nnU-Net
             prediction subsets) used instead of the converted masks; empty = given masks.
+        fallback_masks: Folders of predicted masks (same naming) used only where a time point
+            has no converted mask (a new cohort's cases without masks, segmented by a frozen
+            nnU-Net at ``apply``).
 
     Raises:
         FeatureError: No configured stem at any time point, a missing mask (given or predicted),
@@ -298,8 +323,10 @@ def extract_patient(
     volumes: dict[int, dict[str, _Volume]] = {}
     for tp in timepoints:
         predicted = _predicted_mask(predicted_masks, patient, tp)
+        fallback = _predicted_mask(fallback_masks, patient, tp, required=False)
         loaded = {
-            s: _load(folder / str(tp), s, settings, patient, tp, predicted) for s in settings.images
+            s: _load(folder / str(tp), s, settings, patient, tp, predicted, fallback)
+            for s in settings.images
         }
         present = {s: v for s, v in loaded.items() if v is not None}
         if present:

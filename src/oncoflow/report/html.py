@@ -229,6 +229,7 @@ def _methods_html(
         "n_images": cohort_report.get("n_images"),
         "trained": bool(metrics) or bool(synthesis),
         "n_boot": first.get("n_boot"),
+        "missing": cohort_report.get("missing"),
     }
     return "<h3>Methods</h3><p>" + esc(methods_text(study, settings, facts)) + "</p>"
 

@@ -1,6 +1,7 @@
 """The parts of a study section other than its models: cohort, segmentation, synthesis, methods.
 
-:func:`cohort_html` tabulates the validation report, :func:`segmentation_html` the Dice summary
+:func:`cohort_html` tabulates the validation report (and the study's missing-input decision,
+:func:`missing_html`), :func:`segmentation_html` the Dice summary
 (with its box plot), :func:`synthesis_html` the diffusion model's fidelity (with the real vs
 synthetic panel and the loss curve), and :func:`methods_text` writes the methods paragraph from
 the study's configuration and what ran.
@@ -23,7 +24,10 @@ SYNTHESIS_METRICS = {
 
 
 def cohort_html(report: Mapping[str, Any]) -> str:
-    """Patients per site and split, and exclusions with reasons (validation report)."""
+    """Patients per site and split, exclusions with reasons, missing inputs (validation report).
+
+    The study's missing-input decision, when the report has one, follows (:func:`missing_html`).
+    """
     parts = []
     per_split = report.get("per_split", {})
     parts.append(
@@ -50,6 +54,72 @@ def cohort_html(report: Mapping[str, Any]) -> str:
         parts.append(table_html(["patient", "reason"], rows))
     else:
         parts.append("<p>Validation excluded no patient and found no problem.</p>")
+    parts.append(missing_html(report.get("missing")))
+    return "".join(parts)
+
+
+IMPUTATION = "median of each fold's training patients (never of validation or test patients)"
+"""How the models' encoders fill an imputed clinical value."""
+
+
+def _gap_kind(what: str) -> str:
+    """The policy key of one missing input as the decision words it.
+
+    ``time point 1``: a time point; ``clinical age``: a clinical value; else an image.
+    """
+    if what.startswith("time point"):
+        return "timepoints"
+    if what.startswith("clinical "):
+        return "clinical"
+    return "modalities"
+
+
+def missing_html(missing: Mapping[str, Any] | None) -> str:
+    """The study's missing-input decision (``studies.<name>.missing``) as HTML.
+
+    Its policy, the patients left out with what they lack (patient, missing inputs, policy),
+    the imputed clinical columns with the number of patients, and the patients kept with fewer
+    time points.
+
+    Args:
+        missing: The ``missing`` field of the validation report, or ``None``.
+
+    Returns:
+        HTML; empty when the validation report has no decision.
+    """
+    if not missing:
+        return ""
+    policy = missing.get("policy") or {}
+    dropped = missing.get("dropped") or {}
+    imputed = missing.get("imputed") or {}
+    partial = missing.get("partial") or {}
+    stated = ", ".join(f"{key} {value}" for key, value in policy.items())
+    parts = [f"<p>Missing-input policy: {esc(stated or 'refuse')}.</p>"]
+    if dropped:
+        rows = []
+        for patient, lacks in sorted(dropped.items()):
+            kinds = dict.fromkeys(_gap_kind(str(w)) for w in lacks)
+            rule = "; ".join(f"{k}: {policy.get(k, 'drop_patient')}" for k in kinds)
+            rows.append((patient, ", ".join(map(str, lacks)), rule))
+        parts.append(
+            f"<p>{len(dropped)} patient(s) left out of every step for missing inputs:</p>"
+            + table_html(["patient", "missing inputs", "policy"], rows)
+        )
+    if imputed:
+        rows = [(column, len(patients)) for column, patients in sorted(imputed.items())]
+        parts.append(
+            f"<p>Empty clinical values imputed with the {esc(IMPUTATION)}:</p>"
+            + table_html(["clinical column", "patients imputed"], rows)
+        )
+    if partial:
+        rows = [(p, ", ".join(map(str, lacks))) for p, lacks in sorted(partial.items())]
+        parts.append(
+            f"<p>{len(partial)} patient(s) kept with the time points they have "
+            "(timepoints: use_available):</p>"
+            + table_html(["patient", "missing time points"], rows)
+        )
+    if not (dropped or imputed or partial):
+        parts.append("<p>No patient lacks an input the models need.</p>")
     return "".join(parts)
 
 
@@ -112,8 +182,41 @@ def synthesis_html(study: str, synthesis: Mapping[str, Any]) -> tuple[str, dict[
     return body, pngs
 
 
+def _missing_sentences(missing: Mapping[str, Any] | None) -> list[str]:
+    """What the methods paragraph says of the missing-input decision (nothing without one)."""
+    if not missing:
+        return []
+    sentences = []
+    dropped = missing.get("dropped") or {}
+    if dropped:
+        sentences.append(
+            f"{len(dropped)} patient(s) lacking an image or time point the models need were left "
+            "out of every step."
+        )
+    imputed = missing.get("imputed") or {}
+    if imputed:
+        columns = ", ".join(
+            f"{column} ({len(patients)} patient(s))" for column, patients in sorted(imputed.items())
+        )
+        sentences.append(f"Empty clinical values of {columns} were imputed with the {IMPUTATION}.")
+    partial = missing.get("partial") or {}
+    if partial:
+        sentences.append(
+            f"{len(partial)} patient(s) missing time points were kept with the time points they "
+            "have."
+        )
+    return sentences
+
+
 def methods_text(study: str, settings: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
-    """A generated methods paragraph from the study's configuration and what ran."""
+    """A generated methods paragraph from the study's configuration and what ran.
+
+    Args:
+        study: Study name.
+        settings: ``studies.<study>`` of the config.
+        facts: ``n_patients``, ``n_images``, ``trained``, ``n_boot`` and optional ``missing``
+            (the validation report's missing-input decision).
+    """
     modalities = ", ".join(settings.get("modalities", []))
     targets = ", ".join(settings.get("targets", []))
     sentences = [
@@ -128,6 +231,7 @@ def methods_text(study: str, settings: Mapping[str, Any], facts: Mapping[str, An
             f"{', '.join(map(str, settings['radiomics'].get('labels', [])))} using the versioned "
             f"parameter file {settings['radiomics'].get('params')}."
         )
+    sentences += _missing_sentences(facts.get("missing"))
     if settings.get("pathomics"):
         sentences.append(
             "Pathomic features were computed per whole-slide image from tissue tiles (Otsu tissue "

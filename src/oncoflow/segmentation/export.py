@@ -199,6 +199,26 @@ def _write_label(source: Path, target: Path, allowed: Sequence[int], case: str) 
     sitk.WriteImage(out, str(target), useCompression=True)
 
 
+def write_case_images(case: Case, folder: Path) -> list[Path]:
+    """Write a case's channel images into ``folder`` as nnU-Net reads them.
+
+    One file per channel, ``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ... in channel order:
+    the converted images unchanged (the export and the prediction of a new cohort both stage
+    them here, so the predictor sees the inputs training saw).
+
+    Returns:
+        The written files, in channel order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, image in enumerate(case.images):
+        target = folder / f"{case.case_id}_{i:04d}.nii.gz"
+        shutil.copyfile(image, target)
+        written.append(target)
+    return written
+
+
 def export_dataset(
     cases: Sequence[Case],
     out: Path,
@@ -226,9 +246,7 @@ def export_dataset(
         msg = f"{out}: no training case to export"
         raise SegmentationError(msg)
     for case in cases:
-        folder = out / ("imagesTr" if case.split == "train" else "imagesTs")
-        for i, image in enumerate(case.images):
-            shutil.copyfile(image, folder / f"{case.case_id}_{i:04d}.nii.gz")
+        write_case_images(case, out / ("imagesTr" if case.split == "train" else "imagesTs"))
         if case.split == "train":
             assert case.label is not None  # collect_cases refuses unlabelled training cases
             _write_label(

@@ -307,8 +307,6 @@ def predict_subset(
     device: str,
 ) -> pd.DataFrame:
     """Masks and class probabilities of one subset (``fold_<k>`` or ``test``) into ``out_dir``."""
-    from oncoflow.segmentation.predict import load_predictor, predict_cases
-
     raw = Path(raw_root) / settings.dataset
     cases = read_cases(raw)
     splits_final = json.loads(Path(splits_file).read_text())
@@ -318,6 +316,49 @@ def predict_subset(
     files = [(c, [raw / folder / f"{c}_{i:04d}.nii.gz" for i in range(n_channels)]) for c in ids]
     dataset = json.loads((raw / "dataset.json").read_text())
     names = dataset.get("oncoflow", {}).get("classes", [])
+    log.info("predicting %d %s case(s) with fold(s) %s", len(files), subset, list(folds))
+    # test rows carry fold "final" (the evaluation engine's fold of the test splits); here it
+    # is the ensemble of the trained CV folds
+    return predict_files(
+        settings,
+        files,
+        names,
+        folds=folds,
+        fold_label="final" if subset == "test" else str(folds[0]),
+        results=results,
+        out_dir=out_dir,
+        device=device,
+    )
+
+
+def predict_files(
+    settings: NnunetSettings,
+    files: Sequence[tuple[str, Sequence[Path]]],
+    class_names: Sequence[str],
+    *,
+    folds: Sequence[int],
+    fold_label: str,
+    results: Path,
+    out_dir: Path,
+    device: str,
+) -> pd.DataFrame:
+    """Predict cases with the trained model of ``folds`` (their ensemble when several).
+
+    Args:
+        settings: The study's nnU-Net settings (model folder, checkpoint, mirroring).
+        files: ``(case_id, channel files)`` per case, in nnU-Net's raw layout.
+        class_names: Classes of the head, in its output order.
+        folds: Trained folds whose models predict.
+        fold_label: The ``fold`` column of the rows (``final`` for an ensemble).
+        results: ``nnUNet_results``.
+        out_dir: Folder of the masks ``<case>.nii.gz`` and of ``cases.csv``.
+        device: ``cpu`` or ``cuda``.
+
+    Returns:
+        ``case_id, fold, n_patches, y_score_<class>...``, as written to ``cases.csv``.
+    """
+    from oncoflow.segmentation.predict import load_predictor, predict_cases
+
     predictor = load_predictor(
         Path(results) / settings.dataset / settings.model_folder,
         folds,
@@ -325,11 +366,8 @@ def predict_subset(
         device=device,
         mirroring=bool(settings.trainer.get("mirroring", True)),
     )
-    log.info("predicting %d %s case(s) with fold(s) %s", len(files), subset, list(folds))
-    table = predict_cases(predictor, files, out_dir, names)
-    # test rows carry fold "final" (the evaluation engine's fold of the test splits); here it
-    # is the ensemble of the trained CV folds
-    table.insert(1, "fold", "final" if subset == "test" else str(folds[0]))
+    table = predict_cases(predictor, files, out_dir, class_names)
+    table.insert(1, "fold", fold_label)
     table.to_csv(Path(out_dir) / "cases.csv", index=False)
     return table
 
@@ -378,16 +416,58 @@ def collect(
     )
     for column in scores:
         predictions[column] = table[column].to_numpy()
+    masks = dict(zip(table["case_id"], table["mask"], strict=True))
+    dice = reference_dice(settings, cases, masks, converted=converted)
+    dice["split"] = dice["split"].replace({"train": "validation"})
+    return predictions.sort_values(["split", "case_id"]), dice
+
+
+DICE_COLUMNS = (
+    "case",
+    "patient_id",
+    "region",
+    "dice",
+    "reference_voxels",
+    "predicted_voxels",
+    "split",
+)
+"""Columns of ``dice.csv`` (:func:`reference_dice`)."""
+
+
+def reference_dice(
+    settings: NnunetSettings,
+    cases: pd.DataFrame,
+    masks: Mapping[str, Path | str],
+    *,
+    converted: Path,
+) -> pd.DataFrame:
+    """Per-case Dice of predicted masks against the converted reference masks of the label stem.
+
+    The reference of a case is ``<converted>/<patient>/<tp>/<label>_mask.nii.gz``; a case
+    without it is skipped with a warning.
+
+    Args:
+        settings: The study's nnU-Net settings (label stem, regions).
+        cases: Indexed by case id, with ``patient_id``, ``timepoint`` and ``split``.
+        masks: Case id -> predicted mask.
+        converted: The converted images root.
+
+    Returns:
+        :data:`DICE_COLUMNS`, one row per case and region (no rows when no case has a
+        reference).
+    """
     references = []
-    for case, mask in zip(table["case_id"], table["mask"], strict=True):
+    for case, mask in masks.items():
         row = cases.loc[case]
-        reference = Path(converted) / row["patient_id"] / str(row["timepoint"])
+        reference = Path(converted) / str(row["patient_id"]) / str(row["timepoint"])
         reference = reference / f"{settings.label}_mask.nii.gz"
         if reference.exists():
             references.append((case, mask, reference))
         else:
             log.warning("case %s: no reference mask %s; no Dice", case, reference)
+    if not references:
+        return pd.DataFrame(columns=list(DICE_COLUMNS))
     dice = dice_table(references, settings.regions)
     dice["patient_id"] = cases.loc[dice["case"], "patient_id"].to_numpy()
-    dice["split"] = cases.loc[dice["case"], "split"].replace({"train": "validation"}).to_numpy()
-    return predictions.sort_values(["split", "case_id"]), dice
+    dice["split"] = cases.loc[dice["case"], "split"].to_numpy()
+    return dice[list(DICE_COLUMNS)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from oncoflow.errors import CohortError
 from oncoflow.schemas import TABLES
 from oncoflow.validate import files, tables
 from oncoflow.validate.report import WARNING, CohortReport, Problem
+from oncoflow.workflow.missing import missing_record
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,11 @@ def _check_table_contents(
     clinical: Sequence[str],
     targets: Sequence[str],
 ) -> list[Problem]:
-    """Run the table checks (schema to clinical), recording each in ``report.checks_run``."""
+    """Run the table checks (schema to clinical), recording each in ``report.checks_run``.
+
+    The clinical check follows ``report.missing`` (the study's missing-input decision), when
+    there is one: empty values are warnings when imputed or of a dropped patient.
+    """
     found: list[Problem] = []
     for name, table in loaded.items():
         if table is not None:
@@ -318,7 +323,13 @@ def _check_table_contents(
     report.checks_run.append("splits")
     found += tables.check_outcomes(outcomes, targets=targets)
     report.checks_run.append("outcomes")
-    found += tables.check_clinical(clin, required=clinical)
+    missing = report.missing or {}
+    found += tables.check_clinical(
+        clin,
+        required=clinical,
+        impute=(missing.get("policy") or {}).get("clinical") == "impute",
+        dropped=list(missing.get("dropped") or {}),
+    )
     report.checks_run.append("clinical")
     return found
 
@@ -365,6 +376,7 @@ def validate_cohort(
     tilt: str = "resample",
     uneven_spacing: str = "resample",
     outcomes_required: bool = True,
+    missing: Mapping[str, Any] | None = None,
 ) -> CohortReport:
     """Check one cohort folder against the data model and return every problem found.
 
@@ -378,7 +390,8 @@ def validate_cohort(
 
     Args:
         cohort_dir: The cohort folder (holding ``images.csv`` etc.).
-        clinical: Clinical fields the study needs; missing values in them are errors.
+        clinical: Clinical fields the study needs; missing values in them are errors (but see
+            ``missing``).
         targets: Outcome columns the study predicts; must be filled for every patient.
         mask_labels: Foreground labels masks may hold; ``None`` accepts any positive integer.
         tilt: ``"resample"`` (a gantry-tilted CT is corrected at conversion) or ``"refuse"``
@@ -386,12 +399,19 @@ def validate_cohort(
         uneven_spacing: Same choice for DICOM series with non-uniform slice spacing.
         outcomes_required: ``outcomes.csv`` must exist; ``False`` for a cohort that is only
             predicted (the ``apply`` target), whose outcomes may be unknown.
+        missing: The study's missing-input decision as the workflow passes it to jobs
+            (:func:`~oncoflow.workflow.missing.missing_record`), or ``None`` (every empty
+            required clinical value is an error). With it, an empty required clinical value is
+            a warning when the policy is ``clinical: impute`` (the encoders fill it with the
+            median of each fold's training patients) or when its patient is dropped; the
+            decision is recorded in ``report.missing``. Dropped patients are not errors.
 
     Returns:
         The :class:`CohortReport`; ``report.ok`` is False when any error was found.
 
     Raises:
-        ValueError: When ``tilt`` or ``uneven_spacing`` is not one of :data:`POLICIES`.
+        ValueError: When ``tilt`` or ``uneven_spacing`` is not one of :data:`POLICIES`, or
+            ``missing`` is not of the decision's shape.
     """
     _check_policies(tilt, uneven_spacing)
     start = time.perf_counter()
@@ -405,7 +425,10 @@ def validate_cohort(
             "tilt": tilt,
             "uneven_spacing": uneven_spacing,
         },
+        missing=None if missing is None else missing_record(missing),
     )
+    if report.missing is not None:
+        report.options["missing"] = report.missing["policy"]
     loaded, found = _load_tables(root, cohort_dir, outcomes_required=outcomes_required)
     report.checks_run.append("tables")
     found += _check_table_contents(report, loaded, clinical=clinical, targets=targets)

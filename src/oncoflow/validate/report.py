@@ -69,6 +69,11 @@ class CohortReport:
         excluded: Patients with at least one error (what a lenient run would have to drop).
         checks_run: Names of the checks that ran, in order.
         options: The settings the checks ran with.
+        missing: The study's missing-input decision
+            (:func:`oncoflow.workflow.missing.missing_record`): the policy, the patients the
+            workflow leaves out with what they lack (not errors), the clinical columns imputed
+            with their patients, the patients kept with fewer time points;
+            ``None`` when validation ran without one (then left out of the JSON).
     """
 
     cohort: str
@@ -81,6 +86,7 @@ class CohortReport:
     excluded: list[str] = field(default_factory=list)
     checks_run: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,7 +100,7 @@ class CohortReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form written to ``cohort_report.json``."""
-        return {
+        data = {
             "cohort": self.cohort,
             "ok": self.ok,
             "n_patients": self.n_patients,
@@ -107,3 +113,6 @@ class CohortReport:
             "checks_run": self.checks_run,
             "options": self.options,
         }
+        if self.missing is not None:
+            data["missing"] = self.missing
+        return data

@@ -7,7 +7,7 @@ Every function takes already-read tables (:func:`oncoflow.cohort.read_table`) an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import jsonschema
@@ -15,7 +15,7 @@ import pandas as pd
 
 from oncoflow.cohort import is_missing, row_to_record
 from oncoflow.schemas import load_schema
-from oncoflow.validate.report import WARNING, Problem
+from oncoflow.validate.report import ERROR, WARNING, Problem
 
 LONGITUDINAL_TARGETS: frozenset[str] = frozenset({"progression_next"})
 """Per-timepoint targets that are undefined (may be empty) at a patient's last timepoint."""
@@ -365,12 +365,24 @@ def _check_targets(outcomes: pd.DataFrame, targets: Sequence[str]) -> list[Probl
     return found
 
 
-def check_clinical(clinical: pd.DataFrame | None, *, required: Sequence[str] = ()) -> list[Problem]:
+def check_clinical(
+    clinical: pd.DataFrame | None,
+    *,
+    required: Sequence[str] = (),
+    impute: bool = False,
+    dropped: Collection[str] = (),
+) -> list[Problem]:
     """Check that the study's required clinical fields are columns and filled for every patient.
+
+    An empty value is an error, unless the study's policy fills it or leaves its patient out
+    (``studies.<name>.missing``, :mod:`oncoflow.validate.missing`); then it is a warning.
 
     Args:
         clinical: ``clinical.csv`` as read by :func:`oncoflow.cohort.read_table`.
         required: Clinical variables the study uses (``studies.<name>.clinical``).
+        impute: The policy is ``clinical: impute``: the models' encoders fill an empty value
+            with the median of each fold's training patients.
+        dropped: Patients the workflow leaves out for missing inputs (``drop_patient``).
 
     Returns:
         Problems with ``check="clinical"``.
@@ -379,6 +391,7 @@ def check_clinical(clinical: pd.DataFrame | None, *, required: Sequence[str] = (
         return []
     file = "clinical.csv"
     found: list[Problem] = []
+    left_out = {str(p) for p in dropped}
     for field in dict.fromkeys(required):
         if field not in clinical:
             message = f"required clinical field '{field}' is not a column of clinical.csv"
@@ -391,5 +404,17 @@ def check_clinical(clinical: pd.DataFrame | None, *, required: Sequence[str] = (
                     f"line {_line(index)}: required clinical field '{field}' is missing "
                     "(empty or NaN)"
                 )
-                found.append(Problem(pid, file, "clinical", message, column=field))
+                severity = ERROR
+                if pid is not None and pid in left_out:
+                    message += "; the patient is left out for missing inputs (drop_patient)"
+                    severity = WARNING
+                elif impute:
+                    message += (
+                        "; it will be imputed with the median of each fold's training patients "
+                        "(missing.clinical: impute)"
+                    )
+                    severity = WARNING
+                found.append(
+                    Problem(pid, file, "clinical", message, severity=severity, column=field)
+                )
     return found

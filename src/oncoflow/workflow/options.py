@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,9 +36,23 @@ NNUNET_DATASET_KEYS = ("dataset_id", "dataset_name", "channels", "label", "regio
 NNUNET_PLAN_KEYS = (*NNUNET_DATASET_KEYS, "planner", "configuration", "plans", "head", "processes")
 
 
+def _single_quoted(value: object) -> str:
+    """``value`` in single quotes; a quote in it is closed, escaped and reopened."""
+    escaped = "'\\''"
+    return "'" + str(value).replace("'", escaped) + "'"
+
+
 def quoted_options(options: Mapping[str, object]) -> str:
-    """``--flag 'value'`` for every option with a value (empty values are left out)."""
-    return " ".join(f"{flag} '{value}'" for flag, value in options.items() if value)
+    r"""``--flag 'value'`` for every option with a value (empty values are left out).
+
+    A single quote in a value is closed, escaped and reopened, so any text (a JSON decision
+    naming a patient ``O'Neil``) reaches the script as one argument.
+
+    Example:
+        >>> print(quoted_options({"--a": "x y", "--b": "", "--c": "it's"}))
+        --a 'x y' --c 'it'\''s'
+    """
+    return " ".join(f"{flag} {_single_quoted(value)}" for flag, value in options.items() if value)
 
 
 def labelled(paths: Mapping[str, object]) -> str:
@@ -45,11 +60,33 @@ def labelled(paths: Mapping[str, object]) -> str:
     return " ".join(f"{label}={path}" for label, path in paths.items())
 
 
-def validate_options(settings: Mapping, convert: Mapping) -> dict[str, object]:
+def missing_json(missing: Mapping | None) -> str:
+    """The study's missing-input decision as compact JSON with sorted keys (``""`` for none).
+
+    The same decision gives the same text, so a job reruns only when the decision changes.
+    """
+    if not missing:
+        return ""
+    return json.dumps(missing, sort_keys=True, separators=(",", ":"))
+
+
+def validate_options(
+    settings: Mapping, convert: Mapping, missing: Mapping | None = None
+) -> dict[str, object]:
     """Options of validate_cohort.py.
 
-    The study's clinical fields, targets and mask labels, and the conversion policies it checks
-    the images against (config ``convert``).
+    The study's clinical fields, targets and mask labels, the conversion policies it checks
+    the images against (config ``convert``), and its missing-input decision.
+
+    Args:
+        settings: The study's config block.
+        convert: The config's ``convert`` block (``tilt``, ``uneven_spacing``).
+        missing: The study's missing-input decision (``{"policy", "dropped", "imputed",
+            "partial"}``, see :func:`oncoflow.workflow.missing.missing_record`) for
+            ``--missing``; ``None`` leaves the option out.
+
+    Returns:
+        Flag -> value, for :func:`quoted_options` (empty values are left out).
     """
     return {
         "--clinical": ",".join(settings.get("clinical", [])),
@@ -57,6 +94,7 @@ def validate_options(settings: Mapping, convert: Mapping) -> dict[str, object]:
         "--mask-labels": ",".join(map(str, settings.get("mask_labels", []))),
         "--tilt": convert["tilt"],
         "--uneven-spacing": convert["uneven_spacing"],
+        "--missing": missing_json(missing),
     }
 
 
@@ -212,9 +250,27 @@ def nnunet_model(nnunet: Mapping) -> str:
 
 
 def model_card_options(
-    study: str, variant: str, settings: Mapping, sources: Sequence[str], cohort: Path
+    study: str,
+    variant: str,
+    settings: Mapping,
+    sources: Sequence[str],
+    cohort: Path,
+    missing: Mapping | None = None,
 ) -> str:
-    """The model card fields of evaluate.py: study, variant, model, cohort, inputs, targets."""
+    """The model card fields of evaluate.py: study, variant, model, cohort, inputs, targets.
+
+    Args:
+        study: Study name.
+        variant: Model variant (``raw``, ...).
+        settings: The study's config block.
+        sources: The feature sources the model reads (``radiomics``, ...).
+        cohort: The cohort folder.
+        missing: The study's missing-input decision, shown in the card (``--card-missing``);
+            ``None`` leaves the option out.
+
+    Returns:
+        The options, each value shell-quoted.
+    """
     inputs = [*settings.get("modalities", []), *sources]
     inputs += ["clinical"] if settings.get("clinical") else []
     options = {
@@ -224,6 +280,7 @@ def model_card_options(
         "--cohort": str(cohort),
         "--inputs": ",".join(inputs),
         "--targets": ",".join(settings.get("targets", [])),
+        "--card-missing": missing_json(missing),
     }
     return " ".join(f"{flag} {shlex.quote(value)}" for flag, value in options.items() if value)
 
