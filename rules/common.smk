@@ -28,7 +28,7 @@ from oncoflow import dag  # noqa: E402
 from oncoflow.batch import items_argument, plan_batches  # noqa: E402
 from oncoflow import scheduler_fix  # noqa: E402
 from oncoflow.errors import OncoflowError  # noqa: E402
-from oncoflow.workflow import options as opts, tables  # noqa: E402
+from oncoflow.workflow import missing as missing_inputs, options as opts, tables  # noqa: E402
 
 # at most one pending re-evaluation timer in Snakemake's scheduling loop (see the module)
 scheduler_fix.apply()
@@ -127,7 +127,40 @@ def _read_images(study):
     )
 
 
-IMAGES = {study: _read_images(study) for study in STUDIES}
+def _missing_decision(study, images, cohort, label):
+    """The study's missing-input decision for one cohort (oncoflow.workflow.missing): refused
+    gaps stop the workflow here, before any job runs, naming every patient and what it lacks."""
+    recipe = RECIPES[study]
+    needs = missing_inputs.requirements(
+        STUDIES[study], timepoints=recipe.timepoints, partial=recipe.partial_timepoints
+    )
+    policy = _checked(missing_inputs.policy_of, STUDIES[study])
+    table = Path(cohort) / "clinical.csv"
+    clinical = pd.read_csv(table, dtype={"patient_id": str}) if table.is_file() else None
+    gaps = missing_inputs.find_missing(images, needs, clinical)
+    decision = _checked(missing_inputs.apply_policy, gaps, policy, needs)
+    if decision.refused:
+        raise WorkflowError(missing_inputs.refusal_message(label, decision.refused))
+    return decision
+
+
+def missing_summary(decision):
+    """The decision as the jobs take it (--missing), or None when it is the default's (every
+    policy refuse, nobody dropped: the options, and so the jobs, stay as they were)."""
+    summary = decision.summary()
+    if summary == missing_inputs.Decision(policy=missing_inputs.policy_of({})).summary():
+        return None
+    return summary
+
+
+def _kept(images, decision):
+    """images.csv rows without the patients the policy drops."""
+    return images[~images["patient_id"].astype(str).isin(decision.dropped)]
+
+
+_ALL_IMAGES = {study: _read_images(study) for study in STUDIES}
+MISSING = {s: _missing_decision(s, _ALL_IMAGES[s], cohort_dir(s), s) for s in STUDIES}
+IMAGES = {s: _kept(_ALL_IMAGES[s], MISSING[s]) for s in STUDIES}
 # patient -> the study that converts it; one id in two different cohorts is an error
 PATIENT_STUDY = _checked(tables.patient_owners, {s: (cohort_dir(s), IMAGES[s]) for s in STUDIES})
 
@@ -136,19 +169,43 @@ PATIENT_STUDY = _checked(tables.patient_owners, {s: (cohort_dir(s), IMAGES[s]) f
 
 
 def _apply_settings():
-    """The new cohort of `apply`: folder, study whose trained models to run, output name."""
+    """The new cohorts of `apply`: study -> cohort folder, and the output name.
+
+    apply_cohort is one cohort (images.csv: the study of apply_study, or the only applicable
+    one) or a folder of cohorts, one sub-folder per study (<study>/images.csv), as
+    scripts/make_demo_cohort.py writes them; apply_study then picks one of them.
+    """
     if not config.get("apply_cohort"):
         return None
     root = Path(config["apply_cohort"])
     candidates = [s for s, recipe in RECIPES.items() if recipe.applicable]
-    study = config.get("apply_study") or (candidates[0] if len(candidates) == 1 else None)
-    if study not in candidates:
+    chosen = config.get("apply_study")
+    if chosen is not None and chosen not in candidates:
         raise WorkflowError(
-            f"apply_study={study}: name an enabled study whose trained models can be applied "
+            f"apply_study={chosen}: name an enabled study whose trained models can be applied "
             f"({', '.join(candidates) or 'none is enabled'})"
         )
+    if (root / "images.csv").is_file():
+        study = chosen or (candidates[0] if len(candidates) == 1 else None)
+        if study is None:
+            raise WorkflowError(
+                f"apply_cohort={root} is one cohort and several studies are enabled "
+                f"({', '.join(candidates)}): name its study with apply_study=STUDY"
+            )
+        cohorts = {study: root}
+    else:
+        cohorts = {
+            s: root / s
+            for s in candidates
+            if (root / s / "images.csv").is_file() and chosen in (None, s)
+        }
+        if not cohorts:
+            raise WorkflowError(
+                f"apply_cohort={root}: no images.csv there, nor in a sub-folder named after an "
+                f"enabled study ({', '.join(candidates) or 'none is enabled'})"
+            )
     name = config.get("apply_name") or root.resolve().name
-    return {"cohort": root, "study": study, "name": name, "root": dag.fill(dag.APPLY, name=name)}
+    return {"cohorts": cohorts, "name": name, "root": dag.fill(dag.APPLY, name=name)}
 
 
 APPLY = _apply_settings()
@@ -165,17 +222,36 @@ def run_path(run, pattern, **values):
     return dag.fill(run.path(pattern), **values)
 
 
-APPLY_IMAGES = (
-    _checked(tables.read_images, APPLY["cohort"], "apply_cohort", "apply_cohort")
-    if APPLY
-    else pd.DataFrame(columns=["patient_id", "modality", "series", "path", "mask_path"])
+def _applied_images(study, root):
+    """The new cohort's images.csv rows, without the patients its study's policy drops."""
+    label = f"{study} (apply_cohort {root})"
+    images = _checked(tables.read_images, root, label, "apply_cohort")
+    decision = _missing_decision(study, images, root, label)
+    APPLY_MISSING[study] = decision
+    return _kept(images, decision)
+
+
+APPLY_MISSING = {}
+APPLY_IMAGES = {
+    study: _applied_images(study, root)
+    for study, root in (APPLY["cohorts"] if APPLY else {}).items()
+}
+# patient -> the study of the new cohorts that converts it
+APPLY_OWNER = _checked(
+    tables.patient_owners,
+    {s: (APPLY["cohorts"][s], images) for s, images in APPLY_IMAGES.items()},
 )
+NO_IMAGES = pd.DataFrame(columns=["patient_id", "modality", "series", "path", "mask_path"])
+
+
+def applied_studies():
+    """Studies of the new cohorts of `apply` (none without apply_cohort)."""
+    return list(APPLY["cohorts"]) if APPLY else []
 
 
 wildcard_constraints:
     study="|".join(STUDIES) or "NO_STUDY",
-    patient="|".join(sorted({*map(str, PATIENT_STUDY), *APPLY_IMAGES["patient_id"]}))
-    or "NO_PATIENT",
+    patient="|".join(sorted({*map(str, PATIENT_STUDY), *map(str, APPLY_OWNER)})) or "NO_PATIENT",
     source="radiomics|pathomics|pet",
     fold=r"\d+|final",
     tp=r"\d+",
@@ -224,8 +300,11 @@ def _study_validate_params(wildcards):
     return opts.quoted_options(_validate_options(wildcards.study))
 
 
-def _validate_options(study):
-    return opts.validate_options(STUDIES[study], config["convert"])
+def _validate_options(study, decision=None):
+    decision = decision or MISSING[study]
+    return opts.validate_options(
+        STUDIES[study], config["convert"], missing=missing_summary(decision)
+    )
 
 
 def study_cohort(wildcards):
@@ -238,12 +317,12 @@ def cohort_folder(run):
 
 
 def _cohort_of(study, run):
-    return _need_apply()["cohort"] if run.applied else cohort_dir(study)
+    return _need_apply()["cohorts"][study] if run.applied else cohort_dir(study)
 
 
 def _owner(patient, run):
-    """The study whose batches convert ``patient`` (a new cohort belongs to its one study)."""
-    return APPLY["study"] if run.applied else PATIENT_STUDY[patient]
+    """The study whose batches convert ``patient`` (in its run's cohorts)."""
+    return APPLY_OWNER[patient] if run.applied else PATIENT_STUDY[patient]
 
 
 @cache
@@ -479,8 +558,11 @@ def all_convert_batches():
 
 
 def folds_params(wildcards):
-    """Command-line options of make_folds.py for one study."""
-    return opts.folds_options(STUDIES[wildcards.study], config["seed"])
+    """Command-line options of make_folds.py for one study (without its dropped patients)."""
+    study = wildcards.study
+    text = opts.folds_options(STUDIES[study], config["seed"])
+    dropped = sorted(MISSING[study].dropped)
+    return f"{text} --exclude {','.join(dropped)}" if dropped else text
 
 
 def fold_names(study):
@@ -496,7 +578,7 @@ def radiomics_params_file(wildcards):
 
 def _images(study, run):
     """images.csv rows of the study's cohort, or of the new cohort of `apply`."""
-    return APPLY_IMAGES if run.applied else IMAGES[study]
+    return APPLY_IMAGES.get(study, NO_IMAGES) if run.applied else IMAGES[study]
 
 
 @cache
@@ -644,26 +726,24 @@ def ddpm_batch_converted(wildcards):
     ]
 
 
-def ddpm_batch_items(wildcards, input, output):
+def ddpm_items(wildcards, model, run, patients, output):
+    """One sample_ddpm.py item per patient: a synthetic CT of its masks from ``model``."""
     options = ["--seed", config["seed"], "--device", config["device"]]
     options += shlex.split(ddpm_sampling_params(wildcards))
+    converted = run.path(dag.CONVERTED_ROOT)
     return _items_json(
         (
             p,
-            [
-                "--model",
-                input.model,
-                "--converted",
-                dag.CONVERTED_ROOT,
-                "--patient",
-                p,
-                *options,
-                "--out",
-                f"{output}/{p}.nii.gz",
-            ],
+            ["--model", model, "--converted", converted, "--patient", p, *options]
+            + ["--out", f"{output}/{p}.nii.gz"],
         )
-        for p in _batch_patients(wildcards, _convertible(wildcards.study))
+        for p in patients
     )
+
+
+def ddpm_batch_items(wildcards, input, output):
+    patients = _batch_patients(wildcards, _convertible(wildcards.study))
+    return ddpm_items(wildcards, input.model, TRAINING, patients, output)
 
 
 def all_ddpm():
@@ -758,23 +838,56 @@ def lesion_studies():
 
 
 def lesion_settings_json(wildcards):
-    return shlex.quote(json.dumps(STUDIES[wildcards.study]["lesions"]))
+    return shlex.quote(json.dumps(_lesion_settings(wildcards.study)))
 
 
-def lesion_predicted_masks(wildcards):
-    """The study's nnU-Net prediction folders when lesions.masks is nnunet, else nothing."""
-    if STUDIES[wildcards.study]["lesions"].get("masks", "given") != "nnunet":
-        return []
-    if wildcards.study not in nnunet_studies():
-        raise WorkflowError(
-            f"study {wildcards.study}: lesions.masks is nnunet but the study has no nnU-Net model"
-        )
-    return nnunet_subsets(wildcards)
+def _lesion_settings(study):
+    """The study's lesions block as extract_lesions.py takes it (without the keys of `apply`)."""
+    return {k: v for k, v in STUDIES[study]["lesions"].items() if k != "segmentor"}
 
 
-def _lesion_patients(study):
+def _nnunet_source(study, source):
+    """``source``, the study whose nnU-Net segments ``study``'s crops; refused without one."""
+    if source not in nnunet_studies():
+        what = "lesions.masks is nnunet" if source == study else f"lesions.segmentor is {source}"
+        raise WorkflowError(f"study {study}: {what} but the study has no nnU-Net model")
+    return source
+
+
+def lesion_predicted_masks(run):
+    """Input function: folders of predicted masks the lesion crops read instead of given ones
+    (lesions.masks nnunet: the study's own nnU-Net; in training its fold subsets, for a new
+    cohort the frozen model's prediction of it)."""
+
+    def masks(wildcards):
+        study = wildcards.study
+        if STUDIES[study]["lesions"].get("masks", "given") != "nnunet":
+            return []
+        _nnunet_source(study, study)
+        if run.applied:
+            return [run_path(APPLIED, dag.APPLY_NNUNET, study=study)]
+        return nnunet_subsets(wildcards)
+
+    return masks
+
+
+def lesion_fallback_masks(run):
+    """Input function: masks for a new cohort's time points that have none (lesions.segmentor:
+    the frozen nnU-Net of that study segments them); nothing in training."""
+
+    def masks(wildcards):
+        source = STUDIES[wildcards.study]["lesions"].get("segmentor")
+        if not run.applied or not source:
+            return []
+        _nnunet_source(wildcards.study, source)
+        return [run_path(APPLIED, dag.APPLY_SEGMENTED, study=wildcards.study)]
+
+    return masks
+
+
+def _lesion_patients(study, run=TRAINING):
     """Patients with at least one of the stems the study crops."""
-    return tables.patients_with(IMAGES[study], STUDIES[study]["lesions"]["images"])
+    return tables.patients_with(_images(study, run), STUDIES[study]["lesions"]["images"])
 
 
 def all_lesions():
@@ -785,22 +898,35 @@ def all_lesions():
     ]
 
 
-def lesion_batch_converted(wildcards):
-    """Conversion staging folders of the patients of a lesion batch."""
-    return converted_staging(_batch_patients(wildcards, _lesion_patients(wildcards.study)))
+def lesion_batch_converted(run):
+    """Input function: conversion staging folders of the patients of a lesion batch."""
+
+    def converted(wildcards):
+        patients = _batch_patients(wildcards, _lesion_patients(wildcards.study, run), run)
+        return converted_staging(patients, run)
+
+    return converted
 
 
-def lesion_batch_items(wildcards, input, output):
-    study = wildcards.study
-    options = ["--settings", json.dumps(STUDIES[study]["lesions"]), "--seed", config["seed"]]
-    if input.predicted:
-        options += ["--predicted-masks", *input.predicted]
-    items = []
-    for p in _batch_patients(wildcards, _lesion_patients(study)):
-        converted = _converted_staging(p)
-        argv = ["--converted", converted, "--patient", p, *options, "--out", f"{output}/{p}"]
-        items.append((p, argv))
-    return _items_json(items)
+def lesion_batch_items(run):
+    """Params function: one extract_lesions.py item per patient of the batch."""
+
+    def items(wildcards, input, output):
+        study = wildcards.study
+        options = ["--settings", json.dumps(_lesion_settings(study)), "--seed", config["seed"]]
+        if input.predicted:
+            folders = [f"{f}/masks" if run.applied else f for f in input.predicted]
+            options += ["--predicted-masks", *folders]
+        if input.fallback:
+            options += ["--fallback-masks", *(f"{f}/masks" for f in input.fallback)]
+        argv = []
+        for p in _batch_patients(wildcards, _lesion_patients(study, run), run):
+            converted = _converted_staging(p, run)
+            out = ["--out", f"{output}/{p}"]
+            argv.append((p, ["--converted", converted, "--patient", p, *options, *out]))
+        return _items_json(argv)
+
+    return items
 
 
 def index_folders(wildcards):
@@ -965,7 +1091,14 @@ def model_card_params(wildcards):
         clinical = settings.get("clinical", []) if "clinical" in inputs else []
         settings = {**settings, "model": model, "modalities": [], "clinical": clinical}
         sources = ["mask_sizes"] if "size" in inputs else []
-    return opts.model_card_options(study, variant, settings, sources, cohort_dir(study))
+    return opts.model_card_options(
+        study,
+        variant,
+        settings,
+        sources,
+        cohort_dir(study),
+        missing=missing_summary(MISSING[study]),
+    )
 
 
 def model_variants(study):
@@ -1103,13 +1236,17 @@ def _report_parts(study, run):
             "converted": [
                 run_path(run, dag.CONVERTED, patient=p) for p in _convertible(study, run)
             ],
-            "slides": [APPLY["cohort"] / path for path in _slides(study, run).values()],
+            "slides": [_cohort_of(study, run) / path for path in _slides(study, run).values()],
             "metrics": {v: run_path(run, dag.METRICS, study=study, variant=v) for v in variants},
             "comparisons": None,
             "harmonize": {
                 s: run_path(run, dag.APPLY_HARMONIZED_STATS, study=study, source=s) for s in sources
             },
-            "ddpm": [],
+            "ddpm": [
+                run_path(run, pattern, study=study)
+                for pattern in (dag.APPLY_DDPM_METRICS, dag.APPLY_DDPM_PANEL, dag.APPLY_DDPM_LOSS)
+                if study in ddpm_studies()
+            ],
         }
     slides = [cohort_dir(study) / path for path in _slides(study).values()]
     return {
@@ -1134,7 +1271,7 @@ def report_sections(run, pattern=dag.REPORT_SECTION):
     sections, or with ``pattern`` their summaries."""
 
     def sections(wildcards):
-        studies = [_need_apply()["study"]] if run.applied else STUDIES
+        studies = list(_need_apply()["cohorts"]) if run.applied else STUDIES
         return [run_path(run, pattern, study=s) for s in studies]
 
     return sections
@@ -1142,7 +1279,13 @@ def report_sections(run, pattern=dag.REPORT_SECTION):
 
 def report_qc(run):
     """Input function: the cohort report the run's report opens with."""
-    return apply_qc if run.applied else lambda wildcards: dag.QC_ALL
+    return lambda wildcards: run.path(dag.QC_ALL)
+
+
+def qc_reports(run):
+    """The per-study cohort reports the run's summary joins."""
+    studies = applied_studies() if run.applied else STUDIES
+    return [run_path(run, dag.QC_STUDY, study=s) for s in studies]
 
 
 def _report_inputs(parts):
@@ -1168,28 +1311,32 @@ def _need_apply():
     return APPLY
 
 
+def _applied_cohort(study):
+    return _need_apply()["cohorts"][study]
+
+
 def apply_cohort_inputs(wildcards):
     """The new cohort's tables (outcomes.csv only when it has one)."""
-    root = _need_apply()["cohort"]
+    root = _applied_cohort(wildcards.study)
     names = ["images.csv", "clinical.csv", "outcomes.csv"]
     return [root / name for name in names if name != "outcomes.csv" or (root / name).exists()]
 
 
 def apply_validate_params(wildcards):
     """validate_cohort.py options for the new cohort: the study's; outcomes only if it has them."""
-    options = _validate_options(wildcards.study)
-    if (_need_apply()["cohort"] / "outcomes.csv").exists():
+    options = _validate_options(wildcards.study, APPLY_MISSING[wildcards.study])
+    if (_applied_cohort(wildcards.study) / "outcomes.csv").exists():
         return opts.quoted_options(options)
     options.pop("--targets")
     return f"{opts.quoted_options(options)} --optional-outcomes"
 
 
 def apply_cohort(wildcards):
-    return _need_apply()["cohort"]
+    return _applied_cohort(wildcards.study)
 
 
 def apply_qc(wildcards):
-    return run_path(APPLIED, dag.QC_STUDY, study=_need_apply()["study"])
+    return run_path(APPLIED, dag.QC_STUDY, study=wildcards.study)
 
 
 def apply_model_features(wildcards):
@@ -1204,12 +1351,102 @@ def apply_feature_arguments(wildcards):
     return opts.labelled(apply_model_features(wildcards))
 
 
-def all_applied(wildcards):
-    """Predictions, metrics and the report of the new cohort (needs apply_cohort)."""
-    study = _need_apply()["study"]
-    feature_sources(study, APPLIED)  # refuses a new cohort without the images the models need
+def apply_fold_models(wildcards):
+    """model.pt of every fold of a deep variant (frozen training artefacts)."""
     return [
-        run_path(APPLIED, pattern, study=study, variant=v)
-        for v in model_variants(study)
-        for pattern in (dag.APPLY_PREDICTIONS, dag.METRICS)
-    ] + [APPLIED.path(dag.REPORT)]
+        dag.fill(dag.FOLD_MODEL, study=wildcards.study, variant=wildcards.variant, fold=k)
+        for k in deep_folds(wildcards.study)
+    ]
+
+
+def apply_lesions(wildcards):
+    """Lesion folders of the new cohort's patients (its own lesions stage)."""
+    study = wildcards.study
+    return [
+        run_path(APPLIED, dag.LESIONS, study=study, patient=p)
+        for p in _lesion_patients(study, APPLIED)
+    ]
+
+
+def apply_deep_inputs(wildcards):
+    """Feature tables and converted images of the new cohort that a deep model reads."""
+    study = wildcards.study
+    inputs = {
+        "features": [
+            run_path(APPLIED, dag.FEATURES, study=study, source=s)
+            for s in feature_sources(study, APPLIED)
+        ]
+    }
+    if RECIPES[study].whole_images:
+        inputs["converted"] = [
+            run_path(APPLIED, dag.CONVERTED, patient=p) for p in _convertible(study, APPLIED)
+        ]
+    return inputs
+
+
+def apply_deep_params(wildcards, input):
+    """Options of apply_deep.py besides the models: recipe, folders, feature tables, device."""
+    study = wildcards.study
+    text = f"--recipe {deep_recipe(wildcards)} --device {config['device']}"
+    text += f" --lesions {run_path(APPLIED, dag.LESIONS_ROOT, study=study)}"
+    sources = feature_sources(study, APPLIED)
+    if sources:
+        features = {s: run_path(APPLIED, dag.FEATURES, study=study, source=s) for s in sources}
+        text += f" --features {opts.labelled(features)}"
+    if RECIPES[study].whole_images:
+        text += f" --converted {APPLIED.path(dag.CONVERTED_ROOT)}"
+    return text
+
+
+def apply_nnunet_checkpoints(wildcards):
+    """checkpoint of every trained fold of the study's nnU-Net (frozen training artefacts)."""
+    return [
+        nnunet_checkpoint(wildcards.study, k) for k in nnunet_settings(wildcards.study)["folds"]
+    ]
+
+
+def _segmentor(wildcards):
+    return STUDIES[wildcards.study]["lesions"]["segmentor"]
+
+
+def segmentor_checkpoints(wildcards):
+    """Trained folds of the nnU-Net that segments a study's unmasked new time points."""
+    source = _segmentor(wildcards)
+    return [nnunet_checkpoint(source, k) for k in nnunet_settings(source)["folds"]]
+
+
+def segmentor_settings_json(wildcards):
+    return _nnunet_json(_segmentor(wildcards))
+
+
+def segmentor_results(wildcards):
+    return dag.fill(dag.NNUNET_RESULTS, study=_segmentor(wildcards))
+
+
+def apply_converted(wildcards):
+    """Converted folders of the new cohort's patients of a study."""
+    return [
+        run_path(APPLIED, dag.CONVERTED, patient=p) for p in _convertible(wildcards.study, APPLIED)
+    ]
+
+
+def apply_ddpm_items(wildcards, input, output):
+    """One sample_ddpm.py item per patient of the new cohort (the frozen model, its masks)."""
+    return ddpm_items(
+        wildcards, input.model, APPLIED, _convertible(wildcards.study, APPLIED), output
+    )
+
+
+def all_applied(wildcards):
+    """Predictions, metrics and the report of every new cohort (needs apply_cohort)."""
+    targets = [APPLIED.path(dag.REPORT)]
+    for study in _need_apply()["cohorts"]:
+        feature_sources(study, APPLIED)  # refuses a cohort without the images the models need
+        if RECIPES[study].family == "synthesis":
+            targets.append(run_path(APPLIED, dag.APPLY_DDPM_METRICS, study=study))
+        targets += [
+            run_path(APPLIED, pattern, study=study, variant=v)
+            for v in model_variants(study)
+            for pattern in (dag.APPLY_PREDICTIONS, dag.METRICS)
+        ]
+    return targets

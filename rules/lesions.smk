@@ -1,51 +1,61 @@
-rule lesions_batch:
-    input:
-        converted=lesion_batch_converted,
-        predicted=lesion_predicted_masks,
-        script=script_path("run_batch"),
-        stage=script_path("extract_lesions"),
-    output:
-        directory(dag.batch("lesions")),
-    log:
-        "logs/lesions/{study}/batches/{batch}.log",
-    benchmark:
-        "logs/benchmarks/lesions/{study}/batches/{batch}.tsv"
-    conda:
-        "../envs/imaging.yaml"
-    container:
-        CONTAINERS["imaging"]
-    params:
-        batch_items=lesion_batch_items,
-        settings=lesion_settings_json,
-        seed=config["seed"],
-    message:
-        "Lesion crops of batch {wildcards.batch} of {wildcards.study}"
-    shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --script extract_lesions --items {params.batch_items} --out {output}"
-        " --label 'lesions {wildcards.study} batch {wildcards.batch}' 2> {log}"
+# Lesion crops in batches (see oncoflow.batch), each published per patient. Declared once per
+# results tree (RUNS: training, and a new cohort of `apply`).
 
 
-rule extract_lesions:
-    input:
-        staging=publish_input("lesions", TRAINING),
-        script=script_path("publish", "sh"),
-    output:
-        directory(dag.LESIONS),
-    log:
-        "logs/lesions/{study}/{patient}.log",
-    localrule: True
-    conda:
-        "../envs/imaging.yaml"
-    container:
-        CONTAINERS["imaging"]
-    # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
-    threads: 0
-    message:
-        "Lesion crops of {wildcards.patient} ({wildcards.study})"
-    shell:
-        "sh {input.script} {input.staging} {wildcards.patient} {log}"
-        " {wildcards.patient} {output} 2>> {log}"
+for run in RUNS:
+
+    rule:
+        name:
+            run.rule("lesions_batch")
+        input:
+            converted=lesion_batch_converted(run),
+            predicted=lesion_predicted_masks(run),
+            fallback=lesion_fallback_masks(run),
+            script=script_path("run_batch"),
+            stage=script_path("extract_lesions"),
+        output:
+            directory(run.path(dag.batch("lesions"))),
+        log:
+            run.log("lesions/{study}/batches/{batch}.log"),
+        benchmark:
+            run.benchmark("lesions/{study}/batches/{batch}.tsv")
+        conda:
+            "../envs/imaging.yaml"
+        container:
+            CONTAINERS["imaging"]
+        params:
+            batch_items=lesion_batch_items(run),
+            settings=lesion_settings_json,
+            seed=config["seed"],
+        message:
+            "Lesion crops of batch {wildcards.batch} of {wildcards.study}"
+        shell:
+            "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+            " --script extract_lesions --items {params.batch_items} --out {output}"
+            " --label 'lesions {wildcards.study} batch {wildcards.batch}' 2> {log}"
+
+    rule:
+        name:
+            run.rule("extract_lesions")
+        input:
+            staging=publish_input("lesions", run),
+            script=script_path("publish", "sh"),
+        output:
+            directory(run.path(dag.LESIONS)),
+        log:
+            run.log("lesions/{study}/{patient}.log"),
+        localrule: True
+        conda:
+            "../envs/imaging.yaml"
+        container:
+            CONTAINERS["imaging"]
+        # a few file links: it takes no core from the batch jobs (see oncoflow.batch)
+        threads: 0
+        message:
+            "Lesion crops of {wildcards.patient} ({wildcards.study})"
+        shell:
+            "sh {input.script} {input.staging} {wildcards.patient} {log}"
+            " {wildcards.patient} {output} 2>> {log}"
 
 
 rule study_index:

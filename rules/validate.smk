@@ -25,25 +25,26 @@ for run in RUNS:
             "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
             " --cohort {params.cohort} --out {output} {params.options} 2> {log}"
 
-
-rule qc_summary:
-    input:
-        reports=expand(dag.QC_STUDY, study=STUDIES),
-        script=script_path("qc_summary"),
-    output:
-        report(
-            dag.QC_ALL,
-            caption="../report/cohort_report.rst",
-            category="Cohort QC",
-        ),
-    log:
-        "logs/validate/qc_summary.log",
-    benchmark:
-        "logs/benchmarks/validate/qc_summary.tsv"
-    conda:
-        "../envs/imaging.yaml"
-    container:
-        CONTAINERS["imaging"]
-    shell:
-        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
-        " --reports {input.reports} --out {output} 2> {log}"
+    rule:
+        name:
+            run.rule("qc_summary")
+        input:
+            reports=qc_reports(run),
+            script=script_path("qc_summary"),
+        output:
+            report(
+                run.path(dag.QC_ALL),
+                caption="../report/cohort_report.rst",
+                category="Cohort QC",
+            ),
+        log:
+            run.log("validate/qc_summary.log"),
+        benchmark:
+            run.benchmark("validate/qc_summary.tsv")
+        conda:
+            "../envs/imaging.yaml"
+        container:
+            CONTAINERS["imaging"]
+        shell:
+            "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+            " --reports {input.reports} --out {output} 2> {log}"

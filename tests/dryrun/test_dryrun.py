@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake
+from conftest import run_snakemake, snakemake_env
 
 from oncoflow.studies import builtin_recipes
 
@@ -158,6 +160,7 @@ def test_user_cohort_without_demo(tmp_path, default_config):
     for name, study in default_config["studies"].items():
         study["enabled"] = name == "liver_response"
     default_config["studies"]["liver_response"]["cohort"] = str(cohort)
+    default_config["studies"]["liver_response"]["lesions"]["images"] = ["MR_T2"]
     write_config(tmp_path / "run", default_config)
     counts = dry_run(tmp_path / "run")
     assert "demo_cohort" not in counts
@@ -171,14 +174,15 @@ def test_a_study_imported_from_a_dicom_tree(tmp_path, default_config):
 
     manifest = write_dicom_tree(tmp_path / "tree", seed=1)
     default_config["demo"]["enabled"] = False
+    # a study that reads every image of a patient (its lesions, if any, need no stem the tree lacks)
     for name, study in default_config["studies"].items():
-        study["enabled"] = name == "liver_response"
-    study = default_config["studies"]["liver_response"]
+        study["enabled"] = name == "lung_synthesis"
+    study = default_config["studies"]["lung_synthesis"]
     study["cohort"] = str(tmp_path / "cohort")
     study["import"] = {"dicom": str(tmp_path / "tree"), "key_file": str(tmp_path / "keys/k")}
     write_config(tmp_path / "run", default_config)
     counts = dry_run(tmp_path / "run")
-    assert counts["import_cohort_liver_response"] == 1
+    assert counts["import_cohort_lung_synthesis"] == 1
     assert counts["validate_cohort"] == 1
     assert counts["convert_patient"] == len(manifest["patients"])
     assert (tmp_path / "keys" / "k").is_file()  # pseudonyms need the key from the start
@@ -252,3 +256,81 @@ def test_lesions_from_nnunet_predictions_wait_for_every_fold(tmp_path, default_c
     assert "study pancreas_progression: lesions.masks is nnunet but the study has no nnU-Net" in (
         proc.stdout + proc.stderr
     )
+
+
+def test_apply_scores_every_family_of_every_study_with_frozen_artefacts(tmp_path, default_config):
+    """A folder of second demo cohorts: each study's new patients through its frozen models; a
+    pancreas_progression time point without a mask is segmented by pancreas_multitask's nnU-Net."""
+    default_config["demo"]["patients"] = 8
+    default_config["demo"]["study_patients"] = {}
+    write_config(tmp_path, default_config)
+    second = tmp_path / "second"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts/make_demo_cohort.py"), "--out", str(second),
+         "--seed", "9", "--patients", "6"],
+        capture_output=True, text=True, env=snakemake_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    images = pd.read_csv(second / "pancreas_progression/images.csv", dtype=str)
+    first = images["patient_id"] == images["patient_id"].iloc[0]
+    images.loc[first & (images["timepoint"] == "1"), "mask_path"] = None
+    images.to_csv(second / "pancreas_progression/images.csv", index=False)
+    counts = dry_run(tmp_path, "--config", f"apply_cohort={second}", "apply_name=b", "--", "apply")
+    assert counts["apply_validate_cohort"] == 6
+    assert counts["apply_predict"] == 3  # net_survival: raw, combat, permuted
+    # liver ladder (5) + pancreas cnn_lstm (1) + MM-DLS variants (3)
+    assert counts["apply_deep"] == 5 + 1 + 3
+    assert counts["apply_nnunet"] == 1
+    assert counts["apply_segment_unmasked"] == 1
+    assert counts["apply_ddpm"] == 1
+    assert counts["apply_evaluate"] == 3 + 9 + 1
+    proc = run_snakemake(tmp_path, "-n", "apply", "--config", f"apply_cohort={second}/net_survival")
+    assert proc.returncode != 0
+    assert "name its study with apply_study=STUDY" in proc.stdout + proc.stderr
+
+
+def _liver_cohort_missing_a_sequence(tmp_path, default_config) -> Path:
+    """A user liver cohort of four patients; L1 lacks MR_T1 at time point 1."""
+    cohort = tmp_path / "cohort"
+    rows = [
+        (p, tp, "MR", s, f"img/{p}_{tp}_{s}.nii.gz", f"img/{p}_{tp}_mask.nii.gz", "", "s1")
+        for p in ("L0", "L1", "L2", "L3")
+        for tp in (0, 1)
+        for s in ("T1", "T2")
+        if (p, tp, s) != ("L1", 1, "T1")
+    ]
+    write_user_cohort(cohort, rows)
+    default_config["demo"]["enabled"] = False
+    for name, study in default_config["studies"].items():
+        study["enabled"] = name == "liver_response"
+    liver = default_config["studies"]["liver_response"]
+    liver["cohort"] = str(cohort)
+    liver["clinical"] = []
+    liver["lesions"]["images"] = ["MR_T1", "MR_T2"]
+    return tmp_path / "run"
+
+
+def test_missing_input_refused_before_any_job_runs(tmp_path, default_config):
+    run = _liver_cohort_missing_a_sequence(tmp_path, default_config)
+    write_config(run, default_config)
+    proc = run_snakemake(run)  # a real run, not a dry run: it must stop before any job
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "study liver_response: 1 patient(s) lack inputs its models need" in out
+    assert "L1: MR_T1 at time point 1" in out
+    assert "studies.liver_response.missing (modalities: refuse | drop_patient)" in out
+    assert not (run / "results").exists()
+    assert not (run / "logs").exists()
+
+
+def test_drop_patient_leaves_the_patient_out_of_every_job(tmp_path, default_config):
+    run = _liver_cohort_missing_a_sequence(tmp_path, default_config)
+    default_config["studies"]["liver_response"]["missing"] = {"modalities": "drop_patient"}
+    write_config(run, default_config)
+    counts = dry_run(run)
+    assert counts["convert_patient"] == 3
+    assert counts["extract_lesions"] == 3
+    proc = run_snakemake(run, "-n", "-p", "results/liver_response/folds.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--exclude L1" in proc.stdout
+    assert '"dropped":{"L1":["MR_T1 at time point 1"]}' in proc.stdout  # validate_cohort.py

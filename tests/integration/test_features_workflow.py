@@ -392,42 +392,46 @@ NEW_PATIENTS = 12
 
 
 def _new_cohort(root: Path, seed: int) -> Path:
-    """A second demo cohort of net_survival (other seed: other patients, same ids NET001...)."""
+    """Second demo cohorts of both studies (other seed: other patients, same ids NET001...),
+    one sub-folder per study."""
     subprocess.run(
         [sys.executable, str(REPO / "scripts/make_demo_cohort.py"), "--out", str(root),
-         "--seed", str(seed), "--patients", str(NEW_PATIENTS), "--study", "net_survival"],
+         "--seed", str(seed), "--patients", str(NEW_PATIENTS), "--study", "net_survival",
+         "--study", "nsclc_mmdls"],
         check=True, capture_output=True, env=snakemake_env(),
     )  # fmt: skip
-    return root / "net_survival"
+    return root
 
 
 def _fitted(run: Path) -> dict[str, tuple[str, int]]:
     paths = [
         *(run / "results/net_survival/train").glob("*/models.pkl"),
         *(run / "results/net_survival/harmonize").glob("*/final_combat.pkl"),
+        *(run / "results/nsclc_mmdls/train").glob("*/fold_*/model.pt"),
     ]
     return {str(p.relative_to(run)): (sha256(p), p.stat().st_mtime_ns) for p in sorted(paths)}
 
 
 @pytest.fixture(scope="module")
 def applied(run, tmp_path_factory):
-    cohort = _new_cohort(tmp_path_factory.mktemp("new_cohort"), seed=9)
+    root = _new_cohort(tmp_path_factory.mktemp("new_cohort"), seed=9)
     before = _fitted(run)
     proc = snakemake(
-        run, "apply", "--config", f"apply_cohort={cohort}", "apply_name=second",
+        run, "apply", "--config", f"apply_cohort={root}", "apply_name=second",
         "--show-failed-logs",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return cohort, before, proc.stdout + proc.stderr
+    return root / "net_survival", before, proc.stdout + proc.stderr
 
 
 def test_apply_predicts_every_new_patient_without_refitting(run, applied):
     cohort, before, log = applied
-    assert len(before) == 3 + 2  # models of raw / combat / permuted, ComBat of two sources
+    # models of raw / combat / permuted, ComBat of two sources, two MM-DLS folds
+    assert len(before) == 3 + 2 + 2
     assert _fitted(run) == before  # same bytes, never rewritten
     ran = set(re.findall(r"\(Rule: (\w+)\)", log))
-    assert not ran & {"train_net_survival", "harmonize", "make_folds", "merge_features"}
-    assert {"apply_harmonize", "apply_predict", "apply_evaluate"} <= ran
+    assert all(rule.startswith("apply_") for rule in ran), ran  # no training rule ran
+    assert {"apply_harmonize", "apply_predict", "apply_deep", "apply_evaluate"} <= ran
     new = set(pd.read_csv(cohort / "clinical.csv", dtype={"patient_id": str})["patient_id"])
     out = run / "results/apply/second/net_survival"
     for variant in ("raw", "combat", "permuted"):
@@ -452,10 +456,26 @@ def test_apply_predicts_every_new_patient_without_refitting(run, applied):
     assert stats["n_rows"] == NEW_PATIENTS
     page = (run / "results/apply/second/report/index.html").read_text()
     assert "net_survival applied to second" in page
+    assert "nsclc_mmdls applied to second" in page
     assert "(permuted-label control)" in page
     body, console = _chromium(run / "results/apply/second/report/index.html")
     assert f'data-images-loaded="{page.count("<img ")}"' in body
     assert console == []
+
+
+def test_apply_scores_every_new_patient_with_the_frozen_mm_dls_folds(run, applied):
+    cohort = applied[0].parent / "nsclc_mmdls"
+    new = set(pd.read_csv(cohort / "clinical.csv", dtype={"patient_id": str})["patient_id"])
+    out = run / "results/apply/second/nsclc_mmdls"
+    pred = pd.read_csv(out / "predict/mm_dls/predictions.csv", dtype={"patient_id": str})
+    assert set(pred["split"]) == {"apply"}
+    assert set(pred["fold"]) == {"final"}
+    for target in ("histology", "stage", "dfs", "os"):
+        assert set(pred.loc[pred["target"] == target, "patient_id"]) == new
+    summary = json.loads((out / "predict/mm_dls/apply.json").read_text())
+    assert [f["fold"] for f in summary["model_files"]] == ["0", "1"]
+    metrics = json.loads((out / "evaluate/mm_dls/metrics.json").read_text())
+    assert metrics["outcomes_known"]
 
 
 def test_apply_refuses_a_cohort_without_required_inputs(run, applied, tmp_path):
@@ -464,14 +484,19 @@ def test_apply_refuses_a_cohort_without_required_inputs(run, applied, tmp_path):
     shutil.copytree(cohort, no_slides)
     images = pd.read_csv(no_slides / "images.csv", dtype={"patient_id": str})
     images[images["modality"] != "WSI"].to_csv(no_slides / "images.csv", index=False)
-    proc = snakemake(run, "-n", "apply", "--config", f"apply_cohort={no_slides}")
+    proc = snakemake(
+        run, "-n", "apply", "--config", f"apply_cohort={no_slides}", "apply_study=net_survival"
+    )
     assert proc.returncode != 0
     assert "pathomics is on but images.csv has no WSI row" in proc.stdout + proc.stderr
     no_age = tmp_path / "no_age"
     shutil.copytree(cohort, no_age)
     clinical = pd.read_csv(no_age / "clinical.csv")
     clinical.drop(columns="age").to_csv(no_age / "clinical.csv", index=False)
-    proc = snakemake(run, "apply", "--config", f"apply_cohort={no_age}", "--show-failed-logs")
+    proc = snakemake(
+        run, "apply", "--config", f"apply_cohort={no_age}", "apply_study=net_survival",
+        "--show-failed-logs",
+    )  # fmt: skip
     assert proc.returncode != 0
     assert "age" in proc.stdout + proc.stderr
     assert not (run / "results/apply/no_age/net_survival/predict").exists()

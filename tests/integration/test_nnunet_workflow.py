@@ -195,3 +195,71 @@ def test_lesion_crops_for_every_patient_timepoint(run):
     for (patient, tp), _ in images.groupby(["patient_id", "timepoint"]):
         data = np.load(run / f"results/pancreas_progression/lesions/{patient}/{tp}.npz")
         assert {"CT_arterial/lesion", "CT_venous/lesion", "CT_delayed/lesion"} <= set(data.files)
+
+
+# --- apply: the frozen nnU-Net and cnn_lstm on a second demo cohort ----------------------------
+
+NEW_PATIENTS = 6
+
+
+def _frozen(run: Path) -> dict[str, tuple[str, int]]:
+    from oncoflow.artefacts import sha256
+
+    paths = [
+        *(run / NN / "nnUNet_results").rglob("checkpoint_*.pth"),
+        *(run / "results/pancreas_progression/train").glob("*/fold_*/model.pt"),
+    ]
+    return {str(p.relative_to(run)): (sha256(p), p.stat().st_mtime_ns) for p in sorted(paths)}
+
+
+@pytest.fixture(scope="module")
+def applied(run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("second")
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts/make_demo_cohort.py"), "--out", str(root),
+         "--seed", "9", "--patients", str(NEW_PATIENTS), "--study", "pancreas_multitask",
+         "--study", "pancreas_progression"],
+        check=True, capture_output=True, env=snakemake_env(),
+    )  # fmt: skip
+    # one time point of one patient comes without its masks
+    table = root / "pancreas_progression/images.csv"
+    images = pd.read_csv(table, dtype=str)
+    unmasked = (images["patient_id"] == images["patient_id"].iloc[0]) & (images["timepoint"] == "1")
+    images.loc[unmasked, "mask_path"] = None
+    images.to_csv(table, index=False)
+    before = _frozen(run)
+    proc = snakemake(run, "apply", "--config", f"apply_cohort={root}", "apply_name=second")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return root, images.loc[unmasked, "patient_id"].iloc[0], before, proc.stdout + proc.stderr
+
+
+def test_apply_runs_the_frozen_models_and_no_training_rule(run, applied):
+    root, _, before, log = applied
+    assert before
+    assert _frozen(run) == before  # the same bytes, never rewritten
+    ran = set(re.findall(r"\(Rule: (\w+)\)", log))
+    assert all(rule.startswith("apply_") for rule in ran), ran
+    out = run / "results/apply/second"
+    nnunet = pd.read_csv(out / "pancreas_multitask/predict/nnunet/predictions.csv")
+    multitask = pd.read_csv(root / "pancreas_multitask/clinical.csv")
+    assert set(nnunet["patient_id"]) == set(multitask["patient_id"])
+    assert set(nnunet["split"]) == {"apply"}
+    scores = nnunet.filter(like="y_score_")
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+    for case in nnunet["case_id"]:
+        assert (out / f"pancreas_multitask/nnunet/{case}.nii.gz").is_file()
+    metrics = json.loads((out / "pancreas_multitask/evaluate/nnunet/metrics.json").read_text())
+    assert metrics["outcomes_known"]
+    progression = pd.read_csv(out / "pancreas_progression/predict/cnn_lstm/predictions.csv")
+    patients = pd.read_csv(root / "pancreas_progression/clinical.csv")["patient_id"]
+    assert set(progression["patient_id"]) == set(patients)
+
+
+def test_a_time_point_without_masks_gets_its_crops_from_the_predicted_mask(run, applied):
+    _, patient, _, _ = applied
+    out = run / "results/apply/second/pancreas_progression"
+    assert sorted(p.name for p in (out / "segmented/masks").iterdir()) == [f"{patient}_tp1.nii.gz"]
+    log = (run / "logs/apply/second/lesions/pancreas_progression/segmented.log").read_text()
+    assert "1 case" in log
+    crops = np.load(out / f"lesions/{patient}/1.npz")
+    assert {"CT_arterial/lesion", "CT_venous/lesion", "CT_delayed/lesion"} <= set(crops.files)

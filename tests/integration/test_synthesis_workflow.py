@@ -4,6 +4,9 @@ small demo with CPU-sized settings."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -12,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import run_snakemake as snakemake
+from conftest import snakemake_env
 
 REPO = Path(__file__).resolve().parents[2]
 PATIENTS = 8
@@ -74,3 +78,35 @@ def test_fidelity_metrics_on_held_out_patients_and_report(run):
     section = page[page.index('<section id="lung_synthesis">') :]
     assert "Mask-conditioned 3D diffusion model trained for 40 steps" in section
     assert section.count("<img ") == section.count("<figcaption>") >= 3
+
+
+def test_apply_samples_a_new_cohort_with_the_frozen_model(run, tmp_path):
+    """A second demo cohort: a synthetic CT of each new patient's masks, the model unchanged."""
+    from oncoflow.artefacts import sha256
+
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts/make_demo_cohort.py"), "--out", str(tmp_path),
+         "--seed", "9", "--patients", "6", "--study", "lung_synthesis"],
+        check=True, capture_output=True, env=snakemake_env(),
+    )  # fmt: skip
+    model = run / "results/lung_synthesis/ddpm/model.pt"
+    before = (sha256(model), model.stat().st_mtime_ns)
+    proc = snakemake(run, "apply", "--config", f"apply_cohort={tmp_path}", "apply_name=second")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    assert (sha256(model), model.stat().st_mtime_ns) == before
+    ran = set(re.findall(r"\(Rule: (\w+)\)", proc.stdout + proc.stderr))
+    assert "apply_ddpm" in ran
+    assert all(rule.startswith("apply_") for rule in ran), ran
+    out = run / "results/apply/second"
+    for patient in pd.read_csv(tmp_path / "lung_synthesis/images.csv")["patient_id"].unique():
+        real = nib.load(out / f"converted/{patient}/0/CT.nii.gz")
+        sample = nib.load(out / f"lung_synthesis/ddpm/samples/{patient}.nii.gz")
+        assert sample.shape == real.shape
+        np.testing.assert_allclose(sample.affine, real.affine, atol=1e-5)
+    metrics = json.loads((out / "lung_synthesis/ddpm/metrics.json").read_text())
+    assert {row["patient_id"] for row in metrics["per_patient"]} == set(
+        pd.read_csv(tmp_path / "lung_synthesis/images.csv")["patient_id"]
+    )  # every new patient is held out
+    page = (out / "report/index.html").read_text()
+    section = page[page.index('<section id="lung_synthesis">') :]
+    assert "Mask-conditioned 3D diffusion model trained for 40 steps" in section

@@ -18,4 +18,6 @@ RECIPE = Recipe(
     model_key="rung",
     stages=("lesions",),
     evaluation=("binary",),
+    applicable=True,
+    timepoints=(0, 1),
 )

@@ -14,4 +14,5 @@ RECIPE = Recipe(
     models=("lung_ddpm",),
     reads=("images",),
     evaluation=("synthesis",),
+    applicable=True,
 )

@@ -24,4 +24,5 @@ RECIPE = Recipe(
     whole_images=True,
     stages=("lesions", "radiomics", "pet"),
     evaluation=("binary", "multiclass", "survival"),
+    applicable=True,
 )

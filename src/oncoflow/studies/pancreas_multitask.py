@@ -14,4 +14,5 @@ RECIPE = Recipe(
     models=("nnunet_multitask",),
     reads=("images", "outcomes"),
     evaluation=("segmentation", "multiclass"),
+    applicable=True,
 )

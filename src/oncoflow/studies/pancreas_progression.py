@@ -16,4 +16,7 @@ RECIPE = Recipe(
     settings="oncoflow.deep.train_pancreas:PancreasSettings",
     stages=("lesions",),
     evaluation=("binary",),
+    applicable=True,
+    timepoints=None,
+    partial_timepoints=True,
 )

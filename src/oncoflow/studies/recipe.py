@@ -84,6 +84,11 @@ class Recipe:
         evaluation: What ``evaluate`` scores (:data:`Evaluation`).
         baselines: Names of the baseline models reported beside the study's model.
         applicable: Its trained models can score a new cohort (the ``apply`` target).
+        timepoints: Imaging time points every patient must have (the ``missing.timepoints``
+            policy decides about a patient without them); ``None``: every time point from 0 to
+            the patient's last, without a gap (a model of a sequence of visits).
+        partial_timepoints: Its models read a patient with fewer time points than the others
+            (``missing.timepoints: use_available`` is possible).
     """
 
     name: str
@@ -102,6 +107,8 @@ class Recipe:
     evaluation: tuple[Evaluation, ...] = ()
     baselines: tuple[str, ...] = field(default_factory=tuple)
     applicable: bool = False
+    timepoints: tuple[int, ...] | None = (0,)
+    partial_timepoints: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
