@@ -7,24 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
-from test_deep_models import LIVER, _cohort
+from test_deep_models import (
+    LIVER,
+    _cohort,
+    _one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from oncoflow.artefacts import sha256
 from oncoflow.deep.apply import apply_deep_model
 from oncoflow.deep.workflow import run_fold
 from oncoflow.formats import read_predictions, write_predictions
 from oncoflow.splits import APPLY_SPLIT, TEST_SPLITS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: small CPU models run many times faster than with shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _train(tmp_path: Path, paths: dict[str, Path], name: str, **options) -> Path:

@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_deep_models import MMDLS, _cohort
+from test_deep_models import (
+    MMDLS,
+    _cohort,
+    _one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from oncoflow.artefacts import sha256
 from oncoflow.deep.apply import apply_deep_model
@@ -21,15 +25,6 @@ from oncoflow.models.mm_dls import breslow_survival
 SETTINGS = {**MMDLS, "heads": {"stage": {"columns": ["pet:pet__SUVmax", "age"], "refit": True}}}
 TARGETS = ("histology", "stage", "dfs", "os")
 LABELS = ("y_true", "time", "event")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: small CPU models run many times faster than with shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _train(root: Path, *, sites: bool) -> tuple[dict[str, Path], Path, pd.DataFrame]:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
-from test_deep_models import PANCREAS, _cohort
+from test_deep_models import (
+    PANCREAS,
+    _cohort,
+    _one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from oncoflow.artefacts import sha256
 from oncoflow.deep.apply import apply_deep_model
@@ -17,15 +19,6 @@ from oncoflow.deep.workflow import run_fold
 from oncoflow.formats import read_predictions, write_predictions
 
 KEYS = ["patient_id", "timepoint"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: small CPU models run many times faster than with shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_applied_fold_reproduces_its_test_scores_with_and_without_outcomes(

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
-from test_deep_models import PANCREAS, _cohort
+from test_deep_models import (
+    PANCREAS,
+    _cohort,
+    _one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from oncoflow.deep import train_pancreas
 from oncoflow.deep.apply import apply_deep_model, apply_inputs
@@ -20,15 +23,6 @@ from oncoflow.formats import read_predictions
 KEYS = ["patient_id", "timepoint"]
 GAPPED_TRAIN = ["P003", "P006"]  # training patients of fold 0 (seed 1)
 GAPPED_TEST = "P016"  # an internal_test patient
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: small CPU models run many times faster than with shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sequence_points_are_the_available_time_points_up_to_t() -> None:
