@@ -28,7 +28,6 @@ from oncoflow.evaluate.card import card_markdown, model_card
 from oncoflow.evaluate.engine import evaluate_predictions
 from oncoflow.evaluate.segmentation import read_dice_table, summarize_dice
 from oncoflow.formats import read_predictions
-from oncoflow.workflow.missing import missing_record
 
 
 def _names(text: str) -> list[str]:
@@ -37,14 +36,6 @@ def _names(text: str) -> list[str]:
 
 def _threshold(text: str) -> float | str:
     return text if text == "youden" else float(text)
-
-
-def _decision(text: str) -> dict:
-    try:
-        return missing_record(json.loads(text))
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        msg = f"not a missing-input decision ({exc})"
-        raise argparse.ArgumentTypeError(msg) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--card-missing",
-        type=_decision,
+        type=cli.missing_decision,
         default=None,
         metavar="JSON",
         help="the study's missing-input decision (policy, dropped patients, imputed clinical "

@@ -17,14 +17,12 @@ dropped patients with what they lack, imputed columns, patients kept with fewer 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
 from oncoflow.validate import validate_cohort
-from oncoflow.workflow.missing import missing_record
 
 
 def _names(text: str) -> list[str]:
@@ -36,14 +34,6 @@ def _labels(text: str) -> list[int]:
         return [int(part) for part in _names(text)]
     except ValueError as exc:
         msg = f"expected comma-separated integers, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from exc
-
-
-def _decision(text: str) -> dict:
-    try:
-        return missing_record(json.loads(text))
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        msg = f"not a missing-input decision ({exc})"
         raise argparse.ArgumentTypeError(msg) from exc
 
 
@@ -79,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--missing",
-        type=_decision,
+        type=cli.missing_decision,
         default=None,
         metavar="JSON",
         help='the study\'s missing-input decision: {"policy": {...}, "dropped": {patient: '

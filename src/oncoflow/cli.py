@@ -28,6 +28,22 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def missing_decision(text: str) -> dict[str, Any]:
+    """Argparse type of ``--missing`` / ``--card-missing``: a study's missing-input decision.
+
+    Raises:
+        argparse.ArgumentTypeError: Not JSON, or not of the decision's shape
+            (:func:`oncoflow.workflow.missing.missing_record`).
+    """
+    from oncoflow.workflow.missing import missing_record
+
+    try:
+        return missing_record(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        msg = f"not a missing-input decision ({exc})"
+        raise argparse.ArgumentTypeError(msg) from exc
+
+
 def add_dicom_policy_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--tilt`` and ``--uneven-spacing``: the DICOM policies of config.yaml ``convert``.
 

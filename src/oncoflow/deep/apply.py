@@ -24,8 +24,7 @@ import torch
 
 from oncoflow.artefacts import sha256
 from oncoflow.cohort import read_table
-from oncoflow.deep.common import FoldInputs
-from oncoflow.deep.data import load_lesions
+from oncoflow.deep.common import FoldInputs, patient_inputs
 from oncoflow.deep.ensemble import ensemble_predictions
 from oncoflow.deep.task import FoldTask
 from oncoflow.errors import ModelError
@@ -66,28 +65,9 @@ def apply_inputs(
     else:
         outcomes = pd.DataFrame({"patient_id": pd.Series(dtype=str)})
     chosen = sorted(map(str, patients if patients is not None else clinical.index))
-    missing = [p for p in chosen if p not in clinical.index]
-    if missing:
-        msg = f"{cohort}/clinical.csv: no row for patient(s) {', '.join(missing[:10])}"
-        raise ModelError(msg)
-    crops = {}
-    for patient in chosen:
-        folder = Path(lesions) / patient
-        if not folder.is_dir():
-            msg = f"patient {patient}: no lesion crops in {folder} (lesions stage of apply)"
-            raise ModelError(msg)
-        crops[patient] = load_lesions(folder, stems)
-    sites: dict[str, str] = {}
-    if (cohort / "images.csv").is_file():
-        images = read_table(cohort, "images")
-        if "site" in images.columns:
-            known = images.dropna(subset=["site"])
-            pairs = zip(known["patient_id"], known["site"], strict=True)
-            sites = {str(p): str(s) for p, s in pairs}
-    tables = {
-        name: pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
-        for name, path in (features or {}).items()
-    }
+    crops, sites, tables = patient_inputs(
+        cohort, chosen, clinical, lesions=lesions, stems=stems, features=features
+    )
     return FoldInputs(
         fold="final",
         train=[],
@@ -100,7 +80,7 @@ def apply_inputs(
         lesions=crops,
         features=tables,
         converted=Path(converted) if converted is not None else None,
-        sites={p: sites[p] for p in chosen if p in sites},
+        sites=sites,
     )
 
 

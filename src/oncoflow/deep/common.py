@@ -146,26 +146,9 @@ def load_fold(
     clinical = read_table(cohort, "clinical").set_index("patient_id")
     outcomes = read_table(cohort, "outcomes")
     everyone = sorted(set(fit) | set(validation) | set(test))
-    missing = [p for p in everyone if p not in clinical.index]
-    if missing:
-        msg = f"{cohort}/clinical.csv: no row for patient(s) {', '.join(missing[:10])}"
-        raise ModelError(msg)
-    crops: dict[str, PatientLesions] = {}
-    for patient in everyone:
-        folder = Path(lesions) / patient
-        if not folder.is_dir():
-            msg = f"patient {patient}: no lesion crops in {folder} (lesions stage)"
-            raise ModelError(msg)
-        crops[patient] = load_lesions(folder, stems)
-    sites: dict[str, str] = {}
-    images = read_table(cohort, "images") if (Path(cohort) / "images.csv").is_file() else None
-    if images is not None and "site" in images.columns:
-        known = images.dropna(subset=["site"])
-        sites = dict(zip(known["patient_id"], known["site"].astype(str), strict=True))
-    tables = {}
-    for name, path in (features or {}).items():
-        table = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
-        tables[name] = table
+    crops, sites, tables = patient_inputs(
+        cohort, everyone, clinical, lesions=lesions, stems=stems, features=features
+    )
     log.info(
         "fold %s: %d training + %d inner-validation patients, %d validation, %d test",
         fold,
@@ -188,8 +171,58 @@ def load_fold(
         permute=permute,
         seed=seed,
         converted=Path(converted) if converted is not None else None,
-        sites={p: sites[p] for p in everyone if p in sites},
+        sites=sites,
     )
+
+
+def patient_inputs(
+    cohort: Path,
+    patients: Sequence[str],
+    clinical: pd.DataFrame,
+    *,
+    lesions: Path,
+    stems: Sequence[str],
+    features: Mapping[str, Path] | None = None,
+) -> tuple[dict[str, PatientLesions], dict[str, str], dict[str, pd.DataFrame]]:
+    """The crops, sites and feature tables of ``patients`` (a fold's, or a new cohort's).
+
+    Args:
+        cohort: Cohort folder (``images.csv`` gives the sites when it has a ``site`` column).
+        patients: Patients to read.
+        clinical: ``clinical.csv`` indexed by patient (every patient needs a row).
+        lesions: Lesion folder (one sub-folder per patient).
+        stems: Image stems the model reads.
+        features: Name -> per-patient feature CSV (``patient_id`` + columns).
+
+    Returns:
+        ``(patient -> crops, patient -> site, name -> table indexed by patient)``.
+
+    Raises:
+        ModelError: A patient without a clinical row or lesion crops (named, with the folder).
+    """
+    missing = [p for p in patients if p not in clinical.index]
+    if missing:
+        msg = f"{cohort}/clinical.csv: no row for patient(s) {', '.join(missing[:10])}"
+        raise ModelError(msg)
+    crops: dict[str, PatientLesions] = {}
+    for patient in patients:
+        folder = Path(lesions) / patient
+        if not folder.is_dir():
+            msg = f"patient {patient}: no lesion crops in {folder} (lesions stage)"
+            raise ModelError(msg)
+        crops[patient] = load_lesions(folder, stems)
+    sites: dict[str, str] = {}
+    if (Path(cohort) / "images.csv").is_file():
+        images = read_table(cohort, "images")
+        if "site" in images.columns:
+            known = images.dropna(subset=["site"])
+            pairs = zip(known["patient_id"].astype(str), known["site"].astype(str), strict=True)
+            sites = {p: s for p, s in pairs if p in crops}
+    tables = {
+        name: pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
+        for name, path in (features or {}).items()
+    }
+    return crops, sites, tables
 
 
 def fit_stage(
