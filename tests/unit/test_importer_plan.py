@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from oncoflow.convert.sop import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS
 from oncoflow.errors import ConfigError, OncoflowError
 from oncoflow.importer import Record, load_key, load_rules, plan_import, pseudonym
-from oncoflow.importer.index import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS
 
 CT_SOP = "1.2.840.10008.5.1.4.1.1.2"
 

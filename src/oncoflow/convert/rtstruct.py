@@ -24,13 +24,12 @@ from pydicom.dataset import Dataset
 from skimage.draw import polygon as fill_polygon
 
 from oncoflow.convert._messages import first_line, z_extent
+from oncoflow.convert.sop import RTSTRUCT_SOP_CLASS
 from oncoflow.errors import ConversionError
 
 __all__ = ["rasterize", "rasterize_with_info", "read_rtstruct", "roi_names"]
 
 log = logging.getLogger(__name__)
-
-_RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
 def read_rtstruct(path: Path) -> Dataset:
@@ -55,7 +54,7 @@ def read_rtstruct(path: Path) -> Dataset:
             raise ConversionError(f"{path}: not a readable DICOM file ({first_line(exc)})") from exc
         if "SOPClassUID" not in ds and "StructureSetROISequence" not in ds:
             raise ConversionError(f"{path}: not a readable DICOM file")
-    if str(ds.get("SOPClassUID", "")) != _RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
+    if str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
         raise ConversionError(
             f"{path}: not an RTSTRUCT (Modality {ds.get('Modality', '?')}); "
             "mask_path must be a NIfTI label map or an RT Structure Set"

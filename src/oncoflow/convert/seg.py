@@ -28,6 +28,7 @@ import pydicom
 import SimpleITK as sitk
 
 from oncoflow.convert._messages import first_line, z_extent
+from oncoflow.convert.sop import SEG_SOP_CLASS
 from oncoflow.errors import ConversionError
 
 __all__ = [
@@ -40,9 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-"""SOPClassUID of the Segmentation Storage IOD."""
 
 
 def is_seg(path: Path) -> bool:

@@ -27,17 +27,15 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
+from oncoflow.convert.sop import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS
 from oncoflow.progress import Progress
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_FORMAT", "Record", "index_tree", "read_record"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Layout version of the index cache; a cache of another version is ignored."""
-
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 _TEXT_TAGS = (
     "PatientID",
@@ -76,7 +74,6 @@ class Record:
         numbers: Numeric header values by keyword (:data:`_NUMBER_TAGS`).
         image_type: ImageType values, upper case.
         position: ImagePositionPatient (mm) of a single-frame image, else empty.
-        orientation: ImageOrientationPatient of a single-frame image, else empty.
         referenced_series: SeriesInstanceUIDs an RTSTRUCT or SEG references.
         referenced_instances: SOPInstanceUIDs an RTSTRUCT's contours or a SEG's frames derive
             from.
@@ -93,7 +90,6 @@ class Record:
     numbers: dict[str, float] = field(default_factory=dict)
     image_type: list[str] = field(default_factory=list)
     position: list[float] = field(default_factory=list)
-    orientation: list[float] = field(default_factory=list)
     referenced_series: list[str] = field(default_factory=list)
     referenced_instances: list[str] = field(default_factory=list)
     referenced_frames: list[str] = field(default_factory=list)
@@ -187,8 +183,6 @@ def read_record(root: Path, path: Path) -> Record:
     record.image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if "ImagePositionPatient" in ds:
         record.position = [float(v) for v in ds.ImagePositionPatient]
-    if "ImageOrientationPatient" in ds:
-        record.orientation = [float(v) for v in ds.ImageOrientationPatient]
     _references(ds, record)
     return record
 

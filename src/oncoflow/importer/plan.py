@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oncoflow.importer.index import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS, Record
+from oncoflow.convert.sop import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS
+from oncoflow.importer.index import Record
 from oncoflow.importer.rules import Rules
 
 __all__ = ["FRAME_PREFERENCE", "ImportPlan", "Slot", "dicom_date", "plan_import"]
@@ -50,7 +51,6 @@ class Slot:
         series_uid: SeriesInstanceUID.
         files: Its files (one per SOP instance), relative to the tree, in instance order.
         institution: InstitutionName (the site is derived from it).
-        study_date: StudyDate (``YYYYMMDD``).
         frame_of_reference: FrameOfReferenceUID.
         mask: The linked mask file, ``None`` without one.
         mask_roi: Structure names of labels 1, 2, ... joined by ``+``.
@@ -64,7 +64,6 @@ class Slot:
     series_uid: str
     files: list[str]
     institution: str
-    study_date: str
     frame_of_reference: str = ""
     mask: str | None = None
     mask_roi: str | None = None
@@ -202,7 +201,6 @@ def _image_slots(
                 s.uid,
                 files,
                 s.first.tag("InstitutionName"),
-                s.first.tag("StudyDate"),
                 s.first.tag("FrameOfReferenceUID"),
             )
         )
