@@ -1,7 +1,9 @@
 """A bad patient in a user cohort stops the whole run at validation, naming patient and file.
 
 Uses the foundation's broken cohorts (tests/broken_cohorts.py) as the cohort of ``net_survival``
-(radiomics, pathomics, ComBat, Cox models all on) and runs the default target for real: the run
+(radiomics, ComBat, Cox models on; pathomics off: one patient of these cohorts has a slide, and the
+missing-input policy would refuse the others before validation) and runs the default target for
+real: the run
 must fail in ``validate_cohort`` with the patient and file in the error, and nothing downstream
 (conversion, features, harmonization, training) may have been started.
 """
@@ -41,6 +43,7 @@ def test_bad_patient_stops_the_run_at_validation(valid, variant, tmp_path):
         external_sites=[],
     )
     study["radiomics"].update(images=["CT_venous"], labels=[2])
+    study["pathomics"] = False
     study["folds"]["repeats"] = 2
     workdir = tmp_path / "run"
     workdir.mkdir()

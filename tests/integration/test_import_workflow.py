@@ -23,9 +23,11 @@ def test_an_imported_study_validates_and_converts_without_leaking_identities(tmp
     pd.DataFrame(outcomes).to_csv(tmp_path / "outcomes.csv", index=False)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["demo"]["enabled"] = False
+    # a study that reads every image of a patient: the tree's patients do not all have the
+    # three liver MR sequences, which liver_response's missing-input policy would refuse
     for name, study in config["studies"].items():
-        study["enabled"] = name == "liver_response"
-    study = config["studies"]["liver_response"]
+        study["enabled"] = name == "lung_synthesis"
+    study = config["studies"]["lung_synthesis"]
     study["cohort"] = str(tmp_path / "cohort")
     study["import"] = {
         "dicom": str(tmp_path / "tree"),
@@ -37,9 +39,9 @@ def test_an_imported_study_validates_and_converts_without_leaking_identities(tmp
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = run_snakemake(run, "results/liver_response/converted_index.json")
+    proc = run_snakemake(run, "results/lung_synthesis/converted_index.json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((run / "results/qc/liver_response/cohort_report.json").read_text())
+    report = json.loads((run / "results/qc/lung_synthesis/cohort_report.json").read_text())
     assert report["ok"], report["problems"]
     images = pd.read_csv(tmp_path / "cohort" / "images.csv")
     converted = sorted(p.name for p in (run / "results" / "converted").iterdir())
