@@ -44,7 +44,7 @@ def _config(workdir: Path) -> None:
     progression["train"]["sequence"].update(epochs=3)
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
-        selection_ramp_epochs=2, save_every=1,
+        selection_ramp_epochs=2, save_every=1, teacher_forcing_epochs=3,
     )  # fmt: skip
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -113,6 +113,10 @@ def test_real_nnunet_layout_and_trainer(run):
     # on a CPU the fold keeps to the rule's threads (train_threads: 1) and augments in-process
     training_log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
     assert "CPU training: 1 torch thread(s), 0 augmentation worker process(es)" in training_log
+    # the head's validation figures every epoch (teacher-forced for the first 3)
+    assert (
+        len(re.findall(r"head on \d+ validation case\(s\): macro AUC", training_log)) >= EPOCHS - 2
+    )
     prep = run / NN / "nnUNet_preprocessed/Dataset501_PancreasMultitask"
     plans = json.loads((prep / "oncoflowCPUPlans.json").read_text())
     planned = json.loads((prep / "nnUNetResEncUNetMPlans.json").read_text())

@@ -9,7 +9,9 @@ from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 from torch import nn
 
 from oncoflow.errors import SegmentationError
+from oncoflow.metrics.classification import safe_auc
 from oncoflow.segmentation.multitask import (
+    ClassificationHead,
     MultitaskNetwork,
     aggregate_patches,
     class_weights,
@@ -164,3 +166,64 @@ def test_roi_pooling_weights_the_bottleneck_by_the_lesion_probability():
     assert both.shape == (2, 3)
     with pytest.raises(ValueError, match="unknown head pooling"):
         MultitaskNetwork(_base(), n_classes=3, pooling="max")
+
+
+def _lesion_batch(gen: torch.Generator, n: int, size: int = 4, signal: float = 1.0):
+    """Bottleneck features of noise whose two classes differ only inside a 4-voxel lesion."""
+    features = torch.randn(n, 16, size, size, size, generator=gen)
+    labels = torch.randint(0, 2, (n,), generator=gen)
+    roi = torch.zeros(n, 1, size, size, size)
+    for i in range(n):
+        z, y, x = torch.randint(0, size - 1, (3,), generator=gen).tolist()
+        roi[i, 0, z : z + 2, y : y + 2, x] = 1.0
+        inside = roi[i, 0] > 0
+        features[i, :4][:, inside] += signal if labels[i] == 1 else -signal
+    return features, roi, labels
+
+
+def test_the_head_given_the_true_lesion_separates_classes_that_differ_only_inside_it():
+    """Teacher forcing's premise: fed the true lesion ROI, the head learns in one epoch what a
+    head pooling the whole patch learns slowly (the lesion is 4 of 64 bottleneck voxels)."""
+    test = _lesion_batch(torch.Generator().manual_seed(2), 200)
+    aucs = {}
+    for pooling in ("roi", "mean"):
+        torch.manual_seed(0)
+        head = ClassificationHead(16, 2, hidden=32, dropout=0.0, pooling=pooling)
+        optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(10):  # one epoch of 10 batches
+            features, roi, labels = _lesion_batch(gen, 32)
+            loss = nn.functional.cross_entropy(
+                head(features, roi if pooling == "roi" else None), labels
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            logits = head(test[0], test[1] if pooling == "roi" else None)
+        aucs[pooling] = safe_auc(test[2].numpy(), torch.softmax(logits, 1)[:, 1].numpy())
+    assert aucs["roi"] >= 0.95
+    assert aucs["roi"] - aucs["mean"] >= 0.1
+
+
+def test_teacher_forcing_pools_over_the_true_lesion_of_the_target():
+    torch.manual_seed(3)
+    net = MultitaskNetwork(_base(deep_supervision=False), n_classes=3, hidden=8, pooling="roi")
+    net.eval()
+    x = torch.randn(2, 1, 16, 16, 16)
+    target = torch.zeros(2, 2, 16, 16, 16)  # region training: whole organ, lesion
+    target[:, 1, :4, :4, :4] = 1.0  # the lesion fills bottleneck voxel (0, 0, 0) exactly
+    with torch.no_grad():
+        _, forced = net.forward_both(x, [target])
+        features = net.encoder(x)[-1]
+        expected = torch.cat([features.flatten(2).mean(2), features[:, :, 0, 0, 0]], dim=1)
+        manual = net.head.mlp(net.head.norm(expected))
+        _, own = net.forward_both(x)  # without a target: the network's own lesion probability
+    np.testing.assert_allclose(forced.numpy(), manual.numpy(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(forced, own)
+    labels = torch.zeros(2, 1, 16, 16, 16)
+    labels[:, :, :4, :4, :4] = 2  # label training: the last of 3 outputs is the lesion
+    net.sigmoid = False
+    region = net.innermost_region([labels], 3)
+    assert region.shape == (2, 1, 16, 16, 16)
+    assert region.sum() == 2 * 4**3

@@ -125,19 +125,45 @@ class MultitaskNetwork(nn.Module):
         return self.base.decoder
 
     def forward_both(
-        self, x: torch.Tensor
+        self, x: torch.Tensor, target: torch.Tensor | Sequence[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
-        """Segmentation logits (a list with deep supervision) and class logits, one encoder pass."""
+        """Segmentation logits (a list with deep supervision) and class logits, one encoder pass.
+
+        Args:
+            x: Input patches ``(batch, channels, *spatial)``.
+            target: The patches' ground-truth segmentation (nnU-Net's training target, a list
+                with deep supervision): with ``roi`` pooling the head then pools over the true
+                innermost region instead of the network's own probability of it (teacher
+                forcing: the head learns the lesion's class before the segmentation finds it).
+        """
         skips = self.base.encoder(x)
         self.encoder_calls += 1
         segmentation = self.base.decoder(skips)
         roi = None
         if self.head.pooling == "roi":
             full = segmentation[0] if isinstance(segmentation, list | tuple) else segmentation
-            logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
-            prob = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
+            if target is not None:
+                prob = self.innermost_region(target, int(full.shape[1]))
+            else:
+                logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
+                prob = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
             roi = nn.functional.interpolate(prob, size=skips[-1].shape[2:], mode="area")
         return segmentation, self.head(skips[-1], roi)
+
+    def innermost_region(
+        self, target: torch.Tensor | Sequence[torch.Tensor], n_outputs: int
+    ) -> torch.Tensor:
+        """The innermost region (the lesion) of a training target as a ``(batch, 1, ...)`` mask.
+
+        Region training (sigmoid outputs): the target's last channel; label training (softmax
+        over ``n_outputs`` classes): voxels of the last label. Voxels nnU-Net ignores (negative
+        values) count as outside.
+        """
+        full = target[0] if isinstance(target, list | tuple) else target
+        full = full.detach()
+        if self.sigmoid:
+            return (full[:, -1:] > 0).float()
+        return (full[:, :1] == n_outputs - 1).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Segmentation only; the head's softmax is recorded inside :meth:`collecting`."""

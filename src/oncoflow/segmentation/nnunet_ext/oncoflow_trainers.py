@@ -47,12 +47,16 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "initial_lr": 0.01,
     "final_validation": True,
     "plot_every": 1,
+    "teacher_forcing_epochs": 0,
 }
 """Production schedule (nnU-Net defaults + seed 001's phases); ``ONCOFLOW_TRAINER_SETTINGS``
 overrides any key. ``final_validation: false`` skips nnU-Net's own prediction of the validation
 cases after training (oncoflow's predict rule predicts them anyway, with the head).
 ``plot_every: n`` redraws ``progress.png`` every n epochs and after the last (nnU-Net: every
-epoch, ~0.7 s of matplotlib per epoch on a CPU)."""
+epoch, ~0.7 s of matplotlib per epoch on a CPU). ``teacher_forcing_epochs: n``: for the first n
+epochs the head (``roi`` pooling) pools over the true lesion of each training patch instead of
+the network's own lesion probability, so it can learn the class before the segmentation finds the
+lesion (0, the default: never). The log prints the head's validation macro AUC every epoch."""
 
 SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
 
@@ -204,7 +208,9 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
             else dummy_context()
         )
         with context:
-            segmentation, logits = self._network().forward_both(data)
+            # teacher forcing: the head pools over the true lesion for the first epochs
+            forced = self.current_epoch < int(self.schedule["teacher_forcing_epochs"])
+            segmentation, logits = self._network().forward_both(data, target if forced else None)
             seg_loss = self.loss(segmentation, target)
             cls_loss = self.cls_loss(logits.float(), labels)
             loss = seg_loss + weight * cls_loss if weight > 0 else seg_loss
@@ -248,8 +254,13 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         keys = sorted(self._val_probs)
         y_true = [self.case_classes[k] for k in keys]
         probs = np.stack([np.mean(self._val_probs[k], axis=0) for k in keys])
-        f1 = multiclass_metrics(y_true, probs)["f1_macro"]
+        metrics = multiclass_metrics(y_true, probs)
+        f1 = metrics["f1_macro"]
         self.logger.log("val_macro_f1", f1, self.current_epoch)
+        self.print_to_log_file(
+            f"head on {len(keys)} validation case(s): macro AUC {metrics['auc_macro']:.3f}, "
+            f"macro-F1 {f1:.3f}"
+        )
 
     def on_epoch_end(self):
         """Checkpoint selection on a(e) * EMA pseudo-Dice + (1 - a(e)) * macro-F1."""
