@@ -117,6 +117,17 @@ def test_applied_fold_scores_its_patients_as_in_training(tmp_path: Path, sites: 
         assert test <= set(ours.index)
         theirs = _scores(applied, target).loc[ours.index, ours.columns]
         np.testing.assert_allclose(theirs.to_numpy(), ours.to_numpy(), rtol=0, atol=1e-5)
+    if sites:  # a new site of one patient keeps the pooled estimates; the summary says so
+        lone = tmp_path / "lone"
+        shutil.copytree(paths["cohort"], lone)
+        images = pd.read_csv(lone / "images.csv", dtype=str)
+        images.loc[images["patient_id"] == "P021", "site"] = "D"
+        images.to_csv(lone / "images.csv", index=False)
+        _, summary = apply_deep_model(
+            [model], recipe="nsclc_mmdls", cohort=lone, lesions=paths["lesions"],
+            features={"pet": tmp_path / "pet.csv"}, converted=tmp_path / "converted", device="cpu",
+        )  # fmt: skip
+        assert summary["notes"]["0"]["combat_sites"] == {"estimated": ["C"], "pooled": ["D"]}
     # the new cohort without outcomes.csv: every patient and target, labels empty, same scores
     blind = tmp_path / "blind"
     shutil.copytree(paths["cohort"], blind)

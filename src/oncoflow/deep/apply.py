@@ -122,7 +122,9 @@ def apply_folds(
 
     Returns:
         ``(predictions, summary)``: rows with ``split = "apply"``, ``fold = "final"``; the summary
-        names every model file with its SHA-256, the folds and the patients.
+        names every model file with its SHA-256, the folds and the patients, and per fold what
+        the task noted (``notes``: e.g. MM-DLS's ComBat sites estimated from the new cohort or
+        left at the pooled training estimates).
 
     Raises:
         ModelError: No model file, or one whose settings the recipe's settings class refuses.
@@ -131,7 +133,7 @@ def apply_folds(
         msg = "apply: no trained fold model (fold_<k>/model.pt) to apply"
         raise ModelError(msg)
     task, settings_class = task_class(recipe), recipe.load("settings")
-    tables, files = [], []
+    tables, files, notes = [], [], {}
     for path in model_files:
         payload = torch.load(path, map_location=device, weights_only=False)
         try:
@@ -145,6 +147,8 @@ def apply_folds(
             runner = task(inputs, settings, device=device, resume_dir=Path(path).parent)
             with torch.no_grad():
                 rows = runner.apply(run)
+            if runner.notes:
+                notes[fold] = runner.notes
             if permutation is not None:
                 rows = rows.assign(permutation=permutation)
             tables.append(rows.assign(fold=fold))
@@ -158,6 +162,7 @@ def apply_folds(
         "model_files": files,
         "settings": dataclasses.asdict(settings),
         "outcomes_known": bool(len(inputs.outcomes)),
+        "notes": notes,
     }
     return predictions, summary
 

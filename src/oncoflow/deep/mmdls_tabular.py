@@ -222,7 +222,10 @@ def frozen_combat(state: dict[str, Any]) -> Any:
 
 
 def combat_frames(
-    state: dict[str, Any] | None, inputs: FoldInputs, frames: dict[str, pd.DataFrame]
+    state: dict[str, Any] | None,
+    inputs: FoldInputs,
+    frames: dict[str, pd.DataFrame],
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Each frame's ComBat columns harmonised with the frozen estimates of ``state``.
 
@@ -230,7 +233,9 @@ def combat_frames(
     ``y* = (z - gamma*_s) / sqrt(delta*_s) * sigma_g + alpha_g`` with
     ``z = (y - alpha_g) / sigma_g``; a site without training patients (the site-held-out
     external test, a new cohort's site) has ``gamma*``, ``delta*`` estimated from the frame's
-    own patients of that site, never from outcomes. ``state`` ``None``: frames as they are.
+    own patients of that site, never from outcomes; a new site with one patient keeps the pooled
+    training estimates. ``state`` ``None``: frames as they are. ``notes``, when given, receives
+    the sites ``estimated`` from the frames and those left ``pooled``.
 
     Raises:
         ModelError: A patient has no site (``images.csv`` column ``site``) though the model
@@ -251,7 +256,10 @@ def combat_frames(
         table = frame[columns].reset_index(drop=True)
         table.insert(0, "patient_id", [str(p) for p in frame.index])
         batches = pd.Series({str(p): inputs.sites[p] for p in frame.index}, dtype=object)
-        result, _ = frozen.transform(table, batches, source=f"mm_dls {name} tabular frame")
+        result, stats = frozen.transform(table, batches, source=f"mm_dls {name} tabular frame")
+        if notes is not None:
+            for key, found in (("estimated", "estimated_batches"), ("pooled", "pooled_batches")):
+                notes[key] = sorted({*notes.get(key, []), *stats.get(found, [])})
         frame = frame.copy()
         frame[columns] = result[columns].to_numpy()
         out[name] = frame

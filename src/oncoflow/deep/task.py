@@ -105,6 +105,8 @@ class FoldTask(abc.ABC, Generic[SettingsT]):
         device: Training device.
         resume_dir: Folder of the resume and history files.
         histories: ``(stage name, History)`` of every stage :meth:`fit` trained, in order.
+        notes: What :meth:`restore` wants said in the apply summary (e.g. the sites whose
+            ComBat estimates were estimated or left pooled), by topic.
     """
 
     tag_stages: ClassVar[bool] = True
@@ -123,6 +125,7 @@ class FoldTask(abc.ABC, Generic[SettingsT]):
         self.device = device
         self.resume_dir = Path(resume_dir)
         self.histories: list[tuple[str, History]] = []
+        self.notes: dict[str, Any] = {}
 
     @property
     def groups(self) -> dict[str, list[str]]:

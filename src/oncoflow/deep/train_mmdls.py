@@ -193,7 +193,8 @@ class MMDLSTask(FoldTask[MMDLSSettings]):
                 "images)"
             )
             raise ModelError(msg)
-        frames = combat_frames(self.combat, inputs, {"out": frame})
+        notes = self.notes.setdefault("combat_sites", {}) if self.combat is not None else None
+        frames = combat_frames(self.combat, inputs, {"out": frame}, notes)
         self.data = {"out": self.tensors(patients, frames["out"])}
         model = create_model("mm_dls", **payload["network"])
         model.load_state_dict(payload["state_dict"])
