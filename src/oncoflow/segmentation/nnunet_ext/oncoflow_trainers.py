@@ -286,3 +286,19 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
             self.current_epoch -= 1  # super() advanced the counter; store the epoch just done
             self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_best.pth"))
             self.current_epoch += 1
+
+    def on_train_end(self):
+        """nnU-Net's end of training, then the peak memory of the run in the log.
+
+        CUDA: ``torch.cuda.max_memory_allocated`` (MiB; what the tensors took, not the caching
+        allocator's reserve); CPU: the process's peak resident set (``ru_maxrss``, MiB).
+        """
+        super().on_train_end()
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.print_to_log_file(f"peak memory: {peak:.0f} MiB (CUDA, max allocated)")
+        else:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.print_to_log_file(f"peak memory: {peak:.0f} MiB (CPU, peak resident set)")
