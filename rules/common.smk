@@ -1090,7 +1090,11 @@ def model_card_params(wildcards):
         model = "tabular baseline (penalised logistic / multinomial / Cox)"
         clinical = settings.get("clinical", []) if "clinical" in inputs else []
         settings = {**settings, "model": model, "modalities": [], "clinical": clinical}
-        sources = ["mask_sizes"] if "size" in inputs else []
+        sources = [
+            name
+            for name, block in (("mask_sizes", "size"), ("lesion_statistics", "lesion"))
+            if block in inputs
+        ]
     return opts.model_card_options(
         study,
         variant,
@@ -1119,7 +1123,7 @@ def baseline_variants(study):
     if RECIPES[study].family == "synthesis" or not settings.get("targets"):
         return []
     has_masks = bool(IMAGES[study]["mask_path"].astype(str).str.len().gt(0).any())
-    return study_baselines(settings.get("clinical", []), has_masks)
+    return study_baselines(settings.get("clinical", []), has_masks, RECIPES[study].baselines)
 
 
 def baseline_metrics(wildcards):

@@ -117,8 +117,9 @@ def test_default_dag_lists_demo_validate_convert(tmp_path, default_config):
     # clinical columns; mask sizes alone where there are none (pancreas_multitask)
     with_targets = [s for s, st in studies.items() if st.get("targets")]
     assert len(with_targets) == 5
-    baselines = sum(2 if studies[s].get("clinical") else 1 for s in with_targets)
-    assert counts["train_baseline"] == baselines == 9
+    # (pancreas_multitask, without clinical columns: the mask sizes and the lesion statistics)
+    baselines = sum(2 if studies[s].get("clinical") else 1 for s in with_targets) + 1
+    assert counts["train_baseline"] == baselines == 10
     # every trained variant, the nnU-Net model and the three Cox variants, and every baseline
     assert counts["evaluate"] == sum(variants.values()) + 1 + 3 + baselines
 

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from oncoflow.baselines import BASELINE_NAMES, baseline_inputs, baseline_name, study_baselines
 from oncoflow.baselines.design import design_table, study_targets
 from oncoflow.baselines.fit import fit_classifier, inner_folds
-from oncoflow.baselines.sizes import mask_sizes
+from oncoflow.baselines.sizes import mask_sizes, mask_statistics
 from oncoflow.baselines.train import BaselineSpec, train_baseline
 from oncoflow.errors import ConfigError
 from oncoflow.formats import check_predictions, write_folds
@@ -25,7 +25,8 @@ def test_names_and_inputs():
     assert baseline_name(["size", "clinical"]) == "baseline_clinical_size"
     assert baseline_inputs("baseline_clinical_size") == ("clinical", "size")
     assert set(BASELINE_NAMES) == {
-        baseline_name(i) for i in (["clinical"], ["clinical", "size"], ["size"])
+        baseline_name(i)
+        for i in (["clinical"], ["clinical", "size"], ["size"], ["clinical", "lesion"], ["lesion"])
     }
     assert study_baselines(["age"], has_masks=True) == [
         "baseline_clinical",
@@ -33,6 +34,13 @@ def test_names_and_inputs():
     ]
     assert study_baselines([], has_masks=True) == ["baseline_size"]
     assert study_baselines(["age"], has_masks=False) == ["baseline_clinical"]
+    # a recipe's declared baselines, those its cohort can feed
+    declared = ("baseline_size", "baseline_lesion", "baseline_clinical_lesion")
+    assert study_baselines([], has_masks=True, declared=declared) == [
+        "baseline_size",
+        "baseline_lesion",
+    ]
+    assert study_baselines(["age"], has_masks=False, declared=declared) == []
     with pytest.raises(ConfigError, match="not a baseline name"):
         baseline_inputs("relation_net")
 
@@ -195,3 +203,36 @@ def test_a_baseline_learns_what_its_inputs_carry_in_the_study_folds(tmp_path, pr
     predictions, _ = train_baseline(clinical_only, cohort=cohort, splits=splits, folds=folds)
     os = predictions[predictions["fold"] == "final"]
     assert concordance_index(os["time"], os["event"], os["risk"]) < 0.65  # age does not
+
+
+def test_lesion_statistics_are_the_image_inside_the_mask_and_its_elongation(tmp_path):
+    z, y, x = np.mgrid[:20, :40, :40]
+    lesion = ((z - 10) / 3.0) ** 2 + ((y - 20) / 12.0) ** 2 + ((x - 20) / 3.0) ** 2 <= 1
+    labels = np.where(lesion, 2, 0).astype(np.uint8)
+    labels[0, 0, :5] = 1  # a tiny organ label: too few voxels for an elongation
+    rng = np.random.default_rng(0)
+    hu = rng.normal(40.0, 5.0, labels.shape)
+    hu[lesion] = rng.normal(-20.0, 12.0, int(lesion.sum()))
+    folder = tmp_path / "P1/0"
+    folder.mkdir(parents=True)
+    for array, name in ((labels, "CT_venous_mask"), (hu.astype(np.float32), "CT_venous")):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((1.0, 1.0, 1.0))
+        sitk.WriteImage(image, str(folder / f"{name}.nii.gz"))
+    table = mask_statistics(tmp_path, ["P1"], [1, 2]).iloc[0]
+    assert table["size_label2_ml"] == pytest.approx(lesion.sum() / 1000)
+    assert table["lesion_label2_mean"] == pytest.approx(hu[lesion].mean(), rel=1e-5)
+    assert table["lesion_label2_sd"] == pytest.approx(hu[lesion].std(), rel=1e-5)
+    # an ellipsoid with semi-axes 3, 12, 3 voxels: sqrt of the variance ratio = 12 / 3
+    assert table["lesion_label2_elongation"] == pytest.approx(4.0, rel=0.1)  # voxelised
+    assert np.isnan(table["lesion_label1_elongation"])  # a line of voxels: no smallest axis
+    assert table["size_label1_ml"] == pytest.approx(5 / 1000)
+    # per time point: changes of the volumes only, the statistics as measured
+    keys = pd.DataFrame({"patient_id": ["P1"], "timepoint": [0]})
+    long = design_table(
+        pd.DataFrame({"patient_id": ["P1"]}), [], mask_statistics(tmp_path, ["P1"], [2]),
+        by_timepoint=True, keys=keys,
+    )  # fmt: skip
+    assert "lesion_label2_mean" in long.columns
+    assert "lesion_label2_mean_change" not in long.columns
+    assert long["size_label2_ml_change"].tolist() == [0.0]

@@ -29,10 +29,17 @@ import pandas as pd
 from oncoflow.errors import ConfigError, ModelError
 from oncoflow.formats import BASELINE_PREFIX
 
-INPUTS = ("clinical", "size")
-"""The input blocks a baseline may use, in name order."""
+INPUTS = ("clinical", "size", "lesion")
+"""The input blocks a baseline may use, in name order (``lesion``: the sizes plus each label's
+image mean / SD and elongation, :func:`~oncoflow.baselines.sizes.mask_statistics`)."""
 
-BASELINE_NAMES = ("baseline_clinical", "baseline_clinical_size", "baseline_size")
+BASELINE_NAMES = (
+    "baseline_clinical",
+    "baseline_clinical_size",
+    "baseline_size",
+    "baseline_clinical_lesion",
+    "baseline_lesion",
+)
 """Every baseline variant name (:func:`study_baselines` picks a study's)."""
 
 Kind = Literal["binary", "multiclass", "survival"]
@@ -59,8 +66,29 @@ def baseline_inputs(name: str) -> tuple[str, ...]:
     return blocks
 
 
-def study_baselines(clinical: Sequence[str], has_masks: bool) -> list[str]:
-    """The baselines of a study: clinical, clinical + size; size alone without clinical columns."""
+def study_baselines(
+    clinical: Sequence[str], has_masks: bool, declared: Sequence[str] = ()
+) -> list[str]:
+    """The baselines of a study: clinical, clinical + size; size alone without clinical columns.
+
+    Args:
+        clinical: The study's clinical columns.
+        has_masks: Its cohort has masks (size and lesion inputs need them).
+        declared: The recipe's ``baselines``, when it names them (those its cohort can feed).
+
+    Raises:
+        ConfigError: A declared name is not a baseline.
+    """
+    if declared:
+        usable = []
+        for name in declared:
+            inputs = baseline_inputs(name)
+            if ("clinical" in inputs and not clinical) or (
+                {"size", "lesion"} & set(inputs) and not has_masks
+            ):
+                continue
+            usable.append(name)
+        return usable
     names = [baseline_name(["clinical"])] if clinical else []
     if has_masks:
         names.append(baseline_name(["clinical", "size"] if clinical else ["size"]))
@@ -161,6 +189,8 @@ def _size_inputs(sizes: pd.DataFrame, by_timepoint: bool) -> pd.DataFrame:
     sizes = sizes.assign(patient_id=sizes["patient_id"].astype(str))
     if by_timepoint:
         ordered = sizes.sort_values(["patient_id", "timepoint"])
+        # relative changes of the volumes (a lesion statistic is read at its time point)
+        value_columns = [c for c in value_columns if c.startswith("size_")]
         logs = np.log(ordered[value_columns] + CHANGE_OFFSET_ML)
         groups = logs.groupby(ordered["patient_id"])
         change = (logs - groups.shift(1)).fillna(0.0)

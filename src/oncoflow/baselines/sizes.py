@@ -1,16 +1,22 @@
-"""Mask sizes: the volume of every mask label per patient and time point, in millilitres.
+"""Mask sizes and lesion statistics per patient and time point, read off the masks.
 
 The converted tree holds ``<patient>/<tp>/<stem>_mask.nii.gz``. At each time point the first
 masked stem in alphabetical order is measured (the masks of a study's stems outline the same
 structures, so one is enough), and each label ``l`` gives the column ``size_label<l>_ml``:
 
 ``volume_ml = n_voxels(mask == l) * sx * sy * sz / 1000`` with the voxel spacing in mm.
+
+The ``lesion`` statistics (:func:`mask_statistics`, what a reader measures on a mask without any
+model) add per label the mean and SD of the image inside it (``lesion_label<l>_mean`` /
+``_sd``, in the image's units: HU for CT) and its elongation ``sqrt(lambda_max / lambda_min)``
+of the covariance of its voxel positions in mm (``lesion_label<l>_elongation``; 1 for a sphere,
+empty below 4 voxels).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +41,60 @@ def mask_volumes(path: Path, labels: Sequence[int]) -> dict[str, float]:
     Raises:
         CohortError: The file cannot be read (the message names it).
     """
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        msg = f"{path}: cannot read the mask ({str(exc).strip().splitlines()[-1]})"
-        raise CohortError(msg) from exc
+    image = _read(path, "mask")
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     values = sitk.GetArrayViewFromImage(image)
     return {size_column(lab): float(np.count_nonzero(values == lab)) * voxel_ml for lab in labels}
+
+
+def _read(path: Path, what: str) -> sitk.Image:
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        msg = f"{path}: cannot read the {what} ({str(exc).strip().splitlines()[-1]})"
+        raise CohortError(msg) from exc
+
+
+def label_statistics(mask_path: Path, labels: Sequence[int]) -> dict[str, float]:
+    """Volume, image mean / SD inside and elongation of each label of one mask (module docstring).
+
+    The image is the mask's stem: ``<stem>_mask.nii.gz`` -> ``<stem>.nii.gz`` (same grid).
+
+    Raises:
+        CohortError: The mask or its image cannot be read, or they differ in shape.
+    """
+    mask = _read(mask_path, "mask")
+    image_path = mask_path.with_name(mask_path.name.removesuffix(MASK_SUFFIX) + ".nii.gz")
+    image = sitk.GetArrayViewFromImage(_read(image_path, "image")).astype(np.float64)
+    values = sitk.GetArrayViewFromImage(mask)
+    if image.shape != values.shape:
+        msg = f"{mask_path}: not on the grid of {image_path.name} ({values.shape} vs {image.shape})"
+        raise CohortError(msg)
+    spacing = np.array(mask.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
+    out = mask_volumes(mask_path, labels)
+    for lab in labels:
+        inside = values == lab
+        n = int(np.count_nonzero(inside))
+        out[f"lesion_label{lab}_mean"] = float(image[inside].mean()) if n else float("nan")
+        out[f"lesion_label{lab}_sd"] = float(image[inside].std()) if n else float("nan")
+        elongation = float("nan")
+        if n >= 4:
+            points = np.argwhere(inside) * spacing
+            eigen = np.linalg.eigvalsh(np.cov(points, rowvar=False))
+            if eigen[0] > 0:
+                elongation = float(np.sqrt(eigen[-1] / eigen[0]))
+        out[f"lesion_label{lab}_elongation"] = elongation
+    return out
+
+
+def mask_statistics(
+    converted: Path, patients: Iterable[str], labels: Sequence[int]
+) -> pd.DataFrame:
+    """:func:`mask_sizes` plus the lesion statistics of every label (module docstring)."""
+    columns = [size_column(lab) for lab in labels] + [
+        f"lesion_label{lab}_{what}" for lab in labels for what in ("mean", "sd", "elongation")
+    ]
+    return _measure(converted, patients, labels, label_statistics, columns)
 
 
 def mask_sizes(converted: Path, patients: Iterable[str], labels: Sequence[int]) -> pd.DataFrame:
@@ -57,6 +109,18 @@ def mask_sizes(converted: Path, patients: Iterable[str], labels: Sequence[int]) 
         One row per (patient_id, timepoint) with a mask, columns ``patient_id``, ``timepoint``
         and one ``size_label<l>_ml`` per label; sorted. A time point without any mask has no row.
     """
+    columns = [size_column(lab) for lab in labels]
+    return _measure(converted, patients, labels, mask_volumes, columns)
+
+
+def _measure(
+    converted: Path,
+    patients: Iterable[str],
+    labels: Sequence[int],
+    measure: Callable[[Path, Sequence[int]], dict[str, float]],
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """``measure`` of the first mask of every patient's time points, one row each, sorted."""
     rows = []
     for patient in sorted(set(patients)):
         folder = Path(converted) / patient
@@ -67,8 +131,7 @@ def mask_sizes(converted: Path, patients: Iterable[str], labels: Sequence[int]) 
             masks = sorted(tp_dir.glob(f"*{MASK_SUFFIX}"))
             if not masks:
                 continue
-            volumes = mask_volumes(masks[0], labels)
-            rows.append({"patient_id": patient, "timepoint": int(tp_dir.name), **volumes})
-    columns = ["patient_id", "timepoint", *(size_column(lab) for lab in labels)]
-    table = pd.DataFrame(rows, columns=columns)
+            values = measure(masks[0], labels)
+            rows.append({"patient_id": patient, "timepoint": int(tp_dir.name), **values})
+    table = pd.DataFrame(rows, columns=["patient_id", "timepoint", *columns])
     return table.sort_values(["patient_id", "timepoint"], ignore_index=True)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from oncoflow.baselines.design import Target, design_table, per_timepoint, study_targets
 from oncoflow.baselines.fit import Fitted, fit_classifier, fit_cox
-from oncoflow.baselines.sizes import mask_sizes
+from oncoflow.baselines.sizes import mask_sizes, mask_statistics
 from oncoflow.cohort import read_table
 from oncoflow.deep.ensemble import ensemble_predictions
 from oncoflow.errors import ModelError
@@ -42,7 +42,7 @@ class BaselineSpec:
     """What one baseline reads.
 
     Attributes:
-        inputs: Its input blocks (``clinical``, ``size``).
+        inputs: Its input blocks (``clinical``, ``size``, ``lesion``).
         clinical: The study's clinical columns.
         targets: The study's ``targets`` (outcomes.csv columns).
         mask_labels: The mask labels whose volumes are size inputs.
@@ -88,11 +88,12 @@ def load_data(spec: BaselineSpec, cohort: Path, splits: Path, converted: Path | 
     if by_tp:
         outcomes["timepoint"] = outcomes["timepoint"].astype(int)
     sizes = None
-    if "size" in spec.inputs:
+    if {"size", "lesion"} & set(spec.inputs):
         if converted is None:
-            msg = "a size baseline needs the converted images (--converted)"
+            msg = "a size or lesion baseline needs the converted images (--converted)"
             raise ModelError(msg)
-        sizes = mask_sizes(converted, outcomes["patient_id"].unique(), spec.mask_labels)
+        measure = mask_statistics if "lesion" in spec.inputs else mask_sizes
+        sizes = measure(converted, outcomes["patient_id"].unique(), spec.mask_labels)
     columns = list(spec.clinical) if "clinical" in spec.inputs else []
     design = design_table(clinical, columns, sizes, by_timepoint=by_tp, keys=outcomes)
     if design.shape[1] == 0:

@@ -14,5 +14,8 @@ RECIPE = Recipe(
     models=("nnunet_multitask",),
     reads=("images", "outcomes"),
     evaluation=("segmentation", "multiclass"),
+    # without clinical columns: the lesion's volume, and the lesion statistics a reader measures
+    # on the mask (mean / SD inside, elongation): does the head add anything to them?
+    baselines=("baseline_size", "baseline_lesion"),
     applicable=True,
 )
