@@ -41,9 +41,12 @@ def mask_volumes(path: Path, labels: Sequence[int]) -> dict[str, float]:
     Raises:
         CohortError: The file cannot be read (the message names it).
     """
-    image = _read(path, "mask")
-    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-    values = sitk.GetArrayViewFromImage(image)
+    return _volumes(_read(path, "mask"), labels)
+
+
+def _volumes(mask: sitk.Image, labels: Sequence[int]) -> dict[str, float]:
+    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    values = sitk.GetArrayViewFromImage(mask)
     return {size_column(lab): float(np.count_nonzero(values == lab)) * voxel_ml for lab in labels}
 
 
@@ -71,7 +74,7 @@ def label_statistics(mask_path: Path, labels: Sequence[int]) -> dict[str, float]
         msg = f"{mask_path}: not on the grid of {image_path.name} ({values.shape} vs {image.shape})"
         raise CohortError(msg)
     spacing = np.array(mask.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
-    out = mask_volumes(mask_path, labels)
+    out = _volumes(mask, labels)
     for lab in labels:
         inside = values == lab
         n = int(np.count_nonzero(inside))
