@@ -32,7 +32,7 @@ from oncoflow.demo.dicomwrite._dataset import (
     _save,
     _uid,
 )
-from oncoflow.demo.dicomwrite.series import _add_image_plane, _add_series, _slice_positions
+from oncoflow.demo.dicomwrite.series import _add_slice, _slice_positions
 
 __all__ = ["MR_SEQUENCES", "write_mr_series"]
 
@@ -157,20 +157,16 @@ def write_mr_series(
         ds.SeriesDescription = series_description
         ds.ProtocolName = series_description if protocol_name is None else protocol_name
         _add_mr_acquisition(ds, params, field_strength_t=field_strength_t)
-        _add_series(
+        _add_slice(
             ds,
             series_uid=series_uid,
             series_number=number,
-            instance=int(k) + 1,
+            index=int(k),
             frame_uid=frame_uid,
-        )
-        _add_image_plane(
-            ds,
             position=positions[k],
             direction=direction,
             spacing=spacing,
-            rows=n_rows,
-            columns=n_cols,
+            shape=(n_rows, n_cols),
             thickness=spacing[2],
         )
         ds.SpacingBetweenSlices = _ds(spacing[2])

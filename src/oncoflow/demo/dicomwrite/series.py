@@ -123,6 +123,41 @@ def _add_series(
     ds.PositionReferenceIndicator = ""
 
 
+def _add_slice(
+    ds: Dataset,
+    *,
+    series_uid: str,
+    series_number: int,
+    index: int,
+    frame_uid: str,
+    position: np.ndarray,
+    direction: np.ndarray,
+    spacing: np.ndarray,
+    shape: tuple[int, int],
+    thickness: float,
+) -> None:
+    """Series, instance (``index + 1``), frame of reference and image plane of one slice.
+
+    ``shape`` is ``(rows, columns)``; every image writer (CT, PET, MR) fills a slice with it.
+    """
+    _add_series(
+        ds,
+        series_uid=series_uid,
+        series_number=series_number,
+        instance=index + 1,
+        frame_uid=frame_uid,
+    )
+    _add_image_plane(
+        ds,
+        position=position,
+        direction=direction,
+        spacing=spacing,
+        rows=shape[0],
+        columns=shape[1],
+        thickness=thickness,
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # CT
 
@@ -211,20 +246,16 @@ def write_ct_series(
         if contrast_agent is not None:
             ds.ContrastBolusAgent = contrast_agent
             ds.ContrastBolusRoute = "IV"
-        _add_series(
+        _add_slice(
             ds,
             series_uid=series_uid,
             series_number=series_number,
-            instance=int(k) + 1,
+            index=int(k),
             frame_uid=frame_uid,
-        )
-        _add_image_plane(
-            ds,
             position=positions[k],
             direction=direction,
             spacing=spacing,
-            rows=n_rows,
-            columns=n_cols,
+            shape=(n_rows, n_cols),
             thickness=thickness,
         )
         ds.RescaleIntercept = _ds(_CT_INTERCEPT)
@@ -367,16 +398,16 @@ def write_pet_series(
             study_date=study_date,
         )
         _add_pet_acquisition(ds, series_time=series_time, weight_kg=weight_kg)
-        _add_series(
-            ds, series_uid=series_uid, series_number=600, instance=int(k) + 1, frame_uid=frame_uid
-        )
-        _add_image_plane(
+        _add_slice(
             ds,
+            series_uid=series_uid,
+            series_number=600,
+            index=int(k),
+            frame_uid=frame_uid,
             position=positions[k],
             direction=direction,
             spacing=spacing,
-            rows=n_rows,
-            columns=n_cols,
+            shape=(n_rows, n_cols),
             thickness=spacing[2],
         )
         _add_pet_image(ds, slope_text=slope_text, n_slices=n_slices, index=int(k) + 1)
