@@ -1,8 +1,9 @@
 """What every file of :mod:`oncoflow.demo.dicomwrite` shares: fake PHI, UIDs, common modules.
 
-UIDs are derived from ``seed`` and ``phi.patient_id`` only (plus modality / description for the
-series), so a CT and a PET written with the same ``seed`` and ``phi`` share their StudyInstanceUID
-and FrameOfReferenceUID, as a PET/CT acquisition does.
+The series / image-plane attributes of one slice are filled by :func:`_add_slice`. UIDs are
+derived from ``seed`` and ``phi.patient_id`` only (plus modality / description for the series),
+so a CT and a PET written with the same ``seed`` and ``phi`` share their StudyInstanceUID and
+FrameOfReferenceUID, as a PET/CT acquisition does.
 """
 
 from __future__ import annotations
@@ -156,3 +157,77 @@ def _geometry(image: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     spacing = np.asarray(image.GetSpacing(), dtype=float)
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     return origin, spacing, direction
+
+
+def _add_image_plane(
+    ds: Dataset,
+    *,
+    position: np.ndarray,
+    direction: np.ndarray,
+    spacing: np.ndarray,
+    rows: int,
+    columns: int,
+    thickness: float,
+) -> None:
+    """Fill the image plane and image pixel description attributes of one slice."""
+    ds.ImagePositionPatient = [_ds(v) for v in position]
+    ds.ImageOrientationPatient = [_ds(v) for v in (*direction[:, 0], *direction[:, 1])]
+    ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]
+    ds.SliceThickness = _ds(thickness)
+    normal = np.cross(direction[:, 0], direction[:, 1])
+    ds.SliceLocation = _ds(float(np.dot(position, normal)))
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = columns
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+
+
+def _add_series(
+    ds: Dataset, *, series_uid: str, series_number: int, instance: int, frame_uid: str
+) -> None:
+    """Fill the series, instance and frame of reference attributes of one slice."""
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = instance
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = ""
+
+
+def _add_slice(
+    ds: Dataset,
+    *,
+    series_uid: str,
+    series_number: int,
+    index: int,
+    frame_uid: str,
+    position: np.ndarray,
+    direction: np.ndarray,
+    spacing: np.ndarray,
+    shape: tuple[int, int],
+    thickness: float,
+) -> None:
+    """Series, instance (``index + 1``), frame of reference and image plane of one slice.
+
+    ``shape`` is ``(rows, columns)``; every image writer (CT, PET, MR) fills a slice with it.
+    """
+    _add_series(
+        ds,
+        series_uid=series_uid,
+        series_number=series_number,
+        instance=index + 1,
+        frame_uid=frame_uid,
+    )
+    _add_image_plane(
+        ds,
+        position=position,
+        direction=direction,
+        spacing=spacing,
+        rows=shape[0],
+        columns=shape[1],
+        thickness=thickness,
+    )

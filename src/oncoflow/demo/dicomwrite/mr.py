@@ -25,6 +25,7 @@ from pydicom.uid import MRImageStorage
 
 from oncoflow.demo.dicomwrite._dataset import (
     FakePHI,
+    _add_slice,
     _base_dataset,
     _ds,
     _file_names,
@@ -32,7 +33,7 @@ from oncoflow.demo.dicomwrite._dataset import (
     _save,
     _uid,
 )
-from oncoflow.demo.dicomwrite.series import _add_slice, _slice_positions
+from oncoflow.demo.dicomwrite.series import _slice_positions
 
 __all__ = ["MR_SEQUENCES", "write_mr_series"]
 

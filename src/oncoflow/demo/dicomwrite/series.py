@@ -24,6 +24,7 @@ from pydicom.uid import CTImageStorage, PositronEmissionTomographyImageStorage
 
 from oncoflow.demo.dicomwrite._dataset import (
     FakePHI,
+    _add_slice,
     _base_dataset,
     _ds,
     _file_names,
@@ -38,33 +39,6 @@ __all__ = ["write_ct_series", "write_pet_series"]
 
 _CT_INTERCEPT = -1024.0
 _PET_MAX_STORED = 32000
-
-
-def _add_image_plane(
-    ds: Dataset,
-    *,
-    position: np.ndarray,
-    direction: np.ndarray,
-    spacing: np.ndarray,
-    rows: int,
-    columns: int,
-    thickness: float,
-) -> None:
-    """Fill the image plane and image pixel description attributes of one slice."""
-    ds.ImagePositionPatient = [_ds(v) for v in position]
-    ds.ImageOrientationPatient = [_ds(v) for v in (*direction[:, 0], *direction[:, 1])]
-    ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]
-    ds.SliceThickness = _ds(thickness)
-    normal = np.cross(direction[:, 0], direction[:, 1])
-    ds.SliceLocation = _ds(float(np.dot(position, normal)))
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = columns
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
 
 
 def _slice_positions(
@@ -109,53 +83,6 @@ def _resample_at(
         )
         out[k] = sitk.GetArrayFromImage(res)[0]
     return out
-
-
-def _add_series(
-    ds: Dataset, *, series_uid: str, series_number: int, instance: int, frame_uid: str
-) -> None:
-    """Fill the series, instance and frame of reference attributes of one slice."""
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
-    ds.AcquisitionNumber = 1
-    ds.InstanceNumber = instance
-    ds.FrameOfReferenceUID = frame_uid
-    ds.PositionReferenceIndicator = ""
-
-
-def _add_slice(
-    ds: Dataset,
-    *,
-    series_uid: str,
-    series_number: int,
-    index: int,
-    frame_uid: str,
-    position: np.ndarray,
-    direction: np.ndarray,
-    spacing: np.ndarray,
-    shape: tuple[int, int],
-    thickness: float,
-) -> None:
-    """Series, instance (``index + 1``), frame of reference and image plane of one slice.
-
-    ``shape`` is ``(rows, columns)``; every image writer (CT, PET, MR) fills a slice with it.
-    """
-    _add_series(
-        ds,
-        series_uid=series_uid,
-        series_number=series_number,
-        instance=index + 1,
-        frame_uid=frame_uid,
-    )
-    _add_image_plane(
-        ds,
-        position=position,
-        direction=direction,
-        spacing=spacing,
-        rows=shape[0],
-        columns=shape[1],
-        thickness=thickness,
-    )
 
 
 # --------------------------------------------------------------------------------------------------
