@@ -106,7 +106,7 @@ def _runs(payload: Mapping[str, Any]) -> list[tuple[int | None, Mapping[str, Any
 
 
 def apply_folds(
-    model_files: Sequence[Path],
+    models: Mapping[Path, Mapping[str, Any]],
     inputs: FoldInputs,
     *,
     recipe: Recipe,
@@ -115,7 +115,7 @@ def apply_folds(
     """Score ``inputs.test`` with every fold model and average them (module docstring).
 
     Args:
-        model_files: The ``fold_<k>/model.pt`` files of one variant.
+        models: Each ``fold_<k>/model.pt`` file of one variant -> its loaded payload.
         inputs: The new cohort (:func:`apply_inputs`).
         recipe: The study's recipe (its task class and settings class).
         device: Inference device.
@@ -129,13 +129,12 @@ def apply_folds(
     Raises:
         ModelError: No model file, or one whose settings the recipe's settings class refuses.
     """
-    if not model_files:
+    if not models:
         msg = "apply: no trained fold model (fold_<k>/model.pt) to apply"
         raise ModelError(msg)
     task, settings_class = task_class(recipe), recipe.load("settings")
     tables, files, notes = [], [], {}
-    for path in model_files:
-        payload = torch.load(path, map_location=device, weights_only=False)
+    for path, payload in models.items():
         try:
             settings = settings_class(**payload["settings"])
         except TypeError as exc:
@@ -193,11 +192,13 @@ def apply_deep_model(
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     torch_device = resolve_device(device)
-    first = {}
-    if model_files:
-        first = torch.load(model_files[0], map_location="cpu", weights_only=False)
+    models = {
+        Path(path): torch.load(path, map_location=torch_device, weights_only=False)
+        for path in model_files
+    }  # each read once: the stems of the first, then every fold's weights and encoders
+    first = next(iter(models.values()), {})
     stems = list(first.get("settings", {}).get("stems", []))
     inputs = apply_inputs(
         cohort=cohort, lesions=lesions, stems=stems, features=features, converted=converted
     )
-    return apply_folds(model_files, inputs, recipe=recipe, device=torch_device)
+    return apply_folds(models, inputs, recipe=recipe, device=torch_device)
