@@ -130,7 +130,7 @@ def test_masks_are_non_empty_label_maps_on_the_image_grid(
         labels = np.asarray(mask.dataobj)
         assert labels.dtype == np.uint8
         assert set(np.unique(labels)) == {0} | MASK_LABELS[study], row["mask_path"]
-        assert max(img.shape) <= 64
+        assert np.prod(img.shape) <= 64**3  # CPU-sized (pancreas_multitask: 88 x 48 x 32)
 
 
 def test_geometry_is_realistic(demo: tuple[Path, dict[str, DemoPlan]]) -> None:
