@@ -811,6 +811,12 @@ def nnunet_subsets(wildcards):
     ]
 
 
+def nnunet_all_checkpoints(wildcards):
+    """checkpoint_final.pth of every trained fold of the study."""
+    folds = nnunet_settings(wildcards.study)["folds"]
+    return [nnunet_checkpoint(wildcards.study, fold) for fold in folds]
+
+
 def all_nnunet():
     """predictions.csv + Dice of every nnU-Net study (the evaluate rule scores them)."""
     return [dag.fill(dag.PREDICTIONS, study=s, variant="nnunet") for s in nnunet_studies()]
@@ -819,7 +825,7 @@ def all_nnunet():
 def segmentation_tables(wildcards):
     """The per-case Dice table of a segmentation model (evaluate.py --segmentation)."""
     study, variant = wildcards.study, wildcards.variant
-    if RECIPES[study].family == "segmentation" and variant in model_variants(study):
+    if RECIPES[study].family == "segmentation" and variant == "nnunet":
         return [dag.fill(dag.DICE, study=wildcards.study, variant=wildcards.variant)]
     return []
 
@@ -1111,7 +1117,8 @@ def model_variants(study):
     if family == "survival":
         return survival_variants(study)
     if family == "segmentation":
-        return ["nnunet"]
+        control = STUDIES[study].get("negative_control", False)
+        return ["nnunet", *(["permuted"] if control else [])]
     if family == "deep":
         return deep_variants(study)
     return []

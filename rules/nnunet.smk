@@ -153,3 +153,37 @@ rule nnunet_collect:
         f" --settings {{params.settings}} --raw {{input.raw}} --converted {dag.CONVERTED_ROOT}"
         " --predicted {input.predicted} --predictions {output.predictions}"
         " --dice {output.dice} 2> {log}"
+
+
+rule nnunet_head_control:
+    input:
+        raw=dag.NNUNET_RAW,
+        splits=dag.NNUNET_SPLITS,
+        checkpoints=nnunet_all_checkpoints,
+        script=script_path("nnunet_head_control"),
+    output:
+        dag.fill(dag.PREDICTIONS, study="{study}", variant="permuted"),
+    log:
+        "logs/nnunet/{study}/head_control.log",
+    benchmark:
+        "logs/benchmarks/nnunet/{study}/head_control.tsv"
+    wildcard_constraints:
+        study="|".join(nnunet_studies()) or "NO_STUDY",
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    threads: TRAIN_THREADS
+    params:
+        settings=nnunet_settings_json,
+        results=dag.NNUNET_RESULTS,
+        permutations=lambda wc: STUDIES[wc.study].get("permutations", 5),
+        seed=config["seed"],
+        device=config["device"],
+    message:
+        "Permuted-label control of the {wildcards.study} head (new heads on frozen features)"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --raw {input.raw} --splits {input.splits}"
+        " --results {params.results} --permutations {params.permutations} --seed {params.seed}"
+        " --predictions {output} --device {params.device} 2> {log}"

@@ -36,6 +36,9 @@ from oncoflow.schemas import load_schema
 FINAL = "final"
 """Name of the fold that fits on every training patient and applies to the test splits."""
 
+RUN_COLUMN = "permutation"
+"""Column of a negative control's ``predictions.csv``: the permuted-label run of each row."""
+
 BASELINE_PREFIX = "baseline_"
 """Variant names of the tabular baselines (:mod:`oncoflow.baselines`) start with this."""
 

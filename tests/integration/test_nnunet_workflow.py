@@ -42,6 +42,8 @@ def _config(workdir: Path) -> None:
     progression["folds"] = {"k": 2}
     progression["train"]["extractor"].update(epochs=1, input_size=16, backbone="resnet10")
     progression["train"]["sequence"].update(epochs=3)
+    # the permuted-label control of the head (new heads on the frozen network's features)
+    config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
         selection_ramp_epochs=2, save_every=1, teacher_forcing_epochs=3,
@@ -172,6 +174,28 @@ def test_predictions_masks_and_patch_aggregation(run):
         image = sitk.ReadImage(str(run / "results/converted" / patient / "0/CT_venous.nii.gz"))
         assert mask.GetSize() == image.GetSize()  # masks come back on the original grid
         np.testing.assert_allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-5)
+
+
+def test_permuted_head_control_scores_the_same_cases_in_two_runs(run):
+    control = pd.read_csv(run / "results/pancreas_multitask/train/permuted/predictions.csv")
+    model = pd.read_csv(run / "results/pancreas_multitask/train/nnunet/predictions.csv")
+    assert sorted(control["permutation"].unique()) == [0, 1]
+    for _, rows in control.groupby("permutation"):
+        # every case the model scores, in the same split and fold, with probabilities summing to 1
+        key = ["case_id", "split", "fold", "y_true"]
+        pairs = rows[key].sort_values("case_id").reset_index(drop=True)
+        assert pairs.equals(model[key].sort_values("case_id").reset_index(drop=True))
+        scores = rows.filter(like="y_score_").to_numpy()
+        assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    # the two runs permute differently, so they score differently
+    first, second = (part.sort_values("case_id") for _, part in control.groupby("permutation"))
+    assert not np.allclose(first.filter(like="y_score_"), second.filter(like="y_score_"))
+    metrics = json.loads(
+        (run / "results/pancreas_multitask/evaluate/permuted/metrics.json").read_text()
+    )
+    subtype = metrics["models"]["model"]["subtype"]
+    assert subtype["test"]["n_runs"] == 2
+    assert 0.0 <= subtype["test"]["auc_macro"]["value"] <= 1.0
 
 
 def test_metrics_have_dice_and_classification_with_cis(run):

@@ -19,11 +19,9 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from oncoflow.errors import ModelError
+from oncoflow.formats import RUN_COLUMN
 from oncoflow.metrics.bootstrap import mean_of_runs, named_intervals
 from oncoflow.metrics.classification import binary_metrics, reliability, youden_threshold
-
-RUN_COLUMN = "permutation"
-"""Run label of a negative-control table (one run per label permutation)."""
 
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
 """Columns a binary ``predictions.csv`` must have."""

@@ -65,11 +65,11 @@ class ClassificationHead(nn.Module):
             nn.Linear(hidden, n_classes),
         )
 
-    def forward(self, features: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``(batch, n_classes)`` of bottleneck features ``(batch, C, *spatial)``.
+    def pool(self, features: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's input ``(batch, C)`` or ``(batch, 2C)``: pooled bottleneck features.
 
         Args:
-            features: Bottleneck features.
+            features: Bottleneck features ``(batch, C, *spatial)``.
             roi: Region probability ``(batch, 1, *spatial)`` on the bottleneck grid (``roi``
                 pooling only).
         """
@@ -81,7 +81,15 @@ class ClassificationHead(nn.Module):
             weight = roi.flatten(2)
             weighted = (features.flatten(2) * weight).sum(dim=2) / (weight.sum(dim=2) + 1e-6)
             pooled = torch.cat([pooled, weighted], dim=1)
+        return pooled
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` of pooled features (:meth:`pool`)."""
         return self.mlp(self.norm(pooled))
+
+    def forward(self, features: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` of bottleneck features ``(batch, C, *spatial)``."""
+        return self.classify(self.pool(features, roi))
 
 
 class MultitaskNetwork(nn.Module):
@@ -113,6 +121,7 @@ class MultitaskNetwork(nn.Module):
         self.sigmoid = sigmoid
         self.encoder_calls = 0
         self._collected: list[torch.Tensor] | None = None
+        self._pooled: list[torch.Tensor] | None = None
 
     @property
     def encoder(self) -> nn.Module:
@@ -148,7 +157,10 @@ class MultitaskNetwork(nn.Module):
                 logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
                 prob = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
             roi = nn.functional.interpolate(prob, size=skips[-1].shape[2:], mode="area")
-        return segmentation, self.head(skips[-1], roi)
+        pooled = self.head.pool(skips[-1], roi)
+        if self._pooled is not None:
+            self._pooled.append(pooled.detach().float().cpu())
+        return segmentation, self.head.classify(pooled)
 
     def innermost_region(
         self, target: torch.Tensor | Sequence[torch.Tensor], n_outputs: int
@@ -180,6 +192,15 @@ class MultitaskNetwork(nn.Module):
             yield self._collected
         finally:
             self._collected = None
+
+    @contextlib.contextmanager
+    def collecting_features(self) -> Iterator[list[torch.Tensor]]:
+        """Record the head's input (:meth:`ClassificationHead.pool`) of every patch forwarded."""
+        self._pooled = []
+        try:
+            yield self._pooled
+        finally:
+            self._pooled = None
 
 
 def _bottleneck_channels(base: nn.Module) -> int:

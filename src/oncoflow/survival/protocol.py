@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 
 from oncoflow.errors import ModelError
+from oncoflow.formats import RUN_COLUMN
 from oncoflow.survival.design import BLOCKS, MODEL_SETS, ClinicalEncoder, FittedCox, indexed
 from oncoflow.survival.fitting import run_target
 
@@ -59,7 +60,7 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "model",
 )
 
-PERMUTATION_COLUMN = "permutation"
+PERMUTATION_COLUMN = RUN_COLUMN
 """Extra column of negative-control predictions: index of the outcome permutation."""
 
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
