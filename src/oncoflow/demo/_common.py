@@ -265,17 +265,22 @@ def scanner_blur(image: np.ndarray, grid: Grid, blur_mm: float) -> np.ndarray:
     return ndimage.gaussian_filter(image, sigma, mode="nearest")
 
 
-def apply_ct_scanner(hu: np.ndarray, grid: Grid, site: str, rng: np.random.Generator) -> np.ndarray:
+def apply_ct_scanner(
+    hu: np.ndarray, grid: Grid, site: str, rng: np.random.Generator, *, circle: bool = True
+) -> np.ndarray:
     """Turn true HU into what ``site``'s scanner reconstructs; returns int16 HU.
 
     ``HU_obs = blur(gain * HU + offset) + noise`` with noise = white noise lightly smoothed
     (sigma 0.6 voxel, rescaled to ``ct_noise_hu``); air stays at -1000 +- noise, clipped at
-    -1024 like most scanners, and voxels outside the reconstruction circle (the disc inscribed
-    in the square field of view) are padding, -1024.
+    -1024 like most scanners, and with ``circle`` voxels outside the reconstruction circle (the
+    disc inscribed in the square field of view) are padding, -1024. A targeted reconstruction
+    (a small field of view inside the scanned circle) has no padding: ``circle=False``.
     """
     sc = SCANNERS[site]
     img = scanner_blur(sc.ct_gain * hu + sc.ct_offset_hu, grid, sc.blur_mm)
     img = img + sc.ct_noise_hu * smooth_noise(rng, hu.shape, 0.6)
+    if not circle:
+        return np.clip(np.rint(img), -1024, 3071).astype(np.int16)
     ny, nx = hu.shape[1:]
     jj, ii = np.mgrid[0:ny, 0:nx]
     outside = ((ii - (nx - 1) / 2) / (nx / 2)) ** 2 + ((jj - (ny - 1) / 2) / (ny / 2)) ** 2 > 1.0

@@ -186,7 +186,8 @@ class PancreasMultitask(StudyGenerator):
         hu = ct_true_hu(
             scene, "venous", lesion_shift_hu=lat["hu_shift"], texture_hu=6.0 + 28.0 * lat["texture"]
         )
-        image = apply_ct_scanner(hu, grid, patient.site, rng)
+        # a targeted reconstruction: the whole field of view lies inside the scanned circle
+        image = apply_ct_scanner(hu, grid, patient.site, rng, circle=False)
         spec = specs[0]
         if not spec.dicom:
             write_nifti(study_dir / spec.path, image, grid)
