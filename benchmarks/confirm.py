@@ -37,6 +37,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from readme_block import replace_block  # noqa: E402
+
 from oncoflow.report.summary import summary_markdown, test_cell  # noqa: E402
 
 SCALES = {"smoke": [], "full": [str(REPO / "config" / "demo-full.yaml")]}
@@ -132,14 +136,7 @@ def models_markdown(entries: list[dict]) -> str:
 
 def render_readme(seed: int, table: str, readme: Path = REPO / "README.md") -> bool:
     """Replace the README's ``confirm_<seed>`` block by ``table``; False when it has none."""
-    begin, end = f"<!-- confirm_{seed}:begin -->", f"<!-- confirm_{seed}:end -->"
-    text = readme.read_text()
-    if begin not in text or end not in text:
-        return False
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{begin}\n{table.strip()}\n{end}{tail}")
-    return True
+    return replace_block(readme, f"confirm_{seed}", table)
 
 
 def markdown(result: dict) -> str:

@@ -40,6 +40,10 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from readme_block import replace_block
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 README = REPO / "README.md"
@@ -257,11 +261,6 @@ def table(result: dict[str, Any]) -> str:
 
 def render(readme: Path, json_path: Path) -> None:
     """Replace the README block between the ``gpu_suite`` markers with the JSON's table."""
-    begin, end = f"<!-- {MARK}:begin -->", f"<!-- {MARK}:end -->"
-    text = readme.read_text()
-    if begin not in text or end not in text:
-        msg = f"{readme}: no {begin} ... {end} block"
-        raise SystemExit(msg)
     if json_path.is_file():
         body = table(json.loads(json_path.read_text()))
     else:
@@ -269,9 +268,9 @@ def render(readme: Path, json_path: Path) -> None:
             "Not measured yet: no GPU has run `bash benchmarks/gpu_suite.sh` "
             f"(`benchmarks/{json_path.name}` is missing)."
         )
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{begin}\n{body}\n{end}{tail}")
+    if not replace_block(readme, MARK, body):
+        msg = f"{readme}: no <!-- {MARK}:begin --> ... <!-- {MARK}:end --> block"
+        raise SystemExit(msg)
 
 
 def main(argv: list[str] | None = None) -> int:

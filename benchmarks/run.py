@@ -53,6 +53,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from readme_block import replace_block  # noqa: E402
 
 from oncoflow.deep.workflow import MODELS  # noqa: E402  (train_model's variants)
 from oncoflow.performance import (  # noqa: E402
@@ -582,16 +585,11 @@ README_END = "<!-- performance:end -->"
 
 def render_readme() -> None:
     """Replace the README's performance block by results.md (headings demoted one level)."""
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        msg = f"README.md has no {README_BEGIN} ... {README_END} block"
-        raise RuntimeError(msg)
     body = (HERE / "results.md").read_text().split("\n", 2)[2]  # drop the title line
     body = re.sub(r"^## ", "#### ", body, flags=re.M)
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_BEGIN}\n{body.strip()}\n{README_END}{tail}")
+    if not replace_block(REPO / "README.md", "performance", body):
+        msg = f"README.md has no {README_BEGIN} ... {README_END} block"
+        raise RuntimeError(msg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
