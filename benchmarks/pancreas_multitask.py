@@ -1,0 +1,191 @@
+"""pancreas_multitask at science scale: Dice, subtype, baselines, control, oracle and wall time.
+
+Runs the pancreas_multitask chain of ``make demo-full`` (config/demo-full.yaml, that study
+only) on a demo seed, or reads a results tree that ran it (``--from``), and writes
+``benchmarks/pancreas_multitask_<seed>.json`` plus the README table between
+``<!-- pancreas_multitask:begin -->`` and ``<!-- pancreas_multitask:end -->`` (for the
+repository's seed; ``--render-only`` re-renders from the committed JSON).
+
+Usage:
+    python benchmarks/pancreas_multitask.py --seed 20261123 [--cores 2] [--keep DIR]
+    python benchmarks/pancreas_multitask.py --seed 20261123 --from DIR   # collect only
+    python benchmarks/pancreas_multitask.py --seed 20261123 --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = REPO / "benchmarks"
+sys.path.insert(0, str(HERE))
+
+from readme_block import replace_block  # noqa: E402
+
+STUDY = "pancreas_multitask"
+README_SEED = 20261123
+"""The repository's demo seed: its figures are the README's."""
+SPLITS = ("validation", "internal_test", "external_test")
+MODELS = ("nnunet", "baseline_size", "baseline_lesion", "permuted")
+
+
+def run_chain(workdir: Path, seed: int, cores: int) -> float:
+    """Run the study's chain at science scale in ``workdir``; return the wall seconds."""
+    others = ["pancreas_progression", "net_survival", "lung_synthesis", "liver_response"]
+    only = {
+        "demo": {"seed": seed},
+        "studies": {name: {"enabled": False} for name in [*others, "nsclc_mmdls"]},
+    }
+    (workdir / "only.yaml").write_text(yaml.safe_dump(only))
+    configs = [str(REPO / "config.yaml"), str(REPO / "config/demo-full.yaml")]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    command += ["--directory", str(workdir), "--cores", str(cores)]
+    command += ["--configfile", *configs, str(workdir / "only.yaml")]
+    start = time.perf_counter()
+    with (workdir / "snakemake.log").open("w") as log:
+        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return time.perf_counter() - start
+
+
+def _interval(entry: dict[str, Any]) -> dict[str, float]:
+    return {k: round(float(entry[k]), 4) for k in ("value", "ci_low", "ci_high")}
+
+
+def _classification(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Macro AUC and macro-F1 (value and CI) per split of a model's ``subtype``."""
+    target = next(iter(metrics["models"].values()))["subtype"]
+    out = {}
+    for split in SPLITS:
+        part = target["validation"]["pooled"] if split == "validation" else target.get(split)
+        if part:
+            out[split] = {m: _interval(part[m]) for m in ("auc_macro", "f1_macro")}
+            if "n_runs" in part:
+                out[split]["n_runs"] = int(part["n_runs"])
+    return out
+
+
+def _head_auc(workdir: Path) -> list[float]:
+    """The head's validation macro AUC logged at each epoch of fold 0's training."""
+    logs = sorted(workdir.glob(f"results/{STUDY}/nnunet/nnUNet_results/*/*/fold_0/training_log*"))
+    if not logs:
+        return []
+    text = logs[-1].read_text()
+    return [
+        float(v) for v in re.findall(r"head on \d+ validation case\(s\): macro AUC ([\d.]+)", text)
+    ]
+
+
+def _chain_seconds(workdir: Path) -> dict[str, float]:
+    """Wall seconds of the study's nnU-Net jobs (Snakemake's benchmark files), by step."""
+    out: dict[str, float] = {}
+    for tsv in sorted(workdir.glob(f"logs/benchmarks/nnunet/{STUDY}/**/*.tsv")):
+        step = (
+            re.sub(r"_fold_\d+|_\w+$", "", tsv.stem) if tsv.stem.startswith("train") else tsv.stem
+        )
+        seconds = float(tsv.read_text().splitlines()[1].split("\t")[0])
+        out[step] = round(out.get(step, 0.0) + seconds, 1)
+    return out
+
+
+def collect(workdir: Path) -> dict[str, Any]:
+    """The figures of one results tree."""
+    root = workdir / "results" / STUDY
+    oracle = json.loads((workdir / "resources/demo" / STUDY / "oracle.json").read_text())
+    nnunet = json.loads((root / "evaluate/nnunet/metrics.json").read_text())
+    dice = {
+        region: {s: _interval(v["dice"]) for s, v in splits.items() if s in SPLITS}
+        for region, splits in nnunet["segmentation"]["regions"].items()
+    }
+    models = {}
+    for model in MODELS:
+        path = root / "evaluate" / model / "metrics.json"
+        if path.is_file():
+            models[model] = _classification(json.loads(path.read_text()))
+    config = yaml.safe_load((REPO / "config/demo-full.yaml").read_text())
+    return {
+        "dice": dice,
+        "subtype": models,
+        "oracle": oracle["subtype"],
+        "head_validation_auc_per_epoch": _head_auc(workdir),
+        "chain_seconds": _chain_seconds(workdir),
+        "trainer": config["studies"][STUDY]["nnunet"]["trainer"],
+    }
+
+
+def _cell(entry: dict[str, float] | None) -> str:
+    if not entry:
+        return "-"
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The README table of one seed's figures."""
+    oracle = result["oracle"]
+    lines = [
+        f"Demo seed {result['seed']}, `python benchmarks/pancreas_multitask.py --seed "
+        f"{result['seed']}` (`benchmarks/pancreas_multitask_{result['seed']}.json`). Oracle: "
+        f"macro AUC {oracle['value']:.3f}, macro-F1 {oracle['value_macro_f1']:.3f} "
+        "(macro-F1-optimal rule). Test = internal + external test, 95 % patient-bootstrap CIs.",
+        "",
+        "| model | split | whole pancreas Dice | lesion Dice | subtype macro AUC | macro-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    dice = result["dice"]
+    regions = list(dice)
+    for model, splits in result["subtype"].items():
+        for split in SPLITS:
+            if split not in splits:
+                continue
+            seg = [_cell(dice[r].get(split)) if model == "nnunet" else "" for r in regions[:2]]
+            runs = f" (mean of {splits[split]['n_runs']} runs)" if "n_runs" in splits[split] else ""
+            lines.append(
+                f"| {model}{runs} | {split} | {seg[0]} | {seg[1]} | "
+                f"{_cell(splits[split]['auc_macro'])} | {_cell(splits[split]['f1_macro'])} |"
+            )
+    seconds = result.get("chain_seconds", {})
+    if seconds:
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        lines += ["", f"nnU-Net jobs (wall, 2 cores shared with the other job): {parts}."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run or collect, write the JSON and render the README table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=README_SEED, help="demo seed")
+    parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
+    parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
+    parser.add_argument("--from", dest="source", type=Path, default=None, help="collect only")
+    parser.add_argument("--render-only", action="store_true", help="README table from the JSON")
+    args = parser.parse_args(argv)
+    out = HERE / f"pancreas_multitask_{args.seed}.json"
+    if not args.render_only:
+        wall = None
+        if args.source is not None:
+            workdir = args.source
+        else:
+            workdir = args.keep or Path(tempfile.mkdtemp(prefix="pancreas_multitask_"))
+            workdir.mkdir(parents=True, exist_ok=True)
+            wall = round(run_chain(workdir, args.seed, args.cores), 1)
+        result = {"seed": args.seed, "wall_s": wall, **collect(workdir)}
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {out}")
+    result = json.loads(out.read_text())
+    print(table(result))
+    if args.seed == README_SEED:
+        replace_block(REPO / "README.md", "pancreas_multitask", table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
