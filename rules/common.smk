@@ -1111,6 +1111,15 @@ def model_card_params(wildcards):
     )
 
 
+def applied_variants(study):
+    """The variants `apply` scores: every model; the nnU-Net head's permuted-label control is a
+    check of training (new heads on the training folds' features), not a model to apply."""
+    variants = model_variants(study)
+    if RECIPES[study].family == "segmentation":
+        return [v for v in variants if v != "permuted"]
+    return variants
+
+
 def model_variants(study):
     """Trained variants (folders under results/<study>/train) of a study with a model rule."""
     family = RECIPES[study].family
@@ -1239,7 +1248,7 @@ def report_study_params(run):
 
 def _report_parts(study, run):
     """The files a report section shows: of the study's run, or of the new cohort of `apply`."""
-    variants = model_variants(study) if run.applied else evaluated_variants(study)
+    variants = applied_variants(study) if run.applied else evaluated_variants(study)
     sources = feature_sources(study, run) if STUDIES[study].get("harmonize") else []
     if run.applied:
         return {
@@ -1457,7 +1466,7 @@ def all_applied(wildcards):
             targets.append(run_path(APPLIED, dag.APPLY_DDPM_METRICS, study=study))
         targets += [
             run_path(APPLIED, pattern, study=study, variant=v)
-            for v in model_variants(study)
+            for v in applied_variants(study)
             for pattern in (dag.APPLY_PREDICTIONS, dag.METRICS)
         ]
     return targets
