@@ -770,8 +770,14 @@ def _nnunet_json(study, keys=None, **overrides):
 
 
 def nnunet_settings_json(wildcards):
-    """The whole nnunet block as shell-quoted JSON (training and prediction jobs)."""
+    """The whole nnunet block as shell-quoted JSON (prediction jobs)."""
     return _nnunet_json(wildcards.study)
+
+
+def nnunet_train_json(wildcards):
+    """The nnunet block of a training job: without refit_head, which happens after training."""
+    keys = [k for k in nnunet_settings(wildcards.study) if k != "refit_head"]
+    return _nnunet_json(wildcards.study, keys)
 
 
 def nnunet_dataset_json(wildcards):
@@ -792,6 +798,23 @@ def nnunet_checkpoint(study, fold):
     return dag.fill(dag.NNUNET_CHECKPOINT, study=study, dataset=dataset, model=model, fold=fold)
 
 
+def nnunet_results_of(wildcards, output):
+    """nnUNet_results of a fold's output (.../nnUNet_results/<dataset>/<model>/fold_<k>/<file>)."""
+    return str(Path(output[0]).parents[3])
+
+
+def nnunet_refit_heads(study, folds):
+    """head_refit.pt of the folds when the study classifies with refit heads (refit_head)."""
+    settings = nnunet_settings(study)
+    if not settings.get("refit_head", False):
+        return []
+    dataset, model = opts.nnunet_dataset(settings), opts.nnunet_model(settings)
+    return [
+        dag.fill(dag.NNUNET_REFIT_HEAD, study=study, dataset=dataset, model=model, fold=fold)
+        for fold in folds
+    ]
+
+
 def nnunet_predict_checkpoints(wildcards):
     """Checkpoints a subset needs: its fold's (fold_<k>) or every trained fold's (test)."""
     study = wildcards.study
@@ -799,7 +822,8 @@ def nnunet_predict_checkpoints(wildcards):
         folds = nnunet_settings(study)["folds"]
     else:
         folds = [int(wildcards.subset.removeprefix("fold_"))]
-    return [nnunet_checkpoint(study, fold) for fold in folds]
+    checkpoints = [nnunet_checkpoint(study, fold) for fold in folds]
+    return checkpoints + nnunet_refit_heads(study, folds)
 
 
 def nnunet_subsets(wildcards):
@@ -1419,10 +1443,10 @@ def apply_deep_params(wildcards, input):
 
 
 def apply_nnunet_checkpoints(wildcards):
-    """checkpoint of every trained fold of the study's nnU-Net (frozen training artefacts)."""
-    return [
-        nnunet_checkpoint(wildcards.study, k) for k in nnunet_settings(wildcards.study)["folds"]
-    ]
+    """checkpoint (and refit head) of every trained fold of the study's nnU-Net (frozen)."""
+    folds = nnunet_settings(wildcards.study)["folds"]
+    checkpoints = [nnunet_checkpoint(wildcards.study, k) for k in folds]
+    return checkpoints + nnunet_refit_heads(wildcards.study, folds)
 
 
 def _segmentor(wildcards):
@@ -1432,7 +1456,8 @@ def _segmentor(wildcards):
 def segmentor_checkpoints(wildcards):
     """Trained folds of the nnU-Net that segments a study's unmasked new time points."""
     source = _segmentor(wildcards)
-    return [nnunet_checkpoint(source, k) for k in nnunet_settings(source)["folds"]]
+    folds = nnunet_settings(source)["folds"]
+    return [nnunet_checkpoint(source, k) for k in folds] + nnunet_refit_heads(source, folds)
 
 
 def segmentor_settings_json(wildcards):

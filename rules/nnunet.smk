@@ -83,7 +83,7 @@ rule nnunet_train:
     resources:
         gpu=1,
     params:
-        settings=nnunet_settings_json,
+        settings=nnunet_train_json,
         results=dag.NNUNET_RESULTS,
         device=config["device"],
     message:
@@ -93,6 +93,40 @@ rule nnunet_train:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --settings {params.settings} --fold {wildcards.fold}"
         " --preprocessed {input.preprocessed} --results {params.results}"
+        " --device {params.device} 2> {log}"
+
+
+rule nnunet_refit_head:
+    input:
+        checkpoint=dag.NNUNET_CHECKPOINT,
+        raw=dag.NNUNET_RAW,
+        splits=dag.NNUNET_SPLITS,
+        script=script_path("nnunet_refit_head"),
+    output:
+        dag.NNUNET_REFIT_HEAD,
+    log:
+        "logs/nnunet/{study}/{dataset}/{model}/refit_head_fold_{fold}.log",
+    benchmark:
+        "logs/benchmarks/nnunet/{study}/{dataset}/{model}/refit_head_fold_{fold}.tsv"
+    wildcard_constraints:
+        dataset=r"Dataset\d{3}_[^/]+",
+        model=r"[^/]+__[^/]+__[^/]+",
+    conda:
+        "../envs/nnunet.yaml"
+    container:
+        CONTAINERS["nnunet"]
+    threads: TRAIN_THREADS
+    params:
+        settings=nnunet_settings_json,
+        results=nnunet_results_of,
+        seed=config["seed"],
+        device=config["device"],
+    message:
+        "Refit head of {wildcards.study} fold {wildcards.fold} on its frozen network's features"
+    shell:
+        "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
+        " --settings {params.settings} --fold {wildcards.fold} --raw {input.raw}"
+        " --results {params.results} --splits {input.splits} --seed {params.seed}"
         " --device {params.device} 2> {log}"
 
 

@@ -2,7 +2,7 @@
 
 For every trained fold, new heads (one per run) learn permuted classes from the features the
 frozen network hands its head; the rows of predictions.csv carry a ``permutation`` column
-(oncoflow.segmentation.head_control).
+(oncoflow.segmentation.frozen_head).
 
 Example:
     python scripts/nnunet_head_control.py --settings '{"dataset_id": 501, ...}' \\
@@ -23,7 +23,7 @@ from pathlib import Path
 from oncoflow import cli
 from oncoflow.errors import ConfigError
 from oncoflow.formats import write_predictions
-from oncoflow.segmentation.head_control import permuted_head_control
+from oncoflow.segmentation.frozen_head import permuted_head_control
 from oncoflow.segmentation.workflow import NnunetSettings
 from oncoflow.train import resolve_device
 

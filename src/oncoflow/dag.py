@@ -65,6 +65,7 @@ NNUNET_RESULTS = NNUNET + "/nnUNet_results"
 NNUNET_SPLITS = NNUNET + "/splits_final.json"
 NNUNET_PREPROCESSED = NNUNET + "/nnUNet_preprocessed"
 NNUNET_CHECKPOINT = NNUNET_RESULTS + "/{dataset}/{model}/fold_{fold}/checkpoint_final.pth"
+NNUNET_REFIT_HEAD = NNUNET_RESULTS + "/{dataset}/{model}/fold_{fold}/head_refit.pt"
 NNUNET_PREDICTED = NNUNET + "/predict/{subset}"
 
 # synthesis

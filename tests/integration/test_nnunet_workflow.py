@@ -176,6 +176,16 @@ def test_predictions_masks_and_patch_aggregation(run):
         np.testing.assert_allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-5)
 
 
+def test_refit_head_learnt_from_the_folds_training_cases_only(run):
+    import torch
+
+    payload = torch.load(run / FOLD_DIR / "head_refit.pt", weights_only=False)
+    splits = json.loads((run / NN / "splits_final.json").read_text())
+    assert payload["training_cases"] == sorted(splits[0]["train"])
+    assert not set(payload["training_cases"]) & set(splits[0]["val"])
+    assert payload["classes"] == ["0", "1", "2"]
+
+
 def test_permuted_head_control_scores_the_same_cases_in_two_runs(run):
     control = pd.read_csv(run / "results/pancreas_multitask/train/permuted/predictions.csv")
     model = pd.read_csv(run / "results/pancreas_multitask/train/nnunet/predictions.csv")

@@ -148,19 +148,18 @@ class MultitaskNetwork(nn.Module):
         skips = self.base.encoder(x)
         self.encoder_calls += 1
         segmentation = self.base.decoder(skips)
+        full = segmentation[0] if isinstance(segmentation, list | tuple) else segmentation
+        predicted = None
+        if self.head.pooling == "roi" or self._pooled is not None:
+            logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
+            predicted = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
+        if self._pooled is not None:
+            self._pooled.append(lesion_descriptor(skips, predicted).float().cpu())
         roi = None
         if self.head.pooling == "roi":
-            full = segmentation[0] if isinstance(segmentation, list | tuple) else segmentation
-            if target is not None:
-                prob = self.innermost_region(target, int(full.shape[1]))
-            else:
-                logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
-                prob = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
+            prob = predicted if target is None else self.innermost_region(target, full.shape[1])
             roi = nn.functional.interpolate(prob, size=skips[-1].shape[2:], mode="area")
-        pooled = self.head.pool(skips[-1], roi)
-        if self._pooled is not None:
-            self._pooled.append(pooled.detach().float().cpu())
-        return segmentation, self.head.classify(pooled)
+        return segmentation, self.head(skips[-1], roi)
 
     def innermost_region(
         self, target: torch.Tensor | Sequence[torch.Tensor], n_outputs: int
@@ -195,12 +194,37 @@ class MultitaskNetwork(nn.Module):
 
     @contextlib.contextmanager
     def collecting_features(self) -> Iterator[list[torch.Tensor]]:
-        """Record the head's input (:meth:`ClassificationHead.pool`) of every patch forwarded."""
+        """Record the :func:`lesion_descriptor` of every patch forwarded in the block."""
         self._pooled = []
         try:
             yield self._pooled
         finally:
             self._pooled = None
+
+
+def lesion_descriptor(skips: Sequence[torch.Tensor], prob: torch.Tensor) -> torch.Tensor:
+    """Multi-scale description of the predicted lesion: ``(batch, 3 * sum_s C_s)``.
+
+    For every encoder stage ``s`` (features ``f`` with ``C_s`` channels) and the network's own
+    lesion probability ``p`` resampled to that stage's grid (area averaging): the global mean of
+    ``f``, its lesion-weighted mean ``m = sum_v p_v f_v / (sum_v p_v + eps)`` and its
+    lesion-weighted standard deviation ``sqrt(sum_v p_v (f_v - m)^2 / (sum_v p_v + eps))``. The
+    fine stages keep the lesion's texture and edge, which the bottleneck (1/8 of the input
+    resolution on the demo) has averaged away; the SD is the heterogeneity a radiologist reads.
+
+    Args:
+        skips: Encoder outputs, finest first, each ``(batch, C_s, *spatial_s)``.
+        prob: Lesion probability ``(batch, 1, *spatial)`` at the input resolution.
+    """
+    parts = []
+    for features in skips:
+        weight = nn.functional.interpolate(prob, size=features.shape[2:], mode="area").flatten(2)
+        flat = features.detach().flatten(2)
+        total = weight.sum(dim=2) + 1e-6
+        mean = (flat * weight).sum(dim=2) / total
+        spread = ((flat - mean[..., None]) ** 2 * weight).sum(dim=2) / total
+        parts += [flat.mean(dim=2), mean, spread.clamp_min(0).sqrt()]
+    return torch.cat(parts, dim=1)
 
 
 def _bottleneck_channels(base: nn.Module) -> int:

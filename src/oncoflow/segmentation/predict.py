@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from oncoflow.errors import SegmentationError
-from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
+from oncoflow.segmentation.multitask import ClassificationHead, MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,32 @@ def load_predictor(
     return predictor
 
 
+def _refit_probabilities(
+    descriptors: Sequence[torch.Tensor], heads: Sequence[ClassificationHead]
+) -> np.ndarray:
+    """Mean over folds of each fold's refit head on its mean lesion descriptor.
+
+    nnU-Net's predictor runs the folds of an ensemble one after the other over the same tiles,
+    so the recorded patches split into ``len(heads)`` equal runs, in fold order.
+    """
+    rows = torch.cat(list(descriptors))
+    if len(rows) % len(heads):
+        msg = f"{len(rows)} patch descriptors do not split over {len(heads)} fold(s)"
+        raise SegmentationError(msg)
+    probabilities = []
+    with torch.no_grad():
+        for head, part in zip(heads, rows.chunk(len(heads)), strict=True):
+            logits = head.classify(part.mean(dim=0, keepdim=True))
+            probabilities.append(torch.softmax(logits, dim=1)[0].numpy())
+    return np.mean(probabilities, axis=0)
+
+
 def predict_cases(
     predictor,
     cases: Sequence[tuple[str, Sequence[Path]]],
     out_dir: Path,
     class_names: Sequence[str],
+    heads: Sequence[ClassificationHead] | None = None,
 ) -> pd.DataFrame:
     """Write ``<case>.nii.gz`` masks into ``out_dir`` and return the class probabilities.
 
@@ -69,6 +91,8 @@ def predict_cases(
         cases: ``(case_id, channel files)`` per case.
         out_dir: Folder of the predicted masks.
         class_names: Names of the head's classes (columns ``y_score_<name>``).
+        heads: The refit head of each fold of the predictor, in fold order
+            (:mod:`oncoflow.segmentation.frozen_head`); ``None`` = the network's own head.
 
     Returns:
         ``case_id, n_patches, y_score_<class>...`` (one row per case).
@@ -89,10 +113,19 @@ def predict_cases(
         except Exception as exc:  # SimpleITK raises RuntimeError with its own text
             msg = f"case {case}: cannot read {', '.join(map(str, files))} ({exc})"
             raise SegmentationError(msg) from exc
-        with network.collecting() as patches:
-            predictor.predict_single_npy_array(data, properties, None, str(out_dir / case), False)
-        probabilities = aggregate_patches(patches)
-        n_patches = int(sum(p.shape[0] for p in patches))
+        if heads:
+            with network.collecting_features() as patches:
+                predictor.predict_single_npy_array(
+                    data, properties, None, str(out_dir / case), False
+                )
+            probabilities = _refit_probabilities(patches, heads)
+        else:
+            with network.collecting() as patches:
+                predictor.predict_single_npy_array(
+                    data, properties, None, str(out_dir / case), False
+                )
+            probabilities = aggregate_patches(patches)
+        n_patches = int(sum(p.shape[0] for p in patches)) // max(len(heads or ()), 1)
         if len(probabilities) != len(class_names):
             msg = f"the head has {len(probabilities)} classes, the dataset names {len(class_names)}"
             raise SegmentationError(msg)

@@ -60,6 +60,7 @@ class NnunetSettings:
     head: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = "checkpoint_best.pth"
     processes: int = 2
+    refit_head: bool = False
 
     @classmethod
     def from_json(cls, text: str) -> NnunetSettings:
@@ -366,7 +367,13 @@ def predict_files(
         device=device,
         mirroring=bool(settings.trainer.get("mirroring", True)),
     )
-    table = predict_cases(predictor, files, out_dir, class_names)
+    heads = None
+    if settings.refit_head:
+        from oncoflow.segmentation.refit import REFIT_FILE, load_refit_head
+
+        model_dir = Path(results) / settings.dataset / settings.model_folder
+        heads = [load_refit_head(model_dir / f"fold_{k}" / REFIT_FILE)[0] for k in folds]
+    table = predict_cases(predictor, files, out_dir, class_names, heads)
     table.insert(1, "fold", fold_label)
     table.to_csv(Path(out_dir) / "cases.csv", index=False)
     return table

@@ -1,0 +1,60 @@
+"""New heads on frozen features (oncoflow.segmentation.frozen_head), without nnU-Net."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oncoflow.metrics.classification import macro_auc
+from oncoflow.segmentation.frozen_head import head_probabilities, train_head
+
+
+def _features(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled vectors of 3 classes whose first two features carry the class."""
+    y = rng.choice(3, size=n, p=[0.25, 0.42, 0.33])
+    x = rng.normal(size=(n, 16)).astype(np.float32)
+    x[:, 0] += 1.5 * y
+    x[:, 1] -= 1.0 * (y == 1)
+    return x, y
+
+
+def test_a_head_learns_the_class_and_a_permuted_head_stays_at_chance() -> None:
+    rng = np.random.default_rng(0)
+    x, y = _features(rng, 90)
+    x_new, y_new = _features(rng, 300)
+    real = train_head(x, y, 3, hidden=32, dropout=0.3, seed=1)
+    assert macro_auc(y_new, head_probabilities(real, x_new)) > 0.75
+    aucs = []
+    for r in range(5):
+        permuted = np.random.default_rng([7, r]).permutation(y)
+        head = train_head(x, permuted, 3, hidden=32, dropout=0.3, seed=r)
+        probs = head_probabilities(head, x_new)
+        assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        aucs.append(macro_auc(y_new, probs))
+    assert abs(float(np.mean(aucs)) - 0.5) < 0.07
+
+
+def test_a_refit_head_round_trips_through_its_file(tmp_path) -> None:
+    from oncoflow.segmentation.refit import load_refit_head, save_refit_head
+
+    x, y = _features(np.random.default_rng(3), 60)
+    head = train_head(x, y, 3, hidden=16, dropout=0.2, seed=0)
+    path = tmp_path / "head_refit.pt"
+    save_refit_head(path, head, ["a", "b", "c"], training_cases=["c1"], steps=100)
+    loaded, classes = load_refit_head(path)
+    assert classes == ["a", "b", "c"]
+    assert np.allclose(head_probabilities(loaded, x), head_probabilities(head, x), atol=1e-6)
+
+
+def test_lesion_descriptor_reads_every_stage_inside_the_lesion() -> None:
+    import torch
+
+    from oncoflow.segmentation.multitask import lesion_descriptor
+
+    skips = [torch.zeros(1, 2, 8, 8, 8), torch.zeros(1, 3, 4, 4, 4)]
+    skips[0][:, :, :4] = 5.0  # the lesion's half of the finest stage
+    prob = torch.zeros(1, 1, 8, 8, 8)
+    prob[:, :, :4] = 1.0
+    out = lesion_descriptor(skips, prob)
+    assert out.shape == (1, 3 * (2 + 3))
+    # finest stage: global mean 2.5, lesion mean 5, lesion SD 0
+    assert torch.allclose(out[0, :6], torch.tensor([2.5, 2.5, 5.0, 5.0, 0.0, 0.0]), atol=1e-4)
