@@ -141,12 +141,12 @@ def table(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     dice = result["dice"]
-    regions = list(dice)
+    regions = ["whole_pancreas", "lesion"]
     for model, splits in result["subtype"].items():
         for split in SPLITS:
             if split not in splits:
                 continue
-            seg = [_cell(dice[r].get(split)) if model == "nnunet" else "" for r in regions[:2]]
+            seg = [_cell(dice[r].get(split)) if model == "nnunet" else "" for r in regions]
             runs = f" (mean of {splits[split]['n_runs']} runs)" if "n_runs" in splits[split] else ""
             lines.append(
                 f"| {model}{runs} | {split} | {seg[0]} | {seg[1]} | "
