@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oncoflow.errors import SegmentationError
 from oncoflow.formats import RUN_COLUMN
 from oncoflow.segmentation.multitask import ClassificationHead, class_weights
 from oncoflow.segmentation.refit import REFIT_FILE, save_refit_head
@@ -54,16 +53,12 @@ def case_features(predictor, files: Sequence[tuple[str, Sequence[Path]]]) -> np.
         files: ``(case_id, channel files)`` per case.
     """
     import torch
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    reader = SimpleITKIO()
+    from oncoflow.segmentation.predict import read_case
+
     rows = []
     for i, (case, paths) in enumerate(files, start=1):
-        try:
-            data, properties = reader.read_images([str(p) for p in paths])
-        except Exception as exc:  # SimpleITK raises RuntimeError with its own text
-            msg = f"case {case}: cannot read {', '.join(map(str, paths))} ({exc})"
-            raise SegmentationError(msg) from exc
+        data, properties = read_case(case, paths)
         with predictor.network.collecting_features() as pooled:
             predictor.predict_single_npy_array(data, properties, None, None, False)
         rows.append(torch.cat(pooled).mean(dim=0).numpy())

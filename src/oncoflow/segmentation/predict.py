@@ -57,6 +57,21 @@ def load_predictor(
     return predictor
 
 
+def read_case(case: str, files: Sequence[Path]) -> tuple[np.ndarray, dict]:
+    """A case's channels as nnU-Net's reader returns them ``(data, properties)``.
+
+    Raises:
+        SegmentationError: A file SimpleITK cannot read, naming the case and the files.
+    """
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    try:
+        return SimpleITKIO().read_images([str(f) for f in files])
+    except Exception as exc:  # SimpleITK raises RuntimeError with its own text
+        msg = f"case {case}: cannot read {', '.join(map(str, files))} ({exc})"
+        raise SegmentationError(msg) from exc
+
+
 def _refit_probabilities(
     descriptors: Sequence[torch.Tensor], heads: Sequence[ClassificationHead]
 ) -> np.ndarray:
@@ -97,22 +112,15 @@ def predict_cases(
     Returns:
         ``case_id, n_patches, y_score_<class>...`` (one row per case).
     """
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
     network = predictor.network
     if not isinstance(network, MultitaskNetwork):
         msg = f"the model's network is {type(network).__name__}, not a multitask network"
         raise SegmentationError(msg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    reader = SimpleITKIO()
     rows = []
     for i, (case, files) in enumerate(cases, start=1):
-        try:
-            data, properties = reader.read_images([str(f) for f in files])
-        except Exception as exc:  # SimpleITK raises RuntimeError with its own text
-            msg = f"case {case}: cannot read {', '.join(map(str, files))} ({exc})"
-            raise SegmentationError(msg) from exc
+        data, properties = read_case(case, files)
         if heads:
             with network.collecting_features() as patches:
                 predictor.predict_single_npy_array(
