@@ -155,7 +155,7 @@ def table(result: dict[str, Any]) -> str:
     seconds = result.get("chain_seconds", {})
     if seconds:
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        lines += ["", f"nnU-Net jobs (wall, 2 cores shared with the other job): {parts}."]
+        lines += ["", f"Wall time of the nnU-Net jobs (Snakemake benchmark files): {parts}."]
     return "\n".join(lines)
 
 
