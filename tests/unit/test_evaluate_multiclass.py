@@ -92,6 +92,18 @@ def test_multiclass_models_are_compared_by_paired_bootstrap():
     assert entry["p_value"] < 0.05
 
 
+def test_a_table_with_one_time_point_per_patient_pairs_with_one_without():
+    # the nnU-Net's predictions name each case's time point, the baselines' do not
+    model = _predictions(1, 2.5).assign(model="model", timepoint=0)
+    baseline = _predictions(2, 0.2).assign(model="model")
+    labelled = {"nnunet": model, "baseline_size": baseline}
+    comparisons = compare_models(labelled, n_boot=200, seed=0)["comparisons"]
+    entry = next(c for c in comparisons if c["reference"] == "baseline")
+    assert (entry["a"], entry["b"]) == ("nnunet/model", "baseline_size/model")
+    assert entry["n_patients"] == 60
+    assert entry["estimate"] > 0.15
+
+
 def test_binary_curves_equal_scikit_learn():
     rng = np.random.default_rng(5)
     y = rng.integers(0, 2, 80)

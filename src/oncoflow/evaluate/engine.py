@@ -269,9 +269,14 @@ def _baseline_pairs(by_model: Mapping[str, pd.DataFrame]) -> list[tuple[str, str
 
 
 def _test_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """A model's test rows, indexed by patient (and time point for per-time-point targets)."""
+    """A model's test rows, indexed by patient (and time point for per-time-point targets).
+
+    A target is per time point when a patient has several test rows; a table that names the one
+    time point of each patient (the nnU-Net's cases) pairs with tables that do not.
+    """
     test = rows[rows["fold"] == "final"]
-    if "timepoint" in test.columns and test["timepoint"].notna().any():
+    per_timepoint = test["patient_id"].duplicated().any()
+    if per_timepoint and "timepoint" in test.columns and test["timepoint"].notna().any():
         keys = test["patient_id"] + "@" + test["timepoint"].astype("Int64").astype(str)
         return test.set_index(keys.rename("key"))
     return test.set_index("patient_id")
