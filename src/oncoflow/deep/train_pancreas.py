@@ -228,9 +228,15 @@ def timepoint_vectors(
     settings: PancreasSettings,
     device: torch.device,
 ) -> dict[str, dict[int, np.ndarray]]:
-    """``[e_t, size_t, intensity_t]`` of every patient and time point (``pancreas`` docstring)."""
+    """``[e_t, size_t, intensity_t]`` of every patient and time point (``pancreas`` docstring).
+
+    A time point whose mask holds no lesion (a predicted mask at ``apply`` can be empty) has no
+    crop: its image embedding is 0 and its lesion volume 0, with a warning naming it.
+    """
     size = int({**EXTRACTOR_DEFAULTS, **settings.extractor}["input_size"])
     extractor.eval()
+    with torch.no_grad():
+        width = int(extractor.embed(torch.zeros(1, 1, size, size, device=device)).shape[1])
     erode = int({**SEQUENCE_DEFAULTS, **settings.sequence}["intensity_erode"])
     out: dict[str, dict[int, np.ndarray]] = {}
     for patient, lesions in inputs.lesions.items():
@@ -241,6 +247,15 @@ def timepoint_vectors(
             phases = []
             for stem in settings.stems:
                 crops = stems[stem]
+                if len(crops.lesion) == 0:
+                    log.warning(
+                        "%s time point %s: no lesion slice in %s (empty mask); image embedding 0",
+                        patient,
+                        tp,
+                        stem,
+                    )
+                    phases.append(np.zeros(width, dtype=np.float32))
+                    continue
                 x = downsample(torch.from_numpy(crops.lesion), size).unsqueeze(1)
                 emb = _batched_scores(extractor.embed, x, device).numpy()
                 weights = crops.area_mm2 / max(crops.area_mm2.sum(), 1e-9)
