@@ -18,6 +18,8 @@ from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import curves
 from oncoflow.evaluate.card import card_markdown, model_card
 from oncoflow.evaluate.engine import compare_models, evaluate_predictions, prediction_kind
+from oncoflow.evaluate.multiclass import evaluate_multiclass
+from oncoflow.metrics.decision import macro_f1_weights
 
 CLASSES = ("I", "II", "III")
 
@@ -54,14 +56,33 @@ def test_multiclass_metrics_equal_scikit_learn():
     y = test["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
     scores = test[[f"y_score_{c}" for c in CLASSES]].to_numpy()
     got = entry["test"]
+    # the decision rule of the test rows: fitted on the pooled validation rows only
+    validation = preds[preds["split"] == "validation"]
+    weights = macro_f1_weights(
+        validation["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(),
+        validation[[f"y_score_{c}" for c in CLASSES]].to_numpy(),
+    )
+    assert entry["decision"] == {
+        "rule": "macro_f1",
+        "weights": pytest.approx(weights.tolist()),
+        "fitted_on": "validation",
+    }
+    predicted = (scores * weights).argmax(1)
     assert got["auc_macro"]["value"] == pytest.approx(roc_auc_score(y, scores, multi_class="ovr"))
-    assert got["accuracy"]["value"] == pytest.approx(accuracy_score(y, scores.argmax(1)))
-    assert got["f1_macro"]["value"] == pytest.approx(f1_score(y, scores.argmax(1), average="macro"))
+    assert got["accuracy"]["value"] == pytest.approx(accuracy_score(y, predicted))
+    assert got["f1_macro"]["value"] == pytest.approx(f1_score(y, predicted, average="macro"))
     assert got["brier"]["value"] == pytest.approx(np.mean(((scores - np.eye(3)[y]) ** 2).sum(1)))
-    assert got["confusion"] == confusion_matrix(y, scores.argmax(1)).tolist()
+    assert got["confusion"] == confusion_matrix(y, predicted).tolist()
     for name in ("auc_macro", "accuracy", "f1_macro", "brier"):
         assert got[name]["ci_low"] <= got[name]["value"] <= got[name]["ci_high"]
-    assert set(entry) == {"classes", "validation", "internal_test", "external_test", "test"}
+    assert set(entry) == {
+        "classes",
+        "decision",
+        "validation",
+        "internal_test",
+        "external_test",
+        "test",
+    }
     assert set(entry["validation"]["per_fold"]) == {"0", "1", "2"}
     assert entry["test"]["n_patients"] == 60
     # reproducible for a seed, other intervals for another seed
@@ -69,6 +90,51 @@ def test_multiclass_metrics_equal_scikit_learn():
     other = evaluate_predictions(preds, n_boot=100, seed=4)["models"]["fusion"]["stage"]["test"]
     assert again == got
     assert other["auc_macro"]["ci_low"] != got["auc_macro"]["ci_low"]
+
+
+def _imbalanced(n: int, seed: int) -> pd.DataFrame:
+    """Calibrated posteriors of a 70 / 20 / 10 % problem: arg-max rarely names class III."""
+    rng = np.random.default_rng(seed)
+    prior = np.array([0.7, 0.2, 0.1])
+    y = rng.choice(3, size=n, p=prior)
+    x = rng.normal(np.array([0.0, 1.0, 2.0])[y], 1.0)
+    log_post = -0.5 * (x[:, None] - np.array([0.0, 1.0, 2.0])[None, :]) ** 2 + np.log(prior)
+    prob = np.exp(log_post) / np.exp(log_post).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"P{seed}_{i:04d}" for i in range(n)],
+            "split": ["validation"] * (n // 2) + ["internal_test"] * (n - n // 2),
+            "fold": ["0"] * (n // 2) + ["final"] * (n - n // 2),
+            "target": "grade",
+            "y_true": [CLASSES[k] for k in y],
+        }
+    )
+    for k, name in enumerate(CLASSES):
+        frame[f"y_score_{name}"] = prob[:, k]
+    return frame
+
+
+def test_the_validation_fitted_rule_raises_test_macro_f1_and_never_reads_test_rows():
+    frame = _imbalanced(4000, 1)
+    fitted = evaluate_multiclass(frame, n_boot=20)["models"]["model"]["grade"]
+    plain = evaluate_multiclass(frame, n_boot=20, decision="argmax")["models"]["model"]["grade"]
+    assert plain["decision"]["rule"] == "argmax"
+    assert fitted["decision"]["weights"][2] > 1.5  # the small class is predicted more often
+    gain = fitted["test"]["f1_macro"]["value"] - plain["test"]["f1_macro"]["value"]
+    assert gain > 0.03
+    assert fitted["test"]["accuracy"]["value"] < plain["test"]["accuracy"]["value"]
+    assert fitted["test"]["auc_macro"] == plain["test"]["auc_macro"]
+    # validation rows keep the plain arg-max (a rule fitted on them would flatter them)
+    assert fitted["validation"]["pooled"]["f1_macro"] == plain["validation"]["pooled"]["f1_macro"]
+    # shuffling the test rows' scores moves their metrics, never the rule
+    test = frame["split"] == "internal_test"
+    shuffled = frame.copy()
+    columns = [f"y_score_{c}" for c in CLASSES]
+    shuffled.loc[test, columns] = frame.loc[test, columns].to_numpy()[::-1]
+    moved = evaluate_multiclass(shuffled, n_boot=20)["models"]["model"]["grade"]
+    assert moved["decision"] == fitted["decision"]
+    with pytest.raises(ModelError, match="decision"):
+        evaluate_multiclass(frame, decision="youden")
 
 
 def test_multiclass_input_errors():

@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 # scipy.stats (~1 s to import) is imported inside the functions that rank: the demo cohort plan,
 # which Snakemake runs when it parses the workflow, imports this module.
 from oncoflow.errors import ModelError
+from oncoflow.metrics.decision import weighted_argmax
 
 
 def _binary_inputs(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -353,7 +354,9 @@ def macro_f1(y_true: ArrayLike, y_pred: ArrayLike, *, labels: ArrayLike | None =
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def multiclass_metrics(y_true: ArrayLike, scores: ArrayLike) -> dict[str, Any]:
+def multiclass_metrics(
+    y_true: ArrayLike, scores: ArrayLike, *, weights: ArrayLike | None = None
+) -> dict[str, Any]:
     """Macro one-vs-rest AUC, accuracy, macro F1, multi-class Brier and the confusion matrix.
 
     Equal to scikit-learn's ``roc_auc_score(multi_class="ovr", average="macro")``,
@@ -364,6 +367,10 @@ def multiclass_metrics(y_true: ArrayLike, scores: ArrayLike) -> dict[str, Any]:
     Args:
         y_true: Class index per patient, ``0 .. K-1``.
         scores: (patients, K) class probabilities; the prediction is the arg-max.
+        weights: Class weights of the decision rule ``argmax_k w_k s_k``
+            (:func:`~oncoflow.metrics.decision.weighted_argmax`, e.g. fitted on validation rows
+            by :func:`~oncoflow.metrics.decision.macro_f1_weights`); ``None`` = plain arg-max.
+            Only the predicted class (accuracy, macro F1, confusion) depends on it.
 
     Returns:
         ``auc_macro`` (:func:`macro_auc`: mean of the K one-vs-rest AUCs over classes present
@@ -376,7 +383,7 @@ def multiclass_metrics(y_true: ArrayLike, scores: ArrayLike) -> dict[str, Any]:
     """
     y, s = _multiclass_inputs(y_true, scores)
     k = s.shape[1]
-    predicted = s.argmax(axis=1)
+    predicted = s.argmax(axis=1) if weights is None else weighted_argmax(s, weights)
     confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (y, predicted), 1)
     tp = np.diag(confusion)
