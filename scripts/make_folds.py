@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, help="k-fold cross-validation instead of repeated holdout")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument(
+        "--by-site",
+        action="store_true",
+        help="leave-one-site-out folds: fold i validates on the i-th training site",
+    )
+    parser.add_argument(
         "--exclude",
         default="",
         help="comma-separated patients left out (dropped by the study's missing-input policy)",
@@ -50,18 +55,19 @@ def _main(args: argparse.Namespace) -> int:
             raise CohortError(msg)
         per_patient = cohort.outcomes.groupby("patient_id")[args.stratify].max()
         strata = per_patient.to_dict()
+    sites = cohort.images.groupby("patient_id")["site"].agg(lambda s: sorted(set(s)))
+    several = {p: s for p, s in sites.items() if len(s) > 1}
+    if several:
+        patient, names = next(iter(several.items()))
+        msg = f"patient {patient}: images from several sites ({', '.join(names)})"
+        raise CohortError(msg)
+    patient_sites = {str(p): s[0] for p, s in sites.items()}
     if cohort.splits is not None:
         splits = cohort.splits[["patient_id", "split"]]
     else:
-        sites = cohort.images.groupby("patient_id")["site"].agg(lambda s: sorted(set(s)))
-        several = {p: s for p, s in sites.items() if len(s) > 1}
-        if several:
-            patient, names = next(iter(several.items()))
-            msg = f"patient {patient}: images from several sites ({', '.join(names)})"
-            raise CohortError(msg)
         external = [s for s in args.external_sites.split(",") if s]
         splits = make_splits(
-            {p: s[0] for p, s in sites.items()},
+            patient_sites,
             external_sites=external,
             strata=strata,
             seed=args.seed,
@@ -69,7 +75,13 @@ def _main(args: argparse.Namespace) -> int:
     excluded = {p for p in args.exclude.split(",") if p}
     splits = splits[~splits["patient_id"].astype(str).isin(excluded)]
     folds = make_folds(
-        splits, strata=strata, repeats=args.repeats, holdout=args.holdout, k=args.k, seed=args.seed
+        splits,
+        strata=strata,
+        repeats=args.repeats,
+        holdout=args.holdout,
+        k=args.k,
+        seed=args.seed,
+        sites=patient_sites if args.by_site else None,
     )
     cli.write_csv(args.splits_out, splits.sort_values("patient_id"))
     write_folds(

@@ -85,6 +85,31 @@ def make_splits(
     return pd.DataFrame({"patient_id": patients, "split": [split[p] for p in patients]})
 
 
+def _site_folds(
+    train: list[str], sites: Mapping[str, str], k: int | None
+) -> dict[str, dict[str, list[str]]]:
+    """Leave-one-site-out folds over the training patients (:func:`make_folds`)."""
+    unknown = [p for p in train if p not in sites]
+    if unknown:
+        msg = f"training patient(s) without a site: {', '.join(unknown[:5])}"
+        raise CohortError(msg)
+    names = sorted({str(sites[p]) for p in train})
+    if len(names) < 2:
+        msg = f"leave-one-site-out folds need two training sites, found {', '.join(names)}"
+        raise CohortError(msg)
+    if k is not None and k != len(names):
+        msg = (
+            f"folds.k is {k} but the training patients come from {len(names)} sites "
+            f"({', '.join(names)}): with folds.by site, k must be the number of training sites"
+        )
+        raise CohortError(msg)
+    folds = {}
+    for fold, name in enumerate(names):
+        apply = sorted(p for p in train if str(sites[p]) == name)
+        folds[str(fold)] = {"fit": sorted(set(train) - set(apply)), "apply": apply}
+    return folds
+
+
 def make_folds(
     splits: pd.DataFrame,
     *,
@@ -93,12 +118,16 @@ def make_folds(
     holdout: float = 0.3,
     k: int | None = None,
     seed: int = 0,
+    sites: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Folds over the training patients, plus the ``final`` fold (all train -> the test splits).
 
     With ``k`` set, the folds are a stratified k-fold partition of the training patients (each
     patient is in exactly one ``apply`` set); otherwise ``repeats`` independent stratified
-    fit/holdout draws with ``holdout`` of each stratum held out.
+    fit/holdout draws with ``holdout`` of each stratum held out. With ``sites`` the folds leave
+    one site out: fold ``i`` validates on the training patients of the i-th training site (in
+    name order) and fits on the other sites', so validation measures transfer to a site the
+    model has not seen (the question an external test asks, answered on training patients).
 
     Args:
         splits: ``patient_id, split`` (each patient once).
@@ -107,13 +136,17 @@ def make_folds(
         holdout: Held-out fraction of each stratum per draw.
         k: Number of cross-validation folds, or ``None`` for repeated hold-out.
         seed: Seed of the draws.
+        sites: Patient id -> site for leave-one-site-out folds (``k``, when given, must equal
+            the number of training sites; ``repeats`` and ``holdout`` are not used).
 
     Returns:
         ``{"0": {"fit": [...], "apply": [...]}, ..., "final": {"fit": train, "apply": test}}``,
         patient ids sorted within each list.
 
     Raises:
-        CohortError: A patient appears twice in ``splits`` or there are too few training patients.
+        CohortError: A patient appears twice in ``splits``, there are too few training patients,
+            a training patient without a site, fewer than two training sites or ``k`` another
+            number than the training sites.
     """
     duplicated = splits["patient_id"][splits["patient_id"].duplicated()].tolist()
     if duplicated:
@@ -128,7 +161,9 @@ def make_folds(
     labels = _strata(train, strata)
     rng = np.random.default_rng(seed)
     folds: dict[str, dict[str, list[str]]] = {}
-    if k is not None:
+    if sites is not None:
+        folds = _site_folds(train, sites, k)
+    elif k is not None:
         order: list[str] = []
         for label in sorted(set(labels)):
             members = [p for p, lab in zip(train, labels, strict=True) if lab == label]

@@ -84,3 +84,45 @@ def test_make_folds_script_on_demo_cohort_without_splits(tmp_path):
     folds = read_folds(tmp_path / "f.json")
     train = set(splits.loc[splits.split == "train", "patient_id"])
     assert set(folds["0"]["fit"]) | set(folds["0"]["apply"]) == train
+
+
+def test_leave_one_site_out_folds_validate_on_each_training_site():
+    sites = _sites(60)
+    splits = make_splits(sites, external_sites=["site_c"], seed=0)
+    train = set(splits.loc[splits.split == "train", "patient_id"])
+    folds = make_folds(splits, k=2, sites=sites, seed=0)
+    assert set(folds) == {"0", "1", "final"}
+    for fold, site in (("0", "site_a"), ("1", "site_b")):
+        assert set(folds[fold]["apply"]) == {p for p in train if sites[p] == site}
+        assert set(folds[fold]["fit"]) == {p for p in train if sites[p] != site}
+    assert make_folds(splits, sites=sites) == folds  # k optional, the seed does not matter
+    with pytest.raises(CohortError, match=r"folds.k is 3 .* 2 sites \(site_a, site_b\)"):
+        make_folds(splits, k=3, sites=sites)
+    one_site = splits[splits.patient_id.map(sites) != "site_b"]
+    with pytest.raises(CohortError, match="two training sites, found site_a"):
+        make_folds(one_site, sites=sites)
+    with pytest.raises(CohortError, match="without a site: P000"):
+        make_folds(splits, sites={p: s for p, s in sites.items() if p != "P000"})
+
+
+def test_make_folds_script_leaves_sites_out(tmp_path):
+    from conftest import load_script
+
+    from oncoflow.demo import write_cohort
+
+    write_cohort(tmp_path / "demo", "pancreas_multitask", seed=0, patients=18)
+    cohort = tmp_path / "demo" / "pancreas_multitask"
+    (cohort / "splits.csv").unlink()
+    code = load_script("make_folds").main(
+        [
+            "--cohort", str(cohort), "--external-sites", "site_c", "--by-site", "--k", "2",
+            "--splits-out", str(tmp_path / "splits.csv"), "--folds-out", str(tmp_path / "f.json"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    images = pd.read_csv(cohort / "images.csv").drop_duplicates("patient_id")
+    site = dict(zip(images.patient_id, images.site, strict=True))
+    folds = read_folds(tmp_path / "f.json")
+    assert {site[p] for p in folds["0"]["apply"]} == {"site_a"}
+    assert {site[p] for p in folds["1"]["apply"]} == {"site_b"}
+    assert {site[p] for p in folds["final"]["apply"]} >= {"site_c"}

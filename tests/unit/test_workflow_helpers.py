@@ -113,6 +113,9 @@ def test_options_of_the_scripts():
         "--seed 7 --repeats 5 --holdout 0.25 --k 3 --stratify os_event"
     )
     assert options.fold_names(settings) == ["0", "1", "2", "final"]
+    by_site = {"folds": {"by": "site", "k": 2}}
+    assert options.folds_options(by_site, 7).endswith("--k 2 --by-site")
+    assert options.fold_names(by_site) == ["0", "1", "final"]
     assert options.fold_names({}) == ["0", "1", "2", "3", "4", "final"]
     assert options.survival_variants(settings) == ["raw", "combat", "permuted"]
     assert options.survival_variants({}) == ["raw"]

@@ -123,6 +123,8 @@ def folds_options(settings: Mapping, seed: int) -> str:
     ]
     if folds.get("k"):
         options.append(f"--k {folds['k']}")
+    if folds.get("by") == "site":
+        options.append("--by-site")
     if settings.get("stratify"):
         options.append(f"--stratify {settings['stratify']}")
     if settings.get("external_sites"):
