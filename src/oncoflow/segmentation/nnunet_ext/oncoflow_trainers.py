@@ -28,6 +28,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast, nn
 
 from oncoflow.metrics.classification import multiclass_metrics
+from oncoflow.segmentation.augment import CalibrationShiftTransform, calibration_half_widths
 from oncoflow.segmentation.multitask import (
     MultitaskNetwork,
     class_weights,
@@ -48,6 +49,7 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "final_validation": True,
     "plot_every": 1,
     "teacher_forcing_epochs": 0,
+    "intensity_shift_hu": 0.0,
 }
 """Production schedule (nnU-Net defaults + seed 001's phases); ``ONCOFLOW_TRAINER_SETTINGS``
 overrides any key. ``final_validation: false`` skips nnU-Net's own prediction of the validation
@@ -56,7 +58,9 @@ cases after training (oncoflow's predict rule predicts them anyway, with the hea
 epoch, ~0.7 s of matplotlib per epoch on a CPU). ``teacher_forcing_epochs: n``: for the first n
 epochs the head (``roi`` pooling) pools over the true lesion of each training patch instead of
 the network's own lesion probability, so it can learn the class before the segmentation finds the
-lesion (0, the default: never). The log prints the head's validation macro AUC every epoch."""
+lesion (0, the default: never). The log prints the head's validation macro AUC every epoch.
+``intensity_shift_hu: a``: every training sample's CT channels are offset by ``U(-a, a)`` HU
+(:mod:`oncoflow.segmentation.augment`, a scanner calibration offset; 0, the default: never)."""
 
 SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
 
@@ -148,6 +152,23 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
             self.inference_allowed_mirroring_axes = None
             return rotation, do_dummy_2d, initial_patch_size, None
         return values
+
+    def get_training_transforms(self, *args, **kwargs):
+        """nnU-Net's training transforms, then the scanner offset when the schedule sets one."""
+        transforms = super().get_training_transforms(*args, **kwargs)
+        widths = calibration_half_widths(
+            float(self.schedule["intensity_shift_hu"]),
+            self.configuration_manager.normalization_schemes,
+            self.plans_manager.foreground_intensity_properties_per_channel,
+        )
+        if not any(widths):
+            return transforms
+        self.print_to_log_file(
+            f"calibration offset augmentation: +-{self.schedule['intensity_shift_hu']} HU "
+            f"(+-{', '.join(f'{w:.3f}' for w in widths)} normalised units per channel)"
+        )
+        transforms.transforms.append(CalibrationShiftTransform(widths))
+        return transforms
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's final prediction of validation cases unless ``final_validation`` is off."""
