@@ -986,3 +986,30 @@ def test_resnet_trunk_equals_torchvisions(name):
     assert torch.equal(ours(x), reference(x))
     ours.eval(), reference.eval()
     assert torch.equal(ours(x), reference(x))
+
+
+def test_a_time_point_whose_mask_holds_no_lesion_gets_embedding_0_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from oncoflow.models.cnn_lstm import LesionSliceClassifier
+
+    rng = np.random.default_rng(3)
+    _write_npz(tmp_path / "P" / "0.npz", "P", 0, {"CT": _crops(rng, 3, 4, 0.5)})
+    _write_npz(tmp_path / "P" / "1.npz", "P", 1, {"CT": _crops(rng, 0, 4, 0.5)})  # empty mask
+    lesions = load_lesions(tmp_path / "P", ["CT"])
+    settings = train_pancreas.PancreasSettings(
+        stems=["CT"], extractor={"backbone": "resnet10", "embed_dim": 4, "input_size": 16}
+    )
+    torch.manual_seed(0)
+    extractor = LesionSliceClassifier(backbone="resnet10", embed_dim=4)
+    inputs = SimpleNamespace(lesions={"P": lesions})
+    with caplog.at_level("WARNING"):
+        out = train_pancreas.timepoint_vectors(extractor, inputs, settings, torch.device("cpu"))
+    assert "P time point 1: no lesion slice in CT (empty mask); image embedding 0" in caplog.text
+    first, second = out["P"][0], out["P"][1]
+    assert first.shape == second.shape  # one sequence of equal-length vectors
+    np.testing.assert_array_equal(second[:4], 0.0)
+    assert np.abs(first[:4]).sum() > 0
+    assert second[4] < first[4]  # the log lesion volume of an empty mask is the smaller one
