@@ -58,3 +58,21 @@ def test_lesion_descriptor_reads_every_stage_inside_the_lesion() -> None:
     assert out.shape == (1, 3 * (2 + 3))
     # finest stage: global mean 2.5, lesion mean 5, lesion SD 0
     assert torch.allclose(out[0, :6], torch.tensor([2.5, 2.5, 5.0, 5.0, 0.0, 0.0]), atol=1e-4)
+
+
+def test_the_contrast_part_cancels_an_offset_of_every_voxel() -> None:
+    import torch
+
+    from oncoflow.segmentation.multitask import lesion_descriptor
+
+    skips = [torch.full((1, 2, 8, 8, 8), 1.0)]
+    skips[0][:, :, :4] = 5.0  # lesion 5, surrounding organ 1
+    prob = torch.zeros(1, 1, 8, 8, 8)
+    prob[:, :, :4] = 1.0
+    surround = 1.0 - prob
+    out = lesion_descriptor(skips, prob, surround)
+    assert out.shape == (1, 4 * 2)
+    assert torch.allclose(out[0, 6:], torch.tensor([4.0, 4.0]), atol=1e-4)  # 5 - 1
+    shifted = lesion_descriptor([skips[0] + 30.0], prob, surround)
+    assert torch.allclose(shifted[0, 6:], out[0, 6:], atol=1e-3)  # the offset cancels
+    assert not torch.allclose(shifted[0, :6], out[0, :6])  # the other parts move with it

@@ -44,13 +44,17 @@ REFIT_STEPS = 100
 0.741 with bottleneck features on the demo's fold 0 (mean of 5 seeds; chosen there)."""
 
 
-def case_features(predictor, files: Sequence[tuple[str, Sequence[Path]]]) -> np.ndarray:
+def case_features(
+    predictor, files: Sequence[tuple[str, Sequence[Path]]], *, contrast: bool = False
+) -> np.ndarray:
     """The lesion descriptor of each case, averaged over its patches: ``(cases, features)``.
 
     Args:
         predictor: An initialised ``nnUNetPredictor`` of one fold
             (:func:`~oncoflow.segmentation.predict.load_predictor`).
         files: ``(case_id, channel files)`` per case.
+        contrast: Add the lesion-to-organ contrast part
+            (:meth:`~oncoflow.segmentation.multitask.MultitaskNetwork.collecting_features`).
     """
     import torch
 
@@ -59,7 +63,7 @@ def case_features(predictor, files: Sequence[tuple[str, Sequence[Path]]]) -> np.
     rows = []
     for i, (case, paths) in enumerate(files, start=1):
         data, properties = read_case(case, paths)
-        with predictor.network.collecting_features() as pooled:
+        with predictor.network.collecting_features(contrast) as pooled:
             predictor.predict_single_npy_array(data, properties, None, None, False)
         rows.append(torch.cat(pooled).mean(dim=0).numpy())
         if i % 20 == 0 or i == len(files):

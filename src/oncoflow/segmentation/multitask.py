@@ -122,6 +122,7 @@ class MultitaskNetwork(nn.Module):
         self.encoder_calls = 0
         self._collected: list[torch.Tensor] | None = None
         self._pooled: list[torch.Tensor] | None = None
+        self._contrast = False
 
     @property
     def encoder(self) -> nn.Module:
@@ -154,12 +155,27 @@ class MultitaskNetwork(nn.Module):
             logits = full.detach()[:, -1:] if self.sigmoid else full.detach()
             predicted = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)[:, -1:]
         if self._pooled is not None:
-            self._pooled.append(lesion_descriptor(skips, predicted).float().cpu())
+            surround = self.surround_probability(full, predicted) if self._contrast else None
+            self._pooled.append(lesion_descriptor(skips, predicted, surround).float().cpu())
         roi = None
         if self.head.pooling == "roi":
             prob = predicted if target is None else self.innermost_region(target, full.shape[1])
             roi = nn.functional.interpolate(prob, size=skips[-1].shape[2:], mode="area")
         return segmentation, self.head(skips[-1], roi)
+
+    def surround_probability(self, full: torch.Tensor, lesion: torch.Tensor) -> torch.Tensor | None:
+        """Probability of the tissue around the lesion: the organ without the lesion.
+
+        Region training (sigmoid outputs, outermost region first): ``max(p_outer - p_lesion, 0)``;
+        label training (softmax): the summed probability of the labels between background and
+        the lesion. ``None`` when the network segments one structure only.
+        """
+        logits = full.detach()
+        if logits.shape[1] < 2 or (not self.sigmoid and logits.shape[1] < 3):
+            return None
+        if self.sigmoid:
+            return (torch.sigmoid(logits[:, :1]) - lesion).clamp_min(0)
+        return torch.softmax(logits, 1)[:, 1:-1].sum(dim=1, keepdim=True)
 
     def innermost_region(
         self, target: torch.Tensor | Sequence[torch.Tensor], n_outputs: int
@@ -193,37 +209,55 @@ class MultitaskNetwork(nn.Module):
             self._collected = None
 
     @contextlib.contextmanager
-    def collecting_features(self) -> Iterator[list[torch.Tensor]]:
-        """Record the :func:`lesion_descriptor` of every patch forwarded in the block."""
-        self._pooled = []
+    def collecting_features(self, contrast: bool = False) -> Iterator[list[torch.Tensor]]:
+        """Record the :func:`lesion_descriptor` of every patch forwarded in the block.
+
+        ``contrast``: with the lesion's contrast to the surrounding organ as a fourth part per
+        stage (measured on leave-one-site-out validation, ``benchmarks/head_descriptor.py``: no
+        gain, so the refit head reads the three parts).
+        """
+        self._pooled, self._contrast = [], contrast
         try:
             yield self._pooled
         finally:
-            self._pooled = None
+            self._pooled, self._contrast = None, False
 
 
-def lesion_descriptor(skips: Sequence[torch.Tensor], prob: torch.Tensor) -> torch.Tensor:
-    """Multi-scale description of the predicted lesion: ``(batch, 3 * sum_s C_s)``.
+def lesion_descriptor(
+    skips: Sequence[torch.Tensor], prob: torch.Tensor, surround: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Multi-scale description of the predicted lesion: ``(batch, P * sum_s C_s)``.
 
     For every encoder stage ``s`` (features ``f`` with ``C_s`` channels) and the network's own
     lesion probability ``p`` resampled to that stage's grid (area averaging): the global mean of
     ``f``, its lesion-weighted mean ``m = sum_v p_v f_v / (sum_v p_v + eps)`` and its
-    lesion-weighted standard deviation ``sqrt(sum_v p_v (f_v - m)^2 / (sum_v p_v + eps))``. The
-    fine stages keep the lesion's texture and edge, which the bottleneck (1/8 of the input
-    resolution on the demo) has averaged away; the SD is the heterogeneity a radiologist reads.
+    lesion-weighted standard deviation ``sqrt(sum_v p_v (f_v - m)^2 / (sum_v p_v + eps))``
+    (``P = 3``). The fine stages keep the lesion's texture and edge, which the bottleneck (1/8 of
+    the input resolution on the demo) has averaged away; the SD is the heterogeneity a
+    radiologist reads. With ``surround`` (the probability of the organ around the lesion,
+    :meth:`MultitaskNetwork.surround_probability`) a fourth part, the contrast ``m - m_s`` with
+    ``m_s`` the surround-weighted mean (``P = 4``): at the finest stage, nearly linear in the
+    intensities, a scanner's calibration offset cancels in it.
 
     Args:
         skips: Encoder outputs, finest first, each ``(batch, C_s, *spatial_s)``.
         prob: Lesion probability ``(batch, 1, *spatial)`` at the input resolution.
+        surround: Surrounding-organ probability, same shape, or ``None``.
     """
+
+    def weighted_mean(flat: torch.Tensor, p: torch.Tensor, size) -> tuple[torch.Tensor, ...]:
+        weight = nn.functional.interpolate(p, size=size, mode="area").flatten(2)
+        total = weight.sum(dim=2) + 1e-6
+        return (flat * weight).sum(dim=2) / total, weight, total
+
     parts = []
     for features in skips:
-        weight = nn.functional.interpolate(prob, size=features.shape[2:], mode="area").flatten(2)
         flat = features.detach().flatten(2)
-        total = weight.sum(dim=2) + 1e-6
-        mean = (flat * weight).sum(dim=2) / total
+        mean, weight, total = weighted_mean(flat, prob, features.shape[2:])
         spread = ((flat - mean[..., None]) ** 2 * weight).sum(dim=2) / total
         parts += [flat.mean(dim=2), mean, spread.clamp_min(0).sqrt()]
+        if surround is not None:
+            parts.append(mean - weighted_mean(flat, surround, features.shape[2:])[0])
     return torch.cat(parts, dim=1)
 
 
