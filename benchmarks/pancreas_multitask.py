@@ -21,9 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +99,19 @@ def _chain_seconds(workdir: Path) -> dict[str, float]:
     return out
 
 
+def wall_from_log(workdir: Path) -> float | None:
+    """Wall seconds of the last Snakemake run in ``workdir`` (for ``--from``).
+
+    From the start in its log's file name to the log's last write.
+    """
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        return None
+    start = datetime.strptime(logs[-1].name.split(".")[0], "%Y-%m-%dT%H%M%S")
+    end = datetime.fromtimestamp(logs[-1].stat().st_mtime)
+    return round((end - start).total_seconds(), 1)
+
+
 def collect(workdir: Path) -> dict[str, Any]:
     """The figures of one results tree."""
     root = workdir / "results" / STUDY
@@ -112,7 +127,9 @@ def collect(workdir: Path) -> dict[str, Any]:
         if path.is_file():
             models[model] = _classification(json.loads(path.read_text()))
     config = yaml.safe_load((REPO / "config/demo-full.yaml").read_text())
+    splits = pd.read_csv(root / "splits.csv")["split"].value_counts()
     return {
+        "patients": {str(k): int(v) for k, v in sorted(splits.items())},
         "dice": dice,
         "subtype": models,
         "oracle": oracle["subtype"],
@@ -140,6 +157,11 @@ def table(result: dict[str, Any]) -> str:
         "| model | split | whole pancreas Dice | lesion Dice | subtype macro AUC | macro-F1 |",
         "|---|---|---|---|---|---|",
     ]
+    if result.get("patients"):
+        counts = ", ".join(f"{k} {v}" for k, v in result["patients"].items())
+        lines[0] += f" Patients: {counts}."
+    if result.get("wall_s"):
+        lines[0] += f" Wall time of the chain on 2 cores: {result['wall_s'] / 60:.0f} min."
     dice = result["dice"]
     regions = ["whole_pancreas", "lesion"]
     for model, splits in result["subtype"].items():
@@ -159,6 +181,44 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seeds_table(results: list[dict[str, Any]]) -> str:
+    """One row per other seed: test figures of the nnU-Net, the baselines and the control."""
+    lines = [
+        "Other demo seeds (nothing was chosen on them; `python benchmarks/pancreas_multitask.py "
+        "--seed S`, `benchmarks/pancreas_multitask_<S>.json`), test figures:",
+        "",
+        "| seed | patients | split | lesion Dice | nnunet macro AUC | nnunet macro-F1 "
+        "| baseline_lesion macro AUC | permuted macro AUC | oracle macro AUC / macro-F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        subtype = result["subtype"]
+        n = sum(result.get("patients", {}).values()) or "-"
+        oracle = result["oracle"]
+        for split in SPLITS[1:]:
+            nnunet = subtype.get("nnunet", {}).get(split, {})
+            lesion = _cell(result["dice"]["lesion"].get(split))
+            lines.append(
+                f"| {result['seed']} | {n} | {split} | {lesion} "
+                f"| {_cell(nnunet.get('auc_macro'))} | {_cell(nnunet.get('f1_macro'))} "
+                f"| {_cell(subtype.get('baseline_lesion', {}).get(split, {}).get('auc_macro'))} "
+                f"| {_cell(subtype.get('permuted', {}).get(split, {}).get('auc_macro'))} "
+                f"| {oracle['value']:.3f} / {oracle['value_macro_f1']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def readme_text(readme_result: dict[str, Any]) -> str:
+    """The README block: the repository's seed in full, then every other committed seed."""
+    others = []
+    for path in sorted(HERE.glob("pancreas_multitask_*.json")):
+        other = json.loads(path.read_text())
+        if other["seed"] != README_SEED:
+            others.append(other)
+    text = table(readme_result)
+    return f"{text}\n\n{seeds_table(others)}" if others else text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run or collect, write the JSON and render the README table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = None
         if args.source is not None:
             workdir = args.source
+            wall = wall_from_log(workdir)
         else:
             workdir = args.keep or Path(tempfile.mkdtemp(prefix="pancreas_multitask_"))
             workdir.mkdir(parents=True, exist_ok=True)
@@ -182,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out}")
     result = json.loads(out.read_text())
     print(table(result))
-    if args.seed == README_SEED:
-        replace_block(REPO / "README.md", "pancreas_multitask", table(result))
+    readme_seed = json.loads((HERE / f"pancreas_multitask_{README_SEED}.json").read_text())
+    replace_block(REPO / "README.md", "pancreas_multitask", readme_text(readme_seed))
     return 0
 
 
