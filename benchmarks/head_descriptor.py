@@ -30,6 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
 
+sys.path.insert(0, str(HERE))
+
+from readme_block import replace_block  # noqa: E402
+
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
 from oncoflow.segmentation.frozen_head import (  # noqa: E402
     _fold_files,
@@ -95,15 +99,41 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     return out
 
 
+def table(result: dict[str, Any]) -> str:
+    """The README block: mean validation macro AUC of each descriptor per network."""
+    trees = result["trees"]
+    lines = [
+        f"Refit-head descriptor on the same validation cases (fold {result['fold']}, "
+        f"`python benchmarks/head_descriptor.py --seed {result['seed']} <trees>`, "
+        f"`benchmarks/head_descriptor_{result['seed']}.json`; mean of {SEEDS} head "
+        "initialisations):",
+        "",
+        "| network (results tree) | " + " | ".join(VARIANTS) + " |",
+        "|---|" + "---|" * len(VARIANTS),
+    ]
+    for name, tree in trees.items():
+        cells = " | ".join(f"{tree[v]['auc_macro_mean']:.3f}" for v in VARIANTS)
+        lines.append(f"| {name} | {cells} |")
+    lines += ["", f"Contrast part kept: {'yes' if result['keep_contrast'] else 'no'}."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Probe each tree, apply the rule, write ``head_descriptor_<seed>.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", type=Path, nargs="+", help="results trees (--directory)")
+    parser.add_argument("trees", type=Path, nargs="*", help="results trees (--directory)")
     parser.add_argument("--seed", type=int, required=True, help="the trees' demo seed")
     parser.add_argument("--fold", type=int, default=0, help="trained fold (default 0)")
     parser.add_argument("--hidden", type=int, default=64, help="head width (config head.hidden)")
     parser.add_argument("--dropout", type=float, default=0.3, help="head dropout")
+    parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     args = parser.parse_args(argv)
+    out = HERE / f"head_descriptor_{args.seed}.json"
+    if args.render_only:
+        replace_block(REPO / "README.md", "head_descriptor", table(json.loads(out.read_text())))
+        return 0
+    if not args.trees:
+        parser.error("give at least one results tree")
     if args.seed == 20261123:
         parser.error("the README's seed is not a development seed")
     trees = {tree.name: probe(tree, args.fold, args.hidden, args.dropout) for tree in args.trees}
@@ -112,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in trees.values()
     )
     result = {"seed": args.seed, "fold": args.fold, "trees": trees, "keep_contrast": keep}
-    out = HERE / f"head_descriptor_{args.seed}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
+    replace_block(REPO / "README.md", "head_descriptor", table(result))
     for name, tree in trees.items():
         print(name, {v: tree[v]["auc_macro_mean"] for v in VARIANTS})
     print(f"keep the contrast part: {keep} -> {out}")

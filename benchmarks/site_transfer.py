@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(HERE))
 
-from pancreas_multitask import MODELS, STUDY, _head_auc, _interval  # noqa: E402
+from pancreas_multitask import MODELS, STUDY, _cell, _head_auc, _interval  # noqa: E402
+from readme_block import replace_block  # noqa: E402
 
 OTHERS = (
     "pancreas_progression",
@@ -119,6 +120,31 @@ def choose(candidates: dict[str, dict[str, Any]]) -> str:
     return chosen
 
 
+def table(result: dict[str, Any]) -> str:
+    """The README block: one row per candidate offset (validation figures only)."""
+    lines = [
+        f"Leave-one-site-out validation, development seed {result['seed']} "
+        f"({result['patients']} patients; {result['folds']}), `python benchmarks/site_transfer.py "
+        f"--seed {result['seed']} --shifts {','.join(result['candidates'])}` "
+        f"(`benchmarks/site_transfer_{result['seed']}.json`):",
+        "",
+        "| intensity_shift_hu | whole pancreas Dice | lesion Dice | subtype macro AUC (refit head) "
+        "| macro-F1 | baseline_lesion macro AUC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for shift, c in result["candidates"].items():
+        subtype = c["subtype"]
+        lines.append(
+            f"| {shift} | {_cell(c['dice'].get('whole_pancreas'))}"
+            f" | {_cell(c['dice'].get('lesion'))}"
+            f" | {_cell(subtype['nnunet']['auc_macro'])} | {_cell(subtype['nnunet']['f1_macro'])}"
+            f" | {_cell(subtype.get('baseline_lesion', {}).get('auc_macro'))} |"
+        )
+    chosen = f"`intensity_shift_hu: {result['chosen_shift_hu']:g}`"
+    lines += ["", f"Chosen by the rule in the script's docstring: {chosen}."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run (or collect) the candidates, apply the rule, write ``site_transfer_<seed>.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=1, help="cores per candidate (run at once)")
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--from", dest="source", type=Path, default=None, help="collect only")
+    parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     args = parser.parse_args(argv)
+    out = HERE / f"site_transfer_{args.seed}.json"
+    if args.render_only:
+        replace_block(REPO / "README.md", "site_transfer", table(json.loads(out.read_text())))
+        return 0
     if args.seed == 20261123:
         parser.error("the README's seed is not a development seed")
     shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
@@ -160,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": candidates,
         "chosen_shift_hu": float(choose(candidates)),
     }
-    out = HERE / f"site_transfer_{args.seed}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
+    replace_block(REPO / "README.md", "site_transfer", table(result))
     print(
         json.dumps(
             {s: {"dice": c["dice"], "subtype": c["subtype"]} for s, c in candidates.items()},
