@@ -170,7 +170,10 @@ def test_classification_sections_have_roc_calibration_confusion_with_axis_labels
         assert set(pngs) == {f"liver_response_{n}" for n, v in names.items() if v}, kind
         assert html.count("<img ") == html.count("<figcaption>") == len(pngs)
         if kind == "multiclass":
-            assert "most probable class" in html
+            model = next(iter(metrics["models"].values()))
+            weights = next(iter(model.values()))["decision"]
+            shown = ", ".join(f"{w:.2f}" for w in weights["weights"])
+            assert f"argmax of class weights ({shown}) x probability, fitted on validation" in html
             assert "auc_macro" in html
         else:
             assert "Youden" in html

@@ -281,11 +281,7 @@ def _classification_figures(
             pngs[name] = figures.confusion_figure(
                 test["confusion"], classes, f"{label}, {target}, test"
             )
-            rule = (
-                f"threshold {entry['threshold']:.3g} from {entry.get('threshold_from')}"
-                if "threshold" in entry
-                else "most probable class"
-            )
+            rule = confusion_rule(entry)
             caption = (
                 f"{study}, {target}: confusion matrix of {label} on the pooled test splits "
                 f"(rows: true class; prediction: {rule})."
@@ -293,6 +289,20 @@ def _classification_figures(
             parts.append(figure_html(pngs[name], caption, f"confusion matrix {target}"))
         return parts
     return []
+
+
+def confusion_rule(entry: Mapping[str, Any]) -> str:
+    """How the test rows' predicted class was made (caption of a confusion matrix)."""
+    if "threshold" in entry:
+        return f"threshold {entry['threshold']:.3g} from {entry.get('threshold_from')}"
+    decision = entry.get("decision") or {}
+    weights = decision.get("weights")
+    if decision.get("rule") == "macro_f1" and isinstance(weights, list):
+        shown = ", ".join(f"{w:.2f}" for w in weights)
+        return f"argmax of class weights ({shown}) x probability, fitted on validation for macro F1"
+    if decision.get("rule") == "macro_f1":
+        return "class-weighted argmax fitted on validation for macro F1 (one rule per run)"
+    return "most probable class"
 
 
 def ladder_rows(
