@@ -41,22 +41,41 @@ SPLITS = ("validation", "internal_test", "external_test")
 MODELS = ("nnunet", "baseline_size", "baseline_lesion", "permuted")
 
 
-def run_chain(workdir: Path, seed: int, cores: int) -> float:
-    """Run the study's chain at science scale in ``workdir``; return the wall seconds."""
-    others = ["pancreas_progression", "net_survival", "lung_synthesis", "liver_response"]
-    only = {
-        "demo": {"seed": seed},
-        "studies": {name: {"enabled": False} for name in [*others, "nsclc_mmdls"]},
-    }
-    (workdir / "only.yaml").write_text(yaml.safe_dump(only))
+OTHER_STUDIES = (
+    "pancreas_progression",
+    "net_survival",
+    "lung_synthesis",
+    "liver_response",
+    "nsclc_mmdls",
+)
+"""The studies a pancreas_multitask run turns off."""
+
+
+def run_workflow(workdir: Path, overlay: dict[str, Any], cores: int, name: str) -> float:
+    """Snakemake at science scale in ``workdir`` with ``overlay`` merged last; wall seconds.
+
+    The overlay is written to ``workdir/<name>`` (config.yaml, then config/demo-full.yaml, then
+    it), and Snakemake's output to ``workdir/snakemake.log``.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / name).write_text(yaml.safe_dump(overlay))
     configs = [str(REPO / "config.yaml"), str(REPO / "config/demo-full.yaml")]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
     command += ["--directory", str(workdir), "--cores", str(cores)]
-    command += ["--configfile", *configs, str(workdir / "only.yaml")]
+    command += ["--configfile", *configs, str(workdir / name)]
     start = time.perf_counter()
     with (workdir / "snakemake.log").open("w") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
     return time.perf_counter() - start
+
+
+def run_chain(workdir: Path, seed: int, cores: int) -> float:
+    """Run the study's chain at science scale in ``workdir``; return the wall seconds."""
+    only = {
+        "demo": {"seed": seed},
+        "studies": {name: {"enabled": False} for name in OTHER_STUDIES},
+    }
+    return run_workflow(workdir, only, cores, "only.yaml")
 
 
 def _interval(entry: dict[str, Any]) -> dict[str, float]:

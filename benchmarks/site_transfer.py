@@ -22,29 +22,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(HERE))
 
-from pancreas_multitask import MODELS, STUDY, _cell, _head_auc, _interval  # noqa: E402
-from readme_block import replace_block  # noqa: E402
-
-OTHERS = (
-    "pancreas_progression",
-    "net_survival",
-    "lung_synthesis",
-    "liver_response",
-    "nsclc_mmdls",
+from pancreas_multitask import (  # noqa: E402
+    MODELS,
+    OTHER_STUDIES,
+    STUDY,
+    _cell,
+    _head_auc,
+    _interval,
+    run_workflow,
 )
+from readme_block import replace_block  # noqa: E402
 
 
 def overlay(seed: int, patients: int, shift: float) -> dict[str, Any]:
@@ -52,7 +48,7 @@ def overlay(seed: int, patients: int, shift: float) -> dict[str, Any]:
     return {
         "demo": {"seed": seed, "study_patients": {STUDY: patients}},
         "studies": {
-            **{name: {"enabled": False} for name in OTHERS},
+            **{name: {"enabled": False} for name in OTHER_STUDIES},
             STUDY: {
                 "folds": {"by": "site", "k": 2},
                 "negative_control": False,
@@ -64,16 +60,7 @@ def overlay(seed: int, patients: int, shift: float) -> dict[str, Any]:
 
 def run_candidate(workdir: Path, seed: int, patients: int, shift: float, cores: int) -> float:
     """Run the study's chain for one offset in ``workdir``; return the wall seconds."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "candidate.yaml").write_text(yaml.safe_dump(overlay(seed, patients, shift)))
-    configs = [str(REPO / "config.yaml"), str(REPO / "config/demo-full.yaml")]
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-    command += ["--directory", str(workdir), "--cores", str(cores)]
-    command += ["--configfile", *configs, str(workdir / "candidate.yaml")]
-    start = time.perf_counter()
-    with (workdir / "snakemake.log").open("w") as log:
-        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start
+    return run_workflow(workdir, overlay(seed, patients, shift), cores, "candidate.yaml")
 
 
 def validation_figures(workdir: Path) -> dict[str, Any]:
