@@ -147,20 +147,29 @@ def _scores(
 
 
 def _fold_rows(
-    data: _Data, spec: BaselineSpec, target: Target, fold: str, fit: list[str], apply: list[str]
-) -> pd.DataFrame:
-    """Fit on ``fit`` patients; predict ``apply`` patients (rows with their labels)."""
+    data: _Data,
+    spec: BaselineSpec,
+    target: Target,
+    fold: str,
+    fit: list[str],
+    applies: Sequence[list[str]],
+) -> list[pd.DataFrame]:
+    """Fit once on ``fit`` patients; predict each patient list of ``applies`` (with labels)."""
     labels = _labels(data, target)
     patient = labels.index.get_level_values("patient_id")
-    fit_rows, apply_rows = labels[patient.isin(fit)], labels[patient.isin(apply)]
+    fit_rows = labels[patient.isin(fit)]
     encoder = TabularEncoder().fit(data.design.loc[fit_rows.index])
     fitted = _fit(target, encoder.transform(data.design.loc[fit_rows.index]), fit_rows, spec.seed)
     data.fits.append({"fold": fold, "target": target.name, "n_fit": len(fit_rows),
                       "columns": encoder.columns_, **fitted.summary()})  # fmt: skip
-    scores = _scores(target, fitted, encoder.transform(data.design.loc[apply_rows.index]),
-                     spec.horizons)  # fmt: skip
-    rows = apply_rows.reset_index()
-    return pd.concat([rows, scores], axis=1).assign(target=target.name)
+    out = []
+    for apply in applies:
+        apply_rows = labels[patient.isin(apply)]
+        scores = _scores(target, fitted, encoder.transform(data.design.loc[apply_rows.index]),
+                         spec.horizons)  # fmt: skip
+        rows = apply_rows.reset_index()
+        out.append(pd.concat([rows, scores], axis=1).assign(target=target.name))
+    return out
 
 
 def train_baseline(
@@ -186,14 +195,16 @@ def train_baseline(
     for target in data.targets:
         for fold in numbered:
             members = fold_map[fold]
-            parts.append(_fold_rows(data, spec, target, fold, members["fit"], members["apply"])
-                         .assign(split="validation", fold=fold))  # fmt: skip
-            if spec.protocol == "ensemble" and test:
-                parts.append(_fold_rows(data, spec, target, fold, members["fit"], test)
-                             .assign(fold=fold))  # fmt: skip
+            ensemble = spec.protocol == "ensemble" and bool(test)
+            applies = [members["apply"], test] if ensemble else [members["apply"]]
+            rows = _fold_rows(data, spec, target, fold, members["fit"], applies)
+            parts.append(rows[0].assign(split="validation", fold=fold))
+            if ensemble:  # the same fold model scores the test patients (mean over folds below)
+                parts.append(rows[1].assign(fold=fold))
         if test and spec.protocol == "final":
             final = fold_map["final"]["fit"]
-            parts.append(_fold_rows(data, spec, target, "final", final, test).assign(fold="final"))
+            rows = _fold_rows(data, spec, target, "final", final, [test])
+            parts.append(rows[0].assign(fold="final"))
     predictions = pd.concat(parts, ignore_index=True)
     predictions["patient_id"] = predictions["patient_id"].astype(str)
     test_split = predictions["patient_id"].map(data.split)
