@@ -227,3 +227,32 @@ def test_teacher_forcing_pools_over_the_true_lesion_of_the_target():
     region = net.innermost_region([labels], 3)
     assert region.shape == (2, 1, 16, 16, 16)
     assert region.sum() == 2 * 4**3
+
+
+def test_features_with_the_contrast_part_and_the_surrounding_organ():
+    torch.manual_seed(4)
+    net = MultitaskNetwork(_base(deep_supervision=False), n_classes=3, hidden=8, pooling="roi")
+    net.eval()
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad(), net.collecting_features() as plain:
+        net(x)
+    with torch.no_grad(), net.collecting_features(contrast=True) as contrasted:
+        net(x)
+    assert plain[0].shape == (1, 3 * (4 + 8 + 16))
+    assert contrasted[0].shape == (1, 4 * (4 + 8 + 16))
+    assert net._pooled is None  # nothing recorded outside the block
+    assert net._contrast is False
+    # region outputs (sigmoid, outermost first): organ minus lesion, never negative
+    full = torch.tensor([2.0, -1.0]).view(1, 2, 1, 1, 1).expand(1, 2, 2, 2, 2)
+    lesion = torch.sigmoid(full[:, 1:])
+    surround = net.surround_probability(full, lesion)
+    assert torch.allclose(
+        surround, torch.sigmoid(torch.tensor(2.0)) - torch.sigmoid(torch.tensor(-1.0))
+    )
+    assert net.surround_probability(full[:, :1], lesion) is None  # one structure only
+    # label outputs (softmax): the labels between background and the lesion
+    net.sigmoid = False
+    logits = torch.randn(1, 3, 2, 2, 2)
+    expected = torch.softmax(logits, 1)[:, 1:2]
+    assert torch.allclose(net.surround_probability(logits, expected), expected)
+    assert net.surround_probability(logits[:, :2], expected) is None
