@@ -180,7 +180,7 @@ def table(result: dict[str, Any]) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in result["patients"].items())
         lines[0] += f" Patients: {counts}."
     if result.get("wall_s"):
-        lines[0] += f" Wall time of the chain on 2 cores: {result['wall_s'] / 60:.0f} min."
+        lines[0] += f" Wall time of the chain: {result['wall_s'] / 60:.0f} min."
     dice = result["dice"]
     regions = ["whole_pancreas", "lesion"]
     for model, splits in result["subtype"].items():
