@@ -39,6 +39,8 @@ README_SEED = 20261123
 """The repository's demo seed: its figures are the README's."""
 SPLITS = ("validation", "internal_test", "external_test")
 MODELS = ("nnunet", "baseline_size", "baseline_lesion", "permuted")
+PAIRED = ("estimate", "ci_low", "ci_high", "p_value")
+"""nnunet minus a baseline, paired on the test patients (macro AUC, comparisons.json)."""
 
 
 OTHER_STUDIES = (
@@ -147,8 +149,15 @@ def collect(workdir: Path) -> dict[str, Any]:
             models[model] = _classification(json.loads(path.read_text()))
     config = yaml.safe_load((REPO / "config/demo-full.yaml").read_text())
     splits = pd.read_csv(root / "splits.csv")["split"].value_counts()
+    comparisons = json.loads((root / "evaluate/comparisons.json").read_text())["comparisons"]
+    paired = {
+        row["b"].split("/")[0]: {k: round(float(row[k]), 4) for k in PAIRED}
+        for row in comparisons
+        if row["a"].split("/")[0] == "nnunet" and row["b"].split("/")[0] in MODELS
+    }
     return {
         "patients": {str(k): int(v) for k, v in sorted(splits.items())},
+        "paired_test": paired,
         "dice": dice,
         "subtype": models,
         "oracle": oracle["subtype"],
@@ -193,6 +202,15 @@ def table(result: dict[str, Any]) -> str:
                 f"| {model}{runs} | {split} | {seg[0]} | {seg[1]} | "
                 f"{_cell(splits[split]['auc_macro'])} | {_cell(splits[split]['f1_macro'])} |"
             )
+    paired = result.get("paired_test", {})
+    if paired:
+        parts = [
+            f"{name} {v['estimate']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] "
+            f"(p {v['p_value']:.3g})"
+            for name, v in paired.items()
+        ]
+        lines += ["", "nnunet minus baseline, subtype macro AUC paired on the test patients: "
+                  + "; ".join(parts) + "."]  # fmt: skip
     seconds = result.get("chain_seconds", {})
     if seconds:
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
