@@ -116,6 +116,8 @@ def test_options_of_the_scripts():
     by_site = {"folds": {"by": "site", "k": 2}}
     assert options.folds_options(by_site, 7).endswith("--k 2 --by-site")
     assert options.fold_names(by_site) == ["0", "1", "final"]
+    with pytest.raises(ValueError, match="by: site} needs k"):
+        options.fold_names({"folds": {"by": "site"}})
     assert options.fold_names({}) == ["0", "1", "2", "3", "4", "final"]
     assert options.survival_variants(settings) == ["raw", "combat", "permuted"]
     assert options.survival_variants({}) == ["raw"]

@@ -133,8 +133,15 @@ def folds_options(settings: Mapping, seed: int) -> str:
 
 
 def fold_names(settings: Mapping) -> list[str]:
-    """Fold keys of a study's folds.json: ``0`` .. ``n-1`` and ``final``."""
+    """Fold keys of a study's folds.json: ``0`` .. ``n-1`` and ``final``.
+
+    Raises:
+        ValueError: Leave-one-site-out folds (``by: site``) without ``k``.
+    """
     folds = settings.get("folds", {})
+    if folds.get("by") == "site" and not folds.get("k"):
+        msg = "folds: {by: site} needs k, the number of training sites (e.g. {by: site, k: 2})"
+        raise ValueError(msg)
     n = folds.get("k") or folds.get("repeats", 5)
     return [str(i) for i in range(n)] + ["final"]
 
