@@ -13,15 +13,25 @@ splits are predicted by the chain but never read.
 Rule fixed before the runs: adopt the largest candidate whose validation subtype macro AUC is
 higher than with no offset and whose lesion Dice is not lower by more than 0.02.
 
+``--candidates`` compares scanner augmentations instead, each a ``+``-joined list of ``shift<HU>``,
+``blur<mm>``, ``noise<HU>`` (``intensity_shift_hu``, ``scanner_blur_mm``, ``scanner_noise_hu``)
+or ``none`` (the reference, first), on the fold given by ``--fold``: fold 1 fits on site_a and
+validates on site_b, whose scanner is noisier, blurrier and offset by +28 HU (the direction of the
+external site, which is noisier and blurrier than both training sites). Same rule: the last
+candidate with a higher validation macro AUC than the reference and a lesion Dice not lower by
+more than 0.02 is adopted. The baselines' figures are those of the same fold.
+
 Usage:
     python benchmarks/site_transfer.py --seed 31 --shifts 0,30 [--patients 120] [--cores 2]
     python benchmarks/site_transfer.py --seed 31 --shifts 0,30 --from DIR   # collect only
+    python benchmarks/site_transfer.py --seed 31 --fold 1 --candidates none,shift30+blur1.75+noise18
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,9 +52,30 @@ from pancreas_multitask import (  # noqa: E402
 )
 from readme_block import replace_block  # noqa: E402
 
+METRICS = ("auc_macro", "f1_macro")
+SETTINGS = {"shift": "intensity_shift_hu", "blur": "scanner_blur_mm", "noise": "scanner_noise_hu"}
+"""Candidate spec prefix -> trainer setting (``--candidates``)."""
 
-def overlay(seed: int, patients: int, shift: float) -> dict[str, Any]:
+
+def trainer_settings(spec: str) -> dict[str, float]:
+    """Trainer settings of a ``--candidates`` spec, e.g. ``shift30+noise18`` (``none``: {})."""
+    if spec == "none":
+        return {}
+    out = {}
+    for part in spec.split("+"):
+        match = re.fullmatch(r"(shift|blur|noise)([0-9.]+)", part)
+        if match is None:
+            msg = f"candidate {spec!r}: {part!r} is not shift<HU>, blur<mm> or noise<HU>"
+            raise ValueError(msg)
+        out[SETTINGS[match.group(1)]] = float(match.group(2))
+    return out
+
+
+def overlay(
+    seed: int, patients: int, shift: float, *, fold: int = 0, extra: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Config merged over config.yaml + config/demo-full.yaml for one candidate."""
+    trainer = {"intensity_shift_hu": shift, **(extra or {})}
     return {
         "demo": {"seed": seed, "study_patients": {STUDY: patients}},
         "studies": {
@@ -52,19 +83,23 @@ def overlay(seed: int, patients: int, shift: float) -> dict[str, Any]:
             STUDY: {
                 "folds": {"by": "site", "k": 2},
                 "negative_control": False,
-                "nnunet": {"trainer": {"intensity_shift_hu": shift}},
+                "nnunet": {"trainer": trainer, "folds": [fold]},
             },
         },
     }
 
 
-def run_candidate(workdir: Path, seed: int, patients: int, shift: float, cores: int) -> float:
-    """Run the study's chain for one offset in ``workdir``; return the wall seconds."""
-    return run_workflow(workdir, overlay(seed, patients, shift), cores, "candidate.yaml")
+def run_candidate(workdir: Path, config: dict[str, Any], cores: int) -> float:
+    """Run the study's chain for one candidate in ``workdir``; return the wall seconds."""
+    return run_workflow(workdir, config, cores, "candidate.yaml")
 
 
-def validation_figures(workdir: Path) -> dict[str, Any]:
-    """Validation-only figures of one results tree (the test entries are never read)."""
+def validation_figures(workdir: Path, fold: int = 0) -> dict[str, Any]:
+    """Validation-only figures of one results tree (the test entries are never read).
+
+    The nnU-Net is trained on ``fold`` only, so its pooled validation rows are that fold's; the
+    baselines fit every fold, and with ``fold`` > 0 their entry is that fold's point value.
+    """
     root = workdir / "results" / STUDY
     nnunet = json.loads((root / "evaluate/nnunet/metrics.json").read_text())
     dice = {
@@ -79,24 +114,33 @@ def validation_figures(workdir: Path) -> dict[str, Any]:
             continue
         entry = next(iter(json.loads(path.read_text())["models"].values()))["subtype"]
         pooled = entry["validation"]["pooled"]
+        if fold and model != "nnunet":
+            one = entry["validation"]["per_fold"][str(fold)]
+            subtype[model] = {m: {"value": round(float(one[m]), 4)} for m in METRICS}
+            continue
         subtype[model] = {m: _interval(pooled[m]) for m in ("auc_macro", "f1_macro")}
     folds = json.loads((root / "folds.json").read_text())["folds"]
     return {
         "dice": dice,
         "subtype": subtype,
         "head_validation_auc_per_epoch": _head_auc(workdir),
-        "n_fit": len(folds["0"]["fit"]),
-        "n_validation": len(folds["0"]["apply"]),
+        "n_fit": len(folds[str(fold)]["fit"]),
+        "n_validation": len(folds[str(fold)]["apply"]),
     }
 
 
-def choose(candidates: dict[str, dict[str, Any]]) -> str:
-    """The rule in the module docstring; returns the chosen offset's key."""
-    base = candidates["0"]
-    chosen = "0"
-    for key, figures in sorted(candidates.items(), key=lambda kv: float(kv[0])):
-        if key == "0":
-            continue
+def choose(candidates: dict[str, dict[str, Any]], order: list[str] | None = None) -> str:
+    """The rule in the module docstring; returns the chosen candidate's key.
+
+    ``order``: the candidates in the order given (``--candidates``), the reference first;
+    ``None``: offsets ``--shifts``, reference ``"0"``, by increasing offset.
+    """
+    order = order or sorted(candidates, key=float)
+    reference = order[0]
+    base = candidates[reference]
+    chosen = reference
+    for key in order[1:]:
+        figures = candidates[key]
         auc = figures["subtype"]["nnunet"]["auc_macro"]["value"]
         dice = figures["dice"]["lesion"]["value"]
         if (
@@ -132,42 +176,115 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _point(entry: dict[str, float] | None) -> str:
+    """A figure with its CI when it has one (a baseline's single-fold value has none)."""
+    if entry and "ci_low" not in entry:
+        return f"{entry['value']:.3f}"
+    return _cell(entry)
+
+
+def candidates_table(result: dict[str, Any]) -> str:
+    """The README block of a ``--candidates`` comparison (validation figures only)."""
+    lines = [
+        f"Leave-one-site-out validation, development seed {result['seed']} "
+        f"({result['patients']} patients; {result['folds']}), `python benchmarks/site_transfer.py "
+        f"--seed {result['seed']} --fold {result['fold']} --candidates "
+        f"{','.join(result['candidates'])}` "
+        f"(`benchmarks/site_transfer_{result['seed']}_fold{result['fold']}.json`):",
+        "",
+        "| trainer augmentation | whole pancreas Dice | lesion Dice "
+        "| subtype macro AUC (refit head) | macro-F1 | baseline_lesion macro AUC (same fold) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in result["candidates"].values():
+        subtype = c["subtype"]
+        settings = ", ".join(f"{k}: {v:g}" for k, v in c["settings"].items()) or "none"
+        lines.append(
+            f"| {settings} | {_cell(c['dice'].get('whole_pancreas'))}"
+            f" | {_cell(c['dice'].get('lesion'))}"
+            f" | {_cell(subtype['nnunet']['auc_macro'])} | {_cell(subtype['nnunet']['f1_macro'])}"
+            f" | {_point(subtype.get('baseline_lesion', {}).get('auc_macro'))} |"
+        )
+    lines += ["", f"Chosen by the rule in the script's docstring: `{result['chosen']}`."]
+    return "\n".join(lines)
+
+
+def _run_all(root: Path, configs: dict[str, dict[str, Any]], cores: int) -> dict[str, float]:
+    """Run every candidate side by side (``root/<prefix>_<key>``); wall seconds per key."""
+    with ThreadPoolExecutor(max_workers=len(configs)) as pool:
+        futures = {k: pool.submit(run_candidate, root / k, c, cores) for k, c in configs.items()}
+        return {k: round(f.result(), 1) for k, f in futures.items()}
+
+
+def augmentations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--candidates``: compare scanner augmentations on ``--fold``'s validation patients."""
+    specs = [s.strip() for s in args.candidates.split(",") if s.strip()]
+    if specs[0] != "none":
+        parser.error("--candidates must start with none (the reference)")
+    settings = {spec: trainer_settings(spec) for spec in specs}
+    root = args.source or args.keep or Path(f"/tmp/site_transfer_{args.seed}_fold{args.fold}")
+    walls: dict[str, float | None] = dict.fromkeys(specs)
+    if args.source is None:
+        configs = {
+            spec: overlay(args.seed, args.patients, 0.0, fold=args.fold, extra=settings[spec])
+            for spec in specs
+        }
+        walls = _run_all(root, configs, args.cores)
+    candidates = {s: validation_figures(root / s, args.fold) for s in specs}
+    for spec in specs:
+        candidates[spec].update(settings=settings[spec], wall_s=walls[spec])
+    sites = ("site_a", "site_b")
+    result = {
+        "seed": args.seed,
+        "patients": args.patients,
+        "fold": args.fold,
+        "folds": f"by site: fold {args.fold} fits on {sites[1 - args.fold]}, "
+        f"validates on {sites[args.fold]}",
+        "candidates": candidates,
+        "chosen": choose(candidates, specs),
+    }
+    out = HERE / f"site_transfer_{args.seed}_fold{args.fold}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", candidates_table(result))
+    print(candidates_table(result))
+    print(f"chosen: {result['chosen']} -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run (or collect) the candidates, apply the rule, write ``site_transfer_<seed>.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True, help="development demo seed")
     parser.add_argument("--shifts", default="0,30", help="candidate offsets (HU), 0 first")
+    parser.add_argument("--candidates", default=None, help="scanner augmentations, none first")
+    parser.add_argument("--fold", type=int, default=0, choices=(0, 1), help="site-out fold")
     parser.add_argument("--patients", type=int, default=120, help="pancreas_multitask patients")
     parser.add_argument("--cores", type=int, default=1, help="cores per candidate (run at once)")
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--from", dest="source", type=Path, default=None, help="collect only")
     parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     args = parser.parse_args(argv)
+    if args.seed == 20261123:
+        parser.error("the README's seed is not a development seed")
+    if args.candidates:
+        if args.render_only:
+            out = HERE / f"site_transfer_{args.seed}_fold{args.fold}.json"
+            block = candidates_table(json.loads(out.read_text()))
+            replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", block)
+            return 0
+        return augmentations(args, parser)
     out = HERE / f"site_transfer_{args.seed}.json"
     if args.render_only:
         replace_block(REPO / "README.md", "site_transfer", table(json.loads(out.read_text())))
         return 0
-    if args.seed == 20261123:
-        parser.error("the README's seed is not a development seed")
     shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
     if shifts[0] != "0":
         parser.error("--shifts must start with 0 (the reference)")
     root = args.source or args.keep or Path(f"/tmp/site_transfer_{args.seed}")
     walls: dict[str, float | None] = dict.fromkeys(shifts)
     if args.source is None:
-        with ThreadPoolExecutor(max_workers=len(shifts)) as pool:
-            futures = {
-                s: pool.submit(
-                    run_candidate,
-                    root / f"shift_{s}",
-                    args.seed,
-                    args.patients,
-                    float(s),
-                    args.cores,
-                )
-                for s in shifts
-            }
-            walls = {s: round(f.result(), 1) for s, f in futures.items()}
+        configs = {f"shift_{s}": overlay(args.seed, args.patients, float(s)) for s in shifts}
+        walls = {k[len("shift_") :]: w for k, w in _run_all(root, configs, args.cores).items()}
     candidates = {s: validation_figures(root / f"shift_{s}") for s in shifts}
     for s in shifts:
         candidates[s]["wall_s"] = walls[s]

@@ -47,6 +47,7 @@ def _config(workdir: Path) -> None:
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
         selection_ramp_epochs=2, save_every=1, teacher_forcing_epochs=3, intensity_shift_hu=30,
+        scanner_blur_mm=1.5, scanner_noise_hu=15,
     )  # fmt: skip
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -117,6 +118,8 @@ def test_real_nnunet_layout_and_trainer(run):
     assert "CPU training: 1 torch thread(s), 0 augmentation worker process(es)" in training_log
     # the scanner offset, in the normalised units of the CT channel
     assert re.search(r"calibration offset augmentation: \+-30 HU \(\+-\d\.\d{3} ", training_log)
+    degradation = "scanner degradation augmentation: blur U(0, 1.5) mm, noise SD U(0, 15) HU"
+    assert degradation in training_log
     # the head's validation figures every epoch (teacher-forced for the first 3)
     assert (
         len(re.findall(r"head on \d+ validation case\(s\): macro AUC", training_log)) >= EPOCHS - 2

@@ -28,7 +28,13 @@ from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast, nn
 
 from oncoflow.metrics.classification import multiclass_metrics
-from oncoflow.segmentation.augment import CalibrationShiftTransform, calibration_half_widths
+from oncoflow.segmentation.augment import (
+    CT_SCHEME,
+    CalibrationShiftTransform,
+    ScannerDegradationTransform,
+    calibration_half_widths,
+    noise_widths,
+)
 from oncoflow.segmentation.multitask import (
     MultitaskNetwork,
     class_weights,
@@ -50,6 +56,8 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "plot_every": 1,
     "teacher_forcing_epochs": 0,
     "intensity_shift_hu": 0.0,
+    "scanner_blur_mm": 0.0,
+    "scanner_noise_hu": 0.0,
 }
 """Production schedule (nnU-Net defaults + seed 001's phases); ``ONCOFLOW_TRAINER_SETTINGS``
 overrides any key. ``final_validation: false`` skips nnU-Net's own prediction of the validation
@@ -60,7 +68,10 @@ epochs the head (``roi`` pooling) pools over the true lesion of each training pa
 the network's own lesion probability, so it can learn the class before the segmentation finds the
 lesion (0, the default: never). The log prints the head's validation macro AUC every epoch.
 ``intensity_shift_hu: a``: every training sample's CT channels are offset by ``U(-a, a)`` HU
-(:mod:`oncoflow.segmentation.augment`, a scanner calibration offset; 0, the default: never)."""
+(:mod:`oncoflow.segmentation.augment`, a scanner calibration offset; 0, the default: never).
+``scanner_blur_mm: b`` / ``scanner_noise_hu: n``: half of the training samples are blurred by
+``U(0, b)`` mm, half get white noise of SD ``U(0, n)`` HU (a blurrier, noisier scanner; 0:
+never)."""
 
 SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
 
@@ -154,8 +165,28 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         return values
 
     def get_training_transforms(self, *args, **kwargs):
-        """nnU-Net's training transforms, then the scanner offset when the schedule sets one."""
+        """nnU-Net's training transforms, then the scanner augmentations the schedule sets."""
         transforms = super().get_training_transforms(*args, **kwargs)
+        schemes = self.configuration_manager.normalization_schemes
+        blur = float(self.schedule["scanner_blur_mm"])
+        noise = noise_widths(
+            float(self.schedule["scanner_noise_hu"]),
+            schemes,
+            self.plans_manager.foreground_intensity_properties_per_channel,
+        )
+        if blur > 0 or any(noise):
+            self.print_to_log_file(
+                f"scanner degradation augmentation: blur U(0, {blur:g}) mm, noise SD "
+                f"U(0, {self.schedule['scanner_noise_hu']:g}) HU, each on half of the samples"
+            )
+            transforms.transforms.append(
+                ScannerDegradationTransform(
+                    blur,
+                    self.configuration_manager.spacing,
+                    noise,
+                    [scheme == CT_SCHEME for scheme in schemes],
+                )
+            )
         widths = calibration_half_widths(
             float(self.schedule["intensity_shift_hu"]),
             self.configuration_manager.normalization_schemes,
