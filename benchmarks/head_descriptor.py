@@ -36,8 +36,8 @@ from readme_block import replace_block  # noqa: E402
 
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
 from oncoflow.segmentation.frozen_head import (  # noqa: E402
-    _fold_files,
     case_features,
+    fold_files,
     head_probabilities,
     train_head,
 )
@@ -75,7 +75,7 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     index = {n: i for i, n in enumerate(names)}
     x, y = {}, {}
     for part, ids in (("train", sorted(split["train"])), ("val", sorted(split["val"]))):
-        x[part] = case_features(predictor, _fold_files(raw, ids, "imagesTr", 1), contrast=True)
+        x[part] = case_features(predictor, fold_files(raw, ids, "imagesTr", 1), contrast=True)
         y[part] = cases.loc[ids, "target"].map(index).to_numpy(int)
     stages = [int(c) for c in predictor.network.encoder.output_channels]
     if x["train"].shape[1] != len(PARTS) * sum(stages):

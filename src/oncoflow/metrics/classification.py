@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 # scipy.stats (~1 s to import) is imported inside the functions that rank: the demo cohort plan,
 # which Snakemake runs when it parses the workflow, imports this module.
 from oncoflow.errors import ModelError
-from oncoflow.metrics.decision import weighted_argmax
+from oncoflow.metrics.decision import confusion_codes, confusion_macro_f1, weighted_argmax
 
 
 def _binary_inputs(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -384,16 +384,12 @@ def multiclass_metrics(
     y, s = _multiclass_inputs(y_true, scores)
     k = s.shape[1]
     predicted = s.argmax(axis=1) if weights is None else weighted_argmax(s, weights)
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (y, predicted), 1)
-    tp = np.diag(confusion)
-    denominators = confusion.sum(axis=0) + confusion.sum(axis=1)
-    f1 = np.divide(2 * tp, denominators, out=np.zeros(k), where=denominators > 0)
+    confusion = confusion_codes(y, predicted, k)
     onehot = np.eye(k)[y]
     return {
         "auc_macro": macro_auc(y, s),
-        "accuracy": float(tp.sum() / len(y)),
-        "f1_macro": float(f1.mean()),
+        "accuracy": float(np.trace(confusion) / len(y)),
+        "f1_macro": confusion_macro_f1(confusion),
         "brier": float(np.mean(np.sum((s - onehot) ** 2, axis=1))),
         "confusion": confusion.tolist(),
     }

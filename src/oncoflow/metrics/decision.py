@@ -26,13 +26,21 @@ def weighted_argmax(scores: ArrayLike, weights: ArrayLike) -> np.ndarray:
     return np.argmax(s * w[None, :], axis=1)
 
 
-def _macro_f1_codes(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    """Macro-F1 over classes ``0 .. k-1`` of integer codes (a class with no rows scores 0)."""
-    confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+def confusion_codes(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """Confusion matrix ``(k, k)`` of class codes ``0 .. k-1`` (rows true, columns predicted)."""
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def confusion_macro_f1(confusion: np.ndarray) -> float:
+    """Macro-F1 of a confusion matrix: ``mean_k 2 TP_k / (2 TP_k + FP_k + FN_k)``.
+
+    ``2 TP_k + FP_k + FN_k`` is the sum of row ``k`` and column ``k``; a class with none of
+    them (never present, never predicted) scores 0.
+    """
+    k = confusion.shape[0]
     tp = np.diag(confusion).astype(float)
     denom = confusion.sum(axis=0) + confusion.sum(axis=1)
-    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
-    return float(f1.mean())
+    return float(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0).mean())
 
 
 def macro_f1_weights(
@@ -85,7 +93,7 @@ def macro_f1_weights(
             best_value, best_score = 0.0, -1.0
             for value in grid[order]:
                 pred = np.where(value > threshold, c, rival)
-                score = _macro_f1_codes(y, pred, k)
+                score = confusion_macro_f1(confusion_codes(y, pred, k))
                 if score > best_score + 1e-12:
                     best_value, best_score = float(value), score
             log_w[c] = best_value

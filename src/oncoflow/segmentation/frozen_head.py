@@ -116,9 +116,10 @@ def head_probabilities(head: ClassificationHead, x: np.ndarray) -> np.ndarray:
         return torch.softmax(head.classify(torch.as_tensor(x)), dim=1).numpy()
 
 
-def _fold_files(
+def fold_files(
     raw: Path, ids: Sequence[str], folder: str, n_channels: int
 ) -> list[tuple[str, list[Path]]]:
+    """``(case_id, channel files)`` of ``ids`` in ``raw/<folder>`` (nnU-Net's ``_0000`` naming)."""
     return [(c, [raw / folder / f"{c}_{i:04d}.nii.gz" for i in range(n_channels)]) for c in ids]
 
 
@@ -161,7 +162,7 @@ def refit_head(
     names = json.loads((raw / "dataset.json").read_text())["oncoflow"]["classes"]
     train_ids = sorted(json.loads(Path(splits_file).read_text())[fold]["train"])
     predictor = _predictor(settings, results, fold, device)
-    files = _fold_files(raw, train_ids, "imagesTr", len(settings.channels))
+    files = fold_files(raw, train_ids, "imagesTr", len(settings.channels))
     log.info("fold %d: lesion descriptors of %d training case(s)", fold, len(train_ids))
     x = case_features(predictor, files)
     y = cases.loc[train_ids, "target"].map({n: i for i, n in enumerate(names)}).to_numpy(int)
@@ -207,9 +208,9 @@ def permuted_head_control(
         val_ids = sorted(splits_final[k]["val"])
         log.info("fold %d: features of %d training, %d validation, %d test case(s)",
                  k, len(train_ids), len(val_ids), len(test_ids))  # fmt: skip
-        x_train = case_features(predictor, _fold_files(raw, train_ids, "imagesTr", n_channels))
-        x_val = case_features(predictor, _fold_files(raw, val_ids, "imagesTr", n_channels))
-        x_test = case_features(predictor, _fold_files(raw, test_ids, "imagesTs", n_channels))
+        x_train = case_features(predictor, fold_files(raw, train_ids, "imagesTr", n_channels))
+        x_val = case_features(predictor, fold_files(raw, val_ids, "imagesTr", n_channels))
+        x_test = case_features(predictor, fold_files(raw, test_ids, "imagesTs", n_channels))
         y_train = cases.loc[train_ids, "target"].map(index).to_numpy(int)
         for r in range(permutations):
             rng = np.random.default_rng([seed, k, r])
