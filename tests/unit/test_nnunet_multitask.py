@@ -143,6 +143,20 @@ def test_derived_plans_keep_data_identifier_and_edit_one_configuration():
     assert plans["configurations"]["3d_fullres"]["batch_size"] == 12  # source untouched
     assert derived["oncoflow"]["head"]["classes"] == ["0", "1", "2"]
     assert stage_features(3, 16, 32) == [16, 32, 32]
+    # another normalisation: the scheme of every channel and a data identifier of its own
+    plans["configurations"]["3d_fullres"]["normalization_schemes"] = ["CTNormalization"] * 2
+    zscore = derive_plans(
+        plans,
+        name="z",
+        configuration="3d_fullres",
+        overrides={"normalization": "ZScoreNormalization"},
+    )["configurations"]["3d_fullres"]
+    assert zscore["normalization_schemes"] == ["ZScoreNormalization"] * 2
+    assert zscore["data_identifier"] == "nnUNetPlans_3d_fullres_ZScoreNormalization"
+    same = derive_plans(
+        plans, name="c", configuration="3d_fullres", overrides={"normalization": "CTNormalization"}
+    )["configurations"]["3d_fullres"]
+    assert same["data_identifier"] == "nnUNetPlans_3d_fullres"  # as planned: no re-preprocessing
     with pytest.raises(SegmentationError, match="unknown nnU-Net plans override"):
         derive_plans(plans, name="x", configuration="3d_fullres", overrides={"depth": 3})
     with pytest.raises(SegmentationError, match="no configuration '3d_lowres'"):

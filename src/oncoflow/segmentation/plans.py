@@ -9,6 +9,12 @@ instead of by hand:
 - CPU demo: batch 2, features ``min(base * 2**s, max)`` per stage ``s``, one residual block per
   encoder stage and one conv per decoder stage, so one 10-iteration epoch takes seconds on CPU.
 
+``normalization`` is the one override that changes the preprocessed data: nnU-Net's scheme for
+every channel (e.g. ``ZScoreNormalization``, each case by its own mean and SD, in which a
+scanner's gain and offset cancel, instead of ``CTNormalization``'s dataset-wide HU statistics).
+The derived plans then get their own ``data_identifier`` (``<planned>_<scheme>``) and are
+preprocessed again (:func:`oncoflow.segmentation.workflow.plan`).
+
 The ``oncoflow`` block (ignored by nnU-Net, read by :mod:`oncoflow.segmentation.nnunet_ext`)
 carries the classification head (class names, hidden width, dropout), so nnU-Net's predictor
 rebuilds the identical network at inference time.
@@ -46,7 +52,7 @@ def derive_plans(
         name: New ``plans_name`` (file ``<name>.json`` next to the source).
         configuration: Configuration to edit (e.g. ``3d_fullres``); the others are kept.
         overrides: ``batch_size``, ``base_features``, ``max_features``, ``blocks_per_stage``,
-            ``decoder_convs`` (each optional; nothing = the plans as planned).
+            ``decoder_convs``, ``normalization`` (each optional; nothing = the plans as planned).
         oncoflow: Head settings stored under the ``oncoflow`` key.
 
     Returns:
@@ -62,7 +68,7 @@ def derive_plans(
         msg = f"plans {plans.get('plans_name')}: no configuration {configuration!r} ({names})"
         raise SegmentationError(msg)
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - {"batch_size", *ARCH_OVERRIDES})
+    unknown = sorted(set(overrides) - {"batch_size", "normalization", *ARCH_OVERRIDES})
     if unknown:
         msg = f"unknown nnU-Net plans override(s): {', '.join(unknown)}"
         raise SegmentationError(msg)
@@ -81,6 +87,12 @@ def derive_plans(
         arch[key] = [int(overrides["blocks_per_stage"])] * n_stages
     if overrides.get("decoder_convs") is not None:
         arch["n_conv_per_stage_decoder"] = [int(overrides["decoder_convs"])] * (n_stages - 1)
+    scheme = overrides.get("normalization")
+    if scheme and list(config["normalization_schemes"]) != [scheme] * len(
+        config["normalization_schemes"]
+    ):
+        config["normalization_schemes"] = [str(scheme)] * len(config["normalization_schemes"])
+        config["data_identifier"] = f"{config['data_identifier']}_{scheme}"
     out["plans_name"] = name
     if oncoflow is not None:
         out["oncoflow"] = copy.deepcopy(dict(oncoflow))

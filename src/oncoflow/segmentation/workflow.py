@@ -216,6 +216,16 @@ def plan(
     log.info(
         "plans %s derived from %s (overrides: %s)", target.name, source.name, overrides or "none"
     )
+    identifiers = [
+        p["configurations"][settings.configuration]["data_identifier"]
+        for p in (json.loads(source.read_text()), derived)
+    ]
+    if identifiers[0] != identifiers[1]:
+        # another normalisation: nnU-Net preprocesses the cases again under the derived plans
+        command = ["nnUNetv2_preprocess", "-d", str(settings.dataset_id)]
+        command += ["-plans_name", settings.plans_name, "-c", settings.configuration]
+        command += ["-np", str(max(1, settings.processes))]
+        run_command(command, env, "preprocess with the derived plans")
     return target
 
 
