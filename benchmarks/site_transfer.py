@@ -13,18 +13,21 @@ splits are predicted by the chain but never read.
 Rule fixed before the runs: adopt the largest candidate whose validation subtype macro AUC is
 higher than with no offset and whose lesion Dice is not lower by more than 0.02.
 
-``--candidates`` compares scanner augmentations instead, each a ``+``-joined list of ``shift<HU>``,
-``blur<mm>``, ``noise<HU>`` (``intensity_shift_hu``, ``scanner_blur_mm``, ``scanner_noise_hu``)
-or ``none`` (the reference, first), on the fold given by ``--fold``: fold 1 fits on site_a and
-validates on site_b, whose scanner is noisier, blurrier and offset by +28 HU (the direction of the
-external site, which is noisier and blurrier than both training sites). Same rule: the last
-candidate with a higher validation macro AUC than the reference and a lesion Dice not lower by
-more than 0.02 is adopted. The baselines' figures are those of the same fold.
+``--candidates`` compares scanner remedies instead, each a ``+``-joined list of ``shift<HU>``,
+``blur<mm>``, ``noise<HU>`` (``intensity_shift_hu``, ``scanner_blur_mm``, ``scanner_noise_hu``),
+``zscore`` (``plans.normalization: ZScoreNormalization``) or ``none`` (the reference, first), on
+the fold given by ``--fold``: fold 1 fits on site_a and validates on site_b, whose scanner is
+noisier, blurrier and offset by +28 HU (the direction of the external site, which is noisier and
+blurrier than both training sites). Rule: among the candidates with a higher validation macro AUC
+than the reference and a lesion Dice not lower by more than 0.02, the one with the highest
+macro AUC is adopted (none: the reference). The baselines' figures are those of the same fold.
+``--run`` trains only the listed candidates (the others must already be in the folder).
 
 Usage:
     python benchmarks/site_transfer.py --seed 31 --shifts 0,30 [--patients 120] [--cores 2]
     python benchmarks/site_transfer.py --seed 31 --shifts 0,30 --from DIR   # collect only
     python benchmarks/site_transfer.py --seed 31 --fold 1 --candidates none,shift30+blur1.75+noise18
+    python benchmarks/site_transfer.py --seed 31 --fold 1 --candidates none,...,zscore --run zscore
 """
 
 from __future__ import annotations
@@ -57,25 +60,38 @@ SETTINGS = {"shift": "intensity_shift_hu", "blur": "scanner_blur_mm", "noise": "
 """Candidate spec prefix -> trainer setting (``--candidates``)."""
 
 
-def trainer_settings(spec: str) -> dict[str, float]:
-    """Trainer settings of a ``--candidates`` spec, e.g. ``shift30+noise18`` (``none``: {})."""
+def candidate_settings(spec: str) -> dict[str, Any]:
+    """Settings of a ``--candidates`` spec, e.g. ``shift30+noise18`` (``none``: {}).
+
+    Trainer keys by name; ``zscore`` sets ``plans: {normalization: ZScoreNormalization}``.
+    """
     if spec == "none":
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for part in spec.split("+"):
+        if part == "zscore":
+            out["plans"] = {"normalization": "ZScoreNormalization"}
+            continue
         match = re.fullmatch(r"(shift|blur|noise)([0-9.]+)", part)
         if match is None:
-            msg = f"candidate {spec!r}: {part!r} is not shift<HU>, blur<mm> or noise<HU>"
+            msg = f"candidate {spec!r}: {part!r} is not shift<HU>, blur<mm>, noise<HU> or zscore"
             raise ValueError(msg)
         out[SETTINGS[match.group(1)]] = float(match.group(2))
     return out
 
 
 def overlay(
-    seed: int, patients: int, shift: float, *, fold: int = 0, extra: dict[str, float] | None = None
+    seed: int, patients: int, shift: float, *, fold: int = 0, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Config merged over config.yaml + config/demo-full.yaml for one candidate."""
-    trainer = {"intensity_shift_hu": shift, **(extra or {})}
+    """Config merged over config.yaml + config/demo-full.yaml for one candidate.
+
+    ``extra``: :func:`candidate_settings` (trainer keys, and ``plans`` for the plans block).
+    """
+    extra = dict(extra or {})
+    nnunet: dict[str, Any] = {"folds": [fold]}
+    if "plans" in extra:
+        nnunet["plans"] = extra.pop("plans")
+    nnunet["trainer"] = {"intensity_shift_hu": shift, **extra}
     return {
         "demo": {"seed": seed, "study_patients": {STUDY: patients}},
         "studies": {
@@ -83,7 +99,7 @@ def overlay(
             STUDY: {
                 "folds": {"by": "site", "k": 2},
                 "negative_control": False,
-                "nnunet": {"trainer": trainer, "folds": [fold]},
+                "nnunet": nnunet,
             },
         },
     }
@@ -132,23 +148,27 @@ def validation_figures(workdir: Path, fold: int = 0) -> dict[str, Any]:
 def choose(candidates: dict[str, dict[str, Any]], order: list[str] | None = None) -> str:
     """The rule in the module docstring; returns the chosen candidate's key.
 
-    ``order``: the candidates in the order given (``--candidates``), the reference first;
-    ``None``: offsets ``--shifts``, reference ``"0"``, by increasing offset.
+    ``order``: the candidates in the order given (``--candidates``), the reference first (the
+    qualified one with the highest AUC wins); ``None``: offsets ``--shifts``, reference ``"0"``
+    (the largest qualified offset wins).
     """
+    by_offset = order is None
     order = order or sorted(candidates, key=float)
+
+    def auc(key: str) -> float:
+        return candidates[key]["subtype"]["nnunet"]["auc_macro"]["value"]
+
     reference = order[0]
-    base = candidates[reference]
-    chosen = reference
-    for key in order[1:]:
-        figures = candidates[key]
-        auc = figures["subtype"]["nnunet"]["auc_macro"]["value"]
-        dice = figures["dice"]["lesion"]["value"]
-        if (
-            auc > base["subtype"]["nnunet"]["auc_macro"]["value"]
-            and dice >= base["dice"]["lesion"]["value"] - 0.02
-        ):
-            chosen = key
-    return chosen
+    qualified = [
+        key
+        for key in order[1:]
+        if auc(key) > auc(reference)
+        and candidates[key]["dice"]["lesion"]["value"]
+        >= candidates[reference]["dice"]["lesion"]["value"] - 0.02
+    ]
+    if not qualified:
+        return reference
+    return qualified[-1] if by_offset else max(qualified, key=auc)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -183,6 +203,12 @@ def _point(entry: dict[str, float] | None) -> str:
     return _cell(entry)
 
 
+def _setting(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return f"{value:g}"
+
+
 def candidates_table(result: dict[str, Any]) -> str:
     """The README block of a ``--candidates`` comparison (validation figures only)."""
     lines = [
@@ -198,7 +224,7 @@ def candidates_table(result: dict[str, Any]) -> str:
     ]
     for c in result["candidates"].values():
         subtype = c["subtype"]
-        settings = ", ".join(f"{k}: {v:g}" for k, v in c["settings"].items()) or "none"
+        settings = ", ".join(f"{k}: {_setting(v)}" for k, v in c["settings"].items()) or "none"
         lines.append(
             f"| {settings} | {_cell(c['dice'].get('whole_pancreas'))}"
             f" | {_cell(c['dice'].get('lesion'))}"
@@ -221,15 +247,18 @@ def augmentations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     specs = [s.strip() for s in args.candidates.split(",") if s.strip()]
     if specs[0] != "none":
         parser.error("--candidates must start with none (the reference)")
-    settings = {spec: trainer_settings(spec) for spec in specs}
+    settings = {spec: candidate_settings(spec) for spec in specs}
+    runs = [r.strip() for r in args.run.split(",")] if args.run else specs
+    if set(runs) - set(specs):
+        parser.error("--run names a candidate that --candidates does not list")
     root = args.source or args.keep or Path(f"/tmp/site_transfer_{args.seed}_fold{args.fold}")
     walls: dict[str, float | None] = dict.fromkeys(specs)
     if args.source is None:
         configs = {
             spec: overlay(args.seed, args.patients, 0.0, fold=args.fold, extra=settings[spec])
-            for spec in specs
+            for spec in runs
         }
-        walls = _run_all(root, configs, args.cores)
+        walls.update(_run_all(root, configs, args.cores))
     candidates = {s: validation_figures(root / s, args.fold) for s in specs}
     for spec in specs:
         candidates[spec].update(settings=settings[spec], wall_s=walls[spec])
@@ -256,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True, help="development demo seed")
     parser.add_argument("--shifts", default="0,30", help="candidate offsets (HU), 0 first")
-    parser.add_argument("--candidates", default=None, help="scanner augmentations, none first")
+    parser.add_argument("--candidates", default=None, help="scanner remedies, none first")
+    parser.add_argument("--run", default=None, help="train only these of --candidates")
     parser.add_argument("--fold", type=int, default=0, choices=(0, 1), help="site-out fold")
     parser.add_argument("--patients", type=int, default=120, help="pancreas_multitask patients")
     parser.add_argument("--cores", type=int, default=1, help="cores per candidate (run at once)")
