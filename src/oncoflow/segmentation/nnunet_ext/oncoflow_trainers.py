@@ -169,6 +169,12 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         transforms = super().get_training_transforms(*args, **kwargs)
         schemes = self.configuration_manager.normalization_schemes
         blur = float(self.schedule["scanner_blur_mm"])
+        asked = ("intensity_shift_hu", "scanner_blur_mm", "scanner_noise_hu")
+        if CT_SCHEME not in schemes and any(float(self.schedule[k]) for k in asked):
+            self.print_to_log_file(
+                f"WARNING: no channel is {CT_SCHEME} ({', '.join(schemes)}): the scanner "
+                "augmentations in HU / mm (intensity_shift_hu, scanner_*) are not applied"
+            )
         noise = noise_widths(
             float(self.schedule["scanner_noise_hu"]),
             schemes,
