@@ -216,9 +216,10 @@ def candidates_table(result: dict[str, Any]) -> str:
         f"({result['patients']} patients; {result['folds']}), `python benchmarks/site_transfer.py "
         f"--seed {result['seed']} --fold {result['fold']} --candidates "
         f"{','.join(result['candidates'])}` "
-        f"(`benchmarks/site_transfer_{result['seed']}_fold{result['fold']}.json`):",
+        f"(`benchmarks/site_transfer_{result['seed']}_fold{result['fold']}.json`; a candidate "
+        "added later trains alone with `--run <it>` into the same folder):",
         "",
-        "| trainer augmentation | whole pancreas Dice | lesion Dice "
+        "| candidate (nnunet settings) | whole pancreas Dice | lesion Dice "
         "| subtype macro AUC (refit head) | macro-F1 | baseline_lesion macro AUC (same fold) |",
         "|---|---|---|---|---|---|",
     ]
