@@ -110,11 +110,12 @@ def run_candidate(workdir: Path, config: dict[str, Any], cores: int) -> float:
     return run_workflow(workdir, config, cores, "candidate.yaml")
 
 
-def validation_figures(workdir: Path, fold: int = 0) -> dict[str, Any]:
+def validation_figures(workdir: Path, fold: int = 0, *, same_fold: bool = False) -> dict[str, Any]:
     """Validation-only figures of one results tree (the test entries are never read).
 
     The nnU-Net is trained on ``fold`` only, so its pooled validation rows are that fold's; the
-    baselines fit every fold, and with ``fold`` > 0 their entry is that fold's point value.
+    baselines fit every fold, and with ``same_fold`` (``--candidates``) their entry is that fold's
+    point value (``--shifts`` kept the pooled rows of both folds).
     """
     root = workdir / "results" / STUDY
     nnunet = json.loads((root / "evaluate/nnunet/metrics.json").read_text())
@@ -130,7 +131,7 @@ def validation_figures(workdir: Path, fold: int = 0) -> dict[str, Any]:
             continue
         entry = next(iter(json.loads(path.read_text())["models"].values()))["subtype"]
         pooled = entry["validation"]["pooled"]
-        if fold and model != "nnunet":
+        if same_fold and model != "nnunet":
             one = entry["validation"]["per_fold"][str(fold)]
             subtype[model] = {m: {"value": round(float(one[m]), 4)} for m in METRICS}
             continue
@@ -260,7 +261,7 @@ def augmentations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             for spec in runs
         }
         walls.update(_run_all(root, configs, args.cores))
-    candidates = {s: validation_figures(root / s, args.fold) for s in specs}
+    candidates = {s: validation_figures(root / s, args.fold, same_fold=True) for s in specs}
     for spec in specs:
         candidates[spec].update(settings=settings[spec], wall_s=walls[spec])
     sites = ("site_a", "site_b")

@@ -23,6 +23,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("run.py", "--render-readme"),
     ("pancreas_multitask.py", "--render-only"),
     ("site_transfer.py", "--seed", "31", "--render-only"),
+    ("site_transfer.py", "--seed", "31", "--fold", "0", "--candidates", "x", "--render-only"),
     ("site_transfer.py", "--seed", "31", "--fold", "1", "--candidates", "x", "--render-only"),
     ("head_descriptor.py", "--seed", "31", "--render-only"),
 )
