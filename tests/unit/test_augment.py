@@ -9,21 +9,25 @@ import torch
 from oncoflow.segmentation.augment import (
     CalibrationShiftTransform,
     ScannerDegradationTransform,
-    calibration_half_widths,
-    noise_widths,
+    hu_in_normalised_units,
 )
 
 PROPERTIES = {"0": {"std": 50.0, "mean": 80.0}, "1": {"std": 2.0}}
 
 
-def test_half_widths_are_hu_over_the_foreground_sd_of_ct_channels_only():
-    widths = calibration_half_widths(30.0, ["CTNormalization", "ZScoreNormalization"], PROPERTIES)
+def test_hu_amounts_are_over_the_foreground_sd_of_ct_channels_only():
+    schemes = ["CTNormalization", "ZScoreNormalization"]
+    widths = hu_in_normalised_units(30.0, "intensity_shift_hu", schemes, PROPERTIES)
     assert widths == [pytest.approx(0.6), 0.0]
-    assert calibration_half_widths(0.0, ["CTNormalization"], PROPERTIES) == [0.0]
-    with pytest.raises(ValueError, match=">= 0 HU"):
-        calibration_half_widths(-1.0, ["CTNormalization"], PROPERTIES)
+    assert hu_in_normalised_units(20.0, "scanner_noise_hu", schemes, PROPERTIES) == [
+        pytest.approx(0.4),
+        0.0,
+    ]
+    assert hu_in_normalised_units(0.0, "x", ["CTNormalization"], PROPERTIES) == [0.0]
+    with pytest.raises(ValueError, match="scanner_noise_hu must be >= 0 HU"):
+        hu_in_normalised_units(-1.0, "scanner_noise_hu", ["CTNormalization"], PROPERTIES)
     with pytest.raises(ValueError, match="CT channel 1: the plans give no foreground"):
-        calibration_half_widths(10.0, ["CTNormalization", "CTNormalization"], {"0": {"std": 5}})
+        hu_in_normalised_units(10.0, "x", ["CTNormalization", "CTNormalization"], {"0": {"std": 5}})
 
 
 def test_each_sample_gets_one_uniform_offset_per_ct_channel():
@@ -44,15 +48,6 @@ def test_each_sample_gets_one_uniform_offset_per_ct_channel():
     assert shifts.std() == pytest.approx(0.6 / np.sqrt(3), rel=0.06)  # U(-a, a): sd a / sqrt 3
     with pytest.raises(ValueError, match="3 channel"):
         transform(image=torch.zeros(3, 2, 2, 2))
-
-
-def test_noise_widths_are_hu_over_the_foreground_sd_of_ct_channels_only():
-    assert noise_widths(20.0, ["CTNormalization", "ZScoreNormalization"], PROPERTIES) == [
-        pytest.approx(0.4),
-        0.0,
-    ]
-    with pytest.raises(ValueError, match="scanner_noise_hu must be >= 0"):
-        noise_widths(-1.0, ["CTNormalization"], PROPERTIES)
 
 
 def _degraded(transform: ScannerDegradationTransform, image: torch.Tensor) -> torch.Tensor:

@@ -40,58 +40,37 @@ def _ct_std(channel: int, intensity_properties: Mapping[str, Mapping[str, Any]])
     return std
 
 
-def calibration_half_widths(
-    shift_hu: float,
+def hu_in_normalised_units(
+    value_hu: float,
+    setting: str,
     schemes: Sequence[str],
     intensity_properties: Mapping[str, Mapping[str, Any]],
 ) -> list[float]:
-    """Half-width of the normalised offset per channel: ``a / sigma_fg`` for CT channels, else 0.
+    """An amount in HU per channel in nnU-Net's normalised units: ``v / sigma_fg`` for CT, else 0.
+
+    Used for the half-width ``a`` of the scanner offset (``intensity_shift_hu``) and the largest
+    noise SD ``n`` (``scanner_noise_hu``): a CT channel is normalised as
+    ``(clip(x) - mu_fg) / sigma_fg``, so ``v`` HU become ``v / sigma_fg``.
 
     Args:
-        shift_hu: Half-width ``a`` of the uniform scanner offset, HU.
+        value_hu: The amount ``v`` in HU (``>= 0``).
+        setting: Name of the trainer setting it comes from (for the error message).
         schemes: nnU-Net's normalisation scheme per channel
             (``configuration.normalization_schemes``).
         intensity_properties: The plans' ``foreground_intensity_properties_per_channel``
             (``{"0": {"std": sigma_fg, ...}, ...}``, HU for CT channels).
 
     Returns:
-        One half-width per channel in normalised units (0 for channels that are not CT).
+        One value per channel in normalised units (0 for channels that are not CT, or ``v = 0``).
 
     Raises:
-        ValueError: A negative ``shift_hu`` or a CT channel without a positive ``std``.
+        ValueError: A negative ``value_hu`` or a CT channel without a positive ``std``.
     """
-    if shift_hu < 0:
-        msg = f"intensity_shift_hu must be >= 0 HU, got {shift_hu}"
-        raise ValueError(msg)
-    widths = []
-    for channel, scheme in enumerate(schemes):
-        if scheme != CT_SCHEME or shift_hu == 0:
-            widths.append(0.0)
-            continue
-        widths.append(float(shift_hu) / _ct_std(channel, intensity_properties))
-    return widths
-
-
-def noise_widths(
-    noise_hu: float,
-    schemes: Sequence[str],
-    intensity_properties: Mapping[str, Mapping[str, Any]],
-) -> list[float]:
-    """Largest added noise SD per channel in normalised units: ``n / sigma_fg`` for CT, else 0.
-
-    Args:
-        noise_hu: Largest SD ``n`` of the added white noise, HU.
-        schemes: nnU-Net's normalisation scheme per channel.
-        intensity_properties: The plans' ``foreground_intensity_properties_per_channel``.
-
-    Raises:
-        ValueError: A negative ``noise_hu`` or a CT channel without a positive ``std``.
-    """
-    if noise_hu < 0:
-        msg = f"scanner_noise_hu must be >= 0 HU, got {noise_hu}"
+    if value_hu < 0:
+        msg = f"{setting} must be >= 0 HU, got {value_hu}"
         raise ValueError(msg)
     return [
-        float(noise_hu) / _ct_std(c, intensity_properties) if s == CT_SCHEME and noise_hu else 0.0
+        float(value_hu) / _ct_std(c, intensity_properties) if s == CT_SCHEME and value_hu else 0.0
         for c, s in enumerate(schemes)
     ]
 
@@ -101,7 +80,7 @@ class CalibrationShiftTransform(ImageOnlyTransform):
 
     Args:
         half_widths: ``w_c`` per channel in normalised units
-            (:func:`calibration_half_widths`); channels with 0 are left unchanged.
+            (:func:`hu_in_normalised_units`); channels with 0 are left unchanged.
     """
 
     def __init__(self, half_widths: Sequence[float]):
@@ -129,7 +108,7 @@ class ScannerDegradationTransform(ImageOnlyTransform):
     Args:
         blur_mm: Largest Gaussian blur ``b`` (SD, mm); 0: no blur.
         spacing: Voxel spacing of the patch (mm per axis, the configuration's spacing).
-        noise: Largest noise SD per channel in normalised units (:func:`noise_widths`).
+        noise: Largest noise SD per channel in normalised units (:func:`hu_in_normalised_units`).
         ct_channels: Whether each channel is CT (only those are blurred and noised).
         probability: Chance ``p`` of each of the two degradations per sample.
     """

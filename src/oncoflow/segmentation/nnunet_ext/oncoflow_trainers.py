@@ -32,8 +32,7 @@ from oncoflow.segmentation.augment import (
     CT_SCHEME,
     CalibrationShiftTransform,
     ScannerDegradationTransform,
-    calibration_half_widths,
-    noise_widths,
+    hu_in_normalised_units,
 )
 from oncoflow.segmentation.multitask import (
     MultitaskNetwork,
@@ -175,8 +174,9 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
                 f"WARNING: no channel is {CT_SCHEME} ({', '.join(schemes)}): the scanner "
                 "augmentations in HU / mm (intensity_shift_hu, scanner_*) are not applied"
             )
-        noise = noise_widths(
+        noise = hu_in_normalised_units(
             float(self.schedule["scanner_noise_hu"]),
+            "scanner_noise_hu",
             schemes,
             self.plans_manager.foreground_intensity_properties_per_channel,
         )
@@ -193,9 +193,10 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
                     [scheme == CT_SCHEME for scheme in schemes],
                 )
             )
-        widths = calibration_half_widths(
+        widths = hu_in_normalised_units(
             float(self.schedule["intensity_shift_hu"]),
-            self.configuration_manager.normalization_schemes,
+            "intensity_shift_hu",
+            schemes,
             self.plans_manager.foreground_intensity_properties_per_channel,
         )
         if not any(widths):
