@@ -174,7 +174,12 @@ def plan(
     splits_file: Path,
     out_root: Path,
 ) -> Path:
-    """``nnUNetv2_plan_and_preprocess`` with the configured planner, then the derived plans.
+    """Plan with the configured planner, derive our plans, preprocess once under them.
+
+    ``nnUNetv2_plan_and_preprocess --no_pp`` (fingerprint and plans only), then the derived
+    plans, then ``nnUNetv2_preprocess -plans_name <derived>``: the cases are preprocessed once,
+    under the derived plans' ``data_identifier`` (the planned one unless ``normalization``
+    changes it).
 
     Returns:
         The derived plans file ``<out_root>/<dataset>/<plans name>.json``.
@@ -196,8 +201,9 @@ def plan(
         str(max(1, settings.processes)),
         "--verify_dataset_integrity",
         "--no_pbar",
+        "--no_pp",
     ]
-    run_command(command, env, "plan and preprocess")
+    run_command(command, env, "plan")
     folder = out_root / settings.dataset
     source = planned_plans_file(folder)
     shutil.copyfile(splits_file, folder / "splits_final.json")
@@ -216,16 +222,10 @@ def plan(
     log.info(
         "plans %s derived from %s (overrides: %s)", target.name, source.name, overrides or "none"
     )
-    identifiers = [
-        p["configurations"][settings.configuration]["data_identifier"]
-        for p in (json.loads(source.read_text()), derived)
-    ]
-    if identifiers[0] != identifiers[1]:
-        # another normalisation: nnU-Net preprocesses the cases again under the derived plans
-        command = ["nnUNetv2_preprocess", "-d", str(settings.dataset_id)]
-        command += ["-plans_name", settings.plans_name, "-c", settings.configuration]
-        command += ["-np", str(max(1, settings.processes))]
-        run_command(command, env, "preprocess with the derived plans")
+    command = ["nnUNetv2_preprocess", "-d", str(settings.dataset_id)]
+    command += ["-plans_name", settings.plans_name, "-c", settings.configuration]
+    command += ["-np", str(max(1, settings.processes))]
+    run_command(command, env, "preprocess with the derived plans")
     return target
 
 
