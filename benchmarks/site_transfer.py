@@ -173,27 +173,40 @@ def choose(candidates: dict[str, dict[str, Any]], order: list[str] | None = None
 
 
 def table(result: dict[str, Any]) -> str:
-    """The README block: one row per candidate offset (validation figures only)."""
+    """The README block of a comparison, ``--shifts`` or ``--candidates`` (validation figures)."""
+    seed = result["seed"]
+    if "chosen_shift_hu" in result:  # --shifts: candidates are offsets on fold 0
+        command = f"--seed {seed} --shifts {','.join(result['candidates'])}"
+        source, extra = f"site_transfer_{seed}.json", ""
+        label, chosen = "intensity_shift_hu", f"intensity_shift_hu: {result['chosen_shift_hu']:g}"
+    else:
+        fold = result["fold"]
+        command = f"--seed {seed} --fold {fold} --candidates {','.join(result['candidates'])}"
+        source = f"site_transfer_{seed}_fold{fold}.json"
+        extra = "; a candidate added later trains alone with `--run <it>` into the same folder"
+        label, chosen = "candidate (nnunet settings)", result["chosen"]
     lines = [
-        f"Leave-one-site-out validation, development seed {result['seed']} "
-        f"({result['patients']} patients; {result['folds']}), `python benchmarks/site_transfer.py "
-        f"--seed {result['seed']} --shifts {','.join(result['candidates'])}` "
-        f"(`benchmarks/site_transfer_{result['seed']}.json`):",
+        f"Leave-one-site-out validation, development seed {seed} ({result['patients']} patients; "
+        f"{result['folds']}), `python benchmarks/site_transfer.py {command}` "
+        f"(`benchmarks/{source}`{extra}):",
         "",
-        "| intensity_shift_hu | whole pancreas Dice | lesion Dice | subtype macro AUC (refit head) "
-        "| macro-F1 | baseline_lesion macro AUC |",
+        f"| {label} | whole pancreas Dice | lesion Dice | subtype macro AUC (refit head) "
+        "| macro-F1 | baseline_lesion macro AUC"
+        + ("" if "chosen_shift_hu" in result else " (same fold)")
+        + " |",
         "|---|---|---|---|---|---|",
     ]
-    for shift, c in result["candidates"].items():
+    for key, c in result["candidates"].items():
         subtype = c["subtype"]
+        if "settings" in c:
+            key = ", ".join(f"{k}: {_setting(v)}" for k, v in c["settings"].items()) or "none"
         lines.append(
-            f"| {shift} | {_cell(c['dice'].get('whole_pancreas'))}"
+            f"| {key} | {_cell(c['dice'].get('whole_pancreas'))}"
             f" | {_cell(c['dice'].get('lesion'))}"
             f" | {_cell(subtype['nnunet']['auc_macro'])} | {_cell(subtype['nnunet']['f1_macro'])}"
-            f" | {_cell(subtype.get('baseline_lesion', {}).get('auc_macro'))} |"
+            f" | {_point(subtype.get('baseline_lesion', {}).get('auc_macro'))} |"
         )
-    chosen = f"`intensity_shift_hu: {result['chosen_shift_hu']:g}`"
-    lines += ["", f"Chosen by the rule in the script's docstring: {chosen}."]
+    lines += ["", f"Chosen by the rule in the script's docstring: `{chosen}`."]
     return "\n".join(lines)
 
 
@@ -208,33 +221,6 @@ def _setting(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items())
     return f"{value:g}"
-
-
-def candidates_table(result: dict[str, Any]) -> str:
-    """The README block of a ``--candidates`` comparison (validation figures only)."""
-    lines = [
-        f"Leave-one-site-out validation, development seed {result['seed']} "
-        f"({result['patients']} patients; {result['folds']}), `python benchmarks/site_transfer.py "
-        f"--seed {result['seed']} --fold {result['fold']} --candidates "
-        f"{','.join(result['candidates'])}` "
-        f"(`benchmarks/site_transfer_{result['seed']}_fold{result['fold']}.json`; a candidate "
-        "added later trains alone with `--run <it>` into the same folder):",
-        "",
-        "| candidate (nnunet settings) | whole pancreas Dice | lesion Dice "
-        "| subtype macro AUC (refit head) | macro-F1 | baseline_lesion macro AUC (same fold) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in result["candidates"].values():
-        subtype = c["subtype"]
-        settings = ", ".join(f"{k}: {_setting(v)}" for k, v in c["settings"].items()) or "none"
-        lines.append(
-            f"| {settings} | {_cell(c['dice'].get('whole_pancreas'))}"
-            f" | {_cell(c['dice'].get('lesion'))}"
-            f" | {_cell(subtype['nnunet']['auc_macro'])} | {_cell(subtype['nnunet']['f1_macro'])}"
-            f" | {_point(subtype.get('baseline_lesion', {}).get('auc_macro'))} |"
-        )
-    lines += ["", f"Chosen by the rule in the script's docstring: `{result['chosen']}`."]
-    return "\n".join(lines)
 
 
 def _run_all(root: Path, configs: dict[str, dict[str, Any]], cores: int) -> dict[str, float]:
@@ -276,8 +262,8 @@ def augmentations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     }
     out = HERE / f"site_transfer_{args.seed}_fold{args.fold}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
-    replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", candidates_table(result))
-    print(candidates_table(result))
+    replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", table(result))
+    print(table(result))
     print(f"chosen: {result['chosen']} -> {out}")
     return 0
 
@@ -301,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidates:
         if args.render_only:
             out = HERE / f"site_transfer_{args.seed}_fold{args.fold}.json"
-            block = candidates_table(json.loads(out.read_text()))
+            block = table(json.loads(out.read_text()))
             replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", block)
             return 0
         return augmentations(args, parser)
