@@ -11,7 +11,8 @@ the training cases, an unseen site's location and scale estimated from its own c
 
 Per descriptor feature ``j``, with ``m_s, s_s`` the mean and SD of site ``s``'s cases (the
 training cases for a training site, the site's own cases otherwise) and ``m, s`` those of all
-training cases: ``x' = (x - m_s) / s_s * s + m`` (``s_s = 0``: location only).
+training cases: ``x' = (x - m_s) / s_s * s + m`` (``s_s = 0``: location only;
+:class:`oncoflow.segmentation.refit.SiteMapping`, ``nnunet.harmonize_head``).
 
 On a leave-one-site-out fold the validation cases are all from the site the network and head
 never saw, so their location and scale come from the validation cases themselves: exactly the
@@ -54,19 +55,12 @@ from oncoflow.segmentation.frozen_head import (  # noqa: E402
     train_head,
 )
 from oncoflow.segmentation.predict import load_predictor  # noqa: E402
+from oncoflow.segmentation.refit import SiteMapping  # noqa: E402
 from oncoflow.segmentation.workflow import read_cases  # noqa: E402
 
 STUDY = "pancreas_multitask"
 SEEDS = 5
 VARIANTS = ("raw", "site_harmonised")
-
-
-def site_map(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``x`` (one site's cases) mapped by location and scale onto ``ref`` (training cases)."""
-    m_s, s_s = x.mean(axis=0), x.std(axis=0)
-    m, s = ref.mean(axis=0), ref.std(axis=0)
-    scale = np.divide(s, s_s, out=np.ones_like(s), where=s_s > 0)
-    return ((x - m_s) * scale + m).astype(np.float32)
 
 
 def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
@@ -92,10 +86,8 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     if seen & set(sites["val"]):
         msg = f"{tree}: fold {fold} validates on a training site ({sorted(seen)})"
         raise SystemExit(msg)
-    mapped = {
-        "train": _by_site(x["train"], sites["train"], x["train"]),
-        "val": _by_site(x["val"], sites["val"], x["train"]),
-    }
+    mapping = SiteMapping.fit(x["train"], sites["train"])
+    mapped = {part: mapping.transform(x[part], sites[part]) for part in ("train", "val")}
     inputs = {"raw": x, "site_harmonised": mapped}
     out: dict[str, Any] = {
         "fold": fold,
@@ -124,15 +116,6 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
             "auc_runs": aucs,
             "f1_runs": f1s,
         }
-    return out
-
-
-def _by_site(x: np.ndarray, sites: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Each site's rows of ``x`` mapped onto ``ref``."""
-    out = np.empty_like(x)
-    for s in np.unique(sites):
-        rows = sites == s
-        out[rows] = site_map(x[rows], ref)
     return out
 
 

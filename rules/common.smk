@@ -775,8 +775,9 @@ def nnunet_settings_json(wildcards):
 
 
 def nnunet_train_json(wildcards):
-    """The nnunet block of a training job: without refit_head, which happens after training."""
-    keys = [k for k in nnunet_settings(wildcards.study) if k != "refit_head"]
+    """The nnunet block of a training job: without the refit head's settings (after training)."""
+    after = ("refit_head", "harmonize_head")
+    keys = [k for k in nnunet_settings(wildcards.study) if k not in after]
     return _nnunet_json(wildcards.study, keys)
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from oncoflow import cli
 from oncoflow.cohort import load_cohort
 from oncoflow.formats import read_folds
-from oncoflow.segmentation.workflow import NnunetSettings, export
+from oncoflow.segmentation.workflow import NnunetSettings, export, patient_sites
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,14 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> None:
     settings = NnunetSettings.from_json(args.settings)
+    cohort = load_cohort(args.cohort)
     export(
         settings,
         converted=args.converted,
         splits=pd.read_csv(args.splits, dtype={"patient_id": str}),
         folds=read_folds(args.folds),
-        outcomes=load_cohort(args.cohort).outcomes,
+        outcomes=cohort.outcomes,
         raw_root=args.raw,
         splits_out=args.splits_out,
+        sites=patient_sites(cohort.images),
     )
 
 

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncoflow import cli
-from oncoflow.segmentation.workflow import NnunetSettings, predict_subset
+from oncoflow.segmentation.predict import predict_subset
+from oncoflow.segmentation.workflow import NnunetSettings
 from oncoflow.train import resolve_device
 
 

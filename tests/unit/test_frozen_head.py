@@ -40,9 +40,10 @@ def test_a_refit_head_round_trips_through_its_file(tmp_path) -> None:
     head = train_head(x, y, 3, hidden=16, dropout=0.2, seed=0)
     path = tmp_path / "head_refit.pt"
     save_refit_head(path, head, ["a", "b", "c"], training_cases=["c1"], steps=100)
-    loaded, classes = load_refit_head(path)
-    assert classes == ["a", "b", "c"]
-    assert np.allclose(head_probabilities(loaded, x), head_probabilities(head, x), atol=1e-6)
+    loaded = load_refit_head(path)
+    assert loaded.classes == ["a", "b", "c"]
+    assert loaded.mapping is None
+    assert np.allclose(head_probabilities(loaded.head, x), head_probabilities(head, x), atol=1e-6)
 
 
 def test_lesion_descriptor_reads_every_stage_inside_the_lesion() -> None:

@@ -27,10 +27,10 @@ from oncoflow.segmentation.apply import (
 )
 from oncoflow.segmentation.export import Case, dataset_json, export_dataset
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
+from oncoflow.segmentation.predict import predict_subset
 from oncoflow.segmentation.workflow import (
     DICE_COLUMNS,
     NnunetSettings,
-    predict_subset,
     reference_dice,
 )
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 
@@ -139,3 +140,25 @@ def test_single_label_region_is_a_plain_class():
     payload = dataset_json(["CT"], {"lesion": [1]}, 3)
     assert payload["labels"] == {"background": 0, "lesion": 1}
     assert "regions_class_order" not in payload
+
+
+def test_cases_csv_records_each_patients_site(cohort, tmp_path):
+    from oncoflow.segmentation.workflow import patient_sites, read_cases
+
+    converted, splits, targets = cohort
+    site = ["site_c" if p.startswith("T") else "site_a" for p in splits]
+    images = pd.DataFrame({"patient_id": list(splits), "site": site})
+    sites = patient_sites(images)
+    cases = collect_cases(
+        converted, splits, ["CT_venous"], label_stem="CT_venous", targets=targets, sites=sites
+    )
+    out = tmp_path / "raw" / "Dataset501_Demo"
+    export_dataset(cases, out, ["CT_venous"], REGIONS, classes=["0", "1", "2"])
+    table = read_cases(out).set_index("case_id")
+    assert table.loc["P03_tp1", "site"] == "site_a"
+    assert table.loc["T02_tp0", "site"] == "site_c"
+    assert table.loc["P03_tp1", "target"] == str(targets["P03"])
+    # an export without the column reads as no site
+    (out / "cases.csv").write_text("case_id,patient_id,timepoint,split,target\nX_tp0,X,0,train,1\n")
+    assert read_cases(out)["site"].tolist() == [""]
+    assert patient_sites(images.drop(columns="site")) == {}

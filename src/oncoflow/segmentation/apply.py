@@ -35,10 +35,11 @@ from oncoflow.segmentation.export import (
     label_values,
     write_case_images,
 )
+from oncoflow.segmentation.predict import predict_files
 from oncoflow.segmentation.workflow import (
     NnunetSettings,
     _label_text,
-    predict_files,
+    patient_sites,
     reference_dice,
 )
 from oncoflow.splits import APPLY_SPLIT
@@ -309,6 +310,7 @@ def predict_new_cohort(
         shutil.rmtree(out_dir / sub, ignore_errors=True)
         (out_dir / sub).mkdir(parents=True)
     files = [(c.case_id, write_case_images(c, out_dir / STAGING)) for c in cases]
+    sites = patient_sites(images)
     log.info(
         "predicting %d case(s) of the new cohort with fold(s) %s of %s",
         len(files),
@@ -324,6 +326,7 @@ def predict_new_cohort(
         results=results,
         out_dir=out_dir,
         device=device,
+        sites=[sites.get(c.patient_id, "") for c in cases],
     )
     shutil.rmtree(out_dir / STAGING)
     write_lesion_masks(cases, out_dir, settings.regions, settings.label)

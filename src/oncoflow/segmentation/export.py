@@ -7,7 +7,7 @@ Layout written under ``nnUNet_raw`` (nnU-Net's documented format)::
         imagesTr/<case>_0000.nii.gz    one file per channel (_0000, _0001, ...)
         labelsTr/<case>.nii.gz         integer label map on the image grid
         imagesTs/<case>_0000.nii.gz    test patients (internal + external): never trained on
-        cases.csv                      case -> patient, timepoint, split, class label
+        cases.csv                      case -> patient, timepoint, split, class label, site
 
 A *case* is one patient x time point: ``<patient>_tp<timepoint>``. ``splits_final.json`` (written
 next to the preprocessed dataset) is derived from our ``folds.json`` by patient, so every time
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from oncoflow.errors import SegmentationError
 
@@ -48,6 +49,7 @@ class Case:
         images: One converted NIfTI per channel, in channel order.
         label: Converted mask on the image grid, or ``None`` (no reference).
         target: Class label of the case (classification head), or ``None``.
+        site: Acquisition site of the patient (``images.csv``), or ``""`` when not given.
     """
 
     case_id: str
@@ -57,6 +59,7 @@ class Case:
     images: tuple[Path, ...]
     label: Path | None = None
     target: str | None = None
+    site: str = ""
 
 
 def case_id(patient: str, timepoint: int) -> str:
@@ -76,6 +79,7 @@ def collect_cases(
     *,
     label_stem: str,
     targets: Mapping[str, Any] | None = None,
+    sites: Mapping[str, str] | None = None,
 ) -> list[Case]:
     """Find every patient x time point with all channels (and its mask) in the converted tree.
 
@@ -85,6 +89,7 @@ def collect_cases(
         channels: Image stems, one per nnU-Net channel (e.g. ``["CT_venous"]``).
         label_stem: Stem whose ``_mask`` is the reference label map.
         targets: Patient -> class label for the classification head (``None``: no head).
+        sites: Patient -> acquisition site (``None``: not recorded).
 
     Returns:
         Cases sorted by case id.
@@ -123,6 +128,7 @@ def collect_cases(
                     images,
                     mask if mask.exists() else None,
                     target,
+                    str((sites or {}).get(patient, "")),
                 )
             )
         if not found:
@@ -257,12 +263,17 @@ def export_dataset(
         channels, regions, len(train), classes=classes, case_classes=case_classes
     )
     (out / "dataset.json").write_text(json.dumps(payload, indent=1) + "\n")
-    rows = ["case_id,patient_id,timepoint,split,target"]
-    rows += [
-        f"{c.case_id},{c.patient_id},{c.timepoint},{c.split},{'' if c.target is None else c.target}"
-        for c in cases
-    ]
-    (out / "cases.csv").write_text("\n".join(rows) + "\n")
+    table = pd.DataFrame(
+        {
+            "case_id": [c.case_id for c in cases],
+            "patient_id": [c.patient_id for c in cases],
+            "timepoint": [c.timepoint for c in cases],
+            "split": [c.split for c in cases],
+            "target": ["" if c.target is None else c.target for c in cases],
+            "site": [c.site for c in cases],
+        }
+    )
+    table.to_csv(out / "cases.csv", index=False)
     return payload
 
 

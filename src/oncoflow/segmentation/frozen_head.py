@@ -33,12 +33,12 @@ import pandas as pd
 
 from oncoflow.formats import RUN_COLUMN
 from oncoflow.segmentation.multitask import ClassificationHead, class_weights
-from oncoflow.segmentation.refit import REFIT_FILE, save_refit_head
+from oncoflow.segmentation.refit import REFIT_FILE, SiteMapping, save_refit_head
 from oncoflow.segmentation.workflow import NnunetSettings, read_cases
+from oncoflow.splits import TEST_SPLITS
 
 log = logging.getLogger(__name__)
 
-TEST_SPLITS = ("internal_test", "external_test")
 REFIT_STEPS = 100
 """Adam steps of a refit head: 100 / 300 / 1000 gave a validation macro AUC of 0.754 / 0.738 /
 0.741 with bottleneck features on the demo's fold 0 (mean of 5 seeds; chosen there)."""
@@ -155,7 +155,9 @@ def refit_head(
     """Train the refit head of one fold on its training cases; return ``fold_<k>/head_refit.pt``.
 
     The file holds the head's weights, its input width, the class names and the training
-    cases (nothing of the fold's validation cases or of the test cases is read).
+    cases (nothing of the fold's validation cases or of the test cases is read); with
+    ``harmonize_head`` also the :class:`~oncoflow.segmentation.refit.SiteMapping` of the training
+    descriptors, which the head was trained behind.
     """
     raw = Path(raw_root) / settings.dataset
     cases = read_cases(raw).set_index("case_id")
@@ -165,10 +167,16 @@ def refit_head(
     files = fold_files(raw, train_ids, "imagesTr", len(settings.channels))
     log.info("fold %d: lesion descriptors of %d training case(s)", fold, len(train_ids))
     x = case_features(predictor, files)
+    mapping = None
+    if settings.harmonize_head:
+        sites = cases.loc[train_ids, "site"].tolist()
+        mapping = SiteMapping.fit(x, sites)
+        x = mapping.transform(x, sites)
+        log.info("fold %d: descriptors mapped by site (%s)", fold, ", ".join(mapping.sites))
     y = cases.loc[train_ids, "target"].map({n: i for i, n in enumerate(names)}).to_numpy(int)
     head = _new_head(settings, x, y, len(names), seed + fold)
     path = Path(results) / settings.dataset / settings.model_folder / f"fold_{fold}" / REFIT_FILE
-    save_refit_head(path, head, names, training_cases=train_ids, steps=REFIT_STEPS)
+    save_refit_head(path, head, names, training_cases=train_ids, steps=REFIT_STEPS, mapping=mapping)
     return path
 
 
@@ -211,6 +219,12 @@ def permuted_head_control(
         x_train = case_features(predictor, fold_files(raw, train_ids, "imagesTr", n_channels))
         x_val = case_features(predictor, fold_files(raw, val_ids, "imagesTr", n_channels))
         x_test = case_features(predictor, fold_files(raw, test_ids, "imagesTs", n_channels))
+        if settings.harmonize_head:  # as the refit head: mapped by site behind the heads
+            site = cases["site"]
+            mapping = SiteMapping.fit(x_train, site[train_ids].tolist())
+            x_train = mapping.transform(x_train, site[train_ids].tolist())
+            x_val = mapping.transform(x_val, site[val_ids].tolist())
+            x_test = mapping.transform(x_test, site[test_ids].tolist())
         y_train = cases.loc[train_ids, "target"].map(index).to_numpy(int)
         for r in range(permutations):
             rng = np.random.default_rng([seed, k, r])

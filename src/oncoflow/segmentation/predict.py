@@ -8,9 +8,10 @@ probabilities are their mean (:func:`~oncoflow.segmentation.multitask.aggregate_
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,11 @@ import pandas as pd
 import torch
 
 from oncoflow.errors import SegmentationError
-from oncoflow.segmentation.multitask import ClassificationHead, MultitaskNetwork, aggregate_patches
+from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
+from oncoflow.segmentation.refit import REFIT_FILE, RefitHead, load_refit_head
+from oncoflow.segmentation.workflow import NnunetSettings, read_cases
+from oncoflow.splits import TEST_SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +76,44 @@ def read_case(case: str, files: Sequence[Path]) -> tuple[np.ndarray, dict]:
         raise SegmentationError(msg) from exc
 
 
-def _refit_probabilities(
-    descriptors: Sequence[torch.Tensor], heads: Sequence[ClassificationHead]
-) -> np.ndarray:
-    """Mean over folds of each fold's refit head on its mean lesion descriptor.
+def fold_descriptors(patches: Sequence[torch.Tensor], n_folds: int) -> list[np.ndarray]:
+    """A case's mean lesion descriptor per fold of the ensemble, in fold order.
 
     nnU-Net's predictor runs the folds of an ensemble one after the other over the same tiles,
-    so the recorded patches split into ``len(heads)`` equal runs, in fold order.
+    so the recorded patches split into ``n_folds`` equal runs.
     """
-    rows = torch.cat(list(descriptors))
-    if len(rows) % len(heads):
-        msg = f"{len(rows)} patch descriptors do not split over {len(heads)} fold(s)"
+    rows = torch.cat(list(patches))
+    if len(rows) % n_folds:
+        msg = f"{len(rows)} patch descriptors do not split over {n_folds} fold(s)"
         raise SegmentationError(msg)
+    return [part.mean(dim=0).numpy() for part in rows.chunk(n_folds)]
+
+
+def refit_probabilities(
+    descriptors: Sequence[Sequence[np.ndarray]],
+    heads: Sequence[RefitHead],
+    sites: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Class probabilities ``(cases, classes)``: mean over folds of each fold's refit head.
+
+    Args:
+        descriptors: Per case, its descriptor per fold (:func:`fold_descriptors`).
+        heads: The refit head of each fold, in fold order.
+        sites: Site of each case; needed when a head has a site mapping
+            (:class:`~oncoflow.segmentation.refit.SiteMapping`), which maps the cases' descriptors
+            of that fold site by site before the head reads them.
+    """
     probabilities = []
-    with torch.no_grad():
-        for head, part in zip(heads, rows.chunk(len(heads)), strict=True):
-            logits = head.classify(part.mean(dim=0, keepdim=True))
-            probabilities.append(torch.softmax(logits, dim=1)[0].numpy())
+    for k, refit in enumerate(heads):
+        x = np.stack([case[k] for case in descriptors]).astype(np.float32)
+        if refit.mapping is not None:
+            if sites is None:
+                msg = "the refit head maps descriptors by site, and no site was given"
+                raise SegmentationError(msg)
+            x = refit.mapping.transform(x, sites)
+        with torch.no_grad():
+            logits = refit.head.classify(torch.as_tensor(x))
+            probabilities.append(torch.softmax(logits, dim=1).numpy())
     return np.mean(probabilities, axis=0)
 
 
@@ -97,17 +122,20 @@ def predict_cases(
     cases: Sequence[tuple[str, Sequence[Path]]],
     out_dir: Path,
     class_names: Sequence[str],
-    heads: Sequence[ClassificationHead] | None = None,
+    heads: Sequence[RefitHead] | None = None,
+    sites: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Write ``<case>.nii.gz`` masks into ``out_dir`` and return the class probabilities.
 
     Args:
         predictor: From :func:`load_predictor`.
         cases: ``(case_id, channel files)`` per case.
-        out_dir: Folder of the predicted masks.
+        out_dir: Folder of the masks.
         class_names: Names of the head's classes (columns ``y_score_<name>``).
         heads: The refit head of each fold of the predictor, in fold order
             (:mod:`oncoflow.segmentation.frozen_head`); ``None`` = the network's own head.
+        sites: Site of each case (refit heads with a site mapping: every case is read before
+            any is classified, since a site unseen in training is mapped from its own cases).
 
     Returns:
         ``case_id, n_patches, y_score_<class>...`` (one row per case).
@@ -118,41 +146,130 @@ def predict_cases(
         raise SegmentationError(msg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    if not cases:
+        scores = [f"y_score_{name}" for name in class_names]
+        return pd.DataFrame(columns=["case_id", "n_patches", *scores])
+    n_patches, scores = [], []
     for i, (case, files) in enumerate(cases, start=1):
         data, properties = read_case(case, files)
+        collect = network.collecting_features() if heads else network.collecting()
+        with collect as patches:
+            predictor.predict_single_npy_array(data, properties, None, str(out_dir / case), False)
+        n_patches.append(int(sum(p.shape[0] for p in patches)) // max(len(heads or ()), 1))
         if heads:
-            with network.collecting_features() as patches:
-                predictor.predict_single_npy_array(
-                    data, properties, None, str(out_dir / case), False
-                )
-            probabilities = _refit_probabilities(patches, heads)
-        else:
-            with network.collecting() as patches:
-                predictor.predict_single_npy_array(
-                    data, properties, None, str(out_dir / case), False
-                )
-            probabilities = aggregate_patches(patches)
-        n_patches = int(sum(p.shape[0] for p in patches)) // max(len(heads or ()), 1)
-        if len(probabilities) != len(class_names):
-            msg = f"the head has {len(probabilities)} classes, the dataset names {len(class_names)}"
+            scores.append(fold_descriptors(patches, len(heads)))
+            log.info("case %d/%d %s: %d patches", i, len(cases), case, n_patches[-1])
+            continue
+        scores.append(aggregate_patches(patches))
+        log.info("case %d/%d %s: %d patches, p = %s",
+                 i, len(cases), case, n_patches[-1], np.round(scores[-1], 3))  # fmt: skip
+    probabilities = refit_probabilities(scores, heads, sites) if heads else np.stack(scores)
+    if probabilities.shape[1] != len(class_names):
+        msg = f"the head has {probabilities.shape[1]} classes, the dataset names {len(class_names)}"
+        raise SegmentationError(msg)
+    table = pd.DataFrame({"case_id": [c for c, _ in cases], "n_patches": n_patches})
+    for name, column in zip(class_names, probabilities.T, strict=True):
+        table[f"y_score_{name}"] = column.astype(float)
+    return table
+
+
+def subset_cases(
+    subset: str, cases: pd.DataFrame, splits_final: Sequence[Mapping[str, Sequence[str]]]
+) -> tuple[list[str], str]:
+    """Case ids of a prediction subset and the raw images folder they are in.
+
+    ``fold_<k>``: the validation cases of nnU-Net fold k (predicted by that fold's model only);
+    ``test``: every internal and external test case (predicted by the ensemble of folds).
+    """
+    if subset == "test":
+        return sorted(cases.loc[cases["split"].isin(TEST_SPLITS), "case_id"]), "imagesTs"
+    if subset.startswith("fold_") and subset[5:].isdigit():
+        k = int(subset[5:])
+        if k >= len(splits_final):
+            msg = f"subset {subset}: splits_final.json has {len(splits_final)} folds"
             raise SegmentationError(msg)
-        log.info(
-            "case %d/%d %s: %d patches, p = %s",
-            i,
-            len(cases),
-            case,
-            n_patches,
-            np.round(probabilities, 3),
-        )
-        rows.append(
-            {
-                "case_id": case,
-                "n_patches": n_patches,
-                **{
-                    f"y_score_{name}": float(p)
-                    for name, p in zip(class_names, probabilities, strict=True)
-                },
-            }
-        )
-    return pd.DataFrame(rows)
+        return sorted(splits_final[k]["val"]), "imagesTr"
+    msg = f"unknown prediction subset {subset!r} (fold_<k> or test)"
+    raise SegmentationError(msg)
+
+
+def predict_subset(
+    settings: NnunetSettings,
+    subset: str,
+    *,
+    raw_root: Path,
+    results: Path,
+    splits_file: Path,
+    out_dir: Path,
+    device: str,
+) -> pd.DataFrame:
+    """Masks and class probabilities of one subset (``fold_<k>`` or ``test``) into ``out_dir``."""
+    raw = Path(raw_root) / settings.dataset
+    cases = read_cases(raw)
+    splits_final = json.loads(Path(splits_file).read_text())
+    ids, folder = subset_cases(subset, cases, splits_final)
+    folds = settings.folds if subset == "test" else (int(subset[5:]),)
+    n_channels = len(settings.channels)
+    files = [(c, [raw / folder / f"{c}_{i:04d}.nii.gz" for i in range(n_channels)]) for c in ids]
+    dataset = json.loads((raw / "dataset.json").read_text())
+    names = dataset.get("oncoflow", {}).get("classes", [])
+    log.info("predicting %d %s case(s) with fold(s) %s", len(files), subset, list(folds))
+    # test rows carry fold "final" (the evaluation engine's fold of the test splits); here it
+    # is the ensemble of the trained CV folds
+    site = cases.set_index("case_id")["site"]
+    return predict_files(
+        settings,
+        files,
+        names,
+        folds=folds,
+        fold_label="final" if subset == "test" else str(folds[0]),
+        results=results,
+        out_dir=out_dir,
+        device=device,
+        sites=[site[c] for c in ids],
+    )
+
+
+def predict_files(
+    settings: NnunetSettings,
+    files: Sequence[tuple[str, Sequence[Path]]],
+    class_names: Sequence[str],
+    *,
+    folds: Sequence[int],
+    fold_label: str,
+    results: Path,
+    out_dir: Path,
+    device: str,
+    sites: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Predict cases with the trained model of ``folds`` (their ensemble when several).
+
+    Args:
+        settings: The study's nnU-Net settings (model folder, checkpoint, mirroring).
+        files: ``(case_id, channel files)`` per case, in nnU-Net's raw layout.
+        class_names: Classes of the head, in its output order.
+        folds: Trained folds whose models predict.
+        fold_label: The ``fold`` column of the rows (``final`` for an ensemble).
+        results: ``nnUNet_results``.
+        out_dir: Folder of the masks ``<case>.nii.gz`` and of ``cases.csv``.
+        device: ``cpu`` or ``cuda``.
+        sites: Site of each case (read by refit heads with a site mapping).
+
+    Returns:
+        ``case_id, fold, n_patches, y_score_<class>...``, as written to ``cases.csv``.
+    """
+    predictor = load_predictor(
+        Path(results) / settings.dataset / settings.model_folder,
+        folds,
+        checkpoint=settings.checkpoint,
+        device=device,
+        mirroring=bool(settings.trainer.get("mirroring", True)),
+    )
+    heads = None
+    if settings.refit_head:
+        model_dir = Path(results) / settings.dataset / settings.model_folder
+        heads = [load_refit_head(model_dir / f"fold_{k}" / REFIT_FILE) for k in folds]
+    table = predict_cases(predictor, files, out_dir, class_names, heads, sites)
+    table.insert(1, "fold", fold_label)
+    table.to_csv(Path(out_dir) / "cases.csv", index=False)
+    return table

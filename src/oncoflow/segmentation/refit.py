@@ -1,21 +1,127 @@
 """The refit head of a trained fold on disk: ``fold_<k>/head_refit.pt`` (one reader, one writer).
 
 The head is trained by :func:`oncoflow.segmentation.frozen_head.refit_head` and read at
-prediction time (:func:`oncoflow.segmentation.workflow.predict_files`).
+prediction time (:func:`oncoflow.segmentation.workflow.predict_files`). With
+``nnunet.harmonize_head`` the file also holds the :class:`SiteMapping` of the fold's training
+descriptors, applied before the head at prediction time.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from oncoflow.errors import SegmentationError
 from oncoflow.segmentation.multitask import ClassificationHead
 
+log = logging.getLogger(__name__)
+
 REFIT_FILE = "head_refit.pt"
 """The refit head of a fold, next to its checkpoint in nnU-Net's results layout."""
+
+MIN_SITE_CASES = 2
+"""Cases of a site unseen in training needed to estimate its location and scale."""
+
+
+@dataclass
+class SiteMapping:
+    """Per-site location/scale map of head descriptors onto those of the training cases.
+
+    For feature ``j`` of a case of site ``s``: ``x' = (x - m_s) / s_s * s + m``, with ``m, s``
+    the mean and SD of all training cases and ``m_s, s_s`` those of site ``s``: of its training
+    cases for a training site; of the cases given to :meth:`transform` for a site the training
+    cases lack (an external site; never their classes). A feature with ``s_s = 0`` is only
+    shifted. An unseen site with fewer than :data:`MIN_SITE_CASES` cases, or cases without a
+    site, are left unchanged (the pooled training scale; a warning says so), as ComBat leaves a
+    new batch too small to estimate. This is ComBat's location/scale model without covariates
+    or empirical-Bayes shrinkage, with ``unseen: estimate``
+    (:class:`oncoflow.harmonize.combat.ComBat`), also defined for a single training site.
+
+    Attributes:
+        mean: ``m`` per feature.
+        sd: ``s`` per feature.
+        sites: Training site -> ``(m_s, s_s)``.
+    """
+
+    mean: np.ndarray
+    sd: np.ndarray
+    sites: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, sites: Sequence[str]) -> SiteMapping:
+        """The mapping of training descriptors ``x`` (cases x features) and their sites.
+
+        Raises:
+            SegmentationError: A case without a site, or ``sites`` not one per case.
+        """
+        labels = _site_labels(sites, len(x))
+        if any(s == "" for s in labels):
+            msg = "a training case has no site (cases.csv column site): export the dataset again"
+            raise SegmentationError(msg)
+        per_site = {
+            s: (x[labels == s].mean(axis=0), x[labels == s].std(axis=0)) for s in np.unique(labels)
+        }
+        return cls(x.mean(axis=0), x.std(axis=0), per_site)
+
+    def transform(self, x: np.ndarray, sites: Sequence[str]) -> np.ndarray:
+        """``x`` mapped site by site (float32, same shape).
+
+        Raises:
+            SegmentationError: ``sites`` not one per case.
+        """
+        labels = _site_labels(sites, len(x))
+        out = np.asarray(x, dtype=np.float32).copy()
+        for site in np.unique(labels):
+            rows = labels == site
+            n = int(rows.sum())
+            if site in self.sites:
+                m_s, s_s = self.sites[site]
+            elif site and n >= MIN_SITE_CASES:
+                m_s, s_s = x[rows].mean(axis=0), x[rows].std(axis=0)
+                log.info("site %s unseen in training: location/scale from its %d case(s)", site, n)
+            else:
+                what = f"site {site} unseen in training has {n} case(s)" if site else "no site"
+                log.warning("%s: %d case(s) left unmapped (pooled training scale)", what, n)
+                continue
+            scale = np.divide(self.sd, s_s, out=np.ones_like(self.sd), where=s_s > 0)
+            out[rows] = (x[rows] - m_s) * scale + self.mean
+        return out
+
+    def to_dict(self) -> dict:
+        """Plain lists, for the head file."""
+        return {
+            "mean": self.mean.tolist(),
+            "sd": self.sd.tolist(),
+            "sites": {s: [m.tolist(), d.tolist()] for s, (m, d) in self.sites.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SiteMapping:
+        """Inverse of :meth:`to_dict`."""
+        sites = {s: (np.asarray(m), np.asarray(d)) for s, (m, d) in data["sites"].items()}
+        return cls(np.asarray(data["mean"]), np.asarray(data["sd"]), sites)
+
+
+def _site_labels(sites: Sequence[str], n: int) -> np.ndarray:
+    labels = np.asarray(["" if s is None or str(s) == "nan" else str(s) for s in sites])
+    if len(labels) != n:
+        msg = f"{len(labels)} site label(s) for {n} case(s)"
+        raise SegmentationError(msg)
+    return labels
+
+
+@dataclass
+class RefitHead:
+    """A stored refit head: the head (eval mode), its classes and its site mapping, if any."""
+
+    head: ClassificationHead
+    classes: list[str]
+    mapping: SiteMapping | None = None
 
 
 def save_refit_head(
@@ -25,8 +131,9 @@ def save_refit_head(
     *,
     training_cases: Sequence[str],
     steps: int,
+    mapping: SiteMapping | None = None,
 ) -> None:
-    """Write a refit head: weights, widths, class names and the cases it was trained on."""
+    """Write a refit head: weights, widths, class names, the cases it was trained on, mapping."""
     linear = head.mlp[0]
     payload = {
         "state_dict": head.state_dict(),
@@ -36,12 +143,13 @@ def save_refit_head(
         "classes": list(classes),
         "training_cases": list(training_cases),
         "steps": int(steps),
+        "site_mapping": None if mapping is None else mapping.to_dict(),
     }
     torch.save(payload, path)
 
 
-def load_refit_head(path: Path) -> tuple[ClassificationHead, list[str]]:
-    """A stored refit head (eval mode) and its class names.
+def load_refit_head(path: Path) -> RefitHead:
+    """A stored refit head (eval mode), its class names and its site mapping.
 
     Raises:
         SegmentationError: No such file.
@@ -54,4 +162,9 @@ def load_refit_head(path: Path) -> tuple[ClassificationHead, list[str]]:
         payload["in_features"], len(payload["classes"]), payload["hidden"], payload["dropout"]
     )
     head.load_state_dict(payload["state_dict"])
-    return head.eval(), list(payload["classes"])
+    mapping = payload.get("site_mapping")
+    return RefitHead(
+        head.eval(),
+        list(payload["classes"]),
+        None if mapping is None else SiteMapping.from_dict(mapping),
+    )

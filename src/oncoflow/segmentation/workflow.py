@@ -7,6 +7,8 @@ Each function is one rule's work; the settings are the study's ``nnunet`` block 
     nnUNet_preprocessed/Dataset<NNN>_<Name>/ plan_and_preprocess + the derived plans
     nnUNet_results/Dataset<NNN>_<Name>/<trainer>__<plans>__<configuration>/fold_<k>/
     predict/<subset>/                        masks + cases.csv (fold_<k> validation cases, test)
+
+Prediction is in :mod:`oncoflow.segmentation.predict`.
 """
 
 from __future__ import annotations
@@ -39,8 +41,6 @@ SETTINGS_VARIABLE = "ONCOFLOW_TRAINER_SETTINGS"
 
 log = logging.getLogger(__name__)
 
-TEST_SPLITS = ("internal_test", "external_test")
-
 
 @dataclass(frozen=True)
 class NnunetSettings:
@@ -61,6 +61,7 @@ class NnunetSettings:
     checkpoint: str = "checkpoint_best.pth"
     processes: int = 2
     refit_head: bool = False
+    harmonize_head: bool = False
 
     @classmethod
     def from_json(cls, text: str) -> NnunetSettings:
@@ -127,8 +128,12 @@ def export(
     outcomes: pd.DataFrame,
     raw_root: Path,
     splits_out: Path,
+    sites: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Export the study's cases to ``raw_root/<dataset>`` and write ``splits_final.json``."""
+    """Export the study's cases to ``raw_root/<dataset>`` and write ``splits_final.json``.
+
+    ``sites``: patient -> acquisition site (``images.csv``), written to ``cases.csv``.
+    """
     split_of = dict(zip(splits["patient_id"].astype(str), splits["split"], strict=True))
     if settings.classify not in outcomes.columns:
         msg = f"outcomes.csv has no column {settings.classify!r} (nnunet.classify)"
@@ -137,7 +142,12 @@ def export(
     targets = {p: (None if pd.isna(v) else _label_text(v)) for p, v in per_patient.items()}
     classes = class_names([targets[p] for p in split_of if split_of[p] == "train" and p in targets])
     cases = collect_cases(
-        Path(converted), split_of, settings.channels, label_stem=settings.label, targets=targets
+        Path(converted),
+        split_of,
+        settings.channels,
+        label_stem=settings.label,
+        targets=targets,
+        sites=sites,
     )
     payload = export_dataset(
         cases,
@@ -280,113 +290,24 @@ def train_fold(
     return final
 
 
+def patient_sites(images: pd.DataFrame) -> dict[str, str]:
+    """Patient -> acquisition site of ``images.csv`` rows (empty without a ``site`` column)."""
+    if "site" not in images.columns:
+        return {}
+    rows = images.dropna(subset=["site"]).drop_duplicates("patient_id")
+    return dict(zip(rows["patient_id"].astype(str), rows["site"].astype(str), strict=True))
+
+
 def read_cases(raw_dataset: Path) -> pd.DataFrame:
-    """``cases.csv`` of an export (case, patient, time point, split, class label)."""
-    return pd.read_csv(
-        Path(raw_dataset) / "cases.csv", dtype={"case_id": str, "patient_id": str, "target": str}
-    )
+    """``cases.csv`` of an export (case, patient, time point, split, class label, site).
 
-
-def subset_cases(
-    subset: str, cases: pd.DataFrame, splits_final: Sequence[Mapping[str, Sequence[str]]]
-) -> tuple[list[str], str]:
-    """Case ids of a prediction subset and the raw images folder they are in.
-
-    ``fold_<k>``: the validation cases of nnU-Net fold k (predicted by that fold's model only);
-    ``test``: every internal and external test case (predicted by the ensemble of folds).
+    An export written before the ``site`` column gets an empty one.
     """
-    if subset == "test":
-        return sorted(cases.loc[cases["split"].isin(TEST_SPLITS), "case_id"]), "imagesTs"
-    if subset.startswith("fold_") and subset[5:].isdigit():
-        k = int(subset[5:])
-        if k >= len(splits_final):
-            msg = f"subset {subset}: splits_final.json has {len(splits_final)} folds"
-            raise SegmentationError(msg)
-        return sorted(splits_final[k]["val"]), "imagesTr"
-    msg = f"unknown prediction subset {subset!r} (fold_<k> or test)"
-    raise SegmentationError(msg)
-
-
-def predict_subset(
-    settings: NnunetSettings,
-    subset: str,
-    *,
-    raw_root: Path,
-    results: Path,
-    splits_file: Path,
-    out_dir: Path,
-    device: str,
-) -> pd.DataFrame:
-    """Masks and class probabilities of one subset (``fold_<k>`` or ``test``) into ``out_dir``."""
-    raw = Path(raw_root) / settings.dataset
-    cases = read_cases(raw)
-    splits_final = json.loads(Path(splits_file).read_text())
-    ids, folder = subset_cases(subset, cases, splits_final)
-    folds = settings.folds if subset == "test" else (int(subset[5:]),)
-    n_channels = len(settings.channels)
-    files = [(c, [raw / folder / f"{c}_{i:04d}.nii.gz" for i in range(n_channels)]) for c in ids]
-    dataset = json.loads((raw / "dataset.json").read_text())
-    names = dataset.get("oncoflow", {}).get("classes", [])
-    log.info("predicting %d %s case(s) with fold(s) %s", len(files), subset, list(folds))
-    # test rows carry fold "final" (the evaluation engine's fold of the test splits); here it
-    # is the ensemble of the trained CV folds
-    return predict_files(
-        settings,
-        files,
-        names,
-        folds=folds,
-        fold_label="final" if subset == "test" else str(folds[0]),
-        results=results,
-        out_dir=out_dir,
-        device=device,
-    )
-
-
-def predict_files(
-    settings: NnunetSettings,
-    files: Sequence[tuple[str, Sequence[Path]]],
-    class_names: Sequence[str],
-    *,
-    folds: Sequence[int],
-    fold_label: str,
-    results: Path,
-    out_dir: Path,
-    device: str,
-) -> pd.DataFrame:
-    """Predict cases with the trained model of ``folds`` (their ensemble when several).
-
-    Args:
-        settings: The study's nnU-Net settings (model folder, checkpoint, mirroring).
-        files: ``(case_id, channel files)`` per case, in nnU-Net's raw layout.
-        class_names: Classes of the head, in its output order.
-        folds: Trained folds whose models predict.
-        fold_label: The ``fold`` column of the rows (``final`` for an ensemble).
-        results: ``nnUNet_results``.
-        out_dir: Folder of the masks ``<case>.nii.gz`` and of ``cases.csv``.
-        device: ``cpu`` or ``cuda``.
-
-    Returns:
-        ``case_id, fold, n_patches, y_score_<class>...``, as written to ``cases.csv``.
-    """
-    from oncoflow.segmentation.predict import load_predictor, predict_cases
-
-    predictor = load_predictor(
-        Path(results) / settings.dataset / settings.model_folder,
-        folds,
-        checkpoint=settings.checkpoint,
-        device=device,
-        mirroring=bool(settings.trainer.get("mirroring", True)),
-    )
-    heads = None
-    if settings.refit_head:
-        from oncoflow.segmentation.refit import REFIT_FILE, load_refit_head
-
-        model_dir = Path(results) / settings.dataset / settings.model_folder
-        heads = [load_refit_head(model_dir / f"fold_{k}" / REFIT_FILE)[0] for k in folds]
-    table = predict_cases(predictor, files, out_dir, class_names, heads)
-    table.insert(1, "fold", fold_label)
-    table.to_csv(Path(out_dir) / "cases.csv", index=False)
-    return table
+    dtypes = {"case_id": str, "patient_id": str, "target": str, "site": str}
+    cases = pd.read_csv(Path(raw_dataset) / "cases.csv", dtype=dtypes)
+    if "site" not in cases.columns:
+        cases["site"] = ""
+    return cases.fillna({"site": ""})
 
 
 def collect(
