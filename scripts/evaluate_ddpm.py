@@ -25,11 +25,11 @@ import pandas as pd
 from oncoflow import cli
 from oncoflow.errors import OncoflowError
 from oncoflow.report import figures
+from oncoflow.splits import TEST_SPLITS
 from oncoflow.synthesis.model import load_model
 from oncoflow.synthesis.workflow import evaluate_samples, split_patients
 
 PANEL_PATIENTS = 3
-TEST_SPLITS = ("internal_test", "external_test")
 
 
 def build_parser() -> argparse.ArgumentParser:
