@@ -44,6 +44,8 @@ def _config(workdir: Path) -> None:
     progression["train"]["sequence"].update(epochs=3)
     # the permuted-label control of the head (new heads on the frozen network's features)
     config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
+    # the refit head behind the per-site map of its descriptors (site_c unseen in training)
+    config["studies"]["pancreas_multitask"]["nnunet"]["harmonize_head"] = True
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
         selection_ramp_epochs=2, save_every=1, teacher_forcing_epochs=3, intensity_shift_hu=30,
@@ -189,6 +191,12 @@ def test_refit_head_learnt_from_the_folds_training_cases_only(run):
     assert payload["training_cases"] == sorted(splits[0]["train"])
     assert not set(payload["training_cases"]) & set(splits[0]["val"])
     assert payload["classes"] == ["0", "1", "2"]
+    # harmonize_head: one location/scale per training site, as wide as the descriptor
+    cases = pd.read_csv(next((run / NN / "nnUNet_raw").glob("Dataset*")) / "cases.csv")
+    sites = set(cases.set_index("case_id").loc[payload["training_cases"], "site"])
+    assert set(payload["site_mapping"]["sites"]) == sites == {"site_a", "site_b"}
+    assert len(payload["site_mapping"]["mean"]) == payload["in_features"]
+    assert set(cases.loc[cases["split"] == "external_test", "site"]) == {"site_c"}
 
 
 def test_permuted_head_control_scores_the_same_cases_in_two_runs(run):
