@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
@@ -61,8 +62,8 @@ def columns(stage_channels: list[int], parts: tuple[str, ...]) -> np.ndarray:
     return np.array(out)
 
 
-def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
-    """Validation macro AUC of each descriptor on one results tree's fold."""
+def frozen_fold(tree: Path, fold: int) -> tuple[Path, pd.DataFrame, list[str], dict, Any]:
+    """``(raw dataset, cases by case_id, class names, fold split, predictor)`` of a results tree."""
     root = tree / "results" / STUDY / "nnunet"
     raw = next((root / "nnUNet_raw").glob("Dataset*"))
     cases = read_cases(raw).set_index("case_id")
@@ -72,6 +73,12 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     predictor = load_predictor(
         model_dir, (fold,), checkpoint="checkpoint_final.pth", device="cpu", mirroring=False
     )
+    return raw, cases, names, split, predictor
+
+
+def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
+    """Validation macro AUC of each descriptor on one results tree's fold."""
+    raw, cases, names, split, predictor = frozen_fold(tree, fold)
     index = {n: i for i, n in enumerate(names)}
     x, y = {}, {}
     for part, ids in (("train", sorted(split["train"])), ("val", sorted(split["val"]))):

@@ -45,6 +45,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE))
+
+from head_descriptor import frozen_fold  # noqa: E402
 
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
 from oncoflow.metrics.decision import confusion_codes, confusion_macro_f1  # noqa: E402
@@ -54,9 +57,7 @@ from oncoflow.segmentation.frozen_head import (  # noqa: E402
     head_probabilities,
     train_head,
 )
-from oncoflow.segmentation.predict import load_predictor  # noqa: E402
 from oncoflow.segmentation.refit import SiteMapping  # noqa: E402
-from oncoflow.segmentation.workflow import read_cases  # noqa: E402
 
 STUDY = "pancreas_multitask"
 SEEDS = 5
@@ -65,17 +66,9 @@ VARIANTS = ("raw", "site_harmonised")
 
 def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     """Validation macro AUC / macro-F1 of the head with and without the mapping on one tree."""
-    root = tree / "results" / STUDY / "nnunet"
-    raw = next((root / "nnUNet_raw").glob("Dataset*"))
-    cases = read_cases(raw).set_index("case_id")
+    raw, cases, names, split, predictor = frozen_fold(tree, fold)
     images = pd.read_csv(tree / "resources" / "demo" / STUDY / "images.csv")
     site = images.drop_duplicates("patient_id").set_index("patient_id")["site"]
-    names = json.loads((raw / "dataset.json").read_text())["oncoflow"]["classes"]
-    split = json.loads((root / "splits_final.json").read_text())[fold]
-    model_dir = next((root / "nnUNet_results" / raw.name).glob("*__*__*"))
-    predictor = load_predictor(
-        model_dir, (fold,), checkpoint="checkpoint_final.pth", device="cpu", mirroring=False
-    )
     index = {n: i for i, n in enumerate(names)}
     x, y, sites = {}, {}, {}
     for part, ids in (("train", sorted(split["train"])), ("val", sorted(split["val"]))):
