@@ -29,6 +29,7 @@ any tree by more than 0.02.
 Usage:
     python benchmarks/head_harmonization.py --seed 31 --tree 0:/tmp/s9/loso0/none \
         --tree 1:/tmp/s9/loso1/none
+    python benchmarks/head_harmonization.py --seed 31 --render-only   # README block
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
 
 from head_descriptor import frozen_fold  # noqa: E402
+from readme_block import replace_block  # noqa: E402
 
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
 from oncoflow.metrics.decision import confusion_codes, confusion_macro_f1  # noqa: E402
@@ -120,14 +122,47 @@ def decide(trees: dict[str, dict[str, Any]]) -> bool:
     return float(np.mean(gains)) >= 0.03 and min(gains) >= -0.02
 
 
+def table(result: dict[str, Any]) -> str:
+    """The README block: validation macro AUC and macro-F1 with and without the mapping."""
+    lines = [
+        f"Refit head with and without the site mapping on the validation cases of each "
+        f"leave-one-site-out fold (development seed {result['seed']}, `python "
+        f"benchmarks/head_harmonization.py --seed {result['seed']} --tree <fold>:<tree> ...`, "
+        f"`benchmarks/head_harmonization_{result['seed']}.json`; mean of {SEEDS} head "
+        "initialisations, macro-F1 of the most probable class):",
+        "",
+        "| fold (fit on -> validate on) | macro AUC, raw | macro AUC, site-mapped "
+        "| macro-F1, raw | macro-F1, site-mapped |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in result["trees"].items():
+        where = f"{name} ({', '.join(t['training_sites'])} -> {', '.join(t['validation_sites'])})"
+        raw, mapped = t["raw"], t["site_harmonised"]
+        lines.append(
+            f"| {where} | {raw['auc_macro_mean']:.3f} | {mapped['auc_macro_mean']:.3f} "
+            f"| {raw['f1_macro_mean']:.3f} | {mapped['f1_macro_mean']:.3f} |"
+        )
+    verdict = "adopted" if result["adopt"] else "not adopted"
+    lines += ["", f"By the rule in the script's docstring the site mapping is {verdict}."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Probe each tree, apply the rule, write ``head_harmonization_<seed>.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True, help="the trees' demo seed")
-    parser.add_argument("--tree", action="append", required=True, help="FOLD:results tree")
+    parser.add_argument("--tree", action="append", default=[], help="FOLD:results tree")
     parser.add_argument("--hidden", type=int, default=64, help="head width (config head.hidden)")
     parser.add_argument("--dropout", type=float, default=0.3, help="head dropout")
+    parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     args = parser.parse_args(argv)
+    out = HERE / f"head_harmonization_{args.seed}.json"
+    if args.render_only:
+        block = table(json.loads(out.read_text()))
+        replace_block(REPO / "README.md", "head_harmonization", block)
+        return 0
+    if not args.tree:
+        parser.error("give at least one --tree FOLD:DIR")
     if args.seed == 20261123:
         parser.error("the README's seed is not a development seed")
     trees = {}
@@ -135,11 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         fold, _, path = spec.partition(":")
         trees[f"fold_{fold}"] = probe(Path(path), int(fold), args.hidden, args.dropout)
     adopt = decide(trees)
-    out = HERE / f"head_harmonization_{args.seed}.json"
     result = {"seed": args.seed, "trees": trees, "adopt": adopt}
     out.write_text(json.dumps(result, indent=1) + "\n")
-    for name, tree in trees.items():
-        print(name, {v: (tree[v]["auc_macro_mean"], tree[v]["f1_macro_mean"]) for v in VARIANTS})
+    print(table(result))
     print(f"adopt the site mapping: {adopt} -> {out}")
     return 0
 
