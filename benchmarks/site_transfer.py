@@ -22,12 +22,16 @@ blurrier than both training sites). Rule: among the candidates with a higher val
 than the reference and a lesion Dice not lower by more than 0.02, the one with the highest
 macro AUC is adopted (none: the reference). The baselines' figures are those of the same fold.
 ``--run`` trains only the listed candidates (the others must already be in the folder).
+``--repeat`` trains the candidates again (``site_transfer_<seed>_fold<k>_repeat.json``): nnU-Net
+training on a CPU is not deterministic, and the repeat measures the spread between two trainings of
+one configuration.
 
 Usage:
     python benchmarks/site_transfer.py --seed 31 --shifts 0,30 [--patients 120] [--cores 2]
     python benchmarks/site_transfer.py --seed 31 --shifts 0,30 --from DIR   # collect only
     python benchmarks/site_transfer.py --seed 31 --fold 1 --candidates none,shift30+blur1.75+noise18
     python benchmarks/site_transfer.py --seed 31 --fold 1 --candidates none,...,zscore --run zscore
+    python benchmarks/site_transfer.py --seed 31 --fold 0 --candidates none --repeat
 """
 
 from __future__ import annotations
@@ -260,12 +264,53 @@ def augmentations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         "candidates": candidates,
         "chosen": choose(candidates, specs),
     }
-    out = HERE / f"site_transfer_{args.seed}_fold{args.fold}.json"
+    out = HERE / _fold_json(args.seed, args.fold, args.repeat)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", table(result))
+    if args.repeat:
+        replace_block(REPO / "README.md", "site_transfer_repeat", repeat_table(args.seed))
+    else:
+        replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", table(result))
     print(table(result))
     print(f"chosen: {result['chosen']} -> {out}")
     return 0
+
+
+def _fold_json(seed: int, fold: int, repeat: bool = False) -> str:
+    return f"site_transfer_{seed}_fold{fold}{'_repeat' if repeat else ''}.json"
+
+
+def repeat_table(seed: int) -> str:
+    """The README block: each repeated candidate's validation figures, first training and repeat.
+
+    The same configuration on the same patients, trained twice: the spread between the two is
+    what one training per candidate cannot tell apart from a candidate's effect.
+    """
+    lines = [
+        f"The same configuration trained twice on the same patients (development seed {seed}; "
+        f"`python benchmarks/site_transfer.py --seed {seed} --fold <k> --candidates none "
+        f"--repeat`, `benchmarks/site_transfer_{seed}_fold<k>_repeat.json`; first = the tables "
+        "above):",
+        "",
+        "| fold | candidate | lesion Dice, first / repeat | subtype macro AUC, first / repeat "
+        "| macro-F1, first / repeat |",
+        "|---|---|---|---|---|",
+    ]
+    for fold in (0, 1):
+        path = HERE / _fold_json(seed, fold, repeat=True)
+        if not path.exists():
+            continue
+        first = json.loads((HERE / _fold_json(seed, fold)).read_text())["candidates"]
+        again = json.loads(path.read_text())
+        for name, c in again["candidates"].items():
+            one, two = first[name], c
+            pairs = [(one["dice"].get("lesion"), two["dice"].get("lesion"))]
+            pairs += [
+                (one["subtype"]["nnunet"][m], two["subtype"]["nnunet"][m])
+                for m in ("auc_macro", "f1_macro")
+            ]
+            cells = " | ".join(f"{a['value']:.3f} / {b['value']:.3f}" for a, b in pairs)
+            lines.append(f"| {again['folds'].split(': ', 1)[1]} | {name} | {cells} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,13 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--from", dest="source", type=Path, default=None, help="collect only")
     parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
+    parser.add_argument("--repeat", action="store_true", help="train the candidates again")
     args = parser.parse_args(argv)
     if args.seed == 20261123:
         parser.error("the README's seed is not a development seed")
     if args.candidates:
+        if args.render_only and args.repeat:
+            replace_block(REPO / "README.md", "site_transfer_repeat", repeat_table(args.seed))
+            return 0
         if args.render_only:
-            out = HERE / f"site_transfer_{args.seed}_fold{args.fold}.json"
-            block = table(json.loads(out.read_text()))
+            block = table(json.loads((HERE / _fold_json(args.seed, args.fold)).read_text()))
             replace_block(REPO / "README.md", f"site_transfer_fold{args.fold}", block)
             return 0
         return augmentations(args, parser)

@@ -26,6 +26,8 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("site_transfer.py", "--seed", "31", "--fold", "0", "--candidates", "x", "--render-only"),
     ("site_transfer.py", "--seed", "31", "--fold", "1", "--candidates", "x", "--render-only"),
     ("head_descriptor.py", "--seed", "31", "--render-only"),
+    ("site_transfer.py", "--seed", "31", "--candidates", "x", "--repeat", "--render-only"),
+    ("head_harmonization.py", "--seed", "31", "--render-only"),
 )
 
 
