@@ -76,6 +76,17 @@ def frozen_fold(tree: Path, fold: int) -> tuple[Path, pd.DataFrame, list[str], d
     return raw, cases, names, split, predictor
 
 
+def head_runs(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, n: int, hidden: int, dropout: float
+) -> list[np.ndarray]:
+    """Validation probabilities of :data:`SEEDS` heads (one per initialisation seed)."""
+    out = []
+    for seed in range(SEEDS):
+        head = train_head(x_train, y_train, n, hidden=hidden, dropout=dropout, seed=seed)
+        out.append(head_probabilities(head, x_val))
+    return out
+
+
 def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     """Validation macro AUC of each descriptor on one results tree's fold."""
     raw, cases, names, split, predictor = frozen_fold(tree, fold)
@@ -91,17 +102,10 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
     out: dict[str, Any] = {"n_train": len(y["train"]), "n_validation": len(y["val"])}
     for variant, parts in VARIANTS.items():
         cols = columns(stages, parts)
-        aucs = []
-        for seed in range(SEEDS):
-            head = train_head(
-                x["train"][:, cols],
-                y["train"],
-                len(names),
-                hidden=hidden,
-                dropout=dropout,
-                seed=seed,
-            )
-            aucs.append(macro_auc(y["val"], head_probabilities(head, x["val"][:, cols])))
+        runs = head_runs(
+            x["train"][:, cols], y["train"], x["val"][:, cols], len(names), hidden, dropout
+        )
+        aucs = [macro_auc(y["val"], p) for p in runs]
         out[variant] = {"auc_macro_mean": round(float(np.mean(aucs)), 4), "runs": aucs}
     return out
 

@@ -48,7 +48,7 @@ HERE = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
 
-from head_descriptor import frozen_fold  # noqa: E402
+from head_descriptor import SEEDS, frozen_fold, head_runs  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
@@ -56,13 +56,10 @@ from oncoflow.metrics.decision import confusion_codes, confusion_macro_f1  # noq
 from oncoflow.segmentation.frozen_head import (  # noqa: E402
     case_features,
     fold_files,
-    head_probabilities,
-    train_head,
 )
 from oncoflow.segmentation.refit import SiteMapping  # noqa: E402
 
 STUDY = "pancreas_multitask"
-SEEDS = 5
 VARIANTS = ("raw", "site_harmonised")
 
 
@@ -91,20 +88,13 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
         "n_train": len(y["train"]),
         "n_validation": len(y["val"]),
     }
+    n = len(names)
     for variant in VARIANTS:
-        aucs, f1s = [], []
-        for seed in range(SEEDS):
-            head = train_head(
-                inputs[variant]["train"],
-                y["train"],
-                len(names),
-                hidden=hidden,
-                dropout=dropout,
-                seed=seed,
-            )
-            p = head_probabilities(head, inputs[variant]["val"])
-            aucs.append(float(macro_auc(y["val"], p)))
-            f1s.append(confusion_macro_f1(confusion_codes(y["val"], p.argmax(axis=1), len(names))))
+        runs = head_runs(
+            inputs[variant]["train"], y["train"], inputs[variant]["val"], n, hidden, dropout
+        )
+        aucs = [float(macro_auc(y["val"], p)) for p in runs]
+        f1s = [confusion_macro_f1(confusion_codes(y["val"], p.argmax(axis=1), n)) for p in runs]
         out[variant] = {
             "auc_macro_mean": round(float(np.mean(aucs)), 4),
             "f1_macro_mean": round(float(np.mean(f1s)), 4),
