@@ -22,7 +22,6 @@ from oncoflow.errors import ModelError
 from oncoflow.formats import RUN_COLUMN
 from oncoflow.metrics.bootstrap import mean_of_runs, named_intervals
 from oncoflow.metrics.classification import binary_metrics, reliability, youden_threshold
-from oncoflow.splits import TEST_SPLITS
 
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "y_true", "y_score")
 """Columns a binary ``predictions.csv`` must have."""
@@ -38,6 +37,8 @@ SCALAR_METRICS: tuple[str, ...] = (
     "ece",
 )
 """Metrics reported with a bootstrap CI."""
+
+TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
 
 
 def _finite(value: float | None) -> float | None:

@@ -34,11 +34,10 @@ from oncoflow.errors import ModelError
 from oncoflow.evaluate.binary import evaluate_binary
 from oncoflow.evaluate.compare import paired_bootstrap
 from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns, evaluate_multiclass
-from oncoflow.evaluate.survival import DEFAULT_HORIZONS, evaluate_survival
+from oncoflow.evaluate.survival import DEFAULT_HORIZONS, TEST_SPLITS, evaluate_survival
 from oncoflow.formats import is_baseline
 from oncoflow.metrics.classification import auc, delong_test, macro_auc
 from oncoflow.metrics.survival import concordance_index
-from oncoflow.splits import TEST_SPLITS
 
 log = logging.getLogger(__name__)
 

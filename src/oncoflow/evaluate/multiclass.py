@@ -32,7 +32,6 @@ from oncoflow.evaluate.binary import is_control, run_labels, run_parts
 from oncoflow.metrics.bootstrap import mean_of_runs, named_intervals
 from oncoflow.metrics.classification import multiclass_metrics
 from oncoflow.metrics.decision import macro_f1_weights
-from oncoflow.splits import TEST_SPLITS
 
 SCORE_PREFIX = "y_score_"
 """Prefix of the per-class probability columns."""
@@ -40,6 +39,7 @@ SCORE_PREFIX = "y_score_"
 METRICS: tuple[str, ...] = ("auc_macro", "accuracy", "f1_macro", "brier")
 """Metrics reported with a bootstrap CI."""
 
+TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
 
 DECISIONS: tuple[str, ...] = ("macro_f1", "argmax")
 """Decision rules of the test splits (module docstring)."""

@@ -49,13 +49,13 @@ from oncoflow.metrics.survival import (
     td_auc_kernel,
     uno_c_kernel,
 )
-from oncoflow.splits import TEST_SPLITS
 
 log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = ("patient_id", "split", "fold", "target", "time", "event", "risk")
 """Columns a survival ``predictions.csv`` must have."""
 
+TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")
 
 SURVIVAL_PREFIX = "survival_"
 """Prefix of the optional predicted-survival columns, ``survival_<t>``."""
