@@ -1,0 +1,66 @@
+"""Reference-tissue calibration of CT channels (oncoflow.segmentation.calibrate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.calibrate import shift_channels, tissue_median, two_pass_offset
+
+
+def _phantom(offset: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A (1, 16, 24, 24) CT: fat -100, pancreas 105 (label 1), lesion 50 (label 2), + offset."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((16, 24, 24), dtype=np.int16)
+    labels[4:12, 6:18, 6:18] = 1
+    labels[6:10, 9:14, 9:14] = 2
+    hu = np.select([labels == 1, labels == 2], [105.0, 50.0], -100.0)
+    return (hu + offset + rng.normal(0, 10, hu.shape))[None].astype(np.float32), labels
+
+
+def test_tissue_median_reads_the_label_of_the_first_channel() -> None:
+    data, labels = _phantom(-22.0)
+    assert tissue_median(data, labels, 1, case="c1") == pytest.approx(83.0, abs=1.5)
+    assert tissue_median(data, labels[None], 2, case="c1") == pytest.approx(28.0, abs=3.0)
+
+
+def test_tissue_median_names_the_case_when_it_cannot_calibrate() -> None:
+    data, labels = _phantom(0.0)
+    with pytest.raises(SegmentationError, match="case PM7: no voxel of reference label 3"):
+        tissue_median(data, labels, 3, case="PM7")
+    with pytest.raises(SegmentationError, match="case PM7: label map"):
+        tissue_median(data, labels[:8], 1, case="PM7")
+
+
+def test_shift_channels_shifts_only_the_given_channels_of_a_copy() -> None:
+    data = np.zeros((2, 2, 2, 2), dtype=np.float32)
+    out = shift_channels(data, 28.0, (1,))
+    assert out[0].max() == 0.0
+    assert np.all(out[1] == 28.0)
+    assert data.max() == 0.0
+
+
+def _window_segmenter(image: np.ndarray) -> np.ndarray:
+    """Labels by intensity window, as a network trained on calibrated images (pancreas ~105)."""
+    smooth = image[0]
+    return np.select([(smooth > 80) & (smooth < 140), (smooth > 20) & (smooth <= 80)], [1, 2], 0)
+
+
+@pytest.mark.parametrize(("drift", "passes"), [(-50.0, 3), (-22.0, 2), (0.0, 2), (28.0, 2)])
+def test_passes_recover_the_scanner_offset_from_the_segmentation(drift: float, passes: int) -> None:
+    data, labels = _phantom(drift, seed=int(abs(drift)) % 7)
+    truth = 105.0 - tissue_median(data, labels, 1, case="c")
+    offset = two_pass_offset(data, _window_segmenter, 1, 105.0, case="c", passes=passes)
+    # the calibrated image reads the pancreas at 105 HU within the noise of its median
+    assert offset == pytest.approx(truth, abs=2.0)
+    assert offset == pytest.approx(-drift, abs=2.0)
+    calibrated = shift_channels(data, offset, (0,))
+    assert tissue_median(calibrated, labels, 1, case="c") == pytest.approx(105.0, abs=2.0)
+
+
+def test_one_pass_on_a_far_scanner_is_not_enough() -> None:
+    """At -50 HU the window segmenter finds only the pancreas's bright tail on the raw image."""
+    data, _ = _phantom(-50.0)
+    one = two_pass_offset(data, _window_segmenter, 1, 105.0, case="c", passes=1)
+    assert abs(one - 50.0) > 20.0
