@@ -46,6 +46,12 @@ def _config(workdir: Path) -> None:
     config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
     # the refit head behind the per-site map of its descriptors (site_c unseen in training)
     config["studies"]["pancreas_multitask"]["nnunet"]["harmonize_head"] = True
+    # every CT calibrated on its pancreas (label 1): training cases through their masks,
+    # predicted cases through the network's own segmentation
+    config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] = {
+        "label": 1,
+        "reference_hu": 100,
+    }
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
         selection_ramp_epochs=2, save_every=1, teacher_forcing_epochs=3, intensity_shift_hu=30,
@@ -181,6 +187,24 @@ def test_predictions_masks_and_patch_aggregation(run):
         image = sitk.ReadImage(str(run / "results/converted" / patient / "0/CT_venous.nii.gz"))
         assert mask.GetSize() == image.GetSize()  # masks come back on the original grid
         np.testing.assert_allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-5)
+
+
+def test_calibrated_training_cases_and_predictions(run):
+    from oncoflow.segmentation.calibrate import UNCALIBRATED
+    from oncoflow.segmentation.workflow import read_cases
+
+    raw = run / NN / "nnUNet_raw/Dataset501_PancreasMultitask"
+    cases = read_cases(raw)
+    train = cases[cases["split"] == "train"]
+    assert train["calibration_hu"].notna().all()
+    assert cases.loc[cases["split"] != "train", "calibration_hu"].isna().all()
+    uncalibrated = sorted(p.name for p in (raw / UNCALIBRATED).iterdir())
+    assert uncalibrated == sorted(p.name for p in (raw / "imagesTr").iterdir())
+    # every predicted case (validation and test) carries the offset its passes found
+    for subset in ("fold_0", "test"):
+        table = pd.read_csv(run / NN / "predict" / subset / "cases.csv")
+        assert np.isfinite(table["calibration_hu"]).all()
+        assert table["calibration_hu"].abs().max() < 200
 
 
 def test_refit_head_learnt_from_the_folds_training_cases_only(run):

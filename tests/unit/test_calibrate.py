@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from oncoflow.errors import SegmentationError
-from oncoflow.segmentation.calibrate import shift_channels, tissue_median, two_pass_offset
+from oncoflow.segmentation.calibrate import (
+    Calibration,
+    shift_channels,
+    tissue_median,
+    two_pass_offset,
+    write_calibrated,
+)
 
 
 def _phantom(offset: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,3 +70,46 @@ def test_one_pass_on_a_far_scanner_is_not_enough() -> None:
     data, _ = _phantom(-50.0)
     one = two_pass_offset(data, _window_segmenter, 1, 105.0, case="c", passes=1)
     assert abs(one - 50.0) > 20.0
+
+
+def test_a_segmentation_without_the_tissue_leaves_the_last_offset(caplog) -> None:
+    data, _ = _phantom(-22.0)
+    empty = two_pass_offset(data, np.zeros_like, 1, 105.0, case="PM3", passes=2)
+    assert empty == 0.0
+    assert "case PM3: segmentation pass 1 found no voxel of reference label 1" in caplog.text
+    calls = iter([_window_segmenter(data), np.zeros(data.shape[1:])])
+    kept = two_pass_offset(data, lambda _image: next(calls), 1, 105.0, case="PM3")
+    assert kept == pytest.approx(22.0, abs=6.0)  # the first pass's offset
+
+
+def test_calibration_block_resolves_ct_channels() -> None:
+    assert Calibration.from_block({}, [0]) is None
+    calibration = Calibration.from_block({"label": 1, "reference_hu": 100}, [0, 2])
+    assert calibration == Calibration(label=1, reference_hu=100.0, channels=(0, 2), passes=2)
+    with pytest.raises(SegmentationError, match="channels have none"):
+        Calibration.from_block({"label": 1, "reference_hu": 100}, [])
+
+
+def test_write_calibrated_shifts_ct_and_copies_other_channels(tmp_path) -> None:
+    import SimpleITK as sitk
+
+    data, labels = _phantom(28.0)
+    paths = []
+    for i, array in enumerate((data[0].astype(np.int16), np.full(labels.shape, 3.5, np.float32))):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((2.0, 2.0, 2.5))
+        image.SetOrigin((10.0, -4.0, 7.0))
+        paths.append(tmp_path / f"in_{i}.nii.gz")
+        sitk.WriteImage(image, str(paths[-1]))
+    label_file = tmp_path / "labels.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(labels.astype(np.uint8)), str(label_file))
+    calibration = Calibration(label=1, reference_hu=100.0, channels=(0,))
+    offset = write_calibrated("PM9", paths, label_file, calibration, tmp_path / "out")
+    ct = sitk.ReadImage(str(tmp_path / "out" / "PM9_0000.nii.gz"))
+    other = sitk.ReadImage(str(tmp_path / "out" / "PM9_0001.nii.gz"))
+    assert offset == pytest.approx(100.0 - 133.0, abs=1.5)
+    assert ct.GetSpacing() == (2.0, 2.0, 2.5)
+    assert ct.GetOrigin() == (10.0, -4.0, 7.0)
+    shifted = sitk.GetArrayFromImage(ct)[None]
+    assert tissue_median(shifted, labels, 1, case="PM9") == pytest.approx(100.0, abs=1.0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(other), 3.5)

@@ -162,3 +162,38 @@ def test_cases_csv_records_each_patients_site(cohort, tmp_path):
     (out / "cases.csv").write_text("case_id,patient_id,timepoint,split,target\nX_tp0,X,0,train,1\n")
     assert read_cases(out)["site"].tolist() == [""]
     assert patient_sites(images.drop(columns="site")) == {}
+
+
+def test_calibrated_export_shifts_training_cases_and_keeps_them_uncalibrated(cohort, tmp_path):
+    from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration, tissue_median
+    from oncoflow.segmentation.predict import subset_cases
+    from oncoflow.segmentation.workflow import read_cases
+
+    converted, splits, targets = cohort
+    cases = collect_cases(converted, splits, ["CT_venous"], label_stem="CT_venous", targets=targets)
+    out = tmp_path / "raw" / "Dataset501_Demo"
+    calibration = Calibration(label=1, reference_hu=100.0, channels=(0,))
+    export_dataset(cases, out, ["CT_venous"], REGIONS, classes=["0", "1", "2"],
+                   calibration=calibration)  # fmt: skip
+
+    def read(path: Path) -> np.ndarray:
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+    table = read_cases(out).set_index("case_id")
+    for case in ("P00_tp0", "P05_tp1"):
+        labels = read(out / "labelsTr" / f"{case}.nii.gz")
+        calibrated = read(out / "imagesTr" / f"{case}_0000.nii.gz")[None]
+        raw = read(out / UNCALIBRATED / f"{case}_0000.nii.gz")[None]
+        # the tissue reads r in imagesTr; the uncalibrated copy is the converted image
+        assert tissue_median(calibrated, labels, 1, case=case) == pytest.approx(100.0, abs=1e-3)
+        source = read(converted / case.split("_tp")[0] / case[-1] / "CT_venous.nii.gz")
+        np.testing.assert_array_equal(raw[0], source)
+        offset = table.loc[case, "calibration_hu"]
+        np.testing.assert_allclose(calibrated - raw, offset, atol=1e-3)
+        assert offset == pytest.approx(100.0 - tissue_median(raw, labels, 1, case=case), abs=1e-3)
+    # test cases stay uncalibrated, with no offset; validation cases are predicted uncalibrated
+    assert np.isnan(table.loc["T01_tp0", "calibration_hu"])
+    assert len(list((out / UNCALIBRATED).iterdir())) == 16
+    folds = [{"train": ["P00_tp0"], "val": ["P01_tp0"]}]
+    assert subset_cases("fold_0", table.reset_index(), folds, calibrated=True)[1] == UNCALIBRATED
+    assert subset_cases("fold_0", table.reset_index(), folds)[1] == "imagesTr"

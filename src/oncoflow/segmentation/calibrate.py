@@ -11,26 +11,45 @@ each case, and the case's CT channels are shifted so that the tissue's median re
 
 The median is that of the case's own voxels of the tissue label: a given mask where the case
 has one, else the network's own prediction (:func:`two_pass_offset`). Nothing about the
-case's class is read. A gain (HU scale) is not corrected, only the offset.
+case's class is read. A gain (HU scale) is not corrected, only the offset; every CT channel of
+a case gets the offset measured on its first CT channel (one scanner).
+
+In the workflow (``nnunet.calibrate``, :class:`Calibration`) the export writes the training
+cases calibrated through their given masks into ``imagesTr`` (what nnU-Net plans, preprocesses
+and trains on) and keeps them uncalibrated in :data:`UNCALIBRATED`; every prediction (validation
+cases of a fold, test cases, a new cohort in ``apply``) starts from the uncalibrated image and
+calibrates it through the network's own segmentation, so validation figures are measured the
+way test figures are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from oncoflow.errors import SegmentationError
 
+log = logging.getLogger(__name__)
 
-def tissue_median(data: np.ndarray, labels: np.ndarray, label: int, *, case: str) -> float:
-    """Median intensity (HU) of the first channel over the voxels of ``label``.
+UNCALIBRATED = "imagesTrUncalibrated"
+"""Folder of the raw dataset holding the training cases' images before calibration."""
+
+
+def tissue_median(
+    data: np.ndarray, labels: np.ndarray, label: int, *, case: str, channel: int = 0
+) -> float:
+    """Median intensity (HU) of one channel over the voxels of ``label``.
 
     Args:
         data: Channels ``(C, Z, Y, X)`` as nnU-Net's reader returns them.
         labels: Label map ``(Z, Y, X)`` or ``(1, Z, Y, X)`` on the same grid.
         label: The reference tissue's label value.
         case: Case id, named in errors.
+        channel: The channel read.
 
     Raises:
         SegmentationError: The grids differ, or the case has no voxel of ``label``.
@@ -45,7 +64,7 @@ def tissue_median(data: np.ndarray, labels: np.ndarray, label: int, *, case: str
     if not inside.any():
         msg = f"case {case}: no voxel of reference label {label}; cannot calibrate its CT"
         raise SegmentationError(msg)
-    return float(np.median(data[0][inside]))
+    return float(np.median(data[channel][inside]))
 
 
 def shift_channels(data: np.ndarray, offset: float, channels: Sequence[int]) -> np.ndarray:
@@ -69,22 +88,112 @@ def two_pass_offset(
     """The offset of a case without a mask, from the network's own segmentation of the tissue.
 
     Pass 1 segments the uncalibrated image; each further pass segments the image calibrated
-    with the previous offset (a network trained on calibrated images segments those best).
+    with the previous offset (a network trained on calibrated images segments those best). A
+    pass that finds no voxel of the tissue ends the passes with the last offset found (0: the
+    case stays uncalibrated), with a warning naming the case.
 
     Args:
         data: Channels ``(C, Z, Y, X)`` in HU.
         segment: Image ``(C, Z, Y, X)`` -> label map on the same grid (a trained network).
         label: The reference tissue's label value.
         reference_hu: ``r``, the median the tissue is brought to.
-        case: Case id, named in errors.
-        channels: The CT channels shifted between passes.
+        case: Case id, named in errors and warnings.
+        channels: The CT channels shifted between passes; the first is measured.
         passes: Segmentations run (``>= 1``).
 
     Returns:
         ``r - median`` of the last pass's tissue, HU.
     """
     offset = 0.0
-    for _ in range(max(1, passes)):
-        labels = segment(shift_channels(data, offset, channels))
-        offset = reference_hu - tissue_median(data, labels, label, case=case)
+    for n in range(1, max(1, passes) + 1):
+        labels = np.asarray(segment(shift_channels(data, offset, channels)))
+        if not np.any(labels == label):
+            log.warning("case %s: segmentation pass %d found no voxel of reference label %d; "
+                        "calibrated by %+.1f HU", case, n, label, offset)  # fmt: skip
+            return offset
+        offset = reference_hu - tissue_median(data, labels, label, case=case, channel=channels[0])
+    return offset
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A study's ``nnunet.calibrate`` block, resolved against its channels.
+
+    Attributes:
+        label: The reference tissue's label value (pancreas_multitask: 1, the pancreas).
+        reference_hu: ``r``, the median the tissue is brought to (HU).
+        channels: Indices of the CT channels (the offset is measured on the first).
+        passes: Segmentations of a case without a mask (:func:`two_pass_offset`).
+    """
+
+    label: int
+    reference_hu: float
+    channels: tuple[int, ...]
+    passes: int = 2
+
+    @classmethod
+    def from_block(
+        cls, block: Mapping[str, object], ct_channels: Sequence[int]
+    ) -> Calibration | None:
+        """From the config block (``None`` when empty); an error without a CT channel."""
+        if not block:
+            return None
+        if not ct_channels:
+            msg = "nnunet.calibrate shifts CT channels, and the study's channels have none"
+            raise SegmentationError(msg)
+        return cls(
+            label=int(block["label"]),  # type: ignore[call-overload]
+            reference_hu=float(block["reference_hu"]),  # type: ignore[arg-type]
+            channels=tuple(int(c) for c in ct_channels),
+            passes=int(block.get("passes", 2)),  # type: ignore[call-overload]
+        )
+
+    def given_offset(self, data: np.ndarray, labels: np.ndarray, *, case: str) -> float:
+        """``r - median`` of the tissue of a case's given label map (HU)."""
+        median = tissue_median(data, labels, self.label, case=case, channel=self.channels[0])
+        return self.reference_hu - median
+
+    def predicted_offset(
+        self, data: np.ndarray, segment: Callable[[np.ndarray], np.ndarray], *, case: str
+    ) -> float:
+        """The offset of a case without a mask, through ``segment`` (:func:`two_pass_offset`)."""
+        return two_pass_offset(
+            data,
+            segment,
+            self.label,
+            self.reference_hu,
+            case=case,
+            channels=self.channels,
+            passes=self.passes,
+        )
+
+    def apply(self, data: np.ndarray, offset: float) -> np.ndarray:
+        """``data`` with ``offset`` added to the CT channels (a copy)."""
+        return shift_channels(data, offset, self.channels)
+
+
+def write_calibrated(
+    case: str,
+    images: Sequence[Path],
+    label_file: Path,
+    calibration: Calibration,
+    out_folder: Path,
+) -> float:
+    """Write a case's channels calibrated through its given label map; return the offset (HU).
+
+    The calibrated channels are written as ``out_folder/<case>_<i:04d>.nii.gz`` (float32 on
+    the source grid); other channels are copied unchanged.
+    """
+    import SimpleITK as sitk
+
+    volumes = [sitk.ReadImage(str(path)) for path in images]
+    data = np.stack([sitk.GetArrayFromImage(v).astype(np.float32) for v in volumes])
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(label_file)))
+    offset = calibration.given_offset(data, labels, case=case)
+    shifted = calibration.apply(data, offset)
+    Path(out_folder).mkdir(parents=True, exist_ok=True)
+    for i, volume in enumerate(volumes):
+        out = sitk.GetImageFromArray(shifted[i]) if i in calibration.channels else volume
+        out.CopyInformation(volume)
+        sitk.WriteImage(out, str(Path(out_folder) / f"{case}_{i:04d}.nii.gz"), useCompression=True)
     return offset

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration, write_calibrated
 
 CHANNEL_NAMES: dict[str, str] = {"CT": "CT", "PET": "noNorm", "MR": "MRI"}
 """nnU-Net channel name per modality. nnU-Net picks the intensity normalisation from the name:
@@ -232,11 +233,15 @@ def export_dataset(
     regions: Mapping[str, Sequence[int]],
     *,
     classes: Sequence[str] = (),
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """Write the raw dataset folder ``out`` (``Dataset<NNN>_<Name>``) for ``cases``.
 
     Training cases (split ``train``) go to ``imagesTr``/``labelsTr``; test cases to ``imagesTs``
-    (their masks stay in the converted tree, used only to score the predictions).
+    (their masks stay in the converted tree, used only to score the predictions). With a
+    ``calibration`` the training cases' images in ``imagesTr`` are calibrated through their
+    given masks and kept uncalibrated in :data:`~oncoflow.segmentation.calibrate.UNCALIBRATED`
+    (the offsets in ``cases.csv``, column ``calibration_hu``); test cases stay uncalibrated.
 
     Returns:
         The ``dataset.json`` payload.
@@ -251,13 +256,21 @@ def export_dataset(
     if not train:
         msg = f"{out}: no training case to export"
         raise SegmentationError(msg)
+    offsets: dict[str, float] = {}
     for case in cases:
-        write_case_images(case, out / ("imagesTr" if case.split == "train" else "imagesTs"))
-        if case.split == "train":
-            assert case.label is not None  # collect_cases refuses unlabelled training cases
-            _write_label(
-                case.label, out / "labelsTr" / f"{case.case_id}.nii.gz", allowed, case.case_id
-            )
+        if case.split != "train":
+            write_case_images(case, out / "imagesTs")
+            continue
+        assert case.label is not None  # collect_cases refuses unlabelled training cases
+        label_file = out / "labelsTr" / f"{case.case_id}.nii.gz"
+        _write_label(case.label, label_file, allowed, case.case_id)
+        if calibration is None:
+            write_case_images(case, out / "imagesTr")
+            continue
+        images = write_case_images(case, out / UNCALIBRATED)
+        offsets[case.case_id] = write_calibrated(
+            case.case_id, images, label_file, calibration, out / "imagesTr"
+        )
     case_classes = {c.case_id: c.target for c in train if c.target is not None}
     payload = dataset_json(
         channels, regions, len(train), classes=classes, case_classes=case_classes
@@ -273,6 +286,8 @@ def export_dataset(
             "site": [c.site for c in cases],
         }
     )
+    if calibration is not None:
+        table["calibration_hu"] = [offsets.get(c.case_id) for c in cases]
     table.to_csv(out / "cases.csv", index=False)
     return payload
 

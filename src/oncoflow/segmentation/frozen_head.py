@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from oncoflow.formats import RUN_COLUMN
+from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
 from oncoflow.segmentation.multitask import ClassificationHead, class_weights
 from oncoflow.segmentation.refit import REFIT_FILE, SiteMapping, save_refit_head
 from oncoflow.segmentation.workflow import NnunetSettings, read_cases
@@ -45,7 +46,11 @@ REFIT_STEPS = 100
 
 
 def case_features(
-    predictor, files: Sequence[tuple[str, Sequence[Path]]], *, contrast: bool = False
+    predictor,
+    files: Sequence[tuple[str, Sequence[Path]]],
+    *,
+    contrast: bool = False,
+    calibration: Calibration | None = None,
 ) -> np.ndarray:
     """The lesion descriptor of each case, averaged over its patches: ``(cases, features)``.
 
@@ -55,14 +60,19 @@ def case_features(
         files: ``(case_id, channel files)`` per case.
         contrast: Add the lesion-to-organ contrast part
             (:meth:`~oncoflow.segmentation.multitask.MultitaskNetwork.collecting_features`).
+        calibration: Calibrate each (uncalibrated) case through the network's own segmentation
+            first, as prediction does (:func:`~oncoflow.segmentation.predict.calibrated_offset`).
     """
     import torch
 
-    from oncoflow.segmentation.predict import read_case
+    from oncoflow.segmentation.predict import calibrated_offset, read_case
 
     rows = []
     for i, (case, paths) in enumerate(files, start=1):
         data, properties = read_case(case, paths)
+        if calibration is not None:
+            offset = calibrated_offset(predictor, calibration, data, properties, case)
+            data = calibration.apply(data, offset)
         with predictor.network.collecting_features(contrast) as pooled:
             predictor.predict_single_npy_array(data, properties, None, None, False)
         rows.append(torch.cat(pooled).mean(dim=0).numpy())
@@ -208,6 +218,10 @@ def permuted_head_control(
     splits_final = json.loads(Path(splits_file).read_text())
     test_ids = sorted(cases.index[cases["split"].isin(TEST_SPLITS)])
     n_channels = len(settings.channels)
+    # validation and test cases are read as prediction reads them (uncalibrated, then
+    # calibrated through the network), the training cases as the network was trained on them
+    calibration = settings.calibration
+    val_folder = "imagesTr" if calibration is None else UNCALIBRATED
     runs: dict[int, list[np.ndarray]] = {r: [] for r in range(permutations)}
     frames = []
     for k in settings.folds:
@@ -217,8 +231,12 @@ def permuted_head_control(
         log.info("fold %d: features of %d training, %d validation, %d test case(s)",
                  k, len(train_ids), len(val_ids), len(test_ids))  # fmt: skip
         x_train = case_features(predictor, fold_files(raw, train_ids, "imagesTr", n_channels))
-        x_val = case_features(predictor, fold_files(raw, val_ids, "imagesTr", n_channels))
-        x_test = case_features(predictor, fold_files(raw, test_ids, "imagesTs", n_channels))
+        x_val = case_features(
+            predictor, fold_files(raw, val_ids, val_folder, n_channels), calibration=calibration
+        )
+        x_test = case_features(
+            predictor, fold_files(raw, test_ids, "imagesTs", n_channels), calibration=calibration
+        )
         if settings.harmonize_head:  # as the refit head: mapped by site behind the heads
             site = cases["site"]
             mapping = SiteMapping.fit(x_train, site[train_ids].tolist())

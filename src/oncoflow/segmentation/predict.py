@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
 from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
 from oncoflow.segmentation.refit import REFIT_FILE, RefitHead, load_refit_head
@@ -124,6 +125,7 @@ def predict_cases(
     class_names: Sequence[str],
     heads: Sequence[RefitHead] | None = None,
     sites: Sequence[str] | None = None,
+    calibration: Calibration | None = None,
 ) -> pd.DataFrame:
     """Write ``<case>.nii.gz`` masks into ``out_dir`` and return the class probabilities.
 
@@ -136,6 +138,9 @@ def predict_cases(
             (:mod:`oncoflow.segmentation.frozen_head`); ``None`` = the network's own head.
         sites: Site of each case (refit heads with a site mapping: every case is read before
             any is classified, since a site unseen in training is mapped from its own cases).
+        calibration: Calibrate each case's CT through the network's own segmentation before
+            the pass that writes its mask and reads its class (:mod:`~oncoflow.segmentation.
+            calibrate`); the offsets are the column ``calibration_hu``.
 
     Returns:
         ``case_id, n_patches, y_score_<class>...`` (one row per case).
@@ -149,9 +154,12 @@ def predict_cases(
     if not cases:
         scores = [f"y_score_{name}" for name in class_names]
         return pd.DataFrame(columns=["case_id", "n_patches", *scores])
-    n_patches, scores = [], []
+    n_patches, scores, offsets = [], [], []
     for i, (case, files) in enumerate(cases, start=1):
         data, properties = read_case(case, files)
+        if calibration is not None:
+            offsets.append(calibrated_offset(predictor, calibration, data, properties, case))
+            data = calibration.apply(data, offsets[-1])
         collect = network.collecting_features() if heads else network.collecting()
         with collect as patches:
             predictor.predict_single_npy_array(data, properties, None, str(out_dir / case), False)
@@ -170,16 +178,37 @@ def predict_cases(
     table = pd.DataFrame({"case_id": [c for c, _ in cases], "n_patches": n_patches})
     for name, column in zip(class_names, probabilities.T, strict=True):
         table[f"y_score_{name}"] = column.astype(float)
+    if calibration is not None:
+        table["calibration_hu"] = offsets
     return table
 
 
+def calibrated_offset(
+    predictor, calibration: Calibration, data: np.ndarray, properties: dict, case: str
+) -> float:
+    """A case's calibration offset (HU) through the predictor's own segmentation passes."""
+
+    def segment(image: np.ndarray) -> np.ndarray:
+        return np.asarray(predictor.predict_single_npy_array(image, properties, None, None, False))
+
+    offset = calibration.predicted_offset(data, segment, case=case)
+    log.info("case %s: calibrated by %+.1f HU", case, offset)
+    return offset
+
+
 def subset_cases(
-    subset: str, cases: pd.DataFrame, splits_final: Sequence[Mapping[str, Sequence[str]]]
+    subset: str,
+    cases: pd.DataFrame,
+    splits_final: Sequence[Mapping[str, Sequence[str]]],
+    *,
+    calibrated: bool = False,
 ) -> tuple[list[str], str]:
     """Case ids of a prediction subset and the raw images folder they are in.
 
     ``fold_<k>``: the validation cases of nnU-Net fold k (predicted by that fold's model only);
     ``test``: every internal and external test case (predicted by the ensemble of folds).
+    ``calibrated``: the export calibrated the training cases; a fold's validation cases are
+    read uncalibrated (:data:`~oncoflow.segmentation.calibrate.UNCALIBRATED`), as test cases are.
     """
     if subset == "test":
         return sorted(cases.loc[cases["split"].isin(TEST_SPLITS), "case_id"]), "imagesTs"
@@ -188,7 +217,7 @@ def subset_cases(
         if k >= len(splits_final):
             msg = f"subset {subset}: splits_final.json has {len(splits_final)} folds"
             raise SegmentationError(msg)
-        return sorted(splits_final[k]["val"]), "imagesTr"
+        return sorted(splits_final[k]["val"]), UNCALIBRATED if calibrated else "imagesTr"
     msg = f"unknown prediction subset {subset!r} (fold_<k> or test)"
     raise SegmentationError(msg)
 
@@ -207,7 +236,8 @@ def predict_subset(
     raw = Path(raw_root) / settings.dataset
     cases = read_cases(raw)
     splits_final = json.loads(Path(splits_file).read_text())
-    ids, folder = subset_cases(subset, cases, splits_final)
+    calibrated = settings.calibration is not None
+    ids, folder = subset_cases(subset, cases, splits_final, calibrated=calibrated)
     folds = settings.folds if subset == "test" else (int(subset[5:]),)
     n_channels = len(settings.channels)
     files = [(c, [raw / folder / f"{c}_{i:04d}.nii.gz" for i in range(n_channels)]) for c in ids]
@@ -269,7 +299,9 @@ def predict_files(
     if settings.refit_head:
         model_dir = Path(results) / settings.dataset / settings.model_folder
         heads = [load_refit_head(model_dir / f"fold_{k}" / REFIT_FILE) for k in folds]
-    table = predict_cases(predictor, files, out_dir, class_names, heads, sites)
+    table = predict_cases(
+        predictor, files, out_dir, class_names, heads, sites, settings.calibration
+    )
     table.insert(1, "fold", fold_label)
     table.to_csv(Path(out_dir) / "cases.csv", index=False)
     return table

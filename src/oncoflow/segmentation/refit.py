@@ -1,7 +1,7 @@
 """The refit head of a trained fold on disk: ``fold_<k>/head_refit.pt`` (one reader, one writer).
 
 The head is trained by :func:`oncoflow.segmentation.frozen_head.refit_head` and read at
-prediction time (:func:`oncoflow.segmentation.workflow.predict_files`). With
+prediction time (:func:`oncoflow.segmentation.predict.predict_files`). With
 ``nnunet.harmonize_head`` the file also holds the :class:`SiteMapping` of the fold's training
 descriptors, applied before the head at prediction time.
 """

@@ -24,8 +24,14 @@ from typing import Any
 import pandas as pd
 
 from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.calibrate import Calibration
 from oncoflow.segmentation.dice import dice_table
-from oncoflow.segmentation.export import collect_cases, export_dataset, nnunet_splits
+from oncoflow.segmentation.export import (
+    channel_name,
+    collect_cases,
+    export_dataset,
+    nnunet_splits,
+)
 from oncoflow.segmentation.nnunet import (
     dataset_folder_name,
     nnunet_env,
@@ -62,6 +68,7 @@ class NnunetSettings:
     processes: int = 2
     refit_head: bool = False
     harmonize_head: bool = False
+    calibrate: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> NnunetSettings:
@@ -84,6 +91,12 @@ class NnunetSettings:
     def dataset(self) -> str:
         """``Dataset<NNN>_<Name>``."""
         return dataset_folder_name(self.dataset_id, self.dataset_name)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The reference-tissue calibration of the CT channels (``calibrate``), or ``None``."""
+        ct = [i for i, stem in enumerate(self.channels) if channel_name(stem) == "CT"]
+        return Calibration.from_block(self.calibrate, ct)
 
     @property
     def plans_name(self) -> str:
@@ -155,6 +168,7 @@ def export(
         settings.channels,
         settings.regions,
         classes=classes,
+        calibration=settings.calibration,
     )
     entries = nnunet_splits(folds, cases)
     Path(splits_out).parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,15 @@ NNUNET_DEFAULTS: dict[str, object] = {
     "processes": 2,
 }
 # what export and collection read (a new training schedule does not re-export) ...
-NNUNET_DATASET_KEYS = ("dataset_id", "dataset_name", "channels", "label", "regions", "classify")
+NNUNET_DATASET_KEYS = (
+    "dataset_id",
+    "dataset_name",
+    "channels",
+    "label",
+    "regions",
+    "classify",
+    "calibrate",
+)
 # ... and what planning reads (a new training schedule does not re-plan)
 NNUNET_PLAN_KEYS = (*NNUNET_DATASET_KEYS, "planner", "configuration", "plans", "head", "processes")
 
