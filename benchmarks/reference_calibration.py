@@ -190,14 +190,12 @@ def decide(trees: dict[str, dict[str, Any]], rule: str) -> bool:
 
 
 def table(result: dict[str, Any]) -> str:
-    """The README block: validation figures with and without the calibration."""
-    seed = result["seed"]
+    """One seed's part of the README block: validation figures with and without the calibration."""
+    seed, rule = result["seed"], result["rule"]
     lines = [
-        f"Refit head and masks with and without the pancreas calibration on the validation cases "
-        f"of each leave-one-site-out fold (development seed {seed}, `python "
-        f"benchmarks/reference_calibration.py --seed {seed} --tree <fold>:<tree> ...`, "
-        f"`benchmarks/reference_calibration_{seed}.json`; mean of {SEEDS} head "
-        "initialisations, macro-F1 of the most probable class; raw / calibrated):",
+        f"Development seed {seed} (`python benchmarks/reference_calibration.py --seed {seed} "
+        f"--rule {rule} --tree 0:<tree> --tree 1:<tree>`, "
+        f"`benchmarks/reference_calibration_{seed}.json`), raw / calibrated:",
         "",
         "| fold | macro AUC | macro-F1 | lesion Dice | whole pancreas Dice "
         "| offset error, mean / max (HU) |",
@@ -211,8 +209,22 @@ def table(result: dict[str, Any]) -> str:
         ]
         lines.append(f"| {name} | {' | '.join(cells)} | {err['mean_abs']} / {err['max_abs']} |")
     verdict = "adopted" if result["adopt"] else "not adopted"
-    lines += ["", f"By the rule in the script's docstring the calibration is {verdict}."]
+    lines += ["", f"By the `{rule}` rule of the script's docstring the calibration is {verdict}."]
     return "\n".join(lines)
+
+
+def render() -> str:
+    """The README block: every committed ``reference_calibration_<seed>.json``, first rule first."""
+    results = [json.loads(p.read_text()) for p in HERE.glob("reference_calibration_*.json")]
+    order = {"first": 0, "confirm": 1}
+    results.sort(key=lambda r: (order[r["rule"]], r["seed"]))
+    head = (
+        "Validation cases of the leave-one-site-out folds (fold 0 fits on site_b and validates "
+        f"on site_a, fold 1 the reverse); refit head: mean of {SEEDS} initialisations, macro-F1 "
+        "of the most probable class; offset error: the two-pass offset against the one the "
+        "case's given mask gives."
+    )
+    return "\n\n".join([head, *(table(r) for r in results)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or HERE / f"reference_calibration_{args.seed}.json"
     if args.render_only:
-        block = table(json.loads(out.read_text()))
-        replace_block(REPO / "README.md", "reference_calibration", block)
+        replace_block(REPO / "README.md", "reference_calibration", render())
         return 0
     if not args.tree:
         parser.error("give at least one --tree FOLD:DIR")

@@ -28,6 +28,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("head_descriptor.py", "--seed", "31", "--render-only"),
     ("site_transfer.py", "--seed", "31", "--candidates", "x", "--repeat", "--render-only"),
     ("head_harmonization.py", "--seed", "31", "--render-only"),
+    ("reference_calibration.py", "--seed", "31", "--render-only"),
 )
 
 
