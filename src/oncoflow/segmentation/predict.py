@@ -154,7 +154,8 @@ def predict_cases(
     if not cases:
         scores = [f"y_score_{name}" for name in class_names]
         return pd.DataFrame(columns=["case_id", "n_patches", *scores])
-    n_patches, scores, offsets = [], [], []
+    # per case: its descriptor per fold (refit heads) or its mean softmax (the network's head)
+    n_patches, descriptors, softmax, offsets = [], [], [], []
     for i, (case, files) in enumerate(cases, start=1):
         data, properties = read_case(case, files)
         if calibration is not None:
@@ -165,13 +166,13 @@ def predict_cases(
             predictor.predict_single_npy_array(data, properties, None, str(out_dir / case), False)
         n_patches.append(int(sum(p.shape[0] for p in patches)) // max(len(heads or ()), 1))
         if heads:
-            scores.append(fold_descriptors(patches, len(heads)))
+            descriptors.append(fold_descriptors(patches, len(heads)))
             log.info("case %d/%d %s: %d patches", i, len(cases), case, n_patches[-1])
             continue
-        scores.append(aggregate_patches(patches))
+        softmax.append(aggregate_patches(patches))
         log.info("case %d/%d %s: %d patches, p = %s",
-                 i, len(cases), case, n_patches[-1], np.round(scores[-1], 3))  # fmt: skip
-    probabilities = refit_probabilities(scores, heads, sites) if heads else np.stack(scores)
+                 i, len(cases), case, n_patches[-1], np.round(softmax[-1], 3))  # fmt: skip
+    probabilities = refit_probabilities(descriptors, heads, sites) if heads else np.stack(softmax)
     if probabilities.shape[1] != len(class_names):
         msg = f"the head has {probabilities.shape[1]} classes, the dataset names {len(class_names)}"
         raise SegmentationError(msg)
