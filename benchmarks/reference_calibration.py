@@ -70,9 +70,9 @@ from readme_block import replace_block  # noqa: E402
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
 from oncoflow.metrics.decision import confusion_codes, confusion_macro_f1  # noqa: E402
 from oncoflow.segmentation.calibrate import (  # noqa: E402
+    iterated_offset,
     shift_channels,
     tissue_median,
-    two_pass_offset,
 )
 from oncoflow.segmentation.dice import dice  # noqa: E402
 from oncoflow.segmentation.predict import read_case  # noqa: E402
@@ -114,7 +114,7 @@ def case_dice(seg: np.ndarray, given: np.ndarray) -> tuple[float, float]:
     return dice(seg == 2, given == 2), dice(np.isin(seg, (1, 2)), np.isin(given, (1, 2)))
 
 
-def validation_pass(predictor, case: str, item, offset: float) -> dict[str, Any]:
+def validation_pass(predictor, item, offset: float) -> dict[str, Any]:
     """Descriptor and Dice of one validation case read with ``offset`` (HU)."""
     data, properties, given = item
     x, seg = forward(predictor, shift_channels(data, offset, (0,)), properties)
@@ -146,10 +146,10 @@ def probe(tree: Path, fold: int, hidden: int, dropout: float) -> dict[str, Any]:
         def segment(image: np.ndarray, properties: dict = properties) -> np.ndarray:
             return forward(predictor, image, properties)[1]
 
-        offset = two_pass_offset(data, segment, TISSUE, reference, case=case)
+        offset = iterated_offset(data, segment, TISSUE, reference, case=case)
         errors.append(offset - (reference - tissue_median(data, given, TISSUE, case=case)))
-        passes["raw"].append(validation_pass(predictor, case, item, 0.0))
-        passes["calibrated"].append(validation_pass(predictor, case, item, offset))
+        passes["raw"].append(validation_pass(predictor, item, 0.0))
+        passes["calibrated"].append(validation_pass(predictor, item, offset))
         print(f"fold {fold} {case}: offset {offset:+.1f} HU (error {errors[-1]:+.1f})", flush=True)
     y_train = cases.loc[train_ids, "target"].map(index).to_numpy(int)
     y_val = cases.loc[val_ids, "target"].map(index).to_numpy(int)
@@ -233,7 +233,7 @@ def render() -> str:
     head = (
         "Validation cases of the leave-one-site-out folds (fold 0 fits on site_b and validates "
         f"on site_a, fold 1 the reverse); refit head: mean of {SEEDS} initialisations, macro-F1 "
-        "of the most probable class; offset error: the two-pass offset against the one the "
+        "of the most probable class; offset error: the predicted (two-pass) offset against the one the "
         "case's given mask gives."
     )
     return "\n\n".join([head, *(table(r) for r in results)])

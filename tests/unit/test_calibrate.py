@@ -8,9 +8,9 @@ import pytest
 from oncoflow.errors import SegmentationError
 from oncoflow.segmentation.calibrate import (
     Calibration,
+    iterated_offset,
     shift_channels,
     tissue_median,
-    two_pass_offset,
     write_calibrated,
 )
 
@@ -57,7 +57,7 @@ def _window_segmenter(image: np.ndarray) -> np.ndarray:
 def test_passes_recover_the_scanner_offset_from_the_segmentation(drift: float, passes: int) -> None:
     data, labels = _phantom(drift, seed=int(abs(drift)) % 7)
     truth = 105.0 - tissue_median(data, labels, 1, case="c")
-    offset = two_pass_offset(data, _window_segmenter, 1, 105.0, case="c", passes=passes)
+    offset = iterated_offset(data, _window_segmenter, 1, 105.0, case="c", passes=passes)
     # the calibrated image reads the pancreas at 105 HU within the noise of its median
     assert offset == pytest.approx(truth, abs=2.0)
     assert offset == pytest.approx(-drift, abs=2.0)
@@ -68,17 +68,17 @@ def test_passes_recover_the_scanner_offset_from_the_segmentation(drift: float, p
 def test_one_pass_on_a_far_scanner_is_not_enough() -> None:
     """At -50 HU the window segmenter finds only the pancreas's bright tail on the raw image."""
     data, _ = _phantom(-50.0)
-    one = two_pass_offset(data, _window_segmenter, 1, 105.0, case="c", passes=1)
+    one = iterated_offset(data, _window_segmenter, 1, 105.0, case="c", passes=1)
     assert abs(one - 50.0) > 20.0
 
 
 def test_a_segmentation_without_the_tissue_leaves_the_last_offset(caplog) -> None:
     data, _ = _phantom(-22.0)
-    empty = two_pass_offset(data, np.zeros_like, 1, 105.0, case="PM3", passes=2)
+    empty = iterated_offset(data, np.zeros_like, 1, 105.0, case="PM3", passes=2)
     assert empty == 0.0
     assert "case PM3: segmentation pass 1 found no voxel of reference label 1" in caplog.text
     calls = iter([_window_segmenter(data), np.zeros(data.shape[1:])])
-    kept = two_pass_offset(data, lambda _image: next(calls), 1, 105.0, case="PM3")
+    kept = iterated_offset(data, lambda _image: next(calls), 1, 105.0, case="PM3")
     assert kept == pytest.approx(22.0, abs=6.0)  # the first pass's offset
 
 

@@ -10,7 +10,7 @@ each case, and the case's CT channels are shifted so that the tissue's median re
     x'_v = x_v + (r - median_{u in tissue} x_u)        (HU; every voxel v of the channel)
 
 The median is that of the case's own voxels of the tissue label: a given mask where the case
-has one, else the network's own prediction (:func:`two_pass_offset`). Nothing about the
+has one, else the network's own prediction (:func:`iterated_offset`). Nothing about the
 case's class is read. A gain (HU scale) is not corrected, only the offset; every CT channel of
 a case gets the offset measured on its first CT channel (one scanner).
 
@@ -75,7 +75,7 @@ def shift_channels(data: np.ndarray, offset: float, channels: Sequence[int]) -> 
     return out
 
 
-def two_pass_offset(
+def iterated_offset(
     data: np.ndarray,
     segment: Callable[[np.ndarray], np.ndarray],
     label: int,
@@ -123,7 +123,7 @@ class Calibration:
         label: The reference tissue's label value (pancreas_multitask: 1, the pancreas).
         reference_hu: ``r``, the median the tissue is brought to (HU).
         channels: Indices of the CT channels (the offset is measured on the first).
-        passes: Segmentations of a case without a mask (:func:`two_pass_offset`).
+        passes: Segmentations of a case without a mask (:func:`iterated_offset`).
     """
 
     label: int
@@ -156,8 +156,8 @@ class Calibration:
     def predicted_offset(
         self, data: np.ndarray, segment: Callable[[np.ndarray], np.ndarray], *, case: str
     ) -> float:
-        """The offset of a case without a mask, through ``segment`` (:func:`two_pass_offset`)."""
-        return two_pass_offset(
+        """The offset of a case without a mask, through ``segment`` (:func:`iterated_offset`)."""
+        return iterated_offset(
             data,
             segment,
             self.label,
