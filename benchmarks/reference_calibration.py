@@ -233,8 +233,8 @@ def render() -> str:
     head = (
         "Validation cases of the leave-one-site-out folds (fold 0 fits on site_b and validates "
         f"on site_a, fold 1 the reverse); refit head: mean of {SEEDS} initialisations, macro-F1 "
-        "of the most probable class; offset error: the predicted (two-pass) offset against the one the "
-        "case's given mask gives."
+        "of the most probable class; offset error: the predicted (two-pass) offset against the "
+        "one the case's given mask gives."
     )
     return "\n\n".join([head, *(table(r) for r in results)])
 

@@ -194,6 +194,7 @@ rule nnunet_head_control:
         raw=dag.NNUNET_RAW,
         splits=dag.NNUNET_SPLITS,
         checkpoints=nnunet_all_checkpoints,
+        predicted=nnunet_subsets,
         script=script_path("nnunet_head_control"),
     output:
         dag.fill(dag.PREDICTIONS, study="{study}", variant="permuted"),
@@ -220,4 +221,4 @@ rule nnunet_head_control:
         "PYTHONPATH=$(dirname {input.script})/../src python {input.script}"
         " --settings {params.settings} --raw {input.raw} --splits {input.splits}"
         " --results {params.results} --permutations {params.permutations} --seed {params.seed}"
-        " --predictions {output} --device {params.device} 2> {log}"
+        " --predicted {input.predicted} --predictions {output} --device {params.device} 2> {log}"

@@ -9,6 +9,8 @@ Example:
         --raw results/pancreas_multitask/nnunet/nnUNet_raw \\
         --results results/pancreas_multitask/nnunet/nnUNet_results \\
         --splits results/pancreas_multitask/nnunet/splits_final.json \\
+        --predicted results/pancreas_multitask/nnunet/predict/fold_0 \\
+            results/pancreas_multitask/nnunet/predict/test \\
         --permutations 5 --seed 42 \\
         --predictions results/pancreas_multitask/train/permuted/predictions.csv
 """
@@ -24,6 +26,7 @@ from oncoflow import cli
 from oncoflow.errors import ConfigError
 from oncoflow.formats import write_predictions
 from oncoflow.segmentation.frozen_head import permuted_head_control
+from oncoflow.segmentation.predict import predicted_offsets
 from oncoflow.segmentation.workflow import NnunetSettings
 from oncoflow.train import resolve_device
 
@@ -34,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw", type=Path, required=True, help="nnUNet_raw of the export")
     parser.add_argument("--results", type=Path, required=True, help="nnUNet_results")
     parser.add_argument("--splits", type=Path, required=True, help="splits_final.json")
+    parser.add_argument(
+        "--predicted",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="prediction folders (predict/<subset>): with calibrate, their cases.csv offsets",
+    )
     parser.add_argument("--permutations", type=int, default=5, help="runs per fold (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     parser.add_argument("--predictions", type=Path, required=True, help="predictions.csv")
@@ -55,6 +65,7 @@ def _main(args: argparse.Namespace) -> None:
         permutations=args.permutations,
         seed=args.seed,
         device=resolve_device(args.device).type,
+        offsets=predicted_offsets(args.predicted) if settings.calibration else None,
     )
     write_predictions(args.predictions, rows)
 

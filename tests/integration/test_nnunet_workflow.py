@@ -46,9 +46,9 @@ def _config(workdir: Path) -> None:
     config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
     # the refit head behind the per-site map of its descriptors (site_c unseen in training)
     config["studies"]["pancreas_multitask"]["nnunet"]["harmonize_head"] = True
-    # every CT calibrated on its pancreas (label 1): training cases through their masks,
-    # predicted cases through the network's own segmentation
-    config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] = {
+    # every CT calibrated on its pancreas (label 1; config.yaml's default): training cases
+    # through their masks, predicted cases through the network's own segmentation
+    assert config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] == {
         "label": 1,
         "reference_hu": 100,
     }
@@ -245,6 +245,10 @@ def test_permuted_head_control_scores_the_same_cases_in_two_runs(run):
     subtype = metrics["models"]["model"]["subtype"]
     assert subtype["test"]["n_runs"] == 2
     assert 0.0 <= subtype["test"]["auc_macro"]["value"] <= 1.0
+    # with calibrate the control shifts each case by the offset of its prediction (no passes)
+    log = (run / "logs/nnunet/pancreas_multitask/head_control.log").read_text()
+    assert "offsets of their prediction" in log
+    assert "calibrated by" not in log
 
 
 def test_metrics_have_dice_and_classification_with_cis(run):

@@ -113,3 +113,26 @@ def test_write_calibrated_shifts_ct_and_copies_other_channels(tmp_path) -> None:
     shifted = sitk.GetArrayFromImage(ct)[None]
     assert tissue_median(shifted, labels, 1, case="PM9") == pytest.approx(100.0, abs=1.0)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(other), 3.5)
+
+
+def test_predicted_offsets_are_read_per_case_from_the_prediction_folders(tmp_path) -> None:
+    import pandas as pd
+
+    from oncoflow.segmentation.predict import predicted_offsets
+
+    for subset, cases, offsets in (
+        ("fold_0", ["PM001_tp0"], [-4.0]),
+        ("test", ["PM002_tp0", "PM003_tp0"], [-37.0, 2.5]),
+    ):
+        (tmp_path / subset).mkdir()
+        table = pd.DataFrame({"case_id": cases, "fold": "0", "calibration_hu": offsets})
+        table.to_csv(tmp_path / subset / "cases.csv", index=False)
+    folders = [tmp_path / "fold_0", tmp_path / "test"]
+    assert predicted_offsets(folders) == {"PM001_tp0": -4.0, "PM002_tp0": -37.0, "PM003_tp0": 2.5}
+    with pytest.raises(SegmentationError, match="PM001_tp0 is in two prediction folders"):
+        predicted_offsets([*folders, tmp_path / "fold_0"])
+    pd.DataFrame({"case_id": ["PM004_tp0"], "fold": "1"}).to_csv(
+        tmp_path / "cases.csv", index=False
+    )
+    with pytest.raises(SegmentationError, match="no calibration_hu column"):
+        predicted_offsets([tmp_path])

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from oncoflow.errors import SegmentationError
 from oncoflow.formats import RUN_COLUMN
 from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
 from oncoflow.segmentation.multitask import ClassificationHead, class_weights
@@ -51,6 +52,7 @@ def case_features(
     *,
     contrast: bool = False,
     calibration: Calibration | None = None,
+    offsets: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """The lesion descriptor of each case, averaged over its patches: ``(cases, features)``.
 
@@ -62,6 +64,9 @@ def case_features(
             (:meth:`~oncoflow.segmentation.multitask.MultitaskNetwork.collecting_features`).
         calibration: Calibrate each (uncalibrated) case through the network's own segmentation
             first, as prediction does (:func:`~oncoflow.segmentation.predict.calibrated_offset`).
+        offsets: With ``calibration``, case -> the offset (HU) its prediction already measured
+            (:func:`~oncoflow.segmentation.predict.predicted_offsets`): the case is shifted by it
+            instead of being segmented again; every case must have one.
     """
     import torch
 
@@ -71,7 +76,13 @@ def case_features(
     for i, (case, paths) in enumerate(files, start=1):
         data, properties = read_case(case, paths)
         if calibration is not None:
-            offset = calibrated_offset(predictor, calibration, data, properties, case)
+            if offsets is None:
+                offset = calibrated_offset(predictor, calibration, data, properties, case)
+            elif case in offsets:
+                offset = offsets[case]
+            else:
+                msg = f"case {case}: no calibration offset among the predicted cases"
+                raise SegmentationError(msg)
             data = calibration.apply(data, offset)
         with predictor.network.collecting_features(contrast) as pooled:
             predictor.predict_single_npy_array(data, properties, None, None, False)
@@ -199,6 +210,7 @@ def permuted_head_control(
     permutations: int,
     seed: int,
     device: str = "cpu",
+    offsets: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Rows of the control (``predictions.csv`` of the multitask model + ``permutation``).
 
@@ -210,6 +222,9 @@ def permuted_head_control(
         permutations: Runs per fold.
         seed: Seed of the permutations and of the heads' initialisation.
         device: Device of the feature pass.
+        offsets: With ``calibrate``, case -> the offset (HU) the model's prediction used for
+            each validation and test case (read, not measured again: the control's heads then
+            read the cases exactly as the model's did); ``None`` measures them per fold.
     """
     raw = Path(raw_root) / settings.dataset
     cases = read_cases(raw).set_index("case_id")
@@ -218,8 +233,8 @@ def permuted_head_control(
     splits_final = json.loads(Path(splits_file).read_text())
     test_ids = sorted(cases.index[cases["split"].isin(TEST_SPLITS)])
     n_channels = len(settings.channels)
-    # validation and test cases are read as prediction reads them (uncalibrated, then
-    # calibrated through the network), the training cases as the network was trained on them
+    # validation and test cases are read as prediction read them (uncalibrated, then shifted by
+    # the offset the prediction measured), the training cases as the network was trained on them
     calibration = settings.calibration
     val_folder = "imagesTr" if calibration is None else UNCALIBRATED
     runs: dict[int, list[np.ndarray]] = {r: [] for r in range(permutations)}
@@ -231,11 +246,18 @@ def permuted_head_control(
         log.info("fold %d: features of %d training, %d validation, %d test case(s)",
                  k, len(train_ids), len(val_ids), len(test_ids))  # fmt: skip
         x_train = case_features(predictor, fold_files(raw, train_ids, "imagesTr", n_channels))
-        x_val = case_features(
-            predictor, fold_files(raw, val_ids, val_folder, n_channels), calibration=calibration
-        )
-        x_test = case_features(
-            predictor, fold_files(raw, test_ids, "imagesTs", n_channels), calibration=calibration
+        if calibration is not None and offsets is not None:
+            log.info(
+                "fold %d: validation and test cases shifted by the offsets of their prediction", k
+            )
+        x_val, x_test = (
+            case_features(
+                predictor,
+                fold_files(raw, ids, folder, n_channels),
+                calibration=calibration,
+                offsets=offsets,
+            )
+            for ids, folder in ((val_ids, val_folder), (test_ids, "imagesTs"))
         )
         if settings.harmonize_head:  # as the refit head: mapped by site behind the heads
             site = cases["site"]

@@ -197,6 +197,31 @@ def calibrated_offset(
     return offset
 
 
+def predicted_offsets(folders: Sequence[Path]) -> dict[str, float]:
+    """Case -> the calibration offset (HU) its prediction used, from ``<folder>/cases.csv``.
+
+    Args:
+        folders: Prediction folders (``predict/<subset>``) written with a calibration.
+
+    Raises:
+        SegmentationError: A folder's ``cases.csv`` has no ``calibration_hu`` column (predicted
+            without the calibration), or a case is in two folders.
+    """
+    offsets: dict[str, float] = {}
+    for folder in folders:
+        path = Path(folder) / "cases.csv"
+        table = pd.read_csv(path, dtype={"case_id": str})
+        if "calibration_hu" not in table.columns:
+            msg = f"{path}: no calibration_hu column (predicted without the calibration)"
+            raise SegmentationError(msg)
+        for case, offset in zip(table["case_id"], table["calibration_hu"], strict=True):
+            if case in offsets:
+                msg = f"case {case} is in two prediction folders ({path})"
+                raise SegmentationError(msg)
+            offsets[case] = float(offset)
+    return offsets
+
+
 def subset_cases(
     subset: str,
     cases: pd.DataFrame,
