@@ -190,7 +190,7 @@ def test_predictions_masks_and_patch_aggregation(run):
 
 
 def test_calibrated_training_cases_and_predictions(run):
-    from oncoflow.segmentation.calibrate import UNCALIBRATED
+    from oncoflow.segmentation.calibrate import MAX_OFFSET_HU, UNCALIBRATED
     from oncoflow.segmentation.workflow import read_cases
 
     raw = run / NN / "nnUNet_raw/Dataset501_PancreasMultitask"
@@ -204,7 +204,8 @@ def test_calibrated_training_cases_and_predictions(run):
     for subset in ("fold_0", "test"):
         table = pd.read_csv(run / NN / "predict" / subset / "cases.csv")
         assert np.isfinite(table["calibration_hu"]).all()
-        assert table["calibration_hu"].abs().max() < 200
+        # a pass whose "pancreas" is another tissue (a 2-epoch network) is not used
+        assert table["calibration_hu"].abs().max() <= MAX_OFFSET_HU
 
 
 def test_refit_head_learnt_from_the_folds_training_cases_only(run):

@@ -82,10 +82,30 @@ def test_a_segmentation_without_the_tissue_leaves_the_last_offset(caplog) -> Non
     assert kept == pytest.approx(22.0, abs=6.0)  # the first pass's offset
 
 
+def test_an_implausible_offset_is_a_failed_segmentation(caplog) -> None:
+    """A pass that labels bone as the pancreas (median 310 HU) must not shift the case by -210."""
+    data, labels = _phantom(-22.0)
+    data[0][labels == 0] = 310.0  # everything outside the pancreas reads as bone
+
+    def bone(_image: np.ndarray) -> np.ndarray:
+        return (labels == 0).astype(np.int16)
+
+    assert iterated_offset(data, bone, 1, 100.0, case="PM9", passes=2) == 0.0
+    assert "case PM9: segmentation pass 1 gives an offset of -210.0 HU, beyond 150" in caplog.text
+    calls = iter([labels, bone(data)])
+    kept = iterated_offset(data, lambda _image: next(calls), 1, 105.0, case="PM9")
+    assert kept == pytest.approx(22.0, abs=2.0)  # the first pass's offset
+    wide = iterated_offset(data, bone, 1, 100.0, case="PM9", passes=1, max_offset_hu=300.0)
+    assert wide == pytest.approx(-210.0)
+
+
 def test_calibration_block_resolves_ct_channels() -> None:
     assert Calibration.from_block({}, [0]) is None
     calibration = Calibration.from_block({"label": 1, "reference_hu": 100}, [0, 2])
     assert calibration == Calibration(label=1, reference_hu=100.0, channels=(0, 2), passes=2)
+    assert calibration.max_offset_hu == 150.0
+    block = {"label": 1, "reference_hu": 100, "max_offset_hu": 80}
+    assert Calibration.from_block(block, [0]).max_offset_hu == 80.0
     with pytest.raises(SegmentationError, match="channels have none"):
         Calibration.from_block({"label": 1, "reference_hu": 100}, [])
 
@@ -136,3 +156,21 @@ def test_predicted_offsets_are_read_per_case_from_the_prediction_folders(tmp_pat
     )
     with pytest.raises(SegmentationError, match="no calibration_hu column"):
         predicted_offsets([tmp_path])
+
+
+def test_prediction_folders_are_read_once_with_each_cases_mask(tmp_path) -> None:
+    import pandas as pd
+
+    from oncoflow.segmentation.workflow import read_predicted
+
+    for subset, cases in (("fold_0", ["PM001_tp0"]), ("test", ["PM002_tp0", "PM003_tp0"])):
+        (tmp_path / subset).mkdir()
+        pd.DataFrame({"case_id": cases, "fold": "0"}).to_csv(
+            tmp_path / subset / "cases.csv", index=False
+        )
+    table = read_predicted([tmp_path / "fold_0", tmp_path / "test"])
+    assert table["case_id"].tolist() == ["PM001_tp0", "PM002_tp0", "PM003_tp0"]
+    assert table["mask"].iloc[2] == str(tmp_path / "test" / "PM003_tp0.nii.gz")
+    assert table["fold"].tolist() == ["0", "0", "0"]  # read as text, as the predictions contract
+    with pytest.raises(SegmentationError, match=r"PM002_tp0 is in two prediction folders \(.*test"):
+        read_predicted([tmp_path / "test", tmp_path / "test"])

@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 UNCALIBRATED = "imagesTrUncalibrated"
 """Folder of the raw dataset holding the training cases' images before calibration."""
 
+MAX_OFFSET_HU = 150.0
+"""Largest offset (HU) a segmentation pass may find: scanner drifts are tens of HU (the demo's
+external site 22-50 HU), so a larger one means the pass labelled another tissue as the
+reference (bone, contrast-filled vessels) and is not used."""
+
 
 def tissue_median(
     data: np.ndarray, labels: np.ndarray, label: int, *, case: str, channel: int = 0
@@ -84,13 +89,15 @@ def iterated_offset(
     case: str,
     channels: Sequence[int] = (0,),
     passes: int = 2,
+    max_offset_hu: float = MAX_OFFSET_HU,
 ) -> float:
     """The offset of a case without a mask, from the network's own segmentation of the tissue.
 
     Pass 1 segments the uncalibrated image; each further pass segments the image calibrated
     with the previous offset (a network trained on calibrated images segments those best). A
-    pass that finds no voxel of the tissue ends the passes with the last offset found (0: the
-    case stays uncalibrated), with a warning naming the case.
+    pass that finds no voxel of the tissue, or whose tissue gives an offset beyond
+    ``max_offset_hu`` (a failed segmentation, not a scanner), ends the passes with the last
+    offset found (0: the case stays uncalibrated), with a warning naming the case.
 
     Args:
         data: Channels ``(C, Z, Y, X)`` in HU.
@@ -100,9 +107,10 @@ def iterated_offset(
         case: Case id, named in errors and warnings.
         channels: The CT channels shifted between passes; the first is measured.
         passes: Segmentations run (``>= 1``).
+        max_offset_hu: Largest plausible ``|offset|`` (HU).
 
     Returns:
-        ``r - median`` of the last pass's tissue, HU.
+        ``r - median`` of the last accepted pass's tissue, HU.
     """
     offset = 0.0
     for n in range(1, max(1, passes) + 1):
@@ -111,7 +119,13 @@ def iterated_offset(
             log.warning("case %s: segmentation pass %d found no voxel of reference label %d; "
                         "calibrated by %+.1f HU", case, n, label, offset)  # fmt: skip
             return offset
-        offset = reference_hu - tissue_median(data, labels, label, case=case, channel=channels[0])
+        found = reference_hu - tissue_median(data, labels, label, case=case, channel=channels[0])
+        if abs(found) > max_offset_hu:
+            log.warning("case %s: segmentation pass %d gives an offset of %+.1f HU, beyond "
+                        "%.0f HU (the reference label covers another tissue); calibrated by "
+                        "%+.1f HU", case, n, found, max_offset_hu, offset)  # fmt: skip
+            return offset
+        offset = found
     return offset
 
 
@@ -124,12 +138,14 @@ class Calibration:
         reference_hu: ``r``, the median the tissue is brought to (HU).
         channels: Indices of the CT channels (the offset is measured on the first).
         passes: Segmentations of a case without a mask (:func:`iterated_offset`).
+        max_offset_hu: Largest plausible offset of a predicted case (:func:`iterated_offset`).
     """
 
     label: int
     reference_hu: float
     channels: tuple[int, ...]
     passes: int = 2
+    max_offset_hu: float = MAX_OFFSET_HU
 
     @classmethod
     def from_block(
@@ -146,6 +162,7 @@ class Calibration:
             reference_hu=float(block["reference_hu"]),  # type: ignore[arg-type]
             channels=tuple(int(c) for c in ct_channels),
             passes=int(block.get("passes", 2)),  # type: ignore[call-overload]
+            max_offset_hu=float(block.get("max_offset_hu", MAX_OFFSET_HU)),  # type: ignore[arg-type]
         )
 
     def given_offset(self, data: np.ndarray, labels: np.ndarray, *, case: str) -> float:
@@ -165,6 +182,7 @@ class Calibration:
             case=case,
             channels=self.channels,
             passes=self.passes,
+            max_offset_hu=self.max_offset_hu,
         )
 
     def apply(self, data: np.ndarray, offset: float) -> np.ndarray:

@@ -23,7 +23,7 @@ from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
 from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
 from oncoflow.segmentation.refit import REFIT_FILE, RefitHead, load_refit_head
-from oncoflow.segmentation.workflow import NnunetSettings, read_cases
+from oncoflow.segmentation.workflow import NnunetSettings, read_cases, read_predicted
 from oncoflow.splits import TEST_SPLITS
 
 log = logging.getLogger(__name__)
@@ -204,22 +204,17 @@ def predicted_offsets(folders: Sequence[Path]) -> dict[str, float]:
         folders: Prediction folders (``predict/<subset>``) written with a calibration.
 
     Raises:
-        SegmentationError: A folder's ``cases.csv`` has no ``calibration_hu`` column (predicted
-            without the calibration), or a case is in two folders.
+        SegmentationError: The folders were predicted without the calibration (no column
+            ``calibration_hu``), or a case is in two folders (:func:`read_predicted`).
     """
-    offsets: dict[str, float] = {}
-    for folder in folders:
-        path = Path(folder) / "cases.csv"
-        table = pd.read_csv(path, dtype={"case_id": str})
-        if "calibration_hu" not in table.columns:
-            msg = f"{path}: no calibration_hu column (predicted without the calibration)"
-            raise SegmentationError(msg)
-        for case, offset in zip(table["case_id"], table["calibration_hu"], strict=True):
-            if case in offsets:
-                msg = f"case {case} is in two prediction folders ({path})"
-                raise SegmentationError(msg)
-            offsets[case] = float(offset)
-    return offsets
+    table = read_predicted(folders)
+    offsets = table.get("calibration_hu")
+    if offsets is None or offsets.isna().any():
+        lacking = table["mask"] if offsets is None else table.loc[offsets.isna(), "mask"]
+        where = ", ".join(sorted({f"{Path(m).parent}/cases.csv" for m in lacking}))
+        msg = f"{where}: no calibration_hu column (predicted without the calibration)"
+        raise SegmentationError(msg)
+    return dict(zip(table["case_id"], offsets.astype(float), strict=True))
 
 
 def subset_cases(

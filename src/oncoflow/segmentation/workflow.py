@@ -324,6 +324,29 @@ def read_cases(raw_dataset: Path) -> pd.DataFrame:
     return cases.fillna({"site": ""})
 
 
+def read_predicted(folders: Sequence[Path]) -> pd.DataFrame:
+    """The ``cases.csv`` of prediction folders (``predict/<subset>``) as one table.
+
+    Adds the column ``mask``, the path of each case's predicted mask ``<folder>/<case>.nii.gz``.
+
+    Raises:
+        SegmentationError: A case is in two folders (predicted twice), naming it and the folder.
+    """
+    frames = []
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        path = Path(folder) / "cases.csv"
+        table = pd.read_csv(path, dtype={"case_id": str, "fold": str})
+        for case in table["case_id"]:
+            if case in seen:
+                msg = f"case {case} is in two prediction folders ({seen[case]} and {path})"
+                raise SegmentationError(msg)
+            seen[case] = path
+        table["mask"] = [str(Path(folder) / f"{c}.nii.gz") for c in table["case_id"]]
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
 def collect(
     settings: NnunetSettings,
     *,
@@ -342,16 +365,7 @@ def collect(
         reference_voxels, predicted_voxels`` (Dice of two empty masks = 1, of one empty = 0).
     """
     cases = read_cases(Path(raw_root) / settings.dataset).set_index("case_id")
-    frames = []
-    for folder in predicted:
-        table = pd.read_csv(Path(folder) / "cases.csv", dtype={"case_id": str, "fold": str})
-        table["mask"] = [str(Path(folder) / f"{c}.nii.gz") for c in table["case_id"]]
-        frames.append(table)
-    table = pd.concat(frames, ignore_index=True)
-    twice = table["case_id"][table["case_id"].duplicated()].tolist()
-    if twice:
-        msg = f"case(s) predicted by two subsets: {', '.join(twice[:5])}"
-        raise SegmentationError(msg)
+    table = read_predicted(predicted)
     info = cases.loc[table["case_id"]]
     split = info["split"].replace({"train": "validation"}).to_numpy()
     scores = [c for c in table.columns if c.startswith("y_score_")]
