@@ -245,15 +245,88 @@ def seeds_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def readme_text(readme_result: dict[str, Any]) -> str:
-    """The README block: the repository's seed in full, then every other committed seed."""
-    others = []
+def _test_value(result: dict[str, Any], split: str, metric: str) -> float:
+    """The nnU-Net's figure of one split: lesion Dice or a subtype metric."""
+    if metric == "lesion_dice":
+        return float(result["dice"]["lesion"][split]["value"])
+    return float(result["subtype"]["nnunet"][split][metric]["value"])
+
+
+def acceptance_table(results: list[dict[str, Any]]) -> str:
+    """Issue 24's acceptance on each seed's test splits, from the JSON figures."""
+    lines = [
+        "Issue 24's acceptance on the test splits (macro AUC >= 0.75, macro-F1 within 0.15 of "
+        "the oracle's macro-F1-optimal rule, lesion Dice >= 0.5):",
+        "",
+        "| seed | split | macro AUC >= 0.75 | macro-F1 within 0.15 of the oracle "
+        "| lesion Dice >= 0.5 |",
+        "|---|---|---|---|---|",
+    ]
+    for result in results:
+        oracle_f1 = result["oracle"]["value_macro_f1"]
+        for split in SPLITS[1:]:
+            auc = _test_value(result, split, "auc_macro")
+            f1 = _test_value(result, split, "f1_macro")
+            dice = _test_value(result, split, "lesion_dice")
+            cells = (
+                f"{'yes' if auc >= 0.75 else 'no'} ({auc:.3f})",
+                f"{'yes' if oracle_f1 - f1 <= 0.15 else 'no'} ({f1:.3f} vs {oracle_f1:.3f})",
+                f"{'yes' if dice >= 0.5 else 'no'} ({dice:.3f})",
+            )
+            lines.append(f"| {result['seed']} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def calibration_table(results: list[dict[str, Any]]) -> str:
+    """Each seed without and with the calibration (``pancreas_multitask_<S>_uncalibrated.json``).
+
+    The uncalibrated files are the seed's JSON as committed before the calibration was turned
+    on (``git show 9b6acb5:benchmarks/pancreas_multitask_<S>.json``).
+    """
+    lines = [
+        "The same seeds before the calibration was turned on (`benchmarks/"
+        "pancreas_multitask_<S>_uncalibrated.json`, the JSON of commit 9b6acb5), without -> with:",
+        "",
+        "| seed | split | lesion Dice | subtype macro AUC | macro-F1 |",
+        "|---|---|---|---|---|",
+    ]
+    metrics = ("lesion_dice", "auc_macro", "f1_macro")
+    for result in results:
+        path = HERE / f"pancreas_multitask_{result['seed']}_uncalibrated.json"
+        if not path.exists():
+            continue
+        before = json.loads(path.read_text())
+        for split in SPLITS:
+            cells = [
+                f"{_test_value(before, split, m):.3f} -> {_test_value(result, split, m):.3f}"
+                for m in metrics
+            ]
+            lines.append(f"| {result['seed']} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_results() -> list[dict[str, Any]]:
+    """Every committed seed's JSON (``pancreas_multitask_<S>.json``), the README's seed first."""
+    results = []
     for path in sorted(HERE.glob("pancreas_multitask_*.json")):
-        other = json.loads(path.read_text())
-        if other["seed"] != README_SEED:
-            others.append(other)
-    text = table(readme_result)
-    return f"{text}\n\n{seeds_table(others)}" if others else text
+        if re.fullmatch(r"pancreas_multitask_\d+\.json", path.name):
+            results.append(json.loads(path.read_text()))
+    return sorted(results, key=lambda r: r["seed"] != README_SEED)
+
+
+def readme_text(readme_result: dict[str, Any]) -> str:
+    """The README block: the README's seed, the other seeds, the acceptance, the calibration.
+
+    The repository's seed in full, one row per split of every other committed seed, issue 24's
+    acceptance on each seed's test splits and each seed without / with the calibration.
+    """
+    others = [r for r in seed_results() if r["seed"] != README_SEED]
+    parts = [table(readme_result)]
+    if others:
+        parts.append(seeds_table(others))
+    everyone = [readme_result, *others]
+    parts += [acceptance_table(everyone), calibration_table(everyone)]
+    return "\n\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
