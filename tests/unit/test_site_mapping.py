@@ -41,8 +41,8 @@ def test_each_site_is_mapped_onto_the_training_location_and_scale() -> None:
     xb, _ = _cases(rng, "site_b", 40)
     x = np.vstack([xa, xb])
     sites = ["site_a"] * 60 + ["site_b"] * 40
-    mapping = SiteMapping.fit(x, sites)
-    mapped = mapping.transform(x, sites)
+    mapping, mapped = SiteMapping.fit_transform(x, sites)
+    assert np.array_equal(mapped, SiteMapping.fit(x, sites).transform(x, sites))
     for rows in (slice(0, 60), slice(60, 100)):
         assert np.allclose(mapped[rows].mean(axis=0), x.mean(axis=0), atol=1e-5)
         assert np.allclose(mapped[rows].std(axis=0), x.std(axis=0), rtol=1e-4)

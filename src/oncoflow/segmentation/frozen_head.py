@@ -191,8 +191,7 @@ def refit_head(
     mapping = None
     if settings.harmonize_head:
         sites = cases.loc[train_ids, "site"].tolist()
-        mapping = SiteMapping.fit(x, sites)
-        x = mapping.transform(x, sites)
+        mapping, x = SiteMapping.fit_transform(x, sites)
         log.info("fold %d: descriptors mapped by site (%s)", fold, ", ".join(mapping.sites))
     y = cases.loc[train_ids, "target"].map({n: i for i, n in enumerate(names)}).to_numpy(int)
     head = _new_head(settings, x, y, len(names), seed + fold)
@@ -261,8 +260,7 @@ def permuted_head_control(
         )
         if settings.harmonize_head:  # as the refit head: mapped by site behind the heads
             site = cases["site"]
-            mapping = SiteMapping.fit(x_train, site[train_ids].tolist())
-            x_train = mapping.transform(x_train, site[train_ids].tolist())
+            mapping, x_train = SiteMapping.fit_transform(x_train, site[train_ids].tolist())
             x_val = mapping.transform(x_val, site[val_ids].tolist())
             x_test = mapping.transform(x_test, site[test_ids].tolist())
         y_train = cases.loc[train_ids, "target"].map(index).to_numpy(int)

@@ -68,6 +68,12 @@ class SiteMapping:
         }
         return cls(x.mean(axis=0), x.std(axis=0), per_site)
 
+    @classmethod
+    def fit_transform(cls, x: np.ndarray, sites: Sequence[str]) -> tuple[SiteMapping, np.ndarray]:
+        """The mapping of training descriptors and those descriptors mapped by it."""
+        mapping = cls.fit(x, sites)
+        return mapping, mapping.transform(x, sites)
+
     def transform(self, x: np.ndarray, sites: Sequence[str]) -> np.ndarray:
         """``x`` mapped site by site (float32, same shape).
 
