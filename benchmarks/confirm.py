@@ -17,9 +17,9 @@ Writes ``benchmarks/confirm_<seed>.json`` (rows + scale, seed, wall time) and
 ``benchmarks/confirm_<seed>.md`` (the same as a Markdown table), and renders that table into the
 README between ``<!-- confirm_<seed>:begin -->`` and ``<!-- confirm_<seed>:end -->`` when the
 README has those markers (``--render-only`` re-renders from the committed JSON).
-``--scale full`` is the science-scale profile of ``make demo-full`` (about 45 minutes on 2
-cores); ``smoke`` the default config.yaml (minutes; the figures are not meaningful at that size,
-it checks the machinery).
+``--scale full`` is the science-scale profile of ``make demo-full`` (82 minutes on 2 cores,
+benchmarks/results.md); ``smoke`` the default config.yaml (minutes; the figures are not
+meaningful at that size, it checks the machinery).
 """
 
 from __future__ import annotations
