@@ -173,6 +173,11 @@ def _cell(entry: dict[str, float] | None) -> str:
     return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
 
 
+def _header(title: str, columns: tuple[str, ...]) -> list[str]:
+    """The first lines of a Markdown table: its title line, a blank line, the column header."""
+    return [title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def table(result: dict[str, Any]) -> str:
     """The README table of one seed's figures."""
     oracle = result["oracle"]
@@ -220,14 +225,12 @@ def table(result: dict[str, Any]) -> str:
 
 def seeds_table(results: list[dict[str, Any]]) -> str:
     """One row per other seed: test figures of the nnU-Net, the baselines and the control."""
-    lines = [
+    lines = _header(
         "Other demo seeds (nothing was chosen on them; `python benchmarks/pancreas_multitask.py "
         "--seed S`, `benchmarks/pancreas_multitask_<S>.json`), test figures:",
-        "",
-        "| seed | patients | split | lesion Dice | nnunet macro AUC | nnunet macro-F1 "
-        "| baseline_lesion macro AUC | permuted macro AUC | oracle macro AUC / macro-F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+        ("seed", "patients", "split", "lesion Dice", "nnunet macro AUC", "nnunet macro-F1",
+         "baseline_lesion macro AUC", "permuted macro AUC", "oracle macro AUC / macro-F1"),
+    )  # fmt: skip
     for result in results:
         subtype = result["subtype"]
         n = sum(result.get("patients", {}).values()) or "-"
@@ -254,14 +257,12 @@ def _test_value(result: dict[str, Any], split: str, metric: str) -> float:
 
 def acceptance_table(results: list[dict[str, Any]]) -> str:
     """Issue 24's acceptance on each seed's test splits, from the JSON figures."""
-    lines = [
+    lines = _header(
         "Issue 24's acceptance on the test splits (macro AUC >= 0.75, macro-F1 within 0.15 of "
         "the oracle's macro-F1-optimal rule, lesion Dice >= 0.5):",
-        "",
-        "| seed | split | macro AUC >= 0.75 | macro-F1 within 0.15 of the oracle "
-        "| lesion Dice >= 0.5 |",
-        "|---|---|---|---|---|",
-    ]
+        ("seed", "split", "macro AUC >= 0.75", "macro-F1 within 0.15 of the oracle",
+         "lesion Dice >= 0.5"),
+    )  # fmt: skip
     for result in results:
         oracle_f1 = result["oracle"]["value_macro_f1"]
         for split in SPLITS[1:]:
@@ -283,13 +284,11 @@ def calibration_table(results: list[dict[str, Any]]) -> str:
     The uncalibrated files are the seed's JSON as committed before the calibration was turned
     on (``git show 9b6acb5:benchmarks/pancreas_multitask_<S>.json``).
     """
-    lines = [
+    lines = _header(
         "The same seeds before the calibration was turned on (`benchmarks/"
         "pancreas_multitask_<S>_uncalibrated.json`, the JSON of commit 9b6acb5), without -> with:",
-        "",
-        "| seed | split | lesion Dice | subtype macro AUC | macro-F1 |",
-        "|---|---|---|---|---|",
-    ]
+        ("seed", "split", "lesion Dice", "subtype macro AUC", "macro-F1"),
+    )
     metrics = ("lesion_dice", "auc_macro", "f1_macro")
     for result in results:
         path = HERE / f"pancreas_multitask_{result['seed']}_uncalibrated.json"
