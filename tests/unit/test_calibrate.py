@@ -174,3 +174,5 @@ def test_prediction_folders_are_read_once_with_each_cases_mask(tmp_path) -> None
     assert table["fold"].tolist() == ["0", "0", "0"]  # read as text, as the predictions contract
     with pytest.raises(SegmentationError, match=r"PM002_tp0 is in two prediction folders \(.*test"):
         read_predicted([tmp_path / "test", tmp_path / "test"])
+    with pytest.raises(SegmentationError, match="no prediction folder given"):
+        read_predicted([])

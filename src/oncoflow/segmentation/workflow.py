@@ -330,8 +330,12 @@ def read_predicted(folders: Sequence[Path]) -> pd.DataFrame:
     Adds the column ``mask``, the path of each case's predicted mask ``<folder>/<case>.nii.gz``.
 
     Raises:
-        SegmentationError: A case is in two folders (predicted twice), naming it and the folder.
+        SegmentationError: No folder is given, or a case is in two folders (predicted twice),
+            naming it and both files.
     """
+    if not folders:
+        msg = "no prediction folder given (predict/<subset> with its cases.csv)"
+        raise SegmentationError(msg)
     frames = []
     seen: dict[str, Path] = {}
     for folder in folders:
