@@ -35,19 +35,10 @@ has a correlation length of about one 5 mm voxel and sits under 10-20 HU of scan
 small lesion or a noisy scanner shows little of it. The AUC of the true ``p`` is kept as
 ``value_latent``.
 
-Observable histology. In the lesion core ``K`` (lesion voxels, mask eroded by one voxel,
-necrosis left out) the CT is ``v = m 1 + a_h t + n``: ``a_h = gain (8 + 50 h)``, ``t`` the
-texture field after the scanner PSF and ``n`` the scanner noise. Both are Gaussian fields with
-known correlations, so ``v ~ N(m 1, a_h^2 C_t + sigma_n^2 C_n + I / 12)`` (the last term:
-rounding to integer HU). Per axis, the smoothed white noise of width ``s`` voxels has the
-correlation ``exp(-d^2 / (4 s^2))``. Blurring it by a PSF of ``b`` voxels gives
-``sqrt(s^2 / (s^2 + b^2)) exp(-d^2 / (4 (s^2 + b^2)))``, with ``s = 0.9`` for the texture and
-``0.6`` for the noise.
-
-The lesion mean ``m`` is integrated out under a flat prior (restricted likelihood). The
-posterior of ``h`` on a grid of 101 points under its ``U(0, 1)`` prior gives
-``E[p] = sum_h P(h | v) p(h, smoking)``. One generalised eigendecomposition
-``C_t V = M V diag(lambda)``, with ``M = sigma_n^2 C_n + I / 12``, serves every ``h``.
+Observable histology. In the lesion core the CT is ``v = m 1 + a_h t + n`` with ``a_h = gain
+(8 + 50 h)``: the texture likelihood of :mod:`oncoflow.demo._oracle` (Gaussian texture and noise
+fields of known correlation, the lesion mean integrated out) gives the posterior of ``h`` on a
+grid of 101 points under its ``U(0, 1)`` prior, and ``E[p] = sum_h P(h | v) p(h, smoking)``.
 """
 
 from __future__ import annotations
@@ -70,7 +61,13 @@ from oncoflow.demo._common import (
     weibull_times,
     write_nifti,
 )
-from oncoflow.demo._oracle import oracle_entry
+from oncoflow.demo._oracle import (
+    H_GRID,
+    lesion_core,
+    oracle_entry,
+    posterior_weights,
+    texture_log_likelihood,
+)
 from oncoflow.demo._phantoms import (
     HEART,
     LESION,
@@ -116,19 +113,6 @@ def lusc_probability(latent: dict[str, Any], *, texture_known: bool = True) -> f
     return float(np.mean(logit_inv(-0.2 + 2.2 * z_h + smoker)))
 
 
-_TEXTURE_SIGMA_VOX = 0.9  # smooth_noise width of the scene texture (chest_scene)
-_NOISE_SIGMA_VOX = 0.6  # smooth_noise width of the CT noise (apply_ct_scanner)
-_H_GRID = np.linspace(0.0, 1.0, 101)
-_MAX_CORE = 800  # core voxels used (evenly thinned above), bounds the eigendecomposition
-
-
-def _field_correlation(offsets: np.ndarray, width: float, blur: np.ndarray) -> np.ndarray:
-    """Correlation of smoothed white noise (width voxels) after a PSF (per-axis voxels)."""
-    s2 = width**2 + blur**2
-    scale = float(np.prod(np.sqrt(width**2 / s2)))
-    return scale * np.exp(-np.sum(offsets**2 / (4.0 * s2), axis=-1))
-
-
 def observable_lusc_probability(
     ct: np.ndarray,
     core: np.ndarray,
@@ -137,6 +121,10 @@ def observable_lusc_probability(
     spacing_zyx: tuple[float, float, float],
 ) -> float:
     """``E[P(LUSC) | CT values of the lesion core, smoking]`` (module docstring).
+
+    The posterior of ``h`` on :data:`~oncoflow.demo._oracle.H_GRID` under its ``U(0, 1)`` prior
+    comes from :func:`~oncoflow.demo._oracle.texture_log_likelihood` with the amplitude
+    ``8 + 50 h`` HU.
 
     Args:
         ct: Observed CT (z, y, x) in HU, as written.
@@ -149,39 +137,9 @@ def observable_lusc_probability(
         The posterior mean of ``P(LUSC)``; the prior mean over ``h`` when the core has fewer
         than two voxels.
     """
-    from scipy import linalg
-
-    p_of_h = np.array([lusc_probability({**latent, "texture": h}) for h in _H_GRID])
-    coords = np.argwhere(core)
-    if len(coords) > _MAX_CORE:
-        coords = coords[np.linspace(0, len(coords) - 1, _MAX_CORE).round().astype(int)]
-    if len(coords) < 2:
-        return float(p_of_h.mean())
-    sc = SCANNERS[site]
-    values = ct[tuple(coords.T)].astype(float)
-    offsets = (coords[:, None, :] - coords[None, :, :]).astype(float)
-    blur = sc.blur_mm / np.asarray(spacing_zyx, dtype=float)
-    c_t = _field_correlation(offsets, _TEXTURE_SIGMA_VOX, blur)
-    c_n = _field_correlation(offsets, _NOISE_SIGMA_VOX, np.zeros(3))
-    m = sc.ct_noise_hu**2 * c_n + np.eye(len(values)) / 12.0
-    lam, vec = linalg.eigh(c_t, m)
-    lam = np.clip(lam, 0.0, None)
-    u, w = vec.T @ values, vec.T @ np.ones(len(values))
-    amplitude2 = (sc.ct_gain * (8.0 + 50.0 * _H_GRID)) ** 2
-    scale = amplitude2[:, None] * lam[None, :] + 1.0  # eigenvalues of M^-1/2 Sigma M^-1/2
-    inv = 1.0 / scale
-    vv, ww, vw = inv @ u**2, inv @ w**2, inv @ (u * w)
-    log_lik = -0.5 * (np.log(scale).sum(axis=1) + np.log(ww) + vv - vw**2 / ww)
-    post = np.exp(log_lik - log_lik.max())
-    return float((post / post.sum()) @ p_of_h)
-
-
-def lesion_core(tissue: np.ndarray) -> np.ndarray:
-    """Lesion-tissue voxels of the lesion mask eroded by one voxel (necrosis left out)."""
-    from scipy import ndimage
-
-    whole = (tissue == LESION) | (tissue == NECROSIS)
-    return ndimage.binary_erosion(whole) & (tissue == LESION)
+    p_of_h = np.array([lusc_probability({**latent, "texture": h}) for h in H_GRID])
+    log_lik = texture_log_likelihood(ct, core, site, spacing_zyx, 8.0 + 50.0 * H_GRID)
+    return float(posterior_weights(log_lik) @ p_of_h)
 
 
 def pet_suv(
