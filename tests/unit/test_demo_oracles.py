@@ -160,3 +160,62 @@ def test_net_survival_tabular_oracle_averages_the_hidden_latents_out() -> None:
     oracle = generator.tables(generator.patients()).oracle
     for target in ("os", "pfs"):
         assert 0.5 < oracle[target]["value_tabular"] < oracle[target]["value"]
+
+
+def _pancreas_phases(h: float, site: str, radius_vox: float, seed: int, phases: int = 3) -> tuple:
+    """Phases of one pancreas lesion: one texture (6 + 28 h) HU, each phase its own noise."""
+    from oncoflow.demo._common import Grid, apply_ct_scanner, smooth_noise
+    from oncoflow.demo._phantoms import LESION
+
+    rng = np.random.default_rng(seed)
+    grid = Grid(size=(24, 24, 20), spacing=(4.4, 4.4, 5.0), origin=(0, 0, 0), centre=(0, 0, 0))
+    z, y, x = np.indices((20, 24, 24))
+    inside = (z - 9.5) ** 2 + (y - 11.5) ** 2 + (x - 11.5) ** 2 <= radius_vox**2
+    texture = smooth_noise(rng, inside.shape, 0.9)
+    out = []
+    for base in (62.0, 72.0, 80.0)[:phases]:
+        hu = np.where(inside, base + (6.0 + 28.0 * h) * texture, 110.0).astype(np.float32)
+        out.append(apply_ct_scanner(hu, grid, site, rng, circle=False))
+    return out, np.where(inside, LESION, 0)
+
+
+def _posterior(log_lik: np.ndarray) -> tuple[float, float]:
+    from oncoflow.demo._oracle import H_GRID, posterior_weights
+
+    w = posterior_weights(log_lik)
+    mean = float(w @ H_GRID)
+    return mean, float(np.sqrt(w @ (H_GRID - mean) ** 2))
+
+
+def test_pancreas_pixel_posterior_finds_the_texture_and_the_phases_sharpen_it() -> None:
+    from oncoflow.demo.pancreas_progression import pixel_log_likelihood
+
+    spacing = (5.0, 4.4, 4.4)
+    for h in (0.15, 0.85):
+        sds = {}
+        for k in (1, 3):
+            means, spreads = [], []
+            for seed in range(4):
+                phases, tissue = _pancreas_phases(h, "site_a", 6.0, seed=seed, phases=k)
+                mean, sd = _posterior(pixel_log_likelihood(phases, tissue, "site_a", spacing))
+                means.append(mean)
+                spreads.append(sd)
+            # a large core pins h down; three phases (three noise draws) know more than one
+            assert abs(np.mean(means) - h) < 0.12
+            sds[k] = np.mean(spreads)
+        assert sds[3] < sds[1]
+
+
+def test_pancreas_observable_probability_with_texture_weights() -> None:
+    from oncoflow.demo._oracle import H_GRID
+    from oncoflow.demo.pancreas_progression import PancreasProgression, observable_probability
+
+    latent = PancreasProgression(3, 24).patients()[0].latent
+    one_hot = np.zeros(len(H_GRID))
+    one_hot[30] = 1.0
+    known = observable_probability({**latent, "texture": H_GRID[30]}, 1)
+    assert observable_probability(latent, 1, texture_weights=one_hot) == pytest.approx(known)
+    flat = np.ones(len(H_GRID))
+    tabular = observable_probability(latent, 1, texture_known=False)
+    flat_score = observable_probability(latent, 1, texture_weights=flat)
+    assert flat_score == pytest.approx(tabular, abs=0.01)

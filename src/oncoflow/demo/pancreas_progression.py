@@ -33,6 +33,14 @@ z_g + N(0, 1.8^2)`` and ``(S_t / t - 0.05) / 0.30 = z_g + N(0, 0.08^2 / (0.30^2 
 ``oracle.json`` as ``value_latent``; ``value_tabular`` is the same score without the texture
 (integrated over its uniform prior): the ceiling of a tabular baseline of CA19-9 and the mask
 volumes, which the image model must pass by reading the texture.
+
+``value`` knows ``h``; the CT shows it through 4.4 mm voxels and the scanner. ``value_pixels``
+(added 2026-12-06, beside ``value``, which is unchanged) scores each row with ``h`` replaced by
+its posterior given the lesion-core voxels of time points ``0..t`` (:func:`pixel_log_likelihood`:
+the mean of the three phases, which share the texture and not the noise, under the Gaussian-field
+likelihood of :mod:`oncoflow.demo._oracle`). It is what an observer who knows each scanner's
+noise and PSF, but not its calibration, reads from the lesion core: a lower bound of what the
+whole image allows (the rim and the lesion mean are left out).
 """
 
 from __future__ import annotations
@@ -52,7 +60,13 @@ from oncoflow.demo._common import (
     random_rotation,
     write_nifti,
 )
-from oncoflow.demo._oracle import oracle_entry
+from oncoflow.demo._oracle import (
+    H_GRID,
+    lesion_core,
+    oracle_entry,
+    posterior_weights,
+    texture_log_likelihood,
+)
 from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
 from oncoflow.metrics.classification import safe_auc
 
@@ -74,7 +88,11 @@ def progression_probability(latent: dict[str, Any]) -> float:
 
 
 def observable_probability(
-    latent: dict[str, Any], timepoint: int, *, texture_known: bool = True
+    latent: dict[str, Any],
+    timepoint: int,
+    *,
+    texture_known: bool = True,
+    texture_weights: np.ndarray | None = None,
 ) -> float:
     """Return E[P(progression at the next follow-up) | what time point ``t`` shows] (module doc).
 
@@ -84,12 +102,17 @@ def observable_probability(
         texture_known: Whether the lesion texture is seen (an image model); ``False`` is what a
             tabular model of CA19-9 and the mask volumes knows: ``h ~ U(0, 1)`` is then
             integrated out (``value_tabular`` of ``oracle.json``).
+        texture_weights: Posterior weights of ``h`` on :data:`~oncoflow.demo._oracle.H_GRID`
+            (what the lesion-core voxels show, :func:`texture_log_likelihood`); they replace
+            ``texture_known`` (``value_pixels``).
     """
     z_c = np.log(latent["ca19_9"]) - 3.5
-    if texture_known:
-        z_h = np.array([(latent["texture"] - 0.5) / 0.289])
+    if texture_weights is not None:
+        z_h, w_h = (H_GRID - 0.5) / 0.289, np.asarray(texture_weights, dtype=float)
+    elif texture_known:
+        z_h, w_h = np.array([(latent["texture"] - 0.5) / 0.289]), np.ones(1)
     else:  # the midpoints of 64 equal bins of U(0, 1)
-        z_h = ((np.arange(64) + 0.5) / 64 - 0.5) / 0.289
+        z_h, w_h = ((np.arange(64) + 0.5) / 64 - 0.5) / 0.289, np.full(64, 1 / 64)
     # Gaussian posterior of z_g: prior N(0, 1), CA19-9 and (t >= 1) the observed volume trend
     precision, weighted = 1.0, 0.0
     ca_var = (0.9 / 0.5) ** 2
@@ -108,7 +131,8 @@ def observable_probability(
         + TEXTURE_WEIGHT * z_h[None, :]
         + 0.7 * z_c
     )
-    return float(np.sum(weights[:, None] * logit_inv(logit)) / (np.sum(weights) * z_h.size))
+    joint = weights[:, None] * (w_h / w_h.sum())[None, :]
+    return float(np.sum(joint * logit_inv(logit)) / np.sum(weights))
 
 
 def lesion_radii(latent: dict[str, Any]) -> np.ndarray:
@@ -222,13 +246,21 @@ class PancreasProgression(StudyGenerator):
         oracle = {"progression_next": entry}
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
-    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
-        """Render each time point's scene once, then its three phases."""
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> dict[str, float]:
+        """Render each time point's scene once, then its three phases.
+
+        Returns:
+            ``p_pixels_<t>`` for each labelled time point ``t``: :func:`observable_probability`
+            with the posterior of ``h`` given the lesion-core voxels of time points ``0..t``
+            (:func:`pixel_log_likelihood` of each).
+        """
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
         scanner = SCANNERS[patient.site]
         radii = lesion_radii(lat)
         texture_hu = 6.0 + 28.0 * lat["texture"]
+        log_lik = np.zeros(len(H_GRID))
+        seen: dict[str, float] = {}
         for tp in range(lat["n_tp"]):
             grid = make_grid(
                 rng,
@@ -237,6 +269,7 @@ class PancreasProgression(StudyGenerator):
                 slice_mm=scanner.slice_mm,
             )
             scene, mask = pancreas_scene(grid, rng, lat, float(radii[tp]), lobulation=0.12)
+            phases = []
             for spec in specs:
                 if spec.timepoint != tp:
                     continue
@@ -246,7 +279,58 @@ class PancreasProgression(StudyGenerator):
                     lesion_shift_hu=-10.0 * lat["texture"],
                     texture_hu=texture_hu,
                 )
-                write_nifti(
-                    study_dir / spec.path, apply_ct_scanner(hu, grid, patient.site, rng), grid
-                )
+                ct = apply_ct_scanner(hu, grid, patient.site, rng)
+                write_nifti(study_dir / spec.path, ct, grid)
+                phases.append(ct)
             write_nifti(study_dir / f"images/{patient.patient_id}/tp{tp}/mask.nii.gz", mask, grid)
+            spacing = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
+            log_lik = log_lik + pixel_log_likelihood(phases, scene.tissue, patient.site, spacing)
+            if tp < lat["n_tp"] - 1:
+                weights = posterior_weights(log_lik)
+                seen[f"p_pixels_{tp}"] = observable_probability(lat, tp, texture_weights=weights)
+        return seen
+
+    def observed_oracle(
+        self, tables: StudyTables, rendered: dict[str, dict[str, float] | None]
+    ) -> dict[str, dict[str, Any]]:
+        """``value_pixels``: the AUC of the ``p_pixels_<t>`` of the test rows, beside ``value``."""
+        splits = tables.splits.set_index("patient_id")["split"]
+        rows = tables.outcomes.dropna(subset=["progression_next"])
+        rows = rows[rows["patient_id"].map(splits) != "train"]
+        seen = [
+            (rendered[p] or {})[f"p_pixels_{t}"]
+            for p, t in zip(rows["patient_id"], rows["timepoint"], strict=True)
+        ]
+        y = rows["progression_next"].astype(int).to_numpy()
+        entry = dict(tables.oracle["progression_next"])
+        entry["value_pixels"] = oracle_entry("auc", safe_auc(y, np.asarray(seen)))["value"]
+        return {"progression_next": entry}
+
+
+def pixel_log_likelihood(
+    phases: list[np.ndarray], tissue: np.ndarray, site: str, spacing_zyx: tuple[float, ...]
+) -> np.ndarray:
+    """Log-likelihood of ``h`` on :data:`~oncoflow.demo._oracle.H_GRID` from one time point.
+
+    The phases share the lesion texture and not the scanner noise, so their mean carries all
+    of it with the noise variance (and the rounding variance ``1/12``) divided by the number of
+    phases: :func:`~oncoflow.demo._oracle.texture_log_likelihood` of the mean over the lesion
+    core (:func:`~oncoflow.demo._oracle.lesion_core`) with the amplitude ``6 + 28 h`` HU.
+
+    Args:
+        phases: The phases' CT (z, y, x) in HU, as written.
+        tissue: The scene's tissue labels.
+        site: Scanner site.
+        spacing_zyx: Voxel spacing (mm) along the array axes.
+    """
+    k = len(phases)
+    mean = np.mean([np.asarray(ct, dtype=float) for ct in phases], axis=0)
+    return texture_log_likelihood(
+        mean,
+        lesion_core(tissue),
+        site,
+        spacing_zyx,
+        6.0 + 28.0 * H_GRID,
+        noise_var_scale=1.0 / k,
+        rounding_var=1.0 / (12.0 * k),
+    )
