@@ -77,3 +77,14 @@ def test_the_contrast_part_cancels_an_offset_of_every_voxel() -> None:
     shifted = lesion_descriptor([skips[0] + 30.0], prob, surround)
     assert torch.allclose(shifted[0, 6:], out[0, 6:], atol=1e-3)  # the offset cancels
     assert not torch.allclose(shifted[0, :6], out[0, :6])  # the other parts move with it
+
+
+def test_case_features_refuses_offsets_without_a_calibration() -> None:
+    import pytest
+
+    from oncoflow.errors import SegmentationError
+    from oncoflow.segmentation.frozen_head import case_features
+
+    # the offsets would be ignored: refused before any case is read
+    with pytest.raises(SegmentationError, match="without a calibration"):
+        case_features(None, [("PM001", [])], offsets={"PM001": 12.0})

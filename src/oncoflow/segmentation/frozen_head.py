@@ -67,11 +67,18 @@ def case_features(
         offsets: With ``calibration``, case -> the offset (HU) its prediction already measured
             (:func:`~oncoflow.segmentation.predict.predicted_offsets`): the case is shifted by it
             instead of being segmented again; every case must have one.
+
+    Raises:
+        SegmentationError: ``offsets`` without ``calibration`` (they would be ignored), or a
+            case without an offset.
     """
     import torch
 
     from oncoflow.segmentation.predict import calibrated_offset, read_case
 
+    if offsets is not None and calibration is None:
+        msg = "case_features: offsets were given without a calibration; they would be ignored"
+        raise SegmentationError(msg)
     rows = []
     for i, (case, paths) in enumerate(files, start=1):
         data, properties = read_case(case, paths)
