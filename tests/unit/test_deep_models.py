@@ -22,7 +22,7 @@ from oncoflow.deep.data import (
 )
 from oncoflow.deep.ensemble import collect_folds, ensemble_predictions
 from oncoflow.deep.workflow import run_fold
-from oncoflow.errors import ModelError
+from oncoflow.errors import CohortError, ModelError
 from oncoflow.features.tabular import TabularEncoder
 from oncoflow.formats import write_folds
 from oncoflow.models.backbones import LesionPool
@@ -614,6 +614,32 @@ def test_intensity_features_of_the_eroded_core_read_the_texture_not_the_rim() ->
     assert intensity_features({0: {"A": small}}, ["A"], erode=2)[0][0] == pytest.approx(
         image[tiny > 0].mean(), rel=1e-5
     )
+
+
+def test_intensity_features_cross_phase_texture_ignores_the_noise_of_each_phase() -> None:
+    # three phases share one texture (sd 0.05); phase noise of sd 0.02 or 0.10 inflates their
+    # SD but not the texture they share, which stays near 0.05 whatever the noise
+    rng = np.random.default_rng(3)
+    mask = np.zeros((4, 32, 32), np.uint8)
+    mask[:, 6:26, 6:26] = 1
+    texture = 0.05 * rng.standard_normal(mask.shape)
+    shared = {}
+    for noise in (0.02, 0.10):
+        phases = {}
+        for stem in ("A", "B", "C"):
+            image = (0.4 + texture + noise * rng.standard_normal(mask.shape)).astype(np.float32)
+            phases[stem] = StemCrops(image, mask, np.full(4, 400.0), 2.0, image[:0], image[:0])
+        row = intensity_features({0: phases}, ["A", "B", "C"], cross_phase=True)[0]
+        assert row.shape == (3,)
+        assert row[1] == pytest.approx(np.hypot(0.05, noise), rel=0.05)  # SD: texture + noise
+        shared[noise] = row[2]
+    assert shared[0.02] == pytest.approx(0.05, rel=0.08)
+    assert shared[0.10] == pytest.approx(0.05, rel=0.08)
+    other = dict(phases, C=StemCrops(image, mask * 0, np.full(4, 0.0), 2.0, image[:0], image[:0]))
+    with pytest.raises(CohortError, match="lesion mask differs"):
+        intensity_features({0: other}, ["A", "B", "C"], cross_phase=True)
+    with pytest.raises(CohortError, match="two or more"):
+        intensity_features({0: phases}, ["A"], cross_phase=True)
 
 
 def test_lesion_core_statistics_ignore_the_partial_volume_rim() -> None:

@@ -288,7 +288,12 @@ def size_features(lesions: PatientLesions, stems: Sequence[str]) -> dict[int, np
 
 
 def intensity_features(
-    lesions: PatientLesions, stems: Sequence[str], *, erode: int = 0, min_pixels: int = 20
+    lesions: PatientLesions,
+    stems: Sequence[str],
+    *,
+    erode: int = 0,
+    min_pixels: int = 20,
+    cross_phase: bool = False,
 ) -> dict[int, np.ndarray]:
     """Per time point ``[mean, sd]`` of the lesion voxels of the crops, mean over phases.
 
@@ -298,18 +303,47 @@ def intensity_features(
     than ``min_pixels`` core pixels remain). A time point whose masks hold no lesion voxel takes
     the previous time point's values (the next one's at baseline; zeros when no time point has
     any).
+
+    With ``cross_phase`` a third value is the texture that the phases share:
+    ``sqrt(max(mean_{i<j} cov(x_i, x_j), 0))`` over the core pixels, ``x_i`` phase ``i``'s
+    values minus their mean. Phases co-registered on one grid share the lesion's texture and
+    not the scanner noise, so the covariance of two phases keeps the texture variance and the
+    noise variance cancels from it, whatever the scanner (the SD carries both).
+
+    Raises:
+        CohortError: ``cross_phase`` with fewer than two stems, or phases whose crops of one
+            time point do not share its lesion mask.
     """
+    if cross_phase and len(stems) < 2:
+        msg = f"cross-phase texture needs two or more image stems, got {list(stems)}"
+        raise CohortError(msg)
     values: dict[int, np.ndarray | None] = {}
     for tp in sorted(lesions):
-        per_phase = []
+        per_phase, residuals = [], []
+        first = None
         for stem in stems:
             crops = lesions[tp][stem]
-            inside = crops.lesion[core_mask(crops.mask > 0, erode, min_pixels, in_plane=True)]
+            core = core_mask(crops.mask > 0, erode, min_pixels, in_plane=True)
+            first = core if first is None else first
+            if cross_phase and not np.array_equal(core, first):
+                msg = f"time point {tp}: {stem}'s lesion mask differs from {stems[0]}'s"
+                raise CohortError(msg)
+            inside = crops.lesion[core]
             if inside.size:
                 per_phase.append((float(inside.mean()), float(inside.std())))
-        values[tp] = np.mean(per_phase, axis=0).astype(np.float32) if per_phase else None
+                residuals.append(inside.astype(np.float64) - inside.mean())
+        row = np.mean(per_phase, axis=0) if per_phase else None
+        if row is not None and cross_phase:
+            pairs = [
+                float(np.mean(residuals[i] * residuals[j]))
+                for i in range(len(residuals))
+                for j in range(i + 1, len(residuals))
+            ]
+            shared = float(np.sqrt(max(np.mean(pairs), 0.0))) if pairs else float(row[1])
+            row = np.append(row, shared)
+        values[tp] = row.astype(np.float32) if row is not None else None
     known = [v for v in values.values() if v is not None]
-    fallback = known[0] if known else np.zeros(2, dtype=np.float32)
+    fallback = known[0] if known else np.zeros(3 if cross_phase else 2, dtype=np.float32)
     out: dict[int, np.ndarray] = {}
     for tp in sorted(values):
         value = values[tp]

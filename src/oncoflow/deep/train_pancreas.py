@@ -62,7 +62,8 @@ class PancreasSettings:
         sequence: Stage-B settings: hidden, layers, dropout, epochs, batch_size, lr,
             weight_decay, patience, monitor (``loss``: lowest inner-validation loss, or
             ``auc``), intensity_erode (crop pixels the lesion mask is eroded by before its
-            intensity ``[mean, sd]``; 0 = the whole mask).
+            intensity ``[mean, sd]``; 0 = the whole mask), intensity_cross_phase (add the
+            texture the phases share, :func:`~oncoflow.deep.data.intensity_features`).
     """
 
     target: str = "progression_next"
@@ -94,6 +95,7 @@ SEQUENCE_DEFAULTS: dict[str, Any] = {
     "patience": 30,
     "monitor": "loss",
     "intensity_erode": 0,
+    "intensity_cross_phase": False,
 }
 
 
@@ -237,11 +239,12 @@ def timepoint_vectors(
     extractor.eval()
     with torch.no_grad():
         width = int(extractor.embed(torch.zeros(1, 1, size, size, device=device)).shape[1])
-    erode = int({**SEQUENCE_DEFAULTS, **settings.sequence}["intensity_erode"])
+    cfg = {**SEQUENCE_DEFAULTS, **settings.sequence}
+    erode, cross = int(cfg["intensity_erode"]), bool(cfg["intensity_cross_phase"])
     out: dict[str, dict[int, np.ndarray]] = {}
     for patient, lesions in inputs.lesions.items():
         sizes = size_features(lesions, settings.stems)
-        intensity = intensity_features(lesions, settings.stems, erode=erode)
+        intensity = intensity_features(lesions, settings.stems, erode=erode, cross_phase=cross)
         out[patient] = {}
         for tp, stems in lesions.items():
             phases = []
