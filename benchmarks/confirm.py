@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "--collect",
         type=Path,
         metavar="DIR",
-        help="no run: re-collect the kept workdir of this seed's run (--keep DIR) into the JSON",
+        help="no run: re-collect the kept workdir of this seed's run (--keep DIR) into the JSON"
+        " (with --studies: only those studies' rows, merged over the others)",
     )
     args = parser.parse_args(argv)
     stem = args.out_dir / f"confirm_{args.seed}"
@@ -176,6 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(  # the code the run starts from
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    if args.collect and args.studies:
+        # the named studies' rows of a kept workdir whose jobs of those studies were rerun
+        # (e.g. after a default changed), merged over the other studies' rows
+        rows = [row for row in collect(args.collect) if row["study"] in args.studies]
+        command = f"python benchmarks/confirm.py --seed {args.seed} --scale {args.scale}"
+        command += f" --collect DIR --studies {' '.join(args.studies)}"
+        run = {"commit": commit, "command": command, "studies": args.studies}
+        result = {"seed": args.seed, "scale": args.scale, "runs": [run], "rows": rows}
+        result["models_vs_baseline"] = models_vs_baseline(args.collect, rows)
+        previous = json.loads(stem.with_suffix(".json").read_text())
+        return write(stem, merged(previous, result, args.studies))
     if args.collect:
         previous = json.loads(stem.with_suffix(".json").read_text())
         rows = collect(args.collect)

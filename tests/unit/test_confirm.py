@@ -64,3 +64,25 @@ def test_runs_of_another_scale_are_not_merged(confirm):
     new = {"seed": 5, "scale": "full", "runs": [], "rows": [], "models_vs_baseline": []}
     with pytest.raises(SystemExit, match="scale smoke, this run full"):
         confirm.merged(old, new, ["liver"])
+
+
+def test_collect_with_studies_merges_only_their_rows(confirm, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(confirm, "render_readme", lambda seed, text: True)  # README untouched
+    work = tmp_path / "work"
+    for study, value in (("liver", 0.9), ("pancreas", 0.85), ("net", 0.6)):
+        folder = work / "results" / "report" / study
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"rows": [_row(study, value)]}))
+    run = {"commit": "aaa", "command": "c1", "studies": ["liver", "pancreas"]}
+    previous = {"seed": 5, "scale": "full", "runs": [run]}
+    previous |= {"rows": [_row("liver", 0.7), _row("pancreas", 0.8)], "models_vs_baseline": []}
+    (tmp_path / "confirm_5.json").write_text(json.dumps(previous))
+    args = ["--seed", "5", "--collect", str(work), "--studies", "pancreas"]
+    assert confirm.main([*args, "--out-dir", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "confirm_5.json").read_text())
+    # the kept workdir's other studies (liver, net) are not read; liver keeps its old row
+    assert [(r["study"], r["value"]) for r in out["rows"]] == [("liver", 0.7), ("pancreas", 0.85)]
+    assert out["runs"][-1]["studies"] == ["pancreas"]
+    assert "--collect DIR --studies pancreas" in out["runs"][-1]["command"]
