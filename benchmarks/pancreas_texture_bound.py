@@ -15,13 +15,16 @@ rim voxels and the lesion mean, which moves by ``-10 h`` HU, are left out).
 This script regenerates each seed's cohort from the mechanism (no model, no pipeline run) and
 reports, on internal_test, external_test and both, the AUC of the true probability
 (``value_latent``), of the score with ``h`` known (``value``), of the pixel posterior
-(``value_pixels``) and of the tables alone (``value_tabular``). The README block shows beside
-them the test AUC of the headline model of ``benchmarks/confirm_<seed>.json`` where one exists.
+(``value_pixels``) and of the tables alone (``value_tabular``); with ``--runs``, the AUC of
+``cnn_lstm``'s fold ensemble in a finished run of the seed (``confirm.py --keep DIR``) on the same
+rows. The README block shows beside them the headline model's test AUC of
+``benchmarks/confirm_<seed>.json``.
 
 Writes ``benchmarks/pancreas_texture_bound.json`` and the README block ``pancreas_texture``.
 
 Usage:
     python benchmarks/pancreas_texture_bound.py --seeds 20261123 5 7 [--patients 200]
+        [--runs 20261123=DIR 5=DIR 7=DIR]
     python benchmarks/pancreas_texture_bound.py --render-only
 """
 
@@ -89,15 +92,30 @@ def headline_test(seed: int) -> dict[str, Any] | None:
     return None
 
 
-def measure(seed: int, patients: int) -> dict[str, Any]:
-    """The four oracle AUCs per test split of one seed."""
+def model_scores(run: Path) -> pd.DataFrame:
+    """The fold ensemble's test scores of ``cnn_lstm`` in a finished run of this seed."""
+    path = run / "results" / "pancreas_progression" / "train" / "cnn_lstm" / "predictions.csv"
+    frame = pd.read_csv(path)
+    frame = frame[frame["fold"].astype(str) == "final"]
+    return frame[["patient_id", "timepoint", "y_score"]].rename(columns={"y_score": "cnn_lstm"})
+
+
+def measure(seed: int, patients: int, run: Path | None = None) -> dict[str, Any]:
+    """The four oracle AUCs per test split of one seed (and ``cnn_lstm``'s, given its run)."""
     rows = seed_rows(seed, patients)
+    scores = list(SCORES)
+    if run is not None:
+        rows = rows.merge(model_scores(run), on=["patient_id", "timepoint"], how="left")
+        if rows["cnn_lstm"].isna().any():
+            msg = f"{run}: cnn_lstm has no test score for some rows of seed {seed}"
+            raise SystemExit(msg)
+        scores.append("cnn_lstm")
     result: dict[str, Any] = {"seed": seed, "patients": patients}
     for split in SPLITS:
         part = rows if split == "test" else rows[rows["split"] == split]
         y = part["progression_next"].astype(int).to_numpy()
         result[split] = {"rows": len(part)} | {
-            score: round(safe_auc(y, part[score].to_numpy()), 4) for score in SCORES
+            score: round(safe_auc(y, part[score].to_numpy()), 4) for score in scores
         }
     return result
 
@@ -106,23 +124,21 @@ def table(results: list[dict[str, Any]]) -> str:
     """The README block: one row per seed and split, the headline model on the pooled rows."""
     lines = [
         "| seed | test rows | latent | `value` (h known) | `value_pixels` (core voxels) "
-        "| `value_tabular` | headline model (test) |",
-        "|---|---|---|---|---|---|---|",
+        "| `value_tabular` | `cnn_lstm` of the run | headline model (confirm JSON) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        headline = headline_test(r["seed"])
         for split in SPLITS:
             s = r[split]
-            model, headline = "", headline_test(r["seed"])
-            if split == "test" and headline:
-                model = f"{headline['model']}: {headline['test']:.3f}"
-            lines.append(
-                f"| {r['seed']} | {split} ({s['rows']}) | {s['value_latent']:.3f} | "
-                f"{s['value']:.3f} | {s['value_pixels']:.3f} | {s['value_tabular']:.3f} | "
-                f"{model} |"
-            )
-    command = "python benchmarks/pancreas_texture_bound.py --seeds " + " ".join(
-        str(r["seed"]) for r in results
-    )
+            cells = [f"{r['seed']}", f"{split} ({s['rows']})"]
+            cells += [f"{s[k]:.3f}" for k in SCORES]
+            cells.append(f"{s['cnn_lstm']:.3f}" if "cnn_lstm" in s else "")
+            top = split == "test" and headline
+            cells.append(f"{headline['model']}: {headline['test']:.3f}" if top else "")
+            lines.append("| " + " | ".join(cells) + " |")
+    seeds = " ".join(str(r["seed"]) for r in results)
+    command = f"python benchmarks/pancreas_texture_bound.py --seeds {seeds} --runs SEED=DIR ..."
     source = "[benchmarks/pancreas_texture_bound.json](benchmarks/pancreas_texture_bound.json)"
     return (
         f"Rendered by `{command}` from {source}; the headline model's test AUC from"
@@ -135,14 +151,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[20261123, 5, 7])
     parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument(
+        "--runs",
+        nargs="*",
+        default=[],
+        metavar="SEED=DIR",
+        help="a finished run of a seed (confirm.py --keep DIR): its cnn_lstm per test split",
+    )
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args(argv)
     if args.render_only:
         results = json.loads(OUT.read_text())["seeds"]
     else:
         results = []
+        runs = {int(k): Path(v) for k, v in (item.split("=", 1) for item in args.runs)}
         for seed in args.seeds:
-            results.append(measure(seed, args.patients))
+            results.append(measure(seed, args.patients, runs.get(seed)))
             print(json.dumps(results[-1]), flush=True)
         OUT.write_text(json.dumps({"seeds": results}, indent=2) + "\n")
     if not replace_block(REPO / "README.md", "pancreas_texture", table(results)):
