@@ -339,8 +339,8 @@ def intensity_features(
                 for i in range(len(residuals))
                 for j in range(i + 1, len(residuals))
             ]
-            shared = float(np.sqrt(max(np.mean(pairs), 0.0))) if pairs else float(row[1])
-            row = np.append(row, shared)
+            # every phase reads the same core (checked above), so there are len(stems) >= 2
+            row = np.append(row, float(np.sqrt(max(np.mean(pairs), 0.0))))
         values[tp] = row.astype(np.float32) if row is not None else None
     known = [v for v in values.values() if v is not None]
     fallback = known[0] if known else np.zeros(3 if cross_phase else 2, dtype=np.float32)
