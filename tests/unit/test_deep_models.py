@@ -778,6 +778,55 @@ def test_streamed_crops_equal_the_preloaded_tensors(tmp_path: Path) -> None:
     )  # sequences x pre/post x slices x image/mask
 
 
+def test_lesion_means_are_the_core_means_of_the_sequences_a_rung_reads(tmp_path: Path) -> None:
+    from oncoflow.deep.common import load_fold
+    from oncoflow.deep.train_liver import CORE_ERODE, LiverSettings, patient_tensor
+
+    paths = _cohort(tmp_path, "liver")
+    inputs = load_fold(fold="0", stems=LIVER["stems"], strata={}, **paths)
+    patient = inputs.test[0]
+    lesions = load_lesions(paths["lesions"] / patient, LIVER["stems"])
+    square = np.ones((1, 3, 3), dtype=bool)
+    expected = {}
+    for stem in LIVER["stems"]:
+        for tp in (0, 1):
+            crops = lesions[tp][stem]
+            core = ndimage.binary_erosion(crops.mask > 0, square, iterations=CORE_ERODE)
+            core = core if core.sum() >= 20 else crops.mask > 0  # a lesion too small for a core
+            expected[stem, tp] = crops.lesion[core].mean()
+    plain = LiverSettings(**{**LIVER, "network": {}})
+    _, volumes = patient_tensor(lesions, patient, plain)
+    for rung, stems in (("relation_net", LIVER["stems"]), ("single_temporal", ["MR_T2"])):
+        settings = LiverSettings(**{**LIVER, "network": {}, "rung": rung, "lesion_means": True})
+        _, columns = patient_tensor(lesions, patient, settings)
+        means = [expected[stem, tp] for stem in stems for tp in (0, 1)]
+        assert np.allclose(columns, [*volumes, *means], atol=1e-5)
+
+
+def test_a_liver_model_refuses_columns_of_another_lesion_means_setting(tmp_path: Path) -> None:
+    paths = _cohort(tmp_path, "liver")
+    settings = {**LIVER, "epochs": 1, "lesion_means": True}
+    run_fold(
+        model="single_temporal",
+        settings=settings,
+        fold="0",
+        out_dir=tmp_path / "means",
+        resume_dir=tmp_path / "resume",
+        seed=1,
+        **paths,
+    )
+    payload = torch.load(tmp_path / "means" / "model.pt", weights_only=False)
+    assert len(payload["volume_mean"]) == 4  # two log volumes + MR_T2 pre and post
+    from oncoflow.deep.common import load_fold
+    from oncoflow.deep.train_liver import LiverSettings, LiverTask
+
+    inputs = load_fold(fold="0", stems=LIVER["stems"], strata={}, **paths)
+    plain = LiverSettings(**{**LIVER, "network": {}, "rung": "single_temporal"})
+    task = LiverTask(inputs, plain, device=torch.device("cpu"), resume_dir=tmp_path / "r")
+    with pytest.raises(ModelError, match="model was fit on 4"):
+        task.restore(payload)
+
+
 def test_tabular_l1_penalises_only_the_heads_tabular_weights() -> None:
     torch.manual_seed(0)
     net = create_model("mm_dls", tabular_dim=5, n_stages=3, dim=8, heads=2)

@@ -2,8 +2,9 @@
 
 Per patient: ``(Q, 2, k, 2, S, S)`` crops (sequences x pre/post x the ``k`` largest lesion slices
 x (image, lesion mask), resized to ``input_size``) and the tabular vector (configured clinical
-columns and ``[log(1 + V_pre), log(1 + V_post)]``, lesion volumes in mm³ averaged over sequences),
-encoded with the training patients' statistics. Focal loss with class weights
+columns and ``[log(1 + V_pre), log(1 + V_post)]``, lesion volumes in mm³ averaged over sequences,
+and with ``lesion_means`` the mean intensity of each read sequence's lesion core at both time
+points), encoded with the training patients' statistics. Focal loss with class weights
 ``alpha_c = N / (2 n_c)`` from the training patients (about 1 responder in 4); the
 inner-validation ``monitor`` (focal loss or AUC) selects the epoch. The fold task is
 :class:`LiverTask` (:class:`~oncoflow.deep.task.FoldTask` hooks).
@@ -31,6 +32,7 @@ from oncoflow.deep.common import (
 from oncoflow.deep.data import (
     PatientLesions,
     downsample,
+    intensity_features,
     load_lesions,
     select_slices,
 )
@@ -47,6 +49,13 @@ log = logging.getLogger(__name__)
 
 PARTS: tuple[str, str] = ("lesion", "mask")
 """The two channels of a slice: the crop and its lesion mask (read by ``lesion_pool``)."""
+
+SINGLE_SEQUENCE: tuple[str, ...] = RUNGS[:3]
+"""The rungs that read one sequence (``primary``); the others read every stem."""
+
+CORE_ERODE = 2
+"""In-plane erosion (crop pixels) of the lesion masks for ``lesion_means`` (the rim's partial
+volume with the liver stays out of the mean)."""
 
 
 @dataclass
@@ -69,6 +78,12 @@ class LiverSettings:
             ``lr`` (the heads and the linear tabular term learn fast, the CNNs slowly).
         warm_start: Rungs with a tabular input start from the class-weighted logistic model of
             it (fit on the training patients) with the image part's last layer at zero.
+        lesion_means: The tabular vector also holds the mean crop intensity of the lesion core
+            (masks eroded by :data:`CORE_ERODE` crop pixels in plane) of each sequence the rung
+            reads (:func:`read_stems`) before and after treatment, standardised like the
+            volumes: the warm-started linear term then reads the lesion's signal from the start
+            (necrosis is bright on T2, dark on T1 / T1V). Only rungs with a tabular input (from
+            ``single_temporal`` on) see it.
     """
 
     rung: str = "relation_net"
@@ -88,15 +103,23 @@ class LiverSettings:
     monitor: str = "loss"
     head_lr_factor: float = 10.0
     warm_start: bool = True
+    lesion_means: bool = False
+
+
+def read_stems(settings: LiverSettings) -> list[str]:
+    """The image stems a rung reads: ``[primary]`` for :data:`SINGLE_SEQUENCE`, else all."""
+    return [settings.primary] if settings.rung in SINGLE_SEQUENCE else list(settings.stems)
 
 
 def patient_tensor(
     lesions: PatientLesions, patient: str, settings: LiverSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(Q, 2, k, 2, S, S)`` crops + masks and ``[log(1 + V_pre), log(1 + V_post)]`` of a patient.
+    """``(Q, 2, k, 2, S, S)`` crops + masks and the image-derived columns of a patient.
 
     Axes: sequence (``stems``), time point (pre, post), the ``k`` largest lesion slices, (image,
-    lesion mask).
+    lesion mask). The columns: ``[log(1 + V_pre), log(1 + V_post)]`` (mm³, mean over the
+    sequences), then with ``lesion_means`` the lesion-core mean intensity (crop units) of each
+    stem of :func:`read_stems`, pre and post (``[s1_pre, s1_post, s2_pre, ...]``).
 
     Raises:
         ModelError: The patient lacks the pre (0) or post (1) time point.
@@ -114,10 +137,14 @@ def patient_tensor(
             for s in settings.stems
         ]
     )
-    volumes = [
+    columns = [
         np.log1p(np.mean([lesions[tp][s].volume_mm3 for s in settings.stems])) for tp in (0, 1)
     ]
-    return images.astype(np.float32), np.array(volumes, dtype=np.float32)
+    if settings.lesion_means:
+        for stem in read_stems(settings):
+            core = intensity_features(lesions, [stem], erode=CORE_ERODE)
+            columns += [float(core[tp][0]) for tp in (0, 1)]
+    return images.astype(np.float32), np.array(columns, dtype=np.float32)
 
 
 def _tensors(
@@ -153,9 +180,10 @@ class LiverTask(FoldTask[LiverSettings]):
             raise ModelError(msg)
 
     def encode(self) -> None:
-        """Crops, tabular vectors (clinical + standardised log volumes) and labels per group.
+        """Crops, tabular vectors (clinical + standardised image columns) and labels per group.
 
-        The clinical encoder and the volume mean and SD (+1e-6) are fit on the ``train`` +
+        The clinical encoder and the mean and SD (+1e-6) of the image-derived columns of
+        :func:`patient_tensor` (log volumes, lesion means) are fit on the ``train`` +
         ``inner`` patients, then every group is encoded with them (:meth:`encode_out` for the
         ``out`` group); the focal-loss class weights are ``alpha_c = N / (2 n_c)`` of the
         training labels.
@@ -164,10 +192,10 @@ class LiverTask(FoldTask[LiverSettings]):
         self.outcomes = inputs.outcomes.set_index("patient_id")[settings.target]
         fitted = {name: _tensors(inputs, groups[name], settings) for name in ("train", "inner")}
         self.encoder = TabularEncoder().fit(inputs.clinical.loc[inputs.fitted, settings.clinical])
-        fitted_volumes = np.concatenate([fitted["train"][1], fitted["inner"][1]])
-        self.v_mean, self.v_sd = fitted_volumes.mean(0), fitted_volumes.std(0) + 1e-6
+        fitted_columns = np.concatenate([fitted["train"][1], fitted["inner"][1]])
+        self.v_mean, self.v_sd = fitted_columns.mean(0), fitted_columns.std(0) + 1e-6
         self.images = {name: images for name, (images, _) in fitted.items()}
-        self.tab = {name: self.tabular(name, volumes) for name, (_, volumes) in fitted.items()}
+        self.tab = {name: self.tabular(name, columns) for name, (_, columns) in fitted.items()}
         self.encode_out()
         labels = {
             name: self.outcomes.loc[patients].astype(int).to_numpy()
@@ -183,21 +211,31 @@ class LiverTask(FoldTask[LiverSettings]):
         self.y_train = torch.from_numpy(labels["train"]).long()
         self.alpha = class_weights(labels["train"], 2).to(self.device)
 
-    def tabular(self, name: str, volumes: np.ndarray) -> torch.Tensor:
+    def tabular(self, name: str, columns: np.ndarray) -> torch.Tensor:
         """A group's tabular vectors with the fitted (or restored) encoder: never fit here.
 
-        ``[encoder(clinical), (log(1 + V) - v_mean) / v_sd]`` per patient, ``V`` the pre and post
-        lesion volumes (mm³) of :func:`patient_tensor`.
+        ``[encoder(clinical), (c - v_mean) / v_sd]`` per patient, ``c`` the image-derived columns
+        of :func:`patient_tensor` (log volumes, then the lesion means with ``lesion_means``).
 
         Args:
             name: Group (``train``, ``inner`` or ``out``).
-            volumes: ``(n, 2)`` log volumes of the group's patients, in group order.
+            columns: ``(n, c)`` image-derived columns of the group's patients, in group order.
+
+        Raises:
+            ModelError: ``columns`` is not as wide as the fitted statistics (a model trained
+                with another ``lesion_means`` setting).
         """
         settings = self.settings
         clinical = self.encoder.transform(
             self.inputs.clinical.loc[self.groups[name], settings.clinical]
         )
-        standard = (volumes - self.v_mean) / self.v_sd
+        if columns.shape[1] != len(self.v_mean):
+            msg = (
+                f"{columns.shape[1]} image-derived columns (lesion_means="
+                f"{self.settings.lesion_means}) but the model was fit on {len(self.v_mean)}"
+            )
+            raise ModelError(msg)
+        standard = (columns - self.v_mean) / self.v_sd
         return torch.from_numpy(np.hstack([clinical, standard]).astype(np.float32))
 
     def encode_out(self) -> None:
@@ -206,8 +244,8 @@ class LiverTask(FoldTask[LiverSettings]):
         Reads the encoder and volume statistics already on ``self`` (fit by :meth:`encode`,
         or taken from ``model.pt`` by :meth:`restore`) and fits nothing.
         """
-        self.images["out"], volumes = _tensors(self.inputs, self.groups["out"], self.settings)
-        self.tab["out"] = self.tabular("out", volumes)
+        self.images["out"], columns = _tensors(self.inputs, self.groups["out"], self.settings)
+        self.tab["out"] = self.tabular("out", columns)
 
     def restore(self, payload: Mapping[str, Any]) -> torch.nn.Module:
         """The trained rung and the ``out`` group's inputs, from a fold's ``model.pt`` payload.
@@ -362,7 +400,8 @@ class PatientCropDataset(torch.utils.data.Dataset):
     """Streaming alternative to preloading: one patient's tensors read from its npz files.
 
     ``dataset[i]`` reads ``<lesions>/<patient>/*.npz`` and returns the ``(Q, 2, k, 2, S, S)`` crops
-    (resized to ``input_size``) and the two log volumes, as :func:`patient_tensor` builds them.
+    (resized to ``input_size``) and the image-derived columns, as :func:`patient_tensor` builds
+    them.
     For cohorts whose crops do not fit in memory; ``benchmarks/training_step.py`` compares its
     steps/s (``DataLoader`` with workers) with preloaded tensors.
     """
@@ -376,6 +415,6 @@ class PatientCropDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         patient = self.patients[index]
         crops = load_lesions(self.lesions / patient, self.settings.stems)
-        images, volumes = patient_tensor(crops, patient, self.settings)
+        images, columns = patient_tensor(crops, patient, self.settings)
         x = downsample(torch.from_numpy(images), self.settings.input_size)
-        return x, torch.from_numpy(volumes)
+        return x, torch.from_numpy(columns)

@@ -2,9 +2,10 @@
 
 Every rung reads per patient a tensor ``(Q, 2, k, 2, H, W)``: ``Q`` MRI sequences x (pre, post) x
 ``k`` lesion slices (largest areas first) x (image, lesion mask) and a tabular vector (blood
-markers AFP / DCP before and after, lesion volume before and after, encoded with training-fold
-statistics). The slice encoder (``encoder``) maps the ``k`` slices of one sequence and time point
-to one patient-level vector of width ``f`` (``dim``):
+markers AFP / DCP before and after, lesion volume before and after and, with the trainer's
+``lesion_means``, the mean lesion-core intensity of each sequence the rung reads before and
+after; encoded with training-fold statistics). The slice encoder (``encoder``) maps the ``k``
+slices of one sequence and time point to one patient-level vector of width ``f`` (``dim``):
 
 * ``resnet`` (the seed's): a ResNet trunk (1 channel, the image) maps each slice to 512
   features, averaged over the ``k`` slices (slice aggregation, which the seed never did) and
