@@ -250,10 +250,15 @@ def merged(previous: dict, new: dict, studies: list[str]) -> dict:
 
 
 def write(stem: Path, result: dict) -> int:
-    """Write ``<stem>.json`` and ``.md``, render the README block; 0."""
+    """Write ``<stem>.json`` and ``.md``; render the README block from the committed folder only.
+
+    A result written elsewhere (``--out-dir``) leaves the README alone: its block is generated
+    from ``benchmarks/confirm_<seed>.json``, which such a run neither reads nor merges into.
+    """
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(result))
-    render_readme(result["seed"], markdown(result))
+    if stem.parent.resolve() == (REPO / "benchmarks").resolve():
+        render_readme(result["seed"], markdown(result))
     print(stem.with_suffix(".md").read_text())
     return 0
 

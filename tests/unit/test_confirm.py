@@ -86,3 +86,18 @@ def test_collect_with_studies_merges_only_their_rows(confirm, tmp_path, monkeypa
     assert [(r["study"], r["value"]) for r in out["rows"]] == [("liver", 0.7), ("pancreas", 0.85)]
     assert out["runs"][-1]["studies"] == ["pancreas"]
     assert "--collect DIR --studies pancreas" in out["runs"][-1]["command"]
+
+
+def test_a_result_written_outside_benchmarks_leaves_the_readme_alone(
+    confirm, tmp_path, monkeypatch
+):
+    rendered = []
+    monkeypatch.setattr(confirm, "render_readme", lambda seed, text: rendered.append(seed))
+    result = {"seed": 5, "scale": "full", "runs": [], "rows": [], "models_vs_baseline": []}
+    assert confirm.write(tmp_path / "confirm_5", result) == 0
+    assert (tmp_path / "confirm_5.json").is_file()
+    assert rendered == []  # a scratch run's rows are not the committed file's
+    monkeypatch.setattr(confirm, "REPO", tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    confirm.write(tmp_path / "benchmarks" / "confirm_5", result)
+    assert rendered == [5]
