@@ -219,3 +219,26 @@ def test_pancreas_observable_probability_with_texture_weights() -> None:
     tabular = observable_probability(latent, 1, texture_known=False)
     flat_score = observable_probability(latent, 1, texture_weights=flat)
     assert flat_score == pytest.approx(tabular, abs=0.01)
+
+
+def test_the_scores_of_the_tables_reproduce_their_oracles() -> None:
+    from oncoflow.demo.liver_response import LiverResponse
+    from oncoflow.demo.nsclc_mmdls import NsclcMmdls
+    from oncoflow.metrics.classification import safe_auc
+    from oncoflow.metrics.concordance import safe_concordance_index
+
+    for generator, targets in (
+        (LiverResponse(7, 120), ["response"]),
+        (NsclcMmdls(7, 60), ["dfs", "os"]),
+    ):
+        tables = generator.tables(generator.patients())
+        test = (tables.splits["split"] != "train").to_numpy()
+        assert sorted(tables.scores) == sorted(targets)
+        for target in targets:
+            arrays = {k: np.asarray(v)[test] for k, v in tables.scores[target].items()}
+            for name in ("value", "value_tabular"):
+                if "y" in arrays:
+                    score = safe_auc(arrays["y"], arrays[name])
+                else:
+                    score = safe_concordance_index(arrays["time"], arrays["event"], arrays[name])
+                assert round(score, 4) == pytest.approx(tables.oracle[target][name], abs=1e-4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,12 +74,16 @@ class StudyTables:
         outcomes: ``outcomes.csv`` rows.
         splits: ``splits.csv`` rows.
         oracle: ``oracle.json`` content.
+        scores: Per target, the arrays over every patient (cohort order) that an oracle of
+            ``oracle`` is computed from (e.g. ``time``, ``event``, ``value``, ``value_tabular``),
+            for analyses of the mechanism such as ``benchmarks/demo_power.py``; not written.
     """
 
     clinical: pd.DataFrame
     outcomes: pd.DataFrame
     splits: pd.DataFrame
     oracle: dict[str, dict[str, Any]]
+    scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 class StudyGenerator(ABC):

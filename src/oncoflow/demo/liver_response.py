@@ -176,7 +176,8 @@ class LiverResponse(StudyGenerator):
         oracle["response"]["value_tabular"] = oracle_entry(
             "auc", safe_auc(final[test], blind[test])
         )["value"]
-        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
+        scores = {"response": {"y": final, "value": prob, "value_tabular": blind}}
+        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle, scores)
 
     def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
         """Render both time points in three sequences plus their lesion masks."""

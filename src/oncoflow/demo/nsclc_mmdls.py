@@ -298,7 +298,13 @@ class NsclcMmdls(StudyGenerator):
             "dfs": _survival_oracle(dfs_time[test], dfs_event[test], eta[test], eta_tabular[test]),
             "os": _survival_oracle(os_time[test], os_event[test], eta[test], eta_tabular[test]),
         }
-        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
+        scores = {
+            "dfs": {"time": dfs_time, "event": dfs_event},
+            "os": {"time": os_time, "event": os_event},
+        }
+        for entry in scores.values():
+            entry |= {"value": eta, "value_tabular": eta_tabular}
+        return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle, scores)
 
     def _stages(
         self, patients: list[Patient], reported: np.ndarray, splits: list[str]
