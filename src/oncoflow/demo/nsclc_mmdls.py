@@ -298,12 +298,9 @@ class NsclcMmdls(StudyGenerator):
             "dfs": _survival_oracle(dfs_time[test], dfs_event[test], eta[test], eta_tabular[test]),
             "os": _survival_oracle(os_time[test], os_event[test], eta[test], eta_tabular[test]),
         }
-        scores = {
-            "dfs": {"time": dfs_time, "event": dfs_event},
-            "os": {"time": os_time, "event": os_event},
-        }
-        for entry in scores.values():
-            entry |= {"value": eta, "value_tabular": eta_tabular}
+        risks = {"value": eta, "value_tabular": eta_tabular}
+        scores = {"dfs": {"time": dfs_time, "event": dfs_event, **risks}}
+        scores["os"] = {"time": os_time, "event": os_event, **risks}
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle, scores)
 
     def _stages(
