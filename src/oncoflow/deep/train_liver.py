@@ -40,7 +40,7 @@ from oncoflow.deep.task import FoldTask, Stage
 from oncoflow.errors import ModelError
 from oncoflow.features.tabular import TabularEncoder
 from oncoflow.metrics.classification import safe_auc
-from oncoflow.models.liver import RUNGS
+from oncoflow.models.liver import RUNGS, SINGLE_SEQUENCE
 from oncoflow.models.registry import create_model
 from oncoflow.train.loop import FitResult
 from oncoflow.train.losses import class_weights, focal_loss
@@ -49,9 +49,6 @@ log = logging.getLogger(__name__)
 
 PARTS: tuple[str, str] = ("lesion", "mask")
 """The two channels of a slice: the crop and its lesion mask (read by ``lesion_pool``)."""
-
-SINGLE_SEQUENCE: tuple[str, ...] = RUNGS[:3]
-"""The rungs that read one sequence (``primary``); the others read every stem."""
 
 CORE_ERODE = 2
 """In-plane erosion (crop pixels) of the lesion masks for ``lesion_means`` (the rim's partial
@@ -107,7 +104,7 @@ class LiverSettings:
 
 
 def read_stems(settings: LiverSettings) -> list[str]:
-    """The image stems a rung reads: ``[primary]`` for :data:`SINGLE_SEQUENCE`, else all."""
+    """The image stems a rung reads: ``[primary]`` for a single-sequence rung, else all."""
     return [settings.primary] if settings.rung in SINGLE_SEQUENCE else list(settings.stems)
 
 
@@ -232,7 +229,7 @@ class LiverTask(FoldTask[LiverSettings]):
         if columns.shape[1] != len(self.v_mean):
             msg = (
                 f"{columns.shape[1]} image-derived columns (lesion_means="
-                f"{self.settings.lesion_means}) but the model was fit on {len(self.v_mean)}"
+                f"{settings.lesion_means}) but the model was fit on {len(self.v_mean)}"
             )
             raise ModelError(msg)
         standard = (columns - self.v_mean) / self.v_sd
@@ -241,8 +238,8 @@ class LiverTask(FoldTask[LiverSettings]):
     def encode_out(self) -> None:
         """Crops and tabular vectors of the ``out`` group (validation + test, or a new cohort).
 
-        Reads the encoder and volume statistics already on ``self`` (fit by :meth:`encode`,
-        or taken from ``model.pt`` by :meth:`restore`) and fits nothing.
+        Reads the encoder and the image columns' statistics already on ``self`` (fit by
+        :meth:`encode`, or taken from ``model.pt`` by :meth:`restore`) and fits nothing.
         """
         self.images["out"], columns = _tensors(self.inputs, self.groups["out"], self.settings)
         self.tab["out"] = self.tabular("out", columns)

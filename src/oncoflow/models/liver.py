@@ -53,6 +53,9 @@ RUNGS: tuple[str, ...] = (
 )
 """The ablation ladder, simplest first; each rung adds one factor."""
 
+SINGLE_SEQUENCE: tuple[str, ...] = ("resnet_single", "pre_post", "single_temporal")
+"""The rungs that read one sequence (their ``sequence``); the others read every sequence."""
+
 
 def _head(width: int, hidden: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
