@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "confirm.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def confirm():
-    spec = importlib.util.spec_from_file_location("confirm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("confirm", folder="benchmarks")
 
 
 def _row(study: str, value: float) -> dict:

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "nsclc_image_only.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def image_only():
-    spec = importlib.util.spec_from_file_location("nsclc_image_only", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("nsclc_image_only", folder="benchmarks")
 
 
 def test_a_size_score_reads_as_size_with_no_signal_left(image_only):
