@@ -46,6 +46,22 @@ from oncoflow.report.summary import summary_markdown, test_cell  # noqa: E402
 SCALES = {"smoke": [], "full": [str(REPO / "config" / "demo-full.yaml")]}
 
 
+SEED_FILE = "seed.yaml"
+"""The config file in a run folder that sets its demo seed (``{"demo": {"seed": S}}``)."""
+
+
+def head_commit() -> str:
+    """The short commit of the repository's HEAD: the code a run starts from."""
+    return subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def kept_seed(workdir: Path) -> int:
+    """The demo seed of a run folder written by :func:`run_workflow` (``--keep DIR``)."""
+    return int(yaml.safe_load((workdir / SEED_FILE).read_text())["demo"]["seed"])
+
+
 def run_workflow(
     workdir: Path, seed: int, scale: str, cores: int, studies: list[str] | None = None
 ) -> float:
@@ -54,8 +70,8 @@ def run_workflow(
     All of it, or only what the report summaries of ``studies`` need.
     """
     (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    (workdir / "seed.yaml").write_text(yaml.safe_dump({"demo": {"seed": seed}}))
-    configs = [*SCALES[scale], str(workdir / "seed.yaml")]
+    (workdir / SEED_FILE).write_text(yaml.safe_dump({"demo": {"seed": seed}}))
+    configs = [*SCALES[scale], str(workdir / SEED_FILE)]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
     command += ["--directory", str(workdir), "--cores", str(cores), "--configfile", *configs]
     if studies:
@@ -174,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         text = markdown(json.loads(stem.with_suffix(".json").read_text()))
         return 0 if render_readme(args.seed, text) else 1
-    commit = subprocess.run(  # the code the run starts from
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     if args.collect and args.studies:
         # the named studies' rows of a kept workdir whose jobs of those studies were rerun
         # (e.g. after a default changed), merged over the other studies' rows

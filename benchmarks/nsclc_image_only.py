@@ -31,12 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from confirm import kept_seed  # noqa: E402
 
 from oncoflow.demo.nsclc_mmdls import NsclcMmdls  # noqa: E402
 
@@ -103,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="a run kept by confirm.py")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks", help="output folder")
     args = parser.parse_args(argv)
-    seed = yaml.safe_load((args.workdir / "seed.yaml").read_text())["demo"]["seed"]
+    seed = kept_seed(args.workdir)
     result = {"seed": seed, "command": "python benchmarks/nsclc_image_only.py --workdir DIR"}
     result |= measure(args.workdir, seed)
     out = args.out_dir / f"nsclc_image_only_{seed}.json"

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from confirm import SCALES  # noqa: E402
+from confirm import SCALES, SEED_FILE, head_commit, kept_seed  # noqa: E402
 
 from oncoflow import dag  # noqa: E402
 from oncoflow.report.models import MAIN_METRIC  # noqa: E402
@@ -85,7 +85,7 @@ def snakemake_command(
 
     ``extra`` options (e.g. ``-n``) go before the targets.
     """
-    configs = [*SCALES[scale], str(copy / "seed.yaml"), str(copy / "ablation.yaml")]
+    configs = [*SCALES[scale], str(copy / SEED_FILE), str(copy / "ablation.yaml")]
     targets = [dag.fill(dag.METRICS, study=study, variant=m) for m in models]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
     command += ["--directory", str(copy), "--cores", str(cores), "--configfile", *configs]
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks", help="output folder")
     args = parser.parse_args(argv)
     key, value, overlay = override(args.study, args.assignment)
-    seed = yaml.safe_load((args.workdir / "seed.yaml").read_text())["demo"]["seed"]
+    seed = kept_seed(args.workdir)
     copy = args.scratch or args.workdir.with_name(args.workdir.name + ".ablation")
     if args.collect:  # the copy of an earlier call, its jobs done: read it again
         if yaml.safe_load((copy / "ablation.yaml").read_text()) != overlay:
@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{model} {target}: {score['metric']} kept {score['pooled']:.3f},"
                 f" {key}={value!r} {switched[target]['pooled']:.3f}"
             )
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     command = f"python benchmarks/validation_ablation.py --workdir DIR --study {args.study}"
     command += f" --set {args.assignment} --models {' '.join(args.models)}"
     result = {"seed": seed, "study": args.study, "setting": key, "switched_to": value}

@@ -94,3 +94,9 @@ def test_a_result_written_outside_benchmarks_leaves_the_readme_alone(
     (tmp_path / "benchmarks").mkdir()
     confirm.write(tmp_path / "benchmarks" / "confirm_5", result)
     assert rendered == [5]
+
+
+def test_the_seed_of_a_kept_run_is_read_from_the_file_the_run_wrote(confirm, tmp_path):
+    (tmp_path / confirm.SEED_FILE).write_text("demo:\n  seed: 7\n")
+    assert confirm.kept_seed(tmp_path) == 7
+    assert len(confirm.head_commit()) >= 7  # the short hash of this checkout's HEAD
