@@ -201,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         result = {"seed": args.seed, "scale": args.scale, "runs": [run], "rows": rows}
         result["models_vs_baseline"] = models_vs_baseline(args.collect, rows)
         previous = json.loads(stem.with_suffix(".json").read_text())
-        return write(stem, merged(previous, result, args.studies))
+        out = merged(previous, result, args.studies)
+        # the kept folder's other jobs ran in the earlier run of these studies: it stays listed
+        trained = [r for r in runs_of(previous) if r not in out["runs"]]
+        out["runs"] = [r for r in out["runs"] if r is not run] + trained + [run]
+        return write(stem, out)
     if args.collect:
         previous = json.loads(stem.with_suffix(".json").read_text())
         rows = collect(args.collect)

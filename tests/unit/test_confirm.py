@@ -79,6 +79,13 @@ def test_collect_with_studies_merges_only_their_rows(confirm, tmp_path, monkeypa
     assert [(r["study"], r["value"]) for r in out["rows"]] == [("liver", 0.7), ("pancreas", 0.85)]
     assert out["runs"][-1]["studies"] == ["pancreas"]
     assert "--collect DIR --studies pancreas" in out["runs"][-1]["command"]
+    # the run that trained the kept folder stays listed before the collect
+    assert [r["command"] for r in out["runs"][:-1]] == ["c1"]
+    only = {"commit": "ddd", "command": "c0", "studies": ["pancreas"]}
+    (tmp_path / "confirm_5.json").write_text(json.dumps(previous | {"runs": [run, only]}))
+    assert confirm.main([*args, "--out-dir", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "confirm_5.json").read_text())
+    assert [r["command"] for r in out["runs"][:-1]] == ["c1", "c0"]
 
 
 def test_a_result_written_outside_benchmarks_leaves_the_readme_alone(
