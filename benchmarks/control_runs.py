@@ -41,28 +41,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from confirm import head_commit, kept_seed  # noqa: E402
 
 from oncoflow import dag  # noqa: E402
-from oncoflow.evaluate.engine import prediction_kind  # noqa: E402
-from oncoflow.evaluate.multiclass import SCORE_PREFIX, class_columns  # noqa: E402
-from oncoflow.metrics.classification import auc, macro_auc  # noqa: E402
-from oncoflow.metrics.concordance import concordance_index  # noqa: E402
+from oncoflow.evaluate.engine import prediction_kind, ranking_score  # noqa: E402
 from oncoflow.report.models import MAIN_METRIC  # noqa: E402
 
 HALF_WIDTH = 0.07
 """Issue 23: a control within 0.07 of chance."""
 Z = 1.96
 """Two-sided 95 % normal quantile."""
-
-
-def pooled_score(rows: pd.DataFrame, kind: str) -> float:
-    """The ``MAIN_METRIC`` of ``kind`` over ``rows`` (one run's pooled validation rows)."""
-    if kind == "survival":
-        return concordance_index(rows["time"], rows["event"], rows["risk"])
-    if kind == "binary":
-        return auc(pd.to_numeric(rows["y_true"]).astype(int), rows["y_score"])
-    columns = class_columns(list(rows.columns))
-    index = {c.removeprefix(SCORE_PREFIX): i for i, c in enumerate(columns)}
-    labels = rows["y_true"].astype(str).map(index).to_numpy(int)
-    return macro_auc(labels, rows[columns].to_numpy(float))
 
 
 def run_scores(predictions: pd.DataFrame) -> dict[str, dict]:
@@ -76,7 +61,7 @@ def run_scores(predictions: pd.DataFrame) -> dict[str, dict]:
     for target, rows in validation.groupby("target", sort=True):
         rows = rows.dropna(axis=1, how="all")
         kind = prediction_kind(list(rows.columns))
-        scores = [pooled_score(run, kind) for _, run in rows.groupby("permutation", sort=True)]
+        scores = [ranking_score(run, kind) for _, run in rows.groupby("permutation", sort=True)]
         out[str(target)] = {"kind": kind, "metric": MAIN_METRIC[kind], "runs": scores}
     return out
 

@@ -154,17 +154,30 @@ def _class_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return rows["y_true"].astype(str).map(index).to_numpy(int), rows[columns].to_numpy(float)
 
 
+def ranking_score(rows: pd.DataFrame, kind: str) -> float:
+    """The ranking metric of ``kind`` over ``rows``: Harrell's C, AUC or macro AUC.
+
+    Args:
+        rows: Prediction rows of one kind (``time, event, risk``; ``y_true, y_score`` with 0/1
+            labels; or ``y_true`` and ``y_score_<class>``).
+        kind: ``survival``, ``binary`` or ``multiclass`` (:func:`prediction_kind`).
+
+    Raises:
+        ModelError: The rows cannot be scored (one class only, no comparable pair).
+    """
+    if kind == "survival":
+        return concordance_index(rows["time"], rows["event"], rows["risk"])
+    if kind == "multiclass":
+        return macro_auc(*_class_arrays(rows))
+    return auc(pd.to_numeric(rows["y_true"]), rows["y_score"])
+
+
 def _validation_score(rows: pd.DataFrame, kind: str) -> float:
     """Mean per-fold validation score (C-index or AUC): chooses the reference model."""
     scores = []
     for _, part in rows[rows["split"] == "validation"].groupby("fold"):
         try:
-            if kind == "survival":
-                scores.append(concordance_index(part["time"], part["event"], part["risk"]))
-            elif kind == "multiclass":
-                scores.append(macro_auc(*_class_arrays(part)))
-            else:
-                scores.append(auc(part["y_true"], part["y_score"]))
+            scores.append(ranking_score(part, kind))
         except ModelError:
             continue
     return float(np.mean(scores)) if scores else float("-inf")
