@@ -201,11 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {"seed": args.seed, "scale": args.scale, "runs": [run], "rows": rows}
         result["models_vs_baseline"] = models_vs_baseline(args.collect, rows)
         previous = json.loads(stem.with_suffix(".json").read_text())
-        out = merged(previous, result, args.studies)
         # the kept folder's other jobs ran in the earlier run of these studies: it stays listed
-        trained = [r for r in runs_of(previous) if r not in out["runs"]]
-        out["runs"] = [r for r in out["runs"] if r is not run] + trained + [run]
-        return write(stem, out)
+        return write(stem, merged(previous, result, args.studies, replaces_runs=False))
     if args.collect:
         previous = json.loads(stem.with_suffix(".json").read_text())
         rows = collect(args.collect)
@@ -244,11 +241,12 @@ def runs_of(result: dict) -> list[dict]:
     return [{k: result[k] for k in PROVENANCE if k in result}]
 
 
-def merged(previous: dict, new: dict, studies: list[str]) -> dict:
+def merged(previous: dict, new: dict, studies: list[str], *, replaces_runs: bool = True) -> dict:
     """``new`` (a run of ``studies``) over ``previous``: the other studies' rows are kept.
 
     Each row keeps the run it came from in ``runs``; a previous run whose studies are all
-    rerun is dropped. Refused when the scales differ.
+    rerun is dropped, unless ``replaces_runs`` is false (a ``--collect`` of a kept folder, whose
+    other jobs that run trained). Refused when the scales differ.
     """
     if previous.get("scale") != new["scale"]:
         scales = f"{previous.get('scale')}, this run {new['scale']}"
@@ -257,7 +255,9 @@ def merged(previous: dict, new: dict, studies: list[str]) -> dict:
     kept_runs = [
         run
         for run in runs_of(previous)
-        if run.get("studies") == "all" or set(run.get("studies", [])) - set(studies)
+        if not replaces_runs
+        or run.get("studies") == "all"
+        or set(run.get("studies", [])) - set(studies)
     ]
     out = {k: v for k, v in previous.items() if k not in PROVENANCE}
     out["runs"] = kept_runs + new["runs"]
