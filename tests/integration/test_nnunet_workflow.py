@@ -46,6 +46,8 @@ def _config(workdir: Path) -> None:
     config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
     # the refit head behind the per-site map of its descriptors (site_c unseen in training)
     config["studies"]["pancreas_multitask"]["nnunet"]["harmonize_head"] = True
+    # ... which also reads the CT inside the network's own lesion (mean, SD, elongation)
+    config["studies"]["pancreas_multitask"]["nnunet"]["head_statistics"] = True
     # every CT calibrated on its pancreas (label 1; config.yaml's default): training cases
     # through their masks, predicted cases through the network's own segmentation
     assert config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] == {
@@ -222,7 +224,12 @@ def test_refit_head_learnt_from_the_folds_training_cases_only(run):
     assert set(payload["site_mapping"]["sites"]) == sites
     assert sites
     assert sites <= {"site_a", "site_b"}
-    assert len(payload["site_mapping"]["mean"]) == payload["in_features"]
+    # head_statistics: the three statistics of the lesion (label 2) follow the descriptor
+    statistics = payload["statistics"]
+    assert statistics["label"] == 2
+    assert len(statistics["mean"]) == len(statistics["sd"]) == 3
+    assert all(sd > 0 for sd in statistics["sd"])
+    assert len(payload["site_mapping"]["mean"]) + 3 == payload["in_features"]
     assert set(cases.loc[cases["split"] == "external_test", "site"]) == {"site_c"}
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from oncoflow.errors import CohortError
+from oncoflow.lesions.statistics import region_statistics
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,9 @@ def label_statistics(mask_path: Path, labels: Sequence[int]) -> dict[str, float]
     spacing = np.array(mask.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
     out = _volumes(mask, labels)
     for lab in labels:
-        inside = values == lab
-        n = int(np.count_nonzero(inside))
-        out[f"lesion_label{lab}_mean"] = float(image[inside].mean()) if n else float("nan")
-        out[f"lesion_label{lab}_sd"] = float(image[inside].std()) if n else float("nan")
-        elongation = float("nan")
-        if n >= 4:
-            points = np.argwhere(inside) * spacing
-            eigen = np.linalg.eigvalsh(np.cov(points, rowvar=False))
-            if eigen[0] > 0:
-                elongation = float(np.sqrt(eigen[-1] / eigen[0]))
+        mean, sd, elongation = region_statistics(image, values == lab, spacing)
+        out[f"lesion_label{lab}_mean"] = mean
+        out[f"lesion_label{lab}_sd"] = sd
         out[f"lesion_label{lab}_elongation"] = elongation
     return out
 

@@ -5,7 +5,10 @@ segmentation warm-up, once the network finds lesions); on a CPU budget it is sti
 under-trained when the schedule ends. Once a fold is trained its network is frozen and reads
 every case once; a case's feature vector is its :func:`~oncoflow.segmentation.multitask.
 lesion_descriptor` (per encoder stage: global mean, and mean and SD over the network's own
-predicted lesion) averaged over the case's sliding-window patches. Two uses:
+predicted lesion) averaged over the case's sliding-window patches; with
+``nnunet.head_statistics`` followed by the CT's mean and SD inside the network's own segmented
+lesion and that lesion's elongation (:mod:`oncoflow.segmentation.lesion_statistics`, z-scored on
+the training cases). Two uses:
 
 - **Refit head** (``nnunet.refit_head``): a new head (LayerNorm, MLP with the study's hidden
   width and dropout, class-weighted cross-entropy, full-batch Adam for :data:`REFIT_STEPS` steps)
@@ -34,8 +37,9 @@ import pandas as pd
 from oncoflow.errors import SegmentationError
 from oncoflow.formats import RUN_COLUMN
 from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
+from oncoflow.segmentation.lesion_statistics import lesion_statistics
 from oncoflow.segmentation.multitask import ClassificationHead, class_weights
-from oncoflow.segmentation.refit import REFIT_FILE, SiteMapping, save_refit_head
+from oncoflow.segmentation.refit import REFIT_FILE, fit_head_inputs, head_inputs, save_refit_head
 from oncoflow.segmentation.workflow import NnunetSettings, read_cases
 from oncoflow.splits import TEST_SPLITS
 
@@ -53,6 +57,7 @@ def case_features(
     contrast: bool = False,
     calibration: Calibration | None = None,
     offsets: Mapping[str, float] | None = None,
+    statistics_label: int | None = None,
 ) -> np.ndarray:
     """The lesion descriptor of each case, averaged over its patches: ``(cases, features)``.
 
@@ -67,6 +72,9 @@ def case_features(
         offsets: With ``calibration``, case -> the offset (HU) its prediction already measured
             (:func:`~oncoflow.segmentation.predict.predicted_offsets`): the case is shifted by it
             instead of being segmented again; every case must have one.
+        statistics_label: Append the raw statistics of the image inside this label of the
+            network's own segmentation of the case (:func:`~oncoflow.segmentation.
+            lesion_statistics.lesion_statistics`; ``nnunet.head_statistics``).
 
     Raises:
         SegmentationError: ``offsets`` without ``calibration`` (they would be ignored), or a
@@ -92,8 +100,12 @@ def case_features(
                 raise SegmentationError(msg)
             data = calibration.apply(data, offset)
         with predictor.network.collecting_features(contrast) as pooled:
-            predictor.predict_single_npy_array(data, properties, None, None, False)
-        rows.append(torch.cat(pooled).mean(dim=0).numpy())
+            segmentation = predictor.predict_single_npy_array(data, properties, None, None, False)
+        row = torch.cat(pooled).mean(dim=0).numpy()
+        if statistics_label is not None:
+            stats = lesion_statistics(data, segmentation, properties["spacing"], statistics_label)
+            row = np.concatenate([row, stats])
+        rows.append(row)
         if i % 20 == 0 or i == len(files):
             log.info("features of %d/%d case(s)", i, len(files))
     return np.stack(rows).astype(np.float32)
@@ -194,17 +206,33 @@ def refit_head(
     predictor = _predictor(settings, results, fold, device)
     files = fold_files(raw, train_ids, "imagesTr", len(settings.channels))
     log.info("fold %d: lesion descriptors of %d training case(s)", fold, len(train_ids))
-    x = case_features(predictor, files)
-    mapping = None
-    if settings.harmonize_head:
-        sites = cases.loc[train_ids, "site"].tolist()
-        mapping, x = SiteMapping.fit_transform(x, sites)
+    x = case_features(predictor, files, statistics_label=_label(settings))
+    mapping, scaler, x = fit_head_inputs(
+        x,
+        cases.loc[train_ids, "site"].tolist(),
+        harmonize=settings.harmonize_head,
+        statistics=settings.statistics,
+    )
+    if mapping is not None:
         log.info("fold %d: descriptors mapped by site (%s)", fold, ", ".join(mapping.sites))
     y = cases.loc[train_ids, "target"].map({n: i for i, n in enumerate(names)}).to_numpy(int)
     head = _new_head(settings, x, y, len(names), seed + fold)
     path = Path(results) / settings.dataset / settings.model_folder / f"fold_{fold}" / REFIT_FILE
-    save_refit_head(path, head, names, training_cases=train_ids, steps=REFIT_STEPS, mapping=mapping)
+    save_refit_head(
+        path,
+        head,
+        names,
+        training_cases=train_ids,
+        steps=REFIT_STEPS,
+        mapping=mapping,
+        statistics=scaler,
+    )
     return path
+
+
+def _label(settings: NnunetSettings) -> int | None:
+    """The lesion label whose statistics the head reads (``head_statistics``), or ``None``."""
+    return None if settings.statistics is None else settings.statistics[0]
 
 
 def permuted_head_control(
@@ -251,7 +279,11 @@ def permuted_head_control(
         val_ids = sorted(splits_final[k]["val"])
         log.info("fold %d: features of %d training, %d validation, %d test case(s)",
                  k, len(train_ids), len(val_ids), len(test_ids))  # fmt: skip
-        x_train = case_features(predictor, fold_files(raw, train_ids, "imagesTr", n_channels))
+        x_train = case_features(
+            predictor,
+            fold_files(raw, train_ids, "imagesTr", n_channels),
+            statistics_label=_label(settings),
+        )
         if calibration is not None and offsets is not None:
             log.info(
                 "fold %d: validation and test cases shifted by the offsets of their prediction", k
@@ -262,14 +294,20 @@ def permuted_head_control(
                 fold_files(raw, ids, folder, n_channels),
                 calibration=calibration,
                 offsets=offsets,
+                statistics_label=_label(settings),
             )
             for ids, folder in ((val_ids, val_folder), (test_ids, "imagesTs"))
         )
-        if settings.harmonize_head:  # as the refit head: mapped by site behind the heads
-            site = cases["site"]
-            mapping, x_train = SiteMapping.fit_transform(x_train, site[train_ids].tolist())
-            x_val = mapping.transform(x_val, site[val_ids].tolist())
-            x_test = mapping.transform(x_test, site[test_ids].tolist())
+        # as the refit head: site mapping and statistics' scaler fitted on the training cases
+        site = cases["site"]
+        mapping, scaler, x_train = fit_head_inputs(
+            x_train,
+            site[train_ids].tolist(),
+            harmonize=settings.harmonize_head,
+            statistics=settings.statistics,
+        )
+        x_val = head_inputs(x_val, site[val_ids].tolist(), mapping, scaler)
+        x_test = head_inputs(x_test, site[test_ids].tolist(), mapping, scaler)
         y_train = cases.loc[train_ids, "target"].map(index).to_numpy(int)
         for r in range(permutations):
             rng = np.random.default_rng([seed, k, r])

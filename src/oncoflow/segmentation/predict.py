@@ -20,6 +20,7 @@ import torch
 
 from oncoflow.errors import SegmentationError
 from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
+from oncoflow.segmentation.lesion_statistics import lesion_statistics
 from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
 from oncoflow.segmentation.refit import REFIT_FILE, RefitHead, load_refit_head
@@ -106,12 +107,7 @@ def refit_probabilities(
     """
     probabilities = []
     for k, refit in enumerate(heads):
-        x = np.stack([case[k] for case in descriptors]).astype(np.float32)
-        if refit.mapping is not None:
-            if sites is None:
-                msg = "the refit head maps descriptors by site, and no site was given"
-                raise SegmentationError(msg)
-            x = refit.mapping.transform(x, sites)
+        x = refit.inputs(np.stack([case[k] for case in descriptors]), sites)
         with torch.no_grad():
             logits = refit.head.classify(torch.as_tensor(x))
             probabilities.append(torch.softmax(logits, dim=1).numpy())
@@ -167,6 +163,12 @@ def predict_cases(
         n_patches.append(int(sum(p.shape[0] for p in patches)) // max(len(heads or ()), 1))
         if heads:
             descriptors.append(fold_descriptors(patches, len(heads)))
+            if heads[0].statistics is not None:
+                mask = _read_mask(out_dir / f"{case}.nii.gz")
+                stats = lesion_statistics(
+                    data, mask, properties["spacing"], heads[0].statistics.label
+                )
+                descriptors[-1] = [np.concatenate([d, stats]) for d in descriptors[-1]]
             log.info("case %d/%d %s: %d patches", i, len(cases), case, n_patches[-1])
             continue
         softmax.append(aggregate_patches(patches))
@@ -182,6 +184,14 @@ def predict_cases(
     if calibration is not None:
         table["calibration_hu"] = offsets
     return table
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """The label map prediction just wrote (``spatial``, the image's array order)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    mask, _ = SimpleITKIO().read_seg(str(path))
+    return np.asarray(mask[0])
 
 
 def calibrated_offset(

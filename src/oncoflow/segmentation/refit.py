@@ -3,7 +3,9 @@
 The head is trained by :func:`oncoflow.segmentation.frozen_head.refit_head` and read at
 prediction time (:func:`oncoflow.segmentation.predict.predict_files`). With
 ``nnunet.harmonize_head`` the file also holds the :class:`SiteMapping` of the fold's training
-descriptors, applied before the head at prediction time.
+descriptors, and with ``nnunet.head_statistics`` the
+:class:`~oncoflow.segmentation.lesion_statistics.StatisticsScaler` of the statistics appended to
+them; both are applied before the head at prediction time (:func:`head_inputs`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from oncoflow.errors import SegmentationError
+from oncoflow.segmentation.lesion_statistics import StatisticsScaler
 from oncoflow.segmentation.multitask import ClassificationHead
 
 log = logging.getLogger(__name__)
@@ -121,13 +124,65 @@ def _site_labels(sites: Sequence[str], n: int) -> np.ndarray:
     return labels
 
 
+def fit_head_inputs(
+    x: np.ndarray,
+    sites: Sequence[str],
+    *,
+    harmonize: bool,
+    statistics: tuple[int, int] | None = None,
+) -> tuple[SiteMapping | None, StatisticsScaler | None, np.ndarray]:
+    """Fit what stands between training descriptors and the head; return it and the head's input.
+
+    Args:
+        x: Training cases x (descriptor, then the raw lesion statistics when ``statistics``).
+        sites: Site of each case (read with ``harmonize``).
+        harmonize: Fit a :class:`SiteMapping` of the descriptor part.
+        statistics: ``(lesion label, number of statistics)`` of the last columns of ``x``
+            (:mod:`~oncoflow.segmentation.lesion_statistics`), or ``None``.
+    """
+    n = 0 if statistics is None else statistics[1]
+    descriptor, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
+    mapping = SiteMapping.fit(descriptor, sites) if harmonize else None
+    scaler = None if statistics is None else StatisticsScaler.fit(stats, statistics[0])
+    return mapping, scaler, head_inputs(x, sites, mapping, scaler)
+
+
+def head_inputs(
+    x: np.ndarray,
+    sites: Sequence[str] | None,
+    mapping: SiteMapping | None,
+    scaler: StatisticsScaler | None,
+) -> np.ndarray:
+    """The head's input (float32): descriptor part mapped by site, statistics as z-scores.
+
+    Raises:
+        SegmentationError: A mapping and no sites.
+    """
+    n = 0 if scaler is None else len(scaler.mean)
+    descriptor, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
+    if mapping is not None:
+        if sites is None:
+            msg = "the refit head maps descriptors by site, and no site was given"
+            raise SegmentationError(msg)
+        descriptor = mapping.transform(descriptor, sites)
+    parts = [np.asarray(descriptor, dtype=np.float32)]
+    if scaler is not None:
+        parts.append(scaler.transform(stats))
+    return np.concatenate(parts, axis=1)
+
+
 @dataclass
 class RefitHead:
-    """A stored refit head: the head (eval mode), its classes and its site mapping, if any."""
+    """A stored refit head (eval mode), its classes, site mapping and statistics scaler, if any."""
 
     head: ClassificationHead
     classes: list[str]
     mapping: SiteMapping | None = None
+    statistics: StatisticsScaler | None = None
+
+    def inputs(self, x: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
+        """The head's input of descriptors ``x`` (:func:`head_inputs`)."""
+        return head_inputs(x, sites, self.mapping, self.statistics)
 
 
 def save_refit_head(
@@ -138,8 +193,9 @@ def save_refit_head(
     training_cases: Sequence[str],
     steps: int,
     mapping: SiteMapping | None = None,
+    statistics: StatisticsScaler | None = None,
 ) -> None:
-    """Write a refit head: weights, widths, class names, the cases it was trained on, mapping."""
+    """Write a refit head: weights, widths, classes, its training cases, mapping and scaler."""
     linear = head.mlp[0]
     payload = {
         "state_dict": head.state_dict(),
@@ -150,12 +206,13 @@ def save_refit_head(
         "training_cases": list(training_cases),
         "steps": int(steps),
         "site_mapping": None if mapping is None else mapping.to_dict(),
+        "statistics": None if statistics is None else statistics.to_dict(),
     }
     torch.save(payload, path)
 
 
 def load_refit_head(path: Path) -> RefitHead:
-    """A stored refit head (eval mode), its class names and its site mapping.
+    """A stored refit head (eval mode), its class names, site mapping and statistics scaler.
 
     Raises:
         SegmentationError: No such file.
@@ -168,9 +225,10 @@ def load_refit_head(path: Path) -> RefitHead:
         payload["in_features"], len(payload["classes"]), payload["hidden"], payload["dropout"]
     )
     head.load_state_dict(payload["state_dict"])
-    mapping = payload.get("site_mapping")
+    mapping, statistics = payload.get("site_mapping"), payload.get("statistics")
     return RefitHead(
         head.eval(),
         list(payload["classes"]),
         None if mapping is None else SiteMapping.from_dict(mapping),
+        None if statistics is None else StatisticsScaler.from_dict(statistics),
     )

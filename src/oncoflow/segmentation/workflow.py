@@ -32,6 +32,7 @@ from oncoflow.segmentation.export import (
     export_dataset,
     nnunet_splits,
 )
+from oncoflow.segmentation.lesion_statistics import lesion_label, statistics_width
 from oncoflow.segmentation.nnunet import (
     dataset_folder_name,
     nnunet_env,
@@ -68,6 +69,7 @@ class NnunetSettings:
     processes: int = 2
     refit_head: bool = False
     harmonize_head: bool = False
+    head_statistics: bool = False
     calibrate: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -97,6 +99,16 @@ class NnunetSettings:
         """The reference-tissue calibration of the CT channels (``calibrate``), or ``None``."""
         ct = [i for i, stem in enumerate(self.channels) if channel_name(stem) == "CT"]
         return Calibration.from_block(self.calibrate, ct)
+
+    @property
+    def statistics(self) -> tuple[int, int] | None:
+        """``(lesion label, statistics per case)`` the refit head reads with ``head_statistics``.
+
+        :mod:`~oncoflow.segmentation.lesion_statistics`; ``None`` when off.
+        """
+        if not self.head_statistics:
+            return None
+        return lesion_label(self.regions), statistics_width(len(self.channels))
 
     @property
     def plans_name(self) -> str:

@@ -1,0 +1,126 @@
+"""The image inside the network's own lesion: statistics a refit head can read beside its features.
+
+The refit head (:mod:`oncoflow.segmentation.frozen_head`) reads the frozen network's lesion
+descriptor: encoder features pooled over the predicted lesion. With ``nnunet.head_statistics``
+it also reads what a reader measures on a mask, here on the network's *predicted* segmentation
+of the case (never the given mask, outside training): per channel the mean and SD of the
+image inside the predicted lesion (HU for CT, after the calibration when there is one) and the
+lesion's elongation ``sqrt(lambda_max / lambda_min)`` of the covariance of its voxel positions in
+mm (:func:`oncoflow.lesions.statistics.region_statistics`). The lesion is the innermost label of the
+study's regions (the highest label, which the other regions contain).
+
+The statistics are in their own units (HU, a ratio), the encoder features near unit scale, and
+the head's LayerNorm normalises a case's features together; so they enter the head as z-scores
+with the mean and SD of the fold's *training* cases (:class:`StatisticsScaler`, stored in the head
+file). A case whose predicted lesion is empty (or too small for an elongation) reads 0 there:
+the training mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from oncoflow.errors import SegmentationError
+from oncoflow.lesions.statistics import region_statistics
+
+STATISTICS = ("mean", "sd", "elongation")
+"""Per case: the mean and SD of each channel inside the predicted lesion, then its elongation."""
+
+
+def lesion_label(regions: Mapping[str, Sequence[int]]) -> int:
+    """The innermost label of nnU-Net's regions (``{whole_pancreas: [1, 2], lesion: [2]}`` -> 2).
+
+    Raises:
+        SegmentationError: No region has a label.
+    """
+    labels = [int(label) for region in regions.values() for label in region]
+    if not labels:
+        msg = "nnunet.regions: no label, so no lesion to measure for head_statistics"
+        raise SegmentationError(msg)
+    return max(labels)
+
+
+def statistics_width(n_channels: int) -> int:
+    """Number of statistics per case: mean and SD per channel, then the elongation."""
+    return 2 * n_channels + 1
+
+
+def lesion_statistics(
+    data: np.ndarray, segmentation: np.ndarray, spacing: Sequence[float], label: int
+) -> np.ndarray:
+    """The statistics of one case (module docstring): ``(2 * channels + 1,)``, NaN where undefined.
+
+    Args:
+        data: The case's channels ``(channels, *spatial)`` as the network read them.
+        segmentation: The predicted label map ``spatial``, on the grid of ``data``.
+        spacing: Voxel spacing in mm along the spatial axes (nnU-Net's ``properties['spacing']``).
+        label: The lesion's label.
+
+    Raises:
+        SegmentationError: The segmentation is not on the grid of the data.
+    """
+    segmentation = np.asarray(segmentation)
+    if segmentation.shape != data.shape[1:]:
+        msg = f"predicted segmentation {segmentation.shape} is not on the image grid {data.shape}"
+        raise SegmentationError(msg)
+    inside = segmentation == label
+    means, sds, elongation = [], [], float("nan")
+    for channel in data:
+        mean, sd, elongation = region_statistics(channel, inside, spacing)
+        means.append(mean)
+        sds.append(sd)
+    return np.asarray([*means, *sds, elongation], dtype=np.float64)
+
+
+@dataclass
+class StatisticsScaler:
+    """z-scores of the statistics with the training cases' mean and SD, missing values at 0.
+
+    ``z_j = (x_j - m_j) / s_j`` with ``m_j, s_j`` the mean and SD over the training cases that
+    have statistic ``j`` (``s_j = 1`` where it is 0 or undefined).
+
+    Attributes:
+        label: The lesion label the statistics were measured on.
+        mean: ``m`` per statistic.
+        sd: ``s`` per statistic.
+    """
+
+    label: int
+    mean: np.ndarray
+    sd: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, label: int) -> StatisticsScaler:
+        """The scaler of training statistics ``x`` (cases x statistics)."""
+        x = np.asarray(x, dtype=np.float64)
+        present = ~np.isnan(x)
+        count = present.sum(axis=0)
+        total = np.where(present, x, 0.0).sum(axis=0)
+        mean = np.divide(total, count, out=np.zeros(x.shape[1]), where=count > 0)
+        squares = np.where(present, (x - mean) ** 2, 0.0).sum(axis=0)
+        sd = np.sqrt(np.divide(squares, count, out=np.zeros(x.shape[1]), where=count > 0))
+        return cls(int(label), mean, np.where(sd > 0, sd, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """z-scores (float32), 0 where a statistic is missing.
+
+        Raises:
+            SegmentationError: ``x`` has another number of statistics.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.mean):
+            msg = f"{x.shape} statistics for a scaler of {len(self.mean)}"
+            raise SegmentationError(msg)
+        return np.nan_to_num((x - self.mean) / self.sd, nan=0.0).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """Plain values, for the head file."""
+        return {"label": self.label, "mean": self.mean.tolist(), "sd": self.sd.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StatisticsScaler:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(data["label"]), np.asarray(data["mean"]), np.asarray(data["sd"]))

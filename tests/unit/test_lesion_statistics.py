@@ -1,0 +1,86 @@
+"""The image inside a predicted lesion (oncoflow.segmentation.lesion_statistics), no nnU-Net."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oncoflow.errors import SegmentationError
+from oncoflow.lesions.statistics import region_statistics
+from oncoflow.segmentation.lesion_statistics import (
+    StatisticsScaler,
+    lesion_label,
+    lesion_statistics,
+    statistics_width,
+)
+from oncoflow.segmentation.refit import fit_head_inputs, head_inputs
+
+
+def _ellipsoid(shape, centre, radii) -> np.ndarray:
+    grid = np.indices(shape, dtype=float)
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1.0
+
+
+def test_region_statistics_reads_mean_sd_and_the_axis_ratio_in_mm() -> None:
+    inside = _ellipsoid((40, 40, 40), (20, 20, 20), (6, 6, 12))
+    image = np.where(inside, 40.0, -100.0)
+    image[inside] += np.where(np.indices(image.shape)[0][inside] % 2 == 0, 10.0, -10.0)
+    mean, sd, elongation = region_statistics(image, inside, (1.0, 1.0, 1.0))
+    assert mean == pytest.approx(40.0, abs=1.0)
+    assert sd == pytest.approx(10.0, abs=0.2)
+    assert elongation == pytest.approx(2.0, rel=0.03)
+    # the same voxels at 2 mm along the two short axes: a sphere of radius 12 mm
+    _, _, sphere = region_statistics(image, inside, (2.0, 2.0, 1.0))
+    assert sphere == pytest.approx(1.0, rel=0.03)
+    assert np.isnan(region_statistics(image, np.zeros_like(inside), (1, 1, 1))[0])
+
+
+def test_lesion_statistics_of_the_innermost_label_per_channel() -> None:
+    assert lesion_label({"whole_pancreas": [1, 2], "lesion": [2]}) == 2
+    with pytest.raises(SegmentationError, match="regions"):
+        lesion_label({})
+    segmentation = np.zeros((20, 20, 20), dtype=np.uint8)
+    segmentation[4:16, 4:16, 4:16] = 1
+    segmentation[8:12, 8:12, 6:14] = 2  # a 4 x 4 x 8 voxel lesion
+    data = np.stack([np.where(segmentation == 2, 30.0, 100.0), np.full((20, 20, 20), 5.0)])
+    stats = lesion_statistics(data, segmentation, (1.0, 1.0, 1.0), 2)
+    assert stats.shape == (statistics_width(2),) == (5,)
+    assert stats[:4] == pytest.approx([30.0, 5.0, 0.0, 0.0])
+    # a box of sides 4 and 8: the SD of positions grows with the side, ratio ~ (8^2-1)/(4^2-1)
+    assert stats[4] == pytest.approx(np.sqrt(63 / 15), rel=1e-6)
+    with pytest.raises(SegmentationError, match="grid"):
+        lesion_statistics(data, segmentation[:-1], (1.0, 1.0, 1.0), 2)
+
+
+def test_the_scaler_uses_training_cases_and_reads_missing_as_the_mean(tmp_path) -> None:
+    train = np.array([[10.0, 1.0, np.nan], [30.0, 3.0, 2.0], [20.0, 2.0, 4.0]])
+    scaler = StatisticsScaler.fit(train, label=2)
+    assert scaler.mean == pytest.approx([20.0, 2.0, 3.0])
+    z = scaler.transform(np.array([[20.0, 4.0, np.nan]]))
+    assert z[0, 0] == 0.0
+    assert z[0, 1] == pytest.approx(2.0 / np.std([1.0, 2.0, 3.0]))
+    assert z[0, 2] == 0.0
+    again = StatisticsScaler.from_dict(scaler.to_dict())
+    assert np.array_equal(again.transform(train), scaler.transform(train))
+    with pytest.raises(SegmentationError, match="statistics"):
+        scaler.transform(train[:, :2])
+
+
+def test_head_inputs_scale_only_the_statistics_behind_the_descriptor() -> None:
+    rng = np.random.default_rng(0)
+    descriptor = rng.normal(size=(12, 6))
+    stats = rng.normal(loc=50.0, scale=20.0, size=(12, 3))
+    x = np.concatenate([descriptor, stats], axis=1)
+    mapping, scaler, inputs = fit_head_inputs(
+        x, ["site_a"] * 12, harmonize=False, statistics=(2, 3)
+    )
+    assert mapping is None
+    assert scaler is not None
+    assert np.allclose(inputs[:, :6], descriptor, atol=1e-6)
+    assert np.allclose(inputs[:, 6:].mean(axis=0), 0.0, atol=1e-5)
+    assert np.allclose(inputs[:, 6:].std(axis=0), 1.0, atol=1e-5)
+    assert np.allclose(head_inputs(x, None, None, scaler), inputs)
+    # without statistics the descriptor passes unchanged
+    _, none, plain = fit_head_inputs(descriptor, ["site_a"] * 12, harmonize=False)
+    assert none is None
+    assert np.allclose(plain, descriptor, atol=1e-6)
