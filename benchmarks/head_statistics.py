@@ -8,7 +8,8 @@ baseline reads the same three numbers off the *given* masks and ranks the subtyp
 than the head (validation macro AUC 0.89 against 0.73 on seed 5,
 ``benchmarks/pancreas_multitask_5.json``).
 
-For each trained fold of a kept ``pancreas_multitask.py --keep`` tree the networks stay frozen;
+For each trained fold of each kept ``pancreas_multitask.py --keep`` tree (one per demo seed;
+the science-scale demo trains fold 0, so a tree has 20 validation cases) the networks stay frozen;
 the fold's training cases are read as the refit head reads them, and its validation cases as
 the workflow's prediction read them (uncalibrated, then shifted by the offset their prediction
 measured). Three heads inputs, each trained with :data:`SEEDS` initialisations on the training
@@ -18,11 +19,11 @@ one-vs-rest AUC of the out-of-fold validation rows pooled over the folds (mean o
 initialisations). Nothing of a test split is read.
 
 Rule fixed before the run: ``head_statistics`` is turned on when ``descriptor+statistics`` has
-the higher pooled validation macro AUC than ``descriptor``.
+the higher pooled validation macro AUC than ``descriptor`` on every tree given.
 
 Usage:
-    python benchmarks/head_statistics.py --seed 5 /tmp/pm5
-    python benchmarks/head_statistics.py --seed 5 --render-only
+    python benchmarks/head_statistics.py 5:/tmp/pm5 20261123:/tmp/pm2026
+    python benchmarks/head_statistics.py --render-only
 """
 
 from __future__ import annotations
@@ -153,51 +154,49 @@ def measure(tree: Path, settings: NnunetSettings, folds: list[int]) -> dict[str,
 
 
 def table(result: dict[str, Any]) -> str:
-    """The README block: pooled and per-fold validation macro AUC of each head input."""
-    folds = list(result["variants"]["descriptor"]["fold_auc_macro"])
+    """The README block: pooled and per-fold validation macro AUC of each head input per seed."""
+    trees = result["trees"]
+    seeds = " ".join(f"{seed}:<tree>" for seed in trees)
     lines = [
-        f"Refit-head inputs on the same out-of-fold validation cases (seed {result['seed']}, "
-        f"{result['variants']['n_validation']} cases, `python benchmarks/head_statistics.py "
-        f"--seed {result['seed']} <tree>`, `benchmarks/head_statistics_{result['seed']}.json`; "
-        f"mean of {SEEDS} head initialisations):",
+        "Refit-head inputs on the same out-of-fold validation cases, frozen networks of the "
+        f"science-scale demo (`python benchmarks/head_statistics.py {seeds}`, "
+        f"`benchmarks/head_statistics.json`; mean of {SEEDS} head initialisations):",
         "",
-        "| head input | pooled validation macro AUC | "
-        + " | ".join(f"fold {k}" for k in folds)
-        + " |",
-        "|---|---|" + "---|" * len(folds),
+        "| seed | validation cases | " + " | ".join(VARIANTS) + " |",
+        "|---|---|" + "---|" * len(VARIANTS),
     ]
-    for variant in VARIANTS:
-        entry = result["variants"][variant]
-        cells = " | ".join(f"{entry['fold_auc_macro'][k]:.3f}" for k in folds)
-        lines.append(f"| {variant} | {entry['pooled_auc_macro']:.3f} | {cells} |")
+    for seed, variants in trees.items():
+        cells = " | ".join(f"{variants[v]['pooled_auc_macro']:.3f}" for v in VARIANTS)
+        lines.append(f"| {seed} | {variants['n_validation']} | {cells} |")
     lines += ["", f"`head_statistics` on by the rule: {'yes' if result['adopt'] else 'no'}."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure a kept tree, apply the rule, write ``head_statistics_<seed>.json``."""
+    """Measure the kept trees, apply the rule, write ``head_statistics.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("tree", type=Path, nargs="?", help="kept pancreas_multitask.py tree")
-    parser.add_argument("--seed", type=int, required=True, help="the tree's demo seed")
+    parser.add_argument("trees", nargs="*", help="SEED:PATH of kept pancreas_multitask.py trees")
     parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     args = parser.parse_args(argv)
-    out = HERE / f"head_statistics_{args.seed}.json"
+    out = HERE / "head_statistics.json"
     if args.render_only:
         replace_block(REPO / "README.md", "head_statistics", table(json.loads(out.read_text())))
         return 0
-    if args.tree is None:
-        parser.error("give the kept tree")
+    if not args.trees or any(":" not in t for t in args.trees):
+        parser.error("give SEED:PATH of each kept tree")
     settings = study_settings()
-    model_dir = (
-        args.tree / "results" / STUDY / "nnunet" / "nnUNet_results" / settings.dataset
-    ) / settings.model_folder
-    folds = sorted(int(p.name[5:]) for p in model_dir.glob("fold_*"))
-    variants = measure(args.tree, settings, folds)
-    adopt = (
-        variants["descriptor+statistics"]["pooled_auc_macro"]
-        > variants["descriptor"]["pooled_auc_macro"]
+    trees = {}
+    for entry in args.trees:
+        seed, path = entry.split(":", 1)
+        tree = Path(path)
+        model_dir = tree / "results" / STUDY / "nnunet" / "nnUNet_results" / settings.dataset
+        folds = sorted(int(p.name[5:]) for p in (model_dir / settings.model_folder).glob("fold_*"))
+        trees[seed] = {"folds": folds, **measure(tree, settings, folds)}
+    adopt = all(
+        t["descriptor+statistics"]["pooled_auc_macro"] > t["descriptor"]["pooled_auc_macro"]
+        for t in trees.values()
     )
-    result = {"seed": args.seed, "folds": folds, "variants": variants, "adopt": adopt}
+    result = {"trees": trees, "adopt": adopt}
     out.write_text(json.dumps(result, indent=1) + "\n")
     replace_block(REPO / "README.md", "head_statistics", table(result))
     print(table(result))
