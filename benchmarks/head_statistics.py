@@ -2,8 +2,8 @@
 
 The refit head of pancreas_multitask reads the frozen network's lesion descriptor (encoder
 features pooled over the predicted lesion). ``nnunet.head_statistics`` appends what a reader
-measures on that predicted lesion: the CT's mean and SD inside it (HU, after the calibration)
-and its elongation (:mod:`oncoflow.segmentation.lesion_statistics`). The lesion-statistics
+measures on that predicted lesion: the CT's median and robust SD in its core (HU, after the
+calibration) and its elongation (:mod:`oncoflow.segmentation.lesion_statistics`). The lesion-statistics
 baseline reads the same three numbers off the *given* masks and ranks the subtype far better
 than the head (validation macro AUC 0.89 against 0.73 on seed 5,
 ``benchmarks/pancreas_multitask_5.json``).
@@ -21,8 +21,15 @@ initialisations). Nothing of a test split is read.
 Rule fixed before the run: ``head_statistics`` is turned on when ``descriptor+statistics`` has
 the higher pooled validation macro AUC than ``descriptor`` on every tree given.
 
+History, on seed 5's validation cases: the first statistics (plain mean and SD of the whole
+predicted lesion) lost, 0.665 against 0.674: on validation cases their SD correlated 0.46 and
+the elongation 0.12 with the same statistics of the given masks (rim voxels that mix lesion and
+pancreas, stray islands). The robust statistics (largest component, median and MAD in its core)
+were designed there, so seed 5 is no longer a test of them: the rule is read on the trees given
+after that (``--design-seed 5`` reports seed 5 and leaves it out of the rule).
+
 Usage:
-    python benchmarks/head_statistics.py 5:/tmp/pm5 20261123:/tmp/pm2026
+    python benchmarks/head_statistics.py --design-seed 5 5:/tmp/pm5 20261123:/tmp/pm2026
     python benchmarks/head_statistics.py --render-only
 """
 
@@ -156,7 +163,8 @@ def measure(tree: Path, settings: NnunetSettings, folds: list[int]) -> dict[str,
 def table(result: dict[str, Any]) -> str:
     """The README block: pooled and per-fold validation macro AUC of each head input per seed."""
     trees = result["trees"]
-    seeds = " ".join(f"{seed}:<tree>" for seed in trees)
+    design = "".join(f"--design-seed {seed} " for seed in result.get("design_seeds", []))
+    seeds = design + " ".join(f"{seed}:<tree>" for seed in trees)
     lines = [
         "Refit-head inputs on the same out-of-fold validation cases, frozen networks of the "
         f"science-scale demo (`python benchmarks/head_statistics.py {seeds}`, "
@@ -167,7 +175,8 @@ def table(result: dict[str, Any]) -> str:
     ]
     for seed, variants in trees.items():
         cells = " | ".join(f"{variants[v]['pooled_auc_macro']:.3f}" for v in VARIANTS)
-        lines.append(f"| {seed} | {variants['n_validation']} | {cells} |")
+        mark = " (designed on)" if seed in result.get("design_seeds", []) else ""
+        lines.append(f"| {seed}{mark} | {variants['n_validation']} | {cells} |")
     lines += ["", f"`head_statistics` on by the rule: {'yes' if result['adopt'] else 'no'}."]
     return "\n".join(lines)
 
@@ -177,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs="*", help="SEED:PATH of kept pancreas_multitask.py trees")
     parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
+    parser.add_argument(
+        "--design-seed", action="append", default=[], help="a seed the statistics were designed on"
+    )
     args = parser.parse_args(argv)
     out = HERE / "head_statistics.json"
     if args.render_only:
@@ -192,11 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = tree / "results" / STUDY / "nnunet" / "nnUNet_results" / settings.dataset
         folds = sorted(int(p.name[5:]) for p in (model_dir / settings.model_folder).glob("fold_*"))
         trees[seed] = {"folds": folds, **measure(tree, settings, folds)}
+    ruled = [t for seed, t in trees.items() if seed not in args.design_seed]
+    if not ruled:
+        parser.error("every tree given is a design seed: the rule needs another one")
     adopt = all(
         t["descriptor+statistics"]["pooled_auc_macro"] > t["descriptor"]["pooled_auc_macro"]
-        for t in trees.values()
+        for t in ruled
     )
-    result = {"trees": trees, "adopt": adopt}
+    result = {"trees": trees, "design_seeds": args.design_seed, "adopt": adopt}
     out.write_text(json.dumps(result, indent=1) + "\n")
     replace_block(REPO / "README.md", "head_statistics", table(result))
     print(table(result))

@@ -84,3 +84,27 @@ def test_head_inputs_scale_only_the_statistics_behind_the_descriptor() -> None:
     _, none, plain = fit_head_inputs(descriptor, ["site_a"] * 12, harmonize=False)
     assert none is None
     assert np.allclose(plain, descriptor, atol=1e-6)
+
+
+def test_robust_statistics_read_the_core_of_the_largest_component() -> None:
+    from oncoflow.lesions.statistics import robust_region_statistics
+
+    rng = np.random.default_rng(1)
+    image = np.full((12, 30, 30), 100.0)  # the organ around the lesion
+    lesion = _ellipsoid(image.shape, (6, 15, 15), (4, 7, 7))
+    image[lesion] = rng.normal(30.0, 8.0, size=int(lesion.sum()))
+    # a prediction one voxel too wide in-plane (its rim reads the organ) and a stray island
+    wide = lesion | np.roll(lesion, 1, axis=1) | np.roll(lesion, -1, axis=1)
+    wide |= np.roll(lesion, 1, axis=2) | np.roll(lesion, -1, axis=2)
+    wide[0:2, 0:2, 0:2] = True
+    plain_mean, plain_sd, _ = region_statistics(image, wide, (2.5, 2.0, 2.0))
+    median, sd, elongation = robust_region_statistics(image, wide, (2.5, 2.0, 2.0))
+    assert plain_sd > 20.0  # the rim's organ voxels inflate a plain SD
+    assert median == pytest.approx(30.0, abs=2.0)
+    assert sd == pytest.approx(8.0, abs=1.5)
+    assert plain_mean > median + 10.0
+    # the island does not enter the elongation: that of the wide component alone
+    component = wide.copy()
+    component[0:2, 0:2, 0:2] = False
+    assert elongation == pytest.approx(region_statistics(image, component, (2.5, 2.0, 2.0))[2])
+    assert np.isnan(robust_region_statistics(image, np.zeros_like(wide), (1, 1, 1))[0])

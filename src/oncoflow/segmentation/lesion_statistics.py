@@ -3,10 +3,12 @@
 The refit head (:mod:`oncoflow.segmentation.frozen_head`) reads the frozen network's lesion
 descriptor: encoder features pooled over the predicted lesion. With ``nnunet.head_statistics``
 it also reads what a reader measures on a mask, here on the network's *predicted* segmentation
-of the case (never the given mask, outside training): per channel the mean and SD of the
-image inside the predicted lesion (HU for CT, after the calibration when there is one) and the
-lesion's elongation ``sqrt(lambda_max / lambda_min)`` of the covariance of its voxel positions in
-mm (:func:`oncoflow.lesions.statistics.region_statistics`). The lesion is the innermost label of the
+of the case (never the given mask, outside training): per channel the median and robust SD of
+the image in the predicted lesion's core (HU for CT, after the calibration when there is one) and
+the lesion's elongation ``sqrt(lambda_max / lambda_min)`` of the covariance of its voxel
+positions in mm (:func:`oncoflow.lesions.statistics.robust_region_statistics`: largest connected
+component, intensities in its core one voxel in from the rim, where partial volume with the organ
+around it and an uncertain border inflate a plain SD). The lesion is the innermost label of the
 study's regions (the highest label, which the other regions contain).
 
 The statistics are in their own units (HU, a ratio), the encoder features near unit scale, and
@@ -24,10 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from oncoflow.errors import SegmentationError
-from oncoflow.lesions.statistics import region_statistics
+from oncoflow.lesions.statistics import robust_region_statistics
 
-STATISTICS = ("mean", "sd", "elongation")
-"""Per case: the mean and SD of each channel inside the predicted lesion, then its elongation."""
+STATISTICS = ("median", "robust_sd", "elongation")
+"""Per case: the median and robust SD of each channel in the predicted lesion's core, then its
+elongation."""
 
 
 def lesion_label(regions: Mapping[str, Sequence[int]]) -> int:
@@ -44,7 +47,7 @@ def lesion_label(regions: Mapping[str, Sequence[int]]) -> int:
 
 
 def statistics_width(n_channels: int) -> int:
-    """Number of statistics per case: mean and SD per channel, then the elongation."""
+    """Number of statistics per case: median and robust SD per channel, then the elongation."""
     return 2 * n_channels + 1
 
 
@@ -69,7 +72,7 @@ def lesion_statistics(
     inside = segmentation == label
     means, sds, elongation = [], [], float("nan")
     for channel in data:
-        mean, sd, elongation = region_statistics(channel, inside, spacing)
+        mean, sd, elongation = robust_region_statistics(channel, inside, spacing)
         means.append(mean)
         sds.append(sd)
     return np.asarray([*means, *sds, elongation], dtype=np.float64)
