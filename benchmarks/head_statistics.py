@@ -3,8 +3,8 @@
 The refit head of pancreas_multitask reads the frozen network's lesion descriptor (encoder
 features pooled over the predicted lesion). ``nnunet.head_statistics`` appends what a reader
 measures on that predicted lesion: the CT's median and robust SD in its core (HU, after the
-calibration) and its elongation (:mod:`oncoflow.segmentation.lesion_statistics`). The lesion-statistics
-baseline reads the same three numbers off the *given* masks and ranks the subtype far better
+calibration) and its elongation (:mod:`oncoflow.segmentation.lesion_statistics`). The
+lesion-statistics baseline reads the same three numbers off the *given* masks and ranks far better
 than the head (validation macro AUC 0.89 against 0.73 on seed 5,
 ``benchmarks/pancreas_multitask_5.json``).
 
