@@ -9,6 +9,7 @@ repository's seed; ``--render-only`` re-renders from the committed JSON).
 Usage:
     python benchmarks/pancreas_multitask.py --seed 20261123 [--cores 2] [--keep DIR]
     python benchmarks/pancreas_multitask.py --seed 20261123 --from DIR   # collect only
+    python benchmarks/pancreas_multitask.py --seed 20261123 --from DIR --in-parts  # no wall time
     python benchmarks/pancreas_multitask.py --seed 20261123 --render-only
 """
 
@@ -336,13 +337,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--from", dest="source", type=Path, default=None, help="collect only")
     parser.add_argument("--render-only", action="store_true", help="README table from the JSON")
+    parser.add_argument(
+        "--in-parts",
+        action="store_true",
+        help="with --from: the tree was rerun in parts (its last run is not the chain): no wall",
+    )
     args = parser.parse_args(argv)
     out = HERE / f"pancreas_multitask_{args.seed}.json"
     if not args.render_only:
         wall = None
         if args.source is not None:
             workdir = args.source
-            wall = wall_from_log(workdir)
+            wall = None if args.in_parts else wall_from_log(workdir)
         else:
             workdir = args.keep or Path(tempfile.mkdtemp(prefix="pancreas_multitask_"))
             workdir.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,8 @@ def _config(workdir: Path) -> None:
     config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
     # the refit head behind the per-site map of its descriptors (site_c unseen in training)
     config["studies"]["pancreas_multitask"]["nnunet"]["harmonize_head"] = True
-    # ... which also reads the CT inside the network's own lesion (mean, SD, elongation)
-    config["studies"]["pancreas_multitask"]["nnunet"]["head_statistics"] = True
+    # ... which also reads the CT inside the network's own lesion (config.yaml's default)
+    assert config["studies"]["pancreas_multitask"]["nnunet"]["head_statistics"] is True
     # every CT calibrated on its pancreas (label 1; config.yaml's default): training cases
     # through their masks, predicted cases through the network's own segmentation
     assert config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] == {
