@@ -287,7 +287,9 @@ def calibration_table(results: list[dict[str, Any]]) -> str:
     """
     lines = _header(
         "The same seeds before the calibration was turned on (`benchmarks/"
-        "pancreas_multitask_<S>_uncalibrated.json`, the JSON of commit 9b6acb5), without -> with:",
+        "pancreas_multitask_<S>_uncalibrated.json`, the JSON of commit 9b6acb5) -> today's JSON "
+        "(the calibration on; since 2026-12-07 also `head_statistics`, on a network trained "
+        "again: nnU-Net's training on the CPU is not bit-reproducible):",
         ("seed", "split", "lesion Dice", "subtype macro AUC", "macro-F1"),
     )
     metrics = ("lesion_dice", "auc_macro", "f1_macro")
