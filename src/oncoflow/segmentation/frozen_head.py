@@ -6,9 +6,9 @@ under-trained when the schedule ends. Once a fold is trained its network is froz
 every case once; a case's feature vector is its :func:`~oncoflow.segmentation.multitask.
 lesion_descriptor` (per encoder stage: global mean, and mean and SD over the network's own
 predicted lesion) averaged over the case's sliding-window patches; with
-``nnunet.head_statistics`` followed by the CT's mean and SD inside the network's own segmented
-lesion and that lesion's elongation (:mod:`oncoflow.segmentation.lesion_statistics`, z-scored on
-the training cases). Two uses:
+``nnunet.head_statistics`` followed by the CT's median and robust SD in the core of the
+network's own segmented lesion and that lesion's elongation
+(:mod:`oncoflow.segmentation.lesion_statistics`, z-scored on the training cases). Two uses:
 
 - **Refit head** (``nnunet.refit_head``): a new head (LayerNorm, MLP with the study's hidden
   width and dropout, class-weighted cross-entropy, full-batch Adam for :data:`REFIT_STEPS` steps)
