@@ -88,3 +88,75 @@ def test_case_features_refuses_offsets_without_a_calibration() -> None:
     # the offsets would be ignored: refused before any case is read
     with pytest.raises(SegmentationError, match="without a calibration"):
         case_features(None, [("PM001", [])], offsets={"PM001": 12.0})
+
+
+def test_features_past_the_layernorm_keep_their_scale() -> None:
+    import torch
+
+    from oncoflow.segmentation.multitask import ClassificationHead
+
+    torch.manual_seed(0)
+    head = ClassificationHead(8, 3, hidden=16, dropout=0.0, normalized=5).eval()
+    x = torch.randn(4, 8)
+    scaled_descriptor, scaled_statistics = x.clone(), x.clone()
+    scaled_descriptor[:, :5] *= 3.0
+    scaled_statistics[:, 5:] *= 3.0
+    with torch.no_grad():
+        logits = head.classify(x)
+        # the normalised part is read up to its per-case scale, the rest as it is
+        assert torch.allclose(head.classify(scaled_descriptor), logits, atol=1e-4)
+        assert not torch.allclose(head.classify(scaled_statistics), logits, atol=1e-2)
+    alone = ClassificationHead(3, 2, hidden=8, dropout=0.0, normalized=0)
+    assert isinstance(alone.norm, torch.nn.Identity)
+
+
+def test_a_statistics_only_head_round_trips_with_its_inputs(tmp_path) -> None:
+    from oncoflow.segmentation.refit import fit_head_inputs, load_refit_head, save_refit_head
+
+    rng = np.random.default_rng(5)
+    x, y = _features(rng, 60)
+    raw = np.concatenate([x, 40.0 + 10.0 * x[:, :3]], axis=1)  # descriptor, then 3 statistics
+    _, scaler, inputs = fit_head_inputs(
+        raw, ["s"] * 60, harmonize=False, statistics=(2, 3), descriptor=False
+    )
+    assert inputs.shape == (60, 3)
+    assert np.allclose(inputs.mean(axis=0), 0.0, atol=1e-5)
+    head = train_head(inputs, y, 3, hidden=16, dropout=0.2, seed=0, normalized=0)
+    path = tmp_path / "head_refit.pt"
+    save_refit_head(
+        path, head, ["a", "b", "c"], training_cases=["c1"], steps=100, statistics=scaler,
+        descriptor=False,
+    )  # fmt: skip
+    loaded = load_refit_head(path)
+    assert loaded.descriptor is False
+    assert loaded.head.normalized == 0
+    assert np.allclose(loaded.inputs(raw), inputs, atol=1e-6)
+    assert np.allclose(
+        head_probabilities(loaded.head, loaded.inputs(raw)),
+        head_probabilities(head, inputs),
+        atol=1e-6,
+    )
+    assert macro_auc(y, head_probabilities(head, inputs)) > 0.75
+
+
+def test_the_settings_refuse_a_head_that_reads_nothing() -> None:
+    import json
+
+    import pytest
+
+    from oncoflow.errors import SegmentationError
+    from oncoflow.segmentation.workflow import NnunetSettings
+
+    block = {
+        "dataset_id": 501,
+        "dataset_name": "Demo",
+        "channels": ["CT"],
+        "label": "mask",
+        "regions": {"pancreas": [1, 2], "lesion": [2]},
+        "classify": "subtype",
+        "head_descriptor": False,
+    }
+    with pytest.raises(SegmentationError, match="head_statistics"):
+        NnunetSettings.from_json(json.dumps(block))
+    settings = NnunetSettings.from_json(json.dumps({**block, "head_statistics": True}))
+    assert settings.statistics == (2, 3)

@@ -8,7 +8,8 @@ lesion_descriptor` (per encoder stage: global mean, and mean and SD over the net
 predicted lesion) averaged over the case's sliding-window patches; with
 ``nnunet.head_statistics`` followed by the CT's median and robust SD in the core of the
 network's own segmented lesion and that lesion's elongation
-(:mod:`oncoflow.segmentation.lesion_statistics`, z-scored on the training cases). Two uses:
+(:mod:`oncoflow.segmentation.lesion_statistics`, z-scored on the training cases, past the
+head's LayerNorm); with ``nnunet.head_descriptor: false`` the statistics alone. Two uses:
 
 - **Refit head** (``nnunet.refit_head``): a new head (LayerNorm, MLP with the study's hidden
   width and dropout, class-weighted cross-entropy, full-batch Adam for :data:`REFIT_STEPS` steps)
@@ -121,16 +122,19 @@ def train_head(
     steps: int = REFIT_STEPS,
     lr: float = 1e-3,
     seed: int = 0,
+    normalized: int | None = None,
 ) -> ClassificationHead:
     """A new head trained on pooled features ``x`` and class indices ``y`` (full batch).
 
     Loss: cross-entropy with inverse-frequency class weights ``N / (K * n_c)``, as the
-    multitask trainer's; Adam (``lr``, weight decay 1e-4) for ``steps`` steps.
+    multitask trainer's; Adam (``lr``, weight decay 1e-4) for ``steps`` steps. ``normalized``:
+    the LayerNorm covers the first ``normalized`` features only (all when ``None``;
+    :class:`~oncoflow.segmentation.multitask.ClassificationHead`).
     """
     import torch
 
     torch.manual_seed(seed)
-    head = ClassificationHead(x.shape[1], n_classes, hidden, dropout, "mean")
+    head = ClassificationHead(x.shape[1], n_classes, hidden, dropout, "mean", normalized)
     # the features are already pooled: the head's LayerNorm and MLP are what is trained
     weight = torch.as_tensor(
         class_weights(np.bincount(y, minlength=n_classes)), dtype=torch.float32
@@ -177,9 +181,19 @@ def _predictor(settings: NnunetSettings, results: Path, fold: int, device: str):
 
 
 def _new_head(settings: NnunetSettings, x: np.ndarray, y: np.ndarray, n: int, seed: int):
+    """A refit head of the study's width on head inputs ``x`` (statistics past its LayerNorm)."""
     head = settings.head
     hidden, dropout = int(head.get("hidden", 128)), float(head.get("dropout", 0.3))
-    return train_head(x, y, n, hidden=hidden, dropout=dropout, seed=seed)
+    normalized = head_normalized(x.shape[1], settings.statistics)
+    return train_head(x, y, n, hidden=hidden, dropout=dropout, seed=seed, normalized=normalized)
+
+
+def head_normalized(width: int, statistics: tuple[int, int] | None) -> int | None:
+    """Features of a refit head's input its LayerNorm covers: all but the z-scored statistics.
+
+    ``width`` is the head's input width, ``statistics`` the ``(label, number)`` it ends with.
+    """
+    return None if statistics is None else width - statistics[1]
 
 
 def refit_head(
@@ -212,6 +226,7 @@ def refit_head(
         cases.loc[train_ids, "site"].tolist(),
         harmonize=settings.harmonize_head,
         statistics=settings.statistics,
+        descriptor=settings.head_descriptor,
     )
     if mapping is not None:
         log.info("fold %d: descriptors mapped by site (%s)", fold, ", ".join(mapping.sites))
@@ -226,6 +241,7 @@ def refit_head(
         steps=REFIT_STEPS,
         mapping=mapping,
         statistics=scaler,
+        descriptor=settings.head_descriptor,
     )
     return path
 
@@ -305,9 +321,11 @@ def permuted_head_control(
             site[train_ids].tolist(),
             harmonize=settings.harmonize_head,
             statistics=settings.statistics,
+            descriptor=settings.head_descriptor,
         )
-        x_val = head_inputs(x_val, site[val_ids].tolist(), mapping, scaler)
-        x_test = head_inputs(x_test, site[test_ids].tolist(), mapping, scaler)
+        keep = settings.head_descriptor
+        x_val = head_inputs(x_val, site[val_ids].tolist(), mapping, scaler, descriptor=keep)
+        x_test = head_inputs(x_test, site[test_ids].tolist(), mapping, scaler, descriptor=keep)
         y_train = cases.loc[train_ids, "target"].map(index).to_numpy(int)
         for r in range(permutations):
             rng = np.random.default_rng([seed, k, r])

@@ -41,6 +41,12 @@ class ClassificationHead(nn.Module):
 
     so a small lesion is not drowned in the average over the whole patch (the seed's notes suggest
     classifying from the lesion's region rather than the whole patch).
+
+    ``normalized``: the LayerNorm covers the first ``normalized`` input features only (all by
+    default); the others pass to the MLP as they are. A refit head uses it for inputs already
+    standardised on the training cases (z-scored lesion statistics): a per-case LayerNorm over
+    them would mix them with the descriptor's scale, and over three numbers alone it would keep
+    one degree of freedom of three.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class ClassificationHead(nn.Module):
         hidden: int = 128,
         dropout: float = 0.3,
         pooling: str = "mean",
+        normalized: int | None = None,
     ):
         super().__init__()
         if pooling not in ("mean", "roi"):
@@ -57,7 +64,11 @@ class ClassificationHead(nn.Module):
             raise ValueError(msg)
         self.pooling = pooling
         channels = channels * (2 if pooling == "roi" else 1)
-        self.norm = nn.LayerNorm(channels)
+        self.normalized = channels if normalized is None else int(normalized)
+        if not 0 <= self.normalized <= channels:
+            msg = f"the head normalises {self.normalized} of its {channels} input features"
+            raise ValueError(msg)
+        self.norm = nn.LayerNorm(self.normalized) if self.normalized else nn.Identity()
         self.mlp = nn.Sequential(
             nn.Linear(channels, hidden),
             nn.ReLU(inplace=True),
@@ -85,7 +96,10 @@ class ClassificationHead(nn.Module):
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, n_classes)`` of pooled features (:meth:`pool`)."""
-        return self.mlp(self.norm(pooled))
+        if self.normalized == pooled.shape[1]:
+            return self.mlp(self.norm(pooled))
+        n = self.normalized
+        return self.mlp(torch.cat([self.norm(pooled[:, :n]), pooled[:, n:]], dim=1))
 
     def forward(self, features: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(batch, n_classes)`` of bottleneck features ``(batch, C, *spatial)``."""

@@ -5,7 +5,8 @@ prediction time (:func:`oncoflow.segmentation.predict.predict_files`). With
 ``nnunet.harmonize_head`` the file also holds the :class:`SiteMapping` of the fold's training
 descriptors, and with ``nnunet.head_statistics`` the
 :class:`~oncoflow.segmentation.lesion_statistics.StatisticsScaler` of the statistics appended to
-them; both are applied before the head at prediction time (:func:`head_inputs`).
+them; both are applied before the head at prediction time (:func:`head_inputs`). With
+``nnunet.head_descriptor: false`` the head reads the statistics alone (the file says so).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def fit_head_inputs(
     *,
     harmonize: bool,
     statistics: tuple[int, int] | None = None,
+    descriptor: bool = True,
 ) -> tuple[SiteMapping | None, StatisticsScaler | None, np.ndarray]:
     """Fit what stands between training descriptors and the head; return it and the head's input.
 
@@ -139,12 +141,19 @@ def fit_head_inputs(
         harmonize: Fit a :class:`SiteMapping` of the descriptor part.
         statistics: ``(lesion label, number of statistics)`` of the last columns of ``x``
             (:mod:`~oncoflow.segmentation.lesion_statistics`), or ``None``.
+        descriptor: The head reads the descriptor part (``False``: the statistics alone).
+
+    Raises:
+        SegmentationError: Neither the descriptor nor statistics.
     """
+    if not descriptor and statistics is None:
+        msg = "the refit head reads neither the descriptor nor the lesion statistics"
+        raise SegmentationError(msg)
     n = 0 if statistics is None else statistics[1]
-    descriptor, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
-    mapping = SiteMapping.fit(descriptor, sites) if harmonize else None
+    part, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
+    mapping = SiteMapping.fit(part, sites) if harmonize and descriptor else None
     scaler = None if statistics is None else StatisticsScaler.fit(stats, statistics[0])
-    return mapping, scaler, head_inputs(x, sites, mapping, scaler)
+    return mapping, scaler, head_inputs(x, sites, mapping, scaler, descriptor=descriptor)
 
 
 def head_inputs(
@@ -152,20 +161,31 @@ def head_inputs(
     sites: Sequence[str] | None,
     mapping: SiteMapping | None,
     scaler: StatisticsScaler | None,
+    *,
+    descriptor: bool = True,
 ) -> np.ndarray:
     """The head's input (float32): descriptor part mapped by site, statistics as z-scores.
+
+    Args:
+        x: Cases x (descriptor, then the raw statistics when ``scaler``).
+        sites: Site of each case (read with ``mapping``).
+        mapping: Site mapping of the descriptor part, or ``None``.
+        scaler: Scaler of the statistics, or ``None``.
+        descriptor: Keep the descriptor part (``False``: the z-scored statistics alone).
 
     Raises:
         SegmentationError: A mapping and no sites.
     """
     n = 0 if scaler is None else len(scaler.mean)
-    descriptor, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
-    if mapping is not None:
-        if sites is None:
-            msg = "the refit head maps descriptors by site, and no site was given"
-            raise SegmentationError(msg)
-        descriptor = mapping.transform(descriptor, sites)
-    parts = [np.asarray(descriptor, dtype=np.float32)]
+    part, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
+    parts = []
+    if descriptor:
+        if mapping is not None:
+            if sites is None:
+                msg = "the refit head maps descriptors by site, and no site was given"
+                raise SegmentationError(msg)
+            part = mapping.transform(part, sites)
+        parts.append(np.asarray(part, dtype=np.float32))
     if scaler is not None:
         parts.append(scaler.transform(stats))
     return np.concatenate(parts, axis=1)
@@ -173,16 +193,20 @@ def head_inputs(
 
 @dataclass
 class RefitHead:
-    """A stored refit head (eval mode), its classes, site mapping and statistics scaler, if any."""
+    """A stored refit head (eval mode), its classes, site mapping and statistics scaler, if any.
+
+    ``descriptor`` is ``False`` for a head that reads the statistics alone.
+    """
 
     head: ClassificationHead
     classes: list[str]
     mapping: SiteMapping | None = None
     statistics: StatisticsScaler | None = None
+    descriptor: bool = True
 
     def inputs(self, x: np.ndarray, sites: Sequence[str] | None = None) -> np.ndarray:
         """The head's input of descriptors ``x`` (:func:`head_inputs`)."""
-        return head_inputs(x, sites, self.mapping, self.statistics)
+        return head_inputs(x, sites, self.mapping, self.statistics, descriptor=self.descriptor)
 
 
 def save_refit_head(
@@ -194,6 +218,7 @@ def save_refit_head(
     steps: int,
     mapping: SiteMapping | None = None,
     statistics: StatisticsScaler | None = None,
+    descriptor: bool = True,
 ) -> None:
     """Write a refit head: weights, widths, classes, its training cases, mapping and scaler."""
     linear = head.mlp[0]
@@ -202,6 +227,8 @@ def save_refit_head(
         "in_features": int(linear.in_features),
         "hidden": int(linear.out_features),
         "dropout": float(head.mlp[2].p),
+        "normalized": int(head.normalized),
+        "descriptor": bool(descriptor),
         "classes": list(classes),
         "training_cases": list(training_cases),
         "steps": int(steps),
@@ -222,7 +249,11 @@ def load_refit_head(path: Path) -> RefitHead:
         raise SegmentationError(msg)
     payload = torch.load(path, map_location="cpu", weights_only=False)
     head = ClassificationHead(
-        payload["in_features"], len(payload["classes"]), payload["hidden"], payload["dropout"]
+        payload["in_features"],
+        len(payload["classes"]),
+        payload["hidden"],
+        payload["dropout"],
+        normalized=payload.get("normalized"),
     )
     head.load_state_dict(payload["state_dict"])
     mapping, statistics = payload.get("site_mapping"), payload.get("statistics")
@@ -231,4 +262,5 @@ def load_refit_head(path: Path) -> RefitHead:
         list(payload["classes"]),
         None if mapping is None else SiteMapping.from_dict(mapping),
         None if statistics is None else StatisticsScaler.from_dict(statistics),
+        bool(payload.get("descriptor", True)),
     )

@@ -70,6 +70,7 @@ class NnunetSettings:
     refit_head: bool = False
     harmonize_head: bool = False
     head_statistics: bool = False
+    head_descriptor: bool = True
     calibrate: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -81,6 +82,9 @@ class NnunetSettings:
         except TypeError as exc:
             msg = f"nnunet settings: {exc}"
             raise SegmentationError(msg) from exc
+        if not settings.head_descriptor and not settings.head_statistics:
+            msg = "nnunet.head_descriptor: false needs head_statistics: true (else no input)"
+            raise SegmentationError(msg)
         return cls(
             **{
                 **data,
