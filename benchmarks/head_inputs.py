@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,22 @@ def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.n
     return train, val, normalized
 
 
+def cached_fold_inputs(tree: Path, settings: Any, fold: int) -> dict[str, Any]:
+    """:func:`head_statistics.fold_inputs`, kept in the tree (the frozen networks' feature pass)."""
+    cache = tree / "results" / STUDY / "nnunet" / f"head_inputs_fold_{fold}.pkl"
+    if cache.is_file():
+        return pickle.loads(cache.read_bytes())
+    data = fold_inputs(tree, settings, fold)
+    cache.write_bytes(pickle.dumps(data))
+    return data
+
+
 def measure(tree: Path, folds: list[int]) -> dict[str, Any]:
     """Per variant: per-fold and pooled validation macro AUC (mean over initialisations)."""
     settings = study_settings()
     hidden = int(settings.head.get("hidden", 128))
     dropout = float(settings.head.get("dropout", 0.3))
-    data = {k: fold_inputs(tree, settings, k) for k in folds}
+    data = {k: cached_fold_inputs(tree, settings, k) for k in folds}
     y_pooled = np.concatenate([data[k]["y"][1] for k in folds])
     out: dict[str, Any] = {"n_validation": len(y_pooled)}
     for variant in VARIANTS:

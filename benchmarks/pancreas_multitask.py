@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--in-parts",
         action="store_true",
-        help="with --from: the tree was rerun in parts (its last run is not the chain): no wall",
+        help="with --from: the tree was rerun in parts (its last run is not the chain): the wall "
+        "time stays that of the seed's JSON (its full run), or none",
     )
     args = parser.parse_args(argv)
     out = HERE / f"pancreas_multitask_{args.seed}.json"
@@ -350,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         wall = None
         if args.source is not None:
             workdir = args.source
-            wall = None if args.in_parts else wall_from_log(workdir)
+            wall = wall_from_log(workdir)
+            if args.in_parts:
+                wall = json.loads(out.read_text()).get("wall_s") if out.is_file() else None
         else:
             workdir = args.keep or Path(tempfile.mkdtemp(prefix="pancreas_multitask_"))
             workdir.mkdir(parents=True, exist_ok=True)

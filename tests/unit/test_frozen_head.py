@@ -160,3 +160,6 @@ def test_the_settings_refuse_a_head_that_reads_nothing() -> None:
         NnunetSettings.from_json(json.dumps(block))
     settings = NnunetSettings.from_json(json.dumps({**block, "head_statistics": True}))
     assert settings.statistics == (2, 3)
+    mapped = {**block, "head_statistics": True, "harmonize_head": True}
+    with pytest.raises(SegmentationError, match="harmonize_head"):
+        NnunetSettings.from_json(json.dumps(mapped))

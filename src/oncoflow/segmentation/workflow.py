@@ -75,7 +75,12 @@ class NnunetSettings:
 
     @classmethod
     def from_json(cls, text: str) -> NnunetSettings:
-        """From the JSON the rules pass (unknown keys are an error)."""
+        """From the JSON the rules pass.
+
+        Raises:
+            SegmentationError: An unknown key, a head that reads nothing (``head_descriptor:
+                false`` without ``head_statistics``) or a site mapping of a dropped descriptor.
+        """
         data = json.loads(text)
         try:
             settings = cls(**data)
@@ -84,6 +89,9 @@ class NnunetSettings:
             raise SegmentationError(msg) from exc
         if not settings.head_descriptor and not settings.head_statistics:
             msg = "nnunet.head_descriptor: false needs head_statistics: true (else no input)"
+            raise SegmentationError(msg)
+        if not settings.head_descriptor and settings.harmonize_head:
+            msg = "nnunet.harmonize_head maps the descriptor, which head_descriptor: false drops"
             raise SegmentationError(msg)
         return cls(
             **{
