@@ -1,11 +1,11 @@
 """Choose what the refit head reads: descriptor, descriptor + statistics, or statistics alone.
 
 ``benchmarks/head_statistics.py`` turned ``nnunet.head_statistics`` on: the refit head of
-pancreas_multitask reads the frozen network's lesion descriptor (744 encoder features pooled over
+pancreas_multitask reads the frozen network's lesion descriptor (360 encoder features pooled over
 the predicted lesion) followed by three statistics of the CT in the network's own predicted
 lesion. On both seeds it measured, the three statistics alone ranked the subtype better than
 with the descriptor (validation macro AUC 0.789 / 0.896 against 0.710 / 0.806): with 40
-training cases a head may drown three numbers in 744. Two things of the head were also found
+training cases a head may drown three numbers in 360. Two things of the head were also found
 wrong by reading its code, not its scores: its LayerNorm normalises each case's input together,
 so z-scored statistics were divided by the descriptor's per-case scale, and over three
 statistics alone a LayerNorm keeps one degree of freedom of three. The statistics now pass
