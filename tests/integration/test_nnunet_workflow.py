@@ -44,10 +44,12 @@ def _config(workdir: Path) -> None:
     progression["train"]["sequence"].update(epochs=3)
     # the permuted-label control of the head (new heads on the frozen network's features)
     config["studies"]["pancreas_multitask"].update(negative_control=True, permutations=2)
-    # the refit head behind the per-site map of its descriptors (site_c unseen in training)
-    config["studies"]["pancreas_multitask"]["nnunet"]["harmonize_head"] = True
-    # ... which also reads the CT inside the network's own lesion (config.yaml's default)
-    assert config["studies"]["pancreas_multitask"]["nnunet"]["head_statistics"] is True
+    # the refit head reads the CT inside the network's own lesion, and only that (config.yaml's
+    # default; no descriptor, so no per-site map of it)
+    nnunet_block = config["studies"]["pancreas_multitask"]["nnunet"]
+    assert nnunet_block["head_statistics"] is True
+    assert nnunet_block["head_descriptor"] is False
+    assert nnunet_block["harmonize_head"] is False
     # every CT calibrated on its pancreas (label 1; config.yaml's default): training cases
     # through their masks, predicted cases through the network's own segmentation
     assert config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] == {
@@ -218,18 +220,17 @@ def test_refit_head_learnt_from_the_folds_training_cases_only(run):
     assert payload["training_cases"] == sorted(splits[0]["train"])
     assert not set(payload["training_cases"]) & set(splits[0]["val"])
     assert payload["classes"] == ["0", "1", "2"]
-    # harmonize_head: one location/scale per training site, as wide as the descriptor
-    cases = pd.read_csv(next((run / NN / "nnUNet_raw").glob("Dataset*")) / "cases.csv")
-    sites = set(cases.set_index("case_id").loc[payload["training_cases"], "site"])
-    assert set(payload["site_mapping"]["sites"]) == sites
-    assert sites
-    assert sites <= {"site_a", "site_b"}
-    # head_statistics: the three statistics of the lesion (label 2) follow the descriptor
+    # head_statistics without the descriptor: the three statistics of the lesion (label 2), the
+    # head's whole input, z-scored on the training cases and past no LayerNorm
     statistics = payload["statistics"]
     assert statistics["label"] == 2
     assert len(statistics["mean"]) == len(statistics["sd"]) == 3
     assert all(sd > 0 for sd in statistics["sd"])
-    assert len(payload["site_mapping"]["mean"]) + 3 == payload["in_features"]
+    assert payload["descriptor"] is False
+    assert payload["in_features"] == 3
+    assert payload["normalized"] == 0
+    assert payload["site_mapping"] is None
+    cases = pd.read_csv(next((run / NN / "nnUNet_raw").glob("Dataset*")) / "cases.csv")
     assert set(cases.loc[cases["split"] == "external_test", "site"]) == {"site_c"}
 
 

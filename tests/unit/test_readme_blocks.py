@@ -29,6 +29,8 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("site_transfer.py", "--seed", "31", "--candidates", "x", "--repeat", "--render-only"),
     ("head_harmonization.py", "--seed", "31", "--render-only"),
     ("reference_calibration.py", "--seed", "31", "--render-only"),
+    ("head_statistics.py", "--render-only"),
+    ("head_inputs.py", "--render-only"),
 )
 
 
