@@ -50,7 +50,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
 
-from head_statistics import STUDY, fold_inputs, study_settings  # noqa: E402
+from head_statistics import (  # noqa: E402
+    STUDY,
+    fold_inputs,
+    kept_trees,
+    study_settings,
+    tree_folds,
+)
 from readme_block import replace_block  # noqa: E402
 
 from oncoflow.metrics.classification import macro_auc  # noqa: E402
@@ -166,15 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         replace_block(REPO / "README.md", "head_inputs", table(json.loads(out.read_text())))
         return 0
-    if not args.trees or any(":" not in t for t in args.trees):
-        parser.error("give SEED:PATH of each kept tree")
     settings = study_settings()
     trees = {}
-    for entry in args.trees:
-        seed, path = entry.split(":", 1)
-        model_dir = Path(path) / "results" / STUDY / "nnunet" / "nnUNet_results" / settings.dataset
-        folds = sorted(int(p.name[5:]) for p in (model_dir / settings.model_folder).glob("fold_*"))
-        trees[seed] = {"folds": folds, **measure(Path(path), folds)}
+    for seed, tree in kept_trees(args.trees, parser).items():
+        folds = tree_folds(tree, settings)
+        trees[seed] = {"folds": folds, **measure(tree, folds)}
         print(seed, {v: trees[seed][v]["pooled_auc_macro"] for v in VARIANTS}, flush=True)
     if all(seed in args.seen for seed in trees):
         parser.error("every tree given is --seen: the rule needs an unseen one")

@@ -115,6 +115,19 @@ def fold_inputs(tree: Path, settings: NnunetSettings, fold: int) -> dict[str, An
     }
 
 
+def tree_folds(tree: Path, settings: NnunetSettings) -> list[int]:
+    """The trained folds of a kept tree's network (``fold_<k>`` folders)."""
+    model_dir = tree / "results" / STUDY / "nnunet" / "nnUNet_results" / settings.dataset
+    return sorted(int(p.name[5:]) for p in (model_dir / settings.model_folder).glob("fold_*"))
+
+
+def kept_trees(entries: list[str], parser: argparse.ArgumentParser) -> dict[str, Path]:
+    """``SEED:PATH`` arguments as seed -> tree (a parser error when none or malformed)."""
+    if not entries or any(":" not in t for t in entries):
+        parser.error("give SEED:PATH of each kept tree")
+    return {seed: Path(path) for seed, path in (e.split(":", 1) for e in entries)}
+
+
 def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation inputs of one head variant (scaler fitted on training cases)."""
     (x_train, x_val), (s_train, s_val) = data["x"], data["sites"]
@@ -194,15 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         replace_block(REPO / "README.md", "head_statistics", table(json.loads(out.read_text())))
         return 0
-    if not args.trees or any(":" not in t for t in args.trees):
-        parser.error("give SEED:PATH of each kept tree")
     settings = study_settings()
     trees = {}
-    for entry in args.trees:
-        seed, path = entry.split(":", 1)
-        tree = Path(path)
-        model_dir = tree / "results" / STUDY / "nnunet" / "nnUNet_results" / settings.dataset
-        folds = sorted(int(p.name[5:]) for p in (model_dir / settings.model_folder).glob("fold_*"))
+    for seed, tree in kept_trees(args.trees, parser).items():
+        folds = tree_folds(tree, settings)
         trees[seed] = {"folds": folds, **measure(tree, settings, folds)}
     ruled = [t for seed, t in trees.items() if seed not in args.design_seed]
     if not ruled:
