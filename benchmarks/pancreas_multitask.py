@@ -227,8 +227,9 @@ def table(result: dict[str, Any]) -> str:
 def seeds_table(results: list[dict[str, Any]]) -> str:
     """One row per other seed: test figures of the nnU-Net, the baselines and the control."""
     lines = _header(
-        "Other demo seeds (nothing was chosen on them; `python benchmarks/pancreas_multitask.py "
-        "--seed S`, `benchmarks/pancreas_multitask_<S>.json`), test figures:",
+        "Other demo seeds (no test split chose anything; the validation cases of seeds 5 and 43 "
+        "chose the head's inputs; `python benchmarks/pancreas_multitask.py --seed S`, "
+        "`benchmarks/pancreas_multitask_<S>.json`), test figures:",
         ("seed", "patients", "split", "lesion Dice", "nnunet macro AUC", "nnunet macro-F1",
          "baseline_lesion macro AUC", "permuted macro AUC", "oracle macro AUC / macro-F1"),
     )  # fmt: skip
@@ -288,8 +289,9 @@ def calibration_table(results: list[dict[str, Any]]) -> str:
     lines = _header(
         "The same seeds before the calibration was turned on (`benchmarks/"
         "pancreas_multitask_<S>_uncalibrated.json`, the JSON of commit 9b6acb5) -> today's JSON "
-        "(the calibration on; since 2026-12-07 also `head_statistics`, on a network trained "
-        "again: nnU-Net's training on the CPU is not bit-reproducible):",
+        "(the calibration on; since 2026-12-07 the refit head reads the lesion statistics alone, "
+        "`head_statistics: true, head_descriptor: false`, on a network trained again: nnU-Net's "
+        "training on the CPU is not bit-reproducible):",
         ("seed", "split", "lesion Dice", "subtype macro AUC", "macro-F1"),
     )
     metrics = ("lesion_dice", "auc_macro", "f1_macro")
