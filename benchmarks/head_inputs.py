@@ -65,7 +65,7 @@ from oncoflow.segmentation.frozen_head import (  # noqa: E402
     head_probabilities,
     train_head,
 )
-from oncoflow.segmentation.refit import fit_head_inputs  # noqa: E402
+from oncoflow.segmentation.refit import fit_head_inputs, head_inputs  # noqa: E402
 
 CANDIDATES = ("descriptor", "descriptor+statistics", "statistics")
 BEFORE = "descriptor+statistics, one LayerNorm"
@@ -76,7 +76,7 @@ SEEDS = 5
 
 def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Training and validation inputs of one variant and the features its LayerNorm covers."""
-    (x_train, x_val), (s_train, _) = data["x"], data["sites"]
+    (x_train, x_val), (s_train, s_val) = data["x"], data["sites"]
     statistics = data["statistics"]
     n = statistics[1]
     if variant == "descriptor":
@@ -85,8 +85,7 @@ def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.n
     _, scaler, train = fit_head_inputs(
         x_train, s_train, harmonize=False, statistics=statistics, descriptor=descriptor
     )
-    part = x_val[:, :-n] if descriptor else np.empty((len(x_val), 0), dtype=np.float32)
-    val = np.concatenate([part, scaler.transform(x_val[:, -n:])], axis=1)
+    val = head_inputs(x_val, s_val, None, scaler, descriptor=descriptor)
     normalized = None if variant == BEFORE else head_normalized(train.shape[1], statistics)
     return train, val, normalized
 
