@@ -23,21 +23,25 @@ def region_statistics(
         spacing: Voxel spacing in mm along the array's axes.
 
     Returns:
-        ``(mean, sd, elongation)``: NaN for an empty region; the elongation
-        ``sqrt(lambda_max / lambda_min)`` of the covariance of the voxel positions (mm) is NaN
-        below 4 voxels or for a flat region (``lambda_min = 0``).
+        ``(mean, sd, elongation)``: NaN for an empty region; the elongation is that of
+        :func:`elongation`.
     """
-    n = int(np.count_nonzero(inside))
-    if not n:
+    if not np.any(inside):
         return float("nan"), float("nan"), float("nan")
     values = np.asarray(image, dtype=np.float64)[inside]
-    elongation = float("nan")
-    if n >= 4:
-        points = np.argwhere(inside) * np.asarray(spacing, dtype=float)
-        eigen = np.linalg.eigvalsh(np.cov(points, rowvar=False))
-        if eigen[0] > 0:
-            elongation = float(np.sqrt(eigen[-1] / eigen[0]))
-    return float(values.mean()), float(values.std()), elongation
+    return float(values.mean()), float(values.std()), elongation(inside, spacing)
+
+
+def elongation(inside: np.ndarray, spacing: Sequence[float]) -> float:
+    """``sqrt(lambda_max / lambda_min)`` of the covariance of a region's voxel positions (mm).
+
+    NaN below 4 voxels or for a flat region (``lambda_min = 0``).
+    """
+    if np.count_nonzero(inside) < 4:
+        return float("nan")
+    points = np.argwhere(inside) * np.asarray(spacing, dtype=float)
+    eigen = np.linalg.eigvalsh(np.cov(points, rowvar=False))
+    return float(np.sqrt(eigen[-1] / eigen[0])) if eigen[0] > 0 else float("nan")
 
 
 MAD_TO_SD = 1.4826
@@ -49,14 +53,7 @@ def robust_region_statistics(
 ) -> tuple[float, float, float]:
     """Median and robust SD of ``image`` in a segmented region's core, and its elongation.
 
-    For a *predicted* region, whose rim is uncertain: the voxels at its border mix the region
-    with the tissue around it (partial volume), and a rim segmented one voxel too wide drags the
-    mean and inflates the SD. So the region is reduced to its largest connected component
-    (26-connectivity; stray islands dropped); the intensities are read in its core, the
-    component eroded by one voxel within each slice (array axis 0 is the slice axis; the
-    component itself when the core has fewer than 4 voxels), as the median and
-    ``1.4826 * median(|v - median(v)|)`` (the SD of a normal distribution); the elongation is
-    that of the component (:func:`region_statistics`).
+    :func:`robust_channel_statistics` of one channel.
 
     Args:
         image: Intensities, ``(slices, rows, columns)``.
@@ -64,14 +61,43 @@ def robust_region_statistics(
         spacing: Voxel spacing in mm along the array's axes.
 
     Returns:
-        ``(median, robust sd, elongation)``, NaN where :func:`region_statistics` gives NaN.
+        ``(median, robust sd, elongation)``, NaN for an empty region.
+    """
+    medians, spreads, shape = robust_channel_statistics(np.asarray(image)[None], inside, spacing)
+    return medians[0], spreads[0], shape
+
+
+def robust_channel_statistics(
+    channels: np.ndarray, inside: np.ndarray, spacing: Sequence[float]
+) -> tuple[list[float], list[float], float]:
+    """Per channel the median and robust SD in a segmented region's core; its elongation.
+
+    For a *predicted* region, whose rim is uncertain: the voxels at its border mix the region
+    with the tissue around it (partial volume), and a rim segmented one voxel too wide drags the
+    mean and inflates the SD. So the region is reduced to its largest connected component
+    (26-connectivity; stray islands dropped); the intensities are read in its core, the
+    component eroded by one voxel within each slice (array axis 0 is the slice axis; the
+    component itself when the core has fewer than 4 voxels), as the median and
+    ``1.4826 * median(|v - median(v)|)`` (the SD of a normal distribution); the elongation is
+    that of the component (:func:`elongation`). The component and its core are found once for
+    every channel.
+
+    Args:
+        channels: Intensities, ``(channels, slices, rows, columns)``.
+        inside: Boolean region, ``(slices, rows, columns)``.
+        spacing: Voxel spacing in mm along the region's axes.
+
+    Returns:
+        ``(medians, robust sds, elongation)``: NaN for an empty region (every value) and where
+        :func:`elongation` is NaN.
     """
     from scipy import ndimage
 
+    n_channels = len(channels)
     inside = np.asarray(inside, dtype=bool)
     labels, n = ndimage.label(inside, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 0:
-        return float("nan"), float("nan"), float("nan")
+        return [float("nan")] * n_channels, [float("nan")] * n_channels, float("nan")
     sizes = np.bincount(labels.ravel())[1:]
     component = labels == 1 + int(np.argmax(sizes))
     in_slice = np.zeros((3, 3, 3), dtype=bool)
@@ -79,7 +105,10 @@ def robust_region_statistics(
     core = ndimage.binary_erosion(component, structure=in_slice)
     if np.count_nonzero(core) < 4:
         core = component
-    values = np.asarray(image, dtype=np.float64)[core]
-    median = float(np.median(values))
-    spread = MAD_TO_SD * float(np.median(np.abs(values - median)))
-    return median, spread, region_statistics(image, component, spacing)[2]
+    medians, spreads = [], []
+    for channel in channels:
+        values = np.asarray(channel, dtype=np.float64)[core]
+        median = float(np.median(values))
+        medians.append(median)
+        spreads.append(MAD_TO_SD * float(np.median(np.abs(values - median))))
+    return medians, spreads, elongation(component, spacing)

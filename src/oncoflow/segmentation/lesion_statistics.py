@@ -6,7 +6,7 @@ it also reads what a reader measures on a mask, here on the network's *predicted
 of the case (never the given mask, outside training): per channel the median and robust SD of
 the image in the predicted lesion's core (HU for CT, after the calibration when there is one) and
 the lesion's elongation ``sqrt(lambda_max / lambda_min)`` of the covariance of its voxel
-positions in mm (:func:`oncoflow.lesions.statistics.robust_region_statistics`: largest connected
+positions in mm (:func:`oncoflow.lesions.statistics.robust_channel_statistics`: largest connected
 component, intensities in its core one voxel in from the rim, where partial volume with the organ
 around it and an uncertain border inflate a plain SD). The lesion is the innermost label of the
 study's regions (the highest label, which the other regions contain).
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from oncoflow.errors import SegmentationError
-from oncoflow.lesions.statistics import robust_region_statistics
+from oncoflow.lesions.statistics import robust_channel_statistics
 
 STATISTICS = ("median", "robust_sd", "elongation")
 """Per case: the median and robust SD of each channel in the predicted lesion's core, then its
@@ -69,13 +69,8 @@ def lesion_statistics(
     if segmentation.shape != data.shape[1:]:
         msg = f"predicted segmentation {segmentation.shape} is not on the image grid {data.shape}"
         raise SegmentationError(msg)
-    inside = segmentation == label
-    means, sds, elongation = [], [], float("nan")
-    for channel in data:
-        mean, sd, elongation = robust_region_statistics(channel, inside, spacing)
-        means.append(mean)
-        sds.append(sd)
-    return np.asarray([*means, *sds, elongation], dtype=np.float64)
+    medians, sds, elongation = robust_channel_statistics(data, segmentation == label, spacing)
+    return np.asarray([*medians, *sds, elongation], dtype=np.float64)
 
 
 @dataclass

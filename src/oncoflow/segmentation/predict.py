@@ -159,14 +159,14 @@ def predict_cases(
             data = calibration.apply(data, offsets[-1])
         collect = network.collecting_features() if heads else network.collecting()
         with collect as patches:
-            predictor.predict_single_npy_array(data, properties, None, str(out_dir / case), False)
+            segmentation = predictor.predict_single_npy_array(data, properties, None, None, False)
+        _write_mask(predictor, segmentation, out_dir / case, properties)
         n_patches.append(int(sum(p.shape[0] for p in patches)) // max(len(heads or ()), 1))
         if heads:
             descriptors.append(fold_descriptors(patches, len(heads)))
             if heads[0].statistics is not None:
-                mask = _read_mask(out_dir / f"{case}.nii.gz")
                 stats = lesion_statistics(
-                    data, mask, properties["spacing"], heads[0].statistics.label
+                    data, segmentation, properties["spacing"], heads[0].statistics.label
                 )
                 descriptors[-1] = [np.concatenate([d, stats]) for d in descriptors[-1]]
             log.info("case %d/%d %s: %d patches", i, len(cases), case, n_patches[-1])
@@ -186,12 +186,11 @@ def predict_cases(
     return table
 
 
-def _read_mask(path: Path) -> np.ndarray:
-    """The label map prediction just wrote (``spatial``, the image's array order)."""
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    mask, _ = SimpleITKIO().read_seg(str(path))
-    return np.asarray(mask[0])
+def _write_mask(predictor, segmentation: np.ndarray, truncated: Path, properties: dict) -> None:
+    """Write a predicted label map as nnU-Net's prediction does (``<truncated><file_ending>``)."""
+    writer = predictor.plans_manager.image_reader_writer_class()
+    ending = predictor.dataset_json["file_ending"]
+    writer.write_seg(segmentation, f"{truncated}{ending}", properties)
 
 
 def calibrated_offset(
