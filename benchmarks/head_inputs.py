@@ -51,19 +51,17 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
 
 from head_statistics import (  # noqa: E402
+    SEEDS,
     STUDY,
     fold_inputs,
-    kept_trees,
-    study_settings,
-    tree_folds,
+    measure_trees,
+    score_variants,
+    variant_rows,
 )
 from readme_block import replace_block  # noqa: E402
 
-from oncoflow.metrics.classification import macro_auc  # noqa: E402
 from oncoflow.segmentation.frozen_head import (  # noqa: E402
     head_normalized,
-    head_probabilities,
-    train_head,
 )
 from oncoflow.segmentation.refit import fit_head_inputs, head_inputs  # noqa: E402
 
@@ -71,7 +69,6 @@ CANDIDATES = ("descriptor", "descriptor+statistics", "statistics")
 BEFORE = "descriptor+statistics, one LayerNorm"
 """The head of ``head_statistics`` as first adopted: shown, not a candidate."""
 VARIANTS = (*CANDIDATES, BEFORE)
-SEEDS = 5
 
 
 def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -100,34 +97,10 @@ def cached_fold_inputs(tree: Path, settings: Any, fold: int) -> dict[str, Any]:
     return data
 
 
-def measure(tree: Path, folds: list[int]) -> dict[str, Any]:
-    """Per variant: per-fold and pooled validation macro AUC (mean over initialisations)."""
-    settings = study_settings()
-    hidden = int(settings.head.get("hidden", 128))
-    dropout = float(settings.head.get("dropout", 0.3))
+def measure(tree: Path, settings: Any, folds: list[int]) -> dict[str, Any]:
+    """:func:`head_statistics.score_variants` of this benchmark's variants on one kept tree."""
     data = {k: cached_fold_inputs(tree, settings, k) for k in folds}
-    y_pooled = np.concatenate([data[k]["y"][1] for k in folds])
-    out: dict[str, Any] = {"n_validation": len(y_pooled)}
-    for variant in VARIANTS:
-        per_fold: dict[int, list[float]] = {k: [] for k in folds}
-        pooled = []
-        for seed in range(SEEDS):
-            probs = []
-            for k in folds:
-                x_train, x_val, normalized = variant_inputs(data[k], variant)
-                head = train_head(
-                    x_train, data[k]["y"][0], data[k]["classes"], hidden=hidden,
-                    dropout=dropout, seed=seed, normalized=normalized,
-                )  # fmt: skip
-                probs.append(head_probabilities(head, x_val))
-                per_fold[k].append(macro_auc(data[k]["y"][1], probs[-1]))
-            pooled.append(macro_auc(y_pooled, np.concatenate(probs)))
-        out[variant] = {
-            "pooled_auc_macro": round(float(np.mean(pooled)), 4),
-            "pooled_runs": [round(float(a), 4) for a in pooled],
-            "fold_auc_macro": {str(k): round(float(np.mean(v)), 4) for k, v in per_fold.items()},
-        }
-    return out
+    return score_variants(data, VARIANTS, variant_inputs, settings)
 
 
 def choose(trees: dict[str, Any], seen: list[str]) -> tuple[str, dict[str, float]]:
@@ -147,13 +120,8 @@ def table(result: dict[str, Any]) -> str:
         f"(`python benchmarks/head_inputs.py {args}`, `benchmarks/head_inputs.json`; mean of "
         f"{SEEDS} head initialisations; the last column is the head before, not a candidate):",
         "",
-        "| seed | validation cases | " + " | ".join(VARIANTS) + " |",
-        "|---|---|" + "---|" * len(VARIANTS),
+        *variant_rows(result["trees"], VARIANTS, seen, "seen"),
     ]
-    for seed, variants in result["trees"].items():
-        cells = " | ".join(f"{variants[v]['pooled_auc_macro']:.3f}" for v in VARIANTS)
-        mark = " (seen)" if seed in seen else ""
-        lines.append(f"| {seed}{mark} | {variants['n_validation']} | {cells} |")
     means = ", ".join(f"{c} {v:.3f}" for c, v in result["ruled_means"].items())
     adopted = f"Adopted by the rule (mean over the unseen seeds: {means}): `{result['adopt']}`."
     lines += ["", adopted]
@@ -171,12 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         replace_block(REPO / "README.md", "head_inputs", table(json.loads(out.read_text())))
         return 0
-    settings = study_settings()
-    trees = {}
-    for seed, tree in kept_trees(args.trees, parser).items():
-        folds = tree_folds(tree, settings)
-        trees[seed] = {"folds": folds, **measure(tree, folds)}
-        print(seed, {v: trees[seed][v]["pooled_auc_macro"] for v in VARIANTS}, flush=True)
+    trees = measure_trees(args.trees, parser, measure)
     if all(seed in args.seen for seed in trees):
         parser.error("every tree given is --seen: the rule needs an unseen one")
     adopt, means = choose(trees, args.seen)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,38 +129,53 @@ def kept_trees(entries: list[str], parser: argparse.ArgumentParser) -> dict[str,
     return {seed: Path(path) for seed, path in (e.split(":", 1) for e in entries)}
 
 
-def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation inputs of one head variant (scaler fitted on training cases)."""
+def variant_inputs(data: dict[str, Any], variant: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Training and validation inputs of one head variant (scaler fitted on training cases).
+
+    The head of this benchmark normalises every input together (``normalized`` is ``None``).
+    """
     (x_train, x_val), (s_train, s_val) = data["x"], data["sites"]
     n = data["statistics"][1]
     if variant == "descriptor":
-        return x_train[:, :-n], x_val[:, :-n]
+        return x_train[:, :-n], x_val[:, :-n], None
     _, scaler, train = fit_head_inputs(
         x_train, s_train, harmonize=False, statistics=data["statistics"]
     )
     val = head_inputs(x_val, s_val, None, scaler)
-    return (train, val) if variant == "descriptor+statistics" else (train[:, -n:], val[:, -n:])
+    if variant == "descriptor+statistics":
+        return train, val, None
+    return train[:, -n:], val[:, -n:], None
 
 
-def measure(tree: Path, settings: NnunetSettings, folds: list[int]) -> dict[str, Any]:
-    """Per variant: per-fold and pooled validation macro AUC (mean over initialisations)."""
-    hidden, dropout = (
-        int(settings.head.get("hidden", 128)),
-        float(settings.head.get("dropout", 0.3)),
-    )
-    data = {k: fold_inputs(tree, settings, k) for k in folds}
+def score_variants(
+    data: dict[int, dict[str, Any]],
+    variants: Sequence[str],
+    inputs: Callable[[dict[str, Any], str], tuple[np.ndarray, np.ndarray, int | None]],
+    settings: NnunetSettings,
+) -> dict[str, Any]:
+    """Per variant: per-fold and pooled validation macro AUC (mean over initialisations).
+
+    Args:
+        data: Per fold, :func:`fold_inputs`.
+        variants: The head inputs compared.
+        inputs: ``(fold data, variant) -> (x_train, x_val, features the LayerNorm covers)``.
+        settings: The study's settings (the head's hidden width and dropout).
+    """
+    hidden = int(settings.head.get("hidden", 128))
+    dropout = float(settings.head.get("dropout", 0.3))
+    folds = list(data)
     y_pooled = np.concatenate([data[k]["y"][1] for k in folds])
-    out: dict[str, Any] = {}
-    for variant in VARIANTS:
+    out: dict[str, Any] = {"n_validation": len(y_pooled)}
+    for variant in variants:
         per_fold: dict[int, list[float]] = {k: [] for k in folds}
         pooled = []
         for seed in range(SEEDS):
             probs = []
             for k in folds:
-                x_train, x_val = variant_inputs(data[k], variant)
+                x_train, x_val, normalized = inputs(data[k], variant)
                 head = train_head(
                     x_train, data[k]["y"][0], data[k]["classes"], hidden=hidden,
-                    dropout=dropout, seed=seed,
+                    dropout=dropout, seed=seed, normalized=normalized,
                 )  # fmt: skip
                 probs.append(head_probabilities(head, x_val))
                 per_fold[k].append(macro_auc(data[k]["y"][1], probs[-1]))
@@ -169,8 +185,44 @@ def measure(tree: Path, settings: NnunetSettings, folds: list[int]) -> dict[str,
             "pooled_runs": [round(float(a), 4) for a in pooled],
             "fold_auc_macro": {str(k): round(float(np.mean(v)), 4) for k, v in per_fold.items()},
         }
-    out["n_validation"] = len(y_pooled)
     return out
+
+
+def measure(tree: Path, settings: NnunetSettings, folds: list[int]) -> dict[str, Any]:
+    """:func:`score_variants` of this benchmark's variants on one kept tree."""
+    data = {k: fold_inputs(tree, settings, k) for k in folds}
+    return score_variants(data, VARIANTS, variant_inputs, settings)
+
+
+def measure_trees(
+    entries: list[str],
+    parser: argparse.ArgumentParser,
+    measure: Callable[[Path, NnunetSettings, list[int]], dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Per seed of the ``SEED:PATH`` arguments: its trained folds and ``measure`` of its tree."""
+    settings = study_settings()
+    trees = {}
+    for seed, tree in kept_trees(entries, parser).items():
+        folds = tree_folds(tree, settings)
+        trees[seed] = {"folds": folds, **measure(tree, settings, folds)}
+        scores = {v: r["pooled_auc_macro"] for v, r in trees[seed].items() if isinstance(r, dict)}
+        print(seed, scores, flush=True)
+    return trees
+
+
+def variant_rows(
+    trees: dict[str, dict[str, Any]], variants: Sequence[str], marked: Sequence[str], mark: str
+) -> list[str]:
+    """Table header and one row per seed: validation cases and each variant's pooled AUC."""
+    lines = [
+        "| seed | validation cases | " + " | ".join(variants) + " |",
+        "|---|---|" + "---|" * len(variants),
+    ]
+    for seed, row in trees.items():
+        cells = " | ".join(f"{row[v]['pooled_auc_macro']:.3f}" for v in variants)
+        note = f" ({mark})" if seed in marked else ""
+        lines.append(f"| {seed}{note} | {row['n_validation']} | {cells} |")
+    return lines
 
 
 def table(result: dict[str, Any]) -> str:
@@ -183,13 +235,8 @@ def table(result: dict[str, Any]) -> str:
         f"science-scale demo (`python benchmarks/head_statistics.py {seeds}`, "
         f"`benchmarks/head_statistics.json`; mean of {SEEDS} head initialisations):",
         "",
-        "| seed | validation cases | " + " | ".join(VARIANTS) + " |",
-        "|---|---|" + "---|" * len(VARIANTS),
+        *variant_rows(trees, VARIANTS, result.get("design_seeds", []), "designed on"),
     ]
-    for seed, variants in trees.items():
-        cells = " | ".join(f"{variants[v]['pooled_auc_macro']:.3f}" for v in VARIANTS)
-        mark = " (designed on)" if seed in result.get("design_seeds", []) else ""
-        lines.append(f"| {seed}{mark} | {variants['n_validation']} | {cells} |")
     lines += ["", f"`head_statistics` on by the rule: {'yes' if result['adopt'] else 'no'}."]
     return "\n".join(lines)
 
@@ -207,11 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         replace_block(REPO / "README.md", "head_statistics", table(json.loads(out.read_text())))
         return 0
-    settings = study_settings()
-    trees = {}
-    for seed, tree in kept_trees(args.trees, parser).items():
-        folds = tree_folds(tree, settings)
-        trees[seed] = {"folds": folds, **measure(tree, settings, folds)}
+    trees = measure_trees(args.trees, parser, measure)
     ruled = [t for seed, t in trees.items() if seed not in args.design_seed]
     if not ruled:
         parser.error("every tree given is a design seed: the rule needs another one")
