@@ -78,7 +78,8 @@ def run_chain(workdir: Path, seed: int, cores: int) -> float:
         "demo": {"seed": seed},
         "studies": {name: {"enabled": False} for name in OTHER_STUDIES},
     }
-    return run_workflow(workdir, only, cores, "only.yaml")
+    # the file name of confirm.py's kept runs, so that control_runs.py reads the seed of either
+    return run_workflow(workdir, only, cores, "seed.yaml")
 
 
 def _interval(entry: dict[str, Any]) -> dict[str, float]:
