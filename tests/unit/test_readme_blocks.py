@@ -31,6 +31,8 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("reference_calibration.py", "--seed", "31", "--render-only"),
     ("head_statistics.py", "--render-only"),
     ("head_inputs.py", "--render-only"),
+    ("statistics_gap.py", "--render-only"),
+    ("shape_fidelity.py", "--render-only"),
 )
 
 
