@@ -32,25 +32,15 @@ def region_statistics(
     return float(values.mean()), float(values.std()), elongation(inside, spacing)
 
 
-def elongation(
-    inside: np.ndarray, spacing: Sequence[float], weights: np.ndarray | None = None
-) -> float:
+def elongation(inside: np.ndarray, spacing: Sequence[float]) -> float:
     """``sqrt(lambda_max / lambda_min)`` of the covariance of a region's voxel positions (mm).
 
-    With ``weights`` (same shape, ``>= 0``) the covariance is the weighted one,
-    ``C = sum_v w_v (p_v - mu)(p_v - mu)^T / sum_v w_v`` with ``mu`` the weighted centroid, over
-    the voxels of ``inside`` with ``w_v > 0``. NaN below 4 voxels or for a flat region
-    (``lambda_min = 0``).
+    NaN below 4 voxels or for a flat region (``lambda_min = 0``).
     """
-    inside = np.asarray(inside, dtype=bool)
-    if weights is not None:
-        inside = inside & (np.asarray(weights) > 0)
     if np.count_nonzero(inside) < 4:
         return float("nan")
     points = np.argwhere(inside) * np.asarray(spacing, dtype=float)
-    w = np.ones(len(points)) if weights is None else np.asarray(weights, dtype=float)[inside]
-    centred = points - (points * w[:, None]).sum(axis=0) / w.sum()
-    eigen = np.linalg.eigvalsh((centred.T * w) @ centred / w.sum())
+    eigen = np.linalg.eigvalsh(np.cov(points, rowvar=False))
     return float(np.sqrt(eigen[-1] / eigen[0])) if eigen[0] > 0 else float("nan")
 
 
@@ -64,71 +54,8 @@ def largest_component(inside: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
 
 
-def contrast_elongation(
-    image: np.ndarray, segmentation: np.ndarray, label: int, spacing: Sequence[float]
-) -> float:
-    """Elongation of a segmented lesion read off the image's contrast, not the mask's rim alone.
-
-    A network's predicted lesion is rounder than the lesion: it misses the tips of an elongated
-    one, so the elongation of the mask (:func:`elongation`) is compressed. Here each voxel of the
-    lesion's largest component grown by one voxel (6-connectivity, inside the segmented organ
-    grown by one voxel) counts by how lesion-like its intensity is,
-
-        w_v = clip((x_v - m_o) / (m_l - m_o), 0, 1),
-
-    with ``m_l`` the median of the component and ``m_o`` the median of the other labels of the
-    segmentation (the organ around the lesion); the elongation is that of the ``w``-weighted
-    covariance. It needs no threshold and works for a darker or a brighter lesion. Falls back to
-    the component's own elongation when the segmentation has no other label or the two medians
-    are within 1 unit.
-
-    Args:
-        image: Intensities (HU for CT), ``(slices, rows, columns)``.
-        segmentation: Label map on the image's grid (0 = background).
-        label: The lesion's label.
-        spacing: Voxel spacing in mm along the array's axes.
-
-    Returns:
-        The elongation, NaN for a lesion of fewer than 4 voxels.
-    """
-    from scipy import ndimage
-
-    segmentation = np.asarray(segmentation)
-    lesion = largest_component(segmentation == label)
-    organ = (segmentation > 0) & (segmentation != label)
-    if np.count_nonzero(lesion) < 4:
-        return float("nan")
-    image = np.asarray(image, dtype=np.float64)
-    m_lesion = float(np.median(image[lesion]))
-    m_organ = float(np.median(image[organ])) if organ.any() else m_lesion
-    if abs(m_lesion - m_organ) < 1.0:
-        return elongation(lesion, spacing)
-    grown = ndimage.binary_dilation(lesion) & ndimage.binary_dilation(segmentation > 0)
-    weights = np.clip((image - m_organ) / (m_lesion - m_organ), 0.0, 1.0) * grown
-    return elongation(grown, spacing, weights)
-
-
 MAD_TO_SD = 1.4826
 """``sd = 1.4826 MAD`` for a normal distribution (MAD: median absolute deviation)."""
-
-
-def robust_region_statistics(
-    image: np.ndarray, inside: np.ndarray, spacing: Sequence[float]
-) -> tuple[float, float, float]:
-    """Median and robust SD of ``image`` in a segmented region's core, and its elongation.
-
-    :func:`robust_channel_statistics` of one channel.
-
-    Args:
-        image: Intensities, ``(slices, rows, columns)``.
-        inside: Boolean region, same shape.
-        spacing: Voxel spacing in mm along the array's axes.
-
-    Returns:
-        ``(median, robust sd, elongation)``, NaN for an empty region.
-    """
-    medians, spreads, shape = robust_channel_statistics(np.asarray(image)[None], inside, spacing)
-    return medians[0], spreads[0], shape
 
 
 def robust_channel_statistics(
