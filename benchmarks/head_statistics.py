@@ -60,7 +60,7 @@ from oncoflow.segmentation.frozen_head import (  # noqa: E402
     head_probabilities,
     train_head,
 )
-from oncoflow.segmentation.predict import load_predictor, predicted_offsets  # noqa: E402
+from oncoflow.segmentation.predict import predicted_offsets, study_predictor  # noqa: E402
 from oncoflow.segmentation.refit import fit_head_inputs, head_inputs  # noqa: E402
 from oncoflow.segmentation.workflow import NnunetSettings, read_cases  # noqa: E402
 from oncoflow.workflow.options import nnunet_settings  # noqa: E402
@@ -83,14 +83,7 @@ def fold_inputs(tree: Path, settings: NnunetSettings, fold: int) -> dict[str, An
     cases = read_cases(raw).set_index("case_id")
     names = json.loads((raw / "dataset.json").read_text())["oncoflow"]["classes"]
     split = json.loads((root / "splits_final.json").read_text())[fold]
-    model_dir = root / "nnUNet_results" / settings.dataset / settings.model_folder
-    predictor = load_predictor(
-        model_dir,
-        (fold,),
-        checkpoint=settings.checkpoint,
-        device="cpu",
-        mirroring=bool(settings.trainer.get("mirroring", True)),
-    )
+    predictor = study_predictor(settings, root / "nnUNet_results", (fold,), "cpu")
     label, n = settings.statistics or (0, 0)
     channels = len(settings.channels)
     train_ids, val_ids = sorted(split["train"]), sorted(split["val"])

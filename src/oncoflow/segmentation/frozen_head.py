@@ -169,15 +169,9 @@ def fold_files(
 
 def _predictor(settings: NnunetSettings, results: Path, fold: int, device: str):
     """The frozen network of one fold (the checkpoint the study predicts with)."""
-    from oncoflow.segmentation.predict import load_predictor
+    from oncoflow.segmentation.predict import study_predictor
 
-    return load_predictor(
-        Path(results) / settings.dataset / settings.model_folder,
-        (fold,),
-        checkpoint=settings.checkpoint,
-        device=device,
-        mirroring=bool(settings.trainer.get("mirroring", True)),
-    )
+    return study_predictor(settings, results, (fold,), device)
 
 
 def _new_head(settings: NnunetSettings, x: np.ndarray, y: np.ndarray, n: int, seed: int):

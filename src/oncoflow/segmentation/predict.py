@@ -8,6 +8,7 @@ probabilities are their mean (:func:`~oncoflow.segmentation.multitask.aggregate_
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
 from oncoflow.segmentation.lesion_statistics import lesion_statistics
 from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
+from oncoflow.segmentation.precision import cpu_autocast, cpu_bf16
 from oncoflow.segmentation.refit import REFIT_FILE, RefitHead, load_refit_head
 from oncoflow.segmentation.workflow import NnunetSettings, read_cases, read_predicted
 from oncoflow.splits import TEST_SPLITS
@@ -38,29 +40,73 @@ def load_predictor(
     device: str = "cpu",
     mirroring: bool = True,
     tile_step: float = 0.5,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ):
-    """An initialised ``nnUNetPredictor`` for the given folds of a trained model folder."""
+    """An initialised ``nnUNetPredictor`` for the given folds of a trained model folder.
+
+    On a CPU, ``precision`` and ``channels_last`` are the trainer's ``cpu_precision`` and
+    ``channels_last`` (:mod:`oncoflow.segmentation.precision`): with bfloat16 the sliding
+    window's forward passes run under bfloat16 autocast; the logits are accumulated, resampled and
+    turned into a segmentation as nnU-Net does.
+    """
     import torch
 
     os.environ.setdefault("nnUNet_extTrainer", str(EXT_TRAINERS))
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
     missing = [f for f in folds if not (Path(model_dir) / f"fold_{f}" / checkpoint).exists()]
     if missing:
         msg = f"{model_dir}: no {checkpoint} for fold(s) {', '.join(map(str, missing))}"
         raise SegmentationError(msg)
-    predictor = nnUNetPredictor(
+    cpu = device == "cpu"
+    predictor = _predictor_class()(
         tile_step_size=tile_step,
         use_gaussian=True,
         use_mirroring=mirroring,
-        perform_everything_on_device=device != "cpu",
+        perform_everything_on_device=not cpu,
         device=torch.device(device),
         allow_tqdm=False,
     )
+    predictor.bf16 = cpu and cpu_bf16(precision)
     predictor.initialize_from_trained_model_folder(
         str(model_dir), use_folds=tuple(folds), checkpoint_name=checkpoint
     )
+    if cpu and channels_last:
+        predictor.network.to(memory_format=torch.channels_last_3d)
     return predictor
+
+
+def study_predictor(settings: NnunetSettings, results: Path, folds: Sequence[int], device: str):
+    """The predictor of a study's trained folds: checkpoint, mirroring, CPU precision, layout."""
+    trainer = settings.trainer
+    return load_predictor(
+        Path(results) / settings.dataset / settings.model_folder,
+        folds,
+        checkpoint=settings.checkpoint,
+        device=device,
+        mirroring=bool(trainer.get("mirroring", True)),
+        precision=str(trainer.get("cpu_precision", "fp32")),
+        channels_last=bool(trainer.get("channels_last", False)),
+    )
+
+
+@functools.cache
+def _predictor_class() -> type:
+    """``nnUNetPredictor`` whose sliding window runs under the CPU precision it is given.
+
+    Imported on first use: nnU-Net reads ``nnUNet_extTrainer`` from the environment.
+    """
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    class PrecisionPredictor(nnUNetPredictor):
+        """nnU-Net's predictor; ``bf16``: forward passes under bfloat16 autocast (CPU)."""
+
+        bf16 = False
+
+        def predict_sliding_window_return_logits(self, input_image):
+            with cpu_autocast(self.bf16):
+                return super().predict_sliding_window_return_logits(input_image)
+
+    return PrecisionPredictor
 
 
 def read_case(case: str, files: Sequence[Path]) -> tuple[np.ndarray, dict]:
@@ -318,13 +364,7 @@ def predict_files(
     Returns:
         ``case_id, fold, n_patches, y_score_<class>...``, as written to ``cases.csv``.
     """
-    predictor = load_predictor(
-        Path(results) / settings.dataset / settings.model_folder,
-        folds,
-        checkpoint=settings.checkpoint,
-        device=device,
-        mirroring=bool(settings.trainer.get("mirroring", True)),
-    )
+    predictor = study_predictor(settings, results, folds, device)
     heads = None
     if settings.refit_head:
         model_dir = Path(results) / settings.dataset / settings.model_folder
