@@ -28,6 +28,7 @@ committed JSONs and adds the result to the JSON.
 Usage:
     python benchmarks/cpu_precision.py --tree /tmp/pm5 [--epochs 4] [--cases 6]
     python benchmarks/cpu_precision.py --adoption   # the rule, from the committed JSONs
+    python benchmarks/cpu_precision.py --render-only  # the README block from the JSON
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(HERE))
 
+from readme_block import replace_block  # noqa: E402
 from run import _merged_config  # noqa: E402
 
 from oncoflow.segmentation.precision import native_bf16  # noqa: E402
@@ -66,6 +69,11 @@ VARIANTS = {
 }
 """Variant name -> trainer settings; the first is the reference."""
 EPOCH_TIME = re.compile(r"Epoch time: ([0-9.]+) s")
+FP32_COMMIT = "f0e901b"
+"""The commit of the README seeds' float32 chains (the adoption rule's reference)."""
+ADOPTION_SEEDS = (20261123, 43, 5, 7)
+MAX_LOSS = {"lesion_dice": 0.03, "subtype_auc_macro": 0.05}
+"""The adoption rule's largest mean loss per validation figure (module docstring)."""
 
 
 def variant_settings(variant: dict[str, Any], epochs: int) -> NnunetSettings:
@@ -154,6 +162,84 @@ def measure(tree: Path, epochs: int, n_cases: int) -> dict[str, Any]:
     return out
 
 
+def validation_figures(result: dict[str, Any]) -> dict[str, float]:
+    """Validation lesion Dice and subtype macro AUC of a ``pancreas_multitask_<seed>.json``."""
+    return {
+        "lesion_dice": result["dice"]["lesion"]["validation"]["value"],
+        "subtype_auc_macro": result["subtype"]["nnunet"]["validation"]["auc_macro"]["value"],
+    }
+
+
+def adoption() -> dict[str, Any]:
+    """The adoption rule on the committed JSONs: float32 at :data:`FP32_COMMIT`, bfloat16 now."""
+    seeds: dict[str, Any] = {}
+    for seed in ADOPTION_SEEDS:
+        name = f"benchmarks/pancreas_multitask_{seed}.json"
+        old = subprocess.run(
+            ["git", "show", f"{FP32_COMMIT}:{name}"], cwd=REPO, capture_output=True, text=True,
+            check=True,
+        ).stdout  # fmt: skip
+        new = json.loads((REPO / name).read_text())
+        seeds[str(seed)] = {
+            "fp32": validation_figures(json.loads(old)),
+            "bf16": validation_figures(new),
+            "chain_s": {"fp32": json.loads(old)["wall_s"], "bf16": new["wall_s"]},
+        }
+    change = {
+        key: round(float(np.mean([s["bf16"][key] - s["fp32"][key] for s in seeds.values()])), 4)
+        for key in MAX_LOSS
+    }
+    keep = all(change[key] >= -loss for key, loss in MAX_LOSS.items())
+    return {"reference_commit": FP32_COMMIT, "seeds": seeds, "mean_change": change,
+            "max_loss": MAX_LOSS, "keep_bf16": keep}  # fmt: skip
+
+
+def table(result: dict[str, Any]) -> str:
+    """The README block: speed per variant, then the adoption rule's figures."""
+    lines = [
+        f"`{result['command']}` on one thread of an {result['machine']['processor']} CPU "
+        f"(native bfloat16: {'yes' if result['machine']['native_bf16'] else 'no'}; "
+        f"{result['date']}; `benchmarks/cpu_precision.json`):",
+        "",
+        "| variant | training epoch (s) | speed-up | prediction pass (s) | speed-up "
+        "| lesion / pancreas Dice vs float32 masks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, v in result["variants"].items():
+        agree = v["agreement_with_fp32"]
+        lines.append(
+            f"| {name} | {v['train']['median_epoch_s']:.2f} | {v['speedup']['train']:.2f} "
+            f"| {v['predict']['median_pass_s']:.2f} | {v['speedup']['predict']:.2f} "
+            f"| {agree['lesion_dice']:.4f} / {agree['whole_pancreas_dice']:.4f} |"
+        )
+    rule = result.get("adoption")
+    if rule:
+        lines += [
+            "",
+            "Chains of the README's seeds, float32 (commit "
+            f"{rule['reference_commit']}) against bfloat16 (`python benchmarks/cpu_precision.py "
+            "--adoption`; validation rows only):",
+            "",
+            "| seed | validation lesion Dice, fp32 / bf16 | validation subtype macro AUC, fp32 / "
+            "bf16 | chain wall time (s), fp32 / bf16 |",
+            "|---|---|---|---|",
+        ]
+        for seed, s in rule["seeds"].items():
+            lines.append(
+                f"| {seed} | {s['fp32']['lesion_dice']:.3f} / {s['bf16']['lesion_dice']:.3f} "
+                f"| {s['fp32']['subtype_auc_macro']:.3f} / {s['bf16']['subtype_auc_macro']:.3f} "
+                f"| {s['chain_s']['fp32']:.0f} / {s['chain_s']['bf16']:.0f} |"
+            )
+        change = rule["mean_change"]
+        lines += [
+            "",
+            f"Mean change: lesion Dice {change['lesion_dice']:+.3f}, subtype macro AUC "
+            f"{change['subtype_auc_macro']:+.3f}; the rule (script docstring) "
+            f"{'keeps' if rule['keep_bf16'] else 'does not keep'} bfloat16 on.",
+        ]
+    return "\n".join(lines)
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else the machine type."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -167,11 +253,23 @@ def cpu_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Measure the variants on a kept tree and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", type=Path, required=True, help="kept pancreas_multitask run")
+    parser.add_argument("--tree", type=Path, default=None, help="kept pancreas_multitask run")
+    parser.add_argument("--adoption", action="store_true", help="apply the adoption rule")
+    parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per variant")
     parser.add_argument("--cases", type=int, default=6, help="test images segmented")
     parser.add_argument("--out", type=Path, default=HERE / "cpu_precision.json")
     args = parser.parse_args(argv)
+    if args.render_only or args.adoption:
+        result = json.loads(args.out.read_text())
+        if args.adoption:
+            result["adoption"] = adoption()
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+            print(json.dumps(result["adoption"], indent=1))
+        replace_block(REPO / "README.md", "cpu_precision", table(result))
+        return 0
+    if args.tree is None:
+        parser.error("--tree is needed to measure")
     torch.set_num_threads(1)
     variants = measure(args.tree, args.epochs, args.cases)
     result = {
@@ -186,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "variants": variants,
     }
+    if args.out.is_file():  # keep the adoption figures of an earlier run
+        result = {**json.loads(args.out.read_text()), **result}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    replace_block(REPO / "README.md", "cpu_precision", table(result))
+    print(table(result))
     print(f"-> {args.out}")
     return 0
 

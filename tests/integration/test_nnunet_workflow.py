@@ -20,6 +20,8 @@ import yaml
 from conftest import run_snakemake as snakemake
 from conftest import snakemake_env
 
+from oncoflow.segmentation.precision import native_bf16
+
 REPO = Path(__file__).resolve().parents[2]
 PATIENTS = 16
 EPOCHS = 10
@@ -128,6 +130,9 @@ def test_real_nnunet_layout_and_trainer(run):
     # on a CPU the fold keeps to the rule's threads (train_threads: 1) and augments in-process
     training_log = sorted(fold.glob("training_log_*.txt"))[-1].read_text()
     assert "CPU training: 1 torch thread(s), 0 augmentation worker process(es)" in training_log
+    # config.yaml's cpu_precision: auto, channels_last: true (bfloat16 where the CPU has it)
+    precision = "bfloat16" if native_bf16() else "float32"
+    assert f"forward pass in {precision}, channels_last_3d layout" in training_log
     # the scanner offset, in the normalised units of the CT channel
     assert re.search(r"calibration offset augmentation: \+-30 HU \(\+-\d\.\d{3} ", training_log)
     degradation = "scanner degradation augmentation: blur U(0, 1.5) mm, noise SD U(0, 15) HU"

@@ -33,6 +33,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("head_inputs.py", "--render-only"),
     ("statistics_gap.py", "--render-only"),
     ("shape_fidelity.py", "--render-only"),
+    ("cpu_precision.py", "--render-only"),
 )
 
 
