@@ -24,6 +24,7 @@ segmented here.
 Usage:
     python benchmarks/calibration_starts.py 20261123:<tree> 43:<tree> 5:<tree> 7:<tree>
         --design 19:<tree>
+    python benchmarks/calibration_starts.py --render-only   # the README block from the JSON
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
+sys.path.insert(0, str(HERE))
+
+from readme_block import replace_block  # noqa: E402
 
 from oncoflow.segmentation.calibrate import shift_channels, tissue_median  # noqa: E402
 from oncoflow.segmentation.predict import load_predictor, read_case  # noqa: E402
@@ -126,13 +130,47 @@ def rule(seeds: dict[str, dict[str, Any]]) -> bool:
     return sum(s["most_confident"]["failures"] for s in counted) <= before
 
 
+def table(result: dict[str, Any]) -> str:
+    """The README block: per seed, one start against the most confident of several."""
+    starts = ", ".join(f"{s:+g}" for s in result["starts_hu"])
+    lines = [
+        f"Fold-0 validation cases, pass 1 from 0 HU against the most confident of {starts} HU "
+        "(`python benchmarks/calibration_starts.py 20261123:<tree> 43:<tree> 5:<tree> 7:<tree> "
+        "--design 19:<tree>`, `benchmarks/calibration_starts.json`):",
+        "",
+        "| seed | cases | whole-pancreas Dice, one start / most confident | lesion Dice "
+        "| cases below 0.3 |",
+        "|---|---|---|---|---|",
+    ]
+    for seed, s in result["seeds"].items():
+        one, best = s["single_start"], s["most_confident"]
+        label = f"{seed} (designed on)" if s.get("design") else seed
+        lines.append(
+            f"| {label} | {s['cases']} "
+            f"| {one['whole_pancreas']:.3f} / {best['whole_pancreas']:.3f} "
+            f"| {one['lesion']:.3f} / {best['lesion']:.3f} "
+            f"| {one['failures']} / {best['failures']} |"
+        )
+    lines += [
+        "",
+        f"Adopted by the rule in the script's docstring: {'yes' if result['adopt'] else 'no'}.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure every tree's validation cases, apply the rule, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs="+", help="SEED:TREE of the rule's seeds")
+    parser.add_argument("trees", nargs="*", help="SEED:TREE of the rule's seeds")
+    parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     parser.add_argument("--design", action="append", default=[], help="SEED:TREE, reported only")
     parser.add_argument("--out", type=Path, default=HERE / "calibration_starts.json")
     args = parser.parse_args(argv)
+    if args.render_only:
+        replace_block(
+            REPO / "README.md", "calibration_starts", table(json.loads(args.out.read_text()))
+        )
+        return 0
     torch.set_num_threads(1)
     seeds: dict[str, dict[str, Any]] = {}
     for spec in [*args.trees, *args.design]:
@@ -146,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"starts_hu": list(STARTS), "max_loss": MAX_LOSS, "seeds": seeds,
               "adopt": rule(seeds)}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    replace_block(REPO / "README.md", "calibration_starts", table(result))
     print(f"adopt: {result['adopt']} -> {args.out}")
     return 0
 

@@ -764,8 +764,8 @@ def nnunet_settings(study):
 
 def _nnunet_json(study, keys=None, **overrides):
     settings = nnunet_settings(study)
-    if keys is not None:
-        settings = {k: v for k, v in settings.items() if k in keys}
+    if keys is not None:  # a job before prediction (export, planning, training)
+        settings = opts.before_prediction(settings, keys)
     return shlex.quote(json.dumps({**settings, **overrides}))
 
 

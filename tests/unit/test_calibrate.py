@@ -8,7 +8,9 @@ import pytest
 from oncoflow.errors import SegmentationError
 from oncoflow.segmentation.calibrate import (
     Calibration,
+    foreground_confidence,
     iterated_offset,
+    most_confident_offset,
     shift_channels,
     tissue_median,
     write_calibrated,
@@ -99,6 +101,49 @@ def test_an_implausible_offset_is_a_failed_segmentation(caplog) -> None:
     assert wide == pytest.approx(-210.0)
 
 
+def _scored_window(truth: np.ndarray):
+    """The window segmenter, sure of itself in proportion to how much of the true organ it found.
+
+    A stand-in for a network that knows the anatomy around the organ: the window alone cannot
+    tell the pancreas from a lesion shifted into its range, the confidence can.
+    """
+
+    def scored(image: np.ndarray) -> tuple[np.ndarray, float]:
+        labels = _window_segmenter(image)
+        found = labels == 1
+        return labels, float((found & truth).sum()) / max(1, int(found.sum() + truth.sum()))
+
+    return scored
+
+
+def test_a_far_scanner_has_a_wrong_fixed_point_that_other_starts_avoid(caplog) -> None:
+    """+70 HU: from 0 the window takes the lesion (120 HU) for the pancreas, pass after pass."""
+    data, labels = _phantom(70.0)
+    truth = labels == 1
+    scored = _scored_window(truth)
+    wrong = iterated_offset(data, lambda image: scored(image)[0], 1, 105.0, case="c")
+    assert wrong == pytest.approx(-15.0, abs=4.0)  # the lesion brought to 105 HU
+    from_below = iterated_offset(data, lambda image: scored(image)[0], 1, 105.0, case="c",
+                                 start=-40.0)  # fmt: skip
+    assert from_below == pytest.approx(-70.0, abs=2.0)
+    caplog.set_level("INFO")
+    best = most_confident_offset(data, scored, 1, 105.0, case="PM4", starts=(-40.0, 0.0, 40.0))
+    assert best == pytest.approx(-70.0, abs=2.0)
+    assert "case PM4: pass 1 from -40 HU was surest" in caplog.text
+    calibration = Calibration(label=1, reference_hu=105.0, channels=(0,), starts=(-40.0, 0.0))
+    assert calibration.predicted_offset(data, scored, case="PM4") == pytest.approx(best)
+    single = Calibration(label=1, reference_hu=105.0, channels=(0,))
+    assert single.predicted_offset(data, scored, case="PM4") == pytest.approx(wrong)
+
+
+def test_foreground_confidence_is_the_mean_top_probability_over_the_foreground() -> None:
+    labels = np.array([[[0, 1, 2, 2]]])
+    probabilities = np.array([[[[0.9, 0.3, 0.1, 0.2]]], [[[0.1, 0.7, 0.3, 0.2]]],
+                              [[[0.0, 0.0, 0.6, 0.6]]]])  # fmt: skip
+    assert foreground_confidence(labels, probabilities) == pytest.approx((0.7 + 0.6 + 0.6) / 3)
+    assert foreground_confidence(np.zeros_like(labels), probabilities) == 0.0
+
+
 def test_calibration_block_resolves_ct_channels() -> None:
     assert Calibration.from_block({}, [0]) is None
     calibration = Calibration.from_block({"label": 1, "reference_hu": 100}, [0, 2])
@@ -106,6 +151,9 @@ def test_calibration_block_resolves_ct_channels() -> None:
     assert calibration.max_offset_hu == 150.0
     block = {"label": 1, "reference_hu": 100, "max_offset_hu": 80}
     assert Calibration.from_block(block, [0]).max_offset_hu == 80.0
+    assert calibration.starts == (0.0,)
+    block = {"label": 1, "reference_hu": 100, "starts": [-40, 0, 40]}
+    assert Calibration.from_block(block, [0]).starts == (-40.0, 0.0, 40.0)
     with pytest.raises(SegmentationError, match="channels have none"):
         Calibration.from_block({"label": 1, "reference_hu": 100}, [])
 

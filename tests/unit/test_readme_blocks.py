@@ -34,6 +34,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("statistics_gap.py", "--render-only"),
     ("shape_fidelity.py", "--render-only"),
     ("cpu_precision.py", "--render-only"),
+    ("calibration_starts.py", "--render-only"),
 )
 
 

@@ -154,6 +154,18 @@ def test_nnunet_settings_names_and_report_options():
     )
 
 
+def test_jobs_before_prediction_do_not_see_the_calibrations_starting_offsets():
+    calibrate = {"label": 1, "reference_hu": 100, "passes": 2, "starts": [-40, 0, 40]}
+    settings = {"dataset_id": 7, "calibrate": calibrate, "refit_head": True}
+    train = options.before_prediction(settings, ["dataset_id", "calibrate"])
+    # a new starting offset re-predicts; export, planning and training keep their params
+    assert train == {"dataset_id": 7, "calibrate": {"label": 1, "reference_hu": 100, "passes": 2}}
+    assert settings["calibrate"]["starts"] == [-40, 0, 40]  # the settings are not changed
+    assert options.before_prediction({"dataset_id": 7}, ["dataset_id", "calibrate"]) == {
+        "dataset_id": 7
+    }
+
+
 def test_the_missing_input_decision_reaches_validation_and_the_model_card_as_one_argument():
     decision = {
         "policy": {"modalities": "drop_patient", "timepoints": "refuse", "clinical": "impute"},

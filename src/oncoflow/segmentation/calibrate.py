@@ -90,14 +90,15 @@ def iterated_offset(
     channels: Sequence[int] = (0,),
     passes: int = 2,
     max_offset_hu: float = MAX_OFFSET_HU,
+    start: float = 0.0,
 ) -> float:
     """The offset of a case without a mask, from the network's own segmentation of the tissue.
 
-    Pass 1 segments the uncalibrated image; each further pass segments the image calibrated
-    with the previous offset (a network trained on calibrated images segments those best). A
-    pass that finds no voxel of the tissue, or whose tissue gives an offset beyond
-    ``max_offset_hu`` (a failed segmentation, not a scanner), ends the passes with the last
-    offset found (0: the case stays uncalibrated), with a warning naming the case.
+    Pass 1 segments the image shifted by ``start`` (0: uncalibrated); each further pass segments
+    the image calibrated with the previous offset (a network trained on calibrated images
+    segments those best). A pass that finds no voxel of the tissue, or whose tissue gives an
+    offset beyond ``max_offset_hu`` (a failed segmentation, not a scanner), ends the passes with
+    the last offset found (``start`` when pass 1 fails), with a warning naming the case.
 
     Args:
         data: Channels ``(C, Z, Y, X)`` in HU.
@@ -108,11 +109,12 @@ def iterated_offset(
         channels: The CT channels shifted between passes; the first is measured.
         passes: Segmentations run (``>= 1``).
         max_offset_hu: Largest plausible ``|offset|`` (HU).
+        start: Offset (HU) of the image pass 1 segments.
 
     Returns:
         ``r - median`` of the last accepted pass's tissue, HU.
     """
-    offset = 0.0
+    offset = float(start)
     for n in range(1, max(1, passes) + 1):
         labels = np.asarray(segment(shift_channels(data, offset, channels)))
         if not np.any(labels == label):
@@ -129,6 +131,68 @@ def iterated_offset(
     return offset
 
 
+def foreground_confidence(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean over the voxels labelled foreground (``> 0``) of the largest class probability.
+
+    How sure the network is of what it segmented: ``mean_{v: l_v > 0} max_k p_kv`` (0 when it
+    labels nothing). ``probabilities`` is ``(K, Z, Y, X)`` on the grid of ``labels``.
+    """
+    labels = np.asarray(labels)
+    foreground = labels.reshape(labels.shape[-3:]) > 0
+    if not foreground.any():
+        return 0.0
+    return float(np.asarray(probabilities).max(axis=0)[foreground].mean())
+
+
+def most_confident_offset(
+    data: np.ndarray,
+    scored: Callable[[np.ndarray], tuple[np.ndarray, float]],
+    label: int,
+    reference_hu: float,
+    *,
+    case: str,
+    starts: Sequence[float],
+    channels: Sequence[int] = (0,),
+    passes: int = 2,
+    max_offset_hu: float = MAX_OFFSET_HU,
+) -> float:
+    """:func:`iterated_offset` from each of ``starts``; the offset whose last pass was surest.
+
+    A network trained on calibrated images may settle on another structure when pass 1 starts
+    far from the scanner's offset (both are fixed points of the passes: pass 2 repeats pass 1).
+    Each start runs the passes; the result kept is the one whose last segmentation has the
+    highest :func:`foreground_confidence`. Nothing about the case's class is read.
+
+    Args:
+        data: Channels ``(C, Z, Y, X)`` in HU.
+        scored: Image -> (label map, foreground confidence of that segmentation).
+        label: The reference tissue's label value.
+        reference_hu: ``r``, the median the tissue is brought to.
+        case: Case id, named in warnings and in the log line of the choice.
+        starts: Offsets (HU) of pass 1, one run of the passes each.
+        channels: The CT channels shifted between passes; the first is measured.
+        passes: Segmentations per start.
+        max_offset_hu: Largest plausible ``|offset|`` (HU).
+    """
+    results = []
+    for start in starts:
+        last = {"confidence": 0.0}
+
+        def segment(image: np.ndarray, last: dict[str, float] = last) -> np.ndarray:
+            labels, last["confidence"] = scored(image)
+            return labels
+
+        offset = iterated_offset(
+            data, segment, label, reference_hu, case=case, channels=channels, passes=passes,
+            max_offset_hu=max_offset_hu, start=start,
+        )  # fmt: skip
+        results.append((last["confidence"], offset, start))
+    confidence, offset, start = max(results, key=lambda r: r[0])
+    log.info("case %s: pass 1 from %+.0f HU was surest (%.3f): %+.1f HU", case, start,
+             confidence, offset)  # fmt: skip
+    return offset
+
+
 @dataclass(frozen=True)
 class Calibration:
     """A study's ``nnunet.calibrate`` block, resolved against its channels.
@@ -139,6 +203,7 @@ class Calibration:
         channels: Indices of the CT channels (the offset is measured on the first).
         passes: Segmentations of a case without a mask (:func:`iterated_offset`).
         max_offset_hu: Largest plausible offset of a predicted case (:func:`iterated_offset`).
+        starts: Offsets (HU) pass 1 starts from; several = :func:`most_confident_offset`.
     """
 
     label: int
@@ -146,6 +211,7 @@ class Calibration:
     channels: tuple[int, ...]
     passes: int = 2
     max_offset_hu: float = MAX_OFFSET_HU
+    starts: tuple[float, ...] = (0.0,)
 
     @classmethod
     def from_block(
@@ -163,6 +229,7 @@ class Calibration:
             channels=tuple(int(c) for c in ct_channels),
             passes=int(block.get("passes", 2)),  # type: ignore[call-overload]
             max_offset_hu=float(block.get("max_offset_hu", MAX_OFFSET_HU)),  # type: ignore[arg-type]
+            starts=tuple(float(v) for v in block.get("starts", [0.0])),  # type: ignore[attr-defined]
         )
 
     def given_offset(self, data: np.ndarray, labels: np.ndarray, *, case: str) -> float:
@@ -171,18 +238,30 @@ class Calibration:
         return self.reference_hu - median
 
     def predicted_offset(
-        self, data: np.ndarray, segment: Callable[[np.ndarray], np.ndarray], *, case: str
+        self,
+        data: np.ndarray,
+        scored: Callable[[np.ndarray], tuple[np.ndarray, float]],
+        *,
+        case: str,
     ) -> float:
-        """The offset of a case without a mask, through ``segment`` (:func:`iterated_offset`)."""
+        """The offset of a case without a mask through a network's segmentations.
+
+        ``scored``: image -> (label map, :func:`foreground_confidence`). One start:
+        :func:`iterated_offset` (the confidence is not used); several:
+        :func:`most_confident_offset`.
+        """
+        options = {"case": case, "channels": self.channels, "passes": self.passes,
+                   "max_offset_hu": self.max_offset_hu}  # fmt: skip
+        if len(self.starts) > 1:
+            return most_confident_offset(
+                data, scored, self.label, self.reference_hu, starts=self.starts, **options
+            )
+
+        def segment(image: np.ndarray) -> np.ndarray:
+            return scored(image)[0]
+
         return iterated_offset(
-            data,
-            segment,
-            self.label,
-            self.reference_hu,
-            case=case,
-            channels=self.channels,
-            passes=self.passes,
-            max_offset_hu=self.max_offset_hu,
+            data, segment, self.label, self.reference_hu, start=self.starts[0], **options
         )
 
     def apply(self, data: np.ndarray, offset: float) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from oncoflow.errors import SegmentationError
-from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration
+from oncoflow.segmentation.calibrate import UNCALIBRATED, Calibration, foreground_confidence
 from oncoflow.segmentation.lesion_statistics import lesion_statistics
 from oncoflow.segmentation.multitask import MultitaskNetwork, aggregate_patches
 from oncoflow.segmentation.nnunet import EXT_TRAINERS
@@ -242,12 +242,23 @@ def _write_mask(predictor, segmentation: np.ndarray, truncated: Path, properties
 def calibrated_offset(
     predictor, calibration: Calibration, data: np.ndarray, properties: dict, case: str
 ) -> float:
-    """A case's calibration offset (HU) through the predictor's own segmentation passes."""
+    """A case's calibration offset (HU) through the predictor's own segmentation passes.
 
-    def segment(image: np.ndarray) -> np.ndarray:
-        return np.asarray(predictor.predict_single_npy_array(image, properties, None, None, False))
+    With several starting offsets (``calibrate.starts``) each pass also returns nnU-Net's class
+    probabilities, scored by :func:`~oncoflow.segmentation.calibrate.foreground_confidence`.
+    """
+    confident = len(calibration.starts) > 1
 
-    offset = calibration.predicted_offset(data, segment, case=case)
+    def scored(image: np.ndarray) -> tuple[np.ndarray, float]:
+        if not confident:
+            labels = predictor.predict_single_npy_array(image, properties, None, None, False)
+            return np.asarray(labels), 0.0
+        labels, probabilities = predictor.predict_single_npy_array(
+            image, properties, None, None, True
+        )
+        return np.asarray(labels), foreground_confidence(labels, probabilities)
+
+    offset = calibration.predicted_offset(data, scored, case=case)
     log.info("case %s: calibrated by %+.1f HU", case, offset)
     return offset
 

@@ -42,6 +42,22 @@ NNUNET_DATASET_KEYS = (
 )
 # ... and what planning reads (a new training schedule does not re-plan)
 NNUNET_PLAN_KEYS = (*NNUNET_DATASET_KEYS, "planner", "configuration", "plans", "head", "processes")
+# calibrate keys that only prediction reads: a new value re-predicts, never re-exports or retrains
+CALIBRATE_PREDICTION_KEYS = ("starts",)
+
+
+def before_prediction(settings: Mapping, keys: Sequence[str]) -> dict[str, object]:
+    """The nnunet settings a job before prediction reads: ``keys``, less what only prediction reads.
+
+    Export, planning and training see the ``calibrate`` block without
+    :data:`CALIBRATE_PREDICTION_KEYS`, so that a new starting offset of the calibration's passes
+    reruns the predictions and not the training.
+    """
+    out = {k: v for k, v in settings.items() if k in keys}
+    if isinstance(out.get("calibrate"), Mapping):
+        block = out["calibrate"]
+        out["calibrate"] = {k: v for k, v in block.items() if k not in CALIBRATE_PREDICTION_KEYS}
+    return out
 
 
 def _single_quoted(value: object) -> str:
