@@ -53,10 +53,12 @@ def _config(workdir: Path) -> None:
     assert nnunet_block["head_descriptor"] is False
     assert nnunet_block["harmonize_head"] is False
     # every CT calibrated on its pancreas (label 1; config.yaml's default): training cases
-    # through their masks, predicted cases through the network's own segmentation
+    # through their masks, predicted cases through the network's own segmentation, its passes
+    # started from three offsets (the most confident kept)
     assert config["studies"]["pancreas_multitask"]["nnunet"]["calibrate"] == {
         "label": 1,
         "reference_hu": 100,
+        "starts": [-40, 0, 40],
     }
     config["studies"]["pancreas_multitask"]["nnunet"]["trainer"].update(
         epochs=EPOCHS, iterations_per_epoch=4, val_iterations_per_epoch=2, warmup_epochs=2,
@@ -215,6 +217,9 @@ def test_calibrated_training_cases_and_predictions(run):
         assert np.isfinite(table["calibration_hu"]).all()
         # a pass whose "pancreas" is another tissue (a 2-epoch network) is not used
         assert table["calibration_hu"].abs().max() <= MAX_OFFSET_HU
+        # the passes ran from each of the three starts, and the log names the one kept
+        log = (run / f"logs/nnunet/pancreas_multitask/predict_{subset}.log").read_text()
+        assert len(re.findall(r"pass 1 from [-+]\d+ HU was surest", log)) == len(table)
 
 
 def test_refit_head_learnt_from_the_folds_training_cases_only(run):
