@@ -76,8 +76,13 @@ def study_settings() -> NnunetSettings:
     return NnunetSettings.from_json(json.dumps({**block, "head_statistics": True}))
 
 
-def fold_inputs(tree: Path, settings: NnunetSettings, fold: int) -> dict[str, Any]:
-    """Raw inputs (descriptor + statistics), classes and ids of one fold's train / val cases."""
+def fold_inputs(
+    tree: Path, settings: NnunetSettings, fold: int, reference: int | None = None
+) -> dict[str, Any]:
+    """Raw inputs (descriptor + statistics), classes and ids of one fold's train / val cases.
+
+    ``reference``: the statistics are read against this label (``head_statistics_reference``).
+    """
     root = tree / "results" / STUDY / "nnunet"
     raw = root / "nnUNet_raw" / settings.dataset
     cases = read_cases(raw).set_index("case_id")
@@ -88,7 +93,10 @@ def fold_inputs(tree: Path, settings: NnunetSettings, fold: int) -> dict[str, An
     channels = len(settings.channels)
     train_ids, val_ids = sorted(split["train"]), sorted(split["val"])
     x_train = case_features(
-        predictor, fold_files(raw, train_ids, "imagesTr", channels), statistics_label=label
+        predictor,
+        fold_files(raw, train_ids, "imagesTr", channels),
+        statistics_label=label,
+        statistics_reference=reference,
     )
     x_val = case_features(
         predictor,
@@ -96,6 +104,7 @@ def fold_inputs(tree: Path, settings: NnunetSettings, fold: int) -> dict[str, An
         calibration=settings.calibration,
         offsets=predicted_offsets([root / "predict" / f"fold_{fold}"]),
         statistics_label=label,
+        statistics_reference=reference,
     )
     index = {name: i for i, name in enumerate(names)}
     return {

@@ -776,7 +776,13 @@ def nnunet_settings_json(wildcards):
 
 def nnunet_train_json(wildcards):
     """The nnunet block of a training job: without the refit head's settings (after training)."""
-    after = ("refit_head", "harmonize_head", "head_statistics", "head_descriptor")
+    after = (
+        "refit_head",
+        "harmonize_head",
+        "head_statistics",
+        "head_statistics_reference",
+        "head_descriptor",
+    )
     keys = [k for k in nnunet_settings(wildcards.study) if k not in after]
     return _nnunet_json(wildcards.study, keys)
 

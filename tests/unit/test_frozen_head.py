@@ -139,7 +139,7 @@ def test_a_statistics_only_head_round_trips_with_its_inputs(tmp_path) -> None:
     assert macro_auc(y, head_probabilities(head, inputs)) > 0.75
 
 
-def test_the_settings_refuse_a_head_that_reads_nothing() -> None:
+def test_the_settings_refuse_a_head_that_reads_nothing_or_an_unread_reference() -> None:
     import json
 
     import pytest
@@ -163,3 +163,9 @@ def test_the_settings_refuse_a_head_that_reads_nothing() -> None:
     mapped = {**block, "head_statistics": True, "harmonize_head": True}
     with pytest.raises(SegmentationError, match="harmonize_head"):
         NnunetSettings.from_json(json.dumps(mapped))
+    # a reference tissue for statistics the head does not read
+    referenced = {**block, "head_descriptor": True, "head_statistics_reference": 1}
+    with pytest.raises(SegmentationError, match="head_statistics_reference"):
+        NnunetSettings.from_json(json.dumps(referenced))
+    on = NnunetSettings.from_json(json.dumps({**referenced, "head_statistics": True}))
+    assert on.head_statistics_reference == 1

@@ -110,3 +110,36 @@ def test_robust_statistics_read_the_core_of_the_largest_component() -> None:
     empty = robust_channel_statistics(image[None], np.zeros_like(wide), (1, 1, 1))
     assert np.isnan(empty[0][0])
     assert np.isnan(empty[2])
+
+
+def test_statistics_read_against_the_organ_cancel_a_scanners_offset_and_noise() -> None:
+    segmentation = np.zeros((24, 48, 48), dtype=np.uint8)
+    segmentation[2:22, 4:44, 4:44] = 1
+    lesion = _ellipsoid(segmentation.shape, (12, 24, 24), (8, 14, 14))
+    segmentation[lesion] = 2
+    texture = np.random.default_rng(1).normal(0.0, 20.0, segmentation.shape)
+    true_hu = np.where(segmentation == 2, 40.0 + texture, 110.0)
+    statistics = {}
+    for name, offset, noise in (("quiet", 0.0, 10.0), ("noisy", -22.0, 25.0)):
+        rng = np.random.default_rng(2)
+        image = true_hu + offset + rng.normal(0.0, noise, true_hu.shape)
+        statistics[name] = {
+            "absolute": lesion_statistics(image[None], segmentation, (1.0, 1.0, 1.0), 2),
+            "organ": lesion_statistics(image[None], segmentation, (1.0, 1.0, 1.0), 2, 1),
+        }
+    quiet, noisy = statistics["quiet"], statistics["noisy"]
+    # absolute: the median moves with the offset, the SD with the noise (sqrt(20^2 + 25^2) = 32)
+    assert noisy["absolute"][0] - quiet["absolute"][0] == pytest.approx(-22.0, abs=2.0)
+    assert noisy["absolute"][1] == pytest.approx(32.0, rel=0.05)
+    # against the organ: the contrast (-70 HU) and the lesion's own texture SD (20 HU) on both
+    for read in (quiet["organ"], noisy["organ"]):
+        assert read[0] == pytest.approx(-70.0, abs=2.0)
+        assert read[1] == pytest.approx(20.0, rel=0.08)
+    assert quiet["organ"][2] == quiet["absolute"][2]  # the elongation is the lesion's own
+    # a case without the organ label reads NaN there (the scaler's training mean)
+    only_lesion = np.where(segmentation == 1, 0, segmentation)
+    assert np.isnan(lesion_statistics(true_hu[None], only_lesion, (1, 1, 1), 2, 1)[:2]).all()
+    # the scaler keeps the reference, and so does the head file's dict
+    scaler = StatisticsScaler.fit(np.stack([quiet["organ"], noisy["organ"]]), 2, reference=1)
+    assert StatisticsScaler.from_dict(scaler.to_dict()).reference == 1
+    assert StatisticsScaler.from_dict({"label": 2, "mean": [0.0], "sd": [1.0]}).reference is None

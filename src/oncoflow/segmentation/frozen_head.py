@@ -59,6 +59,7 @@ def case_features(
     calibration: Calibration | None = None,
     offsets: Mapping[str, float] | None = None,
     statistics_label: int | None = None,
+    statistics_reference: int | None = None,
 ) -> np.ndarray:
     """The lesion descriptor of each case, averaged over its patches: ``(cases, features)``.
 
@@ -76,6 +77,8 @@ def case_features(
         statistics_label: Append the raw statistics of the image inside this label of the
             network's own segmentation of the case (:func:`~oncoflow.segmentation.
             lesion_statistics.lesion_statistics`; ``nnunet.head_statistics``).
+        statistics_reference: Read them against this label of the same segmentation
+            (``nnunet.head_statistics_reference``), or ``None``.
 
     Raises:
         SegmentationError: ``offsets`` without ``calibration`` (they would be ignored), or a
@@ -104,7 +107,9 @@ def case_features(
             segmentation = predictor.predict_single_npy_array(data, properties, None, None, False)
         row = torch.cat(pooled).mean(dim=0).numpy()
         if statistics_label is not None:
-            stats = lesion_statistics(data, segmentation, properties["spacing"], statistics_label)
+            stats = lesion_statistics(
+                data, segmentation, properties["spacing"], statistics_label, statistics_reference
+            )
             row = np.concatenate([row, stats])
         rows.append(row)
         if i % 20 == 0 or i == len(files):
@@ -214,13 +219,19 @@ def refit_head(
     predictor = _predictor(settings, results, fold, device)
     files = fold_files(raw, train_ids, "imagesTr", len(settings.channels))
     log.info("fold %d: lesion descriptors of %d training case(s)", fold, len(train_ids))
-    x = case_features(predictor, files, statistics_label=_label(settings))
+    x = case_features(
+        predictor,
+        files,
+        statistics_label=_label(settings),
+        statistics_reference=settings.head_statistics_reference,
+    )
     mapping, scaler, x = fit_head_inputs(
         x,
         cases.loc[train_ids, "site"].tolist(),
         harmonize=settings.harmonize_head,
         statistics=settings.statistics,
         descriptor=settings.head_descriptor,
+        reference=settings.head_statistics_reference,
     )
     if mapping is not None:
         log.info("fold %d: descriptors mapped by site (%s)", fold, ", ".join(mapping.sites))
@@ -293,6 +304,7 @@ def permuted_head_control(
             predictor,
             fold_files(raw, train_ids, "imagesTr", n_channels),
             statistics_label=_label(settings),
+            statistics_reference=settings.head_statistics_reference,
         )
         if calibration is not None and offsets is not None:
             log.info(
@@ -305,6 +317,7 @@ def permuted_head_control(
                 calibration=calibration,
                 offsets=offsets,
                 statistics_label=_label(settings),
+                statistics_reference=settings.head_statistics_reference,
             )
             for ids, folder in ((val_ids, val_folder), (test_ids, "imagesTs"))
         )
@@ -316,6 +329,7 @@ def permuted_head_control(
             harmonize=settings.harmonize_head,
             statistics=settings.statistics,
             descriptor=settings.head_descriptor,
+            reference=settings.head_statistics_reference,
         )
         keep = settings.head_descriptor
         x_val = head_inputs(x_val, site[val_ids].tolist(), mapping, scaler, descriptor=keep)

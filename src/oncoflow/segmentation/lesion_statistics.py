@@ -16,6 +16,17 @@ the head's LayerNorm normalises a case's features together; so they enter the he
 with the mean and SD of the fold's *training* cases (:class:`StatisticsScaler`, stored in the head
 file). A case whose predicted lesion is empty (or too small for an elongation) reads 0 there:
 the training mean.
+
+Read against a reference tissue (``nnunet.head_statistics_reference: r``, a label without texture
+of its own, for pancreas_multitask the pancreas around the lesion): a scanner's calibration
+offset moves every tissue's median alike and its noise adds to every tissue's variance, so with
+``m_r, s_r`` the median and robust SD of the same channel in the core of label ``r`` of the same
+segmentation (the organ's noise, in HU)::
+
+    median' = median - m_r                       (lesion-to-organ contrast, HU)
+    sd'     = sqrt(max(sd^2 - s_r^2, 0))         (the lesion's own heterogeneity, HU)
+
+A gain (HU scale) and a PSF, which shrinks the lesion's texture, are not corrected.
 """
 
 from __future__ import annotations
@@ -52,7 +63,11 @@ def statistics_width(n_channels: int) -> int:
 
 
 def lesion_statistics(
-    data: np.ndarray, segmentation: np.ndarray, spacing: Sequence[float], label: int
+    data: np.ndarray,
+    segmentation: np.ndarray,
+    spacing: Sequence[float],
+    label: int,
+    reference: int | None = None,
 ) -> np.ndarray:
     """The statistics of one case (module docstring): ``(2 * channels + 1,)``, NaN where undefined.
 
@@ -61,6 +76,8 @@ def lesion_statistics(
         segmentation: The predicted label map ``spatial``, on the grid of ``data``.
         spacing: Voxel spacing in mm along the spatial axes (nnU-Net's ``properties['spacing']``).
         label: The lesion's label.
+        reference: Label of the reference tissue the median and SD are read against (module
+            docstring), or ``None`` (absolute values). NaN where the case has none of it.
 
     Raises:
         SegmentationError: The segmentation is not on the grid of the data.
@@ -70,6 +87,13 @@ def lesion_statistics(
         msg = f"predicted segmentation {segmentation.shape} is not on the image grid {data.shape}"
         raise SegmentationError(msg)
     medians, sds, elongation = robust_channel_statistics(data, segmentation == label, spacing)
+    if reference is not None:
+        organ_medians, organ_sds, _ = robust_channel_statistics(
+            data, segmentation == reference, spacing
+        )
+        medians = list(np.subtract(medians, organ_medians))
+        excess = np.square(sds) - np.square(organ_sds)
+        sds = list(np.where(np.isnan(excess), np.nan, np.sqrt(np.clip(excess, 0.0, None))))
     return np.asarray([*medians, *sds, elongation], dtype=np.float64)
 
 
@@ -84,14 +108,16 @@ class StatisticsScaler:
         label: The lesion label the statistics were measured on.
         mean: ``m`` per statistic.
         sd: ``s`` per statistic.
+        reference: The reference tissue's label they were read against, or ``None``.
     """
 
     label: int
     mean: np.ndarray
     sd: np.ndarray
+    reference: int | None = None
 
     @classmethod
-    def fit(cls, x: np.ndarray, label: int) -> StatisticsScaler:
+    def fit(cls, x: np.ndarray, label: int, reference: int | None = None) -> StatisticsScaler:
         """The scaler of training statistics ``x`` (cases x statistics)."""
         x = np.asarray(x, dtype=np.float64)
         present = ~np.isnan(x)
@@ -100,7 +126,8 @@ class StatisticsScaler:
         mean = np.divide(total, count, out=np.zeros(x.shape[1]), where=count > 0)
         squares = np.where(present, (x - mean) ** 2, 0.0).sum(axis=0)
         sd = np.sqrt(np.divide(squares, count, out=np.zeros(x.shape[1]), where=count > 0))
-        return cls(int(label), mean, np.where(sd > 0, sd, 1.0))
+        ref = None if reference is None else int(reference)
+        return cls(int(label), mean, np.where(sd > 0, sd, 1.0), ref)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """z-scores (float32), 0 where a statistic is missing.
@@ -116,9 +143,20 @@ class StatisticsScaler:
 
     def to_dict(self) -> dict:
         """Plain values, for the head file."""
-        return {"label": self.label, "mean": self.mean.tolist(), "sd": self.sd.tolist()}
+        return {
+            "label": self.label,
+            "mean": self.mean.tolist(),
+            "sd": self.sd.tolist(),
+            "reference": self.reference,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> StatisticsScaler:
-        """Inverse of :meth:`to_dict`."""
-        return cls(int(data["label"]), np.asarray(data["mean"]), np.asarray(data["sd"]))
+        """Inverse of :meth:`to_dict` (a file without ``reference`` reads absolute values)."""
+        ref = data.get("reference")
+        return cls(
+            int(data["label"]),
+            np.asarray(data["mean"]),
+            np.asarray(data["sd"]),
+            None if ref is None else int(ref),
+        )

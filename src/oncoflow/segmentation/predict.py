@@ -211,8 +211,9 @@ def predict_cases(
         if heads:
             descriptors.append(fold_descriptors(patches, len(heads)))
             if heads[0].statistics is not None:
+                scaler = heads[0].statistics
                 stats = lesion_statistics(
-                    data, segmentation, properties["spacing"], heads[0].statistics.label
+                    data, segmentation, properties["spacing"], scaler.label, scaler.reference
                 )
                 descriptors[-1] = [np.concatenate([d, stats]) for d in descriptors[-1]]
             log.info("case %d/%d %s: %d patches", i, len(cases), case, n_patches[-1])

@@ -132,6 +132,7 @@ def fit_head_inputs(
     harmonize: bool,
     statistics: tuple[int, int] | None = None,
     descriptor: bool = True,
+    reference: int | None = None,
 ) -> tuple[SiteMapping | None, StatisticsScaler | None, np.ndarray]:
     """Fit what stands between training descriptors and the head; return it and the head's input.
 
@@ -142,6 +143,8 @@ def fit_head_inputs(
         statistics: ``(lesion label, number of statistics)`` of the last columns of ``x``
             (:mod:`~oncoflow.segmentation.lesion_statistics`), or ``None``.
         descriptor: The head reads the descriptor part (``False``: the statistics alone).
+        reference: The label the statistics were read against (stored in the scaler), or
+            ``None``.
 
     Raises:
         SegmentationError: Neither the descriptor nor statistics.
@@ -152,7 +155,7 @@ def fit_head_inputs(
     n = 0 if statistics is None else statistics[1]
     part, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
     mapping = SiteMapping.fit(part, sites) if harmonize and descriptor else None
-    scaler = None if statistics is None else StatisticsScaler.fit(stats, statistics[0])
+    scaler = None if statistics is None else StatisticsScaler.fit(stats, statistics[0], reference)
     return mapping, scaler, head_inputs(x, sites, mapping, scaler, descriptor=descriptor)
 
 

@@ -70,6 +70,7 @@ class NnunetSettings:
     refit_head: bool = False
     harmonize_head: bool = False
     head_statistics: bool = False
+    head_statistics_reference: int | None = None
     head_descriptor: bool = True
     calibrate: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +90,9 @@ class NnunetSettings:
             raise SegmentationError(msg) from exc
         if not settings.head_descriptor and not settings.head_statistics:
             msg = "nnunet.head_descriptor: false needs head_statistics: true (else no input)"
+            raise SegmentationError(msg)
+        if settings.head_statistics_reference is not None and not settings.head_statistics:
+            msg = "nnunet.head_statistics_reference needs head_statistics: true"
             raise SegmentationError(msg)
         if not settings.head_descriptor and settings.harmonize_head:
             msg = "nnunet.harmonize_head maps the descriptor, which head_descriptor: false drops"
