@@ -46,7 +46,12 @@ sys.path.insert(0, str(HERE))
 
 from readme_block import replace_block  # noqa: E402
 
-from oncoflow.segmentation.calibrate import shift_channels, tissue_median  # noqa: E402
+from oncoflow.metrics.segmentation import dice  # noqa: E402
+from oncoflow.segmentation.calibrate import (  # noqa: E402
+    foreground_confidence,
+    iterated_offset,
+    shift_channels,
+)
 from oncoflow.segmentation.predict import load_predictor, read_case  # noqa: E402
 
 STUDY = "pancreas_multitask"
@@ -59,26 +64,22 @@ FAILURE = 0.3
 """Whole-pancreas Dice below which a case counts as a failure."""
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1 when both are empty)."""
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
-
-
 def two_passes(predictor, data: np.ndarray, properties: dict, start: float, case: str):
-    """Pass 1 from ``start`` HU, pass 2 at pass 1's offset: (offset, labels, confidence)."""
-    seg = np.asarray(
-        predictor.predict_single_npy_array(shift_channels(data, start, [0]), properties)
-    )
-    offset = REFERENCE_HU - tissue_median(data, seg, 1, case=case) if (seg == 1).any() else start
-    shifted = shift_channels(data, offset, [0])
+    """Pass 1 from ``start`` HU, pass 2 at pass 1's offset: (offset, labels, confidence).
+
+    Pass 1 is the library's (:func:`~oncoflow.segmentation.calibrate.iterated_offset`, one pass,
+    with its checks); pass 2's segmentation is the one scored, with its foreground confidence.
+    """
+
+    def segment(image: np.ndarray) -> np.ndarray:
+        return predictor.predict_single_npy_array(image, properties)
+
+    offset = iterated_offset(data, segment, 1, REFERENCE_HU, case=case, passes=1, start=start)
     labels, probabilities = predictor.predict_single_npy_array(
-        shifted, properties, None, None, True
+        shift_channels(data, offset, [0]), properties, None, None, True
     )
-    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
-    foreground = labels > 0
-    confidence = float(probabilities.max(axis=0)[foreground].mean()) if foreground.any() else 0.0
-    return offset, labels, confidence
+    labels = np.asarray(labels)
+    return offset, labels, foreground_confidence(labels, probabilities)
 
 
 def measure_tree(tree: Path) -> pd.DataFrame:

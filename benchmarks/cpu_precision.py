@@ -56,6 +56,7 @@ sys.path.insert(0, str(HERE))
 from readme_block import replace_block  # noqa: E402
 from run import _merged_config  # noqa: E402
 
+from oncoflow.metrics.segmentation import dice  # noqa: E402
 from oncoflow.segmentation.precision import native_bf16  # noqa: E402
 from oncoflow.segmentation.predict import read_case, study_predictor  # noqa: E402
 from oncoflow.segmentation.workflow import NnunetSettings, train_fold  # noqa: E402
@@ -113,12 +114,6 @@ def time_prediction(
         masks.append(np.asarray(predictor.predict_single_npy_array(data, properties)))
         seconds.append(time.perf_counter() - start)
     return seconds, masks
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1 when both are empty)."""
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
 def agreement(reference: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:

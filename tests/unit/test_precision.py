@@ -9,12 +9,18 @@ from torch import nn
 from oncoflow.segmentation.precision import as_float, cpu_autocast, cpu_bf16, native_bf16
 
 
-def test_precision_settings() -> None:
+def test_precision_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu_bf16("bf16") is True
     assert cpu_bf16("fp32") is False
-    assert cpu_bf16("auto") is native_bf16()
     with pytest.raises(ValueError, match="cpu_precision must be one of fp32, bf16, auto"):
         cpu_bf16("fp16")
+    # auto: bfloat16 on a CPU with AVX512-BF16 or AMX tiles, float32 on one with neither
+    for avx512, amx, expected in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        native_bf16.cache_clear()
+        assert cpu_bf16("auto") is expected
+    native_bf16.cache_clear()
 
 
 def _net() -> nn.Module:

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
-from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast, nn
 
 from oncoflow.metrics.classification import multiclass_metrics
@@ -40,7 +39,7 @@ from oncoflow.segmentation.multitask import (
     classification_weight,
     selection_dice_weight,
 )
-from oncoflow.segmentation.precision import as_float, cpu_bf16
+from oncoflow.segmentation.precision import as_float, cpu_autocast, cpu_bf16
 
 DEFAULT_SCHEDULE: dict[str, Any] = {
     "epochs": 1000,
@@ -282,10 +281,8 @@ class oncoflowMultitaskTrainer(nnUNetTrainer):  # noqa: N801 - nnU-Net trainer n
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             context = autocast(self.device.type, enabled=True)
-        elif self.bf16:
-            context = autocast("cpu", dtype=torch.bfloat16)
         else:
-            context = dummy_context()
+            context = cpu_autocast(self.bf16)
         with context:
             # teacher forcing: the head pools over the true lesion for the first epochs
             forced = self.current_epoch < int(self.schedule["teacher_forcing_epochs"])
