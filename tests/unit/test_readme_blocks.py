@@ -35,6 +35,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("shape_fidelity.py", "--render-only"),
     ("cpu_precision.py", "--render-only"),
     ("calibration_starts.py", "--render-only"),
+    ("head_reference.py", "--seed", "31", "--render-only"),
 )
 
 
