@@ -242,3 +242,56 @@ def test_the_scores_of_the_tables_reproduce_their_oracles() -> None:
                 else:
                     score = safe_concordance_index(arrays["time"], arrays["event"], arrays[name])
                 assert round(score, 4) == pytest.approx(tables.oracle[target][name], abs=1e-4)
+
+
+def test_lesion_likelihood_finds_the_shift_and_texture_it_was_given() -> None:
+    from scipy import ndimage
+
+    from oncoflow.demo._common import smooth_noise
+    from oncoflow.demo._oracle import lesion_log_likelihood
+
+    rng = np.random.default_rng(3)
+    shape = (16, 16, 16)
+    core = np.zeros(shape, dtype=bool)
+    core[3:13, 3:13, 3:13] = True
+    expected = np.full(shape, 50.0)
+    slope = np.ones(shape)
+    # as the demo renders it at site_a (gain 1, PSF 0.6 mm, noise 10 HU) on 1 mm voxels: texture
+    # of amplitude 25 HU, lesion shift -12 HU (class 1's mean)
+    texture = ndimage.gaussian_filter(25.0 * smooth_noise(rng, shape, 0.9), 0.6)
+    image = np.round(expected - 12.0 + texture + 10.0 * smooth_noise(rng, shape, 0.6))
+    amplitudes = np.linspace(5.0, 45.0, 41)
+    log_lik = lesion_log_likelihood(
+        image, core, "site_a", (1.0, 1.0, 1.0), amplitudes, expected, slope,
+        np.array([10.0, -12.0, -32.0]), 14.0,
+    )  # fmt: skip
+    assert log_lik.shape == (41, 3)
+    best_amplitude, best_class = np.unravel_index(np.argmax(log_lik), log_lik.shape)
+    assert best_class == 1
+    assert 18.0 < amplitudes[best_amplitude] < 32.0
+    # fewer than two core voxels: a flat likelihood
+    one = np.zeros_like(core)
+    one[5, 5, 5] = True
+    flat = lesion_log_likelihood(image, one, "site_a", (1, 1, 1), amplitudes, expected, slope,
+                                 np.array([0.0, 1.0]), 14.0)  # fmt: skip
+    assert np.all(flat == 0.0)
+
+
+def test_the_pixel_posterior_sits_between_chance_and_the_descriptors() -> None:
+    import tempfile
+    from pathlib import Path
+
+    from oncoflow.demo.pancreas_multitask import PancreasMultitask, subtype_posterior
+    from oncoflow.metrics.classification import macro_auc
+
+    generator = PancreasMultitask(11, 30)
+    patients = [p for p in generator.patients() if not generator.image_specs(p)[0].dicom]
+    with tempfile.TemporaryDirectory() as tmp:
+        seen = [generator.render(p, generator.image_specs(p), Path(tmp)) for p in patients]
+    pixels = np.array([[s[f"p_pixels_{k}"] for k in range(3)] for s in seen])
+    assert np.allclose(pixels.sum(axis=1), 1.0)
+    y = np.array([p.latent["subtype"] for p in patients])
+    known = subtype_posterior(np.array([p.latent["descriptors"] for p in patients]))
+    assert 0.7 < macro_auc(y, pixels) <= macro_auc(y, known) + 0.05
+    # the observer mostly agrees with the one who knows the descriptors
+    assert np.mean(pixels.argmax(axis=1) == known.argmax(axis=1)) > 0.6

@@ -62,6 +62,33 @@ def field_correlation(offsets: np.ndarray, width: float, blur: np.ndarray) -> np
     return scale * np.exp(-np.sum(offsets**2 / (4.0 * s2), axis=-1))
 
 
+def _core_basis(
+    ct: np.ndarray,
+    core: np.ndarray,
+    site: str,
+    spacing_zyx: Sequence[float],
+    noise_var_scale: float,
+    rounding_var: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(coords, values, lambda, V)`` of the lesion core (module docstring); ``None`` below 2."""
+    from scipy import linalg
+
+    coords = np.argwhere(core)
+    if len(coords) > MAX_CORE:
+        coords = coords[np.linspace(0, len(coords) - 1, MAX_CORE).round().astype(int)]
+    if len(coords) < 2:
+        return None
+    sc = SCANNERS[site]
+    values = ct[tuple(coords.T)].astype(float)
+    offsets = (coords[:, None, :] - coords[None, :, :]).astype(float)
+    blur = sc.blur_mm / np.asarray(spacing_zyx, dtype=float)
+    c_t = field_correlation(offsets, TEXTURE_SIGMA_VOX, blur)
+    c_n = field_correlation(offsets, NOISE_SIGMA_VOX, np.zeros(3))
+    m = noise_var_scale * sc.ct_noise_hu**2 * c_n + rounding_var * np.eye(len(values))
+    lam, vec = linalg.eigh(c_t, m)
+    return coords, values, np.clip(lam, 0.0, None), vec
+
+
 def texture_log_likelihood(
     ct: np.ndarray,
     core: np.ndarray,
@@ -88,28 +115,73 @@ def texture_log_likelihood(
         The log-likelihood per amplitude, up to a constant; zeros (a flat posterior) when the
         core has fewer than two voxels.
     """
-    from scipy import linalg
-
-    coords = np.argwhere(core)
-    if len(coords) > MAX_CORE:
-        coords = coords[np.linspace(0, len(coords) - 1, MAX_CORE).round().astype(int)]
-    if len(coords) < 2:
+    basis = _core_basis(ct, core, site, spacing_zyx, noise_var_scale, rounding_var)
+    if basis is None:
         return np.zeros(len(amplitude_hu))
-    sc = SCANNERS[site]
-    values = ct[tuple(coords.T)].astype(float)
-    offsets = (coords[:, None, :] - coords[None, :, :]).astype(float)
-    blur = sc.blur_mm / np.asarray(spacing_zyx, dtype=float)
-    c_t = field_correlation(offsets, TEXTURE_SIGMA_VOX, blur)
-    c_n = field_correlation(offsets, NOISE_SIGMA_VOX, np.zeros(3))
-    m = noise_var_scale * sc.ct_noise_hu**2 * c_n + rounding_var * np.eye(len(values))
-    lam, vec = linalg.eigh(c_t, m)
-    lam = np.clip(lam, 0.0, None)
+    _, values, lam, vec = basis
     u, w = vec.T @ values, vec.T @ np.ones(len(values))
-    amplitude2 = (sc.ct_gain * np.asarray(amplitude_hu, dtype=float)) ** 2
+    amplitude2 = (SCANNERS[site].ct_gain * np.asarray(amplitude_hu, dtype=float)) ** 2
     scale = amplitude2[:, None] * lam[None, :] + 1.0  # eigenvalues of M^-1/2 Sigma M^-1/2
     inv = 1.0 / scale
     vv, ww, vw = inv @ u**2, inv @ w**2, inv @ (u * w)
     return -0.5 * (np.log(scale).sum(axis=1) + np.log(ww) + vv - vw**2 / ww)
+
+
+def lesion_log_likelihood(
+    ct: np.ndarray,
+    core: np.ndarray,
+    site: str,
+    spacing_zyx: Sequence[float],
+    amplitude_hu: np.ndarray,
+    expected: np.ndarray,
+    slope: np.ndarray,
+    shift_means: np.ndarray,
+    shift_sd: float,
+) -> np.ndarray:
+    """Log-likelihood of the lesion-core CT per texture amplitude and class, shift integrated.
+
+    The core voxels are ``v = e + g s + a t + n`` (module docstring): ``e`` the noise-free
+    scanner image of the scene at lesion shift 0 (``expected``, HU), ``g`` its derivative with
+    respect to the lesion's HU shift ``s`` (``slope``: the scanner gain times the blurred lesion
+    indicator) and ``s ~ N(mu_k, shift_sd^2)`` given class ``k``. With ``r = v - e`` and
+    ``Sigma = a^2 C_t + M``, ``s`` integrates out in closed form::
+
+        log p(v | a, k) = -1/2 (log|Sigma| + r'S r) - 1/2 log(1 + tau^2 g'S g)
+                          + (g'S r + mu_k / tau^2)^2 / (2 P) - mu_k^2 / (2 tau^2)
+
+    with ``S = Sigma^-1``, ``tau = shift_sd`` and ``P = g'S g + 1 / tau^2`` (up to a constant).
+
+    Args:
+        ct: Observed CT (z, y, x) in HU.
+        core: Boolean (z, y, x) mask of the lesion core (:func:`lesion_core`).
+        site: Scanner site.
+        spacing_zyx: Voxel spacing (mm) along the array axes.
+        amplitude_hu: Texture amplitudes (HU before the scanner gain).
+        expected: Noise-free scanner image at shift 0 (z, y, x), HU.
+        slope: ``d expected / d shift`` per voxel (z, y, x).
+        shift_means: ``mu_k`` per class (HU).
+        shift_sd: ``tau`` (HU).
+
+    Returns:
+        ``(amplitudes, classes)`` log-likelihoods; zeros when the core has fewer than two voxels.
+    """
+    means = np.asarray(shift_means, dtype=float)
+    basis = _core_basis(ct, core, site, spacing_zyx, 1.0, 1.0 / 12.0)
+    if basis is None:
+        return np.zeros((len(amplitude_hu), len(means)))
+    coords, values, lam, vec = basis
+    index = tuple(coords.T)
+    ur = vec.T @ (values - np.asarray(expected, dtype=float)[index])
+    ug = vec.T @ np.asarray(slope, dtype=float)[index]
+    amplitude2 = (SCANNERS[site].ct_gain * np.asarray(amplitude_hu, dtype=float)) ** 2
+    scale = amplitude2[:, None] * lam[None, :] + 1.0
+    inv = 1.0 / scale
+    rr, gr, gg = inv @ ur**2, inv @ (ug * ur), inv @ ug**2
+    tau2 = float(shift_sd) ** 2
+    precision = gg + 1.0 / tau2
+    base = -0.5 * (np.log(scale).sum(axis=1) + rr) - 0.5 * np.log(tau2 * precision)
+    numerator = gr[:, None] + means[None, :] / tau2
+    return base[:, None] + numerator**2 / (2.0 * precision[:, None]) - means**2 / (2.0 * tau2)
 
 
 def posterior_weights(log_likelihood: np.ndarray) -> np.ndarray:

@@ -22,6 +22,14 @@ is the best possible classifier; oracle: the macro one-vs-rest AUC of its poster
 internal_test + external_test (the report's multi-class metric); ``value_macro_f1`` is the
 macro-F1 of the macro-F1-optimal rule ``argmax_k w_k P(k | x)`` (:func:`macro_f1_rule`). No
 segmentation oracle is written (the given masks are exact, so Dice 1.0 says nothing).
+
+``value_pixels`` (macro AUC) and ``value_pixels_macro_f1`` (the same rule) score, on the same
+test rows, what the rendered CT shows of the descriptors (:func:`pixel_posterior`): an observer
+who knows the mechanism and the site's scanner reads the lesion's shift and texture from the
+voxels of its core (the lesion eroded by one voxel) through the scanner's gain, PSF and noise,
+and its shape exactly. The scanner's noise and PSF hide part of the texture, more at a noisier,
+blurrier site; the rim voxels are left out, so it is not an upper bound of what the whole image
+allows, only of what its lesion core does.
 """
 
 from __future__ import annotations
@@ -36,14 +44,16 @@ import pandas as pd
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
     SCANNERS,
+    Grid,
     apply_ct_scanner,
     make_grid,
     random_rotation,
+    scanner_blur,
     to_sitk,
     write_nifti,
 )
-from oncoflow.demo._oracle import oracle_entry
-from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
+from oncoflow.demo._oracle import lesion_core, lesion_log_likelihood, oracle_entry
+from oncoflow.demo._phantoms import LESION, Scene, ct_true_hu, pancreas_scene
 from oncoflow.metrics.classification import macro_auc, macro_f1
 from oncoflow.metrics.decision import macro_f1_weights, weighted_argmax
 
@@ -63,6 +73,11 @@ FOV_JITTER_MM = (4.0, 4.0, 3.0)
 PRIORS = np.array([0.25, 0.42, 0.33])
 MEANS = np.array([[10.0, 0.2, 1.05], [-12.0, 0.5, 1.45], [-32.0, 0.8, 1.85]])
 SDS = np.array([14.0, 0.22, 0.30])
+TEXTURE_RANGE = (0.0, 1.2)
+"""The texture latent ``h`` is clipped to this range; elongation to :data:`ELONGATION_RANGE`."""
+ELONGATION_RANGE = (1.0, 2.6)
+H_PIXELS = np.linspace(*TEXTURE_RANGE, 121)
+"""Grid of ``h`` on which :func:`pixel_posterior` integrates the texture."""
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +102,64 @@ def subtype_posterior(descriptors: np.ndarray) -> np.ndarray:
     log_post -= log_post.max(axis=1, keepdims=True)
     post = np.exp(log_post)
     return post / post.sum(axis=1, keepdims=True)
+
+
+def clipped_normal_log_weights(grid: np.ndarray, means: np.ndarray, sd: float) -> np.ndarray:
+    """``log P(x in bin_i | k)`` of ``clip(N(m_k, sd^2))`` on an even grid -> ``(bins, classes)``.
+
+    Bin ``i`` runs between the midpoints around ``grid[i]``; the first and last bins reach to
+    minus and plus infinity, so they hold the clipped tails.
+    """
+    from scipy.stats import norm
+
+    edges = np.concatenate([[-np.inf], (grid[1:] + grid[:-1]) / 2.0, [np.inf]])
+    cdf = norm.cdf((edges[:, None] - np.asarray(means)[None, :]) / sd)
+    return np.log(np.clip(np.diff(cdf, axis=0), 1e-300, None))
+
+
+def clipped_normal_log_density(
+    x: float, means: np.ndarray, sd: float, bounds: tuple[float, float]
+) -> np.ndarray:
+    """``log p(x | k)`` of ``clip(N(m_k, sd^2), *bounds)``: tail mass at a bound, else the pdf."""
+    from scipy.stats import norm
+
+    z = (float(x) - np.asarray(means)) / sd
+    if x <= bounds[0]:
+        return norm.logcdf(z)
+    if x >= bounds[1]:
+        return norm.logsf(z)
+    return norm.logpdf(z) - np.log(sd)
+
+
+def pixel_posterior(scene: Scene, grid: Grid, image: np.ndarray, site: str, elongation: float):
+    """``P(subtype | lesion-core voxels, shape)`` of one rendered CT (module docstring) -> ``(3,)``.
+
+    ``log P(k | .) = log prior_k + log sum_h P(h | k) p(core | a(h), k) + log p(e | k)`` with
+    ``a(h) = 6 + 28 h`` HU, the lesion's HU shift integrated out in
+    :func:`~oncoflow.demo._oracle.lesion_log_likelihood` and the elongation ``e`` read exactly.
+
+    Args:
+        scene: The patient's scene (tissues, lesion).
+        grid: Its image grid.
+        image: The rendered CT (z, y, x), HU.
+        site: The scanner site.
+        elongation: The lesion's elongation (its clipped latent).
+    """
+    from scipy.special import logsumexp
+
+    sc = SCANNERS[site]
+    spacing = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
+    base = ct_true_hu(scene, "venous", lesion_shift_hu=LESION_OFFSET_HU)
+    expected = scanner_blur(sc.ct_gain * base + sc.ct_offset_hu, grid, sc.blur_mm)
+    slope = sc.ct_gain * scanner_blur((scene.tissue == LESION).astype(float), grid, sc.blur_mm)
+    log_lik = lesion_log_likelihood(
+        image, lesion_core(scene.tissue), site, spacing, 6.0 + 28.0 * H_PIXELS,
+        expected, slope, MEANS[:, 0], float(SDS[0]),
+    )  # fmt: skip
+    texture = logsumexp(log_lik + clipped_normal_log_weights(H_PIXELS, MEANS[:, 1], SDS[1]), 0)
+    shape = clipped_normal_log_density(elongation, MEANS[:, 2], SDS[2], ELONGATION_RANGE)
+    log_post = np.log(PRIORS) + texture + shape
+    return np.exp(log_post - logsumexp(log_post))
 
 
 def fov_centre(latent: dict[str, Any]) -> tuple[float, float, float]:
@@ -119,8 +192,8 @@ class PancreasMultitask(StudyGenerator):
         return {
             "subtype": subtype,
             "hu_shift": float(desc[0]),
-            "texture": float(np.clip(desc[1], 0.0, 1.2)),
-            "elongation": float(np.clip(desc[2], 1.0, 2.6)),
+            "texture": float(np.clip(desc[1], *TEXTURE_RANGE)),
+            "elongation": float(np.clip(desc[2], *ELONGATION_RANGE)),
             "descriptors": tuple(float(v) for v in desc),
             "radius": float(rng.uniform(7, 18)),
             "age": float(np.clip(rng.normal(64, 10), 30, 90)),
@@ -175,8 +248,12 @@ class PancreasMultitask(StudyGenerator):
         oracle["subtype"]["value_macro_f1"] = oracle_entry("macro_f1", best_f1)["value"]
         return StudyTables(clinical, outcomes, self.splits_frame(patients, splits), oracle)
 
-    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> None:
-        """Render the venous CT and its labels (NIfTI or DICOM + RTSTRUCT)."""
+    def render(self, patient: Patient, specs: list[ImageSpec], study_dir: Path) -> dict[str, float]:
+        """Render the venous CT and its labels (NIfTI or DICOM + RTSTRUCT).
+
+        Returns:
+            ``p_pixels_<k>``: :func:`pixel_posterior` of the rendered CT.
+        """
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
         scanner = SCANNERS[patient.site]
@@ -197,11 +274,13 @@ class PancreasMultitask(StudyGenerator):
         )
         # a targeted reconstruction: the whole field of view lies inside the scanned circle
         image = apply_ct_scanner(hu, grid, patient.site, rng, circle=False)
+        seen = pixel_posterior(scene, grid, image, patient.site, lat["elongation"])
+        pixels = {f"p_pixels_{k}": float(v) for k, v in enumerate(seen)}
         spec = specs[0]
         if not spec.dicom:
             write_nifti(study_dir / spec.path, image, grid)
             write_nifti(study_dir / str(spec.mask_path), mask, grid)
-            return
+            return pixels
         from oncoflow.demo.dicomwrite import write_ct_series, write_rtstruct
 
         phi, dseed = self.dicom_identity(patient)
@@ -217,3 +296,20 @@ class PancreasMultitask(StudyGenerator):
             phi=phi,
             seed=dseed,
         )
+        return pixels
+
+    def observed_oracle(
+        self, tables: StudyTables, rendered: dict[str, dict[str, float] | None]
+    ) -> dict[str, dict[str, Any]]:
+        """``value_pixels`` / ``value_pixels_macro_f1`` beside ``value`` (module docstring)."""
+        splits = tables.splits.set_index("patient_id")["split"]
+        rows = tables.outcomes[tables.outcomes["patient_id"].map(splits) != "train"]
+        seen = np.array(
+            [[(rendered[p] or {})[f"p_pixels_{k}"] for k in range(3)] for p in rows["patient_id"]]
+        )
+        y = rows["subtype"].astype(int).to_numpy()
+        entry = dict(tables.oracle["subtype"])
+        entry["value_pixels"] = oracle_entry("macro_auc", macro_auc(y, seen))["value"]
+        f1 = macro_f1(y, weighted_argmax(seen, macro_f1_rule()))
+        entry["value_pixels_macro_f1"] = oracle_entry("macro_f1", f1)["value"]
+        return {"subtype": entry}
