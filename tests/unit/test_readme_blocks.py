@@ -36,6 +36,8 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("cpu_precision.py", "--render-only"),
     ("calibration_starts.py", "--render-only"),
     ("head_reference.py", "--seed", "31", "--render-only"),
+    ("pancreas_pixel_bound.py", "--render-only"),
+    ("scanner_augmentation.py", "--seed", "31", "--fold", "1", "--render-only"),
 )
 
 
