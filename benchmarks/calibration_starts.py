@@ -8,10 +8,11 @@ On development seed 19 (bfloat16 chain of 2026-12-07) four of the nine site_b va
 started from -25 or -50 HU, the same passes found the pancreas in all nine. Both are fixed points,
 so pass 2 cannot tell them apart.
 
-Candidate (designed on seed 19's validation cases): run the two passes from each start in
-``STARTS`` HU and keep the result whose final segmentation the network is surest of: the highest
-mean, over the voxels it labels foreground, of its largest class probability. Nothing about the
-case's class or its given mask is read.
+Candidate (designed on seed 19's validation cases): run the passes from each start of the
+study's ``nnunet.calibrate.starts`` (config.yaml; -40 / 0 / +40 HU, adopted by this rule) and
+keep the result whose final segmentation the network is surest of: the highest mean, over the
+voxels it labels foreground, of its largest class probability. Nothing about the case's class or
+its given mask is read. The reference HU and the number of passes are the study's too.
 
 Rule fixed before the other seeds were measured (2026-12-07): adopt the candidate when, on the
 fold-0 validation cases of each of seeds 20261123, 43, 5 and 7 (the bfloat16 trees of
@@ -44,45 +45,51 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks"
 sys.path.insert(0, str(HERE))
 
+from head_statistics import study_settings  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 
 from oncoflow.metrics.segmentation import dice  # noqa: E402
 from oncoflow.segmentation.calibrate import (  # noqa: E402
+    Calibration,
     foreground_confidence,
     iterated_offset,
-    shift_channels,
 )
 from oncoflow.segmentation.predict import load_predictor, read_case  # noqa: E402
 
 STUDY = "pancreas_multitask"
-STARTS = (-40.0, 0.0, 40.0)
-"""Starting offsets (HU) of the candidate."""
-REFERENCE_HU = 100.0
 RULE_SEEDS = (20261123, 43, 5, 7)
 MAX_LOSS = {"whole_pancreas": 0.005, "lesion": 0.01}
 FAILURE = 0.3
 """Whole-pancreas Dice below which a case counts as a failure."""
 
 
-def two_passes(predictor, data: np.ndarray, properties: dict, start: float, case: str):
-    """Pass 1 from ``start`` HU, pass 2 at pass 1's offset: (offset, labels, confidence).
+def from_start(
+    predictor, calibration: Calibration, data: np.ndarray, properties: dict, start: float, case: str
+):
+    """The calibration's passes from ``start`` HU: (offset, labels, confidence) of the last one.
 
-    Pass 1 is the library's (:func:`~oncoflow.segmentation.calibrate.iterated_offset`, one pass,
-    with its checks); pass 2's segmentation is the one scored, with its foreground confidence.
+    The passes before the last are the library's (:func:`~oncoflow.segmentation.calibrate.
+    iterated_offset`, with its checks); the last segmentation is the one scored, with its
+    foreground confidence, as :func:`~oncoflow.segmentation.calibrate.most_confident_offset`
+    scores it.
     """
 
     def segment(image: np.ndarray) -> np.ndarray:
         return predictor.predict_single_npy_array(image, properties)
 
-    offset = iterated_offset(data, segment, 1, REFERENCE_HU, case=case, passes=1, start=start)
+    offset = iterated_offset(
+        data, segment, calibration.label, calibration.reference_hu, case=case,
+        channels=calibration.channels, passes=calibration.passes - 1,
+        max_offset_hu=calibration.max_offset_hu, start=start,
+    ) if calibration.passes > 1 else start  # fmt: skip
     labels, probabilities = predictor.predict_single_npy_array(
-        shift_channels(data, offset, [0]), properties, None, None, True
+        calibration.apply(data, offset), properties, None, None, True
     )
     labels = np.asarray(labels)
     return offset, labels, foreground_confidence(labels, probabilities)
 
 
-def measure_tree(tree: Path) -> pd.DataFrame:
+def measure_tree(tree: Path, calibration: Calibration) -> pd.DataFrame:
     """One row per validation case and start: offset, confidence, whole-pancreas and lesion Dice."""
     root = tree / "results" / STUDY / "nnunet"
     model = next((root / "nnUNet_results").glob("Dataset*/*__*__*"))
@@ -96,8 +103,10 @@ def measure_tree(tree: Path) -> pd.DataFrame:
     for case in sorted(json.loads((root / "splits_final.json").read_text())[0]["val"]):
         data, properties = read_case(case, [raw / "imagesTrUncalibrated" / f"{case}_0000.nii.gz"])
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz")))
-        for start in STARTS:
-            offset, labels, confidence = two_passes(predictor, data, properties, start, case)
+        for start in calibration.starts:
+            offset, labels, confidence = from_start(
+                predictor, calibration, data, properties, start, case
+            )
             rows.append({"case": case, "site": sites[case], "start": start,
                          "offset": round(offset, 1), "confidence": round(confidence, 4),
                          "whole_pancreas": dice(labels > 0, ref > 0),
@@ -173,16 +182,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     torch.set_num_threads(1)
+    calibration = study_settings().calibration
+    if calibration is None:
+        parser.error(f"{STUDY} has no nnunet.calibrate block in config.yaml")
     seeds: dict[str, dict[str, Any]] = {}
     for spec in [*args.trees, *args.design]:
         seed, tree = spec.split(":", 1)
-        seeds[seed] = summary(measure_tree(Path(tree)))
+        seeds[seed] = summary(measure_tree(Path(tree), calibration))
         seeds[seed]["design"] = spec in args.design
         print(seed, json.dumps(seeds[seed]), flush=True)
     missing = [s for s in RULE_SEEDS if str(s) not in seeds]
     if missing:
         parser.error(f"the rule needs seeds {', '.join(map(str, missing))}")
-    result = {"starts_hu": list(STARTS), "max_loss": MAX_LOSS, "seeds": seeds,
+    result = {"starts_hu": list(calibration.starts), "max_loss": MAX_LOSS, "seeds": seeds,
               "adopt": rule(seeds)}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     replace_block(REPO / "README.md", "calibration_starts", table(result))

@@ -112,6 +112,24 @@ def test_robust_statistics_read_the_core_of_the_largest_component() -> None:
     assert np.isnan(empty[2])
 
 
+def test_region_core_drops_islands_and_the_rim_within_each_slice() -> None:
+    from oncoflow.lesions.statistics import core_statistics, region_core
+
+    region = np.zeros((3, 9, 9), dtype=bool)
+    region[:, 2:7, 2:7] = True  # a 5 x 5 square on three slices
+    region[0, 0, 0] = True  # an island
+    component, core = region_core(region)
+    assert component.sum() == 75
+    assert core.sum() == 27  # the 3 x 3 centre of each slice: eroded in-plane only
+    assert not core[:, 2, :].any()
+    values = np.arange(27, dtype=float).reshape(1, 3, 3, 3)
+    image = np.zeros((1, 3, 9, 9))
+    image[:, :, 3:6, 3:6] = values
+    (median,), (sd,) = core_statistics(image, core)
+    assert median == 13.0
+    assert sd == pytest.approx(1.4826 * 7.0)  # |v - 13| over 0..26: median 7
+
+
 def test_statistics_read_against_the_organ_cancel_a_scanners_offset_and_noise() -> None:
     segmentation = np.zeros((24, 48, 48), dtype=np.uint8)
     segmentation[2:22, 4:44, 4:44] = 1

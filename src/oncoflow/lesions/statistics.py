@@ -58,20 +58,57 @@ MAD_TO_SD = 1.4826
 """``sd = 1.4826 MAD`` for a normal distribution (MAD: median absolute deviation)."""
 
 
+def region_core(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A predicted region's largest component and the core its intensities are read in.
+
+    For a *predicted* region, whose rim is uncertain: the voxels at its border mix the region
+    with the tissue around it (partial volume), and a rim segmented one voxel too wide drags the
+    mean and inflates the SD. So the region is reduced to its largest connected component
+    (26-connectivity; stray islands dropped), and its core is the component eroded by one voxel
+    within each slice (array axis 0 is the slice axis; the component itself when the core has
+    fewer than 4 voxels).
+
+    Args:
+        inside: Boolean region, ``(slices, rows, columns)``.
+
+    Returns:
+        ``(component, core)``, boolean, both empty for an empty region.
+    """
+    from scipy import ndimage
+
+    component = largest_component(inside)
+    if not component.any():
+        return component, component
+    in_slice = np.zeros((3, 3, 3), dtype=bool)
+    in_slice[1] = ndimage.generate_binary_structure(2, 1)
+    core = ndimage.binary_erosion(component, structure=in_slice)
+    return component, (core if np.count_nonzero(core) >= 4 else component)
+
+
+def core_statistics(channels: np.ndarray, core: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per channel the median and robust SD ``1.4826 * median(|v - median(v)|)`` in ``core``.
+
+    The robust SD is the SD of a normal distribution with that median absolute deviation (same
+    units as the channel, HU for CT). NaN for every value when ``core`` is empty.
+    """
+    if not np.any(core):
+        return [float("nan")] * len(channels), [float("nan")] * len(channels)
+    medians, spreads = [], []
+    for channel in channels:
+        values = np.asarray(channel, dtype=np.float64)[core]
+        median = float(np.median(values))
+        medians.append(median)
+        spreads.append(MAD_TO_SD * float(np.median(np.abs(values - median))))
+    return medians, spreads
+
+
 def robust_channel_statistics(
     channels: np.ndarray, inside: np.ndarray, spacing: Sequence[float]
 ) -> tuple[list[float], list[float], float]:
     """Per channel the median and robust SD in a segmented region's core; its elongation.
 
-    For a *predicted* region, whose rim is uncertain: the voxels at its border mix the region
-    with the tissue around it (partial volume), and a rim segmented one voxel too wide drags the
-    mean and inflates the SD. So the region is reduced to its largest connected component
-    (26-connectivity; stray islands dropped); the intensities are read in its core, the
-    component eroded by one voxel within each slice (array axis 0 is the slice axis; the
-    component itself when the core has fewer than 4 voxels), as the median and
-    ``1.4826 * median(|v - median(v)|)`` (the SD of a normal distribution); the elongation is
-    that of the component (:func:`elongation`). The component and its core are found once for
-    every channel.
+    The core is that of :func:`region_core` (found once for every channel), the statistics
+    those of :func:`core_statistics`, the elongation that of the component (:func:`elongation`).
 
     Args:
         channels: Intensities, ``(channels, slices, rows, columns)``.
@@ -82,21 +119,8 @@ def robust_channel_statistics(
         ``(medians, robust sds, elongation)``: NaN for an empty region (every value) and where
         :func:`elongation` is NaN.
     """
-    from scipy import ndimage
-
-    n_channels = len(channels)
-    component = largest_component(inside)
+    component, core = region_core(inside)
+    medians, spreads = core_statistics(channels, core)
     if not component.any():
-        return [float("nan")] * n_channels, [float("nan")] * n_channels, float("nan")
-    in_slice = np.zeros((3, 3, 3), dtype=bool)
-    in_slice[1] = ndimage.generate_binary_structure(2, 1)
-    core = ndimage.binary_erosion(component, structure=in_slice)
-    if np.count_nonzero(core) < 4:
-        core = component
-    medians, spreads = [], []
-    for channel in channels:
-        values = np.asarray(channel, dtype=np.float64)[core]
-        median = float(np.median(values))
-        medians.append(median)
-        spreads.append(MAD_TO_SD * float(np.median(np.abs(values - median))))
+        return medians, spreads, float("nan")
     return medians, spreads, elongation(component, spacing)

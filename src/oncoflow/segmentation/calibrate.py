@@ -246,23 +246,14 @@ class Calibration:
     ) -> float:
         """The offset of a case without a mask through a network's segmentations.
 
-        ``scored``: image -> (label map, :func:`foreground_confidence`). One start:
-        :func:`iterated_offset` (the confidence is not used); several:
-        :func:`most_confident_offset`.
+        ``scored``: image -> (label map, :func:`foreground_confidence`); the passes of
+        :func:`most_confident_offset` from each of :attr:`starts` (one start: its passes'
+        offset, the confidence deciding nothing).
         """
-        options = {"case": case, "channels": self.channels, "passes": self.passes,
-                   "max_offset_hu": self.max_offset_hu}  # fmt: skip
-        if len(self.starts) > 1:
-            return most_confident_offset(
-                data, scored, self.label, self.reference_hu, starts=self.starts, **options
-            )
-
-        def segment(image: np.ndarray) -> np.ndarray:
-            return scored(image)[0]
-
-        return iterated_offset(
-            data, segment, self.label, self.reference_hu, start=self.starts[0], **options
-        )
+        return most_confident_offset(
+            data, scored, self.label, self.reference_hu, case=case, starts=self.starts,
+            channels=self.channels, passes=self.passes, max_offset_hu=self.max_offset_hu,
+        )  # fmt: skip
 
     def apply(self, data: np.ndarray, offset: float) -> np.ndarray:
         """``data`` with ``offset`` added to the CT channels (a copy)."""

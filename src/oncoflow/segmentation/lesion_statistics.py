@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from oncoflow.errors import SegmentationError
-from oncoflow.lesions.statistics import robust_channel_statistics
+from oncoflow.lesions.statistics import core_statistics, region_core, robust_channel_statistics
 
 STATISTICS = ("median", "robust_sd", "elongation")
 """Per case: the median and robust SD of each channel in the predicted lesion's core, then its
@@ -88,9 +88,7 @@ def lesion_statistics(
         raise SegmentationError(msg)
     medians, sds, elongation = robust_channel_statistics(data, segmentation == label, spacing)
     if reference is not None:
-        organ_medians, organ_sds, _ = robust_channel_statistics(
-            data, segmentation == reference, spacing
-        )
+        organ_medians, organ_sds = core_statistics(data, region_core(segmentation == reference)[1])
         medians = list(np.subtract(medians, organ_medians))
         excess = np.square(sds) - np.square(organ_sds)
         sds = list(np.where(np.isnan(excess), np.nan, np.sqrt(np.clip(excess, 0.0, None))))
