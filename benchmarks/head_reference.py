@@ -65,19 +65,29 @@ VARIANTS = {"absolute": None, "organ": 1}
 """Variant -> ``head_statistics_reference``."""
 
 
-def score(data: dict[str, Any], settings: NnunetSettings, reference: int | None) -> dict[str, Any]:
-    """Validation macro AUC and macro-F1 of :data:`SEEDS` refit heads on one fold's statistics."""
+def score(
+    data: dict[str, Any],
+    settings: NnunetSettings,
+    reference: int | None,
+    *,
+    harmonize: bool = False,
+) -> dict[str, Any]:
+    """Validation macro AUC and macro-F1 of :data:`SEEDS` refit heads on one fold's statistics.
+
+    ``harmonize``: the statistics are mapped by site first (``nnunet.harmonize_head``; a
+    validation site the training cases lack is mapped from its own cases).
+    """
     (x_train, x_val), (s_train, s_val) = data["x"], data["sites"]
     (y_train, y_val), n = data["y"], data["classes"]
     width = data["statistics"][1]
     # the head reads the statistics alone (head_descriptor: false), z-scored on training cases
     x_train, x_val = x_train[:, -width:], x_val[:, -width:]
     statistics = (data["statistics"][0], width)
-    _, scaler, train = fit_head_inputs(
-        x_train, s_train, harmonize=False, statistics=statistics, descriptor=False,
+    mapping, scaler, train = fit_head_inputs(
+        x_train, s_train, harmonize=harmonize, statistics=statistics, descriptor=False,
         reference=reference,
     )  # fmt: skip
-    val = head_inputs(x_val, s_val, None, scaler, descriptor=False)
+    val = head_inputs(x_val, s_val, mapping, scaler, descriptor=False)
     hidden = int(settings.head.get("hidden", 128))
     dropout = float(settings.head.get("dropout", 0.3))
     aucs, f1s = [], []

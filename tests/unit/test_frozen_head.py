@@ -160,9 +160,9 @@ def test_the_settings_refuse_a_head_that_reads_nothing_or_an_unread_reference() 
         NnunetSettings.from_json(json.dumps(block))
     settings = NnunetSettings.from_json(json.dumps({**block, "head_statistics": True}))
     assert settings.statistics == (2, 3)
+    # a site mapping of the statistics alone is a head's input too
     mapped = {**block, "head_statistics": True, "harmonize_head": True}
-    with pytest.raises(SegmentationError, match="harmonize_head"):
-        NnunetSettings.from_json(json.dumps(mapped))
+    assert NnunetSettings.from_json(json.dumps(mapped)).harmonize_head is True
     # a reference tissue for statistics the head does not read
     referenced = {**block, "head_descriptor": True, "head_statistics_reference": 1}
     with pytest.raises(SegmentationError, match="head_statistics_reference"):

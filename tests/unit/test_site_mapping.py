@@ -111,3 +111,45 @@ def test_the_mapping_round_trips_with_its_head_and_is_applied_at_prediction(tmp_
     assert np.allclose(probs, expected, atol=1e-5)
     with pytest.raises(SegmentationError, match="no site was given"):
         refit_probabilities([[row] for row in xc], [loaded])
+
+
+def test_statistics_of_an_unseen_blurrier_scanner_are_mapped_before_their_z_scores(
+    tmp_path,
+) -> None:
+    """A statistics-only head: the unseen site reads the texture SD at 0.55 and has a NaN."""
+    from oncoflow.segmentation.refit import fit_head_inputs, head_inputs
+
+    rng = np.random.default_rng(3)
+
+    def statistics(n: int, texture_gain: float) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.choice(3, size=n, p=[0.25, 0.42, 0.33])
+        contrast = -25.0 - 20.0 * y + rng.normal(0.0, 14.0, n)  # HU
+        texture = texture_gain * (12.0 + 8.0 * y + rng.normal(0.0, 6.0, n))  # HU
+        shape = 1.05 + 0.4 * y + rng.normal(0.0, 0.3, n)
+        descriptor = rng.normal(size=(n, 4))  # what the head does not read
+        return np.column_stack([descriptor, contrast, texture, shape]), y
+
+    x = np.vstack([statistics(60, 0.92)[0], statistics(40, 0.65)[0]])
+    sites = ["site_a"] * 60 + ["site_b"] * 40
+    mapping, scaler, inputs = fit_head_inputs(
+        x, sites, harmonize=True, statistics=(2, 3), descriptor=False, reference=1
+    )
+    assert mapping is not None
+    assert scaler is not None
+    assert len(mapping.mean) == 3  # the statistics alone: the descriptor is not read
+    assert inputs.shape == (100, 3)
+    assert np.allclose(inputs.mean(axis=0), 0.0, atol=1e-5)
+    for rows in (slice(0, 60), slice(60, 100)):  # each training site on the pooled scale
+        assert np.allclose(inputs[rows].mean(axis=0), 0.0, atol=1e-4)
+    xc, _ = statistics(40, 0.53)
+    xc[0, 5] = np.nan  # one case without a texture statistic
+    mapped = head_inputs(xc, ["site_c"] * 40, mapping, scaler, descriptor=False)
+    assert mapped[0, 1] == 0.0  # a missing statistic reads the training mean
+    assert np.allclose(mapped[1:].mean(axis=0), 0.0, atol=0.1)
+    unmapped = head_inputs(xc, ["site_c"] * 40, None, scaler, descriptor=False)
+    assert unmapped[1:, 1].mean() < -0.5  # without the mapping the site reads as smooth
+    # a head file whose mapping covers the leading columns only maps those
+    part = SiteMapping(mapping.mean[:2], mapping.sd[:2], {})
+    partial = head_inputs(xc, ["site_c"] * 40, part, scaler, descriptor=False)
+    assert np.allclose(partial[:, :2], mapped[:, :2], atol=1e-5)
+    assert np.allclose(partial[:, 2], unmapped[:, 2], atol=1e-5)

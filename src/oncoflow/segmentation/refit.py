@@ -67,10 +67,8 @@ class SiteMapping:
         if any(s == "" for s in labels):
             msg = "a training case has no site (cases.csv column site): export the dataset again"
             raise SegmentationError(msg)
-        per_site = {
-            s: (x[labels == s].mean(axis=0), x[labels == s].std(axis=0)) for s in np.unique(labels)
-        }
-        return cls(x.mean(axis=0), x.std(axis=0), per_site)
+        per_site = {s: _location_scale(x[labels == s]) for s in np.unique(labels)}
+        return cls(*_location_scale(x), per_site)
 
     @classmethod
     def fit_transform(cls, x: np.ndarray, sites: Sequence[str]) -> tuple[SiteMapping, np.ndarray]:
@@ -92,7 +90,7 @@ class SiteMapping:
             if site in self.sites:
                 m_s, s_s = self.sites[site]
             elif site and n >= MIN_SITE_CASES:
-                m_s, s_s = x[rows].mean(axis=0), x[rows].std(axis=0)
+                m_s, s_s = _location_scale(x[rows])
                 log.info("site %s unseen in training: location/scale from its %d case(s)", site, n)
             else:
                 what = f"site {site} unseen in training has {n} case(s)" if site else "no site"
@@ -117,6 +115,16 @@ class SiteMapping:
         return cls(np.asarray(data["mean"]), np.asarray(data["sd"]), sites)
 
 
+def _location_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD per column over the cases that have it (NaN: a statistic a case lacks)."""
+    x = np.asarray(x, dtype=np.float64)
+    present = ~np.isnan(x)
+    count = present.sum(axis=0)
+    mean = np.where(present, x, 0.0).sum(axis=0) / np.maximum(count, 1)
+    var = np.where(present, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1)
+    return np.where(count > 0, mean, np.nan), np.sqrt(var)
+
+
 def _site_labels(sites: Sequence[str], n: int) -> np.ndarray:
     labels = np.asarray(["" if s is None or str(s) == "nan" else str(s) for s in sites])
     if len(labels) != n:
@@ -139,7 +147,8 @@ def fit_head_inputs(
     Args:
         x: Training cases x (descriptor, then the raw lesion statistics when ``statistics``).
         sites: Site of each case (read with ``harmonize``).
-        harmonize: Fit a :class:`SiteMapping` of the descriptor part.
+        harmonize: Fit a :class:`SiteMapping` of the columns the head reads, before the
+            statistics' z-scores (the descriptor part when it reads it, then the raw statistics).
         statistics: ``(lesion label, number of statistics)`` of the last columns of ``x``
             (:mod:`~oncoflow.segmentation.lesion_statistics`), or ``None``.
         descriptor: The head reads the descriptor part (``False``: the statistics alone).
@@ -153,10 +162,21 @@ def fit_head_inputs(
         msg = "the refit head reads neither the descriptor nor the lesion statistics"
         raise SegmentationError(msg)
     n = 0 if statistics is None else statistics[1]
-    part, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
-    mapping = SiteMapping.fit(part, sites) if harmonize and descriptor else None
-    scaler = None if statistics is None else StatisticsScaler.fit(stats, statistics[0], reference)
+    read = _read_columns(x, n, descriptor)
+    mapping = SiteMapping.fit(read, sites) if harmonize else None
+    if mapping is not None:
+        read = mapping.transform(read, sites)
+    scaler = (
+        None
+        if statistics is None
+        else StatisticsScaler.fit(read[:, read.shape[1] - n :], statistics[0], reference)
+    )
     return mapping, scaler, head_inputs(x, sites, mapping, scaler, descriptor=descriptor)
+
+
+def _read_columns(x: np.ndarray, n_statistics: int, descriptor: bool) -> np.ndarray:
+    """The raw columns a head reads: the descriptor part (when it does), then the statistics."""
+    return x if descriptor else x[:, x.shape[1] - n_statistics :]
 
 
 def head_inputs(
@@ -167,12 +187,15 @@ def head_inputs(
     *,
     descriptor: bool = True,
 ) -> np.ndarray:
-    """The head's input (float32): descriptor part mapped by site, statistics as z-scores.
+    """The head's input (float32): its columns mapped by site, the statistics as z-scores.
+
+    The mapping covers the leading columns of what the head reads that it was fitted on (a head
+    file from before the statistics were mapped holds a mapping of the descriptor part alone).
 
     Args:
         x: Cases x (descriptor, then the raw statistics when ``scaler``).
         sites: Site of each case (read with ``mapping``).
-        mapping: Site mapping of the descriptor part, or ``None``.
+        mapping: Site mapping, or ``None``.
         scaler: Scaler of the statistics, or ``None``.
         descriptor: Keep the descriptor part (``False``: the z-scored statistics alone).
 
@@ -180,18 +203,17 @@ def head_inputs(
         SegmentationError: A mapping and no sites.
     """
     n = 0 if scaler is None else len(scaler.mean)
-    part, stats = x[:, : x.shape[1] - n], x[:, x.shape[1] - n :]
-    parts = []
-    if descriptor:
-        if mapping is not None:
-            if sites is None:
-                msg = "the refit head maps descriptors by site, and no site was given"
-                raise SegmentationError(msg)
-            part = mapping.transform(part, sites)
-        parts.append(np.asarray(part, dtype=np.float32))
-    if scaler is not None:
-        parts.append(scaler.transform(stats))
-    return np.concatenate(parts, axis=1)
+    read = np.asarray(_read_columns(x, n, descriptor), dtype=np.float32)
+    if mapping is not None:
+        if sites is None:
+            msg = "the refit head maps its inputs by site, and no site was given"
+            raise SegmentationError(msg)
+        width = len(mapping.mean)
+        read = np.concatenate([mapping.transform(read[:, :width], sites), read[:, width:]], axis=1)
+    if scaler is None:
+        return read
+    stats = scaler.transform(read[:, read.shape[1] - n :])
+    return np.concatenate([read[:, : read.shape[1] - n], stats], axis=1).astype(np.float32)
 
 
 @dataclass

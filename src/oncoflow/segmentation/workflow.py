@@ -80,7 +80,7 @@ class NnunetSettings:
 
         Raises:
             SegmentationError: An unknown key, a head that reads nothing (``head_descriptor:
-                false`` without ``head_statistics``) or a site mapping of a dropped descriptor.
+                false`` without ``head_statistics``) or a statistics reference without statistics.
         """
         data = json.loads(text)
         try:
@@ -93,9 +93,6 @@ class NnunetSettings:
             raise SegmentationError(msg)
         if settings.head_statistics_reference is not None and not settings.head_statistics:
             msg = "nnunet.head_statistics_reference needs head_statistics: true"
-            raise SegmentationError(msg)
-        if not settings.head_descriptor and settings.harmonize_head:
-            msg = "nnunet.harmonize_head maps the descriptor, which head_descriptor: false drops"
             raise SegmentationError(msg)
         return cls(
             **{
