@@ -38,6 +38,8 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("head_reference.py", "--seed", "31", "--render-only"),
     ("pancreas_pixel_bound.py", "--render-only"),
     ("scanner_augmentation.py", "--seed", "31", "--fold", "1", "--render-only"),
+    ("texture_blur.py", "--render-only"),
+    ("head_site_statistics.py", "--seed", "31", "--render-only"),
 )
 
 

@@ -3,9 +3,10 @@
 The head is trained by :func:`oncoflow.segmentation.frozen_head.refit_head` and read at
 prediction time (:func:`oncoflow.segmentation.predict.predict_files`). With
 ``nnunet.harmonize_head`` the file also holds the :class:`SiteMapping` of the fold's training
-descriptors, and with ``nnunet.head_statistics`` the
-:class:`~oncoflow.segmentation.lesion_statistics.StatisticsScaler` of the statistics appended to
-them; both are applied before the head at prediction time (:func:`head_inputs`). With
+cases' inputs (the descriptor when the head reads it, then the raw statistics), and with
+``nnunet.head_statistics`` the :class:`~oncoflow.segmentation.lesion_statistics.StatisticsScaler`
+of the statistics appended to them; both are applied before the head at prediction time
+(:func:`head_inputs`: the mapping first, then the z-scores). With
 ``nnunet.head_descriptor: false`` the head reads the statistics alone (the file says so).
 """
 
