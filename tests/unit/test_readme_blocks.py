@@ -40,6 +40,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("scanner_augmentation.py", "--seed", "31", "--fold", "1", "--render-only"),
     ("texture_blur.py", "--render-only"),
     ("head_site_statistics.py", "--seed", "31", "--render-only"),
+    ("progression_baseline.py", "--render-only"),
 )
 
 

@@ -54,6 +54,7 @@ import pandas as pd
 from oncoflow.demo._base import ImageSpec, Patient, StudyGenerator, StudyTables
 from oncoflow.demo._common import (
     SCANNERS,
+    Grid,
     apply_ct_scanner,
     logit_inv,
     make_grid,
@@ -67,7 +68,7 @@ from oncoflow.demo._oracle import (
     posterior_weights,
     texture_log_likelihood,
 )
-from oncoflow.demo._phantoms import ct_true_hu, pancreas_scene
+from oncoflow.demo._phantoms import Scene, ct_true_hu, pancreas_scene
 from oncoflow.metrics.classification import safe_auc
 
 PHASES: tuple[str, ...] = ("arterial", "venous", "delayed")
@@ -140,6 +141,19 @@ def lesion_radii(latent: dict[str, Any]) -> np.ndarray:
     steps = latent["growth"] + np.asarray(latent["interval_noise"][: latent["n_tp"] - 1])
     log_ratio = np.concatenate([[0.0], np.cumsum(steps)])
     return np.clip(latent["r0"] * np.exp(log_ratio / 3.0), 3.5, 28.0)
+
+
+def timepoint_scene(
+    latent: dict[str, Any], site: str, radius: float, rng: np.random.Generator
+) -> tuple[Grid, Scene, np.ndarray]:
+    """One time point's grid (``site``'s scanner), scene and label map, lesion radius in mm."""
+    scanner = SCANNERS[site]
+    grid = make_grid(
+        rng, size=GRID_SIZE, inplane_mm=INPLANE_MM * scanner.inplane_scale,
+        slice_mm=scanner.slice_mm,
+    )  # fmt: skip
+    scene, mask = pancreas_scene(grid, rng, latent, radius, lobulation=0.12)
+    return grid, scene, mask
 
 
 class PancreasProgression(StudyGenerator):
@@ -256,19 +270,12 @@ class PancreasProgression(StudyGenerator):
         """
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
-        scanner = SCANNERS[patient.site]
         radii = lesion_radii(lat)
         texture_hu = 6.0 + 28.0 * lat["texture"]
         log_lik = np.zeros(len(H_GRID))
         seen: dict[str, float] = {}
         for tp in range(lat["n_tp"]):
-            grid = make_grid(
-                rng,
-                size=GRID_SIZE,
-                inplane_mm=INPLANE_MM * scanner.inplane_scale,
-                slice_mm=scanner.slice_mm,
-            )
-            scene, mask = pancreas_scene(grid, rng, lat, float(radii[tp]), lobulation=0.12)
+            grid, scene, mask = timepoint_scene(lat, patient.site, float(radii[tp]), rng)
             phases = []
             for spec in specs:
                 if spec.timepoint != tp:
