@@ -38,6 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,69 +109,110 @@ def score(
     }
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Two variants of the refit head decided on leave-one-site-out folds: names and wording.
+
+    Attributes:
+        name: The script's stem, its README block and the prefix of its JSON.
+        base: Variant key of what the workflow does without the change.
+        candidate: Variant key of the change.
+        columns: How the table's columns name ``base`` and ``candidate``.
+        intro: The table's first words (what the head reads in each variant).
+        change: The change, as the verdict names it.
+    """
+
+    name: str
+    base: str
+    candidate: str
+    columns: tuple[str, str]
+    intro: str
+    change: str
+
+
+COMPARISON = Comparison(
+    "head_reference", "absolute", "organ", ("absolute", "organ"),
+    "Refit head with absolute and organ-referenced lesion statistics", "the organ reference",
+)  # fmt: skip
+
+
+def fold_header(data: dict[str, Any], tree: Path, fold: int) -> dict[str, Any]:
+    """A fold's sites and case counts; exits when it validates on a training site."""
+    train_sites, val_sites = (sorted(set(s)) for s in data["sites"])
+    if set(train_sites) & set(val_sites):
+        msg = f"{tree}: fold {fold} validates on a training site ({train_sites})"
+        raise SystemExit(msg)
+    return {
+        "fold": fold,
+        "training_sites": train_sites,
+        "validation_sites": val_sites,
+        "n_train": len(data["y"][0]),
+        "n_validation": len(data["y"][1]),
+    }
+
+
 def probe(tree: Path, fold: int, settings: NnunetSettings) -> dict[str, Any]:
     """Both variants on one leave-one-site-out tree (its validation site must be unseen)."""
-    out: dict[str, Any] = {"fold": fold}
+    out: dict[str, Any] = {}
     for variant, reference in VARIANTS.items():
         data = fold_inputs(tree, settings, fold, reference)
-        train_sites, val_sites = (sorted(set(s)) for s in data["sites"])
-        if set(train_sites) & set(val_sites):
-            msg = f"{tree}: fold {fold} validates on a training site ({train_sites})"
-            raise SystemExit(msg)
-        out.update(
-            training_sites=train_sites,
-            validation_sites=val_sites,
-            n_train=len(data["y"][0]),
-            n_validation=len(data["y"][1]),
-        )
+        out.update(fold_header(data, tree, fold))
         out[variant] = score(data, settings, reference)
         print(f"fold {fold} {variant}: {out[variant]}", flush=True)
     return out
 
 
-def decide(trees: dict[str, dict[str, Any]]) -> bool:
-    """The rule of the module docstring."""
-    auc = [t["organ"]["auc_macro_mean"] - t["absolute"]["auc_macro_mean"] for t in trees.values()]
-    f1 = [t["organ"]["f1_macro_mean"] - t["absolute"]["f1_macro_mean"] for t in trees.values()]
+def decide(trees: dict[str, dict[str, Any]], comparison: Comparison = COMPARISON) -> bool:
+    """The rule of the module docstrings (this one's and head_site_statistics.py's)."""
+    base, candidate = comparison.base, comparison.candidate
+    auc = [t[candidate]["auc_macro_mean"] - t[base]["auc_macro_mean"] for t in trees.values()]
+    f1 = [t[candidate]["f1_macro_mean"] - t[base]["f1_macro_mean"] for t in trees.values()]
     return float(np.mean(f1)) >= 0.02 and float(np.mean(auc)) >= -0.01 and min(auc) >= -0.03
 
 
-def table(result: dict[str, Any]) -> str:
-    """The README block: validation macro AUC and macro-F1 with and without the reference."""
-    seed = result["seed"]
+def table(result: dict[str, Any], comparison: Comparison = COMPARISON) -> str:
+    """The README block: validation macro AUC and macro-F1 of both variants per fold."""
+    seed, name = result["seed"], comparison.name
+    first, second = comparison.columns
     lines = [
-        "Refit head with absolute and organ-referenced lesion statistics on the validation cases "
+        f"{comparison.intro} on the validation cases "
         f"of each leave-one-site-out fold (development seed {seed}, `python "
-        f"benchmarks/head_reference.py --seed {seed} --tree <fold>:<tree> ...`, "
-        f"`benchmarks/head_reference_{seed}.json`; mean of {SEEDS} head initialisations, "
+        f"benchmarks/{name}.py --seed {seed} --tree <fold>:<tree> ...`, "
+        f"`benchmarks/{name}_{seed}.json`; mean of {SEEDS} head initialisations, "
         "macro-F1 of the most probable class):",
         "",
-        "| fold (fit on -> validate on) | validation cases | macro AUC, absolute | macro AUC, "
-        "organ | macro-F1, absolute | macro-F1, organ |",
+        f"| fold (fit on -> validate on) | validation cases | macro AUC, {first} | macro AUC, "
+        f"{second} | macro-F1, {first} | macro-F1, {second} |",
         "|---|---|---|---|---|---|",
     ]
-    for name, t in result["trees"].items():
-        where = f"{name} ({', '.join(t['training_sites'])} -> {', '.join(t['validation_sites'])})"
-        a, o = t["absolute"], t["organ"]
+    for fold, t in result["trees"].items():
+        where = f"{fold} ({', '.join(t['training_sites'])} -> {', '.join(t['validation_sites'])})"
+        a, c = t[comparison.base], t[comparison.candidate]
         lines.append(
             f"| {where} | {t['n_validation']} | {a['auc_macro_mean']:.3f} "
-            f"| {o['auc_macro_mean']:.3f} | {a['f1_macro_mean']:.3f} | {o['f1_macro_mean']:.3f} |"
+            f"| {c['auc_macro_mean']:.3f} | {a['f1_macro_mean']:.3f} | {c['f1_macro_mean']:.3f} |"
         )
     verdict = "adopted" if result["adopt"] else "not adopted"
-    lines += ["", f"By the rule in the script's docstring the organ reference is {verdict}."]
+    lines += ["", f"By the rule in the script's docstring {comparison.change} is {verdict}."]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Probe each tree, apply the rule, write ``head_reference_<seed>.json``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(
+    argv: list[str] | None,
+    comparison: Comparison,
+    probe_tree: Callable[[Path, int, NnunetSettings], dict[str, Any]],
+    description: str,
+) -> int:
+    """Probe each tree, apply the rule, write ``<name>_<seed>.json`` and the README block."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seed", type=int, required=True, help="the trees' development seed")
     parser.add_argument("--tree", action="append", default=[], help="FOLD:results tree")
     parser.add_argument("--render-only", action="store_true", help="README block from the JSON")
     args = parser.parse_args(argv)
-    out = HERE / f"head_reference_{args.seed}.json"
+    out = HERE / f"{comparison.name}_{args.seed}.json"
+    readme = REPO / "README.md"
     if args.render_only:
-        replace_block(REPO / "README.md", "head_reference", table(json.loads(out.read_text())))
+        replace_block(readme, comparison.name, table(json.loads(out.read_text()), comparison))
         return 0
     if not args.tree or any(":" not in t for t in args.tree):
         parser.error("give --tree FOLD:DIR for each leave-one-site-out fold")
@@ -177,13 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     trees = {}
     for spec in args.tree:
         fold, _, path = spec.partition(":")
-        trees[f"fold_{fold}"] = probe(Path(path), int(fold), settings)
-    result = {"seed": args.seed, "trees": trees, "adopt": decide(trees)}
+        trees[f"fold_{fold}"] = probe_tree(Path(path), int(fold), settings)
+    result = {"seed": args.seed, "trees": trees, "adopt": decide(trees, comparison)}
     out.write_text(json.dumps(result, indent=1) + "\n")
-    replace_block(REPO / "README.md", "head_reference", table(result))
-    print(table(result))
-    print(f"adopt the organ reference: {result['adopt']} -> {out}")
+    replace_block(readme, comparison.name, table(result, comparison))
+    print(table(result, comparison))
+    print(f"adopt {comparison.change}: {result['adopt']} -> {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Probe each tree, apply the rule, write ``head_reference_<seed>.json``."""
+    return run(argv, COMPARISON, probe, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
