@@ -90,6 +90,9 @@ def test_mask_sizes_in_millilitres_per_time_point(tmp_path):
         by_timepoint=False, keys=pd.DataFrame({"patient_id": ["P1"]}),
     )  # fmt: skip
     assert wide.loc["P1", "size_label1_ml_tp1"] == pytest.approx(0.5)
+    # the response between the two scans, ln((V_1 + 0.1) / (V_0 + 0.1)), whatever the encoder logs
+    assert wide.loc["P1", "size_label1_ml_change_first_tp1"] == pytest.approx(np.log(0.6 / 2.1))
+    assert "size_label1_ml_change_first_tp0" not in wide.columns
     keys = pd.DataFrame({"patient_id": ["P1", "P1"], "timepoint": [0, 1]})
     long = design_table(
         pd.DataFrame({"patient_id": ["P1"]}), [], sizes, by_timepoint=True, keys=keys

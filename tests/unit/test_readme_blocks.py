@@ -40,7 +40,8 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("scanner_augmentation.py", "--seed", "31", "--fold", "1", "--render-only"),
     ("texture_blur.py", "--render-only"),
     ("head_site_statistics.py", "--seed", "31", "--render-only"),
-    ("progression_baseline.py", "--render-only"),
+    ("baseline_spread.py", "--study", "pancreas_progression", "--render-only"),
+    ("baseline_spread.py", "--study", "liver_response", "--render-only"),
 )
 
 

@@ -9,12 +9,15 @@ longitudinal label such as ``progression_next``):
 - clinical inputs: the study's ``clinical`` columns of ``clinical.csv``, as they are (encoded by
   :class:`~oncoflow.features.tabular.TabularEncoder` inside each fold);
 - size inputs (:mod:`~oncoflow.baselines.sizes`): per-patient rows get each label's volume at
-  every time point (``size_label<l>_ml_tp<t>``); per-time-point rows get the volume at that time
-  point and its relative change, as a radiologist reads it off the scans (RECIST compares with
-  the previous scan and with baseline): ``size_label<l>_ml_change = ln((V_t + c) / (V_prev + c))``
-  since the patient's previous time point and ``size_label<l>_ml_change_first`` since the first,
-  both 0 at the first time point, with ``c`` = :data:`CHANGE_OFFSET_ML` so that a vanished lesion
-  stays finite.
+  every time point (``size_label<l>_ml_tp<t>``) and its relative change since the first time
+  point of the cohort, ``size_label<l>_ml_change_first_tp<t> = ln((V_t + c) / (V_first + c))``
+  for every later ``t`` (a response read off two scans; the encoder logs a volume column only
+  when it is skewed, so the volumes alone may not give the model their ratio); per-time-point
+  rows get the volume at that time point and its relative change, as a radiologist reads it off
+  the scans (RECIST compares with the previous scan and with baseline):
+  ``size_label<l>_ml_change = ln((V_t + c) / (V_prev + c))`` since the patient's previous time
+  point and ``size_label<l>_ml_change_first`` since the first, both 0 at the first time point,
+  with ``c`` = :data:`CHANGE_OFFSET_ML` so that a vanished lesion stays finite.
 """
 
 from __future__ import annotations
@@ -199,5 +202,12 @@ def _size_inputs(sizes: pd.DataFrame, by_timepoint: bool) -> pd.DataFrame:
         first.columns = [f"{c}_change_first" for c in value_columns]
         return pd.concat([ordered, change, first], axis=1).astype({"timepoint": int})
     wide = sizes.pivot(index="patient_id", columns="timepoint", values=value_columns)
+    first = min(wide.columns.get_level_values("timepoint"))
+    changes = {
+        f"{column}_change_first_tp{tp}": np.log(wide[(column, tp)] + CHANGE_OFFSET_ML)
+        - np.log(wide[(column, first)] + CHANGE_OFFSET_ML)
+        for column, tp in wide.columns
+        if column.startswith("size_") and tp != first
+    }
     wide.columns = [f"{column}_tp{tp}" for column, tp in wide.columns]
-    return wide.reset_index()
+    return pd.concat([wide, pd.DataFrame(changes, index=wide.index)], axis=1).reset_index()

@@ -108,6 +108,34 @@ def mr_image(
     return np.clip(np.rint(np.hypot(real, imag)), 0, 32767).astype(np.int16)
 
 
+def timepoint_scene(
+    latent: dict[str, Any], site: str, timepoint: int, rng: np.random.Generator
+) -> tuple[Grid, Scene, np.ndarray]:
+    """Time point 0 (pre) or 1 (post): grid (``site``'s scanner), scene and lesion label map."""
+    grid: Grid = make_grid(
+        rng,
+        size=GRID_SIZE,
+        inplane_mm=INPLANE_MM * SCANNERS[site].inplane_scale,
+        slice_mm=SLICE_MM,
+        table_mm=(0.0, -120.0, -900.0),
+        fov_centre_mm=(0.0, 0.0, float(latent["lesion_centre"][2])),
+    )
+    radius = latent["r0"] * (np.exp(latent["delta"] / 3.0) if timepoint == 1 else 1.0)
+    lesion = Lesion(
+        centre=latent["lesion_centre"],
+        radius_mm=float(np.clip(radius, 4.0, 40.0)),
+        elongation=latent["elongation"],
+        rotation=latent["rotation"],
+        lobulation=0.1,
+        necrosis=latent["n1"] if timepoint == 1 else latent["n0"],
+    )
+    scene = abdomen(
+        grid, rng, body_scale=latent["body_scale"], pancreas_shift=(0.0, 0.0, 0.0), lesion=lesion
+    )
+    mask = ((scene.tissue == LESION) | (scene.tissue == NECROSIS)).astype(np.uint8)
+    return grid, scene, mask
+
+
 class LiverResponse(StudyGenerator):
     """Generator of the ``liver_response`` demo cohort (see the module docstring)."""
 
@@ -183,33 +211,8 @@ class LiverResponse(StudyGenerator):
         """Render both time points in three sequences plus their lesion masks."""
         lat = patient.latent
         rng = self.rng(patient.index, "pixels")
-        scanner = SCANNERS[patient.site]
         for tp in (0, 1):
-            grid: Grid = make_grid(
-                rng,
-                size=GRID_SIZE,
-                inplane_mm=INPLANE_MM * scanner.inplane_scale,
-                slice_mm=SLICE_MM,
-                table_mm=(0.0, -120.0, -900.0),
-                fov_centre_mm=(0.0, 0.0, float(lat["lesion_centre"][2])),
-            )
-            radius = lat["r0"] * (np.exp(lat["delta"] / 3.0) if tp == 1 else 1.0)
-            lesion = Lesion(
-                centre=lat["lesion_centre"],
-                radius_mm=float(np.clip(radius, 4.0, 40.0)),
-                elongation=lat["elongation"],
-                rotation=lat["rotation"],
-                lobulation=0.1,
-                necrosis=lat["n1"] if tp == 1 else lat["n0"],
-            )
-            scene = abdomen(
-                grid,
-                rng,
-                body_scale=lat["body_scale"],
-                pancreas_shift=(0.0, 0.0, 0.0),
-                lesion=lesion,
-            )
-            mask = ((scene.tissue == LESION) | (scene.tissue == NECROSIS)).astype(np.uint8)
+            grid, scene, mask = timepoint_scene(lat, patient.site, tp, rng)
             for spec in specs:
                 if spec.timepoint == tp:
                     image = mr_image(scene, spec.series, patient.site, rng, lat["texture"])
