@@ -95,6 +95,19 @@ def lesion_statistics(
     return np.asarray([*medians, *sds, elongation], dtype=np.float64)
 
 
+def present_mean_sd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD per column over the cases that have it (NaN: a statistic a case lacks).
+
+    A column no case has reads mean NaN and SD 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    present = ~np.isnan(x)
+    count = np.maximum(present.sum(axis=0), 1)
+    mean = np.where(present, x, 0.0).sum(axis=0) / count
+    var = np.where(present, (x - mean) ** 2, 0.0).sum(axis=0) / count
+    return np.where(present.any(axis=0), mean, np.nan), np.sqrt(var)
+
+
 @dataclass
 class StatisticsScaler:
     """z-scores of the statistics with the training cases' mean and SD, missing values at 0.
@@ -117,15 +130,9 @@ class StatisticsScaler:
     @classmethod
     def fit(cls, x: np.ndarray, label: int, reference: int | None = None) -> StatisticsScaler:
         """The scaler of training statistics ``x`` (cases x statistics)."""
-        x = np.asarray(x, dtype=np.float64)
-        present = ~np.isnan(x)
-        count = present.sum(axis=0)
-        total = np.where(present, x, 0.0).sum(axis=0)
-        mean = np.divide(total, count, out=np.zeros(x.shape[1]), where=count > 0)
-        squares = np.where(present, (x - mean) ** 2, 0.0).sum(axis=0)
-        sd = np.sqrt(np.divide(squares, count, out=np.zeros(x.shape[1]), where=count > 0))
+        mean, sd = present_mean_sd(x)
         ref = None if reference is None else int(reference)
-        return cls(int(label), mean, np.where(sd > 0, sd, 1.0), ref)
+        return cls(int(label), np.nan_to_num(mean), np.where(sd > 0, sd, 1.0), ref)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """z-scores (float32), 0 where a statistic is missing.

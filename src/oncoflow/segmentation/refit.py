@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from oncoflow.errors import SegmentationError
-from oncoflow.segmentation.lesion_statistics import StatisticsScaler
+from oncoflow.segmentation.lesion_statistics import StatisticsScaler, present_mean_sd
 from oncoflow.segmentation.multitask import ClassificationHead
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ class SiteMapping:
         if any(s == "" for s in labels):
             msg = "a training case has no site (cases.csv column site): export the dataset again"
             raise SegmentationError(msg)
-        per_site = {s: _location_scale(x[labels == s]) for s in np.unique(labels)}
-        return cls(*_location_scale(x), per_site)
+        per_site = {s: present_mean_sd(x[labels == s]) for s in np.unique(labels)}
+        return cls(*present_mean_sd(x), per_site)
 
     @classmethod
     def fit_transform(cls, x: np.ndarray, sites: Sequence[str]) -> tuple[SiteMapping, np.ndarray]:
@@ -91,7 +91,7 @@ class SiteMapping:
             if site in self.sites:
                 m_s, s_s = self.sites[site]
             elif site and n >= MIN_SITE_CASES:
-                m_s, s_s = _location_scale(x[rows])
+                m_s, s_s = present_mean_sd(x[rows])
                 log.info("site %s unseen in training: location/scale from its %d case(s)", site, n)
             else:
                 what = f"site {site} unseen in training has {n} case(s)" if site else "no site"
@@ -114,16 +114,6 @@ class SiteMapping:
         """Inverse of :meth:`to_dict`."""
         sites = {s: (np.asarray(m), np.asarray(d)) for s, (m, d) in data["sites"].items()}
         return cls(np.asarray(data["mean"]), np.asarray(data["sd"]), sites)
-
-
-def _location_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and SD per column over the cases that have it (NaN: a statistic a case lacks)."""
-    x = np.asarray(x, dtype=np.float64)
-    present = ~np.isnan(x)
-    count = present.sum(axis=0)
-    mean = np.where(present, x, 0.0).sum(axis=0) / np.maximum(count, 1)
-    var = np.where(present, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1)
-    return np.where(count > 0, mean, np.nan), np.sqrt(var)
 
 
 def _site_labels(sites: Sequence[str], n: int) -> np.ndarray:
