@@ -1088,3 +1088,29 @@ def test_a_time_point_whose_mask_holds_no_lesion_gets_embedding_0_and_a_warning(
     np.testing.assert_array_equal(second[:4], 0.0)
     assert np.abs(first[:4]).sum() > 0
     assert second[4] < first[4]  # the log lesion volume of an empty mask is the smaller one
+
+
+def test_tabular_encoder_keeps_a_lab_value_with_a_few_zeros_on_the_log_scale() -> None:
+    # AFP reported as 0 at its detection limit must not turn the log off for the whole column;
+    # a count that is mostly 0 stays linear
+    rng = np.random.default_rng(0)
+    afp = np.round(np.exp(rng.normal(3.0, 1.6, 200)), 1)
+    afp[:3] = 0.0
+    foci = np.where(np.arange(200) < 150, 0.0, np.exp(rng.normal(1.0, 1.0, 200)))
+    train = pd.DataFrame({"afp": afp, "foci": foci})
+    enc = TabularEncoder().fit(train)
+    logged, _, mean, sd, offset = enc.numeric_["afp"]
+    assert logged
+    assert offset == pytest.approx(afp[afp > 0].min() / 2)
+    assert not enc.numeric_["foci"][0]
+    x = enc.transform(pd.DataFrame({"afp": [0.0, 100.0, -1.0], "foci": [0.0, 1.0, 2.0]}))
+    assert x[0, 0] == pytest.approx((np.log(offset) - mean) / sd, rel=1e-5)
+    assert x[1, 0] == pytest.approx((np.log(100.0 + offset) - mean) / sd, rel=1e-5)
+    median = enc.numeric_["afp"][1]
+    assert x[2, 0] == pytest.approx((median - mean) / sd, rel=1e-5)  # negative -> missing
+    # a state saved before the offset existed (four entries per column) restores with c = 0
+    old = enc.state()
+    old["numeric"] = {k: v[:4] for k, v in old["numeric"].items()}
+    del old["zero_share"]
+    restored = TabularEncoder.from_state(old)
+    assert restored.numeric_["afp"][4] == 0.0
