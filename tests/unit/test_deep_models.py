@@ -18,6 +18,7 @@ from oncoflow.deep.data import (
     intensity_features,
     lesion_core_statistics,
     load_lesions,
+    ring_mask,
     select_slices,
 )
 from oncoflow.deep.ensemble import collect_folds, ensemble_predictions
@@ -616,6 +617,32 @@ def test_intensity_features_of_the_eroded_core_read_the_texture_not_the_rim() ->
     )
 
 
+def test_a_ring_reference_cancels_a_smooth_gain_and_keeps_the_lesion_contrast() -> None:
+    # one lesion (0.3) in liver (0.6) under gains 0.7 and 1.3: the plain core mean moves with
+    # the gain, its ratio to the ring of surrounding liver stays at 0.5
+    yy, xx = np.mgrid[:40, :40] - 19.5
+    disc = np.broadcast_to(yy**2 + xx**2 <= 8.0**2, (2, 40, 40)).astype(np.uint8)
+    ring = ring_mask(disc, 2, 6)
+    assert not (ring & (disc > 0)).any()
+    assert ring[0].sum() > 0
+    near = ndimage.binary_dilation(disc > 0, np.ones((1, 3, 3), bool), iterations=1)
+    assert not (ring & near).any()  # the first two pixels around the lesion are left out
+    rows = {}
+    for gain in (0.7, 1.3):
+        image = np.full((2, 40, 40), 0.6 * gain, np.float32)
+        image[disc > 0] = 0.3 * gain
+        crops = StemCrops(image, disc, np.full(2, 200.0), 2.0, image[:0], image[:0])
+        rows[gain] = (
+            intensity_features({0: {"A": crops}}, ["A"])[0],
+            intensity_features({0: {"A": crops}}, ["A"], reference_ring=(2, 6))[0],
+        )
+    assert rows[1.3][0][0] == pytest.approx(rows[0.7][0][0] * 1.3 / 0.7, rel=1e-5)
+    assert rows[0.7][1][0] == pytest.approx(0.5, rel=1e-5)
+    assert rows[1.3][1][0] == pytest.approx(0.5, rel=1e-5)
+    with pytest.raises(ValueError, match="inner < outer"):
+        ring_mask(disc, 3, 3)
+
+
 def test_intensity_features_cross_phase_texture_ignores_the_noise_of_each_phase() -> None:
     # three phases share one texture (sd 0.05); phase noise of sd 0.02 or 0.10 inflates their
     # SD but not the texture they share, which stays near 0.05 whatever the noise
@@ -780,7 +807,12 @@ def test_streamed_crops_equal_the_preloaded_tensors(tmp_path: Path) -> None:
 
 def test_lesion_means_are_the_core_means_of_the_sequences_a_rung_reads(tmp_path: Path) -> None:
     from oncoflow.deep.common import load_fold
-    from oncoflow.deep.train_liver import CORE_ERODE, LiverSettings, patient_tensor
+    from oncoflow.deep.train_liver import (
+        CORE_ERODE,
+        REFERENCE_RING,
+        LiverSettings,
+        patient_tensor,
+    )
 
     paths = _cohort(tmp_path, "liver")
     inputs = load_fold(fold="0", stems=LIVER["stems"], strata={}, **paths)
@@ -801,6 +833,18 @@ def test_lesion_means_are_the_core_means_of_the_sequences_a_rung_reads(tmp_path:
         _, columns = patient_tensor(lesions, patient, settings)
         means = [expected[stem, tp] for stem in stems for tp in (0, 1)]
         assert np.allclose(columns, [*volumes, *means], atol=1e-5)
+    # with the ring reference: the log ratio of the core mean to the surrounding ring's median
+    ringed = LiverSettings(
+        **{**LIVER, "network": {}, "lesion_means": True} | {"lesion_reference": True}
+    )
+    _, columns = patient_tensor(lesions, patient, ringed)
+    ratios = []
+    for stem in LIVER["stems"]:
+        for tp in (0, 1):
+            crops = lesions[tp][stem]
+            ring = crops.lesion[ring_mask(crops.mask > 0, *REFERENCE_RING)]
+            ratios.append(np.log(expected[stem, tp] / np.median(ring)))
+    assert np.allclose(columns, [*volumes, *ratios], atol=1e-4)
 
 
 def test_a_liver_model_refuses_columns_of_another_lesion_means_setting(tmp_path: Path) -> None:
@@ -824,6 +868,13 @@ def test_a_liver_model_refuses_columns_of_another_lesion_means_setting(tmp_path:
     plain = LiverSettings(**{**LIVER, "network": {}, "rung": "single_temporal"})
     task = LiverTask(inputs, plain, device=torch.device("cpu"), resume_dir=tmp_path / "r")
     with pytest.raises(ModelError, match="model was fit on 4"):
+        task.restore(payload)
+    ringed = LiverSettings(
+        **{**LIVER, "network": {}, "rung": "single_temporal", "lesion_means": True}
+        | {"lesion_reference": True}
+    )
+    task = LiverTask(inputs, ringed, device=torch.device("cpu"), resume_dir=tmp_path / "r")
+    with pytest.raises(ModelError, match="lesion_reference=False"):
         task.restore(payload)
 
 

@@ -208,6 +208,33 @@ def core_mask(
     return core if core.sum() >= min_voxels else lesion
 
 
+def ring_mask(lesion: np.ndarray, inner: int, outer: int) -> np.ndarray:
+    """The pixels ``inner < d <= outer`` crop pixels outside a stack of lesion masks, in plane.
+
+    Args:
+        lesion: Lesion masks (slices, y, x), boolean or 0/1.
+        inner: In-plane dilations (3x3 cross, so a city-block distance) kept clear of the
+            lesion: its rim's partial volume stays out of the ring.
+        outer: In-plane dilations that bound the ring.
+
+    Returns:
+        Boolean mask of the ring, the same shape; empty where a slice holds no lesion.
+
+    Raises:
+        ValueError: ``0 <= inner < outer`` does not hold.
+    """
+    from scipy import ndimage
+
+    if not 0 <= inner < outer:
+        msg = f"a ring needs 0 <= inner < outer, got ({inner}, {outer})"
+        raise ValueError(msg)
+    lesion = np.asarray(lesion, dtype=bool)
+    cross = np.zeros((1, 3, 3), bool)
+    cross[0] = ndimage.generate_binary_structure(2, 1)
+    near = ndimage.binary_dilation(lesion, cross, iterations=inner) if inner else lesion
+    return ndimage.binary_dilation(lesion, cross, iterations=outer) & ~near
+
+
 CORE_STATISTICS: tuple[str, ...] = ("p10", "median", "p90", "iqr", "spread")
 """Columns of :func:`lesion_core_statistics`."""
 
@@ -294,6 +321,7 @@ def intensity_features(
     erode: int = 0,
     min_pixels: int = 20,
     cross_phase: bool = False,
+    reference_ring: tuple[int, int] | None = None,
 ) -> dict[int, np.ndarray]:
     """Per time point ``[mean, sd]`` of the lesion voxels of the crops, mean over phases.
 
@@ -309,6 +337,13 @@ def intensity_features(
     values minus their mean. Phases co-registered on one grid share the lesion's texture and
     not the scanner noise, so the covariance of two phases keeps the texture variance and the
     noise variance cancels from it, whatever the scanner (the SD carries both).
+
+    With ``reference_ring = (inner, outer)`` each phase's mean and SD are divided by the median
+    of its pixels in a ring around the lesion (:func:`ring_mask`: the mask dilated in plane by
+    ``outer`` crop pixels minus the mask dilated by ``inner``): the surrounding tissue lies under
+    the same scanner gain and the same smooth multiplicative bias field (MRI's coil
+    inhomogeneity), so the ratio keeps the lesion's contrast to it and drops both. A phase whose
+    ring holds no pixel, or whose ring median is not positive, is left out at that time point.
 
     Raises:
         CohortError: ``cross_phase`` with fewer than two stems, or phases whose crops of one
@@ -329,8 +364,14 @@ def intensity_features(
                 msg = f"time point {tp}: {stem}'s lesion mask differs from {stems[0]}'s"
                 raise CohortError(msg)
             inside = crops.lesion[core]
+            scale = 1.0
+            if reference_ring is not None and inside.size:
+                ring = crops.lesion[ring_mask(crops.mask > 0, *reference_ring)]
+                scale = float(np.median(ring)) if ring.size else 0.0
+                if scale <= 0:
+                    continue
             if inside.size:
-                per_phase.append((float(inside.mean()), float(inside.std())))
+                per_phase.append((float(inside.mean()) / scale, float(inside.std()) / scale))
                 residuals.append(inside.astype(np.float64) - inside.mean())
         row = np.mean(per_phase, axis=0) if per_phase else None
         if row is not None and cross_phase:

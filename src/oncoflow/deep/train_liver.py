@@ -54,6 +54,11 @@ CORE_ERODE = 2
 """In-plane erosion (crop pixels) of the lesion masks for ``lesion_means`` (the rim's partial
 volume with the liver stays out of the mean)."""
 
+REFERENCE_RING = (2, 8)
+"""The ring of surrounding tissue of ``lesion_reference``: from 2 to 8 crop pixels outside the
+lesion in plane (:func:`~oncoflow.deep.data.ring_mask`); a crop's side is twice the lesion's
+baseline extent, so the ring stays inside the crop and mostly in the liver around it."""
+
 
 @dataclass
 class LiverSettings:
@@ -81,6 +86,11 @@ class LiverSettings:
             volumes: the warm-started linear term then reads the lesion's signal from the start
             (necrosis is bright on T2, dark on T1 / T1V). Only rungs with a tabular input (from
             ``single_temporal`` on) see it.
+        lesion_reference: With ``lesion_means``, each mean is read against the tissue around
+            the lesion: ``log(core mean / median of the ring)`` (:data:`REFERENCE_RING`). The
+            crops are scaled by whole-image percentiles, which leave the scanner's smooth
+            multiplicative bias field (coil inhomogeneity, about 12 % on the demo) on the mean,
+            as large as the necrosis change it should show; the ring lies under the same field.
     """
 
     rung: str = "relation_net"
@@ -101,6 +111,7 @@ class LiverSettings:
     head_lr_factor: float = 10.0
     warm_start: bool = True
     lesion_means: bool = False
+    lesion_reference: bool = False
 
 
 def read_stems(settings: LiverSettings) -> list[str]:
@@ -115,8 +126,9 @@ def patient_tensor(
 
     Axes: sequence (``stems``), time point (pre, post), the ``k`` largest lesion slices, (image,
     lesion mask). The columns: ``[log(1 + V_pre), log(1 + V_post)]`` (mm³, mean over the
-    sequences), then with ``lesion_means`` the lesion-core mean intensity (crop units) of each
-    stem of :func:`read_stems`, pre and post (``[s1_pre, s1_post, s2_pre, ...]``).
+    sequences), then with ``lesion_means`` the lesion-core mean intensity (crop units; with
+    ``lesion_reference`` its log ratio to the surrounding ring) of each stem of
+    :func:`read_stems`, pre and post (``[s1_pre, s1_post, s2_pre, ...]``).
 
     Raises:
         ModelError: The patient lacks the pre (0) or post (1) time point.
@@ -138,9 +150,11 @@ def patient_tensor(
         np.log1p(np.mean([lesions[tp][s].volume_mm3 for s in settings.stems])) for tp in (0, 1)
     ]
     if settings.lesion_means:
+        ring = REFERENCE_RING if settings.lesion_reference else None
         for stem in read_stems(settings):
-            core = intensity_features(lesions, [stem], erode=CORE_ERODE)
-            columns += [float(core[tp][0]) for tp in (0, 1)]
+            core = intensity_features(lesions, [stem], erode=CORE_ERODE, reference_ring=ring)
+            means = [float(core[tp][0]) for tp in (0, 1)]
+            columns += [float(np.log(max(m, 1e-3))) for m in means] if ring else means
     return images.astype(np.float32), np.array(columns, dtype=np.float32)
 
 
@@ -256,8 +270,18 @@ class LiverTask(FoldTask[LiverSettings]):
 
         Returns:
             The rung with the payload's weights, on :attr:`device`.
+
+        Raises:
+            ModelError: The payload was trained with another ``lesion_reference`` setting.
         """
         target, outcomes = self.settings.target, self.inputs.outcomes
+        trained = bool(payload.get("lesion_reference", False))
+        if trained != self.settings.lesion_reference:
+            msg = (
+                f"the model was trained with lesion_reference={trained}, the study's config says "
+                f"{self.settings.lesion_reference}: the lesion means would be read another way"
+            )
+            raise ModelError(msg)
         if target in outcomes.columns:
             self.outcomes = outcomes.set_index("patient_id")[target]
         else:
@@ -384,6 +408,7 @@ class LiverTask(FoldTask[LiverSettings]):
             "state_dict": model.state_dict(),
             "network": self.network,
             "clinical_encoder": self.encoder.state(),
+            "lesion_reference": self.settings.lesion_reference,
             "volume_mean": self.v_mean,
             "volume_sd": self.v_sd,
             "best_epoch": result.best_epoch,
