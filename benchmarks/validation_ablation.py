@@ -52,6 +52,28 @@ def override(study: str, assignment: str) -> tuple[str, Any, dict]:
     return key, value, {"studies": {study: node}}
 
 
+def overrides(study: str, assignments: list[str]) -> tuple[str, Any, dict]:
+    """Several ``KEY=VALUE`` as one candidate: keys joined by ``+``, one merged overlay.
+
+    One assignment gives :func:`override`'s key and value; several give ``{key: value}``.
+    """
+    parts = [override(study, a) for a in assignments]
+    overlay: dict = {}
+    for _, _, node in parts:
+        _merge(overlay, node)
+    keys = [k for k, _, _ in parts]
+    value = parts[0][1] if len(parts) == 1 else {k: v for k, v, _ in parts}
+    return "+".join(keys), value, overlay
+
+
+def _merge(into: dict, node: dict) -> None:
+    for k, v in node.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
 def _value(cell: float | dict) -> float:
     """A metric cell: a number (per fold) or ``{"value", "ci_low", "ci_high"}`` (pooled)."""
     return float(cell["value"] if isinstance(cell, dict) else cell)
@@ -141,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True, help="a run kept by confirm.py")
     parser.add_argument("--study", required=True, help="the study whose setting is switched")
-    parser.add_argument("--set", dest="assignment", required=True, help="KEY=VALUE under the study")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        nargs="+",
+        required=True,
+        help="KEY=VALUE under the study (several: one candidate that switches them together)",
+    )
     parser.add_argument("--models", nargs="+", required=True, help="deep models to retrain")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument("--scale", choices=sorted(SCALES), default="full", help="the run's profile")
@@ -151,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks", help="output folder")
     args = parser.parse_args(argv)
-    key, value, overlay = override(args.study, args.assignment)
+    key, value, overlay = overrides(args.study, args.assignments)
     seed = kept_seed(args.workdir)
     copy = args.scratch or args.workdir.with_name(args.workdir.name + ".ablation")
     if args.collect:  # the copy of an earlier call, its jobs done: read it again
@@ -175,14 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             )
     commit = head_commit()
     command = f"python benchmarks/validation_ablation.py --workdir DIR --study {args.study}"
-    command += f" --set {args.assignment} --models {' '.join(args.models)}"
+    command += f" --set {' '.join(args.assignments)} --models {' '.join(args.models)}"
     result = {"seed": seed, "study": args.study, "setting": key, "switched_to": value}
     result |= {"command": command, "commit": commit, "cores": args.cores}
     result["wall_s"] = None if wall is None else round(wall, 1)
     result["collected"] = bool(args.collect)
     result["split"] = "validation (pooled out-of-fold; test rows not read)"
     result["rows"] = rows
-    name = f"validation_ablation_{args.study}_{key.split('.')[-1]}_{seed}.json"
+    short = "_".join(k.split(".")[-1] for k in key.split("+"))
+    name = f"validation_ablation_{args.study}_{short}_{seed}.json"
     (args.out_dir / name).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out_dir / name}")
     return 0

@@ -874,7 +874,14 @@ def test_a_liver_model_refuses_columns_of_another_lesion_means_setting(tmp_path:
         | {"lesion_reference": True}
     )
     task = LiverTask(inputs, ringed, device=torch.device("cpu"), resume_dir=tmp_path / "r")
-    with pytest.raises(ModelError, match="lesion_reference=False"):
+    with pytest.raises(ModelError, match="'lesion_reference': False"):
+        task.restore(payload)
+    whole = LiverSettings(
+        **{**LIVER, "network": {}, "rung": "single_temporal", "lesion_means": True}
+        | {"lesion_erode": 0}
+    )
+    task = LiverTask(inputs, whole, device=torch.device("cpu"), resume_dir=tmp_path / "r")
+    with pytest.raises(ModelError, match="'lesion_erode': 2"):
         task.restore(payload)
 
 

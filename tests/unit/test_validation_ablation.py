@@ -22,6 +22,17 @@ def test_a_dotted_key_becomes_an_overlay_under_the_study(ablation):
         ablation.override("s", "train.epochs")
 
 
+def test_several_assignments_are_one_candidate_with_one_overlay(ablation):
+    key, value, overlay = ablation.overrides(
+        "liver_response", ["train.lesion_reference=true", "train.lesion_erode=0"]
+    )
+    assert key == "train.lesion_reference+train.lesion_erode"
+    assert value == {"train.lesion_reference": True, "train.lesion_erode": 0}
+    train = {"lesion_reference": True, "lesion_erode": 0}
+    assert overlay == {"studies": {"liver_response": {"train": train}}}
+    assert ablation.overrides("s", ["train.epochs=40"])[:2] == ("train.epochs", 40)
+
+
 def test_the_dry_run_table_is_read_per_rule(ablation):
     table = """Job stats:
 job              count

@@ -51,8 +51,8 @@ PARTS: tuple[str, str] = ("lesion", "mask")
 """The two channels of a slice: the crop and its lesion mask (read by ``lesion_pool``)."""
 
 CORE_ERODE = 2
-"""In-plane erosion (crop pixels) of the lesion masks for ``lesion_means`` (the rim's partial
-volume with the liver stays out of the mean)."""
+"""Default in-plane erosion (crop pixels) of the lesion masks for ``lesion_means`` (the rim's
+partial volume with the liver stays out of the mean; ``lesion_erode``)."""
 
 REFERENCE_RING = (2, 8)
 """The ring of surrounding tissue of ``lesion_reference``: from 2 to 8 crop pixels outside the
@@ -91,6 +91,9 @@ class LiverSettings:
             crops are scaled by whole-image percentiles, which leave the scanner's smooth
             multiplicative bias field (coil inhomogeneity, about 12 % on the demo) on the mean,
             as large as the necrosis change it should show; the ring lies under the same field.
+        lesion_erode: In-plane erosion (crop pixels) of the masks the lesion means are read
+            in; 0 reads the whole mask (more pixels, and with ``lesion_reference`` the rim's
+            partial volume is the same before and after).
     """
 
     rung: str = "relation_net"
@@ -112,6 +115,7 @@ class LiverSettings:
     warm_start: bool = True
     lesion_means: bool = False
     lesion_reference: bool = False
+    lesion_erode: int = CORE_ERODE
 
 
 def read_stems(settings: LiverSettings) -> list[str]:
@@ -152,7 +156,9 @@ def patient_tensor(
     if settings.lesion_means:
         ring = REFERENCE_RING if settings.lesion_reference else None
         for stem in read_stems(settings):
-            core = intensity_features(lesions, [stem], erode=CORE_ERODE, reference_ring=ring)
+            core = intensity_features(
+                lesions, [stem], erode=settings.lesion_erode, reference_ring=ring
+            )
             means = [float(core[tp][0]) for tp in (0, 1)]
             columns += [float(np.log(max(m, 1e-3))) for m in means] if ring else means
     return images.astype(np.float32), np.array(columns, dtype=np.float32)
@@ -272,14 +278,20 @@ class LiverTask(FoldTask[LiverSettings]):
             The rung with the payload's weights, on :attr:`device`.
 
         Raises:
-            ModelError: The payload was trained with another ``lesion_reference`` setting.
+            ModelError: The payload was trained with another ``lesion_reference`` or
+                ``lesion_erode`` setting.
         """
         target, outcomes = self.settings.target, self.inputs.outcomes
-        trained = bool(payload.get("lesion_reference", False))
-        if trained != self.settings.lesion_reference:
+        settings = self.settings
+        trained = {
+            "lesion_reference": bool(payload.get("lesion_reference", False)),
+            "lesion_erode": int(payload.get("lesion_erode", CORE_ERODE)),
+        }
+        now = {"lesion_reference": settings.lesion_reference, "lesion_erode": settings.lesion_erode}
+        if settings.lesion_means and trained != now:
             msg = (
-                f"the model was trained with lesion_reference={trained}, the study's config says "
-                f"{self.settings.lesion_reference}: the lesion means would be read another way"
+                f"the model was trained with {trained}, the study's config says {now}: the "
+                "lesion means would be read another way"
             )
             raise ModelError(msg)
         if target in outcomes.columns:
@@ -409,6 +421,7 @@ class LiverTask(FoldTask[LiverSettings]):
             "network": self.network,
             "clinical_encoder": self.encoder.state(),
             "lesion_reference": self.settings.lesion_reference,
+            "lesion_erode": self.settings.lesion_erode,
             "volume_mean": self.v_mean,
             "volume_sd": self.v_sd,
             "best_epoch": result.best_epoch,
