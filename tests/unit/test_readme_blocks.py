@@ -42,6 +42,7 @@ RENDERS: tuple[tuple[str, ...], ...] = (
     ("head_site_statistics.py", "--seed", "31", "--render-only"),
     ("baseline_spread.py", "--study", "pancreas_progression", "--render-only"),
     ("baseline_spread.py", "--study", "liver_response", "--render-only"),
+    ("liver_necrosis_readout.py", "--render-only"),
 )
 
 
