@@ -23,10 +23,17 @@ def _control_table(runs: int, n: int = 120, seed: int = 0) -> pd.DataFrame:
     frames = []
     for run in range(runs):
         size = rng.normal(size=n)
-        sign = rng.choice([-1.0, 1.0])  # a permuted model: a function of size, random sign
+        fold = np.arange(n) % 2
+        # a permuted model: a function of size whose sign each fold model draws on its own
+        sign = rng.choice([-1.0, 1.0], size=2)[fold]
         split = np.where(np.arange(n) < n // 2, "validation", "internal_test")
         y = (size > 0).astype(int)
-        base = {"patient_id": [f"P{i}" for i in range(n)], "split": split, "permutation": run}
+        base = {
+            "patient_id": [f"P{i}" for i in range(n)],
+            "split": split,
+            "fold": fold,
+            "permutation": run,
+        }
         frames.append(
             pd.DataFrame({**base, "target": "response", "y_true": y, "y_score": sign * size})
         )
@@ -51,7 +58,7 @@ def _control_table(runs: int, n: int = 120, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_each_run_is_scored_on_its_validation_rows_with_the_ranking_metric(control):
+def test_each_fold_model_of_each_run_is_scored_on_its_validation_rows(control):
     table = _control_table(runs=4)
     # test rows made uninformative: exact 0 or 1 below means only validation rows were read
     table.loc[table["split"] == "internal_test", "y_score"] = 0.0
@@ -61,9 +68,19 @@ def test_each_run_is_scored_on_its_validation_rows_with_the_ranking_metric(contr
     assert scores["os"]["metric"] == "harrell_c"
     assert scores["stage"]["metric"] == "auc_macro"
     for target in ("response", "os"):
-        # a deterministic function of the deciding input: each run at 0 or 1
-        assert all(min(s, 1 - s) < 1e-9 for s in scores[target]["runs"])
-        assert len(scores[target]["runs"]) == 4
+        # a deterministic function of the deciding input: each fold model of each run at 0 or 1
+        folds = scores[target]["folds"]
+        assert set(folds) == {"0", "1"}
+        assert all(len(runs) == 4 for runs in folds.values())
+        assert all(min(s, 1 - s) < 1e-9 for runs in folds.values() for s in runs)
+
+
+def test_the_spread_of_one_fold_model_is_not_averaged_away_by_pooling_the_folds(control):
+    table = _control_table(runs=6, n=400, seed=3)
+    result = control.sizing({1: control.run_scores(table)})
+    # each fold model is right or exactly wrong: SD ~0.5, far more runs than a pooled score asks
+    assert result["targets"]["response"]["sd_between_runs"] > 0.4
+    assert result["runs_needed"] > 100
 
 
 def test_the_spread_is_pooled_within_seeds_and_sizes_the_runs(control):
@@ -75,8 +92,8 @@ def test_the_spread_is_pooled_within_seeds_and_sizes_the_runs(control):
     assert control.runs_needed(0.0) == 2
     result = control.sizing(
         {
-            1: {"a": {"runs": [0.4, 0.6, 0.5]}},
-            2: {"a": {"runs": [0.5, 0.52]}, "b": {"runs": [0.1, 0.9]}},
+            1: {"a": {"folds": {"0": [0.4, 0.6, 0.5]}}},
+            2: {"a": {"folds": {"0": [0.5, 0.52], "1": [0.5]}}, "b": {"folds": {"0": [0.1, 0.9]}}},
         }
     )
     assert result["targets"]["a"]["dof"] == 3
@@ -96,5 +113,5 @@ def test_the_command_reads_kept_runs_and_writes_the_study_file(control, tmp_path
     assert control.main([*argv, str(tmp_path / "run5"), str(tmp_path / "run7")]) == 0
     written = json.loads((out / "control_runs_toy.json").read_text())
     assert set(written["seeds"]) == {"5", "7"}
-    assert written["targets"]["response"]["dof"] == 4
+    assert written["targets"]["response"]["dof"] == 8  # 2 seeds x 2 folds x (3 runs - 1)
     assert written["runs_needed"] == max(t["runs_needed"] for t in written["targets"].values())
