@@ -59,6 +59,10 @@ REFERENCE_RING = (2, 8)
 lesion in plane (:func:`~oncoflow.deep.data.ring_mask`); a crop's side is twice the lesion's
 baseline extent, so the ring stays inside the crop and mostly in the liver around it."""
 
+RATIO_FLOOR = 1e-3
+"""Smallest lesion-to-ring ratio taken into ``log`` (a mask darker than a thousandth of its ring
+is read as that; a missing ratio stays missing)."""
+
 
 @dataclass
 class LiverSettings:
@@ -160,7 +164,7 @@ def patient_tensor(
                 lesions, [stem], erode=settings.lesion_erode, reference_ring=ring
             )
             means = [float(core[tp][0]) for tp in (0, 1)]
-            columns += [float(np.log(max(m, 1e-3))) for m in means] if ring else means
+            columns += [float(np.log(max(m, RATIO_FLOOR))) for m in means] if ring else means
     return images.astype(np.float32), np.array(columns, dtype=np.float32)
 
 
