@@ -17,15 +17,15 @@ def control():
     return load_script("control_runs", folder="benchmarks")
 
 
-def _control_table(runs: int, n: int = 120, seed: int = 0) -> pd.DataFrame:
+def _control_table(runs: int, n: int = 120, seed: int = 0, folds: int = 2) -> pd.DataFrame:
     """A permuted control of a binary, a survival and a 3-class target; test rows carry signal."""
     rng = np.random.default_rng(seed)
     frames = []
     for run in range(runs):
         size = rng.normal(size=n)
-        fold = np.arange(n) % 2
+        fold = np.arange(n) % folds
         # a permuted model: a function of size whose sign each fold model draws on its own
-        sign = rng.choice([-1.0, 1.0], size=2)[fold]
+        sign = rng.choice([-1.0, 1.0], size=folds)[fold]
         split = np.where(np.arange(n) < n // 2, "validation", "internal_test")
         y = (size > 0).astype(int)
         base = {
@@ -76,11 +76,16 @@ def test_each_fold_model_of_each_run_is_scored_on_its_validation_rows(control):
 
 
 def test_the_spread_of_one_fold_model_is_not_averaged_away_by_pooling_the_folds(control):
-    table = _control_table(runs=6, n=400, seed=3)
+    table = _control_table(runs=8, n=400, seed=3, folds=5)
     result = control.sizing({1: control.run_scores(table)})
     # each fold model is right or exactly wrong: SD ~0.5, far more runs than a pooled score asks
-    assert result["targets"]["response"]["sd_between_runs"] > 0.4
+    per_fold = result["targets"]["response"]["sd_between_runs"]
+    assert per_fold > 0.4
     assert result["runs_needed"] > 100
+    # the score pooled over the five folds mixes their signs and spreads far less
+    validation = table[(table["split"] == "validation") & (table["target"] == "response")]
+    pooled = [control.ranking_score(run, "binary") for _, run in validation.groupby("permutation")]
+    assert float(np.std(pooled, ddof=1)) < 0.75 * per_fold
 
 
 def test_the_spread_is_pooled_within_seeds_and_sizes_the_runs(control):
